@@ -1,0 +1,177 @@
+"""Read a run directory into pandas DataFrames for the report.
+
+The layout and the Parquet schemas come from :mod:`simcore.trace_schema`; this module
+checks that each file is present, readable and has the schema's columns with compatible
+types, and raises :class:`ReportInputError` naming the file and what was expected if not.
+Only the event columns the report needs are read, and only ``mm_page_alloc`` rows, so a
+long trace does not have to fit in memory as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from simcore import trace_schema as ts
+
+# The event columns the report aggregates; the rest of EVENTS_FILE is not read.
+REPORT_EVENT_COLUMNS = ("time_ns", "event", "caller", "nid", "zone", "order", "outcome", "path")
+
+SUMMARY_KEYS = (
+    "simulated_seconds",
+    "wall_seconds",
+    "alloc_requests",
+    "pages_allocated",
+    "pages_freed",
+    "failures",
+    "events_traced",
+)
+MANIFEST_KEYS = ("name", "seed", "status")
+
+
+class ReportInputError(Exception):
+    """A run directory file is missing, unreadable or does not match the trace schema."""
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything the report reads from one run directory.
+
+    Attributes:
+        run_dir: The run directory.
+        manifest: Parsed ``manifest.json`` (name, seed, status, config, ...).
+        summary: Parsed ``summary.json`` (totals and failure counts).
+        alloc_events: ``mm_page_alloc`` rows of EVENTS_FILE, REPORT_EVENT_COLUMNS only.
+        buddyinfo: BUDDYINFO_FILE, all columns (free blocks per migratetype and order).
+        zonestat: ZONESTAT_FILE, all columns (free pages and watermarks per zone).
+    """
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    summary: dict[str, Any]
+    alloc_events: pd.DataFrame
+    buddyinfo: pd.DataFrame
+    zonestat: pd.DataFrame
+
+
+def _type_matches(actual: pa.DataType, expected: str) -> bool:
+    """Whether an Arrow column type is acceptable for a schema type name."""
+    if pa.types.is_dictionary(actual):
+        actual = actual.value_type
+    if expected == "string":
+        return bool(pa.types.is_string(actual) or pa.types.is_large_string(actual))
+    return bool(pa.types.is_integer(actual))
+
+
+def check_parquet_schema(path: Path, rel: str, columns: tuple[tuple[str, str], ...]) -> None:
+    """Raise ReportInputError unless ``path`` is a Parquet file with ``columns``.
+
+    Args:
+        path: The file on disk.
+        rel: Its name relative to the run directory, used in messages.
+        columns: ``(name, arrow type name)`` pairs from :mod:`simcore.trace_schema`.
+    """
+    if not path.is_file():
+        raise ReportInputError(f"{rel}: missing (expected a Parquet file at {path})")
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ReportInputError(f"{rel}: not a readable Parquet file ({exc})") from exc
+    missing = [name for name, _ in columns if name not in schema.names]
+    if missing:
+        raise ReportInputError(
+            f"{rel}: missing columns {missing}; expected {[n for n, _ in columns]}"
+        )
+    wrong = [
+        f"{name} is {schema.field(name).type}, expected {kind}"
+        for name, kind in columns
+        if not _type_matches(schema.field(name).type, kind)
+    ]
+    if wrong:
+        raise ReportInputError(f"{rel}: wrong column types: {'; '.join(wrong)}")
+
+
+def read_parquet(
+    run_dir: Path,
+    rel: str,
+    columns: tuple[tuple[str, str], ...],
+    *,
+    read_columns: tuple[str, ...] | None = None,
+    event: str | None = None,
+) -> pd.DataFrame:
+    """Check and read one Parquet file of a run directory.
+
+    Args:
+        run_dir: The run directory.
+        rel: The file, relative to ``run_dir`` (a ``trace_schema`` ``*_FILE`` constant).
+        columns: The schema it must follow.
+        read_columns: Only these columns are read (default: all of ``columns``).
+        event: If given, only rows whose ``event`` column equals it are read.
+
+    Returns:
+        The rows; dictionary-encoded string columns arrive as ``category`` dtype.
+
+    Raises:
+        ReportInputError: If the file is missing, unreadable or off-schema.
+    """
+    path = run_dir / rel
+    check_parquet_schema(path, rel, columns)
+    names = list(read_columns or (name for name, _ in columns))
+    filters = [("event", "=", event)] if event is not None else None
+    try:
+        table = pq.read_table(path, columns=names, filters=filters)
+    except (OSError, pa.ArrowException) as exc:
+        raise ReportInputError(f"{rel}: cannot read rows ({exc})") from exc
+    return table.to_pandas()
+
+
+def read_json(run_dir: Path, rel: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Read a JSON object from the run directory and check it has ``keys``.
+
+    Raises:
+        ReportInputError: If the file is missing, not JSON, not an object or lacks a key.
+    """
+    path = run_dir / rel
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ReportInputError(f"{rel}: missing (expected a JSON file at {path})") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportInputError(f"{rel}: not readable as JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ReportInputError(f"{rel}: expected a JSON object, got {type(data).__name__}")
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise ReportInputError(f"{rel}: missing keys {missing}; expected {list(keys)}")
+    return data
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Read and check everything the report needs from ``run_dir``.
+
+    Raises:
+        ReportInputError: If ``run_dir`` is not a directory or any input is bad.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportInputError(f"{run_dir}: not a run directory")
+    return RunData(
+        run_dir=run_dir,
+        manifest=read_json(run_dir, ts.MANIFEST_FILE, MANIFEST_KEYS),
+        summary=read_json(run_dir, ts.SUMMARY_FILE, SUMMARY_KEYS),
+        alloc_events=read_parquet(
+            run_dir,
+            ts.EVENTS_FILE,
+            ts.EVENT_COLUMNS,
+            read_columns=REPORT_EVENT_COLUMNS,
+            event=ts.MM_PAGE_ALLOC,
+        ),
+        buddyinfo=read_parquet(run_dir, ts.BUDDYINFO_FILE, ts.BUDDYINFO_COLUMNS),
+        zonestat=read_parquet(run_dir, ts.ZONESTAT_FILE, ts.ZONESTAT_COLUMNS),
+    )
