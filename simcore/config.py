@@ -1,0 +1,400 @@
+"""Parse an experiment YAML file into frozen dataclasses once, at the edge, and dump it back.
+
+The schema (see ``configs/*.yaml``) has ``name``, ``seed``, ``duration``, ``machine``,
+``sysctl``, ``trace`` and ``workloads``. Unknown keys and wrong types are errors, and each
+error is one :class:`~simcore.errors.ConfigError` naming the file and the key path
+(``machine.nodes[1].memory``). Human units are converted here: sizes become pages and
+durations integer nanoseconds (:mod:`simcore.units`).
+
+Sysctl bounds follow the 6.1 ``vm_table`` in ``kernel/sysctl.c`` and the handlers in
+``mm/page_alloc.c``. Workload parameters are parsed by per-kind parsers handed in by the
+caller (``workloads.registry``), since ``simcore`` never imports ``workloads``.
+:func:`dump_config` writes the *effective* config in the same shape, and
+``parse_config(dump_config(c), c.source) == c``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simcore.config_fields import (
+    FieldReader,
+    child,
+    expect_bool,
+    expect_duration_ns,
+    expect_int,
+    expect_list,
+    expect_mapping,
+    expect_size_pages,
+    expect_str,
+    read_fields,
+)
+from simcore.config_types import (
+    ExperimentConfig,
+    MachineConfig,
+    NodeConfig,
+    SysctlConfig,
+    TraceConfig,
+    WorkloadConfig,
+)
+from simcore.constants import PAGE_SIZE
+from simcore.errors import ConfigError
+from simcore.units import format_duration, format_size
+
+WorkloadParser = Callable[[Mapping[str, object], str, str], Mapping[str, object]]
+"""``parser(raw_params, key_prefix, source)`` -> converted params; raises ConfigError."""
+WorkloadDumper = Callable[[Mapping[str, object]], dict[str, object]]
+"""``dumper(params)`` -> the raw YAML keys (human units) that the parser would accept."""
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+NAME_FORMAT = "a name of letters, digits, '_', '.' or '-'"
+INT_MAX = 2**31 - 1
+"""Sysctls are C ``int``s (``proc_dointvec_minmax``)."""
+MAX_NODES = 64
+MIN_MAX_ORDER, MAX_MAX_ORDER = 1, 16
+LOCAL_DISTANCE, REMOTE_DISTANCE, MAX_DISTANCE = 10, 20, 255
+"""``include/linux/topology.h``; node distances are a u8 in the SLIT."""
+MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8
+"""``mm/page_alloc.c``: 0 (the default sizing) or at least this."""
+THP_MODES = ("always", "madvise", "never")
+LOWMEM_RESERVE_ZONES = 4
+"""DMA, DMA32, Normal, Movable. 6.1 with ``CONFIG_ZONE_DEVICE`` prints a fifth value
+(ZONE_DEVICE, never used for allocation); we accept it so that a real host's
+``/proc/sys/vm/lowmem_reserve_ratio`` can be pasted, and drop it."""
+
+
+def _name(value: object, key: str, source: str) -> str:
+    return expect_str(value, key, source, pattern=NAME_RE, expected=NAME_FORMAT)
+
+
+def _positive_duration(value: object, key: str, source: str) -> int:
+    return expect_duration_ns(value, key, source, min_ns=1)
+
+
+def _bounded(lo: int | None, hi: int | None = INT_MAX) -> FieldReader:
+    """A reader for an int in ``lo..hi``."""
+    return lambda value, key, source: expect_int(value, key, source, lo, hi)
+
+
+# ---------------------------------------------------------------- machine
+
+
+def _node(value: object, key: str, source: str) -> NodeConfig:
+    fields: dict[str, tuple[str, FieldReader]] = {
+        "memory": ("memory_pages", lambda v, k, s: expect_size_pages(v, k, s, min_pages=1)),
+        "cpus": ("cpus", _bounded(0, None)),
+        "movable": ("movable_pages", expect_size_pages),
+        "reserved": ("reserved_pages", expect_size_pages),
+    }
+    return NodeConfig(**read_fields(value, key, source, fields, required=("memory",)))
+
+
+def _nodes(value: object, key: str, source: str) -> tuple[NodeConfig, ...]:
+    items = expect_list(value, key, source, min_len=1, max_len=MAX_NODES)
+    return tuple(_node(item, child(key, i), source) for i, item in enumerate(items))
+
+
+def _distance(value: object, key: str, source: str) -> tuple[tuple[int, ...], ...] | None:
+    if value is None:
+        return None
+    rows = expect_list(value, key, source, min_len=1, max_len=MAX_NODES)
+    matrix = []
+    for i, row in enumerate(rows):
+        row_key = child(key, i)
+        cells = expect_list(row, row_key, source, min_len=len(rows), max_len=len(rows))
+        bounds = [(LOCAL_DISTANCE, LOCAL_DISTANCE) if i == j else (LOCAL_DISTANCE + 1,
+                  MAX_DISTANCE) for j in range(len(rows))]
+        matrix.append(tuple(expect_int(cell, child(row_key, j), source, *bounds[j])
+                            for j, cell in enumerate(cells)))
+    return tuple(matrix)
+
+
+MACHINE_FIELDS: dict[str, tuple[str, FieldReader]] = {
+    "nodes": ("nodes", _nodes),
+    "distance": ("distance", _distance),
+    "max_order": ("max_order", _bounded(MIN_MAX_ORDER, MAX_MAX_ORDER)),
+    "pageblock_order": ("pageblock_order", _bounded(1, MAX_MAX_ORDER)),
+    "transparent_hugepage": (
+        "transparent_hugepage", lambda v, k, s: expect_str(v, k, s, choices=THP_MODES)),
+}
+
+
+def _check_machine(machine: MachineConfig, source: str) -> None:
+    """Cross-key checks that need the whole machine section."""
+    if machine.pageblock_order > machine.max_order:
+        raise ConfigError(source, "machine.pageblock_order",
+                          f"1..max_order ({machine.max_order})", machine.pageblock_order)
+    block = 1 << machine.pageblock_order
+    block_text = f"a multiple of the pageblock size ({format_size(block * PAGE_SIZE)})"
+    for i, node in enumerate(machine.nodes):
+        key = child("machine.nodes", i)
+        for name, pages in (("memory", node.memory_pages), ("movable", node.movable_pages)):
+            if pages % block:
+                raise ConfigError(source, child(key, name), block_text,
+                                  format_size(pages * PAGE_SIZE))
+        if node.movable_pages + node.reserved_pages > node.memory_pages:
+            raise ConfigError(source, child(key, "reserved"), "movable + reserved <= memory",
+                              format_size(node.reserved_pages * PAGE_SIZE))
+    if not any(node.cpus for node in machine.nodes):
+        raise ConfigError(source, "machine.nodes", "at least one node with cpus >= 1",
+                          [node.cpus for node in machine.nodes])
+    if machine.distance is not None and len(machine.distance) != len(machine.nodes):
+        raise ConfigError(source, "machine.distance",
+                          f"a {len(machine.nodes)}x{len(machine.nodes)} matrix (one row per "
+                          "node)", [list(row) for row in machine.distance])
+
+
+def _machine(value: object, key: str, source: str) -> MachineConfig:
+    kwargs = read_fields(value, key, source, MACHINE_FIELDS, required=("nodes",))
+    machine = MachineConfig(**kwargs)
+    _check_machine(machine, source)
+    return machine
+
+
+# ---------------------------------------------------------------- sysctl and trace
+
+
+def _min_free_kbytes(value: object, key: str, source: str) -> int | None:
+    if value is None or value == "auto":
+        return None
+    # kernel/sysctl.c: extra1 = SYSCTL_ZERO.
+    return expect_int(value, key, source, 0, INT_MAX, expected="'auto' or an integer")
+
+
+def _lowmem_reserve_ratio(value: object, key: str, source: str) -> tuple[int, ...]:
+    items = expect_list(value, key, source, LOWMEM_RESERVE_ZONES, LOWMEM_RESERVE_ZONES + 1)
+    ratios = tuple(expect_int(v, child(key, i), source, 0, INT_MAX) for i, v in enumerate(items))
+    return ratios[:LOWMEM_RESERVE_ZONES]
+
+
+def _pcp_high_fraction(value: object, key: str, source: str) -> int:
+    fraction = expect_int(value, key, source, 0, INT_MAX)
+    if 0 < fraction < MIN_PERCPU_PAGELIST_HIGH_FRACTION:
+        raise ConfigError(source, key, f"0 or >= {MIN_PERCPU_PAGELIST_HIGH_FRACTION}", value)
+    return fraction
+
+
+SYSCTL_FIELDS: dict[str, tuple[str, FieldReader]] = {
+    "min_free_kbytes": ("min_free_kbytes", _min_free_kbytes),
+    "watermark_scale_factor": ("watermark_scale_factor", _bounded(1, 3000)),
+    "watermark_boost_factor": ("watermark_boost_factor", _bounded(0)),
+    "lowmem_reserve_ratio": ("lowmem_reserve_ratio", _lowmem_reserve_ratio),
+    "percpu_pagelist_high_fraction": ("percpu_pagelist_high_fraction", _pcp_high_fraction),
+    "extfrag_threshold": ("extfrag_threshold", _bounded(0, 1000)),
+    "compaction_proactiveness": ("compaction_proactiveness", _bounded(0, 100)),
+}
+
+TRACE_FIELDS: dict[str, tuple[str, FieldReader]] = {
+    "events": ("events", expect_bool),
+    "snapshot_interval": ("snapshot_interval_ns", _positive_duration),
+}
+
+
+def _sysctl(value: object, key: str, source: str) -> SysctlConfig:
+    return SysctlConfig(**read_fields(value, key, source, SYSCTL_FIELDS))
+
+
+def _trace(value: object, key: str, source: str) -> TraceConfig:
+    return TraceConfig(**read_fields(value, key, source, TRACE_FIELDS))
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def _workload(
+    value: object, key: str, source: str, parsers: Mapping[str, WorkloadParser] | None
+) -> WorkloadConfig:
+    data = expect_mapping(value, key, source, allowed=None, required=("name", "type"))
+    name = _name(data["name"], child(key, "name"), source)
+    kind = expect_str(data["type"], child(key, "type"), source)
+    raw = {k: v for k, v in data.items() if k not in ("name", "type")}
+    if parsers is None:
+        return WorkloadConfig(name, kind, raw)
+    if kind not in parsers:
+        raise ConfigError(source, child(key, "type"),
+                          f"a registered workload type ({', '.join(sorted(parsers))})", kind)
+    return WorkloadConfig(name, kind, dict(parsers[kind](raw, key, source)))
+
+
+def _workloads(
+    value: object, key: str, source: str, parsers: Mapping[str, WorkloadParser] | None
+) -> tuple[WorkloadConfig, ...]:
+    if value is None:
+        return ()
+    specs: list[WorkloadConfig] = []
+    for i, item in enumerate(expect_list(value, key, source)):
+        spec = _workload(item, child(key, i), source, parsers)
+        if any(spec.name == other.name for other in specs):
+            raise ConfigError(source, child(child(key, i), "name"),
+                              "a workload name not used by an earlier workload", spec.name)
+        specs.append(spec)
+    return tuple(specs)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def parse_config(
+    data: object, source: str, workload_parsers: Mapping[str, WorkloadParser] | None = None
+) -> ExperimentConfig:
+    """Validate a YAML document (as loaded) and build the experiment's dataclasses.
+
+    Args:
+        data: What ``yaml.safe_load`` returned.
+        source: File path for error messages; stored as ``ExperimentConfig.source``.
+        workload_parsers: Workload kind -> parameter parser. None keeps each workload's
+            parameters raw and does not check its ``type``.
+
+    Returns:
+        The frozen experiment config, sizes in pages and times in nanoseconds.
+
+    Raises:
+        ConfigError: On the first problem found, naming its key path.
+    """
+    fields: dict[str, tuple[str, FieldReader]] = {
+        "name": ("name", _name),
+        "seed": ("seed", _bounded(0, None)),
+        "duration": ("duration_ns", _positive_duration),
+        "machine": ("machine", _machine),
+        "sysctl": ("sysctl", _sysctl),
+        "trace": ("trace", _trace),
+        "workloads": ("workloads",
+                      lambda v, k, s: _workloads(v, k, s, workload_parsers)),
+    }
+    kwargs = read_fields(data, "", source, fields,
+                         required=("name", "seed", "duration", "machine"))
+    return ExperimentConfig(**kwargs, source=source)
+
+
+def _load_yaml(text: str, source: str) -> object:
+    """``yaml.safe_load`` that also rejects duplicate keys; errors name the line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        where = f" (line {line}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(source, "<yaml>", f"valid YAML{where}", exc.problem, line) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, "<yaml>", "valid YAML", str(exc)) from exc
+
+
+def load_config(
+    path: Path, workload_parsers: Mapping[str, WorkloadParser] | None = None
+) -> ExperimentConfig:
+    """Read and parse an experiment YAML file (see :func:`parse_config`).
+
+    Raises:
+        ConfigError: If the file is unreadable, is not valid YAML, or breaks the schema.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "<file>", "a readable UTF-8 YAML file", str(exc)) from exc
+    return parse_config(_load_yaml(text, source), source, workload_parsers)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
+
+
+def _construct_strict_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: list[object] = []
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found duplicate key {key!r}", key_node.start_mark)
+        seen.append(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                              _construct_strict_mapping)
+
+
+# ---------------------------------------------------------------- dumping
+
+
+def _dump_node(node: NodeConfig) -> dict[str, object]:
+    return {
+        "memory": format_size(node.memory_pages * PAGE_SIZE),
+        "cpus": node.cpus,
+        "movable": format_size(node.movable_pages * PAGE_SIZE),
+        "reserved": format_size(node.reserved_pages * PAGE_SIZE),
+    }
+
+
+def _dump_machine(machine: MachineConfig) -> dict[str, object]:
+    distance = machine.distance
+    return {
+        "nodes": [_dump_node(node) for node in machine.nodes],
+        "distance": None if distance is None else [list(row) for row in distance],
+        "max_order": machine.max_order,
+        "pageblock_order": machine.pageblock_order,
+        "transparent_hugepage": machine.transparent_hugepage,
+    }
+
+
+def _dump_sysctl(sysctl: SysctlConfig) -> dict[str, object]:
+    out: dict[str, object] = dataclasses.asdict(sysctl)
+    out["min_free_kbytes"] = "auto" if sysctl.min_free_kbytes is None else sysctl.min_free_kbytes
+    out["lowmem_reserve_ratio"] = list(sysctl.lowmem_reserve_ratio)
+    return out
+
+
+def _dump_workload(
+    spec: WorkloadConfig, dumpers: Mapping[str, WorkloadDumper] | None
+) -> dict[str, object]:
+    if dumpers is None:
+        params = dict(spec.params)
+    elif spec.kind in dumpers:
+        params = dumpers[spec.kind](spec.params)
+    else:
+        raise ValueError(f"no dumper for workload type {spec.kind!r} ({spec.name!r})")
+    return {"name": spec.name, "type": spec.kind, **params}
+
+
+def dump_config(
+    cfg: ExperimentConfig, workload_dumpers: Mapping[str, WorkloadDumper] | None = None
+) -> dict[str, object]:
+    """Return the effective config as plain YAML-ready data, in human units.
+
+    Every key is written, defaults included. ``machine.first_pfn`` is not part of the
+    file schema and is not written. ``parse_config(dump_config(c), c.source) == c``.
+
+    Args:
+        cfg: The experiment.
+        workload_dumpers: Workload kind -> dumper; None writes the params as they are.
+
+    Raises:
+        ValueError: If a workload's kind has no dumper.
+    """
+    return {
+        "name": cfg.name,
+        "seed": cfg.seed,
+        "duration": format_duration(cfg.duration_ns),
+        "machine": _dump_machine(cfg.machine),
+        "sysctl": _dump_sysctl(cfg.sysctl),
+        "trace": {"events": cfg.trace.events,
+                  "snapshot_interval": format_duration(cfg.trace.snapshot_interval_ns)},
+        "workloads": [_dump_workload(w, workload_dumpers) for w in cfg.workloads],
+    }
+
+
+__all__ = [
+    "WorkloadDumper",
+    "WorkloadParser",
+    "dump_config",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,93 @@
+"""Exception types raised by allocsim for bad user input.
+
+Every error a user can cause (a config file, a trace file, a ``/proc`` snapshot) is one
+exception whose ``str()`` is a single line naming where the problem is, what was expected
+and what was found, so that the command line can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class AllocsimError(Exception):
+    """Base class of every error allocsim raises on purpose."""
+
+
+class _InputError(AllocsimError):
+    """An error at a place in some input: ``<where>: expected <expected>, got <got!r>``."""
+
+    expected: str
+    got: object
+
+    @property
+    def where(self) -> str:
+        """The place, e.g. ``file.yaml: machine.nodes[1].memory`` or ``trace.txt:7``."""
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return f"{self.where}: expected {self.expected}, got {self.got!r}"
+
+
+class ConfigError(_InputError):
+    """A config file (or mapping) that does not match the schema.
+
+    Attributes:
+        source: Path of the YAML file (or ``"<memory>"``).
+        key: Dotted key path, e.g. ``machine.nodes[1].memory`` or ``workloads[0].order``;
+            ``"<yaml>"`` for a YAML syntax error, ``"<file>"`` for an unreadable file,
+            ``"<top>"`` for the document itself.
+        expected: What the key should have held, in words.
+        got: The offending value as read.
+        line: 1-based line in ``source`` when known (YAML syntax errors), else None.
+    """
+
+    def __init__(
+        self, source: str, key: str, expected: str, got: object, line: int | None = None
+    ) -> None:
+        super().__init__(source, key, expected, got, line)
+        self.source, self.key, self.line = source, key, line
+        self.expected, self.got = expected, got
+
+    @property
+    def where(self) -> str:
+        """``<source>: <key>``."""
+        return f"{self.source}: {self.key}"
+
+
+class TraceError(_InputError):
+    """A trace file (e.g. an ftrace text dump being replayed) with a malformed line.
+
+    Attributes:
+        source: Path of the trace file.
+        line: 1-based line number.
+        expected: What the line should have held, in words.
+        got: The offending text.
+    """
+
+    def __init__(self, source: str, line: int, expected: str, got: object) -> None:
+        super().__init__(source, line, expected, got)
+        self.source, self.line = source, line
+        self.expected, self.got = expected, got
+
+    @property
+    def where(self) -> str:
+        """``<source>:<line>``."""
+        return f"{self.source}:{self.line}"
+
+
+class ProcError(AllocsimError):
+    """A ``/proc`` snapshot (``zoneinfo``, ``buddyinfo``, ...) that cannot be parsed.
+
+    Attributes:
+        path: Path of the snapshot file.
+        line: 1-based line number.
+        expected: What the line should have held, in words.
+    """
+
+    def __init__(self, path: str, line: int, expected: str) -> None:
+        super().__init__(path, line, expected)
+        self.path = path
+        self.line = line
+        self.expected = expected
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: expected {self.expected}"

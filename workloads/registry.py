@@ -1,0 +1,75 @@
+"""The registry of workload kinds, and experiment loading with their parameter parsers.
+
+A workload kind is a generator function ``run(machine, spec, rng)`` plus the parser and
+dumper of its own YAML keys. :func:`load_experiment` hands the parsers to
+:func:`simcore.config.load_config`, which cannot import this package itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from simcore.config import WorkloadDumper, WorkloadParser, dump_config, load_config
+from simcore.config_types import ExperimentConfig, WorkloadConfig
+from workloads.synthetic import synthetic
+from workloads.synthetic_params import dump_synthetic_params, parse_synthetic_params
+
+WorkloadFn = Callable[[Any, WorkloadConfig, np.random.Generator], Generator[Any, Any, None]]
+"""``run(machine, spec, rng)``: a SimPy process body for one workload instance."""
+
+
+@dataclass(frozen=True)
+class WorkloadKind:
+    """One registered workload kind.
+
+    Attributes:
+        name: The ``type:`` value in the YAML file.
+        parse_params: Parser of the kind's own keys (see ``simcore.config.WorkloadParser``).
+        dump_params: Inverse of ``parse_params``, in human units.
+        run: The generator function started once per workload instance.
+    """
+
+    name: str
+    parse_params: WorkloadParser
+    dump_params: WorkloadDumper
+    run: WorkloadFn
+
+
+def _build_registry(*kinds: WorkloadKind) -> Mapping[str, WorkloadKind]:
+    return MappingProxyType({kind.name: kind for kind in kinds})
+
+
+WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
+    WorkloadKind("synthetic", parse_synthetic_params, dump_synthetic_params, synthetic),
+)
+"""Workload kind name -> kind. Read-only."""
+
+
+def workload_parsers() -> dict[str, WorkloadParser]:
+    """Kind name -> parameter parser, as :func:`simcore.config.parse_config` takes them."""
+    return {name: kind.parse_params for name, kind in WORKLOADS.items()}
+
+
+def workload_dumpers() -> dict[str, WorkloadDumper]:
+    """Kind name -> parameter dumper, as :func:`simcore.config.dump_config` takes them."""
+    return {name: kind.dump_params for name, kind in WORKLOADS.items()}
+
+
+def load_experiment(path: Path) -> ExperimentConfig:
+    """Load an experiment file, parsing each workload's parameters with its kind's parser.
+
+    Raises:
+        simcore.errors.ConfigError: On any problem, naming the file and key path.
+    """
+    return load_config(path, workload_parsers())
+
+
+def dump_experiment(cfg: ExperimentConfig) -> dict[str, object]:
+    """The effective config of ``cfg`` in YAML shape, with every workload's own keys."""
+    return dump_config(cfg, workload_dumpers())

@@ -1,0 +1,226 @@
+"""Parameters of the ``synthetic`` workload: Poisson arrivals of page allocations.
+
+Each request allocates ``2**order`` pages (order drawn from ``order_weights``) with the
+given gfp mask and frees them after a lifetime drawn from :class:`LifetimeSpec`. This
+module only parses and dumps the YAML keys (``rate``, ``order``, ``lifetime``, ``gfp``,
+``cpus``, ``nid``, ``max_requests``, ``start``); the generator is ``workloads.synthetic``.
+
+Example::
+
+    - name: background
+      type: synthetic
+      rate: 200/s
+      order: {0: 0.9, 1: 0.05, 3: 0.05}
+      lifetime: {lognormal: {median: 10ms, sigma: 1.0}}
+      gfp: GFP_KERNEL|__GFP_COMP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from simcore.config_fields import (
+    child,
+    expect_duration_ns,
+    expect_int,
+    expect_list,
+    expect_mapping,
+    expect_number,
+    expect_rate_per_s,
+    expect_str,
+)
+from simcore.errors import ConfigError
+from simcore.units import format_duration, format_rate
+
+LifetimeKind = Literal["exponential", "fixed", "lognormal", "forever"]
+MAX_REQUEST_ORDER = 16
+"""Largest order a request may name; the machine's ``max_order`` is checked at run time."""
+SYNTHETIC_KEYS = ("rate", "order", "lifetime", "gfp", "cpus", "nid", "max_requests", "start")
+LIFETIME_FORMAT = ("a duration (exponential mean), 'forever', or one of {exponential: 50ms}, "
+                   "{fixed: 10ms}, {lognormal: {median: 10ms, sigma: 1.0}}")
+_WEIGHT_SUM_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class LifetimeSpec:
+    """How long an allocation is held before it is freed.
+
+    Attributes:
+        kind: ``exponential`` (mean ``mean_ns``), ``fixed`` (exactly ``mean_ns``),
+            ``lognormal`` (median ``median_ns``, shape ``sigma``) or ``forever``.
+        mean_ns: Mean (exponential) or the lifetime itself (fixed).
+        median_ns: Median of the lognormal, ``exp(mu)``.
+        sigma: Standard deviation of the lognormal's underlying normal.
+    """
+
+    kind: LifetimeKind
+    mean_ns: int | None = None
+    median_ns: int | None = None
+    sigma: float | None = None
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """Parsed parameters of one synthetic workload.
+
+    Attributes:
+        rate_per_s: Poisson arrival rate of allocation requests, > 0.
+        order_weights: ``(order, probability)`` pairs, sorted by order, summing to 1.
+        lifetime: Holding time of each allocation.
+        gfp: The gfp mask of each request (``simcore.gfp.GFP`` bits).
+        cpus: CPUs that issue requests (round robin); None = all CPUs.
+        nid: Preferred node; None = the issuing CPU's node.
+        max_requests: Stop after this many requests; None = until the run ends.
+        start_ns: Simulated time of the first arrival process start.
+    """
+
+    rate_per_s: float
+    order_weights: tuple[tuple[int, float], ...]
+    lifetime: LifetimeSpec
+    gfp: int
+    cpus: tuple[int, ...] | None = None
+    nid: int | None = None
+    max_requests: int | None = None
+    start_ns: int = 0
+
+
+def _order_weights(value: object, key: str, source: str) -> tuple[tuple[int, float], ...]:
+    """``order: 3`` or ``order: {0: 0.9, 3: 0.1}``; weights are normalised to sum 1.
+
+    Weights that already sum to 1 (to within float rounding) are kept as written, so that
+    dumping and re-parsing gives the same floats.
+    """
+    if not isinstance(value, Mapping):
+        order = expect_int(value, key, source, 0, MAX_REQUEST_ORDER,
+                           expected=f"an order in 0..{MAX_REQUEST_ORDER} or a mapping "
+                                    "{order: weight}")
+        return ((order, 1.0),)
+    if not value:
+        raise ConfigError(source, key, "at least one {order: weight} entry", value)
+    weights = {
+        expect_int(order, child(key, str(order)), source, 0, MAX_REQUEST_ORDER):
+            expect_number(weight, child(key, str(order)), source, above=0)
+        for order, weight in value.items()
+    }
+    total = math.fsum(weights.values())
+    if abs(total - 1.0) > _WEIGHT_SUM_TOLERANCE:
+        weights = {order: weight / total for order, weight in weights.items()}
+    return tuple(sorted(weights.items()))
+
+
+def _lifetime(value: object, key: str, source: str) -> LifetimeSpec:
+    if value == "forever":
+        return LifetimeSpec("forever")
+    if isinstance(value, str):
+        return LifetimeSpec("exponential", mean_ns=expect_duration_ns(value, key, source, 1))
+    if not isinstance(value, Mapping) or len(value) != 1:
+        raise ConfigError(source, key, LIFETIME_FORMAT, value)
+    data = expect_mapping(value, key, source, ("exponential", "fixed", "lognormal"))
+    (kind, raw), = data.items()
+    sub = child(key, kind)
+    if kind == "exponential":
+        return LifetimeSpec("exponential", mean_ns=expect_duration_ns(raw, sub, source, 1))
+    if kind == "fixed":
+        return LifetimeSpec("fixed", mean_ns=expect_duration_ns(raw, sub, source, 1))
+    params = expect_mapping(raw, sub, source, ("median", "sigma"), ("median", "sigma"))
+    return LifetimeSpec(
+        "lognormal",
+        median_ns=expect_duration_ns(params["median"], child(sub, "median"), source, 1),
+        sigma=expect_number(params["sigma"], child(sub, "sigma"), source, above=0),
+    )
+
+
+def _gfp(value: object, key: str, source: str) -> int:
+    from simcore.gfp import GfpParseError, parse_gfp  # lazy: keeps parsing import-light
+
+    text = expect_str(value, key, source, expected="gfp flags like 'GFP_KERNEL|__GFP_COMP'")
+    try:
+        return int(parse_gfp(text))
+    except GfpParseError as exc:
+        raise ConfigError(source, key, f"gfp flags like 'GFP_KERNEL|__GFP_COMP' ({exc})",
+                          value) from exc
+
+
+def _cpus(value: object, key: str, source: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    items = expect_list(value, key, source, min_len=1)
+    cpus = tuple(expect_int(cpu, child(key, i), source, 0) for i, cpu in enumerate(items))
+    if len(set(cpus)) != len(cpus):
+        raise ConfigError(source, key, "a list of distinct CPU numbers", value)
+    return cpus
+
+
+def _optional_int(value: object, key: str, source: str, lo: int) -> int | None:
+    return None if value is None else expect_int(value, key, source, lo)
+
+
+def parse_synthetic_params(
+    raw: Mapping[str, object], key_prefix: str, source: str
+) -> Mapping[str, object]:
+    """Parse a synthetic workload's own keys (a ``workload_parsers`` entry).
+
+    ``rate`` and ``lifetime`` are required; ``order`` defaults to 0 and ``gfp`` to
+    ``GFP_KERNEL``.
+
+    Args:
+        raw: The workload's mapping without ``name`` and ``type``.
+        key_prefix: Its key path, e.g. ``workloads[0]``.
+        source: File path for errors.
+
+    Returns:
+        ``{"params": SyntheticParams(...)}``.
+
+    Raises:
+        ConfigError: Naming e.g. ``workloads[0].lifetime.lognormal.sigma``.
+    """
+    data = expect_mapping(raw, key_prefix, source, SYNTHETIC_KEYS, ("rate", "lifetime"))
+
+    def key(name: str) -> str:
+        return child(key_prefix, name)
+
+    params = SyntheticParams(
+        rate_per_s=expect_rate_per_s(data["rate"], key("rate"), source),
+        order_weights=_order_weights(data.get("order", 0), key("order"), source),
+        lifetime=_lifetime(data["lifetime"], key("lifetime"), source),
+        gfp=_gfp(data.get("gfp", "GFP_KERNEL"), key("gfp"), source),
+        cpus=_cpus(data.get("cpus"), key("cpus"), source),
+        nid=_optional_int(data.get("nid"), key("nid"), source, 0),
+        max_requests=_optional_int(data.get("max_requests"), key("max_requests"), source, 1),
+        start_ns=expect_duration_ns(data.get("start", "0ns"), key("start"), source),
+    )
+    return {"params": params}
+
+
+def _dump_lifetime(lifetime: LifetimeSpec) -> object:
+    if lifetime.kind == "forever":
+        return "forever"
+    if lifetime.kind == "lognormal":
+        assert lifetime.median_ns is not None
+        return {"lognormal": {"median": format_duration(lifetime.median_ns),
+                              "sigma": lifetime.sigma}}
+    assert lifetime.mean_ns is not None
+    return {lifetime.kind: format_duration(lifetime.mean_ns)}
+
+
+def dump_synthetic_params(params: Mapping[str, object]) -> dict[str, object]:
+    """Invert :func:`parse_synthetic_params`: every key, in human units."""
+    from simcore.gfp import format_gfp  # lazy, as in _gfp()
+
+    spec = params["params"]
+    if not isinstance(spec, SyntheticParams):
+        raise TypeError(f"expected SyntheticParams under 'params', got {spec!r}")
+    weights = spec.order_weights
+    return {
+        "rate": format_rate(spec.rate_per_s),
+        "order": weights[0][0] if len(weights) == 1 else dict(weights),
+        "lifetime": _dump_lifetime(spec.lifetime),
+        "gfp": format_gfp(spec.gfp),
+        "cpus": None if spec.cpus is None else list(spec.cpus),
+        "nid": spec.nid,
+        "max_requests": spec.max_requests,
+        "start": format_duration(spec.start_ns),
+    }
