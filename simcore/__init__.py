@@ -1,0 +1,15 @@
+"""allocsim core: a discrete-event model of the Linux 6.1 physical page allocator.
+
+The pinned kernel is Linux 6.1 (behaviour read from the 6.1.20 tree). Everything in
+``simcore`` mirrors ``mm/page_alloc.c`` and friends from that version; where the model
+simplifies the kernel, the code says so with a ``SIMPLIFICATION:`` comment.
+
+``simcore`` never imports pandas, matplotlib, ``workloads`` or ``reports``.
+"""
+
+KERNEL_VERSION = "6.1"
+"""The Linux version whose page-allocator semantics this package models."""
+
+__version__ = "0.1.0"
+
+__all__ = ["KERNEL_VERSION", "__version__"]

@@ -1,0 +1,100 @@
+"""Kernel constants and enumerations shared by the whole model.
+
+Mirrors ``include/linux/mmzone.h``, ``include/linux/pageblock-flags.h`` and
+``mm/internal.h`` of Linux 6.1 (x86_64 defaults).
+
+Orders here are *inclusive*: ``max_order = 10`` means orders 0..10, which the 6.1 kernel
+spells ``MAX_ORDER = 11`` (an exclusive bound). We follow the inclusive spelling that
+later kernels adopted (``MAX_PAGE_ORDER``) to avoid off-by-one errors in config files.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NewType
+
+Pfn = NewType("Pfn", int)
+Order = NewType("Order", int)
+Nid = NewType("Nid", int)
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+DEFAULT_MAX_ORDER = 10
+"""Largest buddy order, inclusive (6.1's ``MAX_ORDER - 1``)."""
+
+DEFAULT_PAGEBLOCK_ORDER = 9
+PAGE_ALLOC_COSTLY_ORDER = 3
+"""Orders above this are "costly" (``include/linux/mmzone.h``)."""
+
+
+class MigrateType(enum.IntEnum):
+    """``enum migratetype`` with ``CONFIG_CMA`` and ``CONFIG_MEMORY_ISOLATION``."""
+
+    UNMOVABLE = 0
+    MOVABLE = 1
+    RECLAIMABLE = 2
+    HIGHATOMIC = 3
+    CMA = 4
+    ISOLATE = 5
+
+
+MIGRATE_PCPTYPES = 3
+"""Number of migratetypes that have per-CPU lists (UNMOVABLE, MOVABLE, RECLAIMABLE)."""
+MIGRATE_TYPES = 6
+
+MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
+"""Spelling used by ``/proc/pagetypeinfo`` (``migratetype_names[]`` in mm/page_alloc.c)."""
+
+
+class ZoneType(enum.IntEnum):
+    """``enum zone_type`` on x86_64 without ``CONFIG_HIGHMEM``."""
+
+    DMA = 0
+    DMA32 = 1
+    NORMAL = 2
+    MOVABLE = 3
+
+
+ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable")
+"""Spelling used by ``/proc/zoneinfo`` and ``/proc/buddyinfo`` (``zone_names[]``)."""
+
+MAX_NR_ZONES = len(ZoneType)
+
+
+class WatermarkIndex(enum.IntEnum):
+    """``enum zone_watermarks``: index into ``zone->_watermark``."""
+
+    MIN = 0
+    LOW = 1
+    HIGH = 2
+    PROMO = 3
+
+
+# Fallback order for __rmqueue_fallback(): the ``fallbacks[][]`` table in
+# mm/page_alloc.c (6.1). HIGHATOMIC, CMA and ISOLATE never fall back.
+FALLBACKS: dict[int, tuple[int, ...]] = {
+    MigrateType.UNMOVABLE: (MigrateType.RECLAIMABLE, MigrateType.MOVABLE),
+    MigrateType.MOVABLE: (MigrateType.RECLAIMABLE, MigrateType.UNMOVABLE),
+    MigrateType.RECLAIMABLE: (MigrateType.UNMOVABLE, MigrateType.MOVABLE),
+}
+
+# Distances (include/linux/topology.h).
+LOCAL_DISTANCE = 10
+REMOTE_DISTANCE = 20
+RECLAIM_DISTANCE = 30
+
+# alloc_flags bits as plain ints for the hot path (mm/internal.h, 6.1). The typed
+# flag enum with the same values is simcore.gfp.AllocFlags.
+ALLOC_WMARK_MIN = 0x0
+ALLOC_WMARK_LOW = 0x1
+ALLOC_WMARK_HIGH = 0x2
+ALLOC_WMARK_MASK = 0x3
+ALLOC_NO_WATERMARKS = 0x4
+ALLOC_OOM = 0x8
+ALLOC_HARDER = 0x10
+ALLOC_HIGH = 0x20
+ALLOC_CPUSET = 0x40
+ALLOC_CMA = 0x80
+ALLOC_NOFRAGMENT = 0x100
+ALLOC_KSWAPD = 0x800

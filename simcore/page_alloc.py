@@ -1,0 +1,394 @@
+"""The page allocator: the pure core of the model, with no SimPy and no randomness.
+
+Mirrors mm/page_alloc.c (6.1): boot-time freeing (``memblock_free_all`` →
+``__free_pages_core()``), ``prepare_alloc_pages()``, ``alloc_flags_nofragment()``,
+``get_page_from_freelist()``, ``rmqueue()``, ``rmqueue_buddy()``,
+``prep_new_page()``, ``zone_statistics()``, and the sysctl handlers that recompute
+watermarks, ``lowmem_reserve`` and pcp ``high``/``batch``. Freeing and refcounting
+are in :mod:`simcore.page_free`; the slow path is in :mod:`simcore.slowpath`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simcore import watermarks as wm
+from simcore.config_types import MachineConfig, SysctlConfig
+from simcore.constants import (
+    ALLOC_HARDER,
+    ALLOC_KSWAPD,
+    ALLOC_NO_WATERMARKS,
+    ALLOC_NOFRAGMENT,
+    ALLOC_WMARK_LOW,
+    ALLOC_WMARK_MASK,
+    MIGRATE_TYPES,
+    PAGE_ALLOC_COSTLY_ORDER,
+    MigrateType,
+    ZoneType,
+)
+from simcore.fallback import reserve_highatomic_pageblock
+from simcore.gfp import gfp_migratetype, gfp_zone
+from simcore.page_free import FreePagesMixin
+from simcore.pages import MT_SHIFT, PG_ALLOC, PG_HEAD, PG_MOVABLE_OWNER, PG_RESERVED, PG_TAIL
+from simcore.pages import PageArray
+from simcore.pcp import PerCpuPages
+from simcore.topology import build_node_orders, distance_matrix, layout_machine
+from simcore.trace import NullTracer, Tracer
+from simcore.vmstat import VmStat
+from simcore.zone import Zone
+
+GFP_THISNODE = 0x200000
+GFP_COMP = 0x40000
+GFP_KSWAPD_RECLAIM = 0x800
+MT_MOVABLE = int(MigrateType.MOVABLE)
+
+
+@dataclass(slots=True)
+class AllocContext:
+    """``struct alloc_context``: what prepare_alloc_pages() decides once per request."""
+
+    zonelist: tuple[Zone, ...]
+    """Eligible zones in fallback order (already filtered by highest_zoneidx/nodemask)."""
+    highest_zoneidx: int
+    migratetype: int
+    preferred_nid: int
+    nodemask: frozenset[int] | None = None
+
+    @property
+    def preferred_zone(self) -> Zone | None:
+        """``ac->preferred_zoneref->zone``."""
+        return self.zonelist[0] if self.zonelist else None
+
+
+class Node:
+    """``pg_data_t``: one NUMA node with its zones, CPUs and fallback node order."""
+
+    def __init__(self, nid: int, cpus: tuple[int, ...]) -> None:
+        self.nid = nid
+        self.cpus = cpus
+        self.node_zones: list[Zone | None] = [None] * len(ZoneType)
+        self.node_order: list[int] = []
+
+    @property
+    def zones(self) -> list[Zone]:
+        """Populated zones of this node, lowest zone type first."""
+        return [z for z in self.node_zones if z is not None]
+
+
+class PageAllocator(FreePagesMixin):
+    """Nodes, zones, ``mem_map``, pcp lists and counters of one simulated machine."""
+
+    def __init__(
+        self, cfg: MachineConfig, sysctl: SysctlConfig, tracer: Tracer | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.sysctl = sysctl
+        self.tracer = tracer if tracer is not None else NullTracer()
+        self.max_order = cfg.max_order
+        self.pageblock_order = cfg.pageblock_order
+        self.thp = cfg.transparent_hugepage in ("always", "madvise")
+        self.vm = VmStat()
+        spans = layout_machine(cfg)
+        end_pfn = max(s.zone_start_pfn + s.spanned_pages for s in spans)
+        nr_pfns = -(-end_pfn >> cfg.max_order) << cfg.max_order
+        self.pages = PageArray(nr_pfns)
+        self.pages.flags_np[:] = PG_RESERVED
+        self.pageblock_mt = bytearray([MT_MOVABLE]) * (nr_pfns >> cfg.pageblock_order)
+        self.pb_zone = bytearray([255]) * (nr_pfns >> cfg.pageblock_order)
+        self.nr_cpus = sum(n.cpus for n in cfg.nodes)
+        self.nodes: list[Node] = []
+        first_cpu = 0
+        for nid, node_cfg in enumerate(cfg.nodes):
+            self.nodes.append(Node(nid, tuple(range(first_cpu, first_cpu + node_cfg.cpus))))
+            first_cpu += node_cfg.cpus
+        self.cpu_to_node = [n.nid for n in self.nodes for _ in n.cpus]
+        self.zones: list[Zone] = []
+        for span in spans:
+            self._add_zone(span)
+        self._build_zonelists()
+        self._zonelist_cache: dict[tuple[int, bool, int], tuple[Zone, ...]] = {}
+        self.min_free_kbytes = 0
+        self.last_zone: Zone = self.zones[0]
+        self.last_path_pcp = False
+        self.setup_per_zone_wmarks(boot=True)
+        self._memblock_free_all()
+
+    # -- construction -------------------------------------------------------------------
+    def _add_zone(self, span: object) -> None:
+        from simcore.topology import ZoneSpan
+
+        assert isinstance(span, ZoneSpan)
+        zone = Zone(
+            nid=span.nid, zone_idx=span.zone_idx, zone_start_pfn=span.zone_start_pfn,
+            spanned_pages=span.spanned_pages, present_pages=span.present_pages,
+            managed_pages=span.managed_pages, pages=self.pages,
+            pageblock_mt=self.pageblock_mt, pageblock_order=self.pageblock_order,
+            max_order=self.max_order, tracer=self.tracer,
+        )
+        zone.ev = self.vm.ev
+        zone.watermark_boost_factor = self.sysctl.watermark_boost_factor
+        zone.per_cpu_pageset = [PerCpuPages(cpu, zone) for cpu in range(self.nr_cpus)]
+        self.nodes[span.nid].node_zones[span.zone_idx] = zone
+        idx = len(self.zones)
+        self.zones.append(zone)
+        pb = self.pageblock_order
+        first_pb = span.zone_start_pfn >> pb
+        last_pb = (zone.end_pfn - 1) >> pb
+        self.pb_zone[first_pb : last_pb + 1] = bytes([idx]) * (last_pb - first_pb + 1)
+        managed_start = span.reserved_start_pfn + span.reserved_pages
+        self.pages.flags_np[managed_start : zone.end_pfn] = 0
+
+    def _build_zonelists(self) -> None:
+        """``build_all_zonelists()``: node order by distance, zones high to low."""
+        dist = distance_matrix(self.cfg)
+        has_memory = [any(z.managed_pages for z in n.zones) for n in self.nodes]
+        has_cpus = [bool(n.cpus) for n in self.nodes]
+        for node, order in zip(self.nodes, build_node_orders(dist, has_memory, has_cpus),
+                               strict=True):
+            node.node_order = order
+        self.nr_online_nodes = len(self.nodes)
+
+    def _memblock_free_all(self) -> None:
+        """Hand managed memory to the buddy lists at boot.
+
+        Mirrors memblock_free_all() → __free_pages_core(): maximal naturally aligned
+        chunks, freed with FPI_TO_TAIL onto the MOVABLE lists (behaviour 13).
+        """
+        for zone in self.zones:
+            start = zone.zone_start_pfn + (zone.present_pages - zone.managed_pages)
+            pfn, end = start, zone.end_pfn
+            while pfn < end:
+                order = min(self.max_order, (pfn & -pfn).bit_length() - 1 if pfn else 63)
+                while pfn + (1 << order) > end:
+                    order -= 1
+                zone.free_one_page(pfn, order, MT_MOVABLE, to_tail=True)
+                pfn += 1 << order
+
+    # -- sysctl-driven sizing -----------------------------------------------------------
+    def setup_per_zone_wmarks(self, boot: bool = False) -> None:
+        """Recompute watermarks, ``lowmem_reserve`` and pcp sizes from the sysctls.
+
+        Mirrors setup_per_zone_wmarks() + setup_per_zone_lowmem_reserve() +
+        zone_pcp_update(); at boot ``min_free_kbytes`` is derived as
+        init_per_zone_wmark_min() and khugepaged do when the sysctl is "auto".
+        """
+        managed = [z.managed_pages for z in self.zones]
+        types = [z.zone_idx for z in self.zones]
+        if self.sysctl.min_free_kbytes is not None:
+            self.min_free_kbytes = self.sysctl.min_free_kbytes
+        elif boot:
+            self.min_free_kbytes = wm.default_min_free_kbytes(
+                managed, types, thp_enabled=self.thp,
+                watermark_scale_factor=self.sysctl.watermark_scale_factor,
+                pageblock_nr_pages=1 << self.pageblock_order,
+            )
+        marks = wm.setup_per_zone_wmarks(
+            managed, None, self.min_free_kbytes, self.sysctl.watermark_scale_factor
+        )
+        for zone, mark in zip(self.zones, marks, strict=True):
+            zone.watermark = list(mark)
+            zone.watermark_boost = 0
+        self.setup_per_zone_lowmem_reserve()
+        self.zone_pcp_update()
+
+    def setup_per_zone_lowmem_reserve(self) -> None:
+        """``setup_per_zone_lowmem_reserve()`` for every node."""
+        ratio = list(self.sysctl.lowmem_reserve_ratio)
+        for node in self.nodes:
+            managed = [z.managed_pages if z else 0 for z in node.node_zones]
+            reserve = wm.setup_per_zone_lowmem_reserve(managed, ratio)
+            for zone in node.zones:
+                zone.lowmem_reserve = reserve[zone.zone_idx]
+
+    def zone_pcp_update(self) -> None:
+        """``zone_pcp_update()``: pcp high/batch of every zone and CPU."""
+        for zone in self.zones:
+            high, batch = wm.pageset_high_and_batch(
+                zone.managed_pages, zone.wmark_pages(1), len(self.nodes[zone.nid].cpus),
+                self.sysctl.percpu_pagelist_high_fraction, self.nr_cpus,
+            )
+            zone.pcp_high, zone.pcp_batch = high, batch
+            for pcp in zone.per_cpu_pageset:
+                pcp.high, pcp.batch = high, batch
+
+    # -- lookups ------------------------------------------------------------------------
+    def page_zone(self, pfn: int) -> Zone:
+        """``page_zone()``."""
+        return self.zones[self.pb_zone[pfn >> self.pageblock_order]]
+
+    def zonelist(self, nid: int, thisnode: bool, highest_zoneidx: int) -> tuple[Zone, ...]:
+        """Eligible zones of ``node_zonelist(nid, gfp)`` up to ``highest_zoneidx``."""
+        key = (nid, thisnode, highest_zoneidx)
+        zl = self._zonelist_cache.get(key)
+        if zl is None:
+            order = [nid] if thisnode else self.nodes[nid].node_order
+            zl = tuple(
+                z for n in order for z in reversed(self.nodes[n].zones)
+                if z.zone_idx <= highest_zoneidx and z.managed_pages
+            )
+            self._zonelist_cache[key] = zl
+        return zl
+
+    # -- allocation ---------------------------------------------------------------------
+    def prepare_alloc_pages(
+        self, gfp: int, nid: int, nodemask: frozenset[int] | None = None
+    ) -> AllocContext:
+        """``prepare_alloc_pages()``: zonelist, highest zone, migratetype.
+
+        SIMPLIFICATION: cpusets, fault injection and dirty-page spreading
+        (``__GFP_WRITE``) are not modelled.
+        """
+        highest = int(gfp_zone(gfp))
+        zl = self.zonelist(nid, bool(gfp & GFP_THISNODE), highest)
+        if nodemask is not None:
+            zl = tuple(z for z in zl if z.nid in nodemask)
+        return AllocContext(zl, highest, gfp_migratetype(gfp), nid, nodemask)
+
+    def alloc_flags_nofragment(self, zone: Zone | None, gfp: int) -> int:
+        """``alloc_flags_nofragment()``: ALLOC_KSWAPD, and NOFRAGMENT for Normal."""
+        flags = gfp & GFP_KSWAPD_RECLAIM
+        if zone is None or zone.zone_idx != ZoneType.NORMAL:
+            return flags
+        if self.nr_online_nodes > 1 and self.nodes[zone.nid].node_zones[ZoneType.DMA32] is None:
+            return flags
+        return flags | ALLOC_NOFRAGMENT
+
+    def fast_path_flags(self, gfp: int, ac: AllocContext) -> int:
+        """The first attempt's flags in __alloc_pages(): LOW watermark (+nofragment)."""
+        return ALLOC_WMARK_LOW | self.alloc_flags_nofragment(ac.preferred_zone, gfp)
+
+    def get_page_from_freelist(
+        self, gfp: int, order: int, alloc_flags: int, ac: AllocContext, cpu: int
+    ) -> int:
+        """Walk the zonelist for a zone that passes its watermark and has a page.
+
+        Mirrors get_page_from_freelist(), including the ALLOC_NOFRAGMENT retry and
+        the restart when the walk crosses to a remote node. Returns a pfn or -1.
+        SIMPLIFICATION: node_reclaim_mode is 0 (the 6.1 default): a zone failing its
+        watermark is skipped.
+        """
+        preferred = ac.preferred_zone
+        while True:
+            no_fallback = alloc_flags & ALLOC_NOFRAGMENT
+            restart = False
+            for zone in ac.zonelist:
+                if (no_fallback and self.nr_online_nodes > 1 and zone is not preferred
+                        and preferred is not None and zone.nid != preferred.nid):
+                    alloc_flags &= ~ALLOC_NOFRAGMENT
+                    restart = True
+                    break
+                mark = zone.watermark[alloc_flags & ALLOC_WMARK_MASK] + zone.watermark_boost
+                if not zone.watermark_fast(order, mark, ac.highest_zoneidx, alloc_flags, gfp):
+                    if not alloc_flags & ALLOC_NO_WATERMARKS:
+                        continue
+                pfn = self.rmqueue(preferred, zone, order, alloc_flags, ac.migratetype, cpu)
+                if pfn >= 0:
+                    self.prep_new_page(pfn, order, gfp, ac.migratetype)
+                    if order and alloc_flags & ALLOC_HARDER:
+                        before = zone.nr_reserved_highatomic
+                        reserve_highatomic_pageblock(zone, pfn)
+                        if zone.nr_reserved_highatomic != before:
+                            self.vm.ev["highatomic_reserved"] += 1
+                    self.last_zone = zone
+                    return pfn
+            if restart:
+                continue
+            if no_fallback:
+                alloc_flags &= ~ALLOC_NOFRAGMENT
+                continue
+            return -1
+
+    def pcp_allowed_order(self, order: int) -> bool:
+        """``pcp_allowed_order()``: orders 0-3, and pageblock_order with THP."""
+        return order <= PAGE_ALLOC_COSTLY_ORDER or (self.thp and order == self.pageblock_order)
+
+    def rmqueue(
+        self, preferred: Zone | None, zone: Zone, order: int, alloc_flags: int, mt: int, cpu: int
+    ) -> int:
+        """Take a block from ``zone``'s pcp or buddy lists: mirrors rmqueue()."""
+        zone.fell_back = False
+        pfn = -1
+        self.last_path_pcp = False
+        if order <= PAGE_ALLOC_COSTLY_ORDER or (self.thp and order == self.pageblock_order):
+            pfn = zone.per_cpu_pageset[cpu].rmqueue(order, mt, alloc_flags)
+            self.last_path_pcp = pfn >= 0
+        if pfn < 0:
+            pfn = self.rmqueue_buddy(zone, order, alloc_flags, mt)
+        if pfn >= 0:
+            ev = self.vm.ev
+            ev[zone.pgalloc_key] += 1 << order
+            if preferred is None or zone.nid == preferred.nid:
+                ev["numa_hit"] += 1
+            else:
+                ev["numa_miss"] += 1
+                ev["numa_foreign"] += 1
+            ev["numa_local" if zone.nid == self.cpu_to_node[cpu] else "numa_other"] += 1
+        if zone.boosted_watermark:
+            zone.boosted_watermark = False
+            self.wakeup_kswapd(zone, 0, 0, zone.zone_idx)
+        return pfn
+
+    def rmqueue_buddy(self, zone: Zone, order: int, alloc_flags: int, mt: int) -> int:
+        """``rmqueue_buddy()``: highatomic first for order>0 ALLOC_HARDER, then __rmqueue."""
+        pfn = -1
+        if order and alloc_flags & ALLOC_HARDER:
+            pfn = zone.rmqueue_smallest(order, int(MigrateType.HIGHATOMIC))
+        if pfn < 0:
+            pfn = zone.rmqueue(order, mt, alloc_flags)
+            if pfn < 0:
+                return -1
+        if (self.pages.info[pfn] >> MT_SHIFT) != MigrateType.ISOLATE:
+            zone.nr_free_pages -= 1 << order
+        return pfn
+
+    def prep_new_page(self, pfn: int, order: int, gfp: int, mt: int) -> None:
+        """``prep_new_page()``: head refcount 1, compound metadata for __GFP_COMP.
+
+        Also records the requested migratetype and, for MOVABLE requests, that the
+        owner can migrate the pages (SIMPLIFICATION: every MOVABLE allocation is
+        treated as an LRU page for move_freepages_block() and compaction).
+        """
+        pages = self.pages
+        pages.ref[pfn] = 1
+        pages.info[pfn] = order | (mt << MT_SHIFT)
+        movable = PG_MOVABLE_OWNER if mt == MT_MOVABLE else 0
+        if order and gfp & GFP_COMP:
+            pages.flags[pfn] = PG_ALLOC | PG_HEAD | movable
+            pages.flags_np[pfn + 1 : pfn + (1 << order)] = PG_TAIL | movable
+        else:
+            pages.flags[pfn] = PG_ALLOC | movable
+            if order and movable:
+                pages.flags_np[pfn + 1 : pfn + (1 << order)] = movable
+
+    def wakeup_kswapd(self, zone: Zone, gfp: int, order: int, highest_zoneidx: int) -> None:
+        """``wakeup_kswapd()`` hook. SIMPLIFICATION: kswapd is not modelled yet; the
+        wakeup is only counted (the slow-path issue adds the kswapd process)."""
+        self.vm.ev["kswapd_wakeup"] += 1
+
+    def alloc_pages(
+        self, gfp: int, order: int, nid: int, cpu: int, nodemask: frozenset[int] | None = None
+    ) -> int:
+        """``__alloc_pages()`` without sleeping; see :func:`simcore.slowpath.alloc_pages`."""
+        from simcore.slowpath import alloc_pages
+
+        return alloc_pages(self, gfp, order, nid, cpu, nodemask)
+
+    # -- whole-machine views ------------------------------------------------------------
+    @property
+    def nr_free_pages(self) -> int:
+        """NR_FREE_PAGES summed over all zones."""
+        return sum(z.nr_free_pages for z in self.zones)
+
+    @property
+    def managed_pages(self) -> int:
+        """Managed pages of all zones."""
+        return sum(z.managed_pages for z in self.zones)
+
+    def drain_all_pages(self, zone: Zone | None = None) -> None:
+        """``drain_all_pages()``: empty every CPU's pcp lists (of one zone or all)."""
+        for z in [zone] if zone is not None else self.zones:
+            for pcp in z.per_cpu_pageset:
+                pcp.drain()
+
+
+assert MIGRATE_TYPES == 6 and ALLOC_KSWAPD == GFP_KSWAPD_RECLAIM

@@ -1,0 +1,211 @@
+"""Freeing pages and page refcounts.
+
+Mirrors, from Linux 6.1: ``__free_pages()``, ``free_the_page()``,
+``free_unref_page()``, ``__free_pages_ok()``, ``free_pages_prepare()`` with
+``bad_page()`` (mm/page_alloc.c); ``split_page()``; ``put_page()`` /
+``__folio_put_small()`` (mm/swap.c); ``page_ref_freeze()``,
+``page_ref_unfreeze()`` and ``get_page_unless_zero()`` (include/linux/page_ref.h,
+include/linux/mm.h).
+
+Misuse is reported as a ``bad_page`` trace event with a reason and the page is leaked,
+as the kernel does after "BUG: Bad page state"; the model never crashes on it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from simcore.constants import MIGRATE_PCPTYPES, MigrateType
+from simcore.pages import ORDER_MASK, PG_ALLOC, PG_HEAD, PG_RESERVED, PG_TAIL
+
+if TYPE_CHECKING:
+    from simcore.pages import PageArray
+    from simcore.trace import Tracer
+    from simcore.vmstat import VmStat
+    from simcore.zone import Zone
+
+MT_MOVABLE = int(MigrateType.MOVABLE)
+MT_ISOLATE = int(MigrateType.ISOLATE)
+
+
+class FreePagesMixin:
+    """The freeing half of :class:`simcore.page_alloc.PageAllocator`."""
+
+    pages: PageArray
+    tracer: Tracer
+    vm: VmStat
+    max_order: int
+
+    def page_zone(self, pfn: int) -> Zone:  # provided by PageAllocator
+        raise NotImplementedError
+
+    def pcp_allowed_order(self, order: int) -> bool:  # provided by PageAllocator
+        raise NotImplementedError
+
+    # -- reporting ----------------------------------------------------------------------
+    def bad_page(self, pfn: int, order: int, reason: str) -> None:
+        """``bad_page()``: count and trace "BUG: Bad page state"; the page is leaked."""
+        self.vm.ev["bad_page"] += 1
+        zone = self.page_zone(pfn) if 0 <= pfn < self.pages.nr_pages else None
+        if self.tracer.enabled:
+            self.tracer.bad_page(zone, pfn, order, reason)
+
+    def _check_pfn(self, pfn: int, order: int, what: str) -> bool:
+        if not 0 <= pfn < self.pages.nr_pages or pfn & ((1 << order) - 1):
+            self.bad_page(pfn, order, f"{what}: pfn {pfn:#x} is not an order-{order} block")
+            return False
+        if self.pages.flags[pfn] & PG_RESERVED:
+            self.bad_page(pfn, order, f"{what}: pfn {pfn:#x} is reserved memory")
+            return False
+        return True
+
+    # -- __free_pages -------------------------------------------------------------------
+    def free_pages(self, pfn: int, order: int, cpu: int) -> bool:
+        """Drop the caller's reference on an order-``order`` block: __free_pages().
+
+        If the head refcount reaches 0 the block is freed. If not, and the block is not
+        compound (someone holds a speculative reference on the first page), the tail
+        part is freed at once as buddy-aligned pieces (behaviour 41). Returns False if
+        the call was reported as a bad page.
+        """
+        if not self._check_pfn(pfn, order, "__free_pages"):
+            return False
+        pages = self.pages
+        flags = pages.flags[pfn]
+        if pages.ref[pfn] <= 0:
+            self.bad_page(pfn, order, "double free: _refcount already 0")
+            return False
+        if flags & PG_TAIL:
+            self.bad_page(pfn, order, "__free_pages on a compound tail page")
+            return False
+        if flags & PG_ALLOC and pages.info[pfn] & ORDER_MASK != order:
+            have = pages.info[pfn] & ORDER_MASK
+            self.bad_page(pfn, order, f"freed as order {order}, allocated as order {have}")
+            return False
+        head = flags & PG_HEAD
+        pages.ref[pfn] -= 1
+        if pages.ref[pfn] == 0:
+            self.free_the_page(pfn, order, cpu)
+        elif not head and order:
+            pages.info[pfn] = pages.info[pfn] & ~ORDER_MASK  # the first page stays, order 0
+            while order > 0:
+                order -= 1
+                self.free_the_page(pfn + (1 << order), order, cpu)
+        return True
+
+    def free_the_page(self, pfn: int, order: int, cpu: int) -> None:
+        """``free_the_page()``: pcp for pcp-allowed orders, else straight to buddy."""
+        if self.pcp_allowed_order(order):
+            self.free_unref_page(pfn, order, cpu)
+        else:
+            self.free_pages_ok(pfn, order)
+
+    def free_pages_prepare(self, pfn: int, order: int) -> bool:
+        """``free_pages_prepare()``: trace, check every page, clear the page state.
+
+        A tail page with a non-zero refcount (for example after split_page() the
+        block is freed whole) fails the check: the block is reported and leaked.
+        """
+        pages = self.pages
+        zone = self.page_zone(pfn)
+        if self.tracer.enabled:
+            self.tracer.mm_page_free(zone, pfn, order)
+        nr = 1 << order
+        if order and pages.ref_np[pfn + 1 : pfn + nr].any():
+            self.bad_page(pfn, order, "nonzero _refcount on a tail page")
+            self.vm.ev["bad_page_leaked_pages"] += nr
+            return False
+        if pages.ref[pfn] != 0:
+            self.bad_page(pfn, order, "nonzero _refcount")
+            self.vm.ev["bad_page_leaked_pages"] += nr
+            return False
+        if order:
+            pages.flags_np[pfn : pfn + nr] = 0
+        else:
+            pages.flags[pfn] = 0
+        pages.info[pfn] = 0
+        return True
+
+    def free_unref_page(self, pfn: int, order: int, cpu: int) -> None:
+        """Free to the CPU's pcp list: mirrors free_unref_page().
+
+        HIGHATOMIC and CMA pages go on the MOVABLE list but remember their pageblock
+        type; ISOLATE pages bypass the pcp (behaviour 21).
+        """
+        if not self.free_pages_prepare(pfn, order):
+            return
+        zone = self.page_zone(pfn)
+        mt = zone.get_pageblock_migratetype(pfn)
+        pcp_mt = mt
+        if mt >= MIGRATE_PCPTYPES:
+            if mt == MT_ISOLATE:
+                zone.free_one_page(pfn, order, mt)
+                return
+            pcp_mt = MT_MOVABLE
+        self.vm.ev["pgfree"] += 1 << order
+        zone.per_cpu_pageset[cpu].free_commit(pfn, order, pcp_mt, mt)
+
+    def free_pages_ok(self, pfn: int, order: int) -> None:
+        """``__free_pages_ok()``: non-pcp orders go straight to the buddy lists."""
+        if not self.free_pages_prepare(pfn, order):
+            return
+        zone = self.page_zone(pfn)
+        zone.free_one_page(pfn, order, zone.get_pageblock_migratetype(pfn))
+        self.vm.ev["pgfree"] += 1 << order
+
+    # -- refcounts ----------------------------------------------------------------------
+    def split_page(self, pfn: int, order: int) -> bool:
+        """``split_page()``: give every sub-page refcount 1 so each frees alone."""
+        pages = self.pages
+        if pages.flags[pfn] & (PG_HEAD | PG_TAIL):
+            self.bad_page(pfn, order, "split_page on a compound page")
+            return False
+        if not pages.ref[pfn] or pages.info[pfn] & ORDER_MASK != order:
+            self.bad_page(pfn, order, "split_page on a page that is not an allocated block")
+            return False
+        nr = 1 << order
+        pages.ref_np[pfn + 1 : pfn + nr] = 1
+        alloc_info = pages.info[pfn] & ~ORDER_MASK
+        pages.info_np[pfn : pfn + nr] = alloc_info
+        pages.flags_np[pfn + 1 : pfn + nr] |= PG_ALLOC
+        return True
+
+    def page_ref_freeze(self, pfn: int, count: int) -> bool:
+        """``page_ref_freeze()``: set the refcount to 0 iff it equals ``count``."""
+        if self.pages.ref[pfn] == count:
+            self.pages.ref[pfn] = 0
+            return True
+        return False
+
+    def page_ref_unfreeze(self, pfn: int, count: int) -> None:
+        """``page_ref_unfreeze()``: give a frozen page its refcount back."""
+        if count <= 0 or self.pages.ref[pfn] != 0:
+            self.bad_page(pfn, 0, "page_ref_unfreeze on a page that is not frozen")
+            return
+        self.pages.ref[pfn] = count
+
+    def get_page_unless_zero(self, pfn: int) -> bool:
+        """``get_page_unless_zero()``: take a reference unless the count is 0."""
+        if self.pages.ref[pfn] > 0:
+            self.pages.ref[pfn] += 1
+            return True
+        return False
+
+    def put_page(self, pfn: int, cpu: int) -> None:
+        """``put_page()``: drop a reference; the last one frees the page.
+
+        A compound head frees the whole compound page (``free_compound_page``); any
+        other page is freed as order 0 (``__folio_put_small``).
+        """
+        pages = self.pages
+        if pages.ref[pfn] <= 0:
+            self.bad_page(pfn, 0, "put_page on a page with _refcount 0")
+            return
+        pages.ref[pfn] -= 1
+        if pages.ref[pfn]:
+            return
+        if pages.flags[pfn] & PG_HEAD:
+            self.free_the_page(pfn, pages.info[pfn] & ORDER_MASK, cpu)
+        else:
+            pages.info[pfn] = pages.info[pfn] & ~ORDER_MASK
+            self.free_the_page(pfn, 0, cpu)

@@ -1,0 +1,93 @@
+"""Per-page state: the simulator's ``struct page`` array (``mem_map``).
+
+Mirrors the fields of ``struct page`` (include/linux/mm_types.h) that the page
+allocator reads, packed into four bytes per page so that a 1 TiB machine
+(268M pages) needs about 1 GiB:
+
+* ``ref`` (int16): ``page->_refcount``.
+* ``info`` (uint8): low nibble = order (``buddy_order()`` for free block heads, the
+  allocation order for allocated heads, ``compound_order()`` for compound heads);
+  high nibble = migratetype (the free list a buddy head sits on, the cached pcp
+  migratetype of a page on a per-CPU list, or the ``gfp_migratetype()`` an allocated
+  head was requested with).
+* ``flags`` (uint8): the page flags below.
+
+There is no Python object per page. Scalar access goes through ``memoryview``\\s of the
+numpy arrays (fast for single elements); bulk operations use the numpy arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# page flags (our own bit values; names follow include/linux/page-flags.h)
+PG_BUDDY = 0x01
+"""Head of a free block on a buddy free list (``PageBuddy``)."""
+PG_HEAD = 0x02
+"""Head of a compound page (``PageHead``)."""
+PG_TAIL = 0x04
+"""Tail of a compound page (``PageTail``)."""
+PG_PCP = 0x08
+"""Head of a block held on a per-CPU list. SIMPLIFICATION: the kernel has no flag for
+this (a pcp page is just off the buddy lists); we keep one for invariant checks."""
+PG_ALLOC = 0x10
+"""Head of a block handed out by the allocator and not freed yet (simulator bookkeeping
+for misuse detection; the kernel relies on the refcount alone)."""
+PG_RESERVED = 0x20
+"""Present but not managed (memblock-reserved), or a hole: never in the buddy lists."""
+PG_MOVABLE_OWNER = 0x40
+"""The owner can migrate this allocation (LRU or ``__PageMovable``): what
+``move_freepages()`` counts as ``movable_pages`` and compaction may move."""
+
+ORDER_MASK = 0x0F
+MT_SHIFT = 4
+
+
+class PageArray:
+    """The ``mem_map``: compact per-page arrays for pfns ``0 .. nr_pages-1``."""
+
+    __slots__ = ("nr_pages", "ref_np", "info_np", "flags_np", "ref", "info", "flags")
+
+    def __init__(self, nr_pages: int) -> None:
+        self.nr_pages = nr_pages
+        self.ref_np = np.zeros(nr_pages, dtype=np.int16)
+        self.info_np = np.zeros(nr_pages, dtype=np.uint8)
+        self.flags_np = np.zeros(nr_pages, dtype=np.uint8)
+        self.ref = memoryview(self.ref_np)
+        self.info = memoryview(self.info_np)
+        self.flags = memoryview(self.flags_np)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of per-page state."""
+        return int(self.ref_np.nbytes + self.info_np.nbytes + self.flags_np.nbytes)
+
+    def order_of(self, pfn: int) -> int:
+        """The order recorded in ``pfn``'s info byte."""
+        return int(self.info[pfn]) & ORDER_MASK
+
+    def mt_of(self, pfn: int) -> int:
+        """The migratetype recorded in ``pfn``'s info byte."""
+        return int(self.info[pfn]) >> MT_SHIFT
+
+    def page_count(self, pfn: int) -> int:
+        """``page_count()``: the refcount (of the page itself, not its head)."""
+        return int(self.ref[pfn])
+
+    def is_buddy(self, pfn: int) -> bool:
+        """``PageBuddy()``."""
+        return bool(self.flags[pfn] & PG_BUDDY)
+
+    def compound_head(self, pfn: int, max_order: int) -> int:
+        """``compound_head()``: the head pfn of the compound page holding ``pfn``.
+
+        Returns ``pfn`` itself when it is not a compound tail. SIMPLIFICATION: the
+        kernel stores the head pointer in every tail; we search the aligned candidates.
+        """
+        if not self.flags[pfn] & PG_TAIL:
+            return pfn
+        for order in range(1, max_order + 1):
+            head = pfn & ~((1 << order) - 1)
+            if self.flags[head] & PG_HEAD and (self.info[head] & ORDER_MASK) >= order:
+                return head
+        return pfn

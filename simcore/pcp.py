@@ -1,0 +1,164 @@
+"""Per-CPU page lists: ``struct per_cpu_pages``.
+
+Mirrors mm/page_alloc.c (6.1): ``order_to_pindex()``, ``pindex_to_order()``,
+``pcp_allowed_order()``, ``__rmqueue_pcplist()``/``rmqueue_pcplist()``,
+``free_unref_page_commit()``, ``nr_pcp_free()``, ``nr_pcp_high()``,
+``free_pcppages_bulk()`` and ``drain_pages_zone()``.
+
+Each list is a deque of ``pfn << 3 | migratetype`` entries; the migratetype is the one
+``set_pcppage_migratetype()`` cached when the page entered the list. The list head is
+the left end: frees and allocations use the head (LIFO), refills append to the tail
+and drains take from the tail (oldest first).
+
+Pure code: no SimPy, no I/O, no randomness. SIMPLIFICATION: the pcp trylock never
+fails (no lock contention is modelled).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from simcore.constants import MIGRATE_PCPTYPES, PAGE_ALLOC_COSTLY_ORDER
+from simcore.pages import MT_SHIFT, PG_PCP
+
+if TYPE_CHECKING:
+    from simcore.zone import Zone
+
+NR_LOWORDER_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
+NR_PCP_THP = 1
+NR_PCP_LISTS = NR_LOWORDER_PCP_LISTS + NR_PCP_THP
+
+
+def order_to_pindex(mt: int, order: int) -> int:
+    """``order_to_pindex()``: orders 0-3 by type; every THP shares one list."""
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        return NR_LOWORDER_PCP_LISTS
+    return MIGRATE_PCPTYPES * order + mt
+
+
+class PerCpuPages:
+    """``struct per_cpu_pages`` of one zone on one CPU."""
+
+    __slots__ = ("cpu", "zone", "count", "high", "batch", "free_factor", "lists")
+
+    def __init__(self, cpu: int, zone: Zone, high: int = 0, batch: int = 1) -> None:
+        self.cpu = cpu
+        self.zone = zone
+        self.count = 0
+        """Pages (not entries) on all lists."""
+        self.high = high
+        self.batch = batch
+        self.free_factor = 0
+        self.lists: list[deque[int]] = [deque() for _ in range(NR_PCP_LISTS)]
+
+    def pindex_to_order(self, pindex: int) -> int:
+        """``pindex_to_order()``."""
+        if pindex == NR_LOWORDER_PCP_LISTS:
+            return self.zone.pageblock_order
+        return pindex // MIGRATE_PCPTYPES
+
+    def rmqueue(self, order: int, mt: int, alloc_flags: int) -> int:
+        """Take a block from this pcp, refilling an empty list in one batch.
+
+        Mirrors rmqueue_pcplist() + __rmqueue_pcplist(). Returns a pfn or -1.
+        """
+        self.free_factor >>= 1
+        lst = self.lists[order_to_pindex(mt, order)]
+        if not lst:
+            batch = self.batch
+            if batch > 1:
+                batch = max(batch >> order, 2)
+            pfns = self.zone.rmqueue_bulk(order, batch, mt, alloc_flags)
+            if not pfns:
+                return -1
+            flags = self.zone.pages.flags
+            info = self.zone.pages.info
+            for pfn in pfns:
+                lst.append(pfn << 3 | (info[pfn] >> MT_SHIFT))
+                flags[pfn] |= PG_PCP
+            self.count += len(pfns) << order
+        entry = lst.popleft()
+        pfn = entry >> 3
+        self.zone.pages.flags[pfn] &= ~PG_PCP
+        self.count -= 1 << order
+        return pfn
+
+    def free_commit(self, pfn: int, order: int, pcp_mt: int, cached_mt: int) -> None:
+        """Put a freed block on the list head, draining if over high.
+
+        Mirrors free_unref_page_commit(). ``pcp_mt`` selects the list (HIGHATOMIC and
+        CMA pages use MOVABLE's); ``cached_mt`` is the pageblock type the page will be
+        merged back as when drained.
+        """
+        self.lists[order_to_pindex(pcp_mt, order)].appendleft(pfn << 3 | cached_mt)
+        self.zone.pages.flags[pfn] |= PG_PCP
+        self.count += 1 << order
+        free_high = bool(self.free_factor and order and order <= PAGE_ALLOC_COSTLY_ORDER)
+        high = self.nr_pcp_high(free_high)
+        if self.count >= high:
+            self.free_bulk(self.nr_pcp_free(high, free_high), order_to_pindex(pcp_mt, order))
+
+    def nr_pcp_high(self, free_high: bool) -> int:
+        """``nr_pcp_high()``: 0 when batch-freeing high orders; capped while reclaiming."""
+        if not self.high or free_high:
+            return 0
+        if not self.zone.reclaim_active:
+            return self.high
+        return min(self.batch << 2, self.high)
+
+    def nr_pcp_free(self, high: int, free_high: bool) -> int:
+        """``nr_pcp_free()``: how many pages to drain, doubling on repeated frees."""
+        if free_high:
+            return self.count
+        if high < self.batch:
+            return 1
+        min_nr_free = self.batch
+        max_nr_free = high - self.batch
+        batch = self.batch << self.free_factor
+        if batch < max_nr_free:
+            self.free_factor += 1
+        return max(min_nr_free, min(batch, max_nr_free))
+
+    def free_bulk(self, count: int, pindex: int) -> None:
+        """Return ``count`` pages to the buddy lists, oldest first, round-robin.
+
+        Mirrors free_pcppages_bulk(), starting with list ``pindex``.
+        """
+        count = min(self.count, count)
+        zone = self.zone
+        flags = zone.pages.flags
+        tracer = zone.tracer
+        lists = self.lists
+        min_p, max_p = 0, NR_PCP_LISTS - 1
+        pindex -= 1
+        while count > 0:
+            while True:
+                pindex += 1
+                if pindex > max_p:
+                    pindex = min_p
+                lst = lists[pindex]
+                if lst:
+                    break
+                if pindex == max_p:
+                    max_p -= 1
+                if pindex == min_p:
+                    min_p += 1
+            order = self.pindex_to_order(pindex)
+            nr_pages = 1 << order
+            while True:
+                entry = lst.pop()
+                pfn, mt = entry >> 3, entry & 7
+                flags[pfn] &= ~PG_PCP
+                count -= nr_pages
+                self.count -= nr_pages
+                zone.free_one_page(pfn, order, mt)
+                if tracer.enabled:
+                    tracer.mm_page_pcpu_drain(zone, pfn, order, mt)
+                if count <= 0 or not lst:
+                    break
+
+    def drain(self) -> None:
+        """``drain_pages_zone()``: return everything on this pcp to the buddy lists."""
+        if self.count:
+            self.free_bulk(self.count, 0)

@@ -1,0 +1,111 @@
+"""``__alloc_pages()`` and the part of ``__alloc_pages_slowpath()`` modelled so far.
+
+Mirrors mm/page_alloc.c (6.1) ``__alloc_pages()`` (order check, fast path at the LOW
+watermark, slow path, ``mm_page_alloc`` tracepoint) and these slow-path stages:
+dropping ``__GFP_ATOMIC`` for blocking callers, ``gfp_to_alloc_flags()`` (MIN
+watermark, ALLOC_HIGH/ALLOC_HARDER), ``wake_all_kswapds()``, the retry with reserve
+flags (``__GFP_MEMALLOC``), and the ``__GFP_NOFAIL`` last resort.
+
+SIMPLIFICATION: direct reclaim, direct compaction, the retry heuristics
+(``should_reclaim_retry``/``should_compact_retry``) and the OOM killer are not modelled
+yet, so a blocking request that fails at the MIN watermark fails here as well. They
+will spend simulated time, which is why :meth:`simcore.machine.Machine.alloc_pages` is
+a SimPy generator around this synchronous core.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from simcore import trace_schema as ts
+from simcore.constants import (
+    ALLOC_HARDER,
+    ALLOC_KSWAPD,
+    ALLOC_NO_WATERMARKS,
+    ALLOC_WMARK_MIN,
+)
+from simcore.gfp import GFP, gfp_pfmemalloc_flags, gfp_to_alloc_flags, reserve_alloc_flags
+
+if TYPE_CHECKING:
+    from simcore.page_alloc import AllocContext, PageAllocator
+
+GFP_ATOMIC_BIT = int(GFP.ATOMIC)
+GFP_DIRECT_RECLAIM = int(GFP.DIRECT_RECLAIM)
+GFP_NOFAIL = int(GFP.NOFAIL)
+
+
+def alloc_pages(
+    mm: PageAllocator, gfp: int, order: int, nid: int, cpu: int,
+    nodemask: frozenset[int] | None = None,
+) -> int:
+    """``__alloc_pages()`` for a request that is not allowed to sleep yet.
+
+    Returns the first pfn of the block, or -1. Emits ``mm_page_alloc`` (and
+    ``mm_page_alloc_fail`` on failure) with the path the block came from.
+    """
+    if order > mm.max_order:
+        return _fail(mm, gfp, order, nid, -1, "order > MAX_ORDER-1")
+    ac = mm.prepare_alloc_pages(gfp, nid, nodemask)
+    pfn = mm.get_page_from_freelist(gfp, order, mm.fast_path_flags(gfp, ac), ac, cpu)
+    if pfn < 0:
+        pfn = alloc_pages_slowpath(mm, gfp, order, ac, cpu)
+        if pfn < 0:
+            reason = "no zone" if not ac.zonelist else "below watermark; reclaim not modelled"
+            return _fail(mm, gfp, order, nid, ac.migratetype, reason)
+    if mm.tracer.enabled:
+        zone = mm.last_zone
+        if zone.fell_back:
+            path = ts.PATH_FALLBACK
+        else:
+            path = ts.PATH_PCP if mm.last_path_pcp else ts.PATH_BUDDY
+        mm.tracer.mm_page_alloc(zone, pfn, order, gfp, ac.migratetype, path, nid)
+    return pfn
+
+
+def _fail(mm: PageAllocator, gfp: int, order: int, nid: int, mt: int, reason: str) -> int:
+    mm.vm.ev["pgalloc_fail"] += 1
+    if mm.tracer.enabled:
+        mm.tracer.mm_page_alloc(None, -1, order, gfp, mt, ts.PATH_FAILURE, nid)
+        mm.tracer.mm_page_alloc_fail(nid, order, gfp, mt, reason)
+    return -1
+
+
+def alloc_pages_slowpath(
+    mm: PageAllocator, gfp: int, order: int, ac: AllocContext, cpu: int
+) -> int:
+    """The modelled stages of ``__alloc_pages_slowpath()`` (see the module docstring)."""
+    if not ac.zonelist:
+        return -1
+    if gfp & GFP_ATOMIC_BIT and gfp & GFP_DIRECT_RECLAIM:
+        gfp &= ~GFP_ATOMIC_BIT
+    alloc_flags = int(gfp_to_alloc_flags(gfp))
+    if alloc_flags & ALLOC_KSWAPD:
+        wake_all_kswapds(mm, order, gfp, ac)
+    pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
+    if pfn >= 0:
+        return pfn
+    # retry: label
+    if alloc_flags & ALLOC_KSWAPD:
+        wake_all_kswapds(mm, order, gfp, ac)
+    reserve = int(gfp_pfmemalloc_flags(gfp))
+    if reserve:
+        alloc_flags = int(reserve_alloc_flags(gfp, reserve, alloc_flags))
+        pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
+        if pfn >= 0:
+            return pfn
+    if not gfp & GFP_DIRECT_RECLAIM or not gfp & GFP_NOFAIL:
+        return -1
+    # nopage: __GFP_NOFAIL may dip into reserves rather than fail.
+    pfn = mm.get_page_from_freelist(gfp, order, ALLOC_WMARK_MIN | ALLOC_HARDER, ac, cpu)
+    if pfn < 0:
+        pfn = mm.get_page_from_freelist(gfp, order, ALLOC_NO_WATERMARKS, ac, cpu)
+    return pfn
+
+
+def wake_all_kswapds(mm: PageAllocator, order: int, gfp: int, ac: AllocContext) -> None:
+    """``wake_all_kswapds()``: one wakeup_kswapd() per node in the zonelist."""
+    seen: set[int] = set()
+    for zone in ac.zonelist:
+        if zone.nid not in seen:
+            seen.add(zone.nid)
+            mm.wakeup_kswapd(zone, gfp, order, ac.highest_zoneidx)
