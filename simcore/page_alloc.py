@@ -32,7 +32,7 @@ from simcore.page_free import FreePagesMixin
 from simcore.pages import MT_SHIFT, PG_ALLOC, PG_HEAD, PG_MOVABLE_OWNER, PG_RESERVED, PG_TAIL
 from simcore.pages import PageArray
 from simcore.pcp import PerCpuPages
-from simcore.topology import build_node_orders, distance_matrix, layout_machine
+from simcore.topology import ZoneSpan, build_node_orders, distance_matrix, layout_machine
 from simcore.trace import NullTracer, Tracer
 from simcore.vmstat import VmStat
 from simcore.zone import Zone
@@ -79,8 +79,20 @@ class PageAllocator(FreePagesMixin):
     """Nodes, zones, ``mem_map``, pcp lists and counters of one simulated machine."""
 
     def __init__(
-        self, cfg: MachineConfig, sysctl: SysctlConfig, tracer: Tracer | None = None
+        self,
+        cfg: MachineConfig,
+        sysctl: SysctlConfig,
+        tracer: Tracer | None = None,
+        spans: list[ZoneSpan] | None = None,
     ) -> None:
+        """Build the machine and free all managed memory to the buddy lists.
+
+        Args:
+            cfg: Topology; zones are laid out from it unless ``spans`` is given.
+            sysctl: The vm sysctls.
+            tracer: Receives the tracepoint calls (default: a null tracer).
+            spans: Explicit zone placement (e.g. from a real ``/proc/zoneinfo``).
+        """
         self.cfg = cfg
         self.sysctl = sysctl
         self.tracer = tracer if tracer is not None else NullTracer()
@@ -88,7 +100,8 @@ class PageAllocator(FreePagesMixin):
         self.pageblock_order = cfg.pageblock_order
         self.thp = cfg.transparent_hugepage in ("always", "madvise")
         self.vm = VmStat()
-        spans = layout_machine(cfg)
+        if spans is None:
+            spans = layout_machine(cfg)
         end_pfn = max(s.zone_start_pfn + s.spanned_pages for s in spans)
         nr_pfns = -(-end_pfn >> cfg.max_order) << cfg.max_order
         self.pages = PageArray(nr_pfns)
@@ -103,6 +116,7 @@ class PageAllocator(FreePagesMixin):
             first_cpu += node_cfg.cpus
         self.cpu_to_node = [n.nid for n in self.nodes for _ in n.cpus]
         self.zones: list[Zone] = []
+        self._managed_start: list[int] = []
         for span in spans:
             self._add_zone(span)
         self._build_zonelists()
@@ -114,10 +128,7 @@ class PageAllocator(FreePagesMixin):
         self._memblock_free_all()
 
     # -- construction -------------------------------------------------------------------
-    def _add_zone(self, span: object) -> None:
-        from simcore.topology import ZoneSpan
-
-        assert isinstance(span, ZoneSpan)
+    def _add_zone(self, span: ZoneSpan) -> None:
         zone = Zone(
             nid=span.nid, zone_idx=span.zone_idx, zone_start_pfn=span.zone_start_pfn,
             spanned_pages=span.spanned_pages, present_pages=span.present_pages,
@@ -137,6 +148,7 @@ class PageAllocator(FreePagesMixin):
         self.pb_zone[first_pb : last_pb + 1] = bytes([idx]) * (last_pb - first_pb + 1)
         managed_start = span.reserved_start_pfn + span.reserved_pages
         self.pages.flags_np[managed_start : zone.end_pfn] = 0
+        self._managed_start.append(managed_start)
 
     def _build_zonelists(self) -> None:
         """``build_all_zonelists()``: node order by distance, zones high to low."""
@@ -154,8 +166,7 @@ class PageAllocator(FreePagesMixin):
         Mirrors memblock_free_all() → __free_pages_core(): maximal naturally aligned
         chunks, freed with FPI_TO_TAIL onto the MOVABLE lists (behaviour 13).
         """
-        for zone in self.zones:
-            start = zone.zone_start_pfn + (zone.present_pages - zone.managed_pages)
+        for zone, start in zip(self.zones, self._managed_start, strict=True):
             pfn, end = start, zone.end_pfn
             while pfn < end:
                 order = min(self.max_order, (pfn & -pfn).bit_length() - 1 if pfn else 63)

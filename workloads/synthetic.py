@@ -1,24 +1,116 @@
-"""The ``synthetic`` workload: Poisson arrivals of page allocations (placeholder).
+"""The ``synthetic`` workload: Poisson arrivals of page allocations with random lifetimes.
 
-SIMPLIFICATION: not written yet; the real generator replaces this file.
+A stand-in caller that drives runs until the named callers (vmalloc, hugetlb, thread
+stacks, ...) arrive. Each request picks an order from the configured distribution and a
+CPU from the configured set, calls ``alloc_pages_node()`` with the configured gfp mask,
+and frees the block with ``__free_pages()`` after a lifetime drawn from the configured
+distribution (on the CPU that allocated it).
+
+One SimPy process per workload instance keeps its live allocations in a heap ordered
+by expiry, so frees cost no SimPy process each. Random draws are made in batches from
+the workload's own ``numpy.random.Generator``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import heapq
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import numpy as np
 
 from simcore.config_types import WorkloadConfig
+from simcore.machine import Allocation, Machine
+from workloads.synthetic_params import LifetimeSpec, SyntheticParams
+
+BATCH = 4096
+"""Random numbers drawn per batch (per stream)."""
+FOREVER = -1
+
+
+def _lifetimes(spec: LifetimeSpec, rng: np.random.Generator) -> Iterator[int]:
+    """Endless lifetimes in ns (``FOREVER`` for allocations that are never freed)."""
+    while True:
+        if spec.kind == "forever":
+            draws = np.full(BATCH, FOREVER, dtype=np.int64)
+        elif spec.kind == "fixed":
+            assert spec.mean_ns is not None
+            draws = np.full(BATCH, spec.mean_ns, dtype=np.int64)
+        elif spec.kind == "exponential":
+            assert spec.mean_ns is not None
+            draws = rng.exponential(spec.mean_ns, BATCH).astype(np.int64)
+        else:
+            assert spec.median_ns is not None and spec.sigma is not None
+            draws = rng.lognormal(np.log(spec.median_ns), spec.sigma, BATCH).astype(np.int64)
+        yield from draws.tolist()
+
+
+def _requests(
+    p: SyntheticParams, cpus: list[int], rng: np.random.Generator
+) -> Iterator[tuple[int, int, int]]:
+    """Endless ``(interarrival_ns, order, cpu)`` triples."""
+    orders = np.array([o for o, _ in p.order_weights], dtype=np.int64)
+    weights = np.array([w for _, w in p.order_weights], dtype=np.float64)
+    mean_gap_ns = 1e9 / p.rate_per_s
+    while True:
+        gaps = rng.exponential(mean_gap_ns, BATCH).astype(np.int64).tolist()
+        picks = orders[rng.choice(len(orders), BATCH, p=weights)].tolist()
+        which = rng.integers(0, len(cpus), BATCH).tolist()
+        for gap, order, c in zip(gaps, picks, which, strict=True):
+            yield gap, order, cpus[c]
+
+
+def check_params(machine: Machine, name: str, p: SyntheticParams) -> None:
+    """Reject parameters this machine cannot honour (unknown CPU or node)."""
+    bad_cpus = [c for c in p.cpus or () if not 0 <= c < machine.nr_cpus]
+    if bad_cpus:
+        raise ValueError(f"workload {name}: cpus {bad_cpus} do not exist "
+                         f"(the machine has CPUs 0..{machine.nr_cpus - 1})")
+    if p.nid is not None and not 0 <= p.nid < len(machine.mm.nodes):
+        raise ValueError(f"workload {name}: node {p.nid} does not exist")
 
 
 def synthetic(
-    machine: Any, spec: WorkloadConfig, rng: np.random.Generator
+    machine: Machine, spec: WorkloadConfig, rng: np.random.Generator
 ) -> Generator[Any, Any, None]:
-    """Run one synthetic workload on ``machine`` (not implemented yet).
+    """SimPy process body of one synthetic workload instance."""
+    p: SyntheticParams = spec.params["params"]
+    check_params(machine, spec.name, p)
+    env = machine.env
+    cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
+    requests = _requests(p, cpus, rng)
+    lifetimes = _lifetimes(p.lifetime, rng)
+    live: list[tuple[int, int, Allocation]] = []  # (expiry_ns, seq, handle)
+    seq = 0
+    issued = 0
+    if p.start_ns:
+        yield env.timeout(p.start_ns)
+    gap, order, cpu = next(requests)
+    next_arrival = env.now + gap
+    while p.max_requests is None or issued < p.max_requests:
+        if live and live[0][0] <= next_arrival:
+            yield from _free_next(machine, live)
+            continue
+        if next_arrival > env.now:
+            yield env.timeout(next_arrival - env.now)
+        handle = yield from machine.alloc(spec.name, p.gfp, order, cpu, p.nid)
+        issued += 1
+        if handle is not None:
+            life = next(lifetimes)
+            if life != FOREVER:
+                heapq.heappush(live, (int(env.now) + life, seq, handle))
+                seq += 1
+        gap, order, cpu = next(requests)
+        next_arrival = env.now + gap
+    while live:
+        yield from _free_next(machine, live)
 
-    Raises:
-        NotImplementedError: Always.
-    """
-    raise NotImplementedError("workloads.synthetic.synthetic is not written yet")
+
+def _free_next(
+    machine: Machine, live: list[tuple[int, int, Allocation]]
+) -> Generator[Any, Any, None]:
+    """Wait for the earliest expiry and free that allocation."""
+    expiry, _, handle = heapq.heappop(live)
+    if expiry > machine.env.now:
+        yield machine.env.timeout(expiry - machine.env.now)
+    machine.free(handle)

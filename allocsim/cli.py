@@ -1,0 +1,160 @@
+"""The ``allocsim`` command line.
+
+Subcommands: ``run`` (an experiment, then its report), ``validate`` (configs only),
+``report`` (rebuild a run's report) and ``proc show`` (a real ``/proc`` snapshot as the
+simulator sees it). Bad input gets one line on stderr naming the file and the key or
+line, and exit status 2; there is never a traceback for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+EPILOG = """examples:
+  allocsim run configs/quickstart.yaml -o runs/
+  allocsim validate configs/*.yaml
+  allocsim report runs/quickstart-seed42
+  allocsim proc show tests/data/oracle/wmark-recompute/s00-mfk128-wsf10 --recompute
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="allocsim", description="Simulate the Linux 6.1 page allocator.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment and write its run directory + report")
+    run.add_argument("config", type=Path, help="experiment YAML file")
+    run.add_argument("-o", "--out", type=Path, default=Path("runs"),
+                     help="directory that receives the run directory (default: runs/)")
+    run.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    run.add_argument("--no-report", action="store_true", help="skip the PDF/PNG report")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    val = sub.add_parser("validate", help="check experiment files without running them")
+    val.add_argument("configs", type=Path, nargs="+")
+    rep = sub.add_parser("report", help="(re)build the report of a run directory")
+    rep.add_argument("run_dir", type=Path)
+    proc = sub.add_parser("proc", help="work with real /proc snapshots")
+    proc_sub = proc.add_subparsers(dest="proc_command", required=True)
+    show = proc_sub.add_parser(
+        "show", help="build the machine a snapshot describes and print it as /proc/zoneinfo")
+    show.add_argument("snapshot_dir", type=Path,
+                      help="directory with zoneinfo, buddyinfo, pagetypeinfo, sysctl_vm, ...")
+    show.add_argument("--recompute", action="store_true",
+                      help="compute watermarks, protection and pcp sizes from the managed "
+                           "pages and sysctls instead of using the observed ones")
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from allocsim.run import simulate
+    from workloads.registry import load_experiment
+
+    cfg = load_experiment(args.config)
+    if args.seed is not None:
+        cfg = dataclasses.replace(cfg, seed=args.seed)
+    progress = None if args.quiet else _progress_bar(cfg.name, cfg.duration_ns)
+    try:
+        result = simulate(cfg, args.out, progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    s = result.summary
+    print(f"run directory: {result.run_dir}")
+    print(f"  simulated {s['simulated_seconds']:.3f} s in {s['wall_seconds']:.1f} s wall; "
+          f"{s['alloc_requests']} requests, {sum(s['failures']['by_order'].values())} failed, "
+          f"{s['events_traced']} events traced")
+    if not args.no_report:
+        from reports import build_report
+
+        paths = build_report(result.run_dir)
+        print(f"  report: {paths[0]}")
+    return 0
+
+
+class _progress_bar:
+    """A tqdm bar over simulated time (in simulated milliseconds)."""
+
+    def __init__(self, name: str, duration_ns: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=duration_ns // 1_000_000, unit="sim-ms", desc=name,
+                        disable=not sys.stderr.isatty(), leave=False)
+        self.done = 0
+
+    def __call__(self, now_ns: int, duration_ns: int) -> None:
+        ms = now_ns // 1_000_000
+        self.bar.update(ms - self.done)
+        self.done = ms
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from workloads.registry import load_experiment
+
+    for path in args.configs:
+        cfg = load_experiment(path)
+        print(f"{path}: ok ({cfg.name}, {len(cfg.workloads)} workloads)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from reports import build_report
+
+    for path in build_report(args.run_dir):
+        print(path)
+    return 0
+
+
+def _cmd_proc(args: argparse.Namespace) -> int:
+    from allocsim.procshow import proc_show
+
+    sys.stdout.write(proc_show(args.snapshot_dir, args.recompute))
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "report": _cmd_report,
+            "proc": _cmd_proc}
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from reports.load import ReportInputError
+    from simcore.errors import AllocsimError
+    from simcore.procfs import ProcParseError
+
+    return (AllocsimError, ProcParseError, ReportInputError, FileNotFoundError,
+            IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``allocsim`` console script and ``python -m simcore``."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("allocsim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _user_errors() as exc:
+        print(f"allocsim: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(str(exc).split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
