@@ -130,8 +130,10 @@ from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if sys.argv[1] == "build":
     t = time.perf_counter()
-    mm = pa.PageAllocator(MachineConfig(nodes=(NodeConfig(int(sys.argv[2]), cpus=64),)), SysctlConfig())
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, base, time.perf_counter() - t, mm.pages.nbytes)
+    cfg = MachineConfig(nodes=(NodeConfig(int(sys.argv[2]), cpus=64),))
+    mm = pa.PageAllocator(cfg, SysctlConfig())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(peak, base, time.perf_counter() - t, mm.pages.nbytes)
 else:
     print(base, base, 0.0, 0)
 """

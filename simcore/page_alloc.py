@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simcore import slowpath
 from simcore import watermarks as wm
 from simcore.config_types import MachineConfig, SysctlConfig
 from simcore.constants import (
@@ -29,8 +30,15 @@ from simcore.constants import (
 from simcore.fallback import reserve_highatomic_pageblock
 from simcore.gfp import gfp_migratetype, gfp_zone
 from simcore.page_free import FreePagesMixin
-from simcore.pages import MT_SHIFT, PG_ALLOC, PG_HEAD, PG_MOVABLE_OWNER, PG_RESERVED, PG_TAIL
-from simcore.pages import PageArray
+from simcore.pages import (
+    MT_SHIFT,
+    PG_ALLOC,
+    PG_HEAD,
+    PG_MOVABLE_OWNER,
+    PG_RESERVED,
+    PG_TAIL,
+    PageArray,
+)
 from simcore.pcp import PerCpuPages
 from simcore.topology import ZoneSpan, build_node_orders, distance_matrix, layout_machine
 from simcore.trace import NullTracer, Tracer
@@ -372,17 +380,18 @@ class PageAllocator(FreePagesMixin):
                 pages.flags_np[pfn + 1 : pfn + (1 << order)] = movable
 
     def wakeup_kswapd(self, zone: Zone, gfp: int, order: int, highest_zoneidx: int) -> None:
-        """``wakeup_kswapd()`` hook. SIMPLIFICATION: kswapd is not modelled yet; the
-        wakeup is only counted (the slow-path issue adds the kswapd process)."""
+        """``wakeup_kswapd()`` hook.
+
+        SIMPLIFICATION: kswapd is not modelled yet; the wakeup is only counted (the
+        slow-path issue adds the kswapd process).
+        """
         self.vm.ev["kswapd_wakeup"] += 1
 
     def alloc_pages(
         self, gfp: int, order: int, nid: int, cpu: int, nodemask: frozenset[int] | None = None
     ) -> int:
         """``__alloc_pages()`` without sleeping; see :func:`simcore.slowpath.alloc_pages`."""
-        from simcore.slowpath import alloc_pages
-
-        return alloc_pages(self, gfp, order, nid, cpu, nodemask)
+        return slowpath.alloc_pages(self, gfp, order, nid, cpu, nodemask)
 
     # -- whole-machine views ------------------------------------------------------------
     @property

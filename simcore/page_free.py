@@ -36,10 +36,12 @@ class FreePagesMixin:
     vm: VmStat
     max_order: int
 
-    def page_zone(self, pfn: int) -> Zone:  # provided by PageAllocator
+    def page_zone(self, pfn: int) -> Zone:
+        """``page_zone()``; implemented by PageAllocator."""
         raise NotImplementedError
 
-    def pcp_allowed_order(self, order: int) -> bool:  # provided by PageAllocator
+    def pcp_allowed_order(self, order: int) -> bool:
+        """``pcp_allowed_order()``; implemented by PageAllocator."""
         raise NotImplementedError
 
     # -- reporting ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ allocator reads, packed into four bytes per page so that a 1 TiB machine
   head was requested with).
 * ``flags`` (uint8): the page flags below.
 
-There is no Python object per page. Scalar access goes through ``memoryview``\\s of the
+There is no Python object per page. Scalar access goes through ``memoryview`` objects of the
 numpy arrays (fast for single elements); bulk operations use the numpy arrays.
 """
 
@@ -53,9 +53,10 @@ class PageArray:
         self.ref_np = np.zeros(nr_pages, dtype=np.int16)
         self.info_np = np.zeros(nr_pages, dtype=np.uint8)
         self.flags_np = np.zeros(nr_pages, dtype=np.uint8)
-        self.ref = memoryview(self.ref_np)
-        self.info = memoryview(self.info_np)
-        self.flags = memoryview(self.flags_np)
+        # ndarray.data is a memoryview of the array: fast scalar get/set from Python.
+        self.ref = self.ref_np.data
+        self.info = self.info_np.data
+        self.flags = self.flags_np.data
 
     @property
     def nbytes(self) -> int:
