@@ -61,6 +61,8 @@ class AllocContext:
     migratetype: int
     preferred_nid: int
     nodemask: frozenset[int] | None = None
+    fast_flags: int = 0
+    """alloc_flags of the first get_page_from_freelist() attempt (LOW + nofragment)."""
 
     @property
     def preferred_zone(self) -> Zone | None:
@@ -129,6 +131,7 @@ class PageAllocator(FreePagesMixin):
             self._add_zone(span)
         self._build_zonelists()
         self._zonelist_cache: dict[tuple[int, bool, int], tuple[Zone, ...]] = {}
+        self._ac_cache: dict[tuple[int, int], AllocContext] = {}
         self.min_free_kbytes = 0
         self.last_zone: Zone = self.zones[0]
         self.last_path_pcp = False
@@ -257,11 +260,21 @@ class PageAllocator(FreePagesMixin):
         SIMPLIFICATION: cpusets, fault injection and dirty-page spreading
         (``__GFP_WRITE``) are not modelled.
         """
+        if nodemask is None:
+            ac = self._ac_cache.get((gfp, nid))
+            if ac is not None:
+                return ac
         highest = int(gfp_zone(gfp))
         zl = self.zonelist(nid, bool(gfp & GFP_THISNODE), highest)
         if nodemask is not None:
             zl = tuple(z for z in zl if z.nid in nodemask)
-        return AllocContext(zl, highest, gfp_migratetype(gfp), nid, nodemask)
+        ac = AllocContext(zl, highest, gfp_migratetype(gfp), nid, nodemask)
+        ac.fast_flags = ALLOC_WMARK_LOW | self.alloc_flags_nofragment(ac.preferred_zone, gfp)
+        if nodemask is None:
+            # The context is a pure function of (gfp, nid) and the topology, which never
+            # changes after boot: cache it instead of redoing gfp_zone() and friends.
+            self._ac_cache[(gfp, nid)] = ac
+        return ac
 
     def alloc_flags_nofragment(self, zone: Zone | None, gfp: int) -> int:
         """``alloc_flags_nofragment()``: ALLOC_KSWAPD, and NOFRAGMENT for Normal."""
@@ -274,7 +287,7 @@ class PageAllocator(FreePagesMixin):
 
     def fast_path_flags(self, gfp: int, ac: AllocContext) -> int:
         """The first attempt's flags in __alloc_pages(): LOW watermark (+nofragment)."""
-        return ALLOC_WMARK_LOW | self.alloc_flags_nofragment(ac.preferred_zone, gfp)
+        return ac.fast_flags
 
     def get_page_from_freelist(
         self, gfp: int, order: int, alloc_flags: int, ac: AllocContext, cpu: int

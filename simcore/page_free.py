@@ -97,19 +97,19 @@ class FreePagesMixin:
 
     def free_the_page(self, pfn: int, order: int, cpu: int) -> None:
         """``free_the_page()``: pcp for pcp-allowed orders, else straight to buddy."""
+        zone = self.page_zone(pfn)
         if self.pcp_allowed_order(order):
-            self.free_unref_page(pfn, order, cpu)
+            self.free_unref_page(pfn, order, cpu, zone)
         else:
-            self.free_pages_ok(pfn, order)
+            self.free_pages_ok(pfn, order, zone)
 
-    def free_pages_prepare(self, pfn: int, order: int) -> bool:
+    def free_pages_prepare(self, pfn: int, order: int, zone: Zone) -> bool:
         """``free_pages_prepare()``: trace, check every page, clear the page state.
 
         A tail page with a non-zero refcount (for example after split_page() the
         block is freed whole) fails the check: the block is reported and leaked.
         """
         pages = self.pages
-        zone = self.page_zone(pfn)
         if self.tracer.enabled:
             self.tracer.mm_page_free(zone, pfn, order)
         nr = 1 << order
@@ -128,15 +128,14 @@ class FreePagesMixin:
         pages.info[pfn] = 0
         return True
 
-    def free_unref_page(self, pfn: int, order: int, cpu: int) -> None:
+    def free_unref_page(self, pfn: int, order: int, cpu: int, zone: Zone) -> None:
         """Free to the CPU's pcp list: mirrors free_unref_page().
 
         HIGHATOMIC and CMA pages go on the MOVABLE list but remember their pageblock
         type; ISOLATE pages bypass the pcp (behaviour 21).
         """
-        if not self.free_pages_prepare(pfn, order):
+        if not self.free_pages_prepare(pfn, order, zone):
             return
-        zone = self.page_zone(pfn)
         mt = zone.get_pageblock_migratetype(pfn)
         pcp_mt = mt
         if mt >= MIGRATE_PCPTYPES:
@@ -147,11 +146,10 @@ class FreePagesMixin:
         self.vm.ev["pgfree"] += 1 << order
         zone.per_cpu_pageset[cpu].free_commit(pfn, order, pcp_mt, mt)
 
-    def free_pages_ok(self, pfn: int, order: int) -> None:
+    def free_pages_ok(self, pfn: int, order: int, zone: Zone) -> None:
         """``__free_pages_ok()``: non-pcp orders go straight to the buddy lists."""
-        if not self.free_pages_prepare(pfn, order):
+        if not self.free_pages_prepare(pfn, order, zone):
             return
-        zone = self.page_zone(pfn)
         zone.free_one_page(pfn, order, zone.get_pageblock_migratetype(pfn))
         self.vm.ev["pgfree"] += 1 << order
 

@@ -46,7 +46,7 @@ def alloc_pages(
     if order > mm.max_order:
         return _fail(mm, gfp, order, nid, -1, "order > MAX_ORDER-1")
     ac = mm.prepare_alloc_pages(gfp, nid, nodemask)
-    pfn = mm.get_page_from_freelist(gfp, order, mm.fast_path_flags(gfp, ac), ac, cpu)
+    pfn = mm.get_page_from_freelist(gfp, order, ac.fast_flags, ac, cpu)
     if pfn < 0:
         pfn = alloc_pages_slowpath(mm, gfp, order, ac, cpu)
         if pfn < 0:
