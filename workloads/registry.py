@@ -16,10 +16,17 @@ from typing import Any
 import numpy as np
 
 from simcore.config import WorkloadDumper, WorkloadParser, dump_config, load_config
-from simcore.config_types import ExperimentConfig, WorkloadConfig
+from simcore.config_types import ExperimentConfig, MachineConfig, WorkloadConfig
 from workloads.synthetic import synthetic
-from workloads.synthetic_params import dump_synthetic_params, parse_synthetic_params
+from workloads.synthetic_params import (
+    check_synthetic_params,
+    dump_synthetic_params,
+    parse_synthetic_params,
+)
 
+WorkloadCheck = Callable[[Mapping[str, object], MachineConfig, str, str], None]
+"""``check(params, machine, key_prefix, source)``: raise ConfigError if the machine cannot
+run the parsed parameters (e.g. a CPU it does not have)."""
 WorkloadFn = Callable[[Any, WorkloadConfig, np.random.Generator], Generator[Any, Any, None]]
 """``run(machine, spec, rng)``: a SimPy process body for one workload instance."""
 
@@ -33,12 +40,14 @@ class WorkloadKind:
         parse_params: Parser of the kind's own keys (see ``simcore.config.WorkloadParser``).
         dump_params: Inverse of ``parse_params``, in human units.
         run: The generator function started once per workload instance.
+        check: Validation of the parsed parameters against the machine.
     """
 
     name: str
     parse_params: WorkloadParser
     dump_params: WorkloadDumper
     run: WorkloadFn
+    check: WorkloadCheck
 
 
 def _build_registry(*kinds: WorkloadKind) -> Mapping[str, WorkloadKind]:
@@ -46,7 +55,8 @@ def _build_registry(*kinds: WorkloadKind) -> Mapping[str, WorkloadKind]:
 
 
 WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
-    WorkloadKind("synthetic", parse_synthetic_params, dump_synthetic_params, synthetic),
+    WorkloadKind("synthetic", parse_synthetic_params, dump_synthetic_params, synthetic,
+                 check_synthetic_params),
 )
 """Workload kind name -> kind. Read-only."""
 
@@ -67,7 +77,10 @@ def load_experiment(path: Path) -> ExperimentConfig:
     Raises:
         simcore.errors.ConfigError: On any problem, naming the file and key path.
     """
-    return load_config(path, workload_parsers())
+    cfg = load_config(path, workload_parsers())
+    for i, spec in enumerate(cfg.workloads):
+        WORKLOADS[spec.kind].check(spec.params, cfg.machine, f"workloads[{i}]", cfg.source)
+    return cfg
 
 
 def dump_experiment(cfg: ExperimentConfig) -> dict[str, object]:

@@ -32,6 +32,7 @@ from simcore.config_fields import (
     expect_rate_per_s,
     expect_str,
 )
+from simcore.config_types import MachineConfig
 from simcore.errors import ConfigError
 from simcore.units import format_duration, format_rate
 
@@ -101,7 +102,7 @@ def _order_weights(value: object, key: str, source: str) -> tuple[tuple[int, flo
     if not value:
         raise ConfigError(source, key, "at least one {order: weight} entry", value)
     weights = {
-        expect_int(order, child(key, str(order)), source, 0, MAX_REQUEST_ORDER):
+        expect_int(_int_key(order), child(key, str(order)), source, 0, MAX_REQUEST_ORDER):
             expect_number(weight, child(key, str(order)), source, above=0)
         for order, weight in value.items()
     }
@@ -109,6 +110,13 @@ def _order_weights(value: object, key: str, source: str) -> tuple[tuple[int, flo
     if abs(total - 1.0) > _WEIGHT_SUM_TOLERANCE:
         weights = {order: weight / total for order, weight in weights.items()}
     return tuple(sorted(weights.items()))
+
+
+def _int_key(order: object) -> object:
+    """Mapping keys written as decimal strings ("0", as JSON must) mean the integer."""
+    if isinstance(order, str) and order.isdecimal():
+        return int(order)
+    return order
 
 
 def _lifetime(value: object, key: str, source: str) -> LifetimeSpec:
@@ -193,6 +201,26 @@ def parse_synthetic_params(
         start_ns=expect_duration_ns(data.get("start", "0ns"), key("start"), source),
     )
     return {"params": params}
+
+
+def check_synthetic_params(
+    params: Mapping[str, object], machine: MachineConfig, key_prefix: str, source: str
+) -> None:
+    """Reject CPUs or a node that the configured machine does not have.
+
+    Raises:
+        ConfigError: Naming ``workloads[i].cpus`` or ``workloads[i].nid``.
+    """
+    p = params["params"]
+    assert isinstance(p, SyntheticParams)
+    nr_cpus = sum(node.cpus for node in machine.nodes)
+    bad = [cpu for cpu in p.cpus or () if cpu >= nr_cpus]
+    if bad:
+        raise ConfigError(source, child(key_prefix, "cpus"),
+                          f"CPUs of this machine (0..{nr_cpus - 1})", list(p.cpus or ()))
+    if p.nid is not None and p.nid >= len(machine.nodes):
+        raise ConfigError(source, child(key_prefix, "nid"),
+                          f"a node of this machine (0..{len(machine.nodes) - 1})", p.nid)
 
 
 def _dump_lifetime(lifetime: LifetimeSpec) -> object:
