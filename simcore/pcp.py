@@ -118,7 +118,7 @@ class PerCpuPages:
         batch = self.batch << self.free_factor
         if batch < max_nr_free:
             self.free_factor += 1
-        return max(min_nr_free, min(batch, max_nr_free))
+        return min(max(batch, min_nr_free), max_nr_free)  # the kernel's clamp()
 
     def free_bulk(self, count: int, pindex: int) -> None:
         """Return ``count`` pages to the buddy lists, oldest first, round-robin.
