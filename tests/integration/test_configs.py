@@ -1,0 +1,88 @@
+"""Every shipped ``configs/*.yaml`` validates and explains itself; the small ones run.
+
+Parametrized over the files found, so a new config is covered without touching this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from allocsim.run import simulate
+from simcore import trace_schema as ts
+from simcore.config_types import ExperimentConfig, TraceConfig
+from simcore.errors import ConfigError
+from workloads.registry import load_experiment
+from workloads.synthetic_params import SyntheticParams
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+MAX_REQUESTS_IN_SUITE = 100_000
+"""Configs expected to issue more allocation requests than this are only validated."""
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [p.name for p in paths]
+
+
+def expected_requests(cfg: ExperimentConfig) -> float:
+    """Mean number of allocation requests a run of ``cfg`` issues (inf if unknown)."""
+    total = 0.0
+    for spec in cfg.workloads:
+        params = spec.params.get("params")
+        if not isinstance(params, SyntheticParams):
+            return float("inf")  # a workload kind this estimate does not know
+        active_s = max(0, cfg.duration_ns - params.start_ns) / 1e9
+        n = params.rate_per_s * active_s
+        if params.max_requests is not None:
+            n = min(n, params.max_requests)
+        total += n
+    return total
+
+
+def test_there_are_configs() -> None:
+    assert any(p.name == "quickstart.yaml" for p in CONFIGS)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=_ids(CONFIGS))
+def test_config_validates_and_opens_with_a_comment(path: Path) -> None:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# ") and len(first) > 3, f"{path.name} must open with a comment"
+    cfg = load_experiment(path)
+    assert cfg.workloads, f"{path.name} has no workloads"
+    assert cfg.source == str(path)
+
+
+def _is_small(path: Path) -> bool:
+    try:
+        return expected_requests(load_experiment(path)) < MAX_REQUESTS_IN_SUITE
+    except ConfigError:
+        return True  # run it anyway, so the error shows up as a failing test, not at import
+
+
+SMALL = [p for p in CONFIGS if _is_small(p)]
+
+
+@pytest.mark.parametrize("path", SMALL, ids=_ids(SMALL))
+def test_small_config_runs_end_to_end(tmp_path: Path, path: Path) -> None:
+    cfg = load_experiment(path)
+    cfg = dataclasses.replace(cfg, trace=TraceConfig(
+        events=True, snapshot_interval_ns=cfg.trace.snapshot_interval_ns))
+    result = simulate(cfg, tmp_path)
+    assert result.status == "ok"
+    run_dir = result.run_dir
+    manifest = json.loads((run_dir / ts.MANIFEST_FILE).read_text())
+    assert manifest["status"] == "ok"
+    summary = json.loads((run_dir / ts.SUMMARY_FILE).read_text())
+    assert summary == result.summary
+    assert summary["alloc_requests"] > 0
+    assert summary["bad_page"] == 0
+    assert summary["simulated_seconds"] == pytest.approx(cfg.duration_ns / 1e9)
+    events = pq.read_metadata(run_dir / ts.EVENTS_FILE)
+    assert events.num_rows == summary["events_traced"] >= summary["alloc_requests"]
+    for name in (ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE):
+        assert pq.read_metadata(run_dir / name).num_rows > 0

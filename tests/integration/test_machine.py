@@ -1,0 +1,208 @@
+"""SimPy scenarios on :class:`simcore.machine.Machine`: time, handles and a whole workload."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.gfp import GFP, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
+from simcore.machine import Allocation, Machine
+from workloads.registry import WORKLOADS, load_experiment
+
+PAGES_256MIB = 256 * 1024 * 1024 // 4096
+
+
+def _machine(cpus: int = 2) -> Machine:
+    cfg = MachineConfig(nodes=(NodeConfig(memory_pages=PAGES_256MIB, cpus=cpus),))
+    return Machine(cfg, SysctlConfig(), seed=1)
+
+
+def _assert_accounted(m: Machine) -> None:
+    """Free (buddy + pcp) plus live allocations cover every managed page, no bad pages."""
+    mm = m.mm
+    free = sum(z.nr_free_pages + z.pcp_pages for z in mm.zones)
+    live = sum(1 << h.order for h in m.owner_of.values())
+    assert free + live == mm.managed_pages
+    assert mm.vm["bad_page"] == 0
+
+
+def _drained_all_free(m: Machine) -> None:
+    m.mm.drain_all_pages()
+    assert not m.owner_of
+    assert m.mm.nr_free_pages == m.mm.managed_pages
+    assert sum(z.pcp_pages for z in m.mm.zones) == 0
+
+
+def _fill(m: Machine, gfp: int, order: int) -> list[Allocation]:
+    got = []
+    while (h := m.alloc_now("hog", gfp, order, 0)) is not None:
+        got.append(h)
+    return got
+
+
+def test_gfp_nowait_below_min_fails_without_advancing_time() -> None:
+    m = _machine()
+    # Blocking requests fail at MIN (reclaim is not modelled); GFP_ATOMIC (ALLOC_HIGH,
+    # ALLOC_HARDER) then digs below MIN until it fails too.
+    held = _fill(m, GFP_KERNEL, 9) + _fill(m, GFP_KERNEL, 0) + _fill(m, GFP_ATOMIC, 0)
+    assert held
+    top = max(m.mm.zones, key=lambda z: z.zone_idx)
+    assert top.nr_free_pages < top.wmark_pages(0), "not below the MIN watermark"
+    fails_before = m.mm.vm["pgalloc_fail"]
+    wakeups_before = m.mm.vm["kswapd_wakeup"]
+    requests_before = m.stats.alloc_requests
+    seen: dict[str, Any] = {}
+
+    def caller() -> Generator[Any, Any, None]:
+        yield m.env.timeout(1_234_567)
+        seen["before"] = m.env.now
+        seen["handle"] = yield from m.alloc("nowait", int(GFP_NOWAIT), 0, 1)
+        seen["after"] = m.env.now
+
+    m.env.process(caller())
+    m.env.run()
+    assert seen["handle"] is None
+    assert seen["before"] == seen["after"] == 1_234_567
+    assert m.env.now == 1_234_567
+    assert m.mm.vm["pgalloc_fail"] == fails_before + 1
+    assert m.mm.vm["kswapd_wakeup"] > wakeups_before  # GFP_NOWAIT may wake kswapd
+    assert m.stats.alloc_requests == requests_before + 1
+    assert m.stats.failures_by_caller["nowait"] == 1
+    assert m.stats.failures_by_order[0] >= 1
+    _assert_accounted(m)
+    for h in held:
+        m.free(h)
+    _drained_all_free(m)
+
+
+def test_double_free_raises_and_allocator_stays_consistent() -> None:
+    m = _machine()
+    a = m.alloc_now("w", GFP_KERNEL, 2, 0)
+    b = m.alloc_now("w", GFP_KERNEL, 0, 1)
+    assert a is not None and b is not None
+    m.free(a)
+    assert not a.alive
+    freed = m.stats.pages_freed
+    with pytest.raises(ValueError, match="already freed"):
+        m.free(a)
+    with pytest.raises(ValueError, match="already freed"):
+        m.free(a, cpu=1)
+    assert m.stats.pages_freed == freed
+    assert m.stats.free_requests == 1
+    _assert_accounted(m)
+    # The allocator still works: the same block can be allocated and freed again.
+    c = m.alloc_now("w", GFP_KERNEL, 2, 0)
+    assert c is not None
+    m.free(c)
+    m.free(b)
+    _assert_accounted(m)
+    _drained_all_free(m)
+
+
+def test_owner_of_maps_pfn_to_handle() -> None:
+    m = _machine()
+    handles = [m.alloc_now(f"w{i}", GFP_KERNEL, i % 4, i % 2) for i in range(12)]
+    assert all(h is not None for h in handles)
+    live = [h for h in handles if h is not None]
+    assert len({h.pfn for h in live}) == len(live)
+    for h in live:
+        assert m.owner_of[h.pfn] is h
+        assert h.alive
+    assert len(m.owner_of) == len(live)
+    for h in live[::2]:
+        m.free(h)
+        assert h.pfn not in m.owner_of
+    assert set(m.owner_of.values()) == set(live[1::2])
+    for h in live[1::2]:
+        m.free(h)
+    _drained_all_free(m)
+
+
+@pytest.mark.parametrize("order", [1, 3, 9])
+def test_split_gives_freeable_order0_handles(order: int) -> None:
+    m = _machine()
+    h = m.alloc_now("w", GFP_KERNEL, order, 0)
+    assert h is not None and not h.gfp & GFP.COMP
+    parts = m.split(h)
+    assert len(parts) == 1 << order
+    assert not h.alive
+    assert [p.pfn for p in parts] == list(range(h.pfn, h.pfn + (1 << order)))
+    assert all(p.order == 0 and p.alive and p.owner == "w" for p in parts)
+    for p in parts:
+        assert m.owner_of[p.pfn] is p
+    _assert_accounted(m)
+    freed = m.stats.pages_freed
+    # Free in a scrambled order; each sub-page goes back on its own.
+    for p in parts[1::2] + parts[::2]:
+        m.free(p)
+        assert p.pfn not in m.owner_of
+    assert m.stats.pages_freed == freed + (1 << order)
+    _assert_accounted(m)
+    _drained_all_free(m)
+
+
+WORKLOAD_YAML = """\
+# max_requests with a fixed lifetime.
+name: fixed
+seed: 3
+duration: 10s
+machine:
+  nodes:
+    - memory: 256MiB
+      cpus: 2
+workloads:
+  - name: w
+    type: synthetic
+    rate: 2000/s
+    order: {0: 0.7, 2: 0.2, 4: 0.1}
+    lifetime: {fixed: 7ms}
+    gfp: GFP_KERNEL
+    max_requests: 500
+    start: 3ms
+"""
+
+
+def test_synthetic_max_requests_and_fixed_lifetime(tmp_path: Path) -> None:
+    path = tmp_path / "fixed.yaml"
+    path.write_text(WORKLOAD_YAML)
+    cfg = load_experiment(path)
+    (spec,) = cfg.workloads
+    m = Machine.from_config(cfg)
+    allocs: list[tuple[int, Allocation]] = []
+    frees: list[tuple[int, Allocation]] = []
+    real_alloc_now, real_free = m.alloc_now, m.free
+
+    def alloc_now(*args: Any, **kwargs: Any) -> Allocation | None:
+        h = real_alloc_now(*args, **kwargs)
+        assert h is not None, "the machine is large enough never to fail"
+        allocs.append((m.now_ns, h))
+        return h
+
+    def free(h: Allocation, cpu: int | None = None) -> None:
+        frees.append((m.now_ns, h))
+        real_free(h, cpu)
+
+    m.alloc_now = alloc_now  # type: ignore[method-assign]
+    m.free = free  # type: ignore[method-assign]
+    (rng,) = m.spawn_rngs(1)
+    m.env.process(WORKLOADS[spec.kind].run(m, spec, rng))
+    m.env.run()  # until no event is left: the workload has freed everything and ended
+
+    lifetime = 7_000_000
+    assert len(allocs) == m.stats.alloc_requests == 500
+    assert len(frees) == m.stats.free_requests == 500
+    assert allocs[0][0] >= 3_000_000  # start: 3ms
+    assert [t for t, _ in allocs] == sorted(t for t, _ in allocs)
+    freed_at = {id(h): t for t, h in frees}
+    assert len(freed_at) == 500  # every handle freed exactly once
+    for t, h in allocs:
+        assert freed_at[id(h)] == t + lifetime
+        assert not h.alive
+    assert m.env.now == allocs[-1][0] + lifetime == max(t for t, _ in frees)
+    assert m.stats.pages_allocated == m.stats.pages_freed == sum(1 << h.order for _, h in allocs)
+    assert {h.order for _, h in allocs} == {0, 2, 4}
+    _drained_all_free(m)
