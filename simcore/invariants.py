@@ -1,0 +1,259 @@
+"""Consistency checks of the allocator state, for tests and debugging.
+
+Walks the actual free lists (``zone->free_area``) and per-CPU lists, independently of
+the counters, and checks what mm/page_alloc.c (6.1) relies on without checking:
+
+* every listed free block is aligned to its order, lies in its zone's managed range,
+  has ``PageBuddy`` set on its head only, carries ``order | mt << 4`` in its info byte
+  and refcount 0 on every page (``page_is_buddy()``, ``page_expected_state()``);
+* free, pcp and (if given) allocated blocks never overlap, and together cover every
+  managed page exactly once, apart from pages leaked by ``bad_page()``;
+* merging is complete (``__free_one_page()``): no two free buddies of equal order
+  remain unmerged unless the merge is forbidden (order >= pageblock_order with
+  differing pageblock types, one of them not ``migratetype_is_mergeable()``);
+* the counters match the lists: ``nr_free[order]``, the per-list counts,
+  NR_FREE_PAGES (no ISOLATE pageblocks are modelled) and ``pcp->count``.
+
+SIMPLIFICATION: merging completeness compares the *current* pageblock types. After
+``unreserve_highatomic_pageblock()`` relabels a HIGHATOMIC pageblock, two buddies the
+kernel refused to merge may legitimately sit side by side with equal types; callers
+that unreserve should pass ``check_merging=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from simcore.constants import MIGRATE_PCPTYPES, MIGRATE_TYPES, MigrateType
+from simcore.pages import MT_SHIFT, PG_ALLOC, PG_BUDDY, PG_PCP, PG_RESERVED
+from simcore.pcp import NR_LOWORDER_PCP_LISTS
+
+if TYPE_CHECKING:
+    from simcore.page_alloc import PageAllocator
+    from simcore.pages import PageArray
+    from simcore.zone import Zone
+
+MT_MOVABLE = int(MigrateType.MOVABLE)
+
+
+class InvariantError(AssertionError):
+    """The allocator state violates an invariant; the message names the pfn and rule."""
+
+
+Block = tuple[int, int, str]
+"""``(pfn, nr_pages, description)`` of one free, pcp or allocated block."""
+
+
+def _fail(msg: str) -> None:
+    raise InvariantError(msg)
+
+
+def managed_range(zone: Zone) -> tuple[int, int]:
+    """``[first, end)`` of the zone's managed pfns (reserved pages sit at the start)."""
+    return zone.zone_start_pfn + zone.present_pages - zone.managed_pages, zone.end_pfn
+
+
+def check_invariants(
+    mm: PageAllocator,
+    allocated: Mapping[int, int] | None = None,
+    frozen: Collection[int] = (),
+    check_merging: bool = True,
+) -> None:
+    """Raise :class:`InvariantError` if the allocator state is inconsistent.
+
+    Args:
+        mm: The allocator.
+        allocated: pfn -> order of every live allocation the caller tracks (after
+            ``split_page()`` each sub-page is its own order-0 entry). When given,
+            free + pcp + allocated pages must cover every managed page exactly once,
+            except ``vm.ev['bad_page_leaked_pages']`` leaked pages.
+        frozen: Allocated heads whose refcount was frozen to 0 (``page_ref_freeze()``).
+        check_merging: Check that buddy merging is complete (see the module notes).
+    """
+    blocks: list[Block] = []
+    for zone in mm.zones:
+        free = _check_free_lists(mm, zone)
+        if check_merging:
+            _check_merging(zone, free)
+        blocks += [(pfn, 1 << order, f"free order-{order} block in {zone}")
+                   for pfn, (order, _) in free.items()]
+        blocks += _check_pcp_lists(mm, zone)
+    if allocated is not None:
+        blocks += _check_allocated(mm, allocated, frozen)
+    _check_coverage(mm, blocks, allocated is not None)
+
+
+def _check_free_lists(mm: PageAllocator, zone: Zone) -> dict[int, tuple[int, int]]:
+    """Walk every free list; return ``{pfn: (order, mt)}`` of the listed blocks."""
+    fa = zone.free_area
+    pages = mm.pages
+    first, end = managed_range(zone)
+    free: dict[int, tuple[int, int]] = {}
+    free_pages = 0
+    for order in range(zone.max_order + 1):
+        nr_free = 0
+        for mt in range(MIGRATE_TYPES):
+            n = 0
+            for pfn in fa.iter_list(order, mt):
+                where = f"{zone} free_area[{order}].free_list[{mt}] block {pfn:#x}"
+                if pfn in free:
+                    _fail(f"{where}: listed twice")
+                if pfn & ((1 << order) - 1):
+                    _fail(f"{where}: not aligned to order {order}")
+                if not (first <= pfn and pfn + (1 << order) <= end):
+                    _fail(f"{where}: outside the managed range [{first:#x}, {end:#x})")
+                _check_free_pages(pages, pfn, order, where)
+                if pages.info[pfn] != order | (mt << MT_SHIFT):
+                    _fail(f"{where}: info byte {pages.info[pfn]:#x} says order "
+                          f"{pages.order_of(pfn)} mt {pages.mt_of(pfn)}")
+                free[pfn] = (order, mt)
+                n += 1
+            if fa.count[order][mt] != n:
+                _fail(f"{zone} free_area[{order}] count[{mt}] is {fa.count[order][mt]}, "
+                      f"list holds {n} blocks")
+            nr_free += n
+            free_pages += n << order
+        if fa.nr_free[order] != nr_free:
+            _fail(f"{zone} free_area[{order}].nr_free is {fa.nr_free[order]}, "
+                  f"lists hold {nr_free} blocks")
+    if zone.nr_free_pages != free_pages:
+        _fail(f"{zone} NR_FREE_PAGES is {zone.nr_free_pages}, free lists hold {free_pages}")
+    heads = np.flatnonzero(pages.flags_np[zone.zone_start_pfn : zone.end_pfn] & PG_BUDDY)
+    stray = set((heads + zone.zone_start_pfn).tolist()) - set(free)
+    if stray:
+        _fail(f"{zone} pfn {min(stray):#x} has PG_BUDDY but is on no free list")
+    return free
+
+
+def _check_free_pages(pages: PageArray, pfn: int, order: int, where: str) -> None:
+    """A free (buddy or pcp) block: refcount 0 everywhere, no allocator flags inside."""
+    nr = 1 << order
+    refs = pages.ref_np[pfn : pfn + nr]
+    if refs.any():
+        bad = pfn + int(np.flatnonzero(refs)[0])
+        _fail(f"{where}: pfn {bad:#x} has refcount {pages.ref[bad]} (free pages have 0)")
+    if pages.flags[pfn] & (PG_ALLOC | PG_RESERVED):
+        _fail(f"{where}: head flags {pages.flags[pfn]:#x} include PG_ALLOC/PG_RESERVED")
+    if order:
+        inner = pages.flags_np[pfn + 1 : pfn + nr] & (PG_BUDDY | PG_PCP | PG_ALLOC | PG_RESERVED)
+        if inner.any():
+            bad = pfn + 1 + int(np.flatnonzero(inner)[0])
+            _fail(f"{where}: inner pfn {bad:#x} has flags {pages.flags[bad]:#x}")
+
+
+def _check_merging(zone: Zone, free: Mapping[int, tuple[int, int]]) -> None:
+    """No two free buddies of equal order unless __free_one_page() refuses the merge."""
+    pb_order = zone.pageblock_order
+    for pfn, (order, _) in free.items():
+        if order >= zone.max_order:
+            continue
+        buddy = pfn ^ (1 << order)
+        if buddy < pfn or buddy not in free or free[buddy][0] != order:
+            continue
+        if order >= pb_order:
+            mt_a = zone.get_pageblock_migratetype(pfn)
+            mt_b = zone.get_pageblock_migratetype(buddy)
+            if mt_a != mt_b and (mt_a >= MIGRATE_PCPTYPES or mt_b >= MIGRATE_PCPTYPES):
+                continue
+        _fail(f"{zone} free order-{order} blocks {pfn:#x} and {buddy:#x} are buddies "
+              f"but were not merged")
+
+
+def _check_pcp_lists(mm: PageAllocator, zone: Zone) -> list[Block]:
+    """Walk every CPU's pcp lists of ``zone``; return their blocks."""
+    pages = mm.pages
+    first, end = managed_range(zone)
+    blocks: list[Block] = []
+    seen: set[int] = set()
+    for pcp in zone.per_cpu_pageset:
+        count = 0
+        for pindex, lst in enumerate(pcp.lists):
+            order = pcp.pindex_to_order(pindex)
+            for entry in lst:
+                pfn, cached_mt = entry >> 3, entry & 7
+                where = f"{zone} cpu{pcp.cpu} pcp list {pindex} block {pfn:#x}"
+                if pfn in seen:
+                    _fail(f"{where}: on a pcp list twice")
+                seen.add(pfn)
+                if pfn & ((1 << order) - 1) or not (first <= pfn and pfn + (1 << order) <= end):
+                    _fail(f"{where}: misaligned for order {order} or outside [{first:#x}, "
+                          f"{end:#x})")
+                if pages.flags[pfn] & (PG_BUDDY | PG_PCP) != PG_PCP:
+                    _fail(f"{where}: head flags {pages.flags[pfn]:#x} (want PG_PCP only)")
+                _check_free_pages(pages, pfn, order, where)
+                _check_pcp_mt(pindex, cached_mt, where)
+                blocks.append((pfn, 1 << order, where))
+                count += 1 << order
+        if pcp.count != count:
+            _fail(f"{zone} cpu{pcp.cpu} pcp->count is {pcp.count}, lists hold {count} pages")
+    heads = np.flatnonzero(pages.flags_np[zone.zone_start_pfn : zone.end_pfn] & PG_PCP)
+    stray = set((heads + zone.zone_start_pfn).tolist()) - seen
+    if stray:
+        _fail(f"{zone} pfn {min(stray):#x} has PG_PCP but is on no pcp list")
+    return blocks
+
+
+def _check_pcp_mt(pindex: int, cached_mt: int, where: str) -> None:
+    """The cached migratetype fits the list (HIGHATOMIC/CMA pages use MOVABLE's)."""
+    if pindex >= NR_LOWORDER_PCP_LISTS:
+        return
+    list_mt = pindex % MIGRATE_PCPTYPES
+    if cached_mt == list_mt:
+        return
+    if list_mt == MT_MOVABLE and cached_mt in (MigrateType.HIGHATOMIC, MigrateType.CMA):
+        return
+    _fail(f"{where}: cached migratetype {cached_mt} on the list of migratetype {list_mt}")
+
+
+def _check_allocated(
+    mm: PageAllocator, allocated: Mapping[int, int], frozen: Collection[int]
+) -> list[Block]:
+    """Allocated heads: not free, refcount >= 1 (0 if frozen), tails refcount 0."""
+    pages = mm.pages
+    blocks: list[Block] = []
+    for pfn, order in allocated.items():
+        where = f"allocated order-{order} block {pfn:#x}"
+        if pfn & ((1 << order) - 1):
+            _fail(f"{where}: not aligned to its order")
+        if pages.flags[pfn] & (PG_BUDDY | PG_PCP):
+            _fail(f"{where}: head flags {pages.flags[pfn]:#x} say it is free")
+        ref = pages.ref[pfn]
+        if pfn in frozen:
+            if ref != 0:
+                _fail(f"{where}: frozen but refcount is {ref}")
+        elif ref < 1:
+            _fail(f"{where}: head refcount is {ref}")
+        if order and pages.ref_np[pfn + 1 : pfn + (1 << order)].any():
+            _fail(f"{where}: a tail page has a non-zero refcount")
+        blocks.append((pfn, 1 << order, where))
+    return blocks
+
+
+def _check_coverage(mm: PageAllocator, blocks: list[Block], complete: bool) -> None:
+    """No overlaps; with ``complete``, managed pages are covered except leaked ones."""
+    cover = np.zeros(mm.pages.nr_pages, dtype=np.int32)
+    for pfn, nr, _ in blocks:
+        cover[pfn : pfn + nr] += 1
+    over = np.flatnonzero(cover > 1)
+    if over.size:
+        pfn = int(over[0])
+        owners = [d for p, n, d in blocks if p <= pfn < p + n]
+        _fail(f"pfn {pfn:#x} is covered by {len(owners)} blocks: " + "; ".join(owners))
+    managed = np.zeros(mm.pages.nr_pages, dtype=bool)
+    for zone in mm.zones:
+        first, end = managed_range(zone)
+        managed[first:end] = True
+    outside = np.flatnonzero(cover.astype(bool) & ~managed)
+    if outside.size:
+        _fail(f"pfn {int(outside[0]):#x} is in a block but not managed by any zone")
+    if not complete:
+        return
+    missing = np.flatnonzero(managed & (cover == 0))
+    leaked = mm.vm.ev["bad_page_leaked_pages"]
+    if missing.size != leaked:
+        where = f", first {int(missing[0]):#x}" if missing.size else ""
+        _fail(f"{missing.size} managed pages are neither free, on a pcp list nor "
+              f"allocated{where}; {leaked} pages were leaked by bad_page()")

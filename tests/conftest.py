@@ -1,0 +1,144 @@
+"""Shared test setup: hypothesis profiles and small-machine helpers for the allocator core.
+
+Profiles: ``ci`` (default; bounded so the whole property suite stays well under 60 s on
+two cores) and ``dev`` (many more examples). Select with ``HYPOTHESIS_PROFILE=dev``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.constants import MIGRATE_TYPES
+from simcore.page_alloc import PageAllocator
+from simcore.trace import Tracer
+from simcore.zone import Zone
+
+settings.register_profile(
+    "ci", max_examples=60, stateful_step_count=50, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow], derandomize=True,
+)
+settings.register_profile("dev", max_examples=300, stateful_step_count=80, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+SMALL_PAGES = 64 << 8
+"""64 MiB: ZONE_DMA [1, 4096) and ZONE_DMA32 [4096, 16384), one node."""
+
+
+class CallLog(Tracer):
+    """A tracer that keeps every call as ``(tracepoint, args)``."""
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        """The argument tuples of every call to ``name``, in order."""
+        return [args for n, args in self.calls if n == name]
+
+    def mm_page_alloc(self, *args: Any) -> None:  # noqa: D102
+        self.calls.append(("mm_page_alloc", args))
+
+    def mm_page_free(self, *args: Any) -> None:  # noqa: D102
+        self.calls.append(("mm_page_free", args))
+
+    def mm_page_alloc_zone_locked(self, *args: Any) -> None:  # noqa: D102
+        self.calls.append(("mm_page_alloc_zone_locked", args))
+
+    def mm_page_pcpu_drain(self, *args: Any) -> None:  # noqa: D102
+        self.calls.append(("mm_page_pcpu_drain", args))
+
+    def mm_page_alloc_extfrag(self, *args: Any) -> None:  # noqa: D102
+        self.calls.append(("mm_page_alloc_extfrag", args))
+
+    def mm_page_alloc_fail(self, *args: Any) -> None:  # noqa: D102
+        self.calls.append(("mm_page_alloc_fail", args))
+
+    def bad_page(self, *args: Any) -> None:  # noqa: D102
+        self.calls.append(("bad_page", args))
+
+
+class Lab:
+    """Helpers that put a zone into an exact state for a unit test."""
+
+    @staticmethod
+    def machine(
+        memory_pages: int = SMALL_PAGES, cpus: int = 2, tracer: Tracer | None = None,
+        sysctl: SysctlConfig | None = None, movable_pages: int = 0, reserved_pages: int = 0,
+        **machine_kw: Any,
+    ) -> PageAllocator:
+        """A one-node machine (64 MiB by default)."""
+        node = NodeConfig(memory_pages=memory_pages, cpus=cpus, movable_pages=movable_pages,
+                          reserved_pages=reserved_pages)
+        cfg = MachineConfig(nodes=(node,), **machine_kw)
+        return PageAllocator(cfg, sysctl or SysctlConfig(), tracer)
+
+    @staticmethod
+    def clear(zone: Zone) -> None:
+        """Take every boot block off the zone's free lists (the pages become "nowhere")."""
+        fa = zone.free_area
+        for order in range(zone.max_order + 1):
+            for mt in range(MIGRATE_TYPES):
+                for pfn in list(fa.iter_list(order, mt)):
+                    fa.remove(pfn, order, mt)
+        zone.nr_free_pages = 0
+
+    @staticmethod
+    def place(zone: Zone, pfn: int, order: int, mt: int, label: bool = True) -> None:
+        """Add a free block at the list tail, optionally labelling its pageblock ``mt``."""
+        if label:
+            zone.set_pageblock_migratetype(pfn, mt)
+        zone.free_area.add(pfn, order, mt, tail=True)
+        zone.nr_free_pages += 1 << order
+
+    @staticmethod
+    def no_watermarks(mm: PageAllocator) -> None:
+        """Zero every watermark and lowmem_reserve so only the free lists decide."""
+        for zone in mm.zones:
+            zone.watermark = [0, 0, 0, 0]
+            zone.lowmem_reserve = [0, 0, 0, 0]
+
+    @staticmethod
+    def pcp_batch(zone: Zone, batch: int) -> None:
+        """Set every CPU's pcp batch of ``zone`` (1 = refill exactly one block)."""
+        for pcp in zone.per_cpu_pageset:
+            pcp.batch = batch
+
+    @staticmethod
+    def blocks(zone: Zone) -> dict[int, tuple[int, int]]:
+        """``{pfn: (order, mt)}`` of every listed free block."""
+        out = {}
+        for order in range(zone.max_order + 1):
+            for mt in range(MIGRATE_TYPES):
+                for pfn in zone.free_area.iter_list(order, mt):
+                    out[pfn] = (order, mt)
+        return out
+
+    @staticmethod
+    def listed(zone: Zone, order: int, mt: int) -> list[int]:
+        """One free list, head first."""
+        return list(zone.free_area.iter_list(order, mt))
+
+
+@pytest.fixture
+def lab() -> Lab:
+    return Lab()
+
+
+@pytest.fixture
+def call_log() -> CallLog:
+    return CallLog()
+
+
+@pytest.fixture
+def small_mm() -> PageAllocator:
+    return Lab.machine()
+
+
+MachineFactory = Callable[..., PageAllocator]
