@@ -129,12 +129,15 @@ COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "report": _cmd_report,
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from reports.load import ReportInputError
     from simcore.errors import AllocsimError
     from simcore.procfs import ProcParseError
 
-    return (AllocsimError, ProcParseError, ReportInputError, FileNotFoundError,
-            IsADirectoryError, NotADirectoryError, PermissionError)
+    errors: tuple[type[BaseException], ...] = (
+        AllocsimError, ProcParseError, FileNotFoundError, IsADirectoryError,
+        NotADirectoryError, PermissionError)
+    if "reports.load" in sys.modules:  # only a report can raise it; importing is slow
+        errors += (sys.modules["reports.load"].ReportInputError,)
+    return errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:

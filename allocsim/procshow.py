@@ -20,7 +20,7 @@ from pathlib import Path
 from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.constants import ZONE_NAMES
 from simcore.page_alloc import PageAllocator
-from simcore.procfmt import format_zoneinfo
+from simcore.procfmt import ObservedZone, ZoneInfoView, format_zoneinfo
 from simcore.procfs import ProcParseError, ProcSnapshot, ZoneSnapshot, read_snapshot
 from simcore.topology import ZoneSpan
 
@@ -91,4 +91,10 @@ def proc_show(path: Path, recompute: bool) -> str:
     snap = read_snapshot(path)
     mm = machine_from_snapshot(snap, recompute)
     entries = max((len(z.protection) for z in snap.zones), default=4)
-    return format_zoneinfo(mm.zones, nr_protection_entries=entries)
+    # Unpopulated zones (an empty Movable, ZONE_DEVICE) are printed as the kernel does,
+    # with their all-zero headline block; the machine has no such zones to simulate.
+    populated = iter(mm.zones)
+    views: list[ZoneInfoView] = [
+        next(populated) if z.present > 0 else ObservedZone.from_snapshot(z) for z in snap.zones
+    ]
+    return format_zoneinfo(views, nr_protection_entries=entries)

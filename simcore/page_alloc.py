@@ -109,6 +109,10 @@ class PageAllocator(FreePagesMixin):
         self.max_order = cfg.max_order
         self.pageblock_order = cfg.pageblock_order
         self.thp = cfg.transparent_hugepage in ("always", "madvise")
+        """THP enabled at run time (``always``/``madvise``): khugepaged raises
+        ``min_free_kbytes``. The order-9 pcp list does not depend on it: it exists
+        whenever the kernel is built with ``CONFIG_TRANSPARENT_HUGEPAGE`` (assumed, as
+        on Debian's 6.1 kernel)."""
         self.vm = VmStat()
         if spans is None:
             spans = layout_machine(cfg)
@@ -331,8 +335,8 @@ class PageAllocator(FreePagesMixin):
             return -1
 
     def pcp_allowed_order(self, order: int) -> bool:
-        """``pcp_allowed_order()``: orders 0-3, and pageblock_order with THP."""
-        return order <= PAGE_ALLOC_COSTLY_ORDER or (self.thp and order == self.pageblock_order)
+        """``pcp_allowed_order()``: orders 0-3, and pageblock_order (CONFIG_THP=y)."""
+        return order <= PAGE_ALLOC_COSTLY_ORDER or order == self.pageblock_order
 
     def rmqueue(
         self, preferred: Zone | None, zone: Zone, order: int, alloc_flags: int, mt: int, cpu: int
@@ -341,7 +345,7 @@ class PageAllocator(FreePagesMixin):
         zone.fell_back = False
         pfn = -1
         self.last_path_pcp = False
-        if order <= PAGE_ALLOC_COSTLY_ORDER or (self.thp and order == self.pageblock_order):
+        if order <= PAGE_ALLOC_COSTLY_ORDER or order == self.pageblock_order:
             pfn = zone.per_cpu_pageset[cpu].rmqueue(order, mt, alloc_flags)
             self.last_path_pcp = pfn >= 0
         if pfn < 0:
