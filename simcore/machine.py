@@ -122,6 +122,7 @@ class Machine:
         if nid is None:
             nid = mm.cpu_to_node[cpu]
         self.tracer.set_context(owner, cpu)
+        mm.current_comm = owner
         pfn = mm.alloc_pages(gfp, order, nid, cpu)
         stats = self.stats
         stats.alloc_requests += 1

@@ -139,6 +139,8 @@ class PageAllocator(FreePagesMixin):
         self.min_free_kbytes = 0
         self.last_zone: Zone = self.zones[0]
         self.last_path_pcp = False
+        self.current_comm = "allocsim"
+        """The caller's name for warn_alloc() lines (``current->comm``)."""
         self.setup_per_zone_wmarks(boot=True)
         self._memblock_free_all()
 

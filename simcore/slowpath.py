@@ -24,7 +24,13 @@ from simcore.constants import (
     ALLOC_NO_WATERMARKS,
     ALLOC_WMARK_MIN,
 )
-from simcore.gfp import GFP, gfp_pfmemalloc_flags, gfp_to_alloc_flags, reserve_alloc_flags
+from simcore.gfp import (
+    GFP,
+    format_gfp,
+    gfp_pfmemalloc_flags,
+    gfp_to_alloc_flags,
+    reserve_alloc_flags,
+)
 
 if TYPE_CHECKING:
     from simcore.page_alloc import AllocContext, PageAllocator
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
 GFP_ATOMIC_BIT = int(GFP.ATOMIC)
 GFP_DIRECT_RECLAIM = int(GFP.DIRECT_RECLAIM)
 GFP_NOFAIL = int(GFP.NOFAIL)
+GFP_NOWARN = int(GFP.NOWARN)
 
 
 def alloc_pages(
@@ -51,7 +58,7 @@ def alloc_pages(
         pfn = alloc_pages_slowpath(mm, gfp, order, ac, cpu)
         if pfn < 0:
             reason = "no zone" if not ac.zonelist else "below watermark; reclaim not modelled"
-            return _fail(mm, gfp, order, nid, ac.migratetype, reason)
+            return _fail(mm, gfp, order, nid, ac.migratetype, reason, nodemask)
     if mm.tracer.enabled:
         zone = mm.last_zone
         if zone.fell_back:
@@ -62,10 +69,28 @@ def alloc_pages(
     return pfn
 
 
-def _fail(mm: PageAllocator, gfp: int, order: int, nid: int, mt: int, reason: str) -> int:
+def warn_alloc_text(comm: str, gfp: int, order: int, nodemask: frozenset[int] | None) -> str:
+    """The first line ``warn_alloc()`` prints for a failed allocation (6.1 format).
+
+    SIMPLIFICATION: the 1-per-10-s ratelimit and the stack/show_mem dump are not
+    modelled; the line is recorded with every failure event instead.
+    """
+    nodes = "(null)" if nodemask is None else ",".join(str(n) for n in sorted(nodemask))
+    return (f"{comm}: page allocation failure: order:{order}, "
+            f"mode:{gfp:#x}({format_gfp(gfp)}), nodemask={nodes}")
+
+
+def _fail(
+    mm: PageAllocator, gfp: int, order: int, nid: int, mt: int, why: str,
+    nodemask: frozenset[int] | None = None,
+) -> int:
     mm.vm.ev["pgalloc_fail"] += 1
     if mm.tracer.enabled:
         mm.tracer.mm_page_alloc(None, -1, order, gfp, mt, ts.PATH_FAILURE, nid)
+        if gfp & GFP_NOWARN:
+            reason = f"{why}; warn_alloc suppressed by __GFP_NOWARN"
+        else:
+            reason = f"{why}; {warn_alloc_text(mm.current_comm, gfp, order, nodemask)}"
         mm.tracer.mm_page_alloc_fail(nid, order, gfp, mt, reason)
     return -1
 

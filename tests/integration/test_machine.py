@@ -206,3 +206,29 @@ def test_synthetic_max_requests_and_fixed_lifetime(tmp_path: Path) -> None:
     assert m.stats.pages_allocated == m.stats.pages_freed == sum(1 << h.order for _, h in allocs)
     assert {h.order for _, h in allocs} == {0, 2, 4}
     _drained_all_free(m)
+
+
+def test_failure_event_carries_the_warn_alloc_line() -> None:
+    """Behaviour 54: a failed allocation reports the 6.1 warn_alloc() text, unless
+    __GFP_NOWARN suppresses it."""
+    from simcore.trace import Tracer
+
+    class Capture(Tracer):
+        enabled = True
+
+        def __init__(self) -> None:
+            self.reasons: list[str] = []
+
+        def mm_page_alloc_fail(self, nid: int, order: int, gfp: int, mt: int,
+                               reason: str) -> None:
+            self.reasons.append(reason)
+
+    tracer = Capture()
+    cfg = MachineConfig(nodes=(NodeConfig(memory_pages=16 << 8, cpus=1),))
+    machine = Machine(cfg, SysctlConfig(), seed=0, tracer=tracer)
+    assert machine.alloc_now("kworker", int(GFP_KERNEL), 11, cpu=0) is None
+    assert machine.alloc_now("quiet", int(GFP_KERNEL | GFP.NOWARN), 11, cpu=0) is None
+    assert tracer.reasons[0].endswith(
+        "kworker: page allocation failure: order:11, mode:0xcc0(GFP_KERNEL), nodemask=(null)")
+    assert tracer.reasons[1].endswith("warn_alloc suppressed by __GFP_NOWARN")
+    assert "page allocation failure" not in tracer.reasons[1]
