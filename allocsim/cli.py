@@ -24,6 +24,13 @@ EPILOG = """examples:
 """
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a seed >= 0, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="allocsim", description="Simulate the Linux 6.1 page allocator.",
@@ -34,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path, help="experiment YAML file")
     run.add_argument("-o", "--out", type=Path, default=Path("runs"),
                      help="directory that receives the run directory (default: runs/)")
-    run.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    run.add_argument("--seed", type=_seed, default=None, help="override the config's seed")
     run.add_argument("--no-report", action="store_true", help="skip the PDF/PNG report")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     val = sub.add_parser("validate", help="check experiment files without running them")

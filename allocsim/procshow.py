@@ -26,6 +26,13 @@ from simcore.topology import ZoneSpan
 
 
 def _sysctl(snap: ProcSnapshot) -> SysctlConfig:
+    try:
+        return _sysctl_values(snap)
+    except KeyError as exc:  # missing or non-integer vm.* value
+        raise ProcParseError(snap.path + "/sysctl_vm", None, str(exc.args[0])) from None
+
+
+def _sysctl_values(snap: ProcSnapshot) -> SysctlConfig:
     ratio = snap.sysctl_ints("lowmem_reserve_ratio") if "lowmem_reserve_ratio" in snap.sysctl \
         else SysctlConfig().lowmem_reserve_ratio
     return SysctlConfig(
