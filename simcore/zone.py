@@ -272,10 +272,6 @@ class Zone:
             )
         return False
 
-    def watermark_ok_simple(self, order: int, mark: int, highest_zoneidx: int, flags: int) -> bool:
-        """``zone_watermark_ok()`` with NR_FREE_PAGES."""
-        return self.watermark_ok(order, mark, highest_zoneidx, flags, self.nr_free_pages)
-
     @property
     def pcp_pages(self) -> int:
         """Pages held on this zone's per-CPU lists (all CPUs)."""
