@@ -64,9 +64,12 @@ MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8
 """``mm/page_alloc.c``: 0 (the default sizing) or at least this."""
 THP_MODES = ("always", "madvise", "never")
 LOWMEM_RESERVE_ZONES = 4
-"""DMA, DMA32, Normal, Movable. 6.1 with ``CONFIG_ZONE_DEVICE`` prints a fifth value
-(ZONE_DEVICE, never used for allocation); we accept it so that a real host's
-``/proc/sys/vm/lowmem_reserve_ratio`` can be pasted, and drop it."""
+"""DMA, DMA32, Normal, Movable: the zone types the model lays out."""
+MAX_NR_ZONES = 5
+"""6.1 on x86_64 with ``CONFIG_ZONE_DEVICE`` (Debian's kernel): DMA, DMA32, Normal, Movable,
+Device. ``/proc/sys/vm/lowmem_reserve_ratio`` prints this many values; all are kept, so a
+real host's line can be pasted and is written back as it was. The Device entry is never
+used for allocation (ZONE_DEVICE has no managed pages)."""
 
 
 def _name(value: object, key: str, source: str) -> str:
@@ -168,9 +171,8 @@ def _min_free_kbytes(value: object, key: str, source: str) -> int | None:
 
 
 def _lowmem_reserve_ratio(value: object, key: str, source: str) -> tuple[int, ...]:
-    items = expect_list(value, key, source, LOWMEM_RESERVE_ZONES, LOWMEM_RESERVE_ZONES + 1)
-    ratios = tuple(expect_int(v, child(key, i), source, 0, INT_MAX) for i, v in enumerate(items))
-    return ratios[:LOWMEM_RESERVE_ZONES]
+    items = expect_list(value, key, source, LOWMEM_RESERVE_ZONES, MAX_NR_ZONES)
+    return tuple(expect_int(v, child(key, i), source, 0, INT_MAX) for i, v in enumerate(items))
 
 
 def _pcp_high_fraction(value: object, key: str, source: str) -> int:

@@ -39,7 +39,7 @@ class SysctlConfig:
     """None = derive as ``calculate_min_free_kbytes()`` (+THP raise) does."""
     watermark_scale_factor: int = 10
     watermark_boost_factor: int = 15000
-    lowmem_reserve_ratio: tuple[int, ...] = (256, 256, 32, 0)
+    lowmem_reserve_ratio: tuple[int, ...] = (256, 256, 32, 0, 0)
     percpu_pagelist_high_fraction: int = 0
     extfrag_threshold: int = 500
     compaction_proactiveness: int = 20

@@ -90,7 +90,7 @@ GOOD = ExperimentConfig(
         transparent_hugepage="madvise",
     ),
     sysctl=SysctlConfig(min_free_kbytes=67584, watermark_scale_factor=150,
-                        watermark_boost_factor=0, lowmem_reserve_ratio=(256, 256, 32, 0),
+                        watermark_boost_factor=0, lowmem_reserve_ratio=(256, 256, 32, 0, 0),
                         percpu_pagelist_high_fraction=8, extfrag_threshold=500,
                         compaction_proactiveness=0),
     trace=TraceConfig(events=False, snapshot_interval_ns=250_000_000),
@@ -138,13 +138,26 @@ def test_auto_min_free_kbytes_and_plain_lifetime() -> None:
     data = copy.deepcopy(MINIMAL)
     data["sysctl"] = {"min_free_kbytes": "auto"}
     data["workloads"] = [{"name": "w", "type": "synthetic", "rate": 10, "lifetime": "50ms",
-                          "order": {0: 3, 2: 1}}]
+                          "order": {0: 0.75, 2: 0.25}}]
     cfg = parse(data)
     params = cfg.workloads[0].params["params"]
     assert cfg.sysctl.min_free_kbytes is None
     assert params.lifetime == LifetimeSpec("exponential", mean_ns=50_000_000)
     assert params.order_weights == ((0, 0.75), (2, 0.25))
     assert params.gfp == int(GFP_KERNEL)
+
+
+@pytest.mark.parametrize("weights", [{0: 3, 2: 1}, {0: 0.9, 1: 0.05}, {0: 0.5, 1: 0.500002}])
+def test_order_weights_must_sum_to_one(weights: dict[int, float]) -> None:
+    """A mapping that is not a distribution is a typo, not something to rescale."""
+    with pytest.raises(ConfigError, match="summing to 1") as info:
+        parse(with_change("workloads/0/order", weights))
+    assert info.value.key == "workloads[0].order"
+
+
+def test_order_weights_within_tolerance_are_kept_as_written() -> None:
+    cfg = parse(with_change("workloads/0/order", {0: 0.5, 1: 0.4999995}))
+    assert cfg.workloads[0].params["params"].order_weights == ((0, 0.5), (1, 0.4999995))
 
 
 def with_change(path: str, value: object) -> dict[str, Any]:
@@ -306,6 +319,26 @@ def test_load_experiment_reads_a_file(tmp_path: Path) -> None:
     assert cfg.workloads == GOOD.workloads and cfg.machine == GOOD.machine
 
 
+@pytest.mark.parametrize(("max_order", "order", "ok"), [
+    (10, 11, False), (10, 10, True), (10, {0: 0.5, 11: 0.5}, False), (8, 9, False)])
+def test_order_above_max_order_does_not_validate(
+    tmp_path: Path, max_order: int, order: object, ok: bool
+) -> None:
+    """__alloc_pages() refuses order >= MAX_ORDER with a WARN: a config asking for it is wrong."""
+    data = with_change("workloads/0/order", order)
+    data["machine"]["max_order"] = max_order
+    data["machine"]["pageblock_order"] = min(9, max_order)
+    path = tmp_path / "orders.yaml"
+    path.write_text(yaml.safe_dump(data))
+    if ok:
+        assert load_experiment(path).machine.max_order == max_order
+        return
+    expected = rf"orders 0\.\.{max_order} \(machine.max_order\)"
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_experiment(path)
+    assert info.value.key == "workloads[0].order"
+
+
 def test_dump_round_trips_through_yaml_text() -> None:
     dumped: Any = dump_experiment(GOOD)
     assert dumped["machine"]["nodes"][1] == {
@@ -322,9 +355,15 @@ def test_dump_without_a_dumper_for_a_kind_fails() -> None:
     assert set(workload_dumpers()) == {"synthetic"}
 
 
-def test_lowmem_reserve_ratio_drops_the_zone_device_slot() -> None:
+def test_lowmem_reserve_ratio_keeps_all_five_entries() -> None:
+    """6.1's sysctl prints MAX_NR_ZONES = 5 values (ZONE_DEVICE last); none is dropped."""
     cfg = parse(with_change("sysctl/lowmem_reserve_ratio", [1, 2, 3, 4, 5]))
-    assert cfg.sysctl.lowmem_reserve_ratio == (1, 2, 3, 4)
+    assert cfg.sysctl.lowmem_reserve_ratio == (1, 2, 3, 4, 5)
+    dumped = dump_experiment(cfg)["sysctl"]
+    assert isinstance(dumped, dict) and dumped["lowmem_reserve_ratio"] == [1, 2, 3, 4, 5]
+    assert parse(MINIMAL).sysctl.lowmem_reserve_ratio == (256, 256, 32, 0, 0)
+    four = parse(with_change("sysctl/lowmem_reserve_ratio", [1, 2, 3, 4]))
+    assert four.sysctl.lowmem_reserve_ratio == (1, 2, 3, 4)
 
 
 weights = st.dictionaries(st.integers(0, 16), st.floats(1e-3, 1e3), min_size=1, max_size=5)
@@ -345,6 +384,8 @@ lifetimes = st.one_of(
 )
 def test_parse_dump_parse_is_exact(mem_blocks: list[int], seed: int, order: dict[int, float],
                                    lifetime: object, rate: float, wsf: int) -> None:
+    total = sum(order.values())
+    order = {k: v / total for k, v in order.items()}
     data = {
         "name": "h", "seed": seed, "duration": "1500us",
         "machine": {"nodes": [{"memory": f"{2 * n}MiB"} for n in mem_blocks]},
