@@ -9,12 +9,14 @@ line, and exit status 2; there is never a traceback for it.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 EPILOG = """examples:
   allocsim run configs/quickstart.yaml -o runs/
@@ -22,6 +24,14 @@ EPILOG = """examples:
   allocsim report runs/quickstart-seed42
   allocsim proc show tests/data/oracle/wmark-recompute/s00-mfk128-wsf10 --recompute
 """
+
+
+def _version() -> str:
+    import simcore
+    from allocsim.provenance import source_commit
+
+    return (f"allocsim {simcore.__version__} (models Linux {simcore.KERNEL_VERSION}; "
+            f"source commit {source_commit()})")
 
 
 def _seed(text: str) -> int:
@@ -36,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="allocsim", description="Simulate the Linux 6.1 page allocator.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment and write its run directory + report")
     run.add_argument("config", type=Path, help="experiment YAML file")
@@ -71,7 +82,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     progress = None if args.quiet else _progress_bar(cfg.name, cfg.duration_ns)
     try:
-        result = simulate(cfg, args.out, progress)
+        result = simulate(cfg, args.out, progress, report=not args.no_report)
     finally:
         if progress is not None:
             progress.close()
@@ -80,11 +91,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"  simulated {s['simulated_seconds']:.3f} s in {s['wall_seconds']:.1f} s wall; "
           f"{s['alloc_requests']} requests, {sum(s['failures']['by_order'].values())} failed, "
           f"{s['events_traced']} events traced")
-    if not args.no_report:
-        from reports import build_report
-
-        paths = build_report(result.run_dir)
-        print(f"  report: {paths[0]}")
+    if result.report:
+        print(f"  report: {result.report[0]}")
     return 0
 
 
@@ -108,12 +116,25 @@ class _progress_bar:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    """Check every file (not only up to the first bad one); exit 2 if any is bad."""
+    from allocsim.hostmem import check_fits_host, describe
+    from simcore.errors import ConfigError
     from workloads.registry import load_experiment
 
+    bad = 0
     for path in args.configs:
-        cfg = load_experiment(path)
-        print(f"{path}: ok ({cfg.name}, {len(cfg.workloads)} workloads)")
-    return 0
+        try:
+            cfg = load_experiment(path)
+            footprint = check_fits_host(cfg)
+        except ConfigError as exc:
+            print(f"allocsim: error: {_one_line(exc)}", file=sys.stderr)
+            bad += 1
+            continue
+        print(f"{path}: ok ({cfg.name}, {len(cfg.workloads)} workloads; the machine needs "
+              f"{describe(footprint)})")
+    if bad and len(args.configs) > 1:
+        print(f"allocsim: {bad} of {len(args.configs)} files failed validation", file=sys.stderr)
+    return EXIT_USAGE if bad else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -147,17 +168,42 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: handled like Ctrl-C (a run records ``interrupted``), exit 143."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+def _on_sigterm(handler: object) -> object:
+    """Install ``handler`` for SIGTERM; return the previous one (None off the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)  # type: ignore[arg-type]
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``allocsim`` console script and ``python -m simcore``."""
+    """Entry point of the ``allocsim`` console script and ``python -m simcore``.
+
+    SIGTERM is turned into an exception like Ctrl-C, so a run stopped by ``kill`` or a
+    job scheduler records ``interrupted`` instead of leaving a directory behind.
+    """
     args = _parser().parse_args(argv)
+    previous = _on_sigterm(_raise_terminated)
     try:
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print("allocsim: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"allocsim: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except _user_errors() as exc:
         print(f"allocsim: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if previous is not None:
+            _on_sigterm(previous)
 
 
 def _one_line(exc: BaseException) -> str:

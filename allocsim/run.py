@@ -2,19 +2,24 @@
 
 Follows desmod's ``simulate(config)``: a directory per run holding the manifest
 (effective config, seed, versions, git commit, status), the Parquet traces and
-snapshots, ``summary.json`` and end-of-run ``/proc``-format snapshots. The directory is
-built under a temporary name and renamed when done; the manifest is written even when
-the run fails or is interrupted, and partial traces are never left under their final
-names.
+snapshots, ``summary.json``, end-of-run ``/proc``-format snapshots and the report.
+
+The directory is built under a hidden temporary name (``.<name>.tmp-<pid>``) and takes
+its final name ``<name>-seed<seed>`` only once every file listed in
+:func:`expected_outputs` is in it, the report included unless it was not asked for. A
+run that fails or is interrupted is renamed ``<name>-seed<seed>.failed`` or
+``.interrupted``; its manifest says why and at which stage, and every file in it is
+complete (each is written atomically), but its results are not. A process killed
+outright (SIGKILL) leaves only the hidden temporary directory, never a final name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +30,12 @@ from typing import Any
 import yaml
 
 import simcore
+from allocsim.hostmem import check_fits_host
+from allocsim.provenance import source_commit
 from simcore import trace_schema as ts
 from simcore.atomic import atomic_write_text
 from simcore.config_types import ExperimentConfig
+from simcore.errors import AllocsimError, ConfigError
 from simcore.fragmentation import format_extfrag_index, format_unusable_index
 from simcore.machine import Machine
 from simcore.procfmt import format_zoneinfo
@@ -41,6 +49,23 @@ ProgressFn = Callable[[int, int], None]
 PROGRESS_STEPS = 200
 
 
+STATUS_OK, STATUS_FAILED, STATUS_INTERRUPTED = "ok", "failed", "interrupted"
+TEXT_OUTPUTS = ("vmstat.txt", "buddyinfo.txt", "pagetypeinfo.txt", "zoneinfo.txt",
+                "extfrag_index.txt", "unusable_index.txt")
+"""End-state snapshots in the kernel's text formats."""
+
+
+class OutputError(AllocsimError):
+    """The run directory cannot be written where it was asked for (one line, exit 2)."""
+
+    def __init__(self, path: Path, expected: str, got: str) -> None:
+        super().__init__(path, expected, got)
+        self.path, self.expected, self.got = path, expected, got
+
+    def __str__(self) -> str:
+        return f"{self.path}: expected {self.expected}, got {self.got}"
+
+
 @dataclass(frozen=True)
 class RunResult:
     """Where a run went and how it ended."""
@@ -48,15 +73,40 @@ class RunResult:
     run_dir: Path
     status: str
     summary: dict[str, Any]
+    report: list[Path]
 
 
-def unique_run_dir(out_root: Path, name: str, seed: int) -> Path:
-    """``<out>/<name>-seed<seed>``, with ``-2``, ``-3`` ... if that already exists."""
-    base = out_root / f"{name}-seed{seed}"
-    candidate, n = base, 1
+def expected_outputs(report: bool) -> list[str]:
+    """The files a complete run directory holds, relative to it (what the README lists).
+
+    The report's PNGs depend on the machine's zones, so only ``report/report.pdf`` is
+    named; :func:`missing_outputs` checks that at least one PNG sits beside it.
+    """
+    names = [ts.MANIFEST_FILE, ts.CONFIG_FILE, ts.SUMMARY_FILE, ts.EVENTS_FILE,
+             ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, *TEXT_OUTPUTS]
+    if report:
+        names.append(f"{ts.REPORT_DIR}/report.pdf")
+    return names
+
+
+def missing_outputs(run_dir: Path, report: bool, events: bool = True) -> list[str]:
+    """What :func:`expected_outputs` names that ``run_dir`` lacks (empty: complete).
+
+    ``events`` False (``trace.events: false``) exempts the events file.
+    """
+    missing = [name for name in expected_outputs(report)
+               if not (run_dir / name).is_file() and (events or name != ts.EVENTS_FILE)]
+    if report and not any((run_dir / ts.REPORT_DIR).glob("*.png")):
+        missing.append(f"{ts.REPORT_DIR}/*.png")
+    return missing
+
+
+def unique_run_dir(out_root: Path, base_name: str) -> Path:
+    """``<out>/<base_name>``, with ``-2``, ``-3`` ... if that already exists."""
+    candidate, n = out_root / base_name, 1
     while candidate.exists():
         n += 1
-        candidate = out_root / f"{base.name}-{n}"
+        candidate = out_root / f"{base_name}-{n}"
     return candidate
 
 
@@ -80,42 +130,50 @@ def _dist_version(name: str) -> str:
         return "unknown"
 
 
-def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def effective_config(cfg: ExperimentConfig, min_free_kbytes: int) -> ExperimentConfig:
+    """``cfg`` with ``min_free_kbytes: auto`` replaced by the value the machine derived.
+
+    Re-running the effective config builds the same machine with no derivation left.
+    """
+    return dataclasses.replace(
+        cfg, sysctl=dataclasses.replace(cfg.sysctl, min_free_kbytes=min_free_kbytes))
 
 
 class _Run:
     """The state of one run while it executes."""
 
-    def __init__(self, cfg: ExperimentConfig, tmp_dir: Path) -> None:
+    def __init__(self, cfg: ExperimentConfig, tmp_dir: Path, report: bool) -> None:
         self.cfg = cfg
         self.tmp_dir = tmp_dir
+        self.report = report
+        self.stage = "building the machine"
+        self.timings: dict[str, float] = {}
         self.manifest: dict[str, Any] = {
             "name": cfg.name, "seed": cfg.seed, "status": "running",
             "config": dump_experiment(cfg), "config_source": cfg.source,
-            "versions": _versions(), "git_commit": _git_commit(),
-            "started": _now(), "finished": None,
+            "min_free_kbytes_source": "auto" if cfg.sysctl.min_free_kbytes is None else "config",
+            "versions": _versions(), "git_commit": source_commit(),
+            "report_requested": report, "started": _now(), "finished": None,
         }
         self.tracer: Tracer = NullTracer()
         if cfg.trace.events:
             self.tracer = RecordingTracer(tmp_dir / ts.EVENTS_FILE, clock=lambda: 0)
+        t0 = time.perf_counter()
         self.machine = Machine.from_config(cfg, self.tracer)
+        self.timings["build_seconds"] = time.perf_counter() - t0
+        self.effective = effective_config(cfg, self.machine.mm.min_free_kbytes)
+        self.manifest["config"] = dump_experiment(self.effective)
         if isinstance(self.tracer, RecordingTracer):
             env = self.machine.env
             self.tracer.clock = lambda: int(env.now)
         self.recorder = SnapshotRecorder(self.machine.mm)
 
     def write_manifest(self) -> None:
+        self.manifest["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
         atomic_write_text(self.tmp_dir / ts.MANIFEST_FILE,
                           json.dumps(self.manifest, indent=2, sort_keys=True) + "\n")
 
@@ -127,16 +185,20 @@ class _Run:
             env.process(WORKLOADS[spec.kind].run(self.machine, spec, rng))
 
     def simulate(self, progress: ProgressFn | None) -> None:
+        self.stage = "simulating"
         env = self.machine.env
         end = self.cfg.duration_ns
         step = max(1, end // PROGRESS_STEPS)
+        t0 = time.perf_counter()
         while env.now < end:
             env.run(until=min(end, int(env.now) + step))
             if progress is not None:
                 progress(int(env.now), end)
         self.recorder.take(int(env.now))
+        self.timings["simulate_seconds"] = time.perf_counter() - t0
 
-    def write_outputs(self, wall_seconds: float) -> dict[str, Any]:
+    def write_outputs(self) -> dict[str, Any]:
+        self.stage = "writing outputs"
         mm = self.machine.mm
         self.tracer.close()
         self.recorder.write(self.tmp_dir)
@@ -148,11 +210,27 @@ class _Run:
         rows = [(z.nid, z.name, tuple(z.free_area.nr_free)) for z in mm.zones]
         atomic_write_text(d / "extfrag_index.txt", format_extfrag_index(rows))
         atomic_write_text(d / "unusable_index.txt", format_unusable_index(rows))
-        atomic_write_text(d / ts.CONFIG_FILE, yaml.safe_dump(self.manifest["config"],
-                                                             sort_keys=False))
-        summary = self.summary(wall_seconds)
+        atomic_write_text(d / ts.CONFIG_FILE, self._config_yaml())
+        summary = self.summary(self.timings["simulate_seconds"])
         atomic_write_text(d / ts.SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return summary
+
+    def _config_yaml(self) -> str:
+        text = yaml.safe_dump(self.manifest["config"], sort_keys=False)
+        if self.cfg.sysctl.min_free_kbytes is None:
+            text = ("# Effective config. sysctl.min_free_kbytes was 'auto' and is the value the\n"
+                    "# machine derived (calculate_min_free_kbytes() and the THP raise).\n" + text)
+        return text
+
+    def build_report(self) -> list[Path]:
+        """The report, built inside the temporary directory before it is renamed."""
+        from reports import build_report
+
+        self.stage = "building the report"
+        t0 = time.perf_counter()
+        paths = build_report(self.tmp_dir)
+        self.timings["report_seconds"] = time.perf_counter() - t0
+        return paths
 
     def summary(self, wall_seconds: float) -> dict[str, Any]:
         st = self.machine.stats
@@ -172,43 +250,93 @@ class _Run:
         }
 
 
+def _make_tmp_dir(out_root: Path, final_name: str) -> Path:
+    """Create ``out_root`` (if needed) and the run's hidden temporary directory in it.
+
+    Raises:
+        OutputError: ``out_root`` is a file, or cannot be created or written.
+    """
+    if out_root.exists() and not out_root.is_dir():
+        raise OutputError(out_root, "a directory to hold run directories", "an existing file")
+    tmp_dir = out_root / f".{final_name}.tmp-{os.getpid()}"
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
+        tmp_dir.mkdir()
+    except OSError as exc:
+        raise OutputError(out_root, "a directory this process can write run directories in",
+                          exc.strerror or type(exc).__name__) from None
+    return tmp_dir
+
+
 def simulate(
-    cfg: ExperimentConfig, out_root: Path, progress: ProgressFn | None = None
+    cfg: ExperimentConfig, out_root: Path, progress: ProgressFn | None = None,
+    report: bool = True,
 ) -> RunResult:
     """Run one experiment and write its run directory under ``out_root``.
 
-    The manifest records ``status``: ``ok``, ``failed`` (with the error) or
-    ``interrupted``. Exceptions are re-raised after the manifest is written.
+    The directory gets its final name ``<name>-seed<seed>`` only when complete (see the
+    module docstring). The manifest records ``status``: ``ok``, ``failed`` (with the
+    error and the stage) or ``interrupted``; exceptions are re-raised after the
+    directory is renamed ``.failed``/``.interrupted``.
+
+    Raises:
+        simcore.errors.ConfigError: The machine would not fit in this host's memory
+            (checked before anything is built or written).
+        OutputError: ``out_root`` cannot hold a run directory (nothing is left behind).
     """
-    out_root.mkdir(parents=True, exist_ok=True)
-    final_dir = unique_run_dir(out_root, cfg.name, cfg.seed)
-    tmp_dir = out_root / f".{final_dir.name}.tmp-{os.getpid()}"
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    tmp_dir.mkdir()
-    run = _Run(cfg, tmp_dir)
-    run.write_manifest()
-    t0 = time.perf_counter()
+    check_fits_host(cfg)
+    base = f"{cfg.name}-seed{cfg.seed}"
+    tmp_dir = _make_tmp_dir(out_root, unique_run_dir(out_root, base).name)
+    try:
+        run = _Run(cfg, tmp_dir, report)
+        run.write_manifest()
+    except BaseException as exc:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if isinstance(exc, MemoryError):
+            raise ConfigError(cfg.source, "machine", "a machine that fits in this host's "
+                              "memory", "out of memory while building it") from None
+        raise
     try:
         run.start_processes()
         run.simulate(progress)
-        summary = run.write_outputs(time.perf_counter() - t0)
+        summary = run.write_outputs()
+        run.manifest.update(status=STATUS_OK, finished=_now())
+        run.write_manifest()
+        paths = run.build_report() if report else []
+        run.write_manifest()
+        _check_complete(run)
+        final_dir = unique_run_dir(out_root, base)
+        os.replace(tmp_dir, final_dir)
     except BaseException as exc:
-        _abort(run, exc, final_dir)
+        _abort(run, exc, out_root, base)
         raise
-    run.manifest.update(status="ok", finished=_now())
-    run.write_manifest()
-    os.replace(tmp_dir, final_dir)
-    return RunResult(final_dir, "ok", summary)
+    paths = [final_dir / p.relative_to(tmp_dir) for p in paths]
+    return RunResult(final_dir, STATUS_OK, summary, paths)
 
 
-def _abort(run: _Run, exc: BaseException, final_dir: Path) -> None:
-    """Drop partial outputs, record why, and keep the manifest under the final name."""
+def _check_complete(run: _Run) -> None:
+    missing = missing_outputs(run.tmp_dir, run.report, run.cfg.trace.events)
+    if missing:
+        raise RuntimeError(f"run directory incomplete, missing: {', '.join(missing)}")
+
+
+def _abort(run: _Run, exc: BaseException, out_root: Path, base: str) -> None:
+    """Record why the run stopped and rename it ``<base>.failed``/``.interrupted``.
+
+    Partial traces are dropped (every other file in the directory is complete, as each
+    is written atomically). If even that fails (the disk is full, the directory is
+    gone), the temporary directory is removed so nothing half-written stays.
+    """
     if isinstance(run.tracer, RecordingTracer):
         run.tracer.abort()
-    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-    run.manifest.update(status=status, finished=_now(),
+    status = STATUS_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else STATUS_FAILED
+    run.manifest.update(status=status, finished=_now(), stage=run.stage,
                         error=f"{type(exc).__name__}: {exc}",
                         simulated_ns=run.machine.now_ns)
-    run.write_manifest()
-    os.replace(run.tmp_dir, final_dir)
+    try:
+        run.write_manifest()
+        os.replace(run.tmp_dir, unique_run_dir(out_root, f"{base}.{status}"))
+    except OSError:
+        shutil.rmtree(run.tmp_dir, ignore_errors=True)

@@ -132,5 +132,5 @@ def summary_rows(manifest: dict[str, Any], summary: dict[str, Any]) -> list[tupl
         ("pages freed", f"{int(summary['pages_freed']):,}"),
         ("allocation failures", f"{failures:,}"),
         ("events traced", f"{int(summary['events_traced']):,}"),
-        ("git commit", str(manifest.get("git_commit", "unknown"))),
+        ("git commit", str(manifest.get("git_commit") or "unknown")),
     ]

@@ -152,6 +152,36 @@ def read_json(run_dir: Path, rel: str, keys: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
+def check_finished(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a run that did not finish, saying how it ended rather than what is missing.
+
+    Raises:
+        ReportInputError: If the manifest's status is not ``ok``.
+    """
+    status = manifest["status"]
+    if status == "ok":
+        return
+    stage = manifest.get("stage")
+    how = f"{status} while {stage}" if stage else str(status)
+    simulated = manifest.get("simulated_ns")
+    when = f" at {simulated / 1e9:.3f} s simulated" if isinstance(simulated, int) else ""
+    error = manifest.get("error")
+    why = f" ({error})" if error else ""
+    raise ReportInputError(
+        f"{run_dir}: the run {how}{when}{why}; it has no complete results to report")
+
+
+def _alloc_events(run_dir: Path, manifest: dict[str, Any]) -> pd.DataFrame:
+    """The ``mm_page_alloc`` rows; none (an empty frame) for a run with trace.events off."""
+    config = manifest.get("config")
+    trace = config.get("trace", {}) if isinstance(config, dict) else {}
+    if trace.get("events") is False and not (run_dir / ts.EVENTS_FILE).exists():
+        return pd.DataFrame({name: pd.Series(dtype="object" if kind == "string" else "int64")
+                             for name, kind in ts.EVENT_COLUMNS if name in REPORT_EVENT_COLUMNS})
+    return read_parquet(run_dir, ts.EVENTS_FILE, ts.EVENT_COLUMNS,
+                        read_columns=REPORT_EVENT_COLUMNS, event=ts.MM_PAGE_ALLOC)
+
+
 def load_run(run_dir: Path) -> RunData:
     """Read and check everything the report needs from ``run_dir``.
 
@@ -161,17 +191,13 @@ def load_run(run_dir: Path) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReportInputError(f"{run_dir}: not a run directory")
+    manifest = read_json(run_dir, ts.MANIFEST_FILE, MANIFEST_KEYS)
+    check_finished(run_dir, manifest)
     return RunData(
         run_dir=run_dir,
-        manifest=read_json(run_dir, ts.MANIFEST_FILE, MANIFEST_KEYS),
+        manifest=manifest,
         summary=read_json(run_dir, ts.SUMMARY_FILE, SUMMARY_KEYS),
-        alloc_events=read_parquet(
-            run_dir,
-            ts.EVENTS_FILE,
-            ts.EVENT_COLUMNS,
-            read_columns=REPORT_EVENT_COLUMNS,
-            event=ts.MM_PAGE_ALLOC,
-        ),
+        alloc_events=_alloc_events(run_dir, manifest),
         buddyinfo=read_parquet(run_dir, ts.BUDDYINFO_FILE, ts.BUDDYINFO_COLUMNS),
         zonestat=read_parquet(run_dir, ts.ZONESTAT_FILE, ts.ZONESTAT_COLUMNS),
     )

@@ -216,6 +216,14 @@ def format_size(size_bytes: int) -> str:
     return _format_exact(size_bytes, _FORMAT_SIZE_UNITS, "size")
 
 
+def format_size_approx(size_bytes: int) -> str:
+    """Format bytes for people, to one decimal in the largest unit that fits (``"3.9 GiB"``)."""
+    for unit, factor in _FORMAT_SIZE_UNITS:
+        if size_bytes >= factor:
+            return f"{size_bytes / factor:.1f} {unit}" if factor > 1 else f"{size_bytes} B"
+    return f"{size_bytes} B"
+
+
 def format_duration(duration_ns: int) -> str:
     """Format nanoseconds with the largest unit that divides them exactly (``"10ms"``)."""
     return _format_exact(duration_ns, _FORMAT_DURATION_UNITS, "duration")

@@ -17,7 +17,7 @@ import yaml
 
 import allocsim.run as run_mod
 from allocsim.cli import main
-from allocsim.run import simulate
+from allocsim.run import effective_config, simulate
 from simcore import trace_schema as ts
 from simcore.config import parse_config
 from simcore.machine import Machine
@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 # Three callers; "hog" pins order-9 blocks forever until the zones reach their MIN
-# watermark, so later hog requests fail, and "huge" asks for an order above MAX_ORDER-1
-# and always fails: the summary's failures by order and by caller are both non-trivial.
+# watermark, so later hog requests fail, and "huge" asks for order-10 blocks, which stop
+# existing once hog has pinned the zones: failures by order and by caller are both
+# non-trivial.
 CONFIG = """\
 # Small run-directory test machine: one 256 MiB node, 200 ms.
 name: rundir
@@ -59,7 +60,7 @@ workloads:
   - name: huge
     type: synthetic
     rate: 50/s
-    order: 12
+    order: 10
     lifetime: 1ms
     gfp: GFP_KERNEL|__GFP_NOWARN
 """
@@ -124,22 +125,39 @@ def test_manifest(finished: tuple[Path, Path]) -> None:
     assert manifest["config"]["workloads"][0]["name"] == "churn"
 
 
-def test_config_yaml_round_trips(finished: tuple[Path, Path]) -> None:
-    """config.yaml (the effective config) parses back to the same ExperimentConfig."""
+def test_config_yaml_is_the_effective_config(finished: tuple[Path, Path]) -> None:
+    """config.yaml is the config with 'auto' resolved to the min_free_kbytes really used."""
     cfg_path, run_dir = finished
     cfg = load_experiment(cfg_path)
-    again = parse_config(yaml.safe_load((run_dir / ts.CONFIG_FILE).read_text()),
-                         cfg.source, workload_parsers())
-    assert again == cfg
+    assert cfg.sysctl.min_free_kbytes is None  # the source file says auto (by default)
+    text = (run_dir / ts.CONFIG_FILE).read_text()
+    assert text.startswith("# Effective config.")
+    again = parse_config(yaml.safe_load(text), cfg.source, workload_parsers())
+    used = Machine.from_config(cfg).mm.min_free_kbytes
+    assert again.sysctl.min_free_kbytes == used > 0
+    assert again == effective_config(cfg, used)
+    manifest = _load_json(run_dir / ts.MANIFEST_FILE)
+    assert manifest["min_free_kbytes_source"] == "auto"
+
+
+def test_rerunning_config_yaml_gives_the_same_trace(
+    finished: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The effective config is re-runnable and builds the same machine: same trace bytes."""
+    _, run_dir = finished
+    again = simulate(load_experiment(run_dir / ts.CONFIG_FILE), tmp_path, report=False)
+    assert (again.run_dir / ts.EVENTS_FILE).read_bytes() == (run_dir / ts.EVENTS_FILE).read_bytes()
+    assert (again.run_dir / "zoneinfo.txt").read_text() == (run_dir / "zoneinfo.txt").read_text()
 
 
 def test_manifest_config_round_trips(finished: tuple[Path, Path]) -> None:
-    """manifest['config'] -> YAML text -> parse gives the same ExperimentConfig."""
-    cfg_path, run_dir = finished
-    cfg = load_experiment(cfg_path)
+    """manifest['config'] -> YAML text -> parse gives the same config as config.yaml."""
+    _, run_dir = finished
     manifest = _load_json(run_dir / ts.MANIFEST_FILE)
     text = yaml.safe_dump(manifest["config"], sort_keys=False)
-    assert parse_config(yaml.safe_load(text), cfg.source, workload_parsers()) == cfg
+    source = str(run_dir / ts.CONFIG_FILE)
+    assert parse_config(yaml.safe_load(text), source, workload_parsers()) == \
+        load_experiment(run_dir / ts.CONFIG_FILE)
 
 
 def test_summary_matches_the_trace(finished: tuple[Path, Path]) -> None:
@@ -163,7 +181,7 @@ def test_summary_matches_the_trace(finished: tuple[Path, Path]) -> None:
     assert summary["failures"]["by_order"] == by_order
     assert summary["failures"]["by_caller"] == by_caller
     # The run was built to fail in both ways; a silent zero would prove nothing.
-    assert by_order.get("12", 0) > 0 and by_caller.get("huge", 0) > 0
+    assert by_order.get("10", 0) > 0 and by_caller.get("huge", 0) > 0
     assert by_caller.get("hog", 0) > 0
     assert summary["simulated_seconds"] == pytest.approx(0.2)
     assert summary["wall_seconds"] >= 0
@@ -203,7 +221,7 @@ class _SmallFlushTracer(RecordingTracer):
 
 def _assert_aborted(out: Path, status: str, error_type: str) -> Path:
     (run_dir,) = [p for p in out.iterdir()]
-    assert not run_dir.name.startswith("."), "the run directory keeps its final name"
+    assert run_dir.name == f"rundir-seed7.{status}", "the name says how the run ended"
     manifest = _load_json(run_dir / ts.MANIFEST_FILE)
     assert manifest["status"] == status
     assert manifest["error"].startswith(error_type)
@@ -241,6 +259,7 @@ def test_workload_crash_writes_failed_manifest(
     run_dir = _assert_aborted(out, "failed", "RuntimeError: workload exploded")
     manifest = _load_json(run_dir / ts.MANIFEST_FILE)
     assert 0 < manifest["simulated_ns"] < cfg.duration_ns
+    assert manifest["stage"] == "simulating"
 
 
 def test_keyboard_interrupt_in_cli_exits_130(
@@ -278,8 +297,10 @@ def test_crash_while_writing_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(OSError, match="No space left"):
         simulate(cfg, out)
     (run_dir,) = list(out.iterdir())
+    assert run_dir.name == "rundir-seed7.failed"
     manifest = _load_json(run_dir / ts.MANIFEST_FILE)
     assert manifest["status"] == "failed"
+    assert manifest["stage"] == "writing outputs"
     assert "No space left" in manifest["error"]
     assert not (run_dir / ts.SUMMARY_FILE).exists()
     assert not [p for p in _files(run_dir) if ".tmp-" in p.name]

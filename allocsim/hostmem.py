@@ -1,0 +1,77 @@
+"""Refuse a simulated machine that would not fit in this host's memory, before building it.
+
+The estimate is :func:`simcore.footprint.estimate_footprint`. What the host can give is
+``MemAvailable`` from ``/proc/meminfo``, lowered to the cgroup v2 limit
+(``memory.max - memory.current``) when the process runs in a limited cgroup, as in a
+container. Where neither can be read (not Linux), the check is skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from simcore.config_types import ExperimentConfig
+from simcore.errors import ConfigError
+from simcore.footprint import Footprint, estimate_footprint
+from simcore.units import format_size, format_size_approx
+
+MEMINFO = Path("/proc/meminfo")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        lines = MEMINFO.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, _, rest = line.partition(":")
+        fields = rest.split()
+        if name == "MemAvailable" and fields and fields[0].isdigit():
+            return int(fields[0]) * 1024
+    return None
+
+
+def _cgroup_available() -> int | None:
+    limit = _read_int(CGROUP_ROOT / "memory.max")  # "max" (no limit) reads as None
+    if limit is None:
+        return None
+    return max(0, limit - (_read_int(CGROUP_ROOT / "memory.current") or 0))
+
+
+def available_bytes() -> int | None:
+    """Memory this process can still get, in bytes; None where it cannot be told."""
+    known = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
+    return min(known) if known else None
+
+
+def describe(footprint: Footprint) -> str:
+    """``about 4.0 GiB (mem_map 3.9 GiB for 1.0 Gi pfns, ...)``, for messages."""
+    return (f"about {format_size_approx(footprint.total)} "
+            f"({format_size_approx(footprint.page_state)} of per-page state for "
+            f"{footprint.nr_pfns:,} pfns, plus free lists and the interpreter)")
+
+
+def check_fits_host(cfg: ExperimentConfig) -> Footprint:
+    """Return the machine's estimated footprint, or refuse it if the host is too small.
+
+    Raises:
+        ConfigError: Naming ``machine``, with the estimate and what is available.
+    """
+    footprint = estimate_footprint(cfg.machine)
+    available = available_bytes()
+    if available is not None and footprint.total > available:
+        raise ConfigError(
+            cfg.source, "machine",
+            f"a machine that fits in this host's available memory "
+            f"({format_size_approx(available)}); it needs {describe(footprint)}",
+            format_size(sum(n.memory_pages for n in cfg.machine.nodes) << 12))
+    return footprint
