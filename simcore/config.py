@@ -141,6 +141,9 @@ def _check_machine(machine: MachineConfig, source: str) -> None:
             if pages % block:
                 raise ConfigError(source, child(key, name), block_text,
                                   format_size(pages * PAGE_SIZE))
+        if node.movable_pages > node.memory_pages:
+            raise ConfigError(source, child(key, "movable"), "movable <= memory",
+                              format_size(node.movable_pages * PAGE_SIZE))
         if node.movable_pages + node.reserved_pages > node.memory_pages:
             raise ConfigError(source, child(key, "reserved"), "movable + reserved <= memory",
                               format_size(node.reserved_pages * PAGE_SIZE))
