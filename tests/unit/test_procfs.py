@@ -252,7 +252,9 @@ def _numa2_pti_lines() -> list[str]:
         (29, "Page block order: 9\n", "before the next node"),
     ],
 )
-def test_parse_pagetypeinfo_second_node_errors(lineno: int, replacement: str, expected: str) -> None:
+def test_parse_pagetypeinfo_second_node_errors(
+    lineno: int, replacement: str, expected: str
+) -> None:
     lines = _numa2_pti_lines()
     lines[lineno - 1] = replacement
     with pytest.raises(ProcParseError) as err:

@@ -2,9 +2,10 @@
 
 Every snapshot directory of the five oracle runs (``start``, ``end``, ``fragmented``,
 ``after_*`` and the 17 ``wmark-recompute`` snapshots, copied from /work/shared/oracle into
-tests/data/oracle; ``boot-idle-numa2`` is a 2-node host) holds ``buddyinfo`` and the two debugfs files. The indices are computed
-from that snapshot's buddyinfo (``free_area[].nr_free``: the kernel counts no pcp pages)
-and must reproduce the debugfs text byte for byte.
+tests/data/oracle; ``boot-idle-numa2`` is a 2-node host) holds ``buddyinfo`` and the two
+debugfs files. The indices are computed from that snapshot's buddyinfo
+(``free_area[].nr_free``: the kernel counts no pcp pages) and must reproduce the debugfs
+text byte for byte.
 
 The files of one snapshot were read one after another on a live machine, not atomically.
 Where the Normal or DMA32 zone changed between the reads, the debugfs line of that zone
