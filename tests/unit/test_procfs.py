@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from simcore.procfmt import ObservedZone, format_zoneinfo, zones_from_snapshot
+from simcore.procfmt import (
+    EmptyZone,
+    ObservedZone,
+    format_zoneinfo,
+    kernel_zone_keys,
+    zoneinfo_views,
+    zones_from_snapshot,
+)
 from simcore.procfs import (
     PcpSnapshot,
     ProcParseError,
@@ -333,7 +340,7 @@ def test_read_snapshot_binary_file(tmp_path: Path) -> None:
 # ---- printer ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("snapshot", [S00, BOOT, ORACLE / "hugetlb-fresh" / "start"])
+@pytest.mark.parametrize("snapshot", [S00, BOOT, ORACLE / "hugetlb-fresh" / "start", NUMA2])
 def test_format_round_trips_oracle_modelled_lines(snapshot: Path) -> None:
     text = (snapshot / "zoneinfo").read_text()
     printed = format_zoneinfo(zones_from_snapshot(read_snapshot(snapshot)), 5)
@@ -357,3 +364,24 @@ def test_format_adds_boost_and_pads_protection() -> None:
 def test_format_unpopulated_zone_has_no_pagesets() -> None:
     device = zones_from_snapshot(read_snapshot(S00))[4]
     assert format_zoneinfo([device]).splitlines()[-1] == "        protection: (0, 0, 0, 0, 0)"
+
+
+def test_empty_zone_prints_as_the_kernel_prints_an_unpopulated_zone() -> None:
+    """Node 1's DMA on the 2-node host: headline block and 5 zero protection entries."""
+    text = (NUMA2 / "zoneinfo").read_text()
+    real = text.split("Node 1, zone      DMA\n")[1].split("Node 1")[0]
+    assert format_zoneinfo([EmptyZone(1, "DMA")]) == "Node 1, zone      DMA\n" + real
+
+
+def test_zoneinfo_views_fill_every_zone_type_of_every_node() -> None:
+    observed = [ObservedZone.from_snapshot(z) for z in read_snapshot(NUMA2).zones if z.present]
+    keys = kernel_zone_keys([0, 1])
+    views = list(zoneinfo_views(observed, keys))
+    assert [(v.nid, v.name) for v in views] == keys and len(keys) == 10
+    assert [v.present_pages > 0 for v in views] == [
+        True, True, False, False, False, False, False, True, False, False]
+    assert _modelled_lines(format_zoneinfo(views)) == _modelled_lines(text_of(NUMA2))
+
+
+def text_of(snapshot: Path) -> str:
+    return (snapshot / "zoneinfo").read_text()
