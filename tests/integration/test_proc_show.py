@@ -348,3 +348,16 @@ def test_every_shared_oracle_snapshot(
     assert any("numa2" in str(p) for p in SHARED_SNAPS)
     for snap in SHARED_SNAPS:
         _show(capsys, snap, recompute)
+
+
+def test_memoryless_node_keeps_its_cpu() -> None:
+    """A node with a CPU and no memory: its CPU counts, its zonelist is node 0's zones."""
+    snap = read_snapshot(NUMA2 / "start")
+    emptied = tuple(
+        dataclasses.replace(z, present=0, spanned=0, managed=0, pcp=()) if z.nid == 1 else z
+        for z in snap.zones
+    )
+    mm = machine_from_snapshot(dataclasses.replace(snap, zones=emptied), recompute=True)
+    assert [len(node.cpus) for node in mm.nodes] == [1, 1]
+    assert mm.nodes[1].zones == []
+    assert [(z.nid, z.name) for z in mm.zonelist(1, False, 2)] == [(0, "DMA32"), (0, "DMA")]
