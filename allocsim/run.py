@@ -38,7 +38,7 @@ from simcore.config_types import ExperimentConfig
 from simcore.errors import AllocsimError, ConfigError
 from simcore.fragmentation import format_extfrag_index, format_unusable_index
 from simcore.machine import Machine
-from simcore.procfmt import format_zoneinfo
+from simcore.procfmt import format_zoneinfo, kernel_zone_keys, zoneinfo_views
 from simcore.recorder import SnapshotRecorder
 from simcore.snapshots import buddyinfo, pagetypeinfo
 from simcore.trace import NullTracer, RecordingTracer, Tracer
@@ -206,7 +206,8 @@ class _Run:
         atomic_write_text(d / ts.VMSTAT_FILE, mm.vm.format(mm.nr_free_pages))
         atomic_write_text(d / "buddyinfo.txt", buddyinfo(mm.zones))
         atomic_write_text(d / "pagetypeinfo.txt", pagetypeinfo(mm.zones))
-        atomic_write_text(d / "zoneinfo.txt", format_zoneinfo(mm.zones))
+        keys = kernel_zone_keys(node.nid for node in mm.nodes)
+        atomic_write_text(d / "zoneinfo.txt", format_zoneinfo(zoneinfo_views(mm.zones, keys)))
         rows = [(z.nid, z.name, tuple(z.free_area.nr_free)) for z in mm.zones]
         atomic_write_text(d / "extfrag_index.txt", format_extfrag_index(rows))
         atomic_write_text(d / "unusable_index.txt", format_unusable_index(rows))

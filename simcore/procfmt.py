@@ -1,9 +1,17 @@
 """Printer for zones in the kernel's ``/proc/zoneinfo`` layout.
 
-Mirrors zoneinfo_show_print() in mm/vmstat.c (Linux 6.1), so a simulated machine can be
-``diff``-ed against a real host. The zone header, the ``pages free`` .. ``cma`` block, the
-``protection:`` line, the ``pagesets`` block (``cpu``/``count``/``high``/``batch``) and
-``start_pfn`` are printed with the kernel's exact spacing.
+Mirrors zoneinfo_show() and zoneinfo_show_print() in mm/vmstat.c (Linux 6.1), so a
+simulated machine can be ``diff``-ed against a real host. The zone header, the ``pages
+free`` .. ``cma`` block, the ``protection:`` line, the ``pagesets`` block
+(``cpu``/``count``/``high``/``batch``) and ``start_pfn`` are printed with the kernel's
+exact spacing. The same printer serves the run directory's ``zoneinfo.txt`` and ``allocsim
+proc show``.
+
+Like the kernel, which walks all MAX_NR_ZONES zones of every online node whether they are
+populated or not, :func:`zoneinfo_views` yields one view per (node, zone type), with an
+all-zero :class:`EmptyZone` for a zone the model does not hold (a second node's DMA and
+DMA32, an empty Movable, and ZONE_DEVICE, which the model never has). An unpopulated zone
+(``present_pages == 0``) prints only its headline block and ``protection:`` line.
 
 SIMPLIFICATION: lines for state the model does not keep are omitted: the ``per-node
 stats`` block, the per-zone vmstat and NUMA counters, ``vm stats threshold`` and
@@ -12,11 +20,19 @@ stats`` block, the per-zone vmstat and NUMA counters, ``vm stats threshold`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from simcore.constants import ZONE_NAMES
 from simcore.procfs import PcpSnapshot, ProcSnapshot, ZoneSnapshot
+
+KERNEL_ZONE_NAMES: tuple[str, ...] = tuple(dict.fromkeys((*ZONE_NAMES, "Device")))
+"""``zone_names[]`` of the oracle kernel (x86_64, CONFIG_ZONE_DEVICE, no HIGHMEM): the
+model's zone types, then ZONE_DEVICE, which the model does not simulate but the kernel
+prints (always empty of buddy pages)."""
+MAX_NR_ZONES_PRINTED = len(KERNEL_ZONE_NAMES)
+"""Entries of each ``protection:`` line: the kernel's MAX_NR_ZONES (5 on Debian 6.1)."""
 
 
 class PcpView(Protocol):
@@ -65,7 +81,7 @@ class ZoneInfoView(Protocol):
     def per_cpu_pageset(self) -> Sequence[PcpView]: ...  # noqa: D102
 
 
-def format_zone(zone: ZoneInfoView, nr_protection_entries: int = 4) -> str:
+def format_zone(zone: ZoneInfoView, nr_protection_entries: int = MAX_NR_ZONES_PRINTED) -> str:
     """Format one zone's block, ending with a newline (see :func:`format_zoneinfo`)."""
     boost = zone.watermark_boost
     reserve = _padded(zone.lowmem_reserve, nr_protection_entries)
@@ -107,11 +123,14 @@ def _padded(values: Sequence[int], length: int) -> list[int]:
     return padded
 
 
-def format_zoneinfo(zones: Iterable[ZoneInfoView], nr_protection_entries: int = 4) -> str:
+def format_zoneinfo(
+    zones: Iterable[ZoneInfoView], nr_protection_entries: int = MAX_NR_ZONES_PRINTED
+) -> str:
     """Format zones as ``/proc/zoneinfo`` does, in the order given.
 
     Args:
-        zones: zones of every node, node by node, each node's zones by zone type.
+        zones: zones of every node, node by node, each node's zones by zone type; use
+            :func:`zoneinfo_views` to get every zone type, as the kernel prints them.
         nr_protection_entries: entries on each ``protection:`` line; the kernel prints
             MAX_NR_ZONES (5 on a Debian x86_64 kernel with ZONE_DEVICE).
 
@@ -165,3 +184,52 @@ class ObservedZone:
 def zones_from_snapshot(snap: ProcSnapshot) -> list[ZoneInfoView]:
     """Return the snapshot's zones (observed values) as printable views."""
     return [ObservedZone.from_snapshot(zone) for zone in snap.zones]
+
+
+@dataclass(frozen=True)
+class EmptyZone:
+    """A :class:`ZoneInfoView` of a zone with no pages, as the kernel prints it.
+
+    A zone no memory was ever given to keeps every counter, watermark and
+    ``lowmem_reserve`` entry at 0 (setup_per_zone_lowmem_reserve() clears the row of a
+    zone without managed pages), and has no pagesets to print.
+    """
+
+    nid: int
+    name: str
+    zone_start_pfn: int = 0
+    spanned_pages: int = 0
+    present_pages: int = 0
+    managed_pages: int = 0
+    nr_free_pages: int = 0
+    watermark_boost: int = 0
+    watermark: tuple[int, int, int, int] = (0, 0, 0, 0)
+    lowmem_reserve: tuple[int, ...] = ()
+    per_cpu_pageset: tuple[PcpSnapshot, ...] = ()
+
+
+ZoneKey = tuple[int, str]
+"""``(nid, zone_name)``."""
+
+
+def kernel_zone_keys(nids: Iterable[int]) -> list[ZoneKey]:
+    """Every (node, zone type) the kernel prints, in its order: node by node, then zone type."""
+    return [(nid, name) for nid in nids for name in KERNEL_ZONE_NAMES]
+
+
+def zoneinfo_views(
+    zones: Iterable[ZoneInfoView],
+    keys: Iterable[ZoneKey],
+    absent: Callable[[int, str], ZoneInfoView] = EmptyZone,
+) -> Iterator[ZoneInfoView]:
+    """One view per ``(nid, zone_name)`` of ``keys``, as zoneinfo_show() walks them.
+
+    Args:
+        zones: the zones the model holds (e.g. ``PageAllocator.zones``).
+        keys: what to print, in order (e.g. :func:`kernel_zone_keys` of the nodes).
+        absent: the view of a key no zone matches; by default an :class:`EmptyZone`.
+    """
+    held = {(zone.nid, zone.name): zone for zone in zones}
+    for nid, name in keys:
+        zone = held.get((nid, name))
+        yield zone if zone is not None else absent(nid, name)

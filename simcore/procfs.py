@@ -1,10 +1,12 @@
 """Importer for snapshots of ``/proc`` and ``/sys`` files taken on a real Linux 6.1 host.
 
 A snapshot directory holds ``zoneinfo`` (required) and, optionally, ``buddyinfo``,
-``pagetypeinfo``, ``sysctl_vm`` (``vm.name = value`` lines), ``transparent_hugepage_enabled``
-and ``nodeN.cpulist``. The layouts parsed are those printed by ``zoneinfo_show_print()``,
-``frag_show_print()`` and ``pagetypeinfo_show()`` in mm/vmstat.c, and by
-``cpumap_print_list_to_buf()`` for ``/sys/devices/system/node/nodeN/cpulist``.
+``pagetypeinfo``, ``vmstat``, ``sysctl_vm`` (``vm.name = value`` lines),
+``transparent_hugepage_enabled`` and ``nodeN.cpulist``. The layouts parsed are those
+printed by ``zoneinfo_show_print()`` in mm/vmstat.c (here), ``frag_show_print()``,
+``pagetypeinfo_show()`` and ``vmstat_show()`` (in :mod:`simcore.proctables`, re-exported
+here), and by ``cpumap_print_list_to_buf()`` for
+``/sys/devices/system/node/nodeN/cpulist`` (empty for a node without CPUs).
 
 Broken input raises :class:`ProcParseError` naming the file, the line and what was expected,
 never a bare IndexError or ValueError. Lines the kernel prints that the model does not use
@@ -15,34 +17,33 @@ skipped.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from simcore.constants import DEFAULT_PAGEBLOCK_ORDER
+from simcore.proctables import (
+    INT_RE,
+    PagetypeInfo,
+    ProcParseError,
+    numbered_lines,
+    parse_buddyinfo,
+    parse_int,
+    parse_ints,
+    parse_pagetypeinfo,
+    parse_vmstat,
+)
+
+__all__ = [
+    "PagetypeInfo", "PcpSnapshot", "ProcParseError", "ProcSnapshot", "SysctlValue",
+    "ZoneSnapshot", "parse_buddyinfo", "parse_cpulist", "parse_pagetypeinfo",
+    "parse_sysctl_vm", "parse_thp_enabled", "parse_vmstat", "parse_zoneinfo",
+    "read_snapshot",
+]
 
 SysctlValue = int | tuple[int, ...] | str
 _T = TypeVar("_T")
-
-
-class ProcParseError(Exception):
-    """A snapshot file did not have the expected layout.
-
-    Attributes:
-        path: the file.
-        line: 1-based line number, or ``None`` for whole-file problems.
-        expected: what the parser wanted to see.
-        got: a short snippet of what it saw instead.
-    """
-
-    def __init__(self, path: str, line: int | None, expected: str, got: str = "") -> None:
-        self.path = path
-        self.line = line
-        self.expected = expected
-        self.got = got if len(got) <= 60 else got[:57] + "..."
-        where = path if line is None else f"{path}:{line}"
-        super().__init__(f"{where}: expected {expected}, got {self.got!r}")
 
 
 @dataclass(frozen=True)
@@ -72,22 +73,8 @@ class ZoneSnapshot:
     wmark_high: int
     protection: tuple[int, ...]
     pcp: tuple[PcpSnapshot, ...]
-
-
-@dataclass(frozen=True)
-class PagetypeInfo:
-    """``/proc/pagetypeinfo``.
-
-    ``free_counts[(nid, zone, migratetype)]`` is the free-list length per order (values
-    the kernel capped and printed as ``>100000`` read as 100000). ``block_counts`` and
-    ``mixed_counts`` map ``(nid, zone)`` to counts aligned with ``block_types``.
-    """
-
-    pageblock_order: int
-    free_counts: dict[tuple[int, str, str], tuple[int, ...]]
-    block_types: tuple[str, ...]
-    block_counts: dict[tuple[int, str], tuple[int, ...]]
-    mixed_counts: dict[tuple[int, str], tuple[int, ...]] = field(default_factory=dict)
+    line: int = 0
+    """Line of the ``Node N, zone NAME`` header, for error messages (0 if unknown)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +89,9 @@ class ProcSnapshot:
     thp_enabled: str | None
     node_cpus: dict[int, tuple[int, ...]]
     pageblock_order: int
+    vmstat: dict[str, int] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
+    """Optional files that exist but could not be read (``path: reason``); ignored."""
 
     def sysctl_int(self, name: str, default: int | None = None) -> int:
         """Integer sysctl ``vm.<name>``; ``default`` if absent (KeyError if no default)."""
@@ -120,27 +110,9 @@ class ProcSnapshot:
         return value
 
 
-_INT_RE = re.compile(r"-?\d+")
 _ZONE_HEADER_RE = re.compile(r"Node (\d+), zone\s+(\S+)")
-_BUDDY_RE = re.compile(r"Node (\d+), zone\s+(\S+)((?:\s+\S+)*)\s*")
-_FREE_RE = re.compile(r"Node\s+(\d+), zone\s+(\S+), type\s+(\S+)((?:\s+\S+)*)\s*")
 _SYSCTL_RE = re.compile(r"vm\.([A-Za-z0-9_]+) = ?(.*)")
 _THP_RE = re.compile(r"\[(\w+)\]")
-
-
-def _lines(text: str) -> Iterator[tuple[int, str]]:
-    return enumerate(text.splitlines(), start=1)
-
-
-def _int(token: str, path: str, line: int, what: str) -> int:
-    if not _INT_RE.fullmatch(token):
-        raise ProcParseError(path, line, what, token)
-    return int(token)
-
-
-def _ints(tokens: list[str], path: str, line: int, what: str) -> tuple[int, ...]:
-    # A '>' prefix marks a count the kernel capped (pagetypeinfo's 100000 limit).
-    return tuple(_int(tok.removeprefix(">"), path, line, what) for tok in tokens)
 
 
 def parse_cpulist(text: str, path: str = "<cpulist>") -> tuple[int, ...]:
@@ -149,8 +121,8 @@ def parse_cpulist(text: str, path: str = "<cpulist>") -> tuple[int, ...]:
     body = text.strip()
     for part in body.split(",") if body else []:
         lo, sep, hi = part.partition("-")
-        first = _int(lo, path, 1, "a CPU number or range like 0-3")
-        last = _int(hi, path, 1, "a CPU number or range like 0-3") if sep else first
+        first = parse_int(lo, path, 1, "a CPU number or range like 0-3")
+        last = parse_int(hi, path, 1, "a CPU number or range like 0-3") if sep else first
         if first < 0 or last < first:
             raise ProcParseError(path, 1, "an ascending CPU range", part)
         cpus.extend(range(first, last + 1))
@@ -172,7 +144,7 @@ def parse_sysctl_vm(text: str, path: str = "<sysctl_vm>") -> dict[str, SysctlVal
     integers (``lowmem_reserve_ratio``) a tuple; anything else stays a string.
     """
     result: dict[str, SysctlValue] = {}
-    for lineno, line in _lines(text):
+    for lineno, line in numbered_lines(text):
         if not line.strip():
             continue
         match = _SYSCTL_RE.fullmatch(line.strip())
@@ -180,79 +152,12 @@ def parse_sysctl_vm(text: str, path: str = "<sysctl_vm>") -> dict[str, SysctlVal
             raise ProcParseError(path, lineno, "'vm.<name> = <value>'", line)
         name, raw = match.group(1), match.group(2).strip()
         tokens = raw.split()
-        if tokens and all(_INT_RE.fullmatch(tok) for tok in tokens):
+        if tokens and all(INT_RE.fullmatch(tok) for tok in tokens):
             ints = tuple(int(tok) for tok in tokens)
             result[name] = ints[0] if len(ints) == 1 else ints
         else:
             result[name] = raw
     return result
-
-
-def parse_buddyinfo(text: str, path: str = "<buddyinfo>") -> dict[tuple[int, str], tuple[int, ...]]:
-    """Parse ``/proc/buddyinfo``: ``(nid, zone)`` -> free blocks per order."""
-    result: dict[tuple[int, str], tuple[int, ...]] = {}
-    for lineno, line in _lines(text):
-        if not line.strip():
-            continue
-        match = _BUDDY_RE.fullmatch(line)
-        if match is None or not match.group(3).split():
-            raise ProcParseError(path, lineno, "'Node N, zone NAME c0 c1 ...'", line)
-        key = (int(match.group(1)), match.group(2))
-        if key in result:
-            raise ProcParseError(path, lineno, "each zone once", line)
-        result[key] = _ints(match.group(3).split(), path, lineno, "a free block count")
-    return result
-
-
-def parse_pagetypeinfo(text: str, path: str = "<pagetypeinfo>") -> PagetypeInfo:
-    """Parse ``/proc/pagetypeinfo`` as printed by pagetypeinfo_show() in mm/vmstat.c."""
-    lines = list(_lines(text))
-    order = _header_value(lines, 0, "Page block order:", path)
-    _header_value(lines, 1, "Pages per block:", path)
-    free_counts: dict[tuple[int, str, str], tuple[int, ...]] = {}
-    tables: dict[str, dict[tuple[int, str], tuple[int, ...]]] = {}
-    block_types: tuple[str, ...] = ()
-    section = ""
-    for lineno, line in lines[2:]:
-        if not line.strip():
-            continue
-        if line.startswith("Free pages count per migrate type"):
-            section = "free"
-        elif line.startswith(("Number of blocks type", "Number of mixed blocks")):
-            section = "mixed" if "mixed" in line else "blocks"
-            block_types = tuple(line.split()[4:] if section == "blocks" else block_types)
-            tables[section] = {}
-        elif section == "free":
-            match = _FREE_RE.fullmatch(line)
-            if match is None:
-                raise ProcParseError(path, lineno, "'Node N, zone Z, type T c0 ...'", line)
-            free_key = (int(match.group(1)), match.group(2), match.group(3))
-            free_counts[free_key] = _ints(match.group(4).split(), path, lineno, "a free count")
-        elif section in tables:
-            key, counts = _count_row(line, lineno, len(block_types), path)
-            tables[section][key] = counts
-        else:
-            raise ProcParseError(path, lineno, "a pagetypeinfo section header", line)
-    if "blocks" not in tables:
-        raise ProcParseError(path, None, "a 'Number of blocks type' table", "end of file")
-    return PagetypeInfo(order, free_counts, block_types, tables["blocks"], tables.get("mixed", {}))
-
-
-def _header_value(lines: list[tuple[int, str]], index: int, prefix: str, path: str) -> int:
-    if index >= len(lines) or not lines[index][1].startswith(prefix):
-        got = lines[index][1] if index < len(lines) else "end of file"
-        raise ProcParseError(path, index + 1, f"'{prefix} N'", got)
-    return _int(lines[index][1][len(prefix) :].strip(), path, index + 1, f"'{prefix} N'")
-
-
-def _count_row(
-    line: str, lineno: int, width: int, path: str
-) -> tuple[tuple[int, str], tuple[int, ...]]:
-    match = _BUDDY_RE.fullmatch(line)
-    tokens = match.group(3).split() if match else []
-    if match is None or len(tokens) != width:
-        raise ProcParseError(path, lineno, f"'Node N, zone NAME' and {width} counts", line)
-    return (int(match.group(1)), match.group(2)), _ints(tokens, path, lineno, "a block count")
 
 
 _KEYVAL_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_ ]*?)(:?)\s+(\S+)\s*")
@@ -275,10 +180,11 @@ _PCP_FIELDS = ("count", "high", "batch")
 class _ZoneBuilder:
     """Accumulates the lines of one ``Node N, zone NAME`` block of /proc/zoneinfo."""
 
-    def __init__(self, nid: int, name: str, path: str) -> None:
+    def __init__(self, nid: int, name: str, path: str, lineno: int) -> None:
         self.nid = nid
         self.name = name
         self.path = path
+        self.lineno = lineno
         self.fields: dict[str, int] = {}
         self.protection: tuple[int, ...] | None = None
         self.pcp: list[dict[str, int]] = []
@@ -293,13 +199,13 @@ class _ZoneBuilder:
         protection = _PROTECTION_RE.fullmatch(line)
         if protection is not None:
             tokens = [tok.strip() for tok in protection.group(1).split(",")]
-            self.protection = _ints(tokens, self.path, lineno, "a protection entry")
+            self.protection = parse_ints(tokens, self.path, lineno, "a protection entry")
             return
         match = _KEYVAL_RE.fullmatch(line)
         if match is None:
             raise ProcParseError(self.path, lineno, "'<name> <number>' zoneinfo line", line)
         key, colon = match.group(1), match.group(2)
-        value = _int(match.group(3), self.path, lineno, f"a number for {key!r}")
+        value = parse_int(match.group(3), self.path, lineno, f"a number for {key!r}")
         if colon:
             self._feed_colon(key, value, lineno, line)
         elif key in _ZONE_FIELDS and not self.in_pagesets:
@@ -337,7 +243,8 @@ class _ZoneBuilder:
         counts = {key: self.fields[key] for key in _REQUIRED_FIELDS}
         start_pfn = self.fields.get("start_pfn", 0)
         return ZoneSnapshot(
-            self.nid, self.name, start_pfn, protection=self.protection, pcp=pcp, **counts
+            self.nid, self.name, start_pfn, protection=self.protection, pcp=pcp,
+            line=self.lineno, **counts
         )
 
 
@@ -350,7 +257,7 @@ def parse_zoneinfo(text: str, path: str = "<zoneinfo>") -> tuple[ZoneSnapshot, .
     zones: list[ZoneSnapshot] = []
     current: _ZoneBuilder | None = None
     last = 0
-    for lineno, line in _lines(text):
+    for lineno, line in numbered_lines(text):
         last = lineno
         if not line.strip():
             continue
@@ -358,7 +265,7 @@ def parse_zoneinfo(text: str, path: str = "<zoneinfo>") -> tuple[ZoneSnapshot, .
         if header is not None:
             if current is not None:
                 zones.append(current.build(lineno, line))
-            current = _ZoneBuilder(int(header.group(1)), header.group(2), path)
+            current = _ZoneBuilder(int(header.group(1)), header.group(2), path, lineno)
         elif current is None:
             raise ProcParseError(path, lineno, "'Node N, zone NAME'", line)
         else:
@@ -369,45 +276,77 @@ def parse_zoneinfo(text: str, path: str = "<zoneinfo>") -> tuple[ZoneSnapshot, .
     return tuple(zones)
 
 
-def _read(path: Path, required: bool = False) -> str | None:
+def _read(path: Path) -> str:
+    """The file's text; a binary (non-UTF-8) file is malformed input."""
     try:
         return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if required:
-            raise ProcParseError(str(path), None, "the file to exist", "missing") from None
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProcParseError(str(path), None, "a readable UTF-8 text file", str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ProcParseError(str(path), None, "a UTF-8 text file", str(exc)) from None
 
 
-def _optional(directory: Path, name: str, parser: Callable[[str, str], _T]) -> _T | None:
-    text = _read(directory / name)
-    return None if text is None else parser(text, str(directory / name))
+class _OptionalFiles:
+    """Reads a snapshot's optional files: missing or unreadable ones are skipped."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.skipped: list[str] = []
+
+    def text(self, path: Path) -> str | None:
+        """The text of ``path``, or None if it is missing or cannot be read."""
+        try:
+            return _read(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # permission denied, a directory, an I/O error ...
+            self.skipped.append(f"{path}: {exc.strerror or exc}")
+            return None
+
+    def parse(self, name: str, parser: Callable[[str, str], _T]) -> _T | None:
+        """Parse ``directory/name`` with ``parser`` if it can be read."""
+        path = self.directory / name
+        text = self.text(path)
+        return None if text is None else parser(text, str(path))
+
+    def node_cpus(self) -> dict[int, tuple[int, ...]]:
+        """CPUs of each node from ``nodeN.cpulist`` (an empty file: a node with no CPU)."""
+        node_cpus: dict[int, tuple[int, ...]] = {}
+        for cpulist in sorted(self.directory.glob("node*.cpulist")):
+            nid_text = cpulist.name.removeprefix("node").removesuffix(".cpulist")
+            text = self.text(cpulist) if nid_text.isdigit() else None
+            if text is not None:
+                node_cpus[int(nid_text)] = parse_cpulist(text, str(cpulist))
+        return node_cpus
 
 
 def read_snapshot(path: Path) -> ProcSnapshot:
     """Read a snapshot directory (see the module docstring for its files).
 
+    Only ``zoneinfo`` is required. An optional file that is missing or cannot be read
+    (permissions, I/O error) is skipped and listed in ``ProcSnapshot.skipped``; one that
+    can be read but is malformed is an error.
+
     Raises:
-        ProcParseError: if ``zoneinfo`` is missing or any file present is malformed.
+        ProcParseError: if ``zoneinfo`` is missing or unreadable, or any file read is
+            malformed.
     """
-    zones = parse_zoneinfo(_read(path / "zoneinfo", required=True) or "", str(path / "zoneinfo"))
-    buddy = _optional(path, "buddyinfo", parse_buddyinfo)
-    pagetype = _optional(path, "pagetypeinfo", parse_pagetypeinfo)
-    sysctl = _optional(path, "sysctl_vm", parse_sysctl_vm)
-    thp = _optional(path, "transparent_hugepage_enabled", parse_thp_enabled)
-    node_cpus: dict[int, tuple[int, ...]] = {}
-    for cpulist in sorted(path.glob("node*.cpulist")):
-        nid_text = cpulist.name.removeprefix("node").removesuffix(".cpulist")
-        if nid_text.isdigit():
-            node_cpus[int(nid_text)] = parse_cpulist(_read(cpulist) or "", str(cpulist))
+    zoneinfo = path / "zoneinfo"
+    try:
+        zones = parse_zoneinfo(_read(zoneinfo), str(zoneinfo))
+    except FileNotFoundError:
+        raise ProcParseError(str(zoneinfo), None, "the file to exist", "missing") from None
+    except OSError as exc:
+        raise ProcParseError(str(zoneinfo), None, "a readable file", str(exc)) from None
+    files = _OptionalFiles(path)
+    pagetype = files.parse("pagetypeinfo", parse_pagetypeinfo)
     return ProcSnapshot(
         path=str(path),
         zones=zones,
-        buddyinfo=buddy or {},
+        buddyinfo=files.parse("buddyinfo", parse_buddyinfo) or {},
         pagetypeinfo=pagetype,
-        sysctl=sysctl or {},
-        thp_enabled=thp,
-        node_cpus=node_cpus,
+        sysctl=files.parse("sysctl_vm", parse_sysctl_vm) or {},
+        thp_enabled=files.parse("transparent_hugepage_enabled", parse_thp_enabled),
+        node_cpus=files.node_cpus(),
         pageblock_order=pagetype.pageblock_order if pagetype else DEFAULT_PAGEBLOCK_ORDER,
+        vmstat=files.parse("vmstat", parse_vmstat) or {},
+        skipped=tuple(files.skipped),
     )

@@ -10,18 +10,24 @@ for the periodic snapshot recorder, and as ``(nid, zone, nr_free)`` rows for
 The zones are anything with the :class:`ZoneView` attributes, such as the live
 :class:`simcore.zone.Zone` objects of ``PageAllocator.zones``. They are printed in the
 order given, which should be the kernel's: node by node, each node's zones by zone type,
-populated zones only (walk_zones_in_node(); PageAllocator.zones holds only those).
+populated zones only (walk_zones_in_node(); PageAllocator.zones holds only those). A node
+without memory prints nothing, as pagetypeinfo_show() skips nodes not in N_MEMORY.
+
+The text is produced from plain tables (``(nid, zone, nr_free)`` rows and
+:class:`~simcore.proctables.PagetypeInfo`), the same ones the importers in
+:mod:`simcore.procfs` return, so an exported file read back and printed again is
+byte-identical.
 
 This module is pure: no SimPy, no I/O, no randomness.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from itertools import groupby
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
-from simcore.constants import MIGRATETYPE_NAMES, MigrateType
+from simcore.constants import DEFAULT_PAGEBLOCK_ORDER, MIGRATETYPE_NAMES, MigrateType
+from simcore.proctables import PagetypeInfo
 
 PAGETYPEINFO_FREECOUNT_CAP = 100000
 """pagetypeinfo_showfree_print() stops walking a free list at this many blocks."""
@@ -98,15 +104,21 @@ def printed_migratetypes(*, show_cma: bool = False, show_isolate: bool = True) -
 
 
 def buddyinfo(zones: Iterable[ZoneView]) -> str:
+    """Text of ``/proc/buddyinfo`` for live zones (see :func:`format_buddyinfo`)."""
+    return format_buddyinfo(nr_free_rows(zones))
+
+
+def format_buddyinfo(rows: Iterable[tuple[int, str, Sequence[int]]]) -> str:
     """Text of ``/proc/buddyinfo``: mirrors frag_show_print().
 
-    One line per zone: ``Node N, zone %8s`` then ``%6lu `` for the free blocks of every
-    order (all migratetypes; pcp pages are not on the free lists).
+    One line per ``(nid, zone_name, nr_free)`` row: ``Node N, zone %8s`` then ``%6lu ``
+    for the free blocks of every order (all migratetypes; pcp pages are not on the free
+    lists). The rows of :func:`simcore.procfs.parse_buddyinfo` print back unchanged.
     """
     lines = []
-    for zone in zones:
-        counts = "".join(f"{n:6d} " for n in zone.free_area.nr_free)
-        lines.append(f"Node {zone.nid}, zone {zone.name:>8} {counts}\n")
+    for nid, name, nr_free in rows:
+        counts = "".join(f"{n:6d} " for n in nr_free)
+        lines.append(f"Node {nid}, zone {name:>8} {counts}\n")
     return "".join(lines)
 
 
@@ -120,16 +132,6 @@ def _freecount(length: int) -> str:
     if length >= PAGETYPEINFO_FREECOUNT_CAP:
         return f">{PAGETYPEINFO_FREECOUNT_CAP:6d} "
     return f"{length:6d} "
-
-
-def pagetypeinfo_free_lines(zone: ZoneView, mts: Sequence[int]) -> list[str]:
-    """The free-count lines of one zone: mirrors pagetypeinfo_showfree_print()."""
-    lines = []
-    for mt in mts:
-        head = f"Node {zone.nid:4d}, zone {zone.name:>8}, type {MIGRATETYPE_NAMES[mt]:>12} "
-        cells = "".join(_freecount(per_mt[mt]) for per_mt in zone.free_area.count)
-        lines.append(head + cells + "\n")
-    return lines
 
 
 def pageblock_counts(zone: ZoneView, mts: Sequence[int]) -> list[int]:
@@ -147,50 +149,88 @@ def pageblock_counts(zone: ZoneView, mts: Sequence[int]) -> list[int]:
     return [counts[mt] for mt in mts]
 
 
-def _pagetypeinfo_node(zones: list[ZoneView], mts: Sequence[int]) -> str:
-    """One node's part of /proc/pagetypeinfo: mirrors pagetypeinfo_show()."""
-    pageblock_order = zones[0].pageblock_order
-    orders = range(zones[0].max_order + 1)
-    out = [
-        f"Page block order: {pageblock_order}\n",
-        f"Pages per block:  {1 << pageblock_order}\n",
-        "\n",
-        f"{'Free pages count per migrate type at order':<43} "
-        + "".join(f"{order:6d} " for order in orders)
-        + "\n",
-    ]
+def pagetypeinfo_tables(
+    zones: Iterable[ZoneView], *, show_cma: bool = False, show_isolate: bool = True
+) -> PagetypeInfo:
+    """The numbers of ``/proc/pagetypeinfo`` for live zones, uncapped.
+
+    ``free_counts`` holds each free list's length per order, ``block_counts`` the
+    pageblocks per migratetype (:func:`pageblock_counts`); the columns are the
+    migratetypes the kernel prints (:func:`printed_migratetypes`).
+    """
+    mts = printed_migratetypes(show_cma=show_cma, show_isolate=show_isolate)
+    free_counts: dict[tuple[int, str, str], tuple[int, ...]] = {}
+    block_counts: dict[tuple[int, str], tuple[int, ...]] = {}
+    pageblock_order = DEFAULT_PAGEBLOCK_ORDER
     for zone in zones:
-        out.extend(pagetypeinfo_free_lines(zone, mts))
-    out.append(
-        f"\n{'Number of blocks type ':<23}"
-        + "".join(f"{MIGRATETYPE_NAMES[mt]:>12} " for mt in mts)
-        + "\n"
-    )
-    for zone in zones:
-        cells = "".join(f"{n:12d} " for n in pageblock_counts(zone, mts))
-        out.append(f"Node {zone.nid}, zone {zone.name:>8} {cells}\n")
-    return "".join(out)
+        pageblock_order = zone.pageblock_order
+        count = zone.free_area.count
+        for mt in mts:
+            free_counts[(zone.nid, zone.name, MIGRATETYPE_NAMES[mt])] = tuple(
+                per_mt[mt] for per_mt in count
+            )
+        block_counts[(zone.nid, zone.name)] = tuple(pageblock_counts(zone, mts))
+    names = tuple(MIGRATETYPE_NAMES[mt] for mt in mts)
+    return PagetypeInfo(pageblock_order, free_counts, names, block_counts)
 
 
 def pagetypeinfo(
     zones: Iterable[ZoneView], *, show_cma: bool = False, show_isolate: bool = True
 ) -> str:
-    """Text of ``/proc/pagetypeinfo``: mirrors pagetypeinfo_show() for every node.
-
-    Each node prints its own header, free-count table (list lengths, capped at 100000 and
-    then printed as ``>100000``) and "Number of blocks type" table. The "Number of mixed
-    blocks" table needs page_owner and is never printed (the oracle kernel has none).
+    """Text of ``/proc/pagetypeinfo`` for live zones (see :func:`format_pagetypeinfo`).
 
     Args:
         zones: populated zones, node by node, each node's zones by zone type.
         show_cma: print the CMA column and rows (``CONFIG_CMA``; off on the oracle kernel).
         show_isolate: print the Isolate column and rows (``CONFIG_MEMORY_ISOLATION``).
     """
-    mts = printed_migratetypes(show_cma=show_cma, show_isolate=show_isolate)
-    return "".join(
-        _pagetypeinfo_node(list(node_zones), mts)
-        for _, node_zones in groupby(zones, key=lambda z: z.nid)
-    )
+    tables = pagetypeinfo_tables(zones, show_cma=show_cma, show_isolate=show_isolate)
+    return format_pagetypeinfo(tables)
+
+
+def format_pagetypeinfo(info: PagetypeInfo) -> str:
+    """Text of ``/proc/pagetypeinfo``: mirrors pagetypeinfo_show() for every node.
+
+    Each node with rows prints its own header, free-count table (list lengths, capped at
+    100000 and then printed as ``>100000``), "Number of blocks type" table and, when
+    ``info.mixed_counts`` has rows for it (page_owner; never in the model), "Number of
+    mixed blocks" table. Nodes come in the order of ``info.block_counts``. What
+    :func:`simcore.procfs.parse_pagetypeinfo` read prints back unchanged.
+    """
+    nids = list(dict.fromkeys(nid for nid, _ in info.block_counts))
+    return "".join(_pagetypeinfo_node(info, nid) for nid in nids)
+
+
+def _count_table(
+    title: str, types: Sequence[str], rows: Mapping[tuple[int, str], Sequence[int]], nid: int
+) -> list[str]:
+    """One of pagetypeinfo_showblockcount() / pagetypeinfo_showmixedcount() for a node."""
+    out = [f"\n{title:<23}" + "".join(f"{name:>12} " for name in types) + "\n"]
+    for (row_nid, zone), counts in rows.items():
+        if row_nid == nid:
+            out.append(f"Node {nid}, zone {zone:>8} " + "".join(f"{n:12d} " for n in counts) + "\n")
+    return out
+
+
+def _pagetypeinfo_node(info: PagetypeInfo, nid: int) -> str:
+    """One node's part of /proc/pagetypeinfo: mirrors pagetypeinfo_show()."""
+    free = [(key, counts) for key, counts in info.free_counts.items() if key[0] == nid]
+    nr_orders = len(free[0][1]) if free else 0
+    out = [
+        f"Page block order: {info.pageblock_order}\n",
+        f"Pages per block:  {1 << info.pageblock_order}\n",
+        "\n",
+        f"{'Free pages count per migrate type at order':<43} "
+        + "".join(f"{order:6d} " for order in range(nr_orders))
+        + "\n",
+    ]
+    for (_, zone, mt_name), counts in free:
+        cells = "".join(_freecount(n) for n in counts)
+        out.append(f"Node {nid:4d}, zone {zone:>8}, type {mt_name:>12} " + cells + "\n")
+    out += _count_table("Number of blocks type ", info.block_types, info.block_counts, nid)
+    if any(row_nid == nid for row_nid, _ in info.mixed_counts):
+        out += _count_table("Number of mixed blocks ", info.block_types, info.mixed_counts, nid)
+    return "".join(out)
 
 
 def free_block_levels(

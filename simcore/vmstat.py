@@ -1,29 +1,55 @@
 """``/proc/vmstat`` counters.
 
-Counter names are the literal ``/proc/vmstat`` names of Linux 6.1 (``vmstat_text[]``
-in mm/vmstat.c) where the kernel has the event. A few counters exist only in the
-simulator; they are listed in :data:`SIM_ONLY` and printed after the kernel ones.
+Counter names are the literal ``/proc/vmstat`` names of Linux 6.1 where the kernel has
+the event, and they are printed in the order of ``vmstat_text[]`` in mm/vmstat.c (zone
+stat items, NUMA event items, node stat items, then ``enum vm_event_item`` of
+include/linux/vm_event_item.h) for the oracle kernel's config (CONFIG_NUMA,
+CONFIG_ZONE_DMA, CONFIG_ZONE_DMA32 and CONFIG_ZONE_DEVICE on, no CONFIG_HIGHMEM). The
+simulator prints only the counters it keeps, so the names it prints are a subsequence
+of a real host's ``/proc/vmstat`` and a ``diff`` lines up. A few counters exist only in
+the simulator; they are listed in :data:`SIM_ONLY` and printed after a
+``# simulator-only`` line.
+
+Counters the model cannot raise stay 0, as they would on a kernel that never took the
+path: ``pgalloc_device`` (ZONE_DEVICE pages never come from the buddy allocator),
+``allocstall_*`` (no direct reclaim yet; 6.1 counts it per ``sc->reclaim_idx``, which is
+at most ZONE_MOVABLE, so ``allocstall_device`` is 0 on real hosts too), and
+``numa_interleave`` (6.1 counts it in alloc_page_interleave() for MPOL_INTERLEAVE
+allocations; the model has no memory policies).
 """
 
 from __future__ import annotations
 
-from simcore.constants import ZONE_NAMES
+from collections.abc import Mapping
 
-KERNEL_EVENTS: tuple[str, ...] = (
-    *(f"pgalloc_{z.lower()}" for z in ZONE_NAMES),
-    "pgfree",
-    *(f"allocstall_{z.lower()}" for z in ZONE_NAMES),
+VMSTAT_ZONE_SUFFIXES = ("dma", "dma32", "normal", "movable", "device")
+"""``TEXTS_FOR_ZONES()`` of the oracle kernel: every zone type, ZONE_DEVICE included
+(the model has no ZONE_DEVICE, but the kernel prints its counters)."""
+
+NUMA_EVENTS: tuple[str, ...] = (
     "numa_hit",
     "numa_miss",
     "numa_foreign",
+    "numa_interleave",
     "numa_local",
     "numa_other",
+)
+"""``enum numa_stat_item`` (CONFIG_NUMA), printed right after the zone stat items."""
+
+KERNEL_EVENTS: tuple[str, ...] = (
+    *NUMA_EVENTS,
+    *(f"pgalloc_{zone}" for zone in VMSTAT_ZONE_SUFFIXES),
+    *(f"allocstall_{zone}" for zone in VMSTAT_ZONE_SUFFIXES),
+    "pgfree",
     "compact_stall",
     "compact_fail",
     "compact_success",
     "htlb_buddy_alloc_success",
     "htlb_buddy_alloc_fail",
 )
+"""The kernel counters the model keeps, in ``vmstat_text[]`` order (after
+``nr_free_pages``, which :meth:`VmStat.format` prints first from the zones)."""
+
 SIM_ONLY: tuple[str, ...] = (
     "pgalloc_fail",  # __alloc_pages() calls that returned NULL
     "extfrag_steal",  # __rmqueue_fallback() steals (mm_page_alloc_extfrag events)
@@ -34,6 +60,24 @@ SIM_ONLY: tuple[str, ...] = (
     "bad_page",  # "BUG: Bad page state" reports
     "bad_page_leaked_pages",  # pages leaked because a free failed its checks
 )
+SIM_ONLY_MARKER = "# simulator-only"
+
+
+def format_vmstat(counters: Mapping[str, int], nr_free_pages: int) -> str:
+    """Text in ``/proc/vmstat`` layout (``name value`` lines), as vmstat_show() prints.
+
+    ``nr_free_pages`` comes first, then :data:`KERNEL_EVENTS` in kernel order, then
+    the ``# simulator-only`` line and the counters of ``counters`` that are not kernel
+    names (:data:`SIM_ONLY` first, then any others in their mapping order, so counters
+    added to the model later are printed too). Absent kernel counters print 0.
+    """
+    lines = [f"nr_free_pages {nr_free_pages}"]
+    lines += [f"{name} {counters.get(name, 0)}" for name in KERNEL_EVENTS]
+    lines.append(SIM_ONLY_MARKER)
+    kernel = {"nr_free_pages", *KERNEL_EVENTS}
+    extra = [name for name in counters if name not in kernel and name not in SIM_ONLY]
+    lines += [f"{name} {counters.get(name, 0)}" for name in (*SIM_ONLY, *extra)]
+    return "\n".join(lines) + "\n"
 
 
 class VmStat:
@@ -52,13 +96,9 @@ class VmStat:
         return dict(self.ev)
 
     def format(self, nr_free_pages: int) -> str:
-        """Text in ``/proc/vmstat`` layout (``name value`` lines).
+        """Text in ``/proc/vmstat`` layout (see :func:`format_vmstat`).
 
         The simulator-only counters follow a ``# simulator-only`` comment line so that
         a ``diff`` against a real host lines up.
         """
-        lines = [f"nr_free_pages {nr_free_pages}"]
-        lines += [f"{k} {self.ev[k]}" for k in KERNEL_EVENTS]
-        lines.append("# simulator-only")
-        lines += [f"{k} {self.ev[k]}" for k in SIM_ONLY]
-        return "\n".join(lines) + "\n"
+        return format_vmstat(self.ev, nr_free_pages)

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from simcore.procfmt import ObservedZone, format_zoneinfo, zones_from_snapshot
+from simcore.procfmt import (
+    EmptyZone,
+    ObservedZone,
+    format_zoneinfo,
+    kernel_zone_keys,
+    zoneinfo_views,
+    zones_from_snapshot,
+)
 from simcore.procfs import (
     PcpSnapshot,
     ProcParseError,
@@ -16,6 +23,7 @@ from simcore.procfs import (
     parse_pagetypeinfo,
     parse_sysctl_vm,
     parse_thp_enabled,
+    parse_vmstat,
     parse_zoneinfo,
     read_snapshot,
 )
@@ -23,6 +31,7 @@ from simcore.procfs import (
 ORACLE = Path(__file__).resolve().parents[1] / "data" / "oracle"
 S00 = ORACLE / "wmark-recompute" / "s00-mfk128-wsf10"
 BOOT = ORACLE / "boot-idle" / "start"
+NUMA2 = ORACLE / "boot-idle-numa2" / "start"
 # Lines of /proc/zoneinfo that the printer must reproduce byte for byte.
 MODELLED_PREFIXES = (
     "Node ",
@@ -219,6 +228,76 @@ def test_parse_pagetypeinfo_capped_count_and_errors() -> None:
         parse_pagetypeinfo(short_row, "pti")
 
 
+def test_parse_pagetypeinfo_two_nodes() -> None:
+    """Each node with memory has its own header and tables (pagetypeinfo_show())."""
+    text = (NUMA2 / "pagetypeinfo").read_text()
+    assert text.count("Page block order: 9") == 2
+    info = parse_pagetypeinfo(text, "pti")
+    assert info.pageblock_order == 9
+    assert list(info.block_counts) == [(0, "DMA"), (0, "DMA32"), (1, "Normal")]
+    assert info.block_counts[(1, "Normal")] == (27, 223, 6, 0, 0)
+    assert info.free_counts[(1, "Normal", "Movable")][-1] == 111
+    assert info.free_counts[(0, "DMA32", "Movable")][-1] == 78
+    assert len(info.free_counts) == 3 * 5
+
+
+def _numa2_pti_lines() -> list[str]:
+    return (NUMA2 / "pagetypeinfo").read_text().splitlines(keepends=True)
+
+
+@pytest.mark.parametrize(
+    ("lineno", "replacement", "expected"),
+    [
+        (19, "Page block order: 10\n", "the same pageblock order 9"),
+        (20, "Pages per block:  1024\n", "'Pages per block:  512'"),
+        (20, "\n", "'Pages per block:  512'"),
+        (22, "Free pages count per migrate type at order 0 1 2\n", "orders 0..10"),
+        (23, "Node    0, zone   Normal, type    Unmovable      0 \n", "11 counts"),
+        (24, "Node    0, zone   Normal, type      Movable" + "      0" * 11 + " \n", "node 1"),
+        (29, "Number of blocks type     Unmovable      Movable\n", "migratetype columns"),
+        (30, "Node 1, zone   Normal           27          223\n", "5 counts"),
+        (29, "Page block order: 9\n", "before the next node"),
+    ],
+)
+def test_parse_pagetypeinfo_second_node_errors(
+    lineno: int, replacement: str, expected: str
+) -> None:
+    lines = _numa2_pti_lines()
+    lines[lineno - 1] = replacement
+    with pytest.raises(ProcParseError) as err:
+        parse_pagetypeinfo("".join(lines), "pti")
+    assert err.value.path == "pti" and err.value.line == lineno
+    assert expected in err.value.expected
+
+
+def test_parse_pagetypeinfo_truncated_second_node() -> None:
+    lines = _numa2_pti_lines()
+    with pytest.raises(ProcParseError) as err:
+        parse_pagetypeinfo("".join(lines[:26]), "pti")  # node 1 has no block table
+    assert err.value.line is None and "Number of blocks type" in err.value.expected
+    with pytest.raises(ProcParseError):
+        parse_pagetypeinfo("".join(lines[:19]), "pti")  # header without 'Pages per block'
+
+
+def test_parse_buddyinfo_rows_must_have_the_same_orders() -> None:
+    with pytest.raises(ProcParseError) as info:
+        parse_buddyinfo("Node 0, zone DMA 1 2 3\nNode 1, zone Normal 1 2\n", "buddyinfo")
+    assert info.value.line == 2 and "3 counts" in info.value.expected
+
+
+def test_parse_vmstat_real_and_simulated() -> None:
+    real = parse_vmstat((NUMA2 / "vmstat").read_text(), "vmstat")
+    assert real["nr_free_pages"] == 200349 and real["numa_interleave"] == 614
+    assert list(real)[:2] == ["nr_free_pages", "nr_zone_inactive_anon"]
+    sim = parse_vmstat("nr_free_pages 5\npgfree 3\n# simulator-only\nbad_page 1\n")
+    assert sim == {"nr_free_pages": 5, "pgfree": 3, "bad_page": 1}
+    for bad, line in (("pgfree 3\npgfree 4\n", 2), ("pgfree\n", 1), ("pgfree x\n", 1),
+                      ("nr_free_pages 1\nPgFree 2\n", 2)):
+        with pytest.raises(ProcParseError) as err:
+            parse_vmstat(bad, "vmstat")
+        assert err.value.line == line, bad
+
+
 # ---- read_snapshot --------------------------------------------------------------------
 
 
@@ -261,7 +340,7 @@ def test_read_snapshot_binary_file(tmp_path: Path) -> None:
 # ---- printer ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("snapshot", [S00, BOOT, ORACLE / "hugetlb-fresh" / "start"])
+@pytest.mark.parametrize("snapshot", [S00, BOOT, ORACLE / "hugetlb-fresh" / "start", NUMA2])
 def test_format_round_trips_oracle_modelled_lines(snapshot: Path) -> None:
     text = (snapshot / "zoneinfo").read_text()
     printed = format_zoneinfo(zones_from_snapshot(read_snapshot(snapshot)), 5)
@@ -285,3 +364,24 @@ def test_format_adds_boost_and_pads_protection() -> None:
 def test_format_unpopulated_zone_has_no_pagesets() -> None:
     device = zones_from_snapshot(read_snapshot(S00))[4]
     assert format_zoneinfo([device]).splitlines()[-1] == "        protection: (0, 0, 0, 0, 0)"
+
+
+def test_empty_zone_prints_as_the_kernel_prints_an_unpopulated_zone() -> None:
+    """Node 1's DMA on the 2-node host: headline block and 5 zero protection entries."""
+    text = (NUMA2 / "zoneinfo").read_text()
+    real = text.split("Node 1, zone      DMA\n")[1].split("Node 1")[0]
+    assert format_zoneinfo([EmptyZone(1, "DMA")]) == "Node 1, zone      DMA\n" + real
+
+
+def test_zoneinfo_views_fill_every_zone_type_of_every_node() -> None:
+    observed = [ObservedZone.from_snapshot(z) for z in read_snapshot(NUMA2).zones if z.present]
+    keys = kernel_zone_keys([0, 1])
+    views = list(zoneinfo_views(observed, keys))
+    assert [(v.nid, v.name) for v in views] == keys and len(keys) == 10
+    assert [v.present_pages > 0 for v in views] == [
+        True, True, False, False, False, False, False, True, False, False]
+    assert _modelled_lines(format_zoneinfo(views)) == _modelled_lines(text_of(NUMA2))
+
+
+def text_of(snapshot: Path) -> str:
+    return (snapshot / "zoneinfo").read_text()

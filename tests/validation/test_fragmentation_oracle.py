@@ -1,10 +1,11 @@
 """extfrag_index, unusable_index, buddyinfo and pagetypeinfo against a real Linux 6.1 kernel.
 
-Every snapshot directory of the four oracle runs (``start``, ``end``, ``fragmented``,
+Every snapshot directory of the five oracle runs (``start``, ``end``, ``fragmented``,
 ``after_*`` and the 17 ``wmark-recompute`` snapshots, copied from /work/shared/oracle into
-tests/data/oracle) holds ``buddyinfo`` and the two debugfs files. The indices are computed
-from that snapshot's buddyinfo (``free_area[].nr_free``: the kernel counts no pcp pages)
-and must reproduce the debugfs text byte for byte.
+tests/data/oracle; ``boot-idle-numa2`` is a 2-node host) holds ``buddyinfo`` and the two
+debugfs files. The indices are computed from that snapshot's buddyinfo
+(``free_area[].nr_free``: the kernel counts no pcp pages) and must reproduce the debugfs
+text byte for byte.
 
 The files of one snapshot were read one after another on a live machine, not atomically.
 Where the Normal or DMA32 zone changed between the reads, the debugfs line of that zone
@@ -70,7 +71,9 @@ def _cases() -> list[object]:
 
 
 def test_every_oracle_snapshot_is_present() -> None:
-    assert len(SNAPSHOTS) == 27  # 2 + 2 + 6 (start/end/fragmented/after_*) + 17 wmark
+    # 2 + 2 + 2 (boot-idle, boot-idle-numa2, hugetlb-fresh start/end) + 6 (fragmented run)
+    # + 17 wmark-recompute
+    assert len(SNAPSHOTS) == 29
 
 
 @pytest.mark.parametrize(("snapshot", "file"), _cases())

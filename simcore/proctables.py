@@ -1,0 +1,257 @@
+"""Line-level parsing of ``/proc`` tables: the error type, numbers and the count tables.
+
+Parses the layouts printed by mm/vmstat.c (Linux 6.1): ``frag_show_print()``
+(``/proc/buddyinfo``), ``pagetypeinfo_show()`` (``/proc/pagetypeinfo``, one section per
+node with memory) and ``vmstat_show()`` (``/proc/vmstat``, and the simulator's own
+``vmstat.txt``). :mod:`simcore.procfs` builds whole snapshots from these and re-exports
+every public name here.
+
+Broken input raises :class:`ProcParseError` naming the file, the line and what was
+expected, never a bare IndexError or ValueError.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+
+class ProcParseError(Exception):
+    """A snapshot file did not have the expected layout.
+
+    Attributes:
+        path: the file.
+        line: 1-based line number, or ``None`` for whole-file problems.
+        expected: what the parser wanted to see.
+        got: a short snippet of what it saw instead.
+    """
+
+    def __init__(self, path: str, line: int | None, expected: str, got: str = "") -> None:
+        self.path = path
+        self.line = line
+        self.expected = expected
+        self.got = got if len(got) <= 60 else got[:57] + "..."
+        where = path if line is None else f"{path}:{line}"
+        super().__init__(f"{where}: expected {expected}, got {self.got!r}")
+
+
+@dataclass(frozen=True)
+class PagetypeInfo:
+    """``/proc/pagetypeinfo``.
+
+    ``free_counts[(nid, zone, migratetype)]`` is the free-list length per order (values
+    the kernel capped and printed as ``>100000`` read as 100000). ``block_counts`` and
+    ``mixed_counts`` map ``(nid, zone)`` to counts aligned with ``block_types``.
+    """
+
+    pageblock_order: int
+    free_counts: dict[tuple[int, str, str], tuple[int, ...]]
+    block_types: tuple[str, ...]
+    block_counts: dict[tuple[int, str], tuple[int, ...]]
+    mixed_counts: dict[tuple[int, str], tuple[int, ...]] = field(default_factory=dict)
+
+
+INT_RE = re.compile(r"-?\d+")
+_BUDDY_RE = re.compile(r"Node (\d+), zone\s+(\S+)((?:\s+\S+)*)\s*")
+_FREE_RE = re.compile(r"Node\s+(\d+), zone\s+(\S+), type\s+(\S+)((?:\s+\S+)*)\s*")
+_VMSTAT_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
+    """``(line number from 1, line)`` pairs."""
+    return enumerate(text.splitlines(), start=1)
+
+
+def parse_int(token: str, path: str, line: int, what: str) -> int:
+    """``token`` as an int, or ProcParseError saying ``what`` was expected."""
+    if not INT_RE.fullmatch(token):
+        raise ProcParseError(path, line, what, token)
+    return int(token)
+
+
+def parse_ints(tokens: list[str], path: str, line: int, what: str) -> tuple[int, ...]:
+    """Every token as an int (see :func:`parse_int`)."""
+    # A '>' prefix marks a count the kernel capped (pagetypeinfo's 100000 limit).
+    return tuple(parse_int(tok.removeprefix(">"), path, line, what) for tok in tokens)
+
+
+def parse_buddyinfo(text: str, path: str = "<buddyinfo>") -> dict[tuple[int, str], tuple[int, ...]]:
+    """Parse ``/proc/buddyinfo``: ``(nid, zone)`` -> free blocks per order."""
+    result: dict[tuple[int, str], tuple[int, ...]] = {}
+    for lineno, line in numbered_lines(text):
+        if not line.strip():
+            continue
+        match = _BUDDY_RE.fullmatch(line)
+        if match is None or not match.group(3).split():
+            raise ProcParseError(path, lineno, "'Node N, zone NAME c0 c1 ...'", line)
+        key = (int(match.group(1)), match.group(2))
+        if key in result:
+            raise ProcParseError(path, lineno, "each zone once", line)
+        counts = parse_ints(match.group(3).split(), path, lineno, "a free block count")
+        width = len(next(iter(result.values()), counts))
+        if len(counts) != width:
+            raise ProcParseError(path, lineno, f"{width} counts (orders 0..{width - 1})", line)
+        result[key] = counts
+    return result
+
+
+def parse_vmstat(text: str, path: str = "<vmstat>") -> dict[str, int]:
+    """Parse ``/proc/vmstat`` (``name value`` lines, vmstat_show() in mm/vmstat.c).
+
+    Also reads the simulator's ``vmstat.txt``: its ``# simulator-only`` comment line
+    is skipped and the counters after it are returned with the others (their names do
+    not clash with kernel names).
+    """
+    result: dict[str, int] = {}
+    for lineno, line in numbered_lines(text):
+        if not line.strip() or line.startswith("#"):
+            continue
+        tokens = line.split()
+        if len(tokens) != 2 or not _VMSTAT_NAME_RE.fullmatch(tokens[0]):
+            raise ProcParseError(path, lineno, "'<counter name> <number>'", line)
+        if tokens[0] in result:
+            raise ProcParseError(path, lineno, f"{tokens[0]!r} once", line)
+        result[tokens[0]] = parse_int(tokens[1], path, lineno, f"a number for {tokens[0]!r}")
+    return result
+
+
+def parse_pagetypeinfo(text: str, path: str = "<pagetypeinfo>") -> PagetypeInfo:
+    """Parse ``/proc/pagetypeinfo`` as printed by pagetypeinfo_show() in mm/vmstat.c.
+
+    The kernel prints one section per node with memory, each with its own ``Page block
+    order:`` / ``Pages per block:`` header, free-count table, ``Number of blocks type``
+    table and (with page_owner) ``Number of mixed blocks`` table. Any number of node
+    sections is accepted; they must agree on the pageblock order, the orders and the
+    migratetype columns, and every row of a section must belong to one node.
+    """
+    parser = _PagetypeParser(path)
+    for lineno, line in numbered_lines(text):
+        parser.feed(lineno, line)
+    return parser.finish()
+
+
+class _PagetypeParser:
+    """Line-by-line state of :func:`parse_pagetypeinfo`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.order: int | None = None
+        self.section = ""
+        self.expect_per_block = False
+        self.nid: int | None = None
+        self.nr_orders: int | None = None
+        self.block_types: tuple[str, ...] | None = None
+        self.free_counts: dict[tuple[int, str, str], tuple[int, ...]] = {}
+        self.tables: dict[str, dict[tuple[int, str], tuple[int, ...]]] = {
+            "blocks": {}, "mixed": {}}
+
+    def error(self, lineno: int | None, expected: str, got: str) -> ProcParseError:
+        return ProcParseError(self.path, lineno, expected, got)
+
+    def feed(self, lineno: int, line: str) -> None:
+        """Consume one line."""
+        if self.expect_per_block:
+            self._per_block(lineno, line)
+        elif line.startswith("Page block order:"):
+            self._node_header(lineno, line)
+        elif not line.strip():
+            return
+        elif self.order is None:
+            raise self.error(lineno, "'Page block order: N'", line)
+        elif line.startswith("Free pages count per migrate type at order"):
+            self._free_header(lineno, line)
+        elif line.startswith(("Number of blocks type", "Number of mixed blocks")):
+            self._count_header(lineno, line)
+        elif self.section == "free":
+            self._free_row(lineno, line)
+        elif self.section in self.tables:
+            self._count_row(lineno, line)
+        else:
+            raise self.error(lineno, "a pagetypeinfo section header", line)
+
+    def _node_header(self, lineno: int, line: str) -> None:
+        if self.order is not None and self.section not in ("blocks", "mixed"):
+            raise self.error(lineno, "a 'Number of blocks type' table before the next node",
+                             line)
+        order = parse_int(line.removeprefix("Page block order:").strip(), self.path, lineno,
+                          "'Page block order: N'")
+        if self.order is not None and order != self.order:
+            raise self.error(lineno, f"the same pageblock order {self.order} for every node",
+                             line)
+        self.order, self.section, self.nid = order, "header", None
+        self.expect_per_block = True
+
+    def _per_block(self, lineno: int, line: str) -> None:
+        assert self.order is not None
+        self.expect_per_block = False
+        expected = f"'Pages per block:  {1 << self.order}'"
+        if not line.startswith("Pages per block:"):
+            raise self.error(lineno, expected, line)
+        value = parse_int(line.removeprefix("Pages per block:").strip(), self.path, lineno,
+                          expected)
+        if value != 1 << self.order:
+            raise self.error(lineno, expected, line)
+
+    def _free_header(self, lineno: int, line: str) -> None:
+        tokens = line.removeprefix("Free pages count per migrate type at order").split()
+        orders = parse_ints(tokens, self.path, lineno, "the orders 0 1 2 ...")
+        if not orders or orders != tuple(range(len(orders))):
+            raise self.error(lineno, "the orders 0 1 2 ... in sequence", line)
+        if self.nr_orders is not None and len(orders) != self.nr_orders:
+            raise self.error(lineno, f"orders 0..{self.nr_orders - 1} for every node", line)
+        self.nr_orders = len(orders)
+        self.section = "free"
+
+    def _count_header(self, lineno: int, line: str) -> None:
+        section = "mixed" if line.startswith("Number of mixed blocks") else "blocks"
+        if section == "mixed" and self.section != "blocks":
+            raise self.error(lineno, "'Number of blocks type' before the mixed table", line)
+        if section == "blocks" and self.section != "free":
+            raise self.error(lineno, "the free-count table before 'Number of blocks type'",
+                             line)
+        types = tuple(line.split()[4:])
+        if not types or (self.block_types is not None and types != self.block_types):
+            raise self.error(lineno, f"migratetype columns {self.block_types}", line)
+        self.block_types, self.section = types, section
+
+    def _check_nid(self, nid: int, lineno: int, line: str) -> None:
+        if self.nid is None:
+            self.nid = nid
+        elif nid != self.nid:
+            raise self.error(lineno, f"rows of node {self.nid} only (one node per section)",
+                             line)
+
+    def _free_row(self, lineno: int, line: str) -> None:
+        match = _FREE_RE.fullmatch(line)
+        tokens = match.group(4).split() if match else []
+        if match is None or len(tokens) != self.nr_orders:
+            raise self.error(lineno, f"'Node N, zone Z, type T' and {self.nr_orders} counts",
+                             line)
+        key = (int(match.group(1)), match.group(2), match.group(3))
+        self._check_nid(key[0], lineno, line)
+        if key in self.free_counts:
+            raise self.error(lineno, "each zone and type once", line)
+        self.free_counts[key] = parse_ints(tokens, self.path, lineno, "a free count")
+
+    def _count_row(self, lineno: int, line: str) -> None:
+        assert self.block_types is not None
+        width = len(self.block_types)
+        match = _BUDDY_RE.fullmatch(line)
+        tokens = match.group(3).split() if match else []
+        if match is None or len(tokens) != width:
+            raise self.error(lineno, f"'Node N, zone NAME' and {width} counts", line)
+        key = (int(match.group(1)), match.group(2))
+        self._check_nid(key[0], lineno, line)
+        table = self.tables[self.section]
+        if key in table:
+            raise self.error(lineno, "each zone once per table", line)
+        table[key] = parse_ints(tokens, self.path, lineno, "a block count")
+
+    def finish(self) -> PagetypeInfo:
+        """Check the last section is complete and return the tables."""
+        if self.section not in ("blocks", "mixed"):
+            raise self.error(None, "a 'Number of blocks type' table", "end of file")
+        assert self.block_types is not None and self.order is not None
+        return PagetypeInfo(self.order, self.free_counts, self.block_types,
+                            self.tables["blocks"], self.tables["mixed"])
