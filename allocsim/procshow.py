@@ -42,6 +42,9 @@ def _sysctl(snap: ProcSnapshot) -> SysctlConfig:
 def _sysctl_values(snap: ProcSnapshot) -> SysctlConfig:
     ratio = snap.sysctl_ints("lowmem_reserve_ratio") if "lowmem_reserve_ratio" in snap.sysctl \
         else SysctlConfig().lowmem_reserve_ratio
+    if len(ratio) < len(ZONE_NAMES):
+        raise KeyError(f"vm.lowmem_reserve_ratio with one value per zone type (at least "
+                       f"{len(ZONE_NAMES)}), got {len(ratio)}")
     # A snapshot without sysctl_vm gets min_free_kbytes as the kernel derives it at boot;
     # a sysctl_vm file without it is truncated, which is an error.
     min_free_kbytes = snap.sysctl_int("min_free_kbytes") if snap.sysctl else None
@@ -49,7 +52,7 @@ def _sysctl_values(snap: ProcSnapshot) -> SysctlConfig:
         min_free_kbytes=min_free_kbytes,
         watermark_scale_factor=snap.sysctl_int("watermark_scale_factor", 10),
         watermark_boost_factor=snap.sysctl_int("watermark_boost_factor", 15000),
-        lowmem_reserve_ratio=tuple(ratio[: len(ZONE_NAMES)]),
+        lowmem_reserve_ratio=tuple(ratio),  # all MAX_NR_ZONES entries, Device included
         percpu_pagelist_high_fraction=snap.sysctl_int("percpu_pagelist_high_fraction", 0),
     )
 
