@@ -205,7 +205,7 @@ class _Run:
         d = self.tmp_dir
         atomic_write_text(d / ts.VMSTAT_FILE, mm.vm.format(mm.nr_free_pages))
         atomic_write_text(d / "buddyinfo.txt", buddyinfo(mm.zones))
-        atomic_write_text(d / "pagetypeinfo.txt", pagetypeinfo(mm.zones))
+        atomic_write_text(d / "pagetypeinfo.txt", pagetypeinfo(mm.zones, show_cma=mm.cma))
         keys = kernel_zone_keys(node.nid for node in mm.nodes)
         atomic_write_text(d / "zoneinfo.txt", format_zoneinfo(zoneinfo_views(mm.zones, keys)))
         rows = [(z.nid, z.name, tuple(z.free_area.nr_free)) for z in mm.zones]

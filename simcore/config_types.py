@@ -59,6 +59,9 @@ class MachineConfig:
     transparent_hugepage: str = "always"
     """``always``, ``madvise`` or ``never``: THP enables the order-9 pcp list and
     raises ``min_free_kbytes`` (``set_recommended_min_free_kbytes()``)."""
+    cma: bool = False
+    """``CONFIG_CMA`` (off on the oracle kernel): sets the migratetype numbering the user
+    sees (ISOLATE is 4 without CMA, 5 with it) and the CMA column of pagetypeinfo."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,14 @@ PAGE_ALLOC_COSTLY_ORDER = 3
 
 
 class MigrateType(enum.IntEnum):
-    """``enum migratetype`` with ``CONFIG_CMA`` and ``CONFIG_MEMORY_ISOLATION``."""
+    """``enum migratetype``, numbered as with ``CONFIG_CMA`` and ``CONFIG_MEMORY_ISOLATION``.
+
+    These are the model's *internal* values, the same on every machine, so the hot path
+    compares fixed ints. The kernel's own numbering depends on its config: without
+    ``CONFIG_CMA`` (the oracle's Debian kernel) there is no CMA entry and ISOLATE is 4.
+    What the user sees (trace columns, ``/proc`` columns) is translated at the export
+    boundary with :func:`kernel_migratetype_numbers`.
+    """
 
     UNMOVABLE = 0
     MOVABLE = 1
@@ -42,9 +49,35 @@ class MigrateType(enum.IntEnum):
 MIGRATE_PCPTYPES = 3
 """Number of migratetypes that have per-CPU lists (UNMOVABLE, MOVABLE, RECLAIMABLE)."""
 MIGRATE_TYPES = 6
+"""Internal number of migratetypes (free lists per order). The kernel's ``MIGRATE_TYPES``
+is :func:`kernel_migrate_types` (5 without ``CONFIG_CMA``)."""
 
 MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
-"""Spelling used by ``/proc/pagetypeinfo`` (``migratetype_names[]`` in mm/page_alloc.c)."""
+"""Spelling used by ``/proc/pagetypeinfo`` (``migratetype_names[]`` in mm/page_alloc.c),
+indexed by internal migratetype."""
+
+
+def kernel_migratetype_numbers(cma: bool) -> tuple[int, ...]:
+    """Internal migratetype -> the kernel's ``enum migratetype`` value for this config.
+
+    With ``CONFIG_CMA`` the numbering is the internal one. Without it MIGRATE_CMA does
+    not exist (mapped to -1; no CMA pageblock exists on such a machine) and
+    MIGRATE_ISOLATE is 4.
+    """
+    if cma:
+        return tuple(int(mt) for mt in MigrateType)
+    return tuple(-1 if mt == MigrateType.CMA else mt - (mt > MigrateType.CMA)
+                 for mt in MigrateType)
+
+
+def kernel_migrate_types(cma: bool) -> int:
+    """The kernel's ``MIGRATE_TYPES``: 6 with ``CONFIG_CMA``, 5 without (6.1, x86_64)."""
+    return MIGRATE_TYPES if cma else MIGRATE_TYPES - 1
+
+
+def kernel_migratetypes(cma: bool) -> tuple[int, ...]:
+    """Internal migratetypes that exist in the kernel built with/without ``CONFIG_CMA``."""
+    return tuple(int(mt) for mt in MigrateType if cma or mt != MigrateType.CMA)
 
 
 class ZoneType(enum.IntEnum):

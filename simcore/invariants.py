@@ -12,7 +12,9 @@ the counters, and checks what mm/page_alloc.c (6.1) relies on without checking:
   remain unmerged unless the merge is forbidden (order >= pageblock_order with
   differing pageblock types, one of them not ``migratetype_is_mergeable()``);
 * the counters match the lists: ``nr_free[order]``, the per-list counts,
-  NR_FREE_PAGES (no ISOLATE pageblocks are modelled) and ``pcp->count``.
+  NR_FREE_PAGES (every free list but the ISOLATE ones, as ``__free_one_page()`` and
+  ``set_migratetype_isolate()`` account), ``nr_isolate_pageblock`` (the zone's
+  pageblocks labelled ISOLATE) and ``pcp->count``.
 
 SIMPLIFICATION: merging completeness compares the *current* pageblock types. After
 ``unreserve_highatomic_pageblock()`` relabels a HIGHATOMIC pageblock, two buddies the
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from simcore.zone import Zone
 
 MT_MOVABLE = int(MigrateType.MOVABLE)
+MT_ISOLATE = int(MigrateType.ISOLATE)
 
 
 class InvariantError(AssertionError):
@@ -52,8 +55,12 @@ def _fail(msg: str) -> None:
 
 
 def managed_range(zone: Zone) -> tuple[int, int]:
-    """``[first, end)`` of the zone's managed pfns (reserved pages sit at the start)."""
-    return zone.zone_start_pfn + zone.present_pages - zone.managed_pages, zone.end_pfn
+    """``[first, end)`` of the zone's managed pfns (reserved pages sit at the start).
+
+    Spans with holes (spanned > present, as in a real ``/proc/zoneinfo``) put the
+    unmanaged pages, holes included, at the start too.
+    """
+    return zone.managed_start_pfn, zone.end_pfn
 
 
 def check_invariants(
@@ -115,17 +122,31 @@ def _check_free_lists(mm: PageAllocator, zone: Zone) -> dict[int, tuple[int, int
                 _fail(f"{zone} free_area[{order}] count[{mt}] is {fa.count[order][mt]}, "
                       f"list holds {n} blocks")
             nr_free += n
-            free_pages += n << order
+            if mt != MT_ISOLATE:
+                free_pages += n << order
         if fa.nr_free[order] != nr_free:
             _fail(f"{zone} free_area[{order}].nr_free is {fa.nr_free[order]}, "
                   f"lists hold {nr_free} blocks")
     if zone.nr_free_pages != free_pages:
-        _fail(f"{zone} NR_FREE_PAGES is {zone.nr_free_pages}, free lists hold {free_pages}")
+        _fail(f"{zone} NR_FREE_PAGES is {zone.nr_free_pages}, free lists other than "
+              f"ISOLATE hold {free_pages}")
+    _check_isolate_count(zone)
     heads = np.flatnonzero(pages.flags_np[zone.zone_start_pfn : zone.end_pfn] & PG_BUDDY)
     stray = set((heads + zone.zone_start_pfn).tolist()) - set(free)
     if stray:
         _fail(f"{zone} pfn {min(stray):#x} has PG_BUDDY but is on no free list")
     return free
+
+
+def _check_isolate_count(zone: Zone) -> None:
+    """``nr_isolate_pageblock`` equals the zone's pageblocks labelled ISOLATE."""
+    first = zone.zone_start_pfn >> zone.pageblock_order
+    last = (zone.end_pfn - 1) >> zone.pageblock_order
+    labels = np.frombuffer(zone.pageblock_mt, dtype=np.uint8)[first : last + 1] & 0x7
+    isolated = int(np.count_nonzero(labels == MT_ISOLATE))
+    if zone.nr_isolate_pageblock != isolated:
+        _fail(f"{zone} nr_isolate_pageblock is {zone.nr_isolate_pageblock}, "
+              f"{isolated} pageblocks are labelled ISOLATE")
 
 
 def _check_free_pages(pages: PageArray, pfn: int, order: int, where: str) -> None:

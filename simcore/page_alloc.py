@@ -26,6 +26,8 @@ from simcore.constants import (
     PAGE_ALLOC_COSTLY_ORDER,
     MigrateType,
     ZoneType,
+    kernel_migratetype_numbers,
+    kernel_migratetypes,
 )
 from simcore.fallback import reserve_highatomic_pageblock
 from simcore.gfp import gfp_migratetype, gfp_zone
@@ -43,7 +45,7 @@ from simcore.pcp import PerCpuPages
 from simcore.topology import ZoneSpan, build_node_orders, distance_matrix, layout_machine
 from simcore.trace import NullTracer, Tracer
 from simcore.vmstat import VmStat
-from simcore.zone import Zone
+from simcore.zone import Zone, managed_zone, populated_zone
 
 GFP_THISNODE = 0x200000
 GFP_COMP = 0x40000
@@ -82,7 +84,12 @@ class Node:
     @property
     def zones(self) -> list[Zone]:
         """Populated zones of this node, lowest zone type first."""
-        return [z for z in self.node_zones if z is not None]
+        return [z for z in self.node_zones if z is not None and populated_zone(z)]
+
+    @property
+    def node_present_pages(self) -> int:
+        """``pgdat->node_present_pages``: a node with any is in ``N_MEMORY``."""
+        return sum(z.present_pages for z in self.node_zones if z is not None)
 
 
 class PageAllocator(FreePagesMixin):
@@ -113,6 +120,14 @@ class PageAllocator(FreePagesMixin):
         ``min_free_kbytes``. The order-9 pcp list does not depend on it: it exists
         whenever the kernel is built with ``CONFIG_TRANSPARENT_HUGEPAGE`` (assumed, as
         on Debian's 6.1 kernel)."""
+        self.cma = cfg.cma
+        """``CONFIG_CMA``: only the numbering and /proc columns the user sees depend on
+        it. SIMPLIFICATION: no CMA area is modelled, so no pageblock is ever CMA."""
+        self.migratetypes = kernel_migratetypes(cfg.cma)
+        """Internal migratetypes that exist in this kernel config (pagetypeinfo rows)."""
+        self.tracer.set_migratetype_numbers(kernel_migratetype_numbers(cfg.cma))
+        self.order_warned = False
+        """The one-shot ``__warned`` of __alloc_pages()'s WARN_ON_ONCE_GFP."""
         self.vm = VmStat()
         if spans is None:
             spans = layout_machine(cfg)
@@ -165,12 +180,23 @@ class PageAllocator(FreePagesMixin):
         self.pb_zone[first_pb : last_pb + 1] = bytes([idx]) * (last_pb - first_pb + 1)
         managed_start = span.reserved_start_pfn + span.reserved_pages
         self.pages.flags_np[managed_start : zone.end_pfn] = 0
+        zone.managed_start_pfn = managed_start
         self._managed_start.append(managed_start)
 
     def _build_zonelists(self) -> None:
-        """``build_all_zonelists()``: node order by distance, zones high to low."""
+        """``build_all_zonelists()``: node order by distance, zones high to low.
+
+        A node is in ``N_MEMORY`` when it has present pages (free_area_init()), even if
+        none of them is managed.
+
+        SIMPLIFICATION: build_all_zonelists() also turns off grouping by mobility
+        (``page_group_by_mobility_disabled``) when the pages above the high watermarks
+        are fewer than ``pageblock_nr_pages * MIGRATE_TYPES`` (10 MiB with 2 MiB
+        pageblocks and no CMA). The model always groups by mobility; the config rejects
+        machines that small (:func:`mobility_grouping_disabled`).
+        """
         dist = distance_matrix(self.cfg)
-        has_memory = [any(z.managed_pages for z in n.zones) for n in self.nodes]
+        has_memory = [n.node_present_pages > 0 for n in self.nodes]
         has_cpus = [bool(n.cpus) for n in self.nodes]
         for node, order in zip(self.nodes, build_node_orders(dist, has_memory, has_cpus),
                                strict=True):
@@ -180,9 +206,26 @@ class PageAllocator(FreePagesMixin):
     def _memblock_free_all(self) -> None:
         """Hand managed memory to the buddy lists at boot.
 
-        Mirrors memblock_free_all() → __free_pages_core(): maximal naturally aligned
-        chunks, freed with FPI_TO_TAIL onto the MOVABLE lists (behaviour 13).
+        Mirrors memblock_free_all() → __free_pages_core() → __free_pages_ok(): maximal
+        naturally aligned chunks, freed with FPI_TO_TAIL onto the MOVABLE lists
+        (behaviour 13), each counting ``pgfree += 1 << order`` as __free_pages_ok()
+        does, so ``pgfree`` starts at the managed pages (as on a real host, where it
+        also counts the init memory freed later).
+
+        SIMPLIFICATION: with ``CONFIG_DEFERRED_STRUCT_PAGE_INIT`` (on the oracle
+        kernel) memblock_free_all() frees the lower zones and only about the first
+        section (PAGES_PER_SECTION, 128 MiB) of each node's highest zone (defer_init()).
+        The rest is freed later, after early boot allocations have begun, by the
+        node's pgdatinit thread and padata helper threads working on separate chunks in
+        parallel: deferred_free_range() frees one pageblock (order 9) at a time to the
+        list tail, where it merges with a free buddy pageblock into order 10, so the
+        tail of the order-10 list follows the threads' interleaving, not global pfn
+        order (the oracle's boot-idle trace shows 182 such order-9 ``mm_page_free``
+        events). The model frees everything here, in max-order chunks, before any
+        allocation: every free list is in ascending pfn order, and no boot free is
+        traced.
         """
+        ev = self.vm.ev
         for zone, start in zip(self.zones, self._managed_start, strict=True):
             pfn, end = start, zone.end_pfn
             while pfn < end:
@@ -190,6 +233,7 @@ class PageAllocator(FreePagesMixin):
                 while pfn + (1 << order) > end:
                     order -= 1
                 zone.free_one_page(pfn, order, MT_MOVABLE, to_tail=True)
+                ev["pgfree"] += 1 << order
                 pfn += 1 << order
 
     # -- sysctl-driven sizing -----------------------------------------------------------
@@ -250,9 +294,11 @@ class PageAllocator(FreePagesMixin):
         zl = self._zonelist_cache.get(key)
         if zl is None:
             order = [nid] if thisnode else self.nodes[nid].node_order
+            # build_zonerefs_node() lists populated_zone()s: present pages, managed
+            # or not. A zone with none managed is then skipped by its watermark check.
             zl = tuple(
                 z for n in order for z in reversed(self.nodes[n].zones)
-                if z.zone_idx <= highest_zoneidx and z.managed_pages
+                if z.zone_idx <= highest_zoneidx
             )
             self._zonelist_cache[key] = zl
         return zl
@@ -287,7 +333,8 @@ class PageAllocator(FreePagesMixin):
         flags = gfp & GFP_KSWAPD_RECLAIM
         if zone is None or zone.zone_idx != ZoneType.NORMAL:
             return flags
-        if self.nr_online_nodes > 1 and self.nodes[zone.nid].node_zones[ZoneType.DMA32] is None:
+        dma32 = self.nodes[zone.nid].node_zones[ZoneType.DMA32]
+        if self.nr_online_nodes > 1 and (dma32 is None or not populated_zone(dma32)):
             return flags
         return flags | ALLOC_NOFRAGMENT
 
@@ -399,11 +446,13 @@ class PageAllocator(FreePagesMixin):
                 pages.flags_np[pfn + 1 : pfn + (1 << order)] = movable
 
     def wakeup_kswapd(self, zone: Zone, gfp: int, order: int, highest_zoneidx: int) -> None:
-        """``wakeup_kswapd()`` hook.
+        """``wakeup_kswapd()`` hook: nothing for a zone with no managed pages.
 
         SIMPLIFICATION: kswapd is not modelled yet; the wakeup is only counted (the
         slow-path issue adds the kswapd process).
         """
+        if not managed_zone(zone):
+            return
         self.vm.ev["kswapd_wakeup"] += 1
 
     def alloc_pages(

@@ -123,10 +123,15 @@ class PerCpuPages:
     def free_bulk(self, count: int, pindex: int) -> None:
         """Return ``count`` pages to the buddy lists, oldest first, round-robin.
 
-        Mirrors free_pcppages_bulk(), starting with list ``pindex``.
+        Mirrors free_pcppages_bulk(), starting with list ``pindex``. Each page goes back
+        with the migratetype cached when it entered the list, unless the zone has
+        isolated pageblocks: then the pageblock's current type is re-read, so a page of
+        a pageblock isolated meanwhile lands on the ISOLATE list (and is not counted in
+        NR_FREE_PAGES).
         """
         count = min(self.count, count)
         zone = self.zone
+        isolated_pageblocks = zone.nr_isolate_pageblock  # has_isolate_pageblock()
         flags = zone.pages.flags
         tracer = zone.tracer
         lists = self.lists
@@ -152,6 +157,8 @@ class PerCpuPages:
                 flags[pfn] &= ~PG_PCP
                 count -= nr_pages
                 self.count -= nr_pages
+                if isolated_pageblocks:
+                    mt = zone.get_pageblock_migratetype(pfn)
                 zone.free_one_page(pfn, order, mt)
                 if tracer.enabled:
                     tracer.mm_page_pcpu_drain(zone, pfn, order, mt)

@@ -15,7 +15,7 @@ from typing import Any
 
 from simcore import trace_schema as ts
 from simcore.atomic import atomic_path
-from simcore.constants import MIGRATE_TYPES, MIGRATETYPE_NAMES
+from simcore.constants import MIGRATETYPE_NAMES
 from simcore.page_alloc import PageAllocator
 
 _TYPECODE = {"int64": "q", "int16": "h"}
@@ -59,7 +59,7 @@ class SnapshotRecorder:
         b = self.buddy.cols
         z = self.zonestat.cols
         for zone in self.mm.zones:
-            for mt in range(MIGRATE_TYPES):
+            for mt in self.mm.migratetypes:  # no CMA rows without CONFIG_CMA
                 for order in range(zone.max_order + 1):
                     b["time_ns"].append(now_ns)
                     b["nid"].append(zone.nid)

@@ -1,7 +1,8 @@
 """``__alloc_pages()`` and the part of ``__alloc_pages_slowpath()`` modelled so far.
 
-Mirrors mm/page_alloc.c (6.1) ``__alloc_pages()`` (order check, fast path at the LOW
-watermark, slow path, ``mm_page_alloc`` tracepoint) and these slow-path stages:
+Mirrors mm/page_alloc.c (6.1) ``__alloc_pages()`` (the ``WARN_ON_ONCE_GFP`` order
+check, fast path at the LOW watermark, slow path, ``mm_page_alloc`` tracepoint) and
+these slow-path stages:
 dropping ``__GFP_ATOMIC`` for blocking callers, ``gfp_to_alloc_flags()`` (MIN
 watermark, ALLOC_HIGH/ALLOC_HARDER), ``wake_all_kswapds()``, the retry with reserve
 flags (``__GFP_MEMALLOC``), and the ``__GFP_NOFAIL`` last resort.
@@ -48,10 +49,12 @@ def alloc_pages(
     """``__alloc_pages()`` for a request that is not allowed to sleep yet.
 
     Returns the first pfn of the block, or -1. Emits ``mm_page_alloc`` (and
-    ``mm_page_alloc_fail`` on failure) with the path the block came from.
+    ``mm_page_alloc_fail`` on failure) with the path the block came from. An order
+    above ``max_order`` (6.1: ``order >= MAX_ORDER``) returns before any of that; see
+    :func:`warn_order`.
     """
     if order > mm.max_order:
-        return _fail(mm, gfp, order, nid, -1, "order > MAX_ORDER-1")
+        return warn_order(mm, gfp, order, nid)
     ac = mm.prepare_alloc_pages(gfp, nid, nodemask)
     pfn = mm.get_page_from_freelist(gfp, order, ac.fast_flags, ac, cpu)
     if pfn < 0:
@@ -78,6 +81,32 @@ def warn_alloc_text(comm: str, gfp: int, order: int, nodemask: frozenset[int] | 
     nodes = "(null)" if nodemask is None else ",".join(str(n) for n in sorted(nodemask))
     return (f"{comm}: page allocation failure: order:{order}, "
             f"mode:{gfp:#x}({format_gfp(gfp)}), nodemask={nodes}")
+
+
+def warn_order(mm: PageAllocator, gfp: int, order: int, nid: int) -> int:
+    """``if (WARN_ON_ONCE_GFP(order >= MAX_ORDER, gfp)) return NULL;`` in __alloc_pages().
+
+    The kernel returns before ``trace_mm_page_alloc`` and before the slow path, so there
+    is no ``mm_page_alloc`` event, no warn_alloc() line and no vmstat event. The macro
+    (mm/internal.h) prints one WARNING per boot for this call site, and none for a
+    ``__GFP_NOWARN`` request. The model records every such request as the
+    simulator-only ``alloc_order_warn`` event and counter; ``reason`` says whether the
+    kernel printed the WARNING. Returns -1.
+    """
+    mm.vm.ev["alloc_order_warn"] += 1
+    printed = not gfp & GFP_NOWARN and not mm.order_warned
+    if printed:
+        mm.order_warned = True
+    if mm.tracer.enabled:
+        limit = f"order:{order} >= MAX_ORDER ({mm.max_order + 1}): NULL"
+        if printed:
+            why = "WARN_ON_ONCE_GFP printed a WARNING (once per boot)"
+        elif gfp & GFP_NOWARN:
+            why = "WARN_ON_ONCE_GFP suppressed by __GFP_NOWARN"
+        else:
+            why = "WARN_ON_ONCE_GFP already warned once, silent"
+        mm.tracer.alloc_order_warn(nid, order, gfp, f"{limit}; {why}")
+    return -1
 
 
 def _fail(
@@ -128,9 +157,9 @@ def alloc_pages_slowpath(
 
 
 def wake_all_kswapds(mm: PageAllocator, order: int, gfp: int, ac: AllocContext) -> None:
-    """``wake_all_kswapds()``: one wakeup_kswapd() per node in the zonelist."""
+    """``wake_all_kswapds()``: one wakeup_kswapd() per node, for its first managed zone."""
     seen: set[int] = set()
     for zone in ac.zonelist:
-        if zone.nid not in seen:
+        if zone.managed_pages and zone.nid not in seen:
             seen.add(zone.nid)
             mm.wakeup_kswapd(zone, gfp, order, ac.highest_zoneidx)

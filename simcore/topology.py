@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from simcore.config_types import MachineConfig
-from simcore.constants import LOCAL_DISTANCE, REMOTE_DISTANCE, ZoneType
+from simcore.constants import LOCAL_DISTANCE, REMOTE_DISTANCE, ZoneType, kernel_migrate_types
 
 MAX_DMA_PFN = (16 << 20) >> 12
 """First pfn above ZONE_DMA (16 MiB)."""
@@ -83,6 +83,19 @@ def layout_machine(cfg: MachineConfig) -> list[ZoneSpan]:
                                  node.movable_pages, node.reserved_pages))
         start = -(-(start + node.memory_pages) // align) * align
     return spans
+
+
+def mobility_grouping_min_pages(cfg: MachineConfig) -> int:
+    """Fewest pages with which 6.1 keeps grouping pages by mobility.
+
+    build_all_zonelists() sets ``page_group_by_mobility_disabled`` when
+    ``nr_free_zone_pages(gfp_zone(GFP_HIGHUSER_MOVABLE))`` (at boot: about the managed
+    pages, since no watermark is set yet) is below ``pageblock_nr_pages *
+    MIGRATE_TYPES``: 2560 pages (10 MiB) with 2 MiB pageblocks and no CMA. Then every
+    pageblock is labelled UNMOVABLE and every steal claims the whole pageblock. The
+    model does not simulate that mode, so the config refuses machines below this.
+    """
+    return (1 << cfg.pageblock_order) * kernel_migrate_types(cfg.cma)
 
 
 def distance_matrix(cfg: MachineConfig) -> list[list[int]]:

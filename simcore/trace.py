@@ -2,9 +2,14 @@
 
 Mirrors the tracepoints of include/trace/events/kmem.h (6.1): ``mm_page_alloc``,
 ``mm_page_free``, ``mm_page_alloc_zone_locked``, ``mm_page_pcpu_drain`` and
-``mm_page_alloc_extfrag``, plus two simulator events: ``mm_page_alloc_fail`` (the
-kernel's warn_alloc) and ``bad_page``. Method arguments are the tracepoints' fields;
-time, caller and CPU come from the tracer's context, which the allocator sets.
+``mm_page_alloc_extfrag``, plus three simulator events: ``mm_page_alloc_fail`` (the
+kernel's warn_alloc), ``bad_page`` and ``alloc_order_warn`` (the ``WARN_ON_ONCE_GFP``
+of an order >= MAX_ORDER). Method arguments are the tracepoints' fields; time, caller
+and CPU come from the tracer's context, which the allocator sets.
+
+Migratetypes are passed in the model's internal numbering (``MigrateType``); the
+recording tracer writes them in the kernel's numbering for the machine's config, with
+one table lookup per written column (not per event), so the hot path never translates.
 
 :class:`NullTracer` costs one attribute test on the hot path (``tracer.enabled``).
 :class:`RecordingTracer` appends to compact columnar buffers (``array.array``, not a
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simcore import trace_schema as ts
+from simcore.constants import kernel_migratetype_numbers
 
 if TYPE_CHECKING:
     from simcore.zone import Zone
@@ -33,6 +39,12 @@ class Tracer:
 
     def set_context(self, caller: str, cpu: int) -> None:
         """Set the caller and CPU stamped on the following events."""
+
+    def set_migratetype_numbers(self, numbers: tuple[int, ...]) -> None:
+        """Internal migratetype -> the number written out (``kernel_migratetype_numbers``).
+
+        The allocator calls this once, when it is built, with its machine's config.
+        """
 
     def mm_page_alloc(
         self, zone: Zone | None, pfn: int, order: int, gfp: int, mt: int, path: str, nid: int
@@ -68,6 +80,9 @@ class Tracer:
     def bad_page(self, zone: Zone | None, pfn: int, order: int, reason: str) -> None:
         """``bad_page()``: "BUG: Bad page state", with the reason."""
 
+    def alloc_order_warn(self, nid: int, order: int, gfp: int, reason: str) -> None:
+        """``WARN_ON_ONCE_GFP(order >= MAX_ORDER)`` in ``__alloc_pages()`` (returns NULL)."""
+
     def close(self) -> None:
         """Flush and finish any output."""
 
@@ -95,10 +110,12 @@ class RecordingTracer(Tracer):
         self._strings: dict[str, dict[str, int]] = {
             n: {} for n, t in ts.EVENT_COLUMNS if t == "string"
         }
-        self._caller = 0
+        self._caller = self._code("caller", "")  # kernel-internal until set_context()
         self._cpu = -1
         self._writer: Any = None
         self._tmp: Path | None = None
+        self._mt_lut: Any = None
+        self.set_migratetype_numbers(kernel_migratetype_numbers(False))
         self._reset()
 
     def _reset(self) -> None:
@@ -118,6 +135,12 @@ class RecordingTracer(Tracer):
     def set_context(self, caller: str, cpu: int) -> None:  # noqa: D102
         self._caller = self._code("caller", caller)
         self._cpu = cpu
+
+    def set_migratetype_numbers(self, numbers: tuple[int, ...]) -> None:  # noqa: D102
+        import numpy as np
+
+        # Index 0 holds -1 ("not applicable"), so the lookup is lut[value + 1].
+        self._mt_lut = np.array((-1, *numbers), dtype=np.int16)
 
     def _row(
         self,
@@ -200,6 +223,12 @@ class RecordingTracer(Tracer):
         nid = zone.nid if zone is not None else -1
         self._row(ts.BAD_PAGE, zone, nid, pfn, order, outcome=ts.OUTCOME_FAIL, reason=reason)
 
+    def alloc_order_warn(  # noqa: D102
+        self, nid: int, order: int, gfp: int, reason: str
+    ) -> None:
+        self._row(ts.ALLOC_ORDER_WARN, None, nid, -1, order, gfp, -1, ts.OUTCOME_FAIL,
+                  ts.PATH_FAILURE, reason=reason)
+
     # -- output -------------------------------------------------------------------------
     def _table(self) -> Any:
         import numpy as np
@@ -213,7 +242,10 @@ class RecordingTracer(Tracer):
                 codes = pa.array(np.frombuffer(col, dtype=np.int32), type=pa.int32())
                 arrays.append(pa.DictionaryArray.from_arrays(codes, pa.array(names, pa.string())))
             else:
-                arrays.append(pa.array(np.frombuffer(col, dtype=np.dtype(typ))))
+                values = np.frombuffer(col, dtype=np.dtype(typ))
+                if name in ts.MIGRATETYPE_COLUMNS:
+                    values = self._mt_lut[values + 1]
+                arrays.append(pa.array(values))
         return pa.Table.from_arrays(arrays, names=[n for n, _ in ts.EVENT_COLUMNS])
 
     def flush(self) -> None:

@@ -30,6 +30,11 @@ MM_PAGE_ALLOC_FAIL = "mm_page_alloc_fail"
 """Simulator event: an ``__alloc_pages`` call returned NULL (the kernel's warn_alloc)."""
 BAD_PAGE = "bad_page"
 """Simulator event: the kernel's "BUG: Bad page state" report (``bad_page()``)."""
+ALLOC_ORDER_WARN = "alloc_order_warn"
+"""Simulator event: ``__alloc_pages()`` was asked for an order >= MAX_ORDER and returned
+NULL at its ``WARN_ON_ONCE_GFP()``, before ``trace_mm_page_alloc`` (so there is no
+``mm_page_alloc`` row and no warn_alloc line). ``reason`` says whether the kernel
+printed its one-time WARNING (not with ``__GFP_NOWARN``, and only the first time)."""
 
 EVENT_NAMES = (
     MM_PAGE_ALLOC,
@@ -39,6 +44,7 @@ EVENT_NAMES = (
     MM_PAGE_ALLOC_EXTFRAG,
     MM_PAGE_ALLOC_FAIL,
     BAD_PAGE,
+    ALLOC_ORDER_WARN,
 )
 
 # -- the ``path`` column: where an allocation was served from ----------------------------
@@ -65,7 +71,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("zone", "string"),  # ZONE_NAMES spelling, "" when no zone (failed allocation)
     ("order", "int16"),
     ("gfp", "int64"),  # gfp_mask bits (simcore.gfp.GFP); format with format_gfp()
-    ("migratetype", "int16"),  # requested migratetype (as the kernel traces it)
+    ("migratetype", "int16"),  # requested migratetype (as the kernel traces it), see below
     ("pfn", "int64"),  # first pfn of the block; -1 on failure
     ("outcome", "string"),  # OUTCOMES
     ("path", "string"),  # PATHS
@@ -75,6 +81,11 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("percpu_refill", "int16"),  # mm_page_alloc_zone_locked only (0/1)
     ("reason", "string"),  # bad_page reason, failure reason; "" otherwise
 )
+
+MIGRATETYPE_COLUMNS = ("migratetype", "fallback_migratetype")
+"""Columns holding an ``enum migratetype`` value. They use the kernel's numbering for the
+machine's config (``machine.cma``): without CONFIG_CMA, MIGRATE_ISOLATE is 4, as in the
+oracle's traces; with it, CMA is 4 and ISOLATE 5 (simcore.constants)."""
 
 # Long-format periodic snapshot of /proc/pagetypeinfo levels: one row per
 # (time, node, zone, migratetype, order) with the number of free blocks.

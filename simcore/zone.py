@@ -37,6 +37,16 @@ MT_ISOLATE = int(MigrateType.ISOLATE)
 GFP_ATOMIC_BIT = 0x200  # __GFP_ATOMIC
 
 
+def populated_zone(zone: Zone) -> bool:
+    """``populated_zone()``: the zone has present pages (managed or not)."""
+    return zone.present_pages > 0
+
+
+def managed_zone(zone: Zone) -> bool:
+    """``managed_zone()``: the zone has pages the buddy allocator manages."""
+    return zone.managed_pages > 0
+
+
 def migratetype_is_mergeable(mt: int) -> bool:
     """``migratetype_is_mergeable()``: UNMOVABLE, MOVABLE and RECLAIMABLE only."""
     return mt < MIGRATE_PCPTYPES
@@ -68,6 +78,9 @@ class Zone:
         self.present_pages = present_pages
         self.managed_pages = managed_pages
         self.end_pfn = zone_start_pfn + spanned_pages
+        self.managed_start_pfn = self.end_pfn - managed_pages
+        """First managed pfn (SIMPLIFICATION: reserved pages sit at the zone start);
+        the allocator sets it from the zone's span."""
         self.pages = pages
         self.pageblock_mt = pageblock_mt
         self.pageblock_order = pageblock_order
@@ -86,6 +99,9 @@ class Zone:
         """sysctl ``vm.watermark_boost_factor`` (copied here for boost_watermark())."""
         self.lowmem_reserve = [0, 0, 0, 0]
         self.nr_reserved_highatomic = 0
+        self.nr_isolate_pageblock = 0
+        """``zone->nr_isolate_pageblock``: pageblocks labelled MIGRATE_ISOLATE, kept by
+        :mod:`simcore.page_isolation`; ``has_isolate_pageblock()`` tests it."""
         self.boosted_watermark = False
         """``ZONE_BOOSTED_WATERMARK``."""
         self.reclaim_active = False
@@ -194,8 +210,8 @@ class Zone:
     def rmqueue(self, order: int, mt: int, alloc_flags: int) -> int:
         """Take a block, stealing from other migratetypes if needed: mirrors __rmqueue().
 
-        SIMPLIFICATION: CONFIG_CMA is treated as disabled (no CMA pageblocks exist), so
-        the CMA balancing and CMA fallback steps never apply.
+        SIMPLIFICATION: no CMA area is modelled (no CMA pageblocks exist, even with
+        ``machine.cma``), so the CMA balancing and CMA fallback steps never apply.
         """
         while True:
             pfn = self.rmqueue_smallest(order, mt)

@@ -63,6 +63,9 @@ class CallLog(Tracer):
     def bad_page(self, *args: Any) -> None:  # noqa: D102
         self.calls.append(("bad_page", args))
 
+    def alloc_order_warn(self, *args: Any) -> None:  # noqa: D102
+        self.calls.append(("alloc_order_warn", args))
+
 
 class Lab:
     """Helpers that put a zone into an exact state for a unit test."""

@@ -171,8 +171,14 @@ def test_summary_matches_the_trace(finished: tuple[Path, Path]) -> None:
     fail = allocs[allocs.outcome == ts.OUTCOME_FAIL]
     assert len(ok) + len(fail) == len(allocs)
 
+    # An order >= MAX_ORDER returns NULL before mm_page_alloc: alloc_order_warn instead.
+    warned = events[events.event == ts.ALLOC_ORDER_WARN]
+    assert (warned.order > 10).all() and (warned.caller == "huge").all()
+    fail = events[(events.event == ts.ALLOC_ORDER_WARN)
+                  | ((events.event == ts.MM_PAGE_ALLOC) & (events.outcome == ts.OUTCOME_FAIL))]
+
     assert summary["events_traced"] == len(events)
-    assert summary["alloc_requests"] == len(allocs)
+    assert summary["alloc_requests"] == len(allocs) + len(warned)
     assert summary["pages_allocated"] == int((2 ** ok.order.astype("int64")).sum())
     frees = events[events.event == ts.MM_PAGE_FREE]
     assert summary["pages_freed"] == int((2 ** frees.order.astype("int64")).sum())

@@ -228,18 +228,38 @@ def test_boot_memory_on_movable_list_tails_in_pfn_order(lab: Lab) -> None:
 def test_order_above_max_order_fails_without_touching_memory(
     lab: Lab, call_log: CallLog
 ) -> None:
-    # behaviour 53
+    # behaviour 53: WARN_ON_ONCE_GFP(order >= MAX_ORDER) returns NULL before
+    # trace_mm_page_alloc: no mm_page_alloc, no warn_alloc line, no pgalloc_fail.
     mm = lab.machine(tracer=call_log)
     free = [z.nr_free_pages for z in mm.zones]
     assert mm.alloc_pages(int(GFP_KERNEL), 11, 0, 0) == -1
-    assert mm.vm.ev["pgalloc_fail"] == 1
+    assert mm.vm.ev["pgalloc_fail"] == 0
+    assert mm.vm.ev["alloc_order_warn"] == 1
     assert [z.nr_free_pages for z in mm.zones] == free
     assert mm.vm.ev["pgalloc_dma32"] == 0
-    (fail,) = call_log.named("mm_page_alloc_fail")
-    assert fail[1] == 11 and "MAX_ORDER" in fail[4]
-    (alloc,) = call_log.named("mm_page_alloc")
-    assert alloc[0] is None and alloc[1] == -1
+    assert call_log.named("mm_page_alloc") == []
+    assert call_log.named("mm_page_alloc_fail") == []
+    (warn,) = call_log.named("alloc_order_warn")
+    assert warn[:3] == (0, 11, int(GFP_KERNEL))
+    assert "MAX_ORDER (11)" in warn[3] and "printed a WARNING" in warn[3]
+    assert "page allocation failure" not in warn[3]
     assert mm.alloc_pages(int(GFP_KERNEL), 10, 0, 0) >= 0  # order 10 is the largest
+    assert len(call_log.named("mm_page_alloc")) == 1
+
+
+def test_order_warning_is_once_and_nowarn_suppresses_it(lab: Lab, call_log: CallLog) -> None:
+    # WARN_ON_ONCE_GFP (mm/internal.h): __GFP_NOWARN suppresses the WARNING without
+    # using up the once; the next request without it prints, the one after does not.
+    mm = lab.machine(tracer=call_log)
+    nowarn = int(GFP_KERNEL | GFP.NOWARN)
+    assert mm.alloc_pages(nowarn, 12, 0, 0) == -1
+    assert mm.alloc_pages(int(GFP_KERNEL), 11, 0, 0) == -1
+    assert mm.alloc_pages(int(GFP_KERNEL), 11, 0, 0) == -1
+    reasons = [args[3] for args in call_log.named("alloc_order_warn")]
+    assert ["suppressed by __GFP_NOWARN" in reasons[0], "printed a WARNING" in reasons[1],
+            "already warned once" in reasons[2]] == [True, True, True]
+    assert mm.vm.ev["alloc_order_warn"] == 3 and mm.vm.ev["pgalloc_fail"] == 0
+    assert call_log.named("mm_page_alloc") == []
 
 
 def test_zone_locked_tracepoint_per_buddy_take(lab: Lab, call_log: CallLog) -> None:

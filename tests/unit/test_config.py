@@ -376,7 +376,7 @@ lifetimes = st.one_of(
 
 @settings(max_examples=60, deadline=None)
 @given(
-    mem_blocks=st.lists(st.integers(1, 4096), min_size=1, max_size=4),
+    mem_blocks=st.lists(st.integers(6, 4096), min_size=1, max_size=4),  # >= 12 MiB (not tiny)
     seed=st.integers(0, 2**64),
     order=weights,
     lifetime=lifetimes,
