@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from simcore.errors import interruption_in
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -194,13 +196,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _on_sigterm(_raise_terminated)
     try:
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        print(f"allocsim: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except _user_errors() as exc:
         print(f"allocsim: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except BaseException as exc:
+        # Ctrl-C or SIGTERM, possibly re-raised as another error by cleanup code.
+        interrupt = interruption_in(exc)
+        if interrupt is None:
+            raise
+        terminated = isinstance(interrupt, Terminated)
+        print(f"allocsim: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     finally:
         if previous is not None:
             _on_sigterm(previous)

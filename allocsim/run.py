@@ -35,7 +35,7 @@ from allocsim.provenance import source_commit
 from simcore import trace_schema as ts
 from simcore.atomic import atomic_write_text
 from simcore.config_types import ExperimentConfig
-from simcore.errors import AllocsimError, ConfigError
+from simcore.errors import AllocsimError, ConfigError, interruption_in
 from simcore.fragmentation import format_extfrag_index, format_unusable_index
 from simcore.machine import Machine
 from simcore.procfmt import format_zoneinfo, kernel_zone_keys, zoneinfo_views
@@ -332,9 +332,11 @@ def _abort(run: _Run, exc: BaseException, out_root: Path, base: str) -> None:
     """
     if isinstance(run.tracer, RecordingTracer):
         run.tracer.abort()
-    status = STATUS_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else STATUS_FAILED
+    interrupt = interruption_in(exc)
+    status = STATUS_INTERRUPTED if interrupt is not None else STATUS_FAILED
+    reason = interrupt if interrupt is not None else exc
     run.manifest.update(status=status, finished=_now(), stage=run.stage,
-                        error=f"{type(exc).__name__}: {exc}",
+                        error=f"{type(reason).__name__}: {reason}",
                         simulated_ns=run.machine.now_ns)
     try:
         run.write_manifest()

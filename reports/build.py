@@ -7,6 +7,7 @@ All figures are drawn before anything is written, and every file is written thro
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from matplotlib.backends.backend_pdf import PdfPages
@@ -28,7 +29,7 @@ from reports.figures import (
 )
 from reports.load import RunData, load_run
 from simcore import trace_schema as ts
-from simcore.atomic import atomic_path
+from simcore.atomic import atomic_path, atomic_write_bytes
 
 PDF_NAME = "report.pdf"
 PNG_DPI = 120
@@ -62,10 +63,15 @@ def write_pdf(path: Path, figures: list[Figure], title: str) -> Path:
     """Write ``figures`` as the pages of one PDF at ``path``, atomically; return ``path``."""
     # CreationDate None keeps the PDF byte-identical for the same run.
     metadata = {"Title": title, "Creator": "allocsim reports", "CreationDate": None}
-    with atomic_path(path) as tmp:
-        with PdfPages(tmp, metadata=metadata) as pdf:
-            for fig in figures:
-                pdf.savefig(fig)
+    # The PDF is assembled in memory, and PdfPages is closed only after every page is in.
+    # Its context manager would finalize a half-built document on the way out of an
+    # exception (Ctrl-C, SIGTERM) and raise a second error that hides the first.
+    buffer = io.BytesIO()
+    pdf = PdfPages(buffer, metadata=metadata)
+    for fig in figures:
+        pdf.savefig(fig)
+    pdf.close()
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -91,3 +91,21 @@ class ProcError(AllocsimError):
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: expected {self.expected}"
+
+
+def interruption_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """Return the ``KeyboardInterrupt`` behind ``exc``, if the user stopped the work.
+
+    A signal can land inside a library's cleanup code (matplotlib closing a PDF,
+    pyarrow closing a writer), which then raises its own error while the interrupt is
+    being handled. The interrupt is still the reason the work stopped, so this walks the
+    ``__context__``/``__cause__`` chain to find it.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

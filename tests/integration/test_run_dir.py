@@ -291,6 +291,32 @@ def test_keyboard_interrupt_in_cli_exits_130(
     _assert_aborted(out, "interrupted", "KeyboardInterrupt")
 
 
+
+def test_interrupt_hidden_by_a_cleanup_error_still_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Library cleanup code raising its own error during Ctrl-C is still an interrupt."""
+    real_take = SnapshotRecorder.take
+    calls = 0
+
+    def take_then_fail_cleanup(self: SnapshotRecorder, now_ns: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            try:
+                raise KeyboardInterrupt
+            finally:
+                raise AssertionError("No offset for object 12")  # noqa: B012
+        real_take(self, now_ns)
+
+    monkeypatch.setattr(SnapshotRecorder, "take", take_then_fail_cleanup)
+    cfg = _write_config(tmp_path)
+    out = tmp_path / "runs"
+    assert main(["run", str(cfg), "-o", str(out), "-q"]) == 130
+    assert capsys.readouterr().err.strip() == "allocsim: interrupted"
+    _assert_aborted(out, "interrupted", "KeyboardInterrupt")
+
+
 def test_crash_while_writing_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash after the traces are closed: status failed, no summary, no temp leftovers."""
 

@@ -205,6 +205,36 @@ def test_exception_mid_pdf_keeps_old_report_and_no_temp(
     assert _files(out) == {"report.pdf"}
 
 
+
+@pytest.mark.parametrize("nth_stream", [1, 2, 5])
+def test_interrupt_inside_a_pdf_stream_propagates_as_itself(
+    nth_stream: int, run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal landing while matplotlib opens a content stream (seen in CI under SIGTERM).
+
+    Finalizing the half-built PDF on the way out raised matplotlib's own AssertionError,
+    which hid the interrupt and printed a traceback.
+    """
+    import matplotlib.backends.backend_pdf as backend_pdf
+
+    real = backend_pdf.zlib.compressobj
+    calls = {"n": 0}
+
+    def interrupt_on_nth(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == nth_stream:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backend_pdf.zlib, "compressobj", interrupt_on_nth)
+    with pytest.raises(KeyboardInterrupt) as info:
+        build_report(run_dir)
+    assert info.value.__context__ is None
+    assert calls["n"] == nth_stream
+    out = run_dir / ts.REPORT_DIR
+    assert not out.exists() or _files(out) == set()
+
+
 # -- command line ------------------------------------------------------------------------
 
 
