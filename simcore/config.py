@@ -45,7 +45,7 @@ from simcore.config_types import (
 )
 from simcore.constants import PAGE_SIZE
 from simcore.errors import ConfigError
-from simcore.topology import layout_machine, mobility_grouping_min_pages
+from simcore.topology import boot_managed_estimate, layout_machine, mobility_grouping_min_pages
 from simcore.units import format_duration, format_size
 
 WorkloadParser = Callable[[Mapping[str, object], str, str], Mapping[str, object]]
@@ -149,12 +149,12 @@ def _check_machine(machine: MachineConfig, source: str) -> None:
         if node.movable_pages + node.reserved_pages > node.memory_pages:
             raise ConfigError(source, child(key, "reserved"), "movable + reserved <= memory",
                               format_size(node.reserved_pages * PAGE_SIZE))
-    managed = sum(span.managed_pages for span in layout_machine(machine))
-    if managed < mobility_grouping_min_pages(machine):
+    boot_pages = sum(boot_managed_estimate(span) for span in layout_machine(machine))
+    if boot_pages < mobility_grouping_min_pages(machine):
         need = format_size(mobility_grouping_min_pages(machine) * PAGE_SIZE)
-        raise ConfigError(source, "machine.nodes", f"at least {need} of managed memory "
-                          "(6.1 stops grouping by mobility below that; not modelled)",
-                          format_size(managed * PAGE_SIZE))
+        raise ConfigError(source, "machine.nodes", f"at least {need} of memory outside the "
+                          "memmap at boot (6.1 stops grouping by mobility below that; not "
+                          "modelled)", format_size(boot_pages * PAGE_SIZE))
     if not any(node.cpus for node in machine.nodes):
         raise ConfigError(source, "machine.nodes", "at least one node with cpus >= 1",
                           [node.cpus for node in machine.nodes])

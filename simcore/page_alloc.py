@@ -253,6 +253,7 @@ class PageAllocator(FreePagesMixin):
                 managed, types, thp_enabled=self.thp,
                 watermark_scale_factor=self.sysctl.watermark_scale_factor,
                 pageblock_nr_pages=1 << self.pageblock_order,
+                present=[z.present_pages for z in self.zones],
             )
         marks = wm.setup_per_zone_wmarks(
             managed, None, self.min_free_kbytes, self.sysctl.watermark_scale_factor
@@ -448,8 +449,10 @@ class PageAllocator(FreePagesMixin):
     def wakeup_kswapd(self, zone: Zone, gfp: int, order: int, highest_zoneidx: int) -> None:
         """``wakeup_kswapd()`` hook: nothing for a zone with no managed pages.
 
-        SIMPLIFICATION: kswapd is not modelled yet; the wakeup is only counted (the
-        slow-path issue adds the kswapd process).
+        SIMPLIFICATION: kswapd is not modelled yet; every call that passes the
+        managed-zone test is counted, including those the kernel would drop for a
+        balanced node, too many kswapd failures or a cpuset (the slow-path issue adds
+        the kswapd process).
         """
         if not managed_zone(zone):
             return

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from simcore.config_types import MachineConfig
-from simcore.constants import LOCAL_DISTANCE, REMOTE_DISTANCE, ZoneType, kernel_migrate_types
+from simcore.constants import (
+    LOCAL_DISTANCE,
+    PAGE_SIZE,
+    REMOTE_DISTANCE,
+    ZoneType,
+    kernel_migrate_types,
+)
 
 MAX_DMA_PFN = (16 << 20) >> 12
 """First pfn above ZONE_DMA (16 MiB)."""
@@ -85,14 +91,41 @@ def layout_machine(cfg: MachineConfig) -> list[ZoneSpan]:
     return spans
 
 
+STRUCT_PAGE_SIZE = 64
+"""``sizeof(struct page)`` on x86_64, for the boot-time memmap estimate."""
+
+
+def boot_managed_estimate(span: ZoneSpan) -> int:
+    """``zone->managed_pages`` as free_area_init_core() first sets it, before memblock frees.
+
+    Present pages minus the memmap estimate of calc_memmap_size() (SPARSEMEM, as on
+    x86_64: spanned pages, or present pages when holes exceed 1/16), and in zone 0
+    minus ``dma_reserve``, which x86's memblock_set_dma_reserve() sets to the DMA
+    zone's present pages that memblock holds reserved. build_all_zonelists() runs on
+    this estimate, before mm_init() frees memory to the buddy allocator.
+    """
+    pages = span.spanned_pages
+    if pages > span.present_pages + (span.present_pages >> 4):
+        pages = span.present_pages
+    memmap = -(-pages * STRUCT_PAGE_SIZE // PAGE_SIZE)
+    free = span.present_pages
+    if free >= memmap:
+        free -= memmap
+    dma_reserve = span.present_pages - span.managed_pages
+    if span.zone_idx == ZoneType.DMA and free > dma_reserve:
+        free -= dma_reserve
+    return free
+
+
 def mobility_grouping_min_pages(cfg: MachineConfig) -> int:
     """Fewest pages with which 6.1 keeps grouping pages by mobility.
 
     build_all_zonelists() sets ``page_group_by_mobility_disabled`` when
-    ``nr_free_zone_pages(gfp_zone(GFP_HIGHUSER_MOVABLE))`` (at boot: about the managed
-    pages, since no watermark is set yet) is below ``pageblock_nr_pages *
-    MIGRATE_TYPES``: 2560 pages (10 MiB) with 2 MiB pageblocks and no CMA. Then every
-    pageblock is labelled UNMOVABLE and every steal claims the whole pageblock. The
+    ``nr_free_zone_pages(gfp_zone(GFP_HIGHUSER_MOVABLE))`` (at boot: the sum of
+    :func:`boot_managed_estimate` over all zones, since no watermark is set yet) is
+    below ``pageblock_nr_pages * MIGRATE_TYPES``: 2560 pages (10 MiB) with 2 MiB
+    pageblocks and no CMA. Then every pageblock is labelled UNMOVABLE and every steal
+    claims the whole pageblock. The
     model does not simulate that mode, so the config refuses machines below this.
     """
     return (1 << cfg.pageblock_order) * kernel_migrate_types(cfg.cma)

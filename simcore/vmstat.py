@@ -55,7 +55,7 @@ SIM_ONLY: tuple[str, ...] = (
     "extfrag_steal",  # __rmqueue_fallback() steals (mm_page_alloc_extfrag events)
     "extfrag_fragmenting",  # steals of a block smaller than a pageblock
     "extfrag_pageblock_claimed",  # steals after which the pageblock changed owner
-    "kswapd_wakeup",  # wakeup_kswapd() calls that would wake kswapd
+    "kswapd_wakeup",  # wakeup_kswapd() calls on a managed zone (kswapd not modelled)
     "highatomic_reserved",  # reserve_highatomic_pageblock() conversions
     "bad_page",  # "BUG: Bad page state" reports
     "bad_page_leaked_pages",  # pages leaked because a free failed its checks

@@ -122,6 +122,7 @@ def default_min_free_kbytes(
     thp_enabled: bool,
     watermark_scale_factor: int = 10,
     pageblock_nr_pages: int = 512,
+    present: Sequence[int] | None = None,
 ) -> int:
     """The ``min_free_kbytes`` a kernel ends up with at boot.
 
@@ -130,8 +131,8 @@ def default_min_free_kbytes(
     ``always`` or ``madvise``, khugepaged's set_recommended_min_free_kbytes(), whose
     5% cap uses the high watermarks from the first step.
 
-    SIMPLIFICATION: a zone counts as populated when it has managed pages; the kernel
-    tests ``present_pages``. They differ only for zones whose every page is reserved.
+    set_recommended_min_free_kbytes() counts populated zones (present pages), so a
+    zone whose every page is reserved still counts.
 
     Args:
         managed: managed pages per zone, all nodes, at boot (before init memory is freed).
@@ -139,6 +140,7 @@ def default_min_free_kbytes(
         thp_enabled: ``transparent_hugepage/enabled`` is ``always`` or ``madvise``.
         watermark_scale_factor: the sysctl value in force at boot.
         pageblock_nr_pages: pages per pageblock.
+        present: present pages per zone; ``None`` means equal to ``managed``.
     """
     types = _zone_types(len(managed), zone_idx)
     zeros = [0] * len(managed)
@@ -147,8 +149,9 @@ def default_min_free_kbytes(
         return min_free_kbytes
     wmarks = setup_per_zone_wmarks(managed, None, min_free_kbytes, watermark_scale_factor)
     highs = [wmark[2] for wmark in wmarks]
+    populated = managed if present is None else present
     nr_zones = sum(
-        1 for size, idx in zip(managed, types, strict=True) if size > 0 and idx <= GFP_USER_ZONE
+        1 for size, idx in zip(populated, types, strict=True) if size > 0 and idx <= GFP_USER_ZONE
     )
     recommended = recommended_min_free_kbytes(
         nr_zones, nr_free_buffer_pages(managed, highs, types), pageblock_nr_pages

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from simcore.config import parse_config
+from simcore.page_alloc import PageAllocator
 from simcore.watermarks import (
     calculate_min_free_kbytes,
     default_min_free_kbytes,
@@ -204,3 +206,24 @@ def test_zone_highsize_cpuless_node_uses_all_online_cpus() -> None:
 def test_pageset_high_and_batch() -> None:
     assert pageset_high_and_batch(3840, 3, 2, 0, 2) == (4, 1)
     assert pageset_high_and_batch(3400000, 17303, 1, 0, 1) == (17303, 63)
+
+
+def test_a_fully_reserved_zone_still_counts_for_khugepaged() -> None:
+    """set_recommended_min_free_kbytes() counts zones with for_each_populated_zone().
+
+    1 GiB, 16 MiB reserved: ZONE_DMA has 4095 present pages and none managed. Per zone
+    khugepaged wants 2 pageblocks + MIGRATE_PCPTYPES^2 pageblocks = 512 * (2 + 9) =
+    5632 pages; 5% of the ~258000 lowmem pages (12900) does not cap it. Two populated
+    zones: 11264 pages = 45056 KiB. Counting managed zones only: 5632 pages = 22528 KiB.
+    """
+    doc = {"name": "t", "seed": 1, "duration": "1ms",
+           "machine": {"nodes": [{"memory": "1GiB", "reserved": "16MiB", "cpus": 1}]}}
+    cfg = parse_config(doc, "x.yaml")
+    allocator = PageAllocator(cfg.machine, cfg.sysctl)
+    assert [z.managed_pages for z in allocator.zones][0] == 0
+    assert allocator.min_free_kbytes == 45056
+    present = [z.present_pages for z in allocator.zones]
+    managed = [z.managed_pages for z in allocator.zones]
+    types = [z.zone_idx for z in allocator.zones]
+    assert default_min_free_kbytes(managed, types, thp_enabled=True) == 22528
+    assert default_min_free_kbytes(managed, types, thp_enabled=True, present=present) == 45056
