@@ -103,11 +103,11 @@ def _occupancy(tmp_path: Path, lifetime: str, t0_ns: int, t_ns: int) -> tuple[fl
         born[id(h)] = m.now_ns
         return h
 
-    def free(h: Allocation, cpu: int | None = None) -> None:
+    def free(handle: Allocation, cpu: int | None = None) -> None:
         nonlocal area
-        start, end = max(born.pop(id(h)), t0_ns), min(m.now_ns, t1)
+        start, end = max(born.pop(id(handle)), t0_ns), min(m.now_ns, t1)
         area += max(0, end - start)
-        real_free(h, cpu)
+        real_free(handle, cpu)
 
     m.alloc_now = alloc_now  # type: ignore[method-assign]
     m.free = free  # type: ignore[method-assign]
