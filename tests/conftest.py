@@ -83,6 +83,22 @@ class Lab:
         return PageAllocator(cfg, sysctl or SysctlConfig(), tracer)
 
     @staticmethod
+    def bare_dma32(tracer: Tracer | None = None) -> tuple[PageAllocator, Zone]:
+        """A 64 MiB machine whose DMA and DMA32 free lists are empty.
+
+        Watermarks and lowmem_reserve are 0 and DMA32's pcp batch is 1, so a test places
+        exactly the free blocks it needs in DMA32 ``[4096, 16384)`` and nothing else
+        decides where a page comes from.
+        """
+        mm = Lab.machine(tracer=tracer)
+        zone = mm.zones[1]
+        Lab.clear(mm.zones[0])
+        Lab.clear(zone)
+        Lab.no_watermarks(mm)
+        Lab.pcp_batch(zone, 1)
+        return mm, zone
+
+    @staticmethod
     def clear(zone: Zone) -> None:
         """Take every boot block off the zone's free lists (the pages become "nowhere")."""
         fa = zone.free_area

@@ -31,13 +31,7 @@ B = DMA32_START + 512  # a pageblock-aligned base inside ZONE_DMA32
 
 
 def _dma32_ready(lab: Lab, tracer: CallLog | None = None) -> tuple[PageAllocator, Zone]:
-    mm = lab.machine(tracer=tracer)
-    zone = mm.zones[1]
-    lab.clear(zone)
-    lab.clear(mm.zones[0])
-    lab.no_watermarks(mm)
-    lab.pcp_batch(zone, 1)
-    return mm, zone
+    return lab.bare_dma32(tracer)
 
 
 def test_expand_hands_out_lowest_pfn(lab: Lab) -> None:

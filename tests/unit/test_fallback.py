@@ -37,13 +37,7 @@ def PB(k: int) -> int:  # noqa: N802 - reads like the kernel's pageblock index
 
 
 def _ready(lab: Lab, tracer: CallLog | None = None) -> tuple[PageAllocator, Zone]:
-    mm = lab.machine(tracer=tracer)
-    zone = mm.zones[1]
-    lab.clear(mm.zones[0])
-    lab.clear(zone)
-    lab.no_watermarks(mm)
-    lab.pcp_batch(zone, 1)
-    return mm, zone
+    return lab.bare_dma32(tracer)
 
 
 def _extfrag(call_log: CallLog) -> list[tuple[object, ...]]:

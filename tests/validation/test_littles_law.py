@@ -22,6 +22,21 @@ lifetime unit, a lost free or a wrong rate (all >= 10 % effects) cannot pass. Sa
 samples), and the exact integral computed from alloc/free instants is checked too.
 Measurement starts at t0 = 10 W, after which the initial transient (exactly W for fixed
 lifetimes, ~e^-10 for exponential ones) is gone.
+
+Lognormal lifetimes, ``{lognormal: {median: m, sigma: s}}``: S = m e^(s Z), so
+W = E[S] = m e^(s^2/2) and E[S^2] = m^2 e^(2 s^2). In general the integral of C is
+lambda E[S^2] / 2, so Var = lambda E[S^2] / T and the relative sd is
+sqrt((E[S^2] / W^2) / (lambda T)) = sqrt(e^(s^2) / (lambda T)) (fixed: factor 1,
+exponential: 2, as above).
+
+* Default: m = 15 ms, s = 0.8: W = 15 e^0.32 = 20.657 ms, L = 206.57, factor
+  e^0.64 = 1.896, relative sd 0.80 %, 5 sd = 4.0 %. Reading ``sigma`` as the variance
+  (W = 18.4 ms) or the median as the mean (15 ms) is 11 % or 27 % off. The transient
+  at t0 = 10 W: E[N(t)] = lambda (W - E[(S - t)^+]), and E[(S - t0)^+] / W
+  = Phi(d2 + s) - (t0 / W) Phi(d2) with d2 = ln(m / t0) / s = -3.28: 0.14 %.
+* ``slow``: s = 1.5 (the quickstart's shape): W = 15 e^1.125 = 46.20 ms, factor
+  e^2.25 = 9.49. The tail is heavy, so t0 = 6 s (d2 = ln(15 / 6000) / 1.5 = -3.99,
+  residual transient 0.2 %) and T = 60 s (relative sd 0.40 %, 5 sd = 2.0 %).
 """
 
 from __future__ import annotations
@@ -38,16 +53,16 @@ from workloads.registry import WORKLOADS, load_experiment
 
 RATE_PER_S = 10_000
 W_NS = 20_000_000
-T0_NS = 10 * W_NS
 T_NS = 3_000_000_000
 SAMPLE_NS = 500_000
 SIGMAS = 5
+LOGNORMAL_MEDIAN_NS = 15_000_000
 
 CONFIG = """\
-# Little's law test: {kind} lifetime.
+# Little's law test: {lifetime} lifetime.
 name: little
 seed: 5
-duration: 4s
+duration: {duration_ns}ns
 machine:
   nodes:
     - memory: 256MiB
@@ -59,24 +74,25 @@ workloads:
     type: synthetic
     rate: {rate}/s
     order: 0
-    lifetime: {{{kind}: 20ms}}
+    lifetime: {lifetime}
     gfp: GFP_KERNEL
 """
 
 
-@pytest.mark.parametrize(("kind", "variance_factor"), [("fixed", 1.0), ("exponential", 2.0)])
-def test_time_average_occupancy_is_lambda_w(
-    tmp_path: Path, kind: str, variance_factor: float
-) -> None:
+def _occupancy(tmp_path: Path, lifetime: str, t0_ns: int, t_ns: int) -> tuple[float, float]:
+    """Run the workload; return the exact and the sampled time average of N over [t0, t1].
+
+    Also checks that nothing failed and that the arrivals are Poisson(lambda t1).
+    """
+    t1 = t0_ns + t_ns
     path = tmp_path / "little.yaml"
-    path.write_text(CONFIG.format(kind=kind, rate=RATE_PER_S))
+    path.write_text(CONFIG.format(lifetime=lifetime, rate=RATE_PER_S, duration_ns=t1))
     cfg = load_experiment(path)
     (spec,) = cfg.workloads
     m = Machine.from_config(cfg)
     env = m.env
-    t1 = T0_NS + T_NS
 
-    # Exact occupancy integral over [T0, t1] from the alloc and free instants.
+    # Exact occupancy integral over [t0, t1] from the alloc and free instants.
     born: dict[int, int] = {}
     area = 0
     real_alloc_now, real_free = m.alloc_now, m.free
@@ -87,11 +103,11 @@ def test_time_average_occupancy_is_lambda_w(
         born[id(h)] = m.now_ns
         return h
 
-    def free(h: Allocation, cpu: int | None = None) -> None:
+    def free(handle: Allocation, cpu: int | None = None) -> None:
         nonlocal area
-        start, end = max(born.pop(id(h)), T0_NS), min(m.now_ns, t1)
+        start, end = max(born.pop(id(handle)), t0_ns), min(m.now_ns, t1)
         area += max(0, end - start)
-        real_free(h, cpu)
+        real_free(handle, cpu)
 
     m.alloc_now = alloc_now  # type: ignore[method-assign]
     m.free = free  # type: ignore[method-assign]
@@ -99,7 +115,7 @@ def test_time_average_occupancy_is_lambda_w(
     samples: list[int] = []
 
     def sampler() -> Generator[Any, Any, None]:
-        yield env.timeout(T0_NS)
+        yield env.timeout(t0_ns)
         while env.now < t1:
             samples.append(len(m.owner_of))
             yield env.timeout(SAMPLE_NS)
@@ -108,18 +124,48 @@ def test_time_average_occupancy_is_lambda_w(
     env.process(WORKLOADS[spec.kind].run(m, spec, rng))
     env.process(sampler())
     env.run(until=t1)
-    area += sum(t1 - max(t, T0_NS) for t in born.values())  # still live at t1
+    area += sum(t1 - max(t, t0_ns) for t in born.values())  # still live at t1
 
-    expected = RATE_PER_S * W_NS / 1e9  # L = lambda W = 200 live allocations
-    rel_sd = math.sqrt(variance_factor / (RATE_PER_S * T_NS / 1e9))
-    tolerance = SIGMAS * rel_sd * expected
-    exact = area / T_NS
-    sampled = sum(samples) / len(samples)
-    assert len(samples) == T_NS // SAMPLE_NS
-    assert abs(exact - expected) < tolerance, (exact, expected, tolerance)
-    assert abs(sampled - expected) < tolerance, (sampled, expected, tolerance)
+    assert len(samples) == t_ns // SAMPLE_NS
     assert m.stats.failures_by_order == {}
     # Arrivals themselves: Poisson count over [0, t1], sd = sqrt(lambda t1).
-    arrivals = m.stats.alloc_requests
     mean_arrivals = RATE_PER_S * t1 / 1e9
-    assert abs(arrivals - mean_arrivals) < SIGMAS * math.sqrt(mean_arrivals)
+    assert abs(m.stats.alloc_requests - mean_arrivals) < SIGMAS * math.sqrt(mean_arrivals)
+    return area / t_ns, sum(samples) / len(samples)
+
+
+def _check_littles_law(
+    tmp_path: Path, lifetime: str, mean_ns: float, variance_factor: float,
+    t0_ns: int, t_ns: int,
+) -> None:
+    expected = RATE_PER_S * mean_ns / 1e9  # L = lambda W
+    rel_sd = math.sqrt(variance_factor / (RATE_PER_S * t_ns / 1e9))
+    tolerance = SIGMAS * rel_sd * expected
+    exact, sampled = _occupancy(tmp_path, lifetime, t0_ns, t_ns)
+    assert abs(exact - expected) < tolerance, (exact, expected, tolerance)
+    assert abs(sampled - expected) < tolerance, (sampled, expected, tolerance)
+
+
+def _lognormal(sigma: float) -> tuple[str, float, float]:
+    """(lifetime YAML, W = m e^(s^2/2), variance factor e^(s^2)) of a lognormal."""
+    yaml = f"{{lognormal: {{median: {LOGNORMAL_MEDIAN_NS}ns, sigma: {sigma}}}}}"
+    return yaml, LOGNORMAL_MEDIAN_NS * math.exp(sigma**2 / 2), math.exp(sigma**2)
+
+
+@pytest.mark.parametrize(("lifetime", "mean_ns", "variance_factor"), [
+    ("{fixed: 20ms}", W_NS, 1.0),
+    ("{exponential: 20ms}", W_NS, 2.0),
+    _lognormal(0.8),
+], ids=["fixed", "exponential", "lognormal"])
+def test_time_average_occupancy_is_lambda_w(
+    tmp_path: Path, lifetime: str, mean_ns: float, variance_factor: float
+) -> None:
+    _check_littles_law(tmp_path, lifetime, mean_ns, variance_factor, int(10 * mean_ns), T_NS)
+
+
+@pytest.mark.slow
+def test_heavy_tailed_lognormal_occupancy_is_lambda_w(tmp_path: Path) -> None:
+    # sigma 1.5: long warm-up and a long window (module docstring); about 10 s.
+    lifetime, mean_ns, variance_factor = _lognormal(1.5)
+    _check_littles_law(tmp_path, lifetime, mean_ns, variance_factor, 6_000_000_000,
+                       60_000_000_000)
