@@ -30,7 +30,7 @@ from simcore.constants import (
     kernel_migratetypes,
 )
 from simcore.fallback import reserve_highatomic_pageblock
-from simcore.gfp import gfp_migratetype, gfp_zone
+from simcore.gfp import GFP, gfp_migratetype, gfp_zone
 from simcore.page_free import FreePagesMixin
 from simcore.pages import (
     MT_SHIFT,
@@ -47,9 +47,9 @@ from simcore.trace import NullTracer, Tracer
 from simcore.vmstat import VmStat
 from simcore.zone import Zone, managed_zone, populated_zone
 
-GFP_THISNODE = 0x200000
-GFP_COMP = 0x40000
-GFP_KSWAPD_RECLAIM = 0x800
+GFP_THISNODE = int(GFP.THISNODE)
+GFP_COMP = int(GFP.COMP)
+GFP_KSWAPD_RECLAIM = int(GFP.KSWAPD_RECLAIM)
 MT_MOVABLE = int(MigrateType.MOVABLE)
 
 

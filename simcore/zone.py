@@ -25,6 +25,7 @@ from simcore.constants import (
 )
 from simcore.fallback import rmqueue_fallback
 from simcore.freelist import FreeArea
+from simcore.gfp import GFP
 from simcore.pages import MT_SHIFT, ORDER_MASK, PG_BUDDY, PageArray
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 MT_HIGHATOMIC = int(MigrateType.HIGHATOMIC)
 MT_CMA = int(MigrateType.CMA)
 MT_ISOLATE = int(MigrateType.ISOLATE)
-GFP_ATOMIC_BIT = 0x200  # __GFP_ATOMIC
+GFP_ATOMIC_BIT = int(GFP.ATOMIC)  # __GFP_ATOMIC
 
 
 def populated_zone(zone: Zone) -> bool:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 from simcore.gfp import GFP
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,27 +109,5 @@ def test_gfp_flag_values_are_distinct_single_bits() -> None:
     assert len(set(values)) == len(values) == len(GFP.__members__)
 
 
-KNOWN_COPIES = {
-    ("simcore/page_alloc.py", "GFP_THISNODE"),
-    ("simcore/page_alloc.py", "GFP_COMP"),
-    ("simcore/page_alloc.py", "GFP_KSWAPD_RECLAIM"),
-    ("simcore/zone.py", "GFP_ATOMIC_BIT"),
-}
-"""The copies that exist today (see the xfail below). No new one may appear."""
-
-
-def test_no_new_private_copies_and_the_old_ones_agree_with_gfp_py() -> None:
-    # Until the known copies are gone (next test), each must hold gfp.py's value: a
-    # name GFP_<X> or GFP_<X>_BIT is __GFP_<X>.
-    for where, name, value in _scan():
-        assert (where.split(":")[0], name) in KNOWN_COPIES, (where, name, hex(value))
-        member = name.removeprefix("GFP_").removesuffix("_BIT")
-        assert value == int(GFP[member]), (where, name, hex(value))
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "simcore/page_alloc.py defines GFP_THISNODE, GFP_COMP and GFP_KSWAPD_RECLAIM and "
-    "simcore/zone.py GFP_ATOMIC_BIT as literals instead of deriving them from gfp.GFP "
-    "(issue 6 §5: GFP bits defined once)"))
 def test_no_gfp_bit_value_is_defined_outside_gfp_py() -> None:
     assert _scan() == []
