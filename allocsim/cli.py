@@ -9,6 +9,7 @@ line, and exit status 2; there is never a traceback for it.
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from pathlib import Path
 from simcore.errors import interruption_in
 
 EXIT_USAGE = 2
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+"""Errors of the place being written (disk full, quota, read-only): one line, exit 2."""
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -197,6 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except _user_errors() as exc:
+        print(f"allocsim: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            raise
         print(f"allocsim: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except BaseException as exc:

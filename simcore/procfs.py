@@ -186,6 +186,7 @@ class _ZoneBuilder:
         self.path = path
         self.lineno = lineno
         self.fields: dict[str, int] = {}
+        self.lines: dict[str, tuple[int, str]] = {}
         self.protection: tuple[int, ...] | None = None
         self.pcp: list[dict[str, int]] = []
         self.in_pagesets = False
@@ -227,6 +228,8 @@ class _ZoneBuilder:
         if key in target:
             raise ProcParseError(self.path, lineno, f"{key!r} once per block", line)
         target[key] = value
+        if target is self.fields:
+            self.lines[key] = (lineno, line)
 
     def build(self, lineno: int, got: str) -> ZoneSnapshot:
         """Check the block is complete (``lineno``/``got`` locate the block's end)."""
@@ -236,6 +239,13 @@ class _ZoneBuilder:
                 raise ProcParseError(self.path, lineno, f"{key!r} of zone {self.name}", got)
         if self.protection is None:
             raise ProcParseError(self.path, lineno, f"'protection:' of zone {self.name}", got)
+        # The kernel keeps managed <= present <= spanned and free <= managed.
+        for key, bound in (("present", "spanned"), ("managed", "present"),
+                           ("nr_free_pages", "managed")):
+            if self.fields[key] > self.fields[bound]:
+                where, text = self.lines[key]
+                raise ProcParseError(self.path, where, f"{key} <= {bound} "
+                                     f"({self.fields[bound]}) in zone {self.name}", text.strip())
         for entry in self.pcp:
             if len(entry) != 1 + len(_PCP_FIELDS):
                 raise ProcParseError(self.path, lineno, "count, high and batch per cpu", got)
@@ -303,8 +313,12 @@ class _OptionalFiles:
 
     def parse(self, name: str, parser: Callable[[str, str], _T]) -> _T | None:
         """Parse ``directory/name`` with ``parser`` if it can be read."""
-        path = self.directory / name
+        path = snapshot_file(self.directory, name)
         text = self.text(path)
+        if text is not None and not text.strip():
+            # e.g. /proc/pagetypeinfo copied by a non-root user (the file is mode 0400)
+            self.skipped.append(f"{path}: empty file")
+            return None
         return None if text is None else parser(text, str(path))
 
     def node_cpus(self) -> dict[int, tuple[int, ...]]:
@@ -318,18 +332,27 @@ class _OptionalFiles:
         return node_cpus
 
 
+def snapshot_file(directory: Path, name: str) -> Path:
+    """``directory/name``, or ``directory/name.txt`` as a run directory exports it."""
+    plain = directory / name
+    exported = directory / f"{name}.txt"
+    return exported if not plain.exists() and exported.exists() else plain
+
+
 def read_snapshot(path: Path) -> ProcSnapshot:
     """Read a snapshot directory (see the module docstring for its files).
 
-    Only ``zoneinfo`` is required. An optional file that is missing or cannot be read
-    (permissions, I/O error) is skipped and listed in ``ProcSnapshot.skipped``; one that
-    can be read but is malformed is an error.
+    Each file may also be named ``NAME.txt``, as a run directory exports it, so
+    ``proc show`` reads a run directory. Only ``zoneinfo`` is required. An optional
+    file that is missing, empty or cannot be read (permissions, I/O error) is skipped
+    and listed in ``ProcSnapshot.skipped``; one that can be read but is malformed is an
+    error.
 
     Raises:
         ProcParseError: if ``zoneinfo`` is missing or unreadable, or any file read is
             malformed.
     """
-    zoneinfo = path / "zoneinfo"
+    zoneinfo = snapshot_file(path, "zoneinfo")
     try:
         zones = parse_zoneinfo(_read(zoneinfo), str(zoneinfo))
     except FileNotFoundError:

@@ -156,14 +156,21 @@ def test_zoneinfo_protection_of_the_second_node(run_dirs: dict[str, Path]) -> No
 def test_proc_show_reads_the_run_directory(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The simulator's own files are a valid snapshot, 2-node pagetypeinfo included."""
+    """The simulator's own files are a valid snapshot, 2-node pagetypeinfo included.
+
+    ``proc show`` reads the run directory itself (``NAME.txt``) and a copy with the
+    kernel's file names, with the same result.
+    """
     for name in FILES:
         shutil.copy(run_dir / f"{name}.txt", tmp_path / name)
     snap = read_snapshot(tmp_path)
     assert snap.pagetypeinfo is not None and snap.vmstat["pgfree"] > 0
+    assert read_snapshot(run_dir).vmstat == snap.vmstat
     assert main(["proc", "show", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     assert err == ""
+    assert main(["proc", "show", str(run_dir)]) == 0
+    assert capsys.readouterr() == (out, "")
     real = _text(run_dir, "zoneinfo")
     geometry = re.compile(r"^(Node |        (spanned|present|managed|min|low|high |protection))")
     assert [ln for ln in out.splitlines() if geometry.match(ln)] == [

@@ -317,6 +317,22 @@ def test_interrupt_hidden_by_a_cleanup_error_still_exits_130(
     _assert_aborted(out, "interrupted", "KeyboardInterrupt")
 
 
+
+def test_disk_full_in_the_cli_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def full(*args: Any, **kwargs: Any) -> str:
+        raise OSError(28, "No space left on device", "zoneinfo.txt")
+
+    monkeypatch.setattr(run_mod, "format_zoneinfo", full)
+    cfg = _write_config(tmp_path, CONFIG.replace("200ms", "20ms"))
+    out = tmp_path / "runs"
+    assert main(["run", str(cfg), "-o", str(out), "-q", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert err == "allocsim: error: zoneinfo.txt: No space left on device\n"
+    assert [p.name for p in out.iterdir()] == ["rundir-seed7.failed"]
+
+
 def test_crash_while_writing_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash after the traces are closed: status failed, no summary, no temp leftovers."""
 

@@ -385,3 +385,30 @@ def test_zoneinfo_views_fill_every_zone_type_of_every_node() -> None:
 
 def text_of(snapshot: Path) -> str:
     return (snapshot / "zoneinfo").read_text()
+
+
+def test_empty_optional_file_is_skipped_with_a_note(tmp_path: Path) -> None:
+    """/proc/pagetypeinfo is mode 0400: a non-root copy is empty, like a missing file."""
+    shutil.copy(S00 / "zoneinfo", tmp_path / "zoneinfo")
+    (tmp_path / "pagetypeinfo").write_text("")
+    snap = read_snapshot(tmp_path)
+    assert snap.pagetypeinfo is None and snap.pageblock_order == 9
+    assert snap.skipped == (f"{tmp_path / 'pagetypeinfo'}: empty file",)
+
+
+@pytest.mark.parametrize(("field", "value", "bound"), [
+    ("managed", 2000000, "present"),   # beyond the zone: used to crash in freelist.add
+    ("managed", 4000, "present"),      # DMA present is 3998 in this snapshot
+    ("present", 5000, "spanned"),
+    ("pages free", 3999, "managed"),
+])
+def test_zoneinfo_counts_that_contradict_each_other(
+    tmp_path: Path, field: str, value: int, bound: str
+) -> None:
+    lines = (S00 / "zoneinfo").read_text().splitlines(keepends=True)
+    lineno = next(i for i, line in enumerate(lines, 1) if line.strip().startswith(field))
+    lines[lineno - 1] = lines[lineno - 1].rstrip("\n").rsplit(" ", 1)[0] + f" {value}\n"
+    with pytest.raises(ProcParseError) as info:
+        parse_zoneinfo("".join(lines), "zoneinfo")
+    assert info.value.line == lineno
+    assert f"<= {bound}" in str(info.value) and "zone DMA" in str(info.value)
