@@ -315,11 +315,13 @@ class _OptionalFiles:
         """Parse ``directory/name`` with ``parser`` if it can be read."""
         path = snapshot_file(self.directory, name)
         text = self.text(path)
-        if text is not None and not text.strip():
+        if text is None:
+            return None
+        if not text.strip():
             # e.g. /proc/pagetypeinfo copied by a non-root user (the file is mode 0400)
             self.skipped.append(f"{path}: empty file")
             return None
-        return None if text is None else parser(text, str(path))
+        return parser(text, str(path))
 
     def node_cpus(self) -> dict[int, tuple[int, ...]]:
         """CPUs of each node from ``nodeN.cpulist`` (an empty file: a node with no CPU)."""

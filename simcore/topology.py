@@ -125,8 +125,8 @@ def mobility_grouping_min_pages(cfg: MachineConfig) -> int:
     :func:`boot_managed_estimate` over all zones, since no watermark is set yet) is
     below ``pageblock_nr_pages * MIGRATE_TYPES``: 2560 pages (10 MiB) with 2 MiB
     pageblocks and no CMA. Then every pageblock is labelled UNMOVABLE and every steal
-    claims the whole pageblock. The
-    model does not simulate that mode, so the config refuses machines below this.
+    claims the whole pageblock. The model does not simulate that mode, so the config
+    refuses machines below this.
     """
     return (1 << cfg.pageblock_order) * kernel_migrate_types(cfg.cma)
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -268,8 +269,23 @@ def test_workload_crash_writes_failed_manifest(
     assert manifest["stage"] == "simulating"
 
 
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_hidden_by_a_cleanup_error() -> None:
+    """Library cleanup code raising its own error during Ctrl-C (matplotlib did)."""
+    try:
+        raise KeyboardInterrupt
+    finally:
+        raise AssertionError("No offset for object 12")  # noqa: B012
+
+
+@pytest.mark.parametrize("interrupt", [_interrupt, _interrupt_hidden_by_a_cleanup_error],
+                         ids=["plain", "hidden by a cleanup error"])
 def test_keyboard_interrupt_in_cli_exits_130(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    interrupt: Callable[[], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(run_mod, "RecordingTracer", _SmallFlushTracer)
     real_take = SnapshotRecorder.take
@@ -279,7 +295,7 @@ def test_keyboard_interrupt_in_cli_exits_130(
         nonlocal calls
         calls += 1
         if calls == 3:
-            raise KeyboardInterrupt
+            interrupt()
         real_take(self, now_ns)
 
     monkeypatch.setattr(SnapshotRecorder, "take", interrupted_take)
@@ -289,33 +305,6 @@ def test_keyboard_interrupt_in_cli_exits_130(
     captured = capsys.readouterr()
     assert captured.err.strip() == "allocsim: interrupted"
     _assert_aborted(out, "interrupted", "KeyboardInterrupt")
-
-
-
-def test_interrupt_hidden_by_a_cleanup_error_still_exits_130(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Library cleanup code raising its own error during Ctrl-C is still an interrupt."""
-    real_take = SnapshotRecorder.take
-    calls = 0
-
-    def take_then_fail_cleanup(self: SnapshotRecorder, now_ns: int) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            try:
-                raise KeyboardInterrupt
-            finally:
-                raise AssertionError("No offset for object 12")  # noqa: B012
-        real_take(self, now_ns)
-
-    monkeypatch.setattr(SnapshotRecorder, "take", take_then_fail_cleanup)
-    cfg = _write_config(tmp_path)
-    out = tmp_path / "runs"
-    assert main(["run", str(cfg), "-o", str(out), "-q"]) == 130
-    assert capsys.readouterr().err.strip() == "allocsim: interrupted"
-    _assert_aborted(out, "interrupted", "KeyboardInterrupt")
-
 
 
 def test_disk_full_in_the_cli_is_one_line_and_exit_2(
