@@ -163,7 +163,7 @@ COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "report": _cmd_report,
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from simcore.errors import AllocsimError
-    from simcore.procfs import ProcParseError
+    from simcore.formats.procfs import ProcParseError
 
     errors: tuple[type[BaseException], ...] = (
         AllocsimError, ProcParseError, FileNotFoundError, IsADirectoryError,

@@ -1,6 +1,6 @@
 """Refuse a simulated machine that would not fit in this host's memory, before building it.
 
-The estimate is :func:`simcore.footprint.estimate_footprint`. What the host can give is
+The estimate is :func:`simcore.config.footprint.estimate_footprint`. What the host can give is
 ``MemAvailable`` from ``/proc/meminfo``, lowered to the cgroup v2 limit
 (``memory.max - memory.current``) when the process runs in a limited cgroup, as in a
 container. Where neither can be read (not Linux), the check is skipped.
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simcore.config_types import ExperimentConfig
+from simcore.config.footprint import Footprint, estimate_footprint
+from simcore.config.types import ExperimentConfig
+from simcore.config.units import format_size, format_size_approx
 from simcore.errors import ConfigError
-from simcore.footprint import Footprint, estimate_footprint
-from simcore.units import format_size, format_size_approx
 
 MEMINFO = Path("/proc/meminfo")
 CGROUP_ROOT = Path("/sys/fs/cgroup")

@@ -19,17 +19,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.constants import ZONE_NAMES
-from simcore.page_alloc import PageAllocator
-from simcore.procfmt import (
+from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.formats.procfmt import (
     MAX_NR_ZONES_PRINTED,
     ObservedZone,
     format_zoneinfo,
     zoneinfo_views,
 )
-from simcore.procfs import ProcParseError, ProcSnapshot, ZoneSnapshot, read_snapshot
-from simcore.topology import ZoneSpan
+from simcore.formats.procfs import ProcParseError, ProcSnapshot, ZoneSnapshot, read_snapshot
+from simcore.mm.constants import ZONE_NAMES
+from simcore.mm.page_alloc import PageAllocator
+from simcore.mm.topology import ZoneSpan
 
 
 def _sysctl(snap: ProcSnapshot) -> SysctlConfig:

@@ -32,16 +32,17 @@ import yaml
 import simcore
 from allocsim.hostmem import check_fits_host
 from allocsim.provenance import source_commit
-from simcore import trace_schema as ts
 from simcore.atomic import atomic_write_text
-from simcore.config_types import ExperimentConfig
+from simcore.config.types import ExperimentConfig
 from simcore.errors import AllocsimError, ConfigError, interruption_in
-from simcore.fragmentation import format_extfrag_index, format_unusable_index
-from simcore.machine import Machine
-from simcore.procfmt import format_zoneinfo, kernel_zone_keys, zoneinfo_views
-from simcore.recorder import SnapshotRecorder
-from simcore.snapshots import buddyinfo, pagetypeinfo
-from simcore.trace import NullTracer, RecordingTracer, Tracer
+from simcore.formats import trace_schema as ts
+from simcore.formats.procfmt import format_zoneinfo, kernel_zone_keys, zoneinfo_views
+from simcore.formats.snapshots import buddyinfo, pagetypeinfo
+from simcore.mm.fragmentation import format_extfrag_index, format_unusable_index
+from simcore.mm.tracepoints import NullTracer, Tracer
+from simcore.sim.machine import Machine
+from simcore.sim.recorder import SnapshotRecorder
+from simcore.sim.tracer import RecordingTracer
 from workloads.registry import WORKLOADS, dump_experiment
 
 ProgressFn = Callable[[int, int], None]

@@ -53,8 +53,8 @@ def raw_python_ops_per_s(n: int) -> float:
 
 
 def _machine_16g() -> object:
-    from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
-    from simcore.page_alloc import PageAllocator
+    from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
+    from simcore.mm.page_alloc import PageAllocator
 
     cfg = MachineConfig(nodes=(NodeConfig(8 * GIB_PAGES, cpus=4),
                                NodeConfig(8 * GIB_PAGES, cpus=4)))
@@ -63,7 +63,7 @@ def _machine_16g() -> object:
 
 def bare_core_ops_per_s(n: int, seed: int = 1) -> tuple[float, int]:
     """Alloc + free operations per second of the pure core; returns (ops/s, failures)."""
-    from simcore.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
+    from simcore.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 
     mm = _machine_16g()
     rng = np.random.default_rng(seed)
@@ -94,10 +94,10 @@ def bare_core_ops_per_s(n: int, seed: int = 1) -> tuple[float, int]:
 
 def end_to_end_page_ops_per_s(duration_s: float) -> tuple[float, int]:
     """Page operations per wall second of a traced SimPy run; returns (ops/s, events)."""
-    from simcore.config_types import ExperimentConfig, MachineConfig, NodeConfig, WorkloadConfig
-    from simcore.gfp import GFP_KERNEL
-    from simcore.machine import Machine
-    from simcore.trace import RecordingTracer
+    from simcore.config.types import ExperimentConfig, MachineConfig, NodeConfig, WorkloadConfig
+    from simcore.mm.gfp import GFP_KERNEL
+    from simcore.sim.machine import Machine
+    from simcore.sim.tracer import RecordingTracer
     from workloads.registry import WORKLOADS
     from workloads.synthetic_params import LifetimeSpec, SyntheticParams
 
@@ -125,8 +125,8 @@ def end_to_end_page_ops_per_s(duration_s: float) -> tuple[float, int]:
 
 _CHILD = """
 import resource, sys, time
-import simcore.page_alloc as pa
-from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
+import simcore.mm.page_alloc as pa
+from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if sys.argv[1] == "build":
     t = time.perf_counter()

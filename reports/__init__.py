@@ -1,7 +1,7 @@
 """Reports on allocsim run directories: a PDF and PNG figures of one run.
 
 ``build_report(run_dir)`` reads the traces a run wrote (layout in
-:mod:`simcore.trace_schema`) and writes ``<run_dir>/report/``. This package is the only
+:mod:`simcore.formats.trace_schema`) and writes ``<run_dir>/report/``. This package is the only
 place that uses pandas and matplotlib; ``simcore`` never imports it.
 """
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from simcore import trace_schema as ts
+from simcore.formats import trace_schema as ts
 
 ALLOC_PATHS = (ts.PATH_PCP, ts.PATH_BUDDY, ts.PATH_FALLBACK)
 """Where a successful allocation was served from, in stacking order."""

@@ -28,8 +28,8 @@ from reports.figures import (
     title_page,
 )
 from reports.load import RunData, load_run
-from simcore import trace_schema as ts
 from simcore.atomic import atomic_path, atomic_write_bytes
+from simcore.formats import trace_schema as ts
 
 PDF_NAME = "report.pdf"
 PNG_DPI = 120
@@ -79,7 +79,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     """Build the report of one run directory.
 
     Args:
-        run_dir: A run directory laid out as :mod:`simcore.trace_schema` describes.
+        run_dir: A run directory laid out as :mod:`simcore.formats.trace_schema` describes.
         out_dir: Where to write; default ``<run_dir>/report/`` (created if missing).
 
     Returns:

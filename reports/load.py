@@ -1,6 +1,6 @@
 """Read a run directory into pandas DataFrames for the report.
 
-The layout and the Parquet schemas come from :mod:`simcore.trace_schema`; this module
+The layout and the Parquet schemas come from :mod:`simcore.formats.trace_schema`; this module
 checks that each file is present, readable and has the schema's columns with compatible
 types, and raises :class:`ReportInputError` naming the file and what was expected if not.
 Only the event columns the report needs are read, and only ``mm_page_alloc`` rows, so a
@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simcore import trace_schema as ts
+from simcore.formats import trace_schema as ts
 
 # The event columns the report aggregates; the rest of EVENTS_FILE is not read.
 REPORT_EVENT_COLUMNS = ("time_ns", "event", "caller", "nid", "zone", "order", "outcome", "path")
@@ -75,7 +75,7 @@ def check_parquet_schema(path: Path, rel: str, columns: tuple[tuple[str, str], .
     Args:
         path: The file on disk.
         rel: Its name relative to the run directory, used in messages.
-        columns: ``(name, arrow type name)`` pairs from :mod:`simcore.trace_schema`.
+        columns: ``(name, arrow type name)`` pairs from :mod:`simcore.formats.trace_schema`.
     """
     if not path.is_file():
         raise ReportInputError(f"{rel}: missing (expected a Parquet file at {path})")

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.constants import MIGRATE_TYPES
-from simcore.page_alloc import PageAllocator
-from simcore.trace import Tracer
-from simcore.zone import Zone
+from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.mm.constants import MIGRATE_TYPES
+from simcore.mm.page_alloc import PageAllocator
+from simcore.mm.tracepoints import Tracer
+from simcore.mm.zone import Zone
 
 settings.register_profile(
     "ci", max_examples=60, stateful_step_count=50, deadline=None,

@@ -1,4 +1,4 @@
-"""Write small synthetic run directories that follow simcore.trace_schema exactly.
+"""Write small synthetic run directories that follow simcore.formats.trace_schema exactly.
 
 The numbers are fixed so report tests can check aggregates against them:
 - 7 order-0 allocations served from the pcp lists (caller "kbuild"),
@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simcore import trace_schema as ts
+from simcore.formats import trace_schema as ts
 
 EXPECTED_ALLOCATIONS = {
     0: {"pcp": 7, "buddy": 0, "fallback": 0},

@@ -2,7 +2,7 @@
 
 A workload kind is a generator function ``run(machine, spec, rng)`` plus the parser and
 dumper of its own YAML keys. :func:`load_experiment` hands the parsers to
-:func:`simcore.config.load_config`, which cannot import this package itself.
+:func:`simcore.config.parse.load_config`, which cannot import this package itself.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from simcore.config import WorkloadDumper, WorkloadParser, dump_config, load_config
-from simcore.config_types import ExperimentConfig, MachineConfig, WorkloadConfig
+from simcore.config.parse import WorkloadDumper, WorkloadParser, dump_config, load_config
+from simcore.config.types import ExperimentConfig, MachineConfig, WorkloadConfig
 from workloads.synthetic import synthetic
 from workloads.synthetic_params import (
     check_synthetic_params,
@@ -37,7 +37,7 @@ class WorkloadKind:
 
     Attributes:
         name: The ``type:`` value in the YAML file.
-        parse_params: Parser of the kind's own keys (see ``simcore.config.WorkloadParser``).
+        parse_params: Parser of the kind's own keys (see ``simcore.config.parse.WorkloadParser``).
         dump_params: Inverse of ``parse_params``, in human units.
         run: The generator function started once per workload instance.
         check: Validation of the parsed parameters against the machine.
@@ -62,12 +62,12 @@ WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
 
 
 def workload_parsers() -> dict[str, WorkloadParser]:
-    """Kind name -> parameter parser, as :func:`simcore.config.parse_config` takes them."""
+    """Kind name -> parameter parser, as :func:`simcore.config.parse.parse_config` takes them."""
     return {name: kind.parse_params for name, kind in WORKLOADS.items()}
 
 
 def workload_dumpers() -> dict[str, WorkloadDumper]:
-    """Kind name -> parameter dumper, as :func:`simcore.config.dump_config` takes them."""
+    """Kind name -> parameter dumper, as :func:`simcore.config.parse.dump_config` takes them."""
     return {name: kind.dump_params for name, kind in WORKLOADS.items()}
 
 

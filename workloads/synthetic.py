@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from simcore.config_types import WorkloadConfig
-from simcore.machine import Allocation, Machine
+from simcore.config.types import WorkloadConfig
+from simcore.sim.machine import Allocation, Machine
 from workloads.synthetic_params import LifetimeSpec, SyntheticParams
 
 BATCH = 4096

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from simcore.config_fields import (
+from simcore.config.fields import (
     child,
     expect_duration_ns,
     expect_int,
@@ -32,9 +32,9 @@ from simcore.config_fields import (
     expect_rate_per_s,
     expect_str,
 )
-from simcore.config_types import MachineConfig
+from simcore.config.types import MachineConfig
+from simcore.config.units import format_duration, format_rate
 from simcore.errors import ConfigError
-from simcore.units import format_duration, format_rate
 
 LifetimeKind = Literal["exponential", "fixed", "lognormal", "forever"]
 MAX_REQUEST_ORDER = 16
@@ -71,7 +71,7 @@ class SyntheticParams:
         rate_per_s: Poisson arrival rate of allocation requests, > 0.
         order_weights: ``(order, probability)`` pairs, sorted by order, summing to 1.
         lifetime: Holding time of each allocation.
-        gfp: The gfp mask of each request (``simcore.gfp.GFP`` bits).
+        gfp: The gfp mask of each request (``simcore.mm.gfp.GFP`` bits).
         cpus: CPUs that issue requests (round robin); None = all CPUs.
         nid: Preferred node; None = the issuing CPU's node.
         max_requests: Stop after this many requests; None = until the run ends.
@@ -145,7 +145,7 @@ def _lifetime(value: object, key: str, source: str) -> LifetimeSpec:
 
 
 def _gfp(value: object, key: str, source: str) -> int:
-    from simcore.gfp import GfpParseError, parse_gfp  # lazy: keeps parsing import-light
+    from simcore.mm.gfp import GfpParseError, parse_gfp  # lazy: keeps parsing import-light
 
     text = expect_str(value, key, source, expected="gfp flags like 'GFP_KERNEL|__GFP_COMP'")
     try:
@@ -248,7 +248,7 @@ def _dump_lifetime(lifetime: LifetimeSpec) -> object:
 
 def dump_synthetic_params(params: Mapping[str, object]) -> dict[str, object]:
     """Invert :func:`parse_synthetic_params`: every key, in human units."""
-    from simcore.gfp import format_gfp  # lazy, as in _gfp()
+    from simcore.mm.gfp import format_gfp  # lazy, as in _gfp()
 
     spec = params["params"]
     if not isinstance(spec, SyntheticParams):

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from allocsim.run import simulate
-from simcore import trace_schema as ts
-from simcore.config_types import ExperimentConfig, TraceConfig
+from simcore.config.types import ExperimentConfig, TraceConfig
 from simcore.errors import ConfigError
+from simcore.formats import trace_schema as ts
 from workloads.registry import load_experiment
 from workloads.synthetic_params import SyntheticParams
 

@@ -1,4 +1,4 @@
-"""SimPy scenarios on :class:`simcore.machine.Machine`: time, handles and a whole workload."""
+"""SimPy scenarios on :class:`simcore.sim.machine.Machine`: time, handles and a whole workload."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.gfp import GFP, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
-from simcore.machine import Allocation, Machine
+from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.mm.gfp import GFP, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
+from simcore.sim.machine import Allocation, Machine
 from workloads.registry import WORKLOADS, load_experiment
 
 PAGES_256MIB = 256 * 1024 * 1024 // 4096
@@ -211,7 +211,7 @@ def test_synthetic_max_requests_and_fixed_lifetime(tmp_path: Path) -> None:
 def test_failure_event_carries_the_warn_alloc_line() -> None:
     """Behaviour 54: a failed allocation reports the 6.1 warn_alloc() text, unless
     __GFP_NOWARN suppresses it."""
-    from simcore.trace import Tracer
+    from simcore.mm.tracepoints import Tracer
 
     class Capture(Tracer):
         enabled = True

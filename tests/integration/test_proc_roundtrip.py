@@ -3,7 +3,7 @@
 The end-of-run files are written by the run directory's own code (``_Run.write_outputs``)
 for a 1-node and a 2-node machine whose state is not trivial (allocations of several
 orders and migratetypes on every node and CPU, some freed again so the pcp lists hold
-pages). Each file is then parsed by :mod:`simcore.procfs` and printed from the parsed
+pages). Each file is then parsed by :mod:`simcore.formats.procfs` and printed from the parsed
 values; the text must come back byte for byte. ``proc show`` must also read the
 directory, as it reads a real host's snapshot.
 """
@@ -18,19 +18,19 @@ import pytest
 
 from allocsim.cli import main
 from allocsim.run import _Run
-from simcore.config_types import ExperimentConfig, MachineConfig, NodeConfig, TraceConfig
-from simcore.gfp import parse_gfp
-from simcore.machine import Allocation, Machine
-from simcore.procfmt import ObservedZone, format_zoneinfo
-from simcore.procfs import (
+from simcore.config.types import ExperimentConfig, MachineConfig, NodeConfig, TraceConfig
+from simcore.formats.procfmt import ObservedZone, format_zoneinfo
+from simcore.formats.procfs import (
     parse_buddyinfo,
     parse_pagetypeinfo,
     parse_vmstat,
     parse_zoneinfo,
     read_snapshot,
 )
-from simcore.snapshots import format_buddyinfo, format_pagetypeinfo
-from simcore.vmstat import format_vmstat
+from simcore.formats.snapshots import format_buddyinfo, format_pagetypeinfo
+from simcore.mm.gfp import parse_gfp
+from simcore.mm.vmstat import format_vmstat
+from simcore.sim.machine import Allocation, Machine
 
 MIB = 256  # pages
 MACHINES = {

@@ -17,9 +17,9 @@ import pytest
 
 from allocsim.cli import main
 from allocsim.procshow import machine_from_snapshot
-from simcore.constants import ZONE_NAMES
-from simcore.procfs import read_snapshot
-from simcore.watermarks import zone_batchsize
+from simcore.formats.procfs import read_snapshot
+from simcore.mm.constants import ZONE_NAMES
+from simcore.mm.watermarks import zone_batchsize
 
 REPO = Path(__file__).resolve().parents[2]
 ORACLE = REPO / "tests" / "data" / "oracle"

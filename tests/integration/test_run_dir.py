@@ -19,11 +19,11 @@ import yaml
 import allocsim.run as run_mod
 from allocsim.cli import main
 from allocsim.run import effective_config, simulate
-from simcore import trace_schema as ts
-from simcore.config import parse_config
-from simcore.machine import Machine
-from simcore.recorder import SnapshotRecorder
-from simcore.trace import RecordingTracer
+from simcore.config.parse import parse_config
+from simcore.formats import trace_schema as ts
+from simcore.sim.machine import Machine
+from simcore.sim.recorder import SnapshotRecorder
+from simcore.sim.tracer import RecordingTracer
 from workloads.registry import load_experiment, workload_parsers
 
 REPO = Path(__file__).resolve().parents[2]

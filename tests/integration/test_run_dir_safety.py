@@ -26,11 +26,11 @@ import allocsim.run as run_mod
 import reports.build as report_build
 from allocsim.cli import main
 from allocsim.run import expected_outputs, missing_outputs
-from simcore import trace_schema as ts
-from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.footprint import estimate_footprint
-from simcore.page_alloc import PageAllocator
-from simcore.recorder import SnapshotRecorder
+from simcore.config.footprint import estimate_footprint
+from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.formats import trace_schema as ts
+from simcore.mm.page_alloc import PageAllocator
+from simcore.sim.recorder import SnapshotRecorder
 from workloads.registry import load_experiment
 
 REPO = Path(__file__).resolve().parents[2]

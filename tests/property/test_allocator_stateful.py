@@ -3,7 +3,7 @@
 A hypothesis ``RuleBasedStateMachine`` allocates with a mix of gfp masks, orders and
 CPUs, frees, splits and frees sub-pages, takes and drops speculative references,
 freezes and unfreezes refcounts, probes random pfns and drains the pcp lists. After
-every step :func:`simcore.invariants.check_invariants` walks the real lists: free +
+every step :func:`simcore.mm.invariants.check_invariants` walks the real lists: free +
 pcp + allocated == managed, no overlap or misalignment, complete merging, counters
 equal to the lists. Teardown frees everything and checks the memory came back whole.
 """
@@ -13,12 +13,12 @@ from __future__ import annotations
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.constants import MIGRATE_TYPES, MigrateType
-from simcore.gfp import GFP, GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT
-from simcore.invariants import check_invariants, managed_range
-from simcore.page_alloc import PageAllocator
-from simcore.zone import Zone
+from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.mm.constants import MIGRATE_TYPES, MigrateType
+from simcore.mm.gfp import GFP, GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT
+from simcore.mm.invariants import check_invariants, managed_range
+from simcore.mm.page_alloc import PageAllocator
+from simcore.mm.zone import Zone
 
 GFPS = (
     int(GFP_KERNEL), int(GFP_HIGHUSER_MOVABLE), int(GFP_ATOMIC), int(GFP_NOWAIT),

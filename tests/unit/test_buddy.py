@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from simcore.constants import MigrateType
-from simcore.gfp import GFP, GFP_KERNEL
-from simcore.invariants import InvariantError, check_invariants
-from simcore.pages import PG_BUDDY
+from simcore.mm.constants import MigrateType
+from simcore.mm.gfp import GFP, GFP_KERNEL
+from simcore.mm.invariants import InvariantError, check_invariants
+from simcore.mm.pages import PG_BUDDY
 
 if TYPE_CHECKING:
     from conftest import CallLog, Lab
 
-    from simcore.page_alloc import PageAllocator
-    from simcore.zone import Zone
+    from simcore.mm.page_alloc import PageAllocator
+    from simcore.mm.zone import Zone
 
 UNMOV = int(MigrateType.UNMOVABLE)
 MOV = int(MigrateType.MOVABLE)

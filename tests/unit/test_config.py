@@ -11,8 +11,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simcore.config import dump_config, load_config, parse_config
-from simcore.config_types import (
+from simcore.config.parse import dump_config, load_config, parse_config
+from simcore.config.types import (
     ExperimentConfig,
     MachineConfig,
     NodeConfig,
@@ -21,7 +21,7 @@ from simcore.config_types import (
     WorkloadConfig,
 )
 from simcore.errors import ConfigError
-from simcore.gfp import GFP, GFP_KERNEL
+from simcore.mm.gfp import GFP, GFP_KERNEL
 from workloads.registry import (
     WORKLOADS,
     dump_experiment,

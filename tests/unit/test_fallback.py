@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.constants import MigrateType
-from simcore.fallback import boost_watermark
-from simcore.gfp import GFP, GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
-from simcore.invariants import check_invariants
-from simcore.pages import PG_MOVABLE_OWNER
+from simcore.mm.constants import MigrateType
+from simcore.mm.fallback import boost_watermark
+from simcore.mm.gfp import GFP, GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
+from simcore.mm.invariants import check_invariants
+from simcore.mm.pages import PG_MOVABLE_OWNER
 
 if TYPE_CHECKING:
     from conftest import CallLog, Lab
 
-    from simcore.page_alloc import PageAllocator
-    from simcore.zone import Zone
+    from simcore.mm.page_alloc import PageAllocator
+    from simcore.mm.zone import Zone
 
 UNMOV = int(MigrateType.UNMOVABLE)
 MOV = int(MigrateType.MOVABLE)

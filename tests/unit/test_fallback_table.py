@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from simcore.constants import FALLBACKS, MigrateType
-from simcore.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
+from simcore.mm.constants import FALLBACKS, MigrateType
+from simcore.mm.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 
 if TYPE_CHECKING:
     from conftest import CallLog, Lab

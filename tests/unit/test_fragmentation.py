@@ -1,4 +1,4 @@
-"""Unit tests for simcore.fragmentation (vmstat.c indices) and simcore.snapshots (printers)."""
+"""Unit tests for simcore.mm.fragmentation (vmstat.c indices) and the snapshot printers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.constants import MIGRATE_TYPES, MigrateType
-from simcore.fragmentation import (
+from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.formats.procfs import parse_buddyinfo, parse_pagetypeinfo
+from simcore.formats.snapshots import (
+    buddyinfo,
+    free_block_levels,
+    nr_free_rows,
+    pagetypeinfo,
+    printed_migratetypes,
+)
+from simcore.mm.constants import MIGRATE_TYPES, MigrateType
+from simcore.mm.fragmentation import (
     ContigPageInfo,
     contig_page_info,
     extfrag_for_order,
@@ -19,16 +27,8 @@ from simcore.fragmentation import (
     fragmentation_index,
     unusable_free_index,
 )
-from simcore.gfp import parse_gfp
-from simcore.page_alloc import PageAllocator
-from simcore.procfs import parse_buddyinfo, parse_pagetypeinfo
-from simcore.snapshots import (
-    buddyinfo,
-    free_block_levels,
-    nr_free_rows,
-    pagetypeinfo,
-    printed_migratetypes,
-)
+from simcore.mm.gfp import parse_gfp
+from simcore.mm.page_alloc import PageAllocator
 
 # Orders 0..3: 4 + 2*2 + 1*4 = 12 free pages in 7 blocks, none of order 3.
 SMALL = (4, 2, 1, 0)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.gfp import GFP, GFP_KERNEL
-from simcore.invariants import check_invariants
-from simcore.pages import PG_HEAD, PG_PCP, PG_TAIL
+from simcore.mm.gfp import GFP, GFP_KERNEL
+from simcore.mm.invariants import check_invariants
+from simcore.mm.pages import PG_HEAD, PG_PCP, PG_TAIL
 
 if TYPE_CHECKING:
     from conftest import CallLog, Lab

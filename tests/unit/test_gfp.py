@@ -1,4 +1,4 @@
-"""Tests for simcore.gfp: GFP bits, trace spelling, decoders and alloc-flag derivations.
+"""Tests for simcore.mm.gfp: GFP bits, trace spelling, decoders and alloc-flag derivations.
 
 Spec references are to /work/shared/spec/linux-page-alloc.md (§2, §3.1, §16).
 """
@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simcore import gfp as g
-from simcore.constants import MigrateType, WatermarkIndex, ZoneType
 from simcore.errors import AllocsimError
-from simcore.gfp import GFP, AllocFlags
+from simcore.mm import gfp as g
+from simcore.mm.constants import MigrateType, WatermarkIndex, ZoneType
+from simcore.mm.gfp import GFP, AllocFlags
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "gfp"
 

@@ -1,7 +1,7 @@
-"""GFP bit values are defined once, in simcore/gfp.py, and nowhere else.
+"""GFP bit values are defined once, in simcore/mm/gfp.py, and nowhere else.
 
 The ``__GFP_*`` values belong to the kernel (include/linux/gfp_types.h, 6.1) and to
-:class:`simcore.gfp.GFP`; a module that needs one as a plain int for its hot path
+:class:`simcore.mm.gfp.GFP`; a module that needs one as a plain int for its hot path
 derives it (``int(GFP.THISNODE)``), so the two cannot drift apart. This scans the
 sources of ``simcore/`` and ``workloads/`` (gfp.py excepted) for
 
@@ -10,7 +10,7 @@ sources of ``simcore/`` and ``workloads/`` (gfp.py excepted) for
 * a literal used as a bit mask on a gfp value (``gfp & 0x200``, ``gfp_mask | 0x40000``).
 
 ALLOC_* flags are not GFP bits even where the kernel makes them equal (ALLOC_KSWAPD and
-__GFP_KSWAPD_RECLAIM): they live in simcore/constants.py under their own names.
+__GFP_KSWAPD_RECLAIM): they live in simcore/mm/constants.py under their own names.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from simcore.gfp import GFP
+from simcore.mm.gfp import GFP
 
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("simcore", "workloads")
@@ -81,7 +81,7 @@ def _scan() -> list[tuple[str, str, int]]:
     for package in SCANNED:
         for path in sorted((ROOT / package).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel != "simcore/gfp.py":
+            if rel != "simcore/mm/gfp.py":
                 found.extend(gfp_copies(path.read_text(), rel))
     return found
 

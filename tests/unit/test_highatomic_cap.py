@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.constants import MigrateType, ZoneType
-from simcore.gfp import GFP_ATOMIC
-from simcore.invariants import check_invariants
-from simcore.page_alloc import PageAllocator
-from simcore.topology import ZoneSpan
+from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.mm.constants import MigrateType, ZoneType
+from simcore.mm.gfp import GFP_ATOMIC
+from simcore.mm.invariants import check_invariants
+from simcore.mm.page_alloc import PageAllocator
+from simcore.mm.topology import ZoneSpan
 
 if TYPE_CHECKING:
     from conftest import Lab

@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.constants import ALLOC_NOFRAGMENT, MigrateType, ZoneType
-from simcore.gfp import GFP, GFP_KERNEL
-from simcore.invariants import check_invariants
-from simcore.page_alloc import PageAllocator
-from simcore.topology import ZoneSpan, build_node_orders
+from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.mm.constants import ALLOC_NOFRAGMENT, MigrateType, ZoneType
+from simcore.mm.gfp import GFP, GFP_KERNEL
+from simcore.mm.invariants import check_invariants
+from simcore.mm.page_alloc import PageAllocator
+from simcore.mm.topology import ZoneSpan, build_node_orders
 
 if TYPE_CHECKING:
     from conftest import CallLog, Lab
 
-    from simcore.trace import Tracer
-    from simcore.zone import Zone
+    from simcore.mm.tracepoints import Tracer
+    from simcore.mm.zone import Zone
 
 KERNEL = int(GFP_KERNEL)
 THISNODE = int(GFP_KERNEL | GFP.THISNODE)
@@ -132,7 +132,7 @@ def test_node_order_of_a_machine_with_cpus_on_every_node() -> None:
     "via check_bugs() -> identify_boot_cpu(), later in start_kernel(), and for the other "
     "CPUs at smp_init(). So find_next_best_node() sees cpumask_of_node() empty for every "
     "node and PENALTY_FOR_NODE_WITH_CPUS never applies at boot; the model applies it to "
-    "the nodes configured with CPUs (simcore/topology.py build_node_orders())"))
+    "the nodes configured with CPUs (simcore/mm/topology.py build_node_orders())"))
 def test_boot_zonelists_see_no_cpu_on_x86_64() -> None:
     """A machine with a memory-only node 3 boots with the no-penalty orders.
 

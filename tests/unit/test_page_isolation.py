@@ -15,19 +15,20 @@ from typing import TYPE_CHECKING
 import pyarrow.parquet as pq
 import pytest
 
-from simcore import trace_schema as ts
-from simcore.config import dump_config, parse_config
-from simcore.constants import MigrateType, kernel_migratetype_numbers
-from simcore.gfp import GFP_KERNEL
-from simcore.invariants import check_invariants
-from simcore.page_isolation import set_migratetype_isolate, unset_migratetype_isolate
-from simcore.recorder import SnapshotRecorder
-from simcore.trace import RecordingTracer, Tracer
+from simcore.config.parse import dump_config, parse_config
+from simcore.formats import trace_schema as ts
+from simcore.mm.constants import MigrateType, kernel_migratetype_numbers
+from simcore.mm.gfp import GFP_KERNEL
+from simcore.mm.invariants import check_invariants
+from simcore.mm.page_isolation import set_migratetype_isolate, unset_migratetype_isolate
+from simcore.mm.tracepoints import Tracer
+from simcore.sim.recorder import SnapshotRecorder
+from simcore.sim.tracer import RecordingTracer
 
 if TYPE_CHECKING:
     from conftest import CallLog, Lab
 
-    from simcore.page_alloc import PageAllocator
+    from simcore.mm.page_alloc import PageAllocator
 
 UNMOV = int(MigrateType.UNMOVABLE)
 MOV = int(MigrateType.MOVABLE)

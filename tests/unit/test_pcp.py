@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from simcore.constants import MigrateType
-from simcore.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
-from simcore.invariants import check_invariants
-from simcore.pages import PG_PCP
-from simcore.pcp import NR_LOWORDER_PCP_LISTS, order_to_pindex
+from simcore.mm.constants import MigrateType
+from simcore.mm.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
+from simcore.mm.invariants import check_invariants
+from simcore.mm.pages import PG_PCP
+from simcore.mm.pcp import NR_LOWORDER_PCP_LISTS, order_to_pindex
 
 if TYPE_CHECKING:
     from conftest import CallLog, Lab
 
-    from simcore.page_alloc import PageAllocator
-    from simcore.pcp import PerCpuPages
-    from simcore.zone import Zone
+    from simcore.mm.page_alloc import PageAllocator
+    from simcore.mm.pcp import PerCpuPages
+    from simcore.mm.zone import Zone
 
 UNMOV = int(MigrateType.UNMOVABLE)
 MOV = int(MigrateType.MOVABLE)

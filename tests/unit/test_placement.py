@@ -23,16 +23,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.constants import MigrateType
-from simcore.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
-from simcore.invariants import check_invariants
-from simcore.pcp import order_to_pindex
+from simcore.mm.constants import MigrateType
+from simcore.mm.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
+from simcore.mm.invariants import check_invariants
+from simcore.mm.pcp import order_to_pindex
 
 if TYPE_CHECKING:
     from conftest import CallLog, Lab
 
-    from simcore.page_alloc import PageAllocator
-    from simcore.pcp import PerCpuPages
+    from simcore.mm.page_alloc import PageAllocator
+    from simcore.mm.pcp import PerCpuPages
 
 UNMOV = int(MigrateType.UNMOVABLE)
 MOV = int(MigrateType.MOVABLE)

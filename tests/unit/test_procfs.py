@@ -1,4 +1,4 @@
-"""Unit tests for the /proc importer (simcore.procfs) and zoneinfo printer (simcore.procfmt)."""
+"""Unit tests for the /proc importer (formats.procfs) and zoneinfo printer (formats.procfmt)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simcore.procfmt import (
+from simcore.formats.procfmt import (
     EmptyZone,
     ObservedZone,
     format_zoneinfo,
@@ -15,7 +15,7 @@ from simcore.procfmt import (
     zoneinfo_views,
     zones_from_snapshot,
 )
-from simcore.procfs import (
+from simcore.formats.procfs import (
     PcpSnapshot,
     ProcParseError,
     parse_buddyinfo,

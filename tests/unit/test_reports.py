@@ -21,7 +21,7 @@ from reports.aggregate import (
     zone_free_pages,
 )
 from reports.load import load_run
-from simcore import trace_schema as ts
+from simcore.formats import trace_schema as ts
 from tests import reports_fixtures as fx
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,7 @@
 """What the recording tracer writes equals what it was called with, for every event type.
 
-Each tracer method takes a tracepoint's fields (simcore/trace.py); the Parquet file has
-one row per call with the columns of simcore/trace_schema.py. The expected row is built
+Each tracer method takes a tracepoint's fields (simcore/sim/tracer.py); the Parquet file has
+one row per call with the columns of simcore/formats/trace_schema.py. The expected row is built
 here from the call's arguments alone, by the schema's documented rules:
 
 * ``time_ns`` is the clock at the call; ``caller`` and ``cpu`` the last set_context();
@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 import pytest
 
-from simcore import trace_schema as ts
-from simcore.constants import MigrateType
-from simcore.gfp import GFP, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, GFP_TRANSHUGE
-from simcore.trace import RecordingTracer
+from simcore.formats import trace_schema as ts
+from simcore.mm.constants import MigrateType
+from simcore.mm.gfp import GFP, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, GFP_TRANSHUGE
+from simcore.sim.tracer import RecordingTracer
 
 if TYPE_CHECKING:
     from conftest import Lab
 
-    from simcore.zone import Zone
+    from simcore.mm.zone import Zone
 
 KERNEL_NUMBERS = {False: (0, 1, 2, 3, -1, 4), True: (0, 1, 2, 3, 4, 5)}
 NO_EXTRA = (-1, -1, -1, -1)

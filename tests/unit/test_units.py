@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simcore.errors import ConfigError, ProcError, TraceError
-from simcore.units import (
+from simcore.config.units import (
     UnitError,
     format_duration,
     format_rate,
@@ -17,6 +16,7 @@ from simcore.units import (
     parse_size_bytes,
     parse_size_pages,
 )
+from simcore.errors import ConfigError, ProcError, TraceError
 
 KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 

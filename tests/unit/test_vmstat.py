@@ -1,4 +1,4 @@
-"""``vmstat.txt`` lines up with a real 6.1 ``/proc/vmstat`` (simcore.vmstat)."""
+"""``vmstat.txt`` lines up with a real 6.1 ``/proc/vmstat`` (simcore.mm.vmstat)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.gfp import parse_gfp
-from simcore.page_alloc import PageAllocator
-from simcore.procfs import parse_vmstat
-from simcore.vmstat import KERNEL_EVENTS, SIM_ONLY, SIM_ONLY_MARKER, VmStat, format_vmstat
+from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.formats.procfs import parse_vmstat
+from simcore.mm.gfp import parse_gfp
+from simcore.mm.page_alloc import PageAllocator
+from simcore.mm.vmstat import KERNEL_EVENTS, SIM_ONLY, SIM_ONLY_MARKER, VmStat, format_vmstat
 
 ORACLE = Path(__file__).resolve().parents[1] / "data" / "oracle"
 REAL_VMSTATS = sorted(ORACLE.glob("*/*/vmstat"))

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.config_types import SysctlConfig
-from simcore.constants import ALLOC_HARDER, ALLOC_HIGH, ALLOC_WMARK_LOW, MigrateType
-from simcore.gfp import GFP, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, gfp_to_alloc_flags
+from simcore.config.types import SysctlConfig
+from simcore.mm.constants import ALLOC_HARDER, ALLOC_HIGH, ALLOC_WMARK_LOW, MigrateType
+from simcore.mm.gfp import GFP, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, gfp_to_alloc_flags
 
 if TYPE_CHECKING:
     from conftest import Lab
 
-    from simcore.page_alloc import PageAllocator
+    from simcore.mm.page_alloc import PageAllocator
 
 MOV = int(MigrateType.MOVABLE)
 HIGHATOMIC = int(MigrateType.HIGHATOMIC)

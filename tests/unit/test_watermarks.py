@@ -1,4 +1,4 @@
-"""Unit tests for simcore.watermarks (spec §3.5, §8.1-§8.3)."""
+"""Unit tests for simcore.mm.watermarks (spec §3.5, §8.1-§8.3)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simcore.config import parse_config
-from simcore.page_alloc import PageAllocator
-from simcore.watermarks import (
+from simcore.config.parse import parse_config
+from simcore.mm.page_alloc import PageAllocator
+from simcore.mm.watermarks import (
     calculate_min_free_kbytes,
     default_min_free_kbytes,
     int_sqrt,

@@ -2,7 +2,7 @@
 
 A zone can have present pages and no managed ones: every page memblock-reserved, as a
 real ``/proc/zoneinfo`` may show (``proc show`` builds such machines from explicit
-:class:`~simcore.topology.ZoneSpan` spans). 6.1 lists such a zone in the zonelists
+:class:`~simcore.mm.topology.ZoneSpan` spans). 6.1 lists such a zone in the zonelists
 (``build_zonerefs_node()``), counts its node in N_MEMORY (``free_area_init()``), and
 ``alloc_flags_nofragment()`` checks ``populated_zone()`` of the node's DMA32 zone.
 
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import pytest
 
-from simcore.config import parse_config
-from simcore.config_types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.constants import ALLOC_NOFRAGMENT, ZoneType
+from simcore.config.parse import parse_config
+from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.errors import ConfigError
-from simcore.gfp import GFP_KERNEL, GFP_NOWAIT
-from simcore.invariants import check_invariants
-from simcore.page_alloc import PageAllocator
-from simcore.topology import ZoneSpan, boot_managed_estimate, layout_machine
+from simcore.mm.constants import ALLOC_NOFRAGMENT, ZoneType
+from simcore.mm.gfp import GFP_KERNEL, GFP_NOWAIT
+from simcore.mm.invariants import check_invariants
+from simcore.mm.page_alloc import PageAllocator
+from simcore.mm.topology import ZoneSpan, boot_managed_estimate, layout_machine
 
 KERNEL = int(GFP_KERNEL)
 DMA, DMA32, NORMAL = int(ZoneType.DMA), int(ZoneType.DMA32), int(ZoneType.NORMAL)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from allocsim.procshow import machine_from_snapshot
-from simcore.procfs import read_snapshot
+from simcore.formats.procfs import read_snapshot
 
 if TYPE_CHECKING:
     from conftest import Lab

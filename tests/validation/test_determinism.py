@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from allocsim.run import simulate
-from simcore import trace_schema as ts
-from simcore.config_types import ExperimentConfig
+from simcore.config.types import ExperimentConfig
+from simcore.formats import trace_schema as ts
 from workloads.registry import load_experiment
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from simcore.constants import MIGRATE_TYPES, MIGRATETYPE_NAMES
-from simcore.fragmentation import format_extfrag_index, format_unusable_index
-from simcore.procfs import PagetypeInfo, parse_buddyinfo, parse_pagetypeinfo
-from simcore.snapshots import buddyinfo, pagetypeinfo
+from simcore.formats.procfs import PagetypeInfo, parse_buddyinfo, parse_pagetypeinfo
+from simcore.formats.snapshots import buddyinfo, pagetypeinfo
+from simcore.mm.constants import MIGRATE_TYPES, MIGRATETYPE_NAMES
+from simcore.mm.fragmentation import format_extfrag_index, format_unusable_index
 
 ORACLE = Path(__file__).resolve().parents[1] / "data" / "oracle"
 SNAPSHOTS = sorted(p.parent for p in ORACLE.glob("*/*/extfrag_index"))

@@ -48,7 +48,7 @@ from typing import Any
 
 import pytest
 
-from simcore.machine import Allocation, Machine
+from simcore.sim.machine import Allocation, Machine
 from workloads.registry import WORKLOADS, load_experiment
 
 RATE_PER_S = 10_000

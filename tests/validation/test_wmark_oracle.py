@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from simcore.procfs import ProcSnapshot, read_snapshot
-from simcore.watermarks import (
+from simcore.formats.procfs import ProcSnapshot, read_snapshot
+from simcore.mm.watermarks import (
     calculate_min_free_kbytes,
     default_min_free_kbytes,
     nr_free_buffer_pages,

@@ -2,7 +2,7 @@
 
 ``Machine`` holds the SimPy environment (integer nanoseconds), the RNG streams (one
 ``numpy.random.SeedSequence``, spawned once per workload), the pure
-:class:`~simcore.page_alloc.PageAllocator`, the tracer and the per-caller counters.
+:class:`~simcore.mm.page_alloc.PageAllocator`, the tracer and the per-caller counters.
 Nothing lives at module level.
 
 Allocations are returned as :class:`Allocation` handles that record their owner. A
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import simpy
 
-from simcore.config_types import ExperimentConfig, MachineConfig, SysctlConfig
-from simcore.page_alloc import PageAllocator
-from simcore.trace import NullTracer, Tracer
+from simcore.config.types import ExperimentConfig, MachineConfig, SysctlConfig
+from simcore.mm.page_alloc import PageAllocator
+from simcore.mm.tracepoints import NullTracer, Tracer
 
 
 @dataclass(slots=True, eq=False)

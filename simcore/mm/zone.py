@@ -5,7 +5,7 @@ Mirrors ``struct zone`` (include/linux/mmzone.h) and, from mm/page_alloc.c (6.1)
 ``__rmqueue_smallest()``, ``__rmqueue()``, ``rmqueue_bulk()``,
 ``__zone_watermark_unusable_free()``, ``__zone_watermark_ok()`` and
 ``zone_watermark_fast()``. Stealing from other migratetypes lives in
-:mod:`simcore.fallback`.
+:mod:`simcore.mm.fallback`.
 
 This module is pure: no SimPy, no I/O, no randomness.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.constants import (
+from simcore.mm.constants import (
     ALLOC_HARDER,
     ALLOC_HIGH,
     ALLOC_OOM,
@@ -23,14 +23,14 @@ from simcore.constants import (
     ZONE_NAMES,
     MigrateType,
 )
-from simcore.fallback import rmqueue_fallback
-from simcore.freelist import FreeArea
-from simcore.gfp import GFP
-from simcore.pages import MT_SHIFT, ORDER_MASK, PG_BUDDY, PageArray
+from simcore.mm.fallback import rmqueue_fallback
+from simcore.mm.freelist import FreeArea
+from simcore.mm.gfp import GFP
+from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_BUDDY, PageArray
 
 if TYPE_CHECKING:
-    from simcore.pcp import PerCpuPages
-    from simcore.trace import Tracer
+    from simcore.mm.pcp import PerCpuPages
+    from simcore.mm.tracepoints import Tracer
 
 MT_HIGHATOMIC = int(MigrateType.HIGHATOMIC)
 MT_CMA = int(MigrateType.CMA)
@@ -102,7 +102,7 @@ class Zone:
         self.nr_reserved_highatomic = 0
         self.nr_isolate_pageblock = 0
         """``zone->nr_isolate_pageblock``: pageblocks labelled MIGRATE_ISOLATE, kept by
-        :mod:`simcore.page_isolation`; ``has_isolate_pageblock()`` tests it."""
+        :mod:`simcore.mm.page_isolation`; ``has_isolate_pageblock()`` tests it."""
         self.boosted_watermark = False
         """``ZONE_BOOSTED_WATERMARK``."""
         self.reclaim_active = False

@@ -15,21 +15,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.constants import MIGRATE_PCPTYPES, MigrateType
-from simcore.pages import ORDER_MASK, PG_ALLOC, PG_HEAD, PG_RESERVED, PG_TAIL
+from simcore.mm.constants import MIGRATE_PCPTYPES, MigrateType
+from simcore.mm.pages import ORDER_MASK, PG_ALLOC, PG_HEAD, PG_RESERVED, PG_TAIL
 
 if TYPE_CHECKING:
-    from simcore.pages import PageArray
-    from simcore.trace import Tracer
-    from simcore.vmstat import VmStat
-    from simcore.zone import Zone
+    from simcore.mm.pages import PageArray
+    from simcore.mm.tracepoints import Tracer
+    from simcore.mm.vmstat import VmStat
+    from simcore.mm.zone import Zone
 
 MT_MOVABLE = int(MigrateType.MOVABLE)
 MT_ISOLATE = int(MigrateType.ISOLATE)
 
 
 class FreePagesMixin:
-    """The freeing half of :class:`simcore.page_alloc.PageAllocator`."""
+    """The freeing half of :class:`simcore.mm.page_alloc.PageAllocator`."""
 
     pages: PageArray
     tracer: Tracer

@@ -2,7 +2,7 @@
 
 Each ``expect_*`` function takes the raw value loaded from YAML, its dotted key path and
 the source file, and returns the converted value or raises one
-:class:`~simcore.errors.ConfigError`. :mod:`simcore.config` builds the experiment schema
+:class:`~simcore.errors.ConfigError`. :mod:`simcore.config.parse` builds the experiment schema
 from them, and workload parameter parsers (``workloads/``) use them for their own keys, so
 every error in a config file reads the same way.
 """
@@ -14,13 +14,13 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
-from simcore.errors import ConfigError
-from simcore.units import (
+from simcore.config.units import (
     UnitError,
     parse_duration_ns,
     parse_rate_per_s,
     parse_size_pages,
 )
+from simcore.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -102,7 +102,7 @@ def read_fields(
 
     Returns:
         Field name -> converted value, for the keys present only, so that absent keys
-        take the dataclass defaults (defined once, in ``simcore.config_types``).
+        take the dataclass defaults (defined once, in ``simcore.config.types``).
     """
     data = expect_mapping(value, key, source, fields.keys(), required)
     return {fields[name][0]: fields[name][1](raw, child(key, name), source)
@@ -181,7 +181,7 @@ def expect_list(
 
 
 def expect_unit(parse: Callable[[Any], T], value: object, key: str, source: str) -> T:
-    """Run a :mod:`simcore.units` parser, turning its UnitError into a ConfigError."""
+    """Run a :mod:`simcore.config.units` parser, turning its UnitError into a ConfigError."""
     try:
         return parse(value)
     except UnitError as exc:

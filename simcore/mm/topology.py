@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from simcore.config_types import MachineConfig
-from simcore.constants import (
+from simcore.config.types import MachineConfig
+from simcore.mm.constants import (
     LOCAL_DISTANCE,
     PAGE_SIZE,
     REMOTE_DISTANCE,

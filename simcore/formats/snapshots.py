@@ -5,17 +5,17 @@ Mirrors mm/vmstat.c (Linux 6.1): ``frag_show_print()`` (``/proc/buddyinfo``) and
 ``pagetypeinfo_showblockcount_print()`` (``/proc/pagetypeinfo``), so a simulated machine
 can be ``diff``-ed against a real host. Also gives the same numbers as long-format rows
 for the periodic snapshot recorder, and as ``(nid, zone, nr_free)`` rows for
-:mod:`simcore.fragmentation`.
+:mod:`simcore.mm.fragmentation`.
 
 The zones are anything with the :class:`ZoneView` attributes, such as the live
-:class:`simcore.zone.Zone` objects of ``PageAllocator.zones``. They are printed in the
+:class:`simcore.mm.zone.Zone` objects of ``PageAllocator.zones``. They are printed in the
 order given, which should be the kernel's: node by node, each node's zones by zone type,
 populated zones only (walk_zones_in_node(); PageAllocator.zones holds only those). A node
 without memory prints nothing, as pagetypeinfo_show() skips nodes not in N_MEMORY.
 
 The text is produced from plain tables (``(nid, zone, nr_free)`` rows and
-:class:`~simcore.proctables.PagetypeInfo`), the same ones the importers in
-:mod:`simcore.procfs` return, so an exported file read back and printed again is
+:class:`~simcore.formats.proctables.PagetypeInfo`), the same ones the importers in
+:mod:`simcore.formats.procfs` return, so an exported file read back and printed again is
 byte-identical.
 
 This module is pure: no SimPy, no I/O, no randomness.
@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
-from simcore.constants import DEFAULT_PAGEBLOCK_ORDER, MIGRATETYPE_NAMES, MigrateType
-from simcore.proctables import PagetypeInfo
+from simcore.formats.proctables import PagetypeInfo
+from simcore.mm.constants import DEFAULT_PAGEBLOCK_ORDER, MIGRATETYPE_NAMES, MigrateType
 
 PAGETYPEINFO_FREECOUNT_CAP = 100000
 """pagetypeinfo_showfree_print() stops walking a free list at this many blocks."""
@@ -37,7 +37,7 @@ FreeBlockLevel = tuple[int, str, str, int, int]
 
 
 class FreeAreaView(Protocol):
-    """What the printers read from ``zone->free_area`` (:class:`simcore.freelist.FreeArea`)."""
+    """What the printers read from ``zone->free_area`` (:class:`simcore.mm.freelist.FreeArea`)."""
 
     @property
     def nr_free(self) -> Sequence[int]:
@@ -51,7 +51,7 @@ class FreeAreaView(Protocol):
 
 
 class ZoneView(Protocol):
-    """What the printers read from a zone (:class:`simcore.zone.Zone` provides it)."""
+    """What the printers read from a zone (:class:`simcore.mm.zone.Zone` provides it)."""
 
     @property
     def nid(self) -> int:  # noqa: D102
@@ -113,7 +113,7 @@ def format_buddyinfo(rows: Iterable[tuple[int, str, Sequence[int]]]) -> str:
 
     One line per ``(nid, zone_name, nr_free)`` row: ``Node N, zone %8s`` then ``%6lu ``
     for the free blocks of every order (all migratetypes; pcp pages are not on the free
-    lists). The rows of :func:`simcore.procfs.parse_buddyinfo` print back unchanged.
+    lists). The rows of :func:`simcore.formats.procfs.parse_buddyinfo` print back unchanged.
     """
     lines = []
     for nid, name, nr_free in rows:
@@ -123,7 +123,7 @@ def format_buddyinfo(rows: Iterable[tuple[int, str, Sequence[int]]]) -> str:
 
 
 def nr_free_rows(zones: Iterable[ZoneView]) -> list[tuple[int, str, tuple[int, ...]]]:
-    """``(nid, zone_name, nr_free)`` per zone, the input of simcore.fragmentation's printers."""
+    """``(nid, zone_name, nr_free)`` per zone, the input of simcore.mm.fragmentation's printers."""
     return [(z.nid, z.name, tuple(z.free_area.nr_free)) for z in zones]
 
 
@@ -195,7 +195,7 @@ def format_pagetypeinfo(info: PagetypeInfo) -> str:
     100000 and then printed as ``>100000``), "Number of blocks type" table and, when
     ``info.mixed_counts`` has rows for it (page_owner; never in the model), "Number of
     mixed blocks" table. Nodes come in the order of ``info.block_counts``. What
-    :func:`simcore.procfs.parse_pagetypeinfo` read prints back unchanged.
+    :func:`simcore.formats.procfs.parse_pagetypeinfo` read prints back unchanged.
     """
     nids = list(dict.fromkeys(nid for nid, _ in info.block_counts))
     return "".join(_pagetypeinfo_node(info, nid) for nid in nids)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from simcore.constants import MIGRATE_TYPES
-from simcore.pages import MT_SHIFT, PG_BUDDY, PageArray
+from simcore.mm.constants import MIGRATE_TYPES
+from simcore.mm.pages import MT_SHIFT, PG_BUDDY, PageArray
 
 
 class FreeArea:

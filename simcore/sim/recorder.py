@@ -13,10 +13,10 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from simcore import trace_schema as ts
 from simcore.atomic import atomic_path
-from simcore.constants import MIGRATETYPE_NAMES
-from simcore.page_alloc import PageAllocator
+from simcore.formats import trace_schema as ts
+from simcore.mm.constants import MIGRATETYPE_NAMES
+from simcore.mm.page_alloc import PageAllocator
 
 _TYPECODE = {"int64": "q", "int16": "h"}
 

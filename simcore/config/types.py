@@ -2,7 +2,7 @@
 
 Inside the model, sizes are pages and time is integer nanoseconds, with the unit in the
 name (``size_pages``, ``lifetime_ns``). Human units (``64MiB``, ``10ms``, ``200/s``,
-``GFP_KERNEL|__GFP_COMP``) are parsed by :mod:`simcore.config` before these are built.
+``GFP_KERNEL|__GFP_COMP``) are parsed by :mod:`simcore.config.parse` before these are built.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from simcore.constants import DEFAULT_MAX_ORDER, DEFAULT_PAGEBLOCK_ORDER
+from simcore.mm.constants import DEFAULT_MAX_ORDER, DEFAULT_PAGEBLOCK_ORDER
 
 
 @dataclass(frozen=True)

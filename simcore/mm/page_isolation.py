@@ -5,7 +5,7 @@ Mirrors the accounting of ``set_migratetype_isolate()`` and
 ``zone->nr_isolate_pageblock``, moving the pageblock's free blocks between free lists,
 and NR_FREE_PAGES (free pages on the ISOLATE lists are not counted free). While a zone
 has isolated pageblocks, free_pcppages_bulk() re-reads each page's pageblock type
-(:meth:`simcore.pcp.PerCpuPages.free_bulk`).
+(:meth:`simcore.mm.pcp.PerCpuPages.free_bulk`).
 
 These are the helpers tests and, later, compaction and alloc_contig_range() use.
 
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.constants import MigrateType
-from simcore.fallback import move_freepages_block
-from simcore.pages import MT_SHIFT, ORDER_MASK, PG_BUDDY
+from simcore.mm.constants import MigrateType
+from simcore.mm.fallback import move_freepages_block
+from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_BUDDY
 
 if TYPE_CHECKING:
-    from simcore.zone import Zone
+    from simcore.mm.zone import Zone
 
 MT_ISOLATE = int(MigrateType.ISOLATE)
 

@@ -4,7 +4,7 @@ A snapshot directory holds ``zoneinfo`` (required) and, optionally, ``buddyinfo`
 ``pagetypeinfo``, ``vmstat``, ``sysctl_vm`` (``vm.name = value`` lines),
 ``transparent_hugepage_enabled`` and ``nodeN.cpulist``. The layouts parsed are those
 printed by ``zoneinfo_show_print()`` in mm/vmstat.c (here), ``frag_show_print()``,
-``pagetypeinfo_show()`` and ``vmstat_show()`` (in :mod:`simcore.proctables`, re-exported
+``pagetypeinfo_show()`` and ``vmstat_show()`` (in :mod:`simcore.formats.proctables`, re-exported
 here), and by ``cpumap_print_list_to_buf()`` for
 ``/sys/devices/system/node/nodeN/cpulist`` (empty for a node without CPUs).
 
@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from simcore.constants import DEFAULT_PAGEBLOCK_ORDER
-from simcore.proctables import (
+from simcore.formats.proctables import (
     INT_RE,
     PagetypeInfo,
     ProcParseError,
@@ -34,6 +33,7 @@ from simcore.proctables import (
     parse_pagetypeinfo,
     parse_vmstat,
 )
+from simcore.mm.constants import DEFAULT_PAGEBLOCK_ORDER
 
 __all__ = [
     "PagetypeInfo", "PcpSnapshot", "ProcParseError", "ProcSnapshot", "SysctlValue",

@@ -10,7 +10,7 @@ flags (``__GFP_MEMALLOC``), and the ``__GFP_NOFAIL`` last resort.
 SIMPLIFICATION: direct reclaim, direct compaction, the retry heuristics
 (``should_reclaim_retry``/``should_compact_retry``) and the OOM killer are not modelled
 yet, so a blocking request that fails at the MIN watermark fails here as well. They
-will spend simulated time, which is why :meth:`simcore.machine.Machine.alloc_pages` is
+will spend simulated time, which is why :meth:`simcore.sim.machine.Machine.alloc_pages` is
 a SimPy generator around this synchronous core.
 """
 
@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore import trace_schema as ts
-from simcore.constants import (
+from simcore.formats import trace_schema as ts
+from simcore.mm.constants import (
     ALLOC_HARDER,
     ALLOC_KSWAPD,
     ALLOC_NO_WATERMARKS,
     ALLOC_WMARK_MIN,
 )
-from simcore.gfp import (
+from simcore.mm.gfp import (
     GFP,
     format_gfp,
     gfp_pfmemalloc_flags,
@@ -34,7 +34,7 @@ from simcore.gfp import (
 )
 
 if TYPE_CHECKING:
-    from simcore.page_alloc import AllocContext, PageAllocator
+    from simcore.mm.page_alloc import AllocContext, PageAllocator
 
 GFP_ATOMIC_BIT = int(GFP.ATOMIC)
 GFP_DIRECT_RECLAIM = int(GFP.DIRECT_RECLAIM)

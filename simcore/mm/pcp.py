@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from simcore.constants import MIGRATE_PCPTYPES, PAGE_ALLOC_COSTLY_ORDER
-from simcore.pages import MT_SHIFT, PG_PCP
+from simcore.mm.constants import MIGRATE_PCPTYPES, PAGE_ALLOC_COSTLY_ORDER
+from simcore.mm.pages import MT_SHIFT, PG_PCP
 
 if TYPE_CHECKING:
-    from simcore.zone import Zone
+    from simcore.mm.zone import Zone
 
 NR_LOWORDER_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
 NR_PCP_THP = 1

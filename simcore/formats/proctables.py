@@ -3,7 +3,7 @@
 Parses the layouts printed by mm/vmstat.c (Linux 6.1): ``frag_show_print()``
 (``/proc/buddyinfo``), ``pagetypeinfo_show()`` (``/proc/pagetypeinfo``, one section per
 node with memory) and ``vmstat_show()`` (``/proc/vmstat``, and the simulator's own
-``vmstat.txt``). :mod:`simcore.procfs` builds whole snapshots from these and re-exports
+``vmstat.txt``). :mod:`simcore.formats.procfs` builds whole snapshots from these and re-exports
 every public name here.
 
 Broken input raises :class:`ProcParseError` naming the file, the line and what was

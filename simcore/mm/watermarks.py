@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from simcore.constants import MIGRATE_PCPTYPES, PAGE_SHIFT, ZoneType
+from simcore.mm.constants import MIGRATE_PCPTYPES, PAGE_SHIFT, ZoneType
 
 KIB_PER_PAGE = 1 << (PAGE_SHIFT - 10)
 MIN_FREE_KBYTES_FLOOR = 128

@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simcore.constants import MIGRATE_PCPTYPES, MIGRATE_TYPES, MigrateType
-from simcore.pages import MT_SHIFT, PG_ALLOC, PG_BUDDY, PG_PCP, PG_RESERVED
-from simcore.pcp import NR_LOWORDER_PCP_LISTS
+from simcore.mm.constants import MIGRATE_PCPTYPES, MIGRATE_TYPES, MigrateType
+from simcore.mm.pages import MT_SHIFT, PG_ALLOC, PG_BUDDY, PG_PCP, PG_RESERVED
+from simcore.mm.pcp import NR_LOWORDER_PCP_LISTS
 
 if TYPE_CHECKING:
-    from simcore.page_alloc import PageAllocator
-    from simcore.pages import PageArray
-    from simcore.zone import Zone
+    from simcore.mm.page_alloc import PageAllocator
+    from simcore.mm.pages import PageArray
+    from simcore.mm.zone import Zone
 
 MT_MOVABLE = int(MigrateType.MOVABLE)
 MT_ISOLATE = int(MigrateType.ISOLATE)

@@ -27,9 +27,9 @@ import enum
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from simcore import constants as c
-from simcore.constants import MigrateType, WatermarkIndex, ZoneType
 from simcore.errors import AllocsimError
+from simcore.mm import constants as c
+from simcore.mm.constants import MigrateType, WatermarkIndex, ZoneType
 
 
 class GfpError(AllocsimError, ValueError):
@@ -307,7 +307,7 @@ def current_gfp_context(
 class AllocFlags(enum.IntFlag):
     """The ``ALLOC_*`` flags of ``mm/internal.h`` (6.1, MMU, ZONE_DMA32).
 
-    Values come from the plain-int ``ALLOC_*`` constants in :mod:`simcore.constants`, which
+    Values come from the plain-int ``ALLOC_*`` constants in :mod:`simcore.mm.constants`, which
     hot-path code uses directly.
 
     The low two bits are not flags but a watermark index (``ALLOC_WMARK_MASK``); read and

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from simcore.constants import ZONE_NAMES
-from simcore.procfs import PcpSnapshot, ProcSnapshot, ZoneSnapshot
+from simcore.formats.procfs import PcpSnapshot, ProcSnapshot, ZoneSnapshot
+from simcore.mm.constants import ZONE_NAMES
 
 KERNEL_ZONE_NAMES: tuple[str, ...] = tuple(dict.fromkeys((*ZONE_NAMES, "Device")))
 """``zone_names[]`` of the oracle kernel (x86_64, CONFIG_ZONE_DEVICE, no HIGHMEM): the

@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simcore.constants import (
+from simcore.mm.constants import (
     ALLOC_KSWAPD,
     ALLOC_NOFRAGMENT,
     FALLBACKS,
     MIGRATE_PCPTYPES,
     MigrateType,
 )
-from simcore.pages import MT_SHIFT, ORDER_MASK, PG_BUDDY, PG_MOVABLE_OWNER
+from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_BUDDY, PG_MOVABLE_OWNER
 
 if TYPE_CHECKING:
-    from simcore.zone import Zone
+    from simcore.mm.zone import Zone
 
 MT_UNMOVABLE = int(MigrateType.UNMOVABLE)
 MT_MOVABLE = int(MigrateType.MOVABLE)

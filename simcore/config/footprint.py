@@ -1,7 +1,7 @@
 """How much host memory a simulated machine needs, estimated before it is built.
 
-The estimate follows what :class:`simcore.page_alloc.PageAllocator` allocates: the
-``mem_map`` arrays (:class:`simcore.pages.PageArray`, 4 bytes per pfn up to the last
+The estimate follows what :class:`simcore.mm.page_alloc.PageAllocator` allocates: the
+``mem_map`` arrays (:class:`simcore.mm.pages.PageArray`, 4 bytes per pfn up to the last
 node's end rounded up to a max-order block), two bytes per pageblock (``pageblock_mt``
 and ``pb_zone``), and an allowance for the dict-linked free lists, the per-CPU lists and
 the interpreter itself. Pure arithmetic on the config: no I/O, nothing is built.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simcore.config_types import MachineConfig
+from simcore.config.types import MachineConfig
 
 PAGE_STATE_BYTES = 4
 """``ref`` (int16) + ``info`` (uint8) + ``flags`` (uint8) per pfn."""

@@ -7,7 +7,7 @@ Mirrors mm/vmstat.c (Linux 6.1): ``fill_contig_page_info()``, ``__fragmentation_
 
 Every function takes ``nr_free``: the number of free blocks of each order, i.e.
 ``zone->free_area[order].nr_free`` for orders 0..max_order. That is both what a live
-:class:`simcore.zone.Zone` holds (``zone.free_area.nr_free``) and what one line of
+:class:`simcore.mm.zone.Zone` holds (``zone.free_area.nr_free``) and what one line of
 ``/proc/buddyinfo`` shows, so the same code serves the model and real snapshots. As in the
 kernel, pages on the per-CPU (pcp) lists are not free blocks and are not counted.
 

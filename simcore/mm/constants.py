@@ -118,7 +118,7 @@ REMOTE_DISTANCE = 20
 RECLAIM_DISTANCE = 30
 
 # alloc_flags bits as plain ints for the hot path (mm/internal.h, 6.1). The typed
-# flag enum with the same values is simcore.gfp.AllocFlags.
+# flag enum with the same values is simcore.mm.gfp.AllocFlags.
 ALLOC_WMARK_MIN = 0x0
 ALLOC_WMARK_LOW = 0x1
 ALLOC_WMARK_HIGH = 0x2

@@ -2,11 +2,11 @@
 
 Config files say ``64MiB``, ``10ms`` and ``200/s``; inside the model sizes are bytes or
 pages and time is integer nanoseconds. These pure functions convert once, at the edge
-(:mod:`simcore.config`), and back again for the effective config a run writes
+(:mod:`simcore.config.parse`), and back again for the effective config a run writes
 (``format_size(parse_size_bytes(s))`` and ``format_duration`` round-trip exactly).
 
 Every parser raises :class:`UnitError` (a :class:`ValueError`) saying which format was
-expected; :mod:`simcore.config` turns it into a :class:`~simcore.errors.ConfigError` that
+expected; :mod:`simcore.config.parse` turns it into a :class:`~simcore.errors.ConfigError` that
 also names the key.
 """
 
@@ -16,7 +16,7 @@ import math
 import re
 from fractions import Fraction
 
-from simcore.constants import PAGE_SIZE
+from simcore.mm.constants import PAGE_SIZE
 
 SIZE_UNITS: dict[str, int] = {
     "": 1,

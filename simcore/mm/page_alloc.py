@@ -5,17 +5,17 @@ Mirrors mm/page_alloc.c (6.1): boot-time freeing (``memblock_free_all`` →
 ``get_page_from_freelist()``, ``rmqueue()``, ``rmqueue_buddy()``,
 ``prep_new_page()``, ``zone_statistics()``, and the sysctl handlers that recompute
 watermarks, ``lowmem_reserve`` and pcp ``high``/``batch``. Freeing and refcounting
-are in :mod:`simcore.page_free`; the slow path is in :mod:`simcore.slowpath`.
+are in :mod:`simcore.mm.page_free`; the slow path is in :mod:`simcore.mm.slowpath`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simcore import slowpath
-from simcore import watermarks as wm
-from simcore.config_types import MachineConfig, SysctlConfig
-from simcore.constants import (
+from simcore.config.types import MachineConfig, SysctlConfig
+from simcore.mm import slowpath
+from simcore.mm import watermarks as wm
+from simcore.mm.constants import (
     ALLOC_HARDER,
     ALLOC_KSWAPD,
     ALLOC_NO_WATERMARKS,
@@ -29,10 +29,10 @@ from simcore.constants import (
     kernel_migratetype_numbers,
     kernel_migratetypes,
 )
-from simcore.fallback import reserve_highatomic_pageblock
-from simcore.gfp import GFP, gfp_migratetype, gfp_zone
-from simcore.page_free import FreePagesMixin
-from simcore.pages import (
+from simcore.mm.fallback import reserve_highatomic_pageblock
+from simcore.mm.gfp import GFP, gfp_migratetype, gfp_zone
+from simcore.mm.page_free import FreePagesMixin
+from simcore.mm.pages import (
     MT_SHIFT,
     PG_ALLOC,
     PG_HEAD,
@@ -41,11 +41,11 @@ from simcore.pages import (
     PG_TAIL,
     PageArray,
 )
-from simcore.pcp import PerCpuPages
-from simcore.topology import ZoneSpan, build_node_orders, distance_matrix, layout_machine
-from simcore.trace import NullTracer, Tracer
-from simcore.vmstat import VmStat
-from simcore.zone import Zone, managed_zone, populated_zone
+from simcore.mm.pcp import PerCpuPages
+from simcore.mm.topology import ZoneSpan, build_node_orders, distance_matrix, layout_machine
+from simcore.mm.tracepoints import NullTracer, Tracer
+from simcore.mm.vmstat import VmStat
+from simcore.mm.zone import Zone, managed_zone, populated_zone
 
 GFP_THISNODE = int(GFP.THISNODE)
 GFP_COMP = int(GFP.COMP)
@@ -461,7 +461,7 @@ class PageAllocator(FreePagesMixin):
     def alloc_pages(
         self, gfp: int, order: int, nid: int, cpu: int, nodemask: frozenset[int] | None = None
     ) -> int:
-        """``__alloc_pages()`` without sleeping; see :func:`simcore.slowpath.alloc_pages`."""
+        """``__alloc_pages()`` without sleeping; see :func:`simcore.mm.slowpath.alloc_pages`."""
         return slowpath.alloc_pages(self, gfp, order, nid, cpu, nodemask)
 
     # -- whole-machine views ------------------------------------------------------------

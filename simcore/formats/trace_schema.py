@@ -70,7 +70,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("nid", "int16"),
     ("zone", "string"),  # ZONE_NAMES spelling, "" when no zone (failed allocation)
     ("order", "int16"),
-    ("gfp", "int64"),  # gfp_mask bits (simcore.gfp.GFP); format with format_gfp()
+    ("gfp", "int64"),  # gfp_mask bits (simcore.mm.gfp.GFP); format with format_gfp()
     ("migratetype", "int16"),  # requested migratetype (as the kernel traces it), see below
     ("pfn", "int64"),  # first pfn of the block; -1 on failure
     ("outcome", "string"),  # OUTCOMES
@@ -85,7 +85,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
 MIGRATETYPE_COLUMNS = ("migratetype", "fallback_migratetype")
 """Columns holding an ``enum migratetype`` value. They use the kernel's numbering for the
 machine's config (``machine.cma``): without CONFIG_CMA, MIGRATE_ISOLATE is 4, as in the
-oracle's traces; with it, CMA is 4 and ISOLATE 5 (simcore.constants)."""
+oracle's traces; with it, CMA is 4 and ISOLATE 5 (simcore.mm.constants)."""
 
 # Long-format periodic snapshot of /proc/pagetypeinfo levels: one row per
 # (time, node, zone, migratetype, order) with the number of free blocks.

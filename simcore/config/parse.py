@@ -4,7 +4,7 @@ The schema (see ``configs/*.yaml``) has ``name``, ``seed``, ``duration``, ``mach
 ``sysctl``, ``trace`` and ``workloads``. Unknown keys and wrong types are errors, and each
 error is one :class:`~simcore.errors.ConfigError` naming the file and the key path
 (``machine.nodes[1].memory``). Human units are converted here: sizes become pages and
-durations integer nanoseconds (:mod:`simcore.units`).
+durations integer nanoseconds (:mod:`simcore.config.units`).
 
 Sysctl bounds follow the 6.1 ``vm_table`` in ``kernel/sysctl.c`` and the handlers in
 ``mm/page_alloc.c``. Workload parameters are parsed by per-kind parsers handed in by the
@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from simcore.config_fields import (
+from simcore.config.fields import (
     FieldReader,
     child,
     expect_bool,
@@ -35,7 +35,7 @@ from simcore.config_fields import (
     expect_str,
     read_fields,
 )
-from simcore.config_types import (
+from simcore.config.types import (
     ExperimentConfig,
     MachineConfig,
     NodeConfig,
@@ -43,10 +43,10 @@ from simcore.config_types import (
     TraceConfig,
     WorkloadConfig,
 )
-from simcore.constants import PAGE_SIZE
+from simcore.config.units import format_duration, format_size
 from simcore.errors import ConfigError
-from simcore.topology import boot_managed_estimate, layout_machine, mobility_grouping_min_pages
-from simcore.units import format_duration, format_size
+from simcore.mm.constants import PAGE_SIZE
+from simcore.mm.topology import boot_managed_estimate, layout_machine, mobility_grouping_min_pages
 
 WorkloadParser = Callable[[Mapping[str, object], str, str], Mapping[str, object]]
 """``parser(raw_params, key_prefix, source)`` -> converted params; raises ConfigError."""

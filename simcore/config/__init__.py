@@ -1,0 +1,1 @@
+"""The experiment config: YAML parsing, typed config records, units and size checks."""

@@ -1,0 +1,1 @@
+"""Kernel text and trace formats: ``/proc`` readers and printers, the trace schema."""

@@ -1,0 +1,1 @@
+"""The timed layer: the SimPy machine, the recording tracer and periodic snapshots."""
