@@ -248,7 +248,7 @@ class _Run:
             },
             "events_traced": self.tracer.events_traced,
             "snapshots": self.recorder.snapshots,
-            "bad_page": self.machine.mm.vm.ev["bad_page"],
+            "bad_page": self.machine.mm.vm["bad_page"],
         }
 
 

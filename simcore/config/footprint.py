@@ -1,14 +1,15 @@
 """How much host memory a simulated machine needs, estimated before it is built.
 
 The estimate follows what :class:`simcore.mm.page_alloc.PageAllocator` allocates: the
-``mem_map`` arrays (:class:`simcore.mm.pages.PageArray`, 4 bytes per pfn up to the last
+``mem_map`` arrays (:class:`simcore.mm.pages.PageArray`, 8 bytes per pfn up to the last
 node's end rounded up to a max-order block), two bytes per pageblock (``pageblock_mt``
-and ``pb_zone``), and an allowance for the dict-linked free lists, the per-CPU lists and
+and ``pb_zone``), and an allowance for the list nodes of the free lists and per-CPU lists, and
 the interpreter itself. Pure arithmetic on the config: no I/O, nothing is built.
 
-SIMPLIFICATION: the free lists grow with fragmentation (two dict entries per free
-block) and the workloads keep one handle per live allocation; the allowance covers a
-free block per pageblock, not a machine fragmented down to order 0 everywhere.
+SIMPLIFICATION: the list-node arrays grow with fragmentation (one node per free
+block, doubling when full) and the workloads keep one handle per live allocation; the
+allowance covers a free block per pageblock, not a machine fragmented down to order 0
+everywhere.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 
 from simcore.config.types import MachineConfig
 
-PAGE_STATE_BYTES = 4
-"""``ref`` (int16) + ``info`` (uint8) + ``flags`` (uint8) per pfn."""
+PAGE_STATE_BYTES = 8
+"""``ref`` (int16) + ``info`` (uint8) + ``flags`` (uint8) + ``lru`` (int32) per pfn."""
 PAGEBLOCK_BYTES = 2
 """``pageblock_mt`` and ``pb_zone`` (one byte each) per pageblock."""
-FREE_BLOCK_BYTES = 200
-"""Two dict entries (``nxt``/``prv``) with their int keys and values, per free block."""
+FREE_BLOCK_BYTES = 64
+"""One list node (``nxt``, ``prv``: int32, ``pfn``: int64) per free block, times the
+slack of doubling, and the copy made while the arrays grow."""
 BASELINE_BYTES = 256 << 20
 """Python, numpy, SimPy, pyarrow and the trace buffers: measured at about 200 MiB."""
 

@@ -40,13 +40,13 @@ class FreeAreaView(Protocol):
     """What the printers read from ``zone->free_area`` (:class:`simcore.mm.freelist.FreeArea`)."""
 
     @property
-    def nr_free(self) -> Sequence[int]:
+    def nr_free(self) -> Sequence[int] | memoryview:
         """``free_area[order].nr_free`` for orders 0..max_order."""
         ...
 
     @property
-    def count(self) -> Sequence[Sequence[int]]:
-        """``count[order][migratetype]``: length of each ``free_list``."""
+    def counts(self) -> Sequence[Sequence[int]]:
+        """Free blocks per list, as ``[order][migratetype]``."""
         ...
 
 
@@ -164,7 +164,7 @@ def pagetypeinfo_tables(
     pageblock_order = DEFAULT_PAGEBLOCK_ORDER
     for zone in zones:
         pageblock_order = zone.pageblock_order
-        count = zone.free_area.count
+        count = zone.free_area.counts
         for mt in mts:
             free_counts[(zone.nid, zone.name, MIGRATETYPE_NAMES[mt])] = tuple(
                 per_mt[mt] for per_mt in count
@@ -244,7 +244,7 @@ def free_block_levels(
     mts = printed_migratetypes(show_cma=show_cma, show_isolate=show_isolate)
     rows: list[FreeBlockLevel] = []
     for zone in zones:
-        count = zone.free_area.count
+        count = zone.free_area.counts
         for mt in mts:
             name = MIGRATETYPE_NAMES[mt]
             rows.extend((zone.nid, zone.name, name, order, c[mt]) for order, c in enumerate(count))

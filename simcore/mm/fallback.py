@@ -20,9 +20,11 @@ from simcore.mm.constants import (
     ALLOC_NOFRAGMENT,
     FALLBACKS,
     MIGRATE_PCPTYPES,
+    MIGRATE_TYPES,
     MigrateType,
 )
 from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_BUDDY, PG_MOVABLE_OWNER
+from simcore.mm.vmstat import VMSTAT_INDEX
 
 if TYPE_CHECKING:
     from simcore.mm.zone import Zone
@@ -31,6 +33,9 @@ MT_UNMOVABLE = int(MigrateType.UNMOVABLE)
 MT_MOVABLE = int(MigrateType.MOVABLE)
 MT_RECLAIMABLE = int(MigrateType.RECLAIMABLE)
 MT_HIGHATOMIC = int(MigrateType.HIGHATOMIC)
+_VM_EXTFRAG_STEAL = VMSTAT_INDEX["extfrag_steal"]
+_VM_EXTFRAG_FRAGMENTING = VMSTAT_INDEX["extfrag_fragmenting"]
+_VM_EXTFRAG_CLAIMED = VMSTAT_INDEX["extfrag_pageblock_claimed"]
 
 
 def can_steal_fallback(order: int, start_mt: int, pageblock_order: int) -> bool:
@@ -52,7 +57,7 @@ def find_suitable_fallback(
         return -1, False
     can_steal = False
     for fallback_mt in FALLBACKS[mt]:
-        if not fa.count[order][fallback_mt]:
+        if not fa.count[order * MIGRATE_TYPES + fallback_mt]:
             continue
         if can_steal_fallback(order, mt, zone.pageblock_order):
             can_steal = True
@@ -93,13 +98,13 @@ def rmqueue_fallback(zone: Zone, order: int, start_mt: int, alloc_flags: int) ->
     steal_suitable_fallback(zone, pfn, alloc_flags, start_mt, can_steal)
     zone.fell_back = True
     change_ownership = zone.get_pageblock_migratetype(pfn) == start_mt
-    ev = zone.ev
-    ev["extfrag_steal"] += 1
+    v = zone.vm.v
+    v[_VM_EXTFRAG_STEAL] += 1
     if current_order < zone.pageblock_order:
-        ev["extfrag_fragmenting"] += 1
+        v[_VM_EXTFRAG_FRAGMENTING] += 1
     if change_ownership:
-        ev["extfrag_pageblock_claimed"] += 1
-    if zone.tracer.enabled:
+        v[_VM_EXTFRAG_CLAIMED] += 1
+    if zone.tracing:
         zone.tracer.mm_page_alloc_extfrag(
             zone, pfn, order, current_order, start_mt, found, change_ownership
         )

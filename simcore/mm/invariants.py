@@ -31,7 +31,7 @@ import numpy as np
 
 from simcore.mm.constants import MIGRATE_PCPTYPES, MIGRATE_TYPES, MigrateType
 from simcore.mm.pages import MT_SHIFT, PG_ALLOC, PG_BUDDY, PG_PCP, PG_RESERVED
-from simcore.mm.pcp import NR_LOWORDER_PCP_LISTS
+from simcore.mm.pcp import NR_LOWORDER_PCP_LISTS, NR_PCP_LISTS
 
 if TYPE_CHECKING:
     from simcore.mm.page_alloc import PageAllocator
@@ -118,8 +118,8 @@ def _check_free_lists(mm: PageAllocator, zone: Zone) -> dict[int, tuple[int, int
                           f"{pages.order_of(pfn)} mt {pages.mt_of(pfn)}")
                 free[pfn] = (order, mt)
                 n += 1
-            if fa.count[order][mt] != n:
-                _fail(f"{zone} free_area[{order}] count[{mt}] is {fa.count[order][mt]}, "
+            if fa.count_of(order, mt) != n:
+                _fail(f"{zone} free_area[{order}] count[{mt}] is {fa.count_of(order, mt)}, "
                       f"list holds {n} blocks")
             nr_free += n
             if mt != MT_ISOLATE:
@@ -191,7 +191,8 @@ def _check_pcp_lists(mm: PageAllocator, zone: Zone) -> list[Block]:
     seen: set[int] = set()
     for pcp in zone.per_cpu_pageset:
         count = 0
-        for pindex, lst in enumerate(pcp.lists):
+        for pindex in range(NR_PCP_LISTS):
+            lst = pcp.entries(pindex)
             order = pcp.pindex_to_order(pindex)
             for entry in lst:
                 pfn, cached_mt = entry >> 3, entry & 7
@@ -273,7 +274,7 @@ def _check_coverage(mm: PageAllocator, blocks: list[Block], complete: bool) -> N
     if not complete:
         return
     missing = np.flatnonzero(managed & (cover == 0))
-    leaked = mm.vm.ev["bad_page_leaked_pages"]
+    leaked = mm.vm["bad_page_leaked_pages"]
     if missing.size != leaked:
         where = f", first {int(missing[0]):#x}" if missing.size else ""
         _fail(f"{missing.size} managed pages are neither free, on a pcp list nor "

@@ -10,9 +10,8 @@ are in :mod:`simcore.mm.page_free`; the slow path is in :mod:`simcore.mm.slowpat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from simcore.config.types import MachineConfig, SysctlConfig
+from simcore.formats import trace_schema as ts
 from simcore.mm import slowpath
 from simcore.mm import watermarks as wm
 from simcore.mm.constants import (
@@ -44,32 +43,52 @@ from simcore.mm.pages import (
 from simcore.mm.pcp import PerCpuPages
 from simcore.mm.topology import ZoneSpan, build_node_orders, distance_matrix, layout_machine
 from simcore.mm.tracepoints import NullTracer, Tracer
-from simcore.mm.vmstat import VmStat
+from simcore.mm.vmstat import VMSTAT_INDEX, VmStat
 from simcore.mm.zone import Zone, managed_zone, populated_zone
 
 GFP_THISNODE = int(GFP.THISNODE)
 GFP_COMP = int(GFP.COMP)
 GFP_KSWAPD_RECLAIM = int(GFP.KSWAPD_RECLAIM)
 MT_MOVABLE = int(MigrateType.MOVABLE)
+_VM_PGFREE = VMSTAT_INDEX["pgfree"]
+_VM_HIGHATOMIC_RESERVED = VMSTAT_INDEX["highatomic_reserved"]
+_VM_KSWAPD_WAKEUP = VMSTAT_INDEX["kswapd_wakeup"]
+_VM_NUMA_HIT = VMSTAT_INDEX["numa_hit"]
+_VM_NUMA_MISS = VMSTAT_INDEX["numa_miss"]
+_VM_NUMA_FOREIGN = VMSTAT_INDEX["numa_foreign"]
+_VM_NUMA_LOCAL = VMSTAT_INDEX["numa_local"]
+_VM_NUMA_OTHER = VMSTAT_INDEX["numa_other"]
+_PATH_PCP = ts.PATH_PCP
+_PATH_BUDDY = ts.PATH_BUDDY
+_PATH_FALLBACK = ts.PATH_FALLBACK
 
 
-@dataclass(slots=True)
 class AllocContext:
-    """``struct alloc_context``: what prepare_alloc_pages() decides once per request."""
+    """``struct alloc_context``: what prepare_alloc_pages() decides once per request.
 
-    zonelist: tuple[Zone, ...]
-    """Eligible zones in fallback order (already filtered by highest_zoneidx/nodemask)."""
-    highest_zoneidx: int
-    migratetype: int
-    preferred_nid: int
-    nodemask: frozenset[int] | None = None
-    fast_flags: int = 0
-    """alloc_flags of the first get_page_from_freelist() attempt (LOW + nofragment)."""
+    Attributes:
+        zonelist: Eligible zones in fallback order (already filtered by
+            highest_zoneidx and nodemask).
+        highest_zoneidx: ``gfp_zone()`` of the request.
+        migratetype: ``gfp_migratetype()`` of the request.
+        preferred_nid: The node asked for.
+        nodemask: Allowed nodes, or None for all.
+        preferred_zone: ``ac->preferred_zoneref->zone`` (None for an empty zonelist).
+        fast_flags: alloc_flags of the first get_page_from_freelist() attempt (LOW
+            watermark + nofragment).
+    """
 
-    @property
-    def preferred_zone(self) -> Zone | None:
-        """``ac->preferred_zoneref->zone``."""
-        return self.zonelist[0] if self.zonelist else None
+    def __init__(
+        self, zonelist: tuple[Zone, ...], highest_zoneidx: int, migratetype: int,
+        preferred_nid: int, nodemask: frozenset[int] | None = None, fast_flags: int = 0,
+    ) -> None:
+        self.zonelist = zonelist
+        self.highest_zoneidx = highest_zoneidx
+        self.migratetype = migratetype
+        self.preferred_nid = preferred_nid
+        self.nodemask = nodemask
+        self.fast_flags = fast_flags
+        self.preferred_zone = zonelist[0] if zonelist else None
 
 
 class Node:
@@ -113,6 +132,8 @@ class PageAllocator(FreePagesMixin):
         self.cfg = cfg
         self.sysctl = sysctl
         self.tracer = tracer if tracer is not None else NullTracer()
+        self.tracing = bool(self.tracer.enabled)
+        """``tracer.enabled``, read once (the tracepoints' static key)."""
         self.max_order = cfg.max_order
         self.pageblock_order = cfg.pageblock_order
         self.thp = cfg.transparent_hugepage in ("always", "madvise")
@@ -168,7 +189,7 @@ class PageAllocator(FreePagesMixin):
             pageblock_mt=self.pageblock_mt, pageblock_order=self.pageblock_order,
             max_order=self.max_order, tracer=self.tracer,
         )
-        zone.ev = self.vm.ev
+        zone.vm = self.vm
         zone.watermark_boost_factor = self.sysctl.watermark_boost_factor
         zone.per_cpu_pageset = [PerCpuPages(cpu, zone) for cpu in range(self.nr_cpus)]
         self.nodes[span.nid].node_zones[span.zone_idx] = zone
@@ -225,15 +246,15 @@ class PageAllocator(FreePagesMixin):
         allocation: every free list is in ascending pfn order, and no boot free is
         traced.
         """
-        ev = self.vm.ev
+        v = self.vm.v
         for zone, start in zip(self.zones, self._managed_start, strict=True):
             pfn, end = start, zone.end_pfn
             while pfn < end:
                 order = min(self.max_order, (pfn & -pfn).bit_length() - 1 if pfn else 63)
                 while pfn + (1 << order) > end:
                     order -= 1
-                zone.free_one_page(pfn, order, MT_MOVABLE, to_tail=True)
-                ev["pgfree"] += 1 << order
+                zone.free_one_page(pfn, order, MT_MOVABLE, True)
+                v[_VM_PGFREE] += 1 << order
                 pfn += 1 << order
 
     # -- sysctl-driven sizing -----------------------------------------------------------
@@ -374,7 +395,7 @@ class PageAllocator(FreePagesMixin):
                         before = zone.nr_reserved_highatomic
                         reserve_highatomic_pageblock(zone, pfn)
                         if zone.nr_reserved_highatomic != before:
-                            self.vm.ev["highatomic_reserved"] += 1
+                            self.vm.v[_VM_HIGHATOMIC_RESERVED] += 1
                     self.last_zone = zone
                     return pfn
             if restart:
@@ -401,14 +422,17 @@ class PageAllocator(FreePagesMixin):
         if pfn < 0:
             pfn = self.rmqueue_buddy(zone, order, alloc_flags, mt)
         if pfn >= 0:
-            ev = self.vm.ev
-            ev[zone.pgalloc_key] += 1 << order
+            v = self.vm.v
+            v[zone.pgalloc_idx] += 1 << order
             if preferred is None or zone.nid == preferred.nid:
-                ev["numa_hit"] += 1
+                v[_VM_NUMA_HIT] += 1
             else:
-                ev["numa_miss"] += 1
-                ev["numa_foreign"] += 1
-            ev["numa_local" if zone.nid == self.cpu_to_node[cpu] else "numa_other"] += 1
+                v[_VM_NUMA_MISS] += 1
+                v[_VM_NUMA_FOREIGN] += 1
+            if zone.nid == self.cpu_to_node[cpu]:
+                v[_VM_NUMA_LOCAL] += 1
+            else:
+                v[_VM_NUMA_OTHER] += 1
         if zone.boosted_watermark:
             zone.boosted_watermark = False
             self.wakeup_kswapd(zone, 0, 0, zone.zone_idx)
@@ -440,11 +464,11 @@ class PageAllocator(FreePagesMixin):
         movable = PG_MOVABLE_OWNER if mt == MT_MOVABLE else 0
         if order and gfp & GFP_COMP:
             pages.flags[pfn] = PG_ALLOC | PG_HEAD | movable
-            pages.flags_np[pfn + 1 : pfn + (1 << order)] = PG_TAIL | movable
+            pages.fill_flags(pfn + 1, pfn + (1 << order), PG_TAIL | movable)
         else:
             pages.flags[pfn] = PG_ALLOC | movable
             if order and movable:
-                pages.flags_np[pfn + 1 : pfn + (1 << order)] = movable
+                pages.fill_flags(pfn + 1, pfn + (1 << order), movable)
 
     def wakeup_kswapd(self, zone: Zone, gfp: int, order: int, highest_zoneidx: int) -> None:
         """``wakeup_kswapd()`` hook: nothing for a zone with no managed pages.
@@ -456,13 +480,35 @@ class PageAllocator(FreePagesMixin):
         """
         if not managed_zone(zone):
             return
-        self.vm.ev["kswapd_wakeup"] += 1
+        self.vm.v[_VM_KSWAPD_WAKEUP] += 1
 
     def alloc_pages(
         self, gfp: int, order: int, nid: int, cpu: int, nodemask: frozenset[int] | None = None
     ) -> int:
-        """``__alloc_pages()`` without sleeping; see :func:`simcore.mm.slowpath.alloc_pages`."""
-        return slowpath.alloc_pages(self, gfp, order, nid, cpu, nodemask)
+        """``__alloc_pages()`` for a request that is not allowed to sleep yet.
+
+        The fast path at the LOW watermark, then :func:`simcore.mm.slowpath.
+        alloc_pages_slowpath`. Returns the first pfn of the block, or -1. Emits
+        ``mm_page_alloc`` (and ``mm_page_alloc_fail`` on failure) with the path the block
+        came from. An order above ``max_order`` (6.1: ``order >= MAX_ORDER``) returns
+        before any of that; see :func:`simcore.mm.slowpath.warn_order`.
+        """
+        if order > self.max_order:
+            return slowpath.warn_order(self, gfp, order, nid)
+        ac = self.prepare_alloc_pages(gfp, nid, nodemask)
+        pfn = self.get_page_from_freelist(gfp, order, ac.fast_flags, ac, cpu)
+        if pfn < 0:
+            pfn = slowpath.alloc_pages_slowpath(self, gfp, order, ac, cpu)
+            if pfn < 0:
+                return slowpath.alloc_failed(self, gfp, order, nid, ac)
+        if self.tracing:
+            zone = self.last_zone
+            if zone.fell_back:
+                path = _PATH_FALLBACK
+            else:
+                path = _PATH_PCP if self.last_path_pcp else _PATH_BUDDY
+            self.tracer.mm_page_alloc(zone, pfn, order, gfp, ac.migratetype, path, nid)
+        return pfn
 
     # -- whole-machine views ------------------------------------------------------------
     @property

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from simcore.mm.constants import MIGRATE_PCPTYPES, MigrateType
 from simcore.mm.pages import ORDER_MASK, PG_ALLOC, PG_HEAD, PG_RESERVED, PG_TAIL
+from simcore.mm.vmstat import VMSTAT_INDEX
 
 if TYPE_CHECKING:
     from simcore.mm.pages import PageArray
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 
 MT_MOVABLE = int(MigrateType.MOVABLE)
 MT_ISOLATE = int(MigrateType.ISOLATE)
+_VM_PGFREE = VMSTAT_INDEX["pgfree"]
+_VM_BAD_PAGE = VMSTAT_INDEX["bad_page"]
+_VM_BAD_PAGE_LEAKED = VMSTAT_INDEX["bad_page_leaked_pages"]
 
 
 class FreePagesMixin:
@@ -33,6 +37,7 @@ class FreePagesMixin:
 
     pages: PageArray
     tracer: Tracer
+    tracing: bool
     vm: VmStat
     max_order: int
 
@@ -47,9 +52,9 @@ class FreePagesMixin:
     # -- reporting ----------------------------------------------------------------------
     def bad_page(self, pfn: int, order: int, reason: str) -> None:
         """``bad_page()``: count and trace "BUG: Bad page state"; the page is leaked."""
-        self.vm.ev["bad_page"] += 1
+        self.vm.v[_VM_BAD_PAGE] += 1
         zone = self.page_zone(pfn) if 0 <= pfn < self.pages.nr_pages else None
-        if self.tracer.enabled:
+        if self.tracing:
             self.tracer.bad_page(zone, pfn, order, reason)
 
     def _check_pfn(self, pfn: int, order: int, what: str) -> bool:
@@ -110,19 +115,19 @@ class FreePagesMixin:
         block is freed whole) fails the check: the block is reported and leaked.
         """
         pages = self.pages
-        if self.tracer.enabled:
+        if self.tracing:
             self.tracer.mm_page_free(zone, pfn, order)
         nr = 1 << order
-        if order and pages.ref_np[pfn + 1 : pfn + nr].any():
+        if order and pages.any_ref(pfn + 1, pfn + nr):
             self.bad_page(pfn, order, "nonzero _refcount on a tail page")
-            self.vm.ev["bad_page_leaked_pages"] += nr
+            self.vm.v[_VM_BAD_PAGE_LEAKED] += nr
             return False
         if pages.ref[pfn] != 0:
             self.bad_page(pfn, order, "nonzero _refcount")
-            self.vm.ev["bad_page_leaked_pages"] += nr
+            self.vm.v[_VM_BAD_PAGE_LEAKED] += nr
             return False
         if order:
-            pages.flags_np[pfn : pfn + nr] = 0
+            pages.fill_flags(pfn, pfn + nr, 0)
         else:
             pages.flags[pfn] = 0
         pages.info[pfn] = 0
@@ -140,18 +145,18 @@ class FreePagesMixin:
         pcp_mt = mt
         if mt >= MIGRATE_PCPTYPES:
             if mt == MT_ISOLATE:
-                zone.free_one_page(pfn, order, mt)
+                zone.free_one_page(pfn, order, mt, False)
                 return
             pcp_mt = MT_MOVABLE
-        self.vm.ev["pgfree"] += 1 << order
+        self.vm.v[_VM_PGFREE] += 1 << order
         zone.per_cpu_pageset[cpu].free_commit(pfn, order, pcp_mt, mt)
 
     def free_pages_ok(self, pfn: int, order: int, zone: Zone) -> None:
         """``__free_pages_ok()``: non-pcp orders go straight to the buddy lists."""
         if not self.free_pages_prepare(pfn, order, zone):
             return
-        zone.free_one_page(pfn, order, zone.get_pageblock_migratetype(pfn))
-        self.vm.ev["pgfree"] += 1 << order
+        zone.free_one_page(pfn, order, zone.get_pageblock_migratetype(pfn), False)
+        self.vm.v[_VM_PGFREE] += 1 << order
 
     # -- refcounts ----------------------------------------------------------------------
     def split_page(self, pfn: int, order: int) -> bool:

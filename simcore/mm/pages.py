@@ -1,10 +1,14 @@
 """Per-page state: the simulator's ``struct page`` array (``mem_map``).
 
 Mirrors the fields of ``struct page`` (include/linux/mm_types.h) that the page
-allocator reads, packed into four bytes per page so that a 1 TiB machine
-(268M pages) needs about 1 GiB:
+allocator reads, packed into eight bytes per page (the kernel's ``struct page`` is 64),
+so that a 1 TiB machine (268M pages) needs 2 GiB:
 
 * ``ref`` (int16): ``page->_refcount``.
+* ``lru`` (int32): for the head of a block on a buddy free list or a per-CPU list, the
+  index of its list node in the zone's :class:`~simcore.mm.freelist.PageLists` (the
+  kernel links ``page->lru``/``page->pcp_list`` of that same head page); meaningless
+  otherwise.
 * ``info`` (uint8): low nibble = order (``buddy_order()`` for free block heads, the
   allocation order for allocated heads, ``compound_order()`` for compound heads);
   high nibble = migratetype (the free list a buddy head sits on, the cached pcp
@@ -13,7 +17,8 @@ allocator reads, packed into four bytes per page so that a 1 TiB machine
 * ``flags`` (uint8): the page flags below.
 
 There is no Python object per page. Scalar access goes through ``memoryview`` objects of the
-numpy arrays (fast for single elements); bulk operations use the numpy arrays.
+numpy arrays (typed memoryviews in the compiled build, see ``pages.pxd``); bulk
+operations use the numpy arrays.
 """
 
 from __future__ import annotations
@@ -41,27 +46,50 @@ PG_MOVABLE_OWNER = 0x40
 
 ORDER_MASK = 0x0F
 MT_SHIFT = 4
+SHORT_RANGE = 16
+"""Ranges of at most this many pages are updated page by page; longer ones (a
+pageblock-order block) by one numpy slice operation."""
 
 
 class PageArray:
     """The ``mem_map``: compact per-page arrays for pfns ``0 .. nr_pages-1``."""
-
-    __slots__ = ("nr_pages", "ref_np", "info_np", "flags_np", "ref", "info", "flags")
 
     def __init__(self, nr_pages: int) -> None:
         self.nr_pages = nr_pages
         self.ref_np = np.zeros(nr_pages, dtype=np.int16)
         self.info_np = np.zeros(nr_pages, dtype=np.uint8)
         self.flags_np = np.zeros(nr_pages, dtype=np.uint8)
+        self.lru_np = np.zeros(nr_pages, dtype=np.int32)
         # ndarray.data is a memoryview of the array: fast scalar get/set from Python.
         self.ref = self.ref_np.data
         self.info = self.info_np.data
         self.flags = self.flags_np.data
+        self.lru = self.lru_np.data
 
     @property
     def nbytes(self) -> int:
         """Bytes of per-page state."""
-        return int(self.ref_np.nbytes + self.info_np.nbytes + self.flags_np.nbytes)
+        return int(self.ref_np.nbytes + self.info_np.nbytes + self.flags_np.nbytes
+                   + self.lru_np.nbytes)
+
+    def fill_flags(self, start: int, end: int, value: int) -> None:
+        """Set the flags of pfns ``start .. end-1`` to ``value`` (a short loop or a slice)."""
+        if end - start <= SHORT_RANGE:
+            flags = self.flags
+            for pfn in range(start, end):
+                flags[pfn] = value
+        else:
+            self.flags_np[start:end] = value
+
+    def any_ref(self, start: int, end: int) -> bool:
+        """Whether any page of pfns ``start .. end-1`` has a non-zero refcount."""
+        if end - start <= SHORT_RANGE:
+            ref = self.ref
+            for pfn in range(start, end):
+                if ref[pfn]:
+                    return True
+            return False
+        return bool(self.ref_np[start:end].any())
 
     def order_of(self, pfn: int) -> int:
         """The order recorded in ``pfn``'s info byte."""

@@ -5,10 +5,11 @@ Mirrors mm/page_alloc.c (6.1): ``order_to_pindex()``, ``pindex_to_order()``,
 ``free_unref_page_commit()``, ``nr_pcp_free()``, ``nr_pcp_high()``,
 ``free_pcppages_bulk()`` and ``drain_pages_zone()``.
 
-Each list is a deque of ``pfn << 3 | migratetype`` entries; the migratetype is the one
-``set_pcppage_migratetype()`` cached when the page entered the list. The list head is
-the left end: frees and allocations use the head (LIFO), refills append to the tail
-and drains take from the tail (oldest first).
+Each list is an intrusive list of the zone's :class:`~simcore.mm.freelist.PageLists`
+(``page->pcp_list``), no Python object per page. The migratetype that
+``set_pcppage_migratetype()`` caches when a page enters the list is kept in the page's
+``info`` byte, with the order. Frees and allocations use the list head (LIFO), refills
+append to the tail and drains take from the tail (oldest first).
 
 Pure code: no SimPy, no I/O, no randomness. SIMPLIFICATION: the pcp trylock never
 fails (no lock contention is modelled).
@@ -16,7 +17,6 @@ fails (no lock contention is modelled).
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING
 
 from simcore.mm.constants import MIGRATE_PCPTYPES, PAGE_ALLOC_COSTLY_ORDER
@@ -40,8 +40,6 @@ def order_to_pindex(mt: int, order: int) -> int:
 class PerCpuPages:
     """``struct per_cpu_pages`` of one zone on one CPU."""
 
-    __slots__ = ("cpu", "zone", "count", "high", "batch", "free_factor", "lists")
-
     def __init__(self, cpu: int, zone: Zone, high: int = 0, batch: int = 1) -> None:
         self.cpu = cpu
         self.zone = zone
@@ -50,7 +48,20 @@ class PerCpuPages:
         self.high = high
         self.batch = batch
         self.free_factor = 0
-        self.lists: list[deque[int]] = [deque() for _ in range(NR_PCP_LISTS)]
+        self.page_lists = zone.lists
+        self.heads = [zone.lists.new_list() for _ in range(NR_PCP_LISTS)]
+        """Sentinel node of each pcp list, by pindex."""
+        self.pages = zone.pages
+
+    def entries(self, pindex: int) -> list[int]:
+        """List ``pindex`` front to back, as ``pfn << 3 | cached migratetype``."""
+        info = self.pages.info
+        return [pfn << 3 | (info[pfn] >> MT_SHIFT)
+                for pfn in self.page_lists.pfns(self.heads[pindex])]
+
+    def list_empty(self, pindex: int) -> bool:
+        """``list_empty(&pcp->lists[pindex])``."""
+        return self.page_lists.first(self.heads[pindex]) < 0
 
     def pindex_to_order(self, pindex: int) -> int:
         """``pindex_to_order()``."""
@@ -64,23 +75,24 @@ class PerCpuPages:
         Mirrors rmqueue_pcplist() + __rmqueue_pcplist(). Returns a pfn or -1.
         """
         self.free_factor >>= 1
-        lst = self.lists[order_to_pindex(mt, order)]
-        if not lst:
+        head = self.heads[order_to_pindex(mt, order)]
+        lists = self.page_lists
+        flags = self.pages.flags
+        pfn = lists.first(head)
+        if pfn < 0:
             batch = self.batch
             if batch > 1:
                 batch = max(batch >> order, 2)
             pfns = self.zone.rmqueue_bulk(order, batch, mt, alloc_flags)
             if not pfns:
                 return -1
-            flags = self.zone.pages.flags
-            info = self.zone.pages.info
             for pfn in pfns:
-                lst.append(pfn << 3 | (info[pfn] >> MT_SHIFT))
+                lists.add_tail(head, pfn)  # info keeps the type __rmqueue_smallest() cached
                 flags[pfn] |= PG_PCP
             self.count += len(pfns) << order
-        entry = lst.popleft()
-        pfn = entry >> 3
-        self.zone.pages.flags[pfn] &= ~PG_PCP
+            pfn = lists.first(head)
+        lists.unlink(pfn)
+        flags[pfn] &= ~PG_PCP
         self.count -= 1 << order
         return pfn
 
@@ -91,8 +103,9 @@ class PerCpuPages:
         CMA pages use MOVABLE's); ``cached_mt`` is the pageblock type the page will be
         merged back as when drained.
         """
-        self.lists[order_to_pindex(pcp_mt, order)].appendleft(pfn << 3 | cached_mt)
-        self.zone.pages.flags[pfn] |= PG_PCP
+        self.page_lists.add(self.heads[order_to_pindex(pcp_mt, order)], pfn)
+        self.pages.info[pfn] = order | (cached_mt << MT_SHIFT)  # set_pcppage_migratetype()
+        self.pages.flags[pfn] |= PG_PCP
         self.count += 1 << order
         free_high = bool(self.free_factor and order and order <= PAGE_ALLOC_COSTLY_ORDER)
         high = self.nr_pcp_high(free_high)
@@ -132,9 +145,11 @@ class PerCpuPages:
         count = min(self.count, count)
         zone = self.zone
         isolated_pageblocks = zone.nr_isolate_pageblock  # has_isolate_pageblock()
-        flags = zone.pages.flags
-        tracer = zone.tracer
-        lists = self.lists
+        flags = self.pages.flags
+        info = self.pages.info
+        tracing = zone.tracing
+        lists = self.page_lists
+        heads = self.heads
         min_p, max_p = 0, NR_PCP_LISTS - 1
         pindex -= 1
         while count > 0:
@@ -142,27 +157,28 @@ class PerCpuPages:
                 pindex += 1
                 if pindex > max_p:
                     pindex = min_p
-                lst = lists[pindex]
-                if lst:
+                if lists.first(heads[pindex]) >= 0:
                     break
                 if pindex == max_p:
                     max_p -= 1
                 if pindex == min_p:
                     min_p += 1
+            head = heads[pindex]
             order = self.pindex_to_order(pindex)
             nr_pages = 1 << order
             while True:
-                entry = lst.pop()
-                pfn, mt = entry >> 3, entry & 7
+                pfn = lists.last(head)
+                lists.unlink(pfn)
+                mt = info[pfn] >> MT_SHIFT
                 flags[pfn] &= ~PG_PCP
                 count -= nr_pages
                 self.count -= nr_pages
                 if isolated_pageblocks:
                     mt = zone.get_pageblock_migratetype(pfn)
-                zone.free_one_page(pfn, order, mt)
-                if tracer.enabled:
-                    tracer.mm_page_pcpu_drain(zone, pfn, order, mt)
-                if count <= 0 or not lst:
+                zone.free_one_page(pfn, order, mt, False)
+                if tracing:
+                    zone.tracer.mm_page_pcpu_drain(zone, pfn, order, mt)
+                if count <= 0 or lists.first(head) < 0:
                     break
 
     def drain(self) -> None:

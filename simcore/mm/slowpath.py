@@ -1,8 +1,8 @@
-"""``__alloc_pages()`` and the part of ``__alloc_pages_slowpath()`` modelled so far.
+"""The part of ``__alloc_pages_slowpath()`` modelled so far, and ``__alloc_pages()``'s exits.
 
-Mirrors mm/page_alloc.c (6.1) ``__alloc_pages()`` (the ``WARN_ON_ONCE_GFP`` order
-check, fast path at the LOW watermark, slow path, ``mm_page_alloc`` tracepoint) and
-these slow-path stages:
+Mirrors mm/page_alloc.c (6.1): the ``WARN_ON_ONCE_GFP`` order check and the failure
+exit of ``__alloc_pages()`` (its fast path is
+:meth:`simcore.mm.page_alloc.PageAllocator.alloc_pages`), and these slow-path stages:
 dropping ``__GFP_ATOMIC`` for blocking callers, ``gfp_to_alloc_flags()`` (MIN
 watermark, ALLOC_HIGH/ALLOC_HARDER), ``wake_all_kswapds()``, the retry with reserve
 flags (``__GFP_MEMALLOC``), and the ``__GFP_NOFAIL`` last resort.
@@ -42,34 +42,12 @@ GFP_NOFAIL = int(GFP.NOFAIL)
 GFP_NOWARN = int(GFP.NOWARN)
 
 
-def alloc_pages(
-    mm: PageAllocator, gfp: int, order: int, nid: int, cpu: int,
-    nodemask: frozenset[int] | None = None,
+def alloc_failed(
+    mm: PageAllocator, gfp: int, order: int, nid: int, ac: AllocContext
 ) -> int:
-    """``__alloc_pages()`` for a request that is not allowed to sleep yet.
-
-    Returns the first pfn of the block, or -1. Emits ``mm_page_alloc`` (and
-    ``mm_page_alloc_fail`` on failure) with the path the block came from. An order
-    above ``max_order`` (6.1: ``order >= MAX_ORDER``) returns before any of that; see
-    :func:`warn_order`.
-    """
-    if order > mm.max_order:
-        return warn_order(mm, gfp, order, nid)
-    ac = mm.prepare_alloc_pages(gfp, nid, nodemask)
-    pfn = mm.get_page_from_freelist(gfp, order, ac.fast_flags, ac, cpu)
-    if pfn < 0:
-        pfn = alloc_pages_slowpath(mm, gfp, order, ac, cpu)
-        if pfn < 0:
-            reason = "no zone" if not ac.zonelist else "below watermark; reclaim not modelled"
-            return _fail(mm, gfp, order, nid, ac.migratetype, reason, nodemask)
-    if mm.tracer.enabled:
-        zone = mm.last_zone
-        if zone.fell_back:
-            path = ts.PATH_FALLBACK
-        else:
-            path = ts.PATH_PCP if mm.last_path_pcp else ts.PATH_BUDDY
-        mm.tracer.mm_page_alloc(zone, pfn, order, gfp, ac.migratetype, path, nid)
-    return pfn
+    """Account and trace an allocation that found no page on the fast and slow paths."""
+    reason = "no zone" if not ac.zonelist else "below watermark; reclaim not modelled"
+    return _fail(mm, gfp, order, nid, ac.migratetype, reason, ac.nodemask)
 
 
 def warn_alloc_text(comm: str, gfp: int, order: int, nodemask: frozenset[int] | None) -> str:
@@ -93,11 +71,11 @@ def warn_order(mm: PageAllocator, gfp: int, order: int, nid: int) -> int:
     simulator-only ``alloc_order_warn`` event and counter; ``reason`` says whether the
     kernel printed the WARNING. Returns -1.
     """
-    mm.vm.ev["alloc_order_warn"] += 1
+    mm.vm.add("alloc_order_warn", 1)
     printed = not gfp & GFP_NOWARN and not mm.order_warned
     if printed:
         mm.order_warned = True
-    if mm.tracer.enabled:
+    if mm.tracing:
         limit = f"order:{order} >= MAX_ORDER ({mm.max_order + 1}): NULL"
         if printed:
             why = "WARN_ON_ONCE_GFP printed a WARNING (once per boot)"
@@ -113,8 +91,8 @@ def _fail(
     mm: PageAllocator, gfp: int, order: int, nid: int, mt: int, why: str,
     nodemask: frozenset[int] | None = None,
 ) -> int:
-    mm.vm.ev["pgalloc_fail"] += 1
-    if mm.tracer.enabled:
+    mm.vm.add("pgalloc_fail", 1)
+    if mm.tracing:
         mm.tracer.mm_page_alloc(None, -1, order, gfp, mt, ts.PATH_FAILURE, nid)
         if gfp & GFP_NOWARN:
             reason = f"{why}; warn_alloc suppressed by __GFP_NOWARN"

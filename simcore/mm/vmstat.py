@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 VMSTAT_ZONE_SUFFIXES = ("dma", "dma32", "normal", "movable", "device")
 """``TEXTS_FOR_ZONES()`` of the oracle kernel: every zone type, ZONE_DEVICE included
 (the model has no ZONE_DEVICE, but the kernel prints its counters)."""
@@ -81,20 +83,36 @@ def format_vmstat(counters: Mapping[str, int], nr_free_pages: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-class VmStat:
-    """Event counters, as a plain dict keyed by the vmstat name."""
+COUNTERS: tuple[str, ...] = KERNEL_EVENTS + SIM_ONLY
+"""Every counter the model keeps; a counter's index here is its ``enum`` value."""
+VMSTAT_INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTERS)}
+"""Counter name -> index in :attr:`VmStat.v` (the model's ``enum vm_event_item``)."""
 
-    __slots__ = ("ev",)
+
+class VmStat:
+    """Event counters in an int64 array indexed by :data:`VMSTAT_INDEX`.
+
+    The hot paths bump ``vm.v[index]`` (``count_vm_events()``); everything else reads
+    counters by name (``vm["pgfree"]``) or as a dict.
+    """
 
     def __init__(self) -> None:
-        self.ev: dict[str, int] = dict.fromkeys(KERNEL_EVENTS + SIM_ONLY, 0)
+        self.values = np.zeros(len(COUNTERS), dtype=np.int64)
+        self.v = self.values.data
 
     def __getitem__(self, name: str) -> int:
-        return self.ev[name]
+        return int(self.v[VMSTAT_INDEX[name]])
+
+    def __setitem__(self, name: str, value: int) -> None:
+        self.v[VMSTAT_INDEX[name]] = value
+
+    def add(self, name: str, delta: int) -> None:
+        """Add ``delta`` to the counter ``name`` (off the hot paths)."""
+        self.v[VMSTAT_INDEX[name]] += delta
 
     def as_dict(self) -> dict[str, int]:
         """A copy of every counter."""
-        return dict(self.ev)
+        return {name: int(value) for name, value in zip(COUNTERS, self.values, strict=True)}
 
     def format(self, nr_free_pages: int) -> str:
         """Text in ``/proc/vmstat`` layout (see :func:`format_vmstat`).
@@ -102,4 +120,4 @@ class VmStat:
         The simulator-only counters follow a ``# simulator-only`` comment line so that
         a ``diff`` against a real host lines up.
         """
-        return format_vmstat(self.ev, nr_free_pages)
+        return format_vmstat(self.as_dict(), nr_free_pages)

@@ -20,17 +20,20 @@ from simcore.mm.constants import (
     ALLOC_OOM,
     ALLOC_WMARK_MASK,
     MIGRATE_PCPTYPES,
+    MIGRATE_TYPES,
     ZONE_NAMES,
     MigrateType,
 )
 from simcore.mm.fallback import rmqueue_fallback
-from simcore.mm.freelist import FreeArea
+from simcore.mm.freelist import FreeArea, PageLists
 from simcore.mm.gfp import GFP
 from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_BUDDY, PageArray
+from simcore.mm.vmstat import VMSTAT_INDEX
 
 if TYPE_CHECKING:
     from simcore.mm.pcp import PerCpuPages
     from simcore.mm.tracepoints import Tracer
+    from simcore.mm.vmstat import VmStat
 
 MT_HIGHATOMIC = int(MigrateType.HIGHATOMIC)
 MT_CMA = int(MigrateType.CMA)
@@ -87,10 +90,14 @@ class Zone:
         self.pageblock_order = pageblock_order
         self.max_order = max_order
         self.tracer = tracer
-        self.ev: dict[str, int] = {}
-        """The machine's vmstat event counters (shared dict, set by the allocator)."""
-        self.pgalloc_key = f"pgalloc_{self.name.lower()}"
-        self.free_area = FreeArea(max_order, pages)
+        self.tracing = bool(tracer.enabled)
+        """``tracer.enabled``, read once (the tracepoint static key)."""
+        self.vm: VmStat = None  # type: ignore[assignment]
+        """The machine's vmstat event counters (shared, set by the allocator)."""
+        self.pgalloc_idx = VMSTAT_INDEX[f"pgalloc_{self.name.lower()}"]
+        self.lists = PageLists(pages)
+        """The ``page->lru`` storage of this zone's free lists and pcp lists."""
+        self.free_area = FreeArea(max_order, pages, self.lists)
         self.nr_free_pages = 0
         """NR_FREE_PAGES: pages on the buddy free lists (pcp pages excluded)."""
         self.watermark = [0, 0, 0, 0]
@@ -166,10 +173,10 @@ class Zone:
             pfn &= buddy_pfn
             order += 1
         if not to_tail:
-            to_tail = self._buddy_merge_likely(pfn, buddy_pfn, order)
+            to_tail = self.buddy_merge_likely(pfn, buddy_pfn, order)
         fa.add(pfn, order, mt, to_tail)
 
-    def _buddy_merge_likely(self, pfn: int, buddy_pfn: int, order: int) -> bool:
+    def buddy_merge_likely(self, pfn: int, buddy_pfn: int, order: int) -> bool:
         """``buddy_merge_likely()``: is the order+1 buddy of the merged block free?"""
         if order >= self.max_order - 1:
             return False
@@ -187,7 +194,7 @@ class Zone:
         fa = self.free_area
         while high > low:
             high -= 1
-            fa.add(pfn + (1 << high), high, mt)
+            fa.add(pfn + (1 << high), high, mt, False)
 
     def rmqueue_smallest(self, order: int, mt: int) -> int:
         """Take the head block of the smallest order >= ``order``: __rmqueue_smallest().
@@ -202,7 +209,7 @@ class Zone:
             fa.remove(pfn, current_order, mt)
             self.expand(pfn, order, current_order, mt)
             self.pages.info[pfn] = order | (mt << MT_SHIFT)  # set_pcppage_migratetype()
-            if self.tracer.enabled:
+            if self.tracing:
                 refill = (order <= 3 or order == self.pageblock_order) and mt < MIGRATE_PCPTYPES
                 self.tracer.mm_page_alloc_zone_locked(self, pfn, order, mt, refill)
             return pfn
@@ -255,14 +262,15 @@ class Zone:
             return False
         if not order:
             return True
-        fa = self.free_area
+        nr_free = self.free_area.nr_free
+        count = self.free_area.count
         for o in range(order, self.max_order + 1):
-            if not fa.nr_free[o]:
+            if not nr_free[o]:
                 continue
-            cnt = fa.count[o]
-            if cnt[0] or cnt[1] or cnt[2]:
+            base = o * MIGRATE_TYPES
+            if count[base] or count[base + 1] or count[base + 2]:  # the PCPTYPES
                 return True
-            if harder and cnt[MT_HIGHATOMIC]:
+            if harder and count[base + MT_HIGHATOMIC]:
                 return True
         return False
 

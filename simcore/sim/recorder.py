@@ -66,7 +66,7 @@ class SnapshotRecorder:
                     b["zone"].append(zone.name)
                     b["migratetype"].append(MIGRATETYPE_NAMES[mt])
                     b["order"].append(order)
-                    b["nr_free"].append(zone.free_area.count[order][mt])
+                    b["nr_free"].append(zone.free_area.count_of(order, mt))
             for name, value in (
                 ("time_ns", now_ns), ("nid", zone.nid), ("zone", zone.name),
                 ("managed_pages", zone.managed_pages), ("nr_free_pages", zone.nr_free_pages),

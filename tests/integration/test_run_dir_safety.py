@@ -303,7 +303,7 @@ def test_machine_too_large_for_the_host_is_refused_before_building(
     assert time.monotonic() - started < 10, "it must refuse, not try"
     line = _one_error_line(capsys.readouterr().err)
     assert "small.yaml: machine: expected a machine that fits" in line
-    assert "it needs about 1.1 TiB" in line
+    assert "it needs about 2.0 TiB" in line
     assert not out.exists()
 
 

@@ -174,7 +174,7 @@ class AllocatorMachine(RuleBasedStateMachine):
     @invariant()
     def consistent(self) -> None:
         check_invariants(self.mm, self.order, frozen=self.frozen)
-        assert self.mm.vm.ev["bad_page"] == 0
+        assert self.mm.vm["bad_page"] == 0
 
     def teardown(self) -> None:
         mm = self.mm

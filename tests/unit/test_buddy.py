@@ -179,7 +179,7 @@ def test_merged_block_goes_to_freed_pages_list(lab: Lab) -> None:
     lab.place(zone, B + 2, 1, RECL, label=False)
     zone.free_one_page(B, 0, MOV)
     assert lab.blocks(zone) == {B: (2, MOV)}
-    assert zone.free_area.count[2] == [0, 1, 0, 0, 0, 0]
+    assert zone.free_area.counts[2] == [0, 1, 0, 0, 0, 0]
 
 
 def test_free_goes_to_tail_when_next_order_buddy_is_free(lab: Lab) -> None:
@@ -227,10 +227,10 @@ def test_order_above_max_order_fails_without_touching_memory(
     mm = lab.machine(tracer=call_log)
     free = [z.nr_free_pages for z in mm.zones]
     assert mm.alloc_pages(int(GFP_KERNEL), 11, 0, 0) == -1
-    assert mm.vm.ev["pgalloc_fail"] == 0
-    assert mm.vm.ev["alloc_order_warn"] == 1
+    assert mm.vm["pgalloc_fail"] == 0
+    assert mm.vm["alloc_order_warn"] == 1
     assert [z.nr_free_pages for z in mm.zones] == free
-    assert mm.vm.ev["pgalloc_dma32"] == 0
+    assert mm.vm["pgalloc_dma32"] == 0
     assert call_log.named("mm_page_alloc") == []
     assert call_log.named("mm_page_alloc_fail") == []
     (warn,) = call_log.named("alloc_order_warn")
@@ -252,7 +252,7 @@ def test_order_warning_is_once_and_nowarn_suppresses_it(lab: Lab, call_log: Call
     reasons = [args[3] for args in call_log.named("alloc_order_warn")]
     assert ["suppressed by __GFP_NOWARN" in reasons[0], "printed a WARNING" in reasons[1],
             "already warned once" in reasons[2]] == [True, True, True]
-    assert mm.vm.ev["alloc_order_warn"] == 3 and mm.vm.ev["pgalloc_fail"] == 0
+    assert mm.vm["alloc_order_warn"] == 3 and mm.vm["pgalloc_fail"] == 0
     assert call_log.named("mm_page_alloc") == []
 
 

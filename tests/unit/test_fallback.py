@@ -144,7 +144,7 @@ def test_order10_fallback_relabels_every_covered_pageblock(
     assert lab.blocks(zone) == {8192 + (1 << o): (o, UNMOV) for o in range(10)}
     assert _extfrag(call_log) == [(8192, 0, 10, UNMOV, MOV, True)]
     assert zone.watermark_boost == 0
-    assert mm.vm.ev["extfrag_fragmenting"] == 0
+    assert mm.vm["extfrag_fragmenting"] == 0
 
 
 def test_sub_pageblock_steal_boosts_and_wakes_kswapd(lab: Lab) -> None:
@@ -157,11 +157,11 @@ def test_sub_pageblock_steal_boosts_and_wakes_kswapd(lab: Lab) -> None:
     lab.place(zone, PB(5), 5, MOV)
     assert mm.alloc_pages(KERNEL, 0, 0, 0) == PB(3)
     assert zone.watermark_boost == 512
-    assert mm.vm.ev["kswapd_wakeup"] == 1
+    assert mm.vm["kswapd_wakeup"] == 1
     assert not zone.boosted_watermark  # cleared by rmqueue() when it woke kswapd
     assert mm.alloc_pages(RECLAIMABLE, 0, 0, 0) == PB(5)
     assert zone.watermark_boost == 600
-    assert mm.vm.ev["kswapd_wakeup"] == 2
+    assert mm.vm["kswapd_wakeup"] == 2
 
 
 def test_boost_without_kswapd_reclaim_does_not_wake(lab: Lab) -> None:
@@ -172,7 +172,7 @@ def test_boost_without_kswapd_reclaim_does_not_wake(lab: Lab) -> None:
     gfp = KERNEL & ~int(GFP.KSWAPD_RECLAIM)
     assert mm.alloc_pages(gfp, 0, 0, 0) == PB(3)
     assert zone.watermark_boost == 512
-    assert mm.vm.ev["kswapd_wakeup"] == 0
+    assert mm.vm["kswapd_wakeup"] == 0
 
 
 def test_small_zones_are_never_boosted(lab: Lab) -> None:
@@ -198,7 +198,7 @@ def test_extfrag_fields_and_counters(lab: Lab, call_log: CallLog) -> None:
     mm.alloc_pages(KERNEL, 0, 0, 0)  # now from the RECLAIMABLE block: fragmenting
     events = _extfrag(call_log)
     assert events == [(8192, 0, 9, UNMOV, MOV, True), (PB(2), 0, 3, UNMOV, RECL, False)]
-    ev = mm.vm.ev
+    ev = mm.vm
     assert (ev["extfrag_steal"], ev["extfrag_fragmenting"], ev["extfrag_pageblock_claimed"]) \
         == (2, 1, 1)
 
@@ -253,7 +253,7 @@ def test_slowpath_atomic_high_order_reserves_highatomic_pageblock(lab: Lab) -> N
     assert pfn >= 0 and mm.page_zone(pfn) is zone
     assert zone.get_pageblock_migratetype(pfn) == HIGHATOMIC
     assert zone.nr_reserved_highatomic == 512
-    assert mm.vm.ev["highatomic_reserved"] == 1
+    assert mm.vm["highatomic_reserved"] == 1
     start = pfn & ~511
     inside = [mt for p, (_, mt) in lab.blocks(zone).items() if start <= p < start + 512]
     assert inside and set(inside) == {HIGHATOMIC}
@@ -261,7 +261,7 @@ def test_slowpath_atomic_high_order_reserves_highatomic_pageblock(lab: Lab) -> N
     for _ in range(6):
         assert mm.alloc_pages(int(GFP_ATOMIC), 3, 0, 1) >= 0
     assert zone.nr_reserved_highatomic == 1024
-    assert mm.vm.ev["highatomic_reserved"] == 2
+    assert mm.vm["highatomic_reserved"] == 2
     assert mm.pageblock_mt.count(HIGHATOMIC) == 2
 
 

@@ -129,7 +129,7 @@ def test_format_unusable_index_layout() -> None:
 @dataclass
 class FakeFreeArea:
     nr_free: list[int]
-    count: list[list[int]]
+    counts: list[list[int]]
 
 
 @dataclass
@@ -151,8 +151,8 @@ class FakeZone:
 
 def test_pagetypeinfo_caps_free_counts_at_100000_with_a_prefix() -> None:
     zone = FakeZone(0, "Normal", 0, 512, [MigrateType.MOVABLE])
-    zone.free_area.count[0][MigrateType.MOVABLE] = 100000
-    zone.free_area.count[1][MigrateType.MOVABLE] = 99999
+    zone.free_area.counts[0][MigrateType.MOVABLE] = 100000
+    zone.free_area.counts[1][MigrateType.MOVABLE] = 99999
     line = pagetypeinfo([zone]).splitlines()[5]
     assert line == "Node    0, zone   Normal, type      Movable >100000  99999      0 "
 
@@ -215,7 +215,7 @@ def test_pagetypeinfo_of_live_zones_agrees_with_the_free_lists(mm: PageAllocator
         for mt_name in ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate"):
             counts = parsed.free_counts[(zone.nid, zone.name, mt_name)]
             per_order = [a + b for a, b in zip(per_order, counts, strict=True)]
-        assert per_order == zone.free_area.nr_free
+        assert per_order == list(zone.free_area.nr_free)
         nr_blocks = -(-(zone.end_pfn - zone.zone_start_pfn) >> zone.pageblock_order)
         assert sum(parsed.block_counts[(zone.nid, zone.name)]) == nr_blocks
     assert parsed.block_counts[(0, "DMA32")][MigrateType.UNMOVABLE] >= 1  # the steal
@@ -228,4 +228,4 @@ def test_free_block_levels_long_format(mm: PageAllocator) -> None:
         for order in range(zone.max_order + 1):
             total = sum(r[4] for r in rows if r[:2] == (zone.nid, zone.name) and r[3] == order)
             assert total == zone.free_area.nr_free[order]
-    assert rows[0] == (0, "DMA", "Unmovable", 0, mm.zones[0].free_area.count[0][0])
+    assert rows[0] == (0, "DMA", "Unmovable", 0, mm.zones[0].free_area.count_of(0, 0))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from simcore.mm.gfp import GFP, GFP_KERNEL
 from simcore.mm.invariants import check_invariants
 from simcore.mm.pages import PG_HEAD, PG_PCP, PG_TAIL
+from simcore.mm.pcp import NR_PCP_LISTS
 
 if TYPE_CHECKING:
     from conftest import CallLog, Lab
@@ -60,7 +61,7 @@ def test_split_page_then_free_each_page(lab: Lab) -> None:
         assert mm.free_pages(p, 0, 0)
         del live[p]
         check_invariants(mm, live)
-    assert mm.vm.ev["bad_page"] == 0
+    assert mm.vm["bad_page"] == 0
 
 
 def test_free_non_compound_with_extra_ref_frees_tail_pieces(
@@ -74,7 +75,7 @@ def test_free_non_compound_with_extra_ref_frees_tail_pieces(
     assert _frees(call_log) == [(pfn + 4, 2), (pfn + 2, 1), (pfn + 1, 0)]
     assert mm.pages.ref[pfn] == 1
     pcp = mm.zones[1].per_cpu_pageset[0]
-    on_pcp = {e >> 3 for lst in pcp.lists for e in lst}
+    on_pcp = {e >> 3 for i in range(NR_PCP_LISTS) for e in pcp.entries(i)}
     assert {pfn + 4, pfn + 2, pfn + 1} <= on_pcp and pfn not in on_pcp
     check_invariants(mm, {pfn: 0})
     mm.put_page(pfn, 0)  # the other holder drops its reference: order-0 free
@@ -141,7 +142,7 @@ def test_double_free_is_one_bad_page(lab: Lab, call_log: CallLog) -> None:
     pfn = mm.alloc_pages(KERNEL, 0, 0, 0)
     assert mm.free_pages(pfn, 0, 0)
     assert not mm.free_pages(pfn, 0, 0)
-    assert mm.vm.ev["bad_page"] == 1
+    assert mm.vm["bad_page"] == 1
     (reason,) = _bad(call_log)
     assert "double free" in reason
     check_invariants(mm, {})
@@ -163,7 +164,7 @@ def test_free_split_block_whole_is_one_bad_page(lab: Lab, call_log: CallLog) -> 
     pfn = mm.alloc_pages(KERNEL, 2, 0, 0)
     mm.split_page(pfn, 2)
     assert not mm.free_pages(pfn, 2, 0)
-    assert mm.vm.ev["bad_page"] == 1
+    assert mm.vm["bad_page"] == 1
     (reason,) = _bad(call_log)
     assert "order" in reason
     live = {pfn + i: 0 for i in range(4)}
@@ -179,8 +180,8 @@ def test_leaked_block_is_accounted(lab: Lab, call_log: CallLog) -> None:
     pfn = mm.alloc_pages(KERNEL, 2, 0, 0)
     mm.page_ref_unfreeze(pfn + 1, 1)  # misuse: a tail gains a reference
     mm.free_pages(pfn, 2, 0)
-    assert mm.vm.ev["bad_page"] == 1
-    assert mm.vm.ev["bad_page_leaked_pages"] == 4
+    assert mm.vm["bad_page"] == 1
+    assert mm.vm["bad_page_leaked_pages"] == 4
     (reason,) = _bad(call_log)
     assert "_refcount" in reason
     check_invariants(mm, {})

@@ -79,5 +79,5 @@ def test_highatomic_reserve_stops_at_one_percent_plus_a_pageblock(
     reserved = [pfn for pfn in targets if zone.get_pageblock_migratetype(pfn) == HIGHATOMIC]
     assert reserved == targets[:blocks]
     assert zone.nr_reserved_highatomic == 512 * blocks
-    assert mm.vm.ev["highatomic_reserved"] == blocks
+    assert mm.vm["highatomic_reserved"] == blocks
     check_invariants(mm)

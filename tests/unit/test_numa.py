@@ -54,7 +54,7 @@ def _four_nodes(tracer: Tracer | None = None, cpus: tuple[int, ...] = CPUS) -> P
 
 
 def _numa(mm: PageAllocator) -> tuple[int, ...]:
-    return tuple(mm.vm.ev[name] for name in NUMA_COUNTERS)
+    return tuple(mm.vm[name] for name in NUMA_COUNTERS)
 
 
 # -- (a) zonelist order ---------------------------------------------------------------------
@@ -227,14 +227,14 @@ def test_thisnode_fails_instead_of_spilling(call_log: CallLog) -> None:
         n += 1
     assert nids == {0}
     assert _free_pages_by_node(mm)[1:] == before[1:]
-    assert mm.vm.ev["numa_hit"] == n
-    assert (mm.vm.ev["numa_miss"], mm.vm.ev["numa_foreign"]) == (0, 0)
-    assert mm.vm.ev["pgalloc_fail"] == 1
+    assert mm.vm["numa_hit"] == n
+    assert (mm.vm["numa_miss"], mm.vm["numa_foreign"]) == (0, 0)
+    assert mm.vm["pgalloc_fail"] == 1
     (fail,) = call_log.named("mm_page_alloc_fail")
     assert fail[:2] == (0, 0)  # nid 0, order 0
-    wakeups = mm.vm.ev["kswapd_wakeup"]
+    wakeups = mm.vm["kswapd_wakeup"]
     mm.alloc_pages(THISNODE, 0, 0, 0)
-    assert mm.vm.ev["kswapd_wakeup"] == wakeups + 2  # node 0 only, at both wake points
+    assert mm.vm["kswapd_wakeup"] == wakeups + 2  # node 0 only, at both wake points
     assert mm.page_zone(mm.alloc_pages(KERNEL, 0, 0, 0)).nid == 1
 
 
@@ -298,7 +298,7 @@ def test_nofragment_restarts_locally_before_using_a_remote_node(
     assert mm.zones[3].nr_free_pages == node1_free
     steals = [args[1:] for args in call_log.named("mm_page_alloc_extfrag")]
     assert steals == [(NORMAL_START + 512, 0, 3, UNMOV, MOV, True)]
-    assert (mm.vm.ev["numa_hit"], mm.vm.ev["numa_miss"]) == (1, 0)
+    assert (mm.vm["numa_hit"], mm.vm["numa_miss"]) == (1, 0)
 
 
 def test_nofragment_takes_a_local_lower_zone_pageblock_first(lab: Lab) -> None:
@@ -340,7 +340,7 @@ def test_numa_counters_after_a_known_sequence(lab: Lab) -> None:
               for cpu, nid, order in steps]
     assert served == [0, 1, 1]
     assert _numa(mm) == (3, 0, 0, 2, 1)
-    assert mm.vm.ev["pgalloc_dma32"] == 1 + 1 + 8
+    assert mm.vm["pgalloc_dma32"] == 1 + 1 + 8
     for zone in mm.nodes[0].zones:
         lab.clear(zone)
     served = [mm.page_zone(mm.alloc_pages(KERNEL, 0, nid, cpu)).nid

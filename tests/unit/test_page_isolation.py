@@ -44,7 +44,7 @@ def _pcp_page_then_isolate(lab: Lab, tracer: Tracer | None, cma: bool = False
     lab.pcp_batch(zone, 1)
     pfn = mm.alloc_pages(KERNEL, 0, 0, 0)  # steals an order-10 block: pageblocks UNMOVABLE
     mm.free_pages(pfn, 0, 0)
-    assert list(zone.per_cpu_pageset[0].lists[UNMOV]) == [pfn << 3 | UNMOV]
+    assert zone.per_cpu_pageset[0].entries(UNMOV) == [pfn << 3 | UNMOV]
     free = zone.nr_free_pages
     assert set_migratetype_isolate(zone, pfn)
     assert not set_migratetype_isolate(zone, pfn)  # -EBUSY: already isolated

@@ -37,21 +37,21 @@ def test_pcp_allowed_orders_go_to_the_pcp(lab: Lab, order: int) -> None:
     # behaviour 14
     mm = lab.machine()
     zone = mm.zones[1]
-    boot_pgfree = mm.vm.ev["pgfree"]
+    boot_pgfree = mm.vm["pgfree"]
     pfn = mm.alloc_pages(KERNEL, order, 0, 0)
     pcp = zone.per_cpu_pageset[0]
     pcp.high = 1 << 20  # no drain: see where the free lands
     before_pcp, before_free = pcp.count, zone.nr_free_pages
     assert mm.free_pages(pfn, order, 0)
     if order <= 3 or order == 9:
-        assert pcp.lists[order_to_pindex(UNMOV, order)][0] >> 3 == pfn
+        assert pcp.entries(order_to_pindex(UNMOV, order))[0] >> 3 == pfn
         assert mm.pages.flags[pfn] & PG_PCP
         assert pcp.count == before_pcp + (1 << order)
         assert zone.nr_free_pages == before_free
     else:
         assert pcp.count == before_pcp
         assert zone.nr_free_pages == before_free + (1 << order)
-    assert mm.vm.ev["pgfree"] == boot_pgfree + (1 << order)
+    assert mm.vm["pgfree"] == boot_pgfree + (1 << order)
     check_invariants(mm, {})
 
 
@@ -84,7 +84,7 @@ def test_refill_batch_per_order(lab: Lab, gfp: int, order: int, refill: int) -> 
     free = zone.nr_free_pages
     pfn = mm.alloc_pages(gfp, order, 0, 0)
     mt = MOV if order == 9 else UNMOV
-    lst = zone.per_cpu_pageset[0].lists[order_to_pindex(mt, order)]
+    lst = zone.per_cpu_pageset[0].entries(order_to_pindex(mt, order))
     assert len(lst) == refill - 1
     assert zone.nr_free_pages == free - (refill << order)
     # FIFO with respect to the refill: ascending pfns, the first one handed out
@@ -101,11 +101,11 @@ def test_pcp_alloc_is_lifo_and_drain_takes_oldest(lab: Lab, call_log: CallLog) -
     assert pcp.count == 0
     for pfn in pfns[:3]:
         mm.free_pages(pfn, 0, 0)
-    assert [e >> 3 for e in pcp.lists[UNMOV]] == pfns[2::-1]
+    assert [e >> 3 for e in pcp.entries(UNMOV)] == pfns[2::-1]
     assert mm.alloc_pages(KERNEL, 0, 0, 0) == pfns[2]
     for pfn in (pfns[2], *pfns[3:]):
         mm.free_pages(pfn, 0, 0)
-    listed = [e >> 3 for e in pcp.lists[UNMOV]]
+    listed = [e >> 3 for e in pcp.entries(UNMOV)]
     call_log.calls.clear()
     mm.drain_all_pages()
     drained = [args[1] for args in call_log.named("mm_page_pcpu_drain")]
@@ -206,8 +206,8 @@ def test_highatomic_and_cma_pages_use_the_movable_pcp_list(lab: Lab, block_mt: i
     zone.set_pageblock_migratetype(pfn, block_mt)
     mm.free_pages(pfn, 0, 0)
     pcp = zone.per_cpu_pageset[0]
-    assert list(pcp.lists[order_to_pindex(MOV, 0)]) == [pfn << 3 | block_mt]
-    assert not pcp.lists[order_to_pindex(UNMOV, 0)]
+    assert list(pcp.entries(order_to_pindex(MOV, 0))) == [pfn << 3 | block_mt]
+    assert not pcp.entries(order_to_pindex(UNMOV, 0))
     pcp.drain()
     # drained with the cached type: the (merged) block lands on that type's free list
     assert _free_block_of(lab, zone, pfn)[1] == block_mt
@@ -220,19 +220,19 @@ def test_isolated_pageblock_bypasses_pcp(lab: Lab) -> None:
     pfn = mm.alloc_pages(KERNEL, 0, 0, 0)
     mm.drain_all_pages()
     free = zone.nr_free_pages
-    boot_pgfree = mm.vm.ev["pgfree"]
+    boot_pgfree = mm.vm["pgfree"]
     zone.set_pageblock_migratetype(pfn, ISOLATE)
     mm.free_pages(pfn, 0, 0)
     assert zone.per_cpu_pageset[0].count == 0
     assert _free_block_of(lab, zone, pfn)[1] == ISOLATE
     assert zone.nr_free_pages == free  # ISOLATE pages are not counted free
-    assert mm.vm.ev["pgfree"] == boot_pgfree
+    assert mm.vm["pgfree"] == boot_pgfree
 
 
 def test_pgalloc_counts_the_supplying_zone_including_pcp_hits(lab: Lab) -> None:
     # behaviour 64
     mm = lab.machine()
-    ev = mm.vm.ev
+    ev = mm.vm
     mm.alloc_pages(KERNEL, 0, 0, 0)  # refill
     mm.alloc_pages(KERNEL, 0, 0, 0)  # pcp hit
     mm.alloc_pages(KERNEL, 5, 0, 0)  # buddy
@@ -246,7 +246,7 @@ def test_pgalloc_counts_the_supplying_zone_including_pcp_hits(lab: Lab) -> None:
 def test_pgfree_counts_frees_once_not_drains(lab: Lab) -> None:
     # behaviour 64
     mm = lab.machine()
-    ev = mm.vm.ev
+    ev = mm.vm
     boot = ev["pgfree"]
     a = mm.alloc_pages(KERNEL, 0, 0, 0)
     b = mm.alloc_pages(int(GFP_HIGHUSER_MOVABLE), 3, 0, 1)
@@ -270,7 +270,7 @@ def test_thp_pcp_list_is_shared_by_migratetypes(lab: Lab) -> None:
     b = mm.alloc_pages(int(GFP_TRANSHUGE), 9, 0, 0)
     mm.free_pages(a, 9, 0)
     mm.free_pages(b, 9, 0)
-    assert [e >> 3 for e in pcp.lists[NR_LOWORDER_PCP_LISTS]][:2] == [b, a]
+    assert [e >> 3 for e in pcp.entries(NR_LOWORDER_PCP_LISTS)][:2] == [b, a]
 
 
 def test_nr_pcp_free_clamps_like_the_kernel(lab: Lab) -> None:

@@ -98,11 +98,11 @@ def test_fast_path_uses_low_without_reductions(lab: Lab) -> None:
     free = dma32.nr_free_pages
     _set_marks(mm, {1: (0, free - 1)})
     assert mm.alloc_pages(ATOMIC, 0, 0, 0) >= 0
-    assert mm.vm.ev["kswapd_wakeup"] == 0  # served by the fast path
+    assert mm.vm["kswapd_wakeup"] == 0  # served by the fast path
     mm.drain_all_pages()
     _set_marks(mm, {1: (0, dma32.nr_free_pages)})  # free == low: fast path fails
     assert mm.alloc_pages(ATOMIC, 0, 0, 0) >= 0
-    assert mm.vm.ev["kswapd_wakeup"] == 1  # the slow path woke kswapd
+    assert mm.vm["kswapd_wakeup"] == 1  # the slow path woke kswapd
 
 
 def test_atomic_slow_path_threshold_is_three_eighths_of_min(lab: Lab) -> None:
@@ -125,12 +125,12 @@ def test_atomic_succeeds_below_min_where_kernel_and_nowait_fail(lab: Lab) -> Non
     free = dma32.nr_free_pages
     _set_marks(mm, {1: (free, 1 << 30)})  # free == min
     assert mm.alloc_pages(NOWAIT, 0, 0, 0) == -1
-    assert mm.vm.ev["pgalloc_fail"] == 1
+    assert mm.vm["pgalloc_fail"] == 1
     assert mm.alloc_pages(KERNEL, 0, 0, 0) == -1
-    assert mm.vm.ev["pgalloc_fail"] == 2
+    assert mm.vm["pgalloc_fail"] == 2
     assert dma32.nr_free_pages == free
     assert mm.alloc_pages(ATOMIC, 0, 0, 0) >= 0
-    assert mm.vm.ev["pgalloc_fail"] == 2
+    assert mm.vm["pgalloc_fail"] == 2
 
 
 def test_nowait_fails_exactly_at_min(lab: Lab) -> None:
@@ -139,7 +139,7 @@ def test_nowait_fails_exactly_at_min(lab: Lab) -> None:
     free = mm.zones[1].nr_free_pages
     _set_marks(mm, {1: (free - 1, 1 << 30)})
     assert mm.alloc_pages(NOWAIT, 0, 0, 0) >= 0
-    assert mm.vm.ev["pgalloc_fail"] == 0
+    assert mm.vm["pgalloc_fail"] == 0
 
 
 def test_high_order_needs_one_suitable_block(lab: Lab) -> None:

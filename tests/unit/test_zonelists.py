@@ -65,7 +65,7 @@ def test_unmanaged_populated_zone_is_listed_and_preferred() -> None:
     assert ac.preferred_zone is normal1
     # The zone fails its watermark (nothing managed), so the page comes from node 0:
     # zone_statistics() counts a miss against the preferred zone's node 1.
-    ev = mm.vm.ev
+    ev = mm.vm
     pfn = mm.alloc_pages(KERNEL, 0, 1, 0)
     assert mm.page_zone(pfn) is dma32
     assert (ev["numa_hit"], ev["numa_miss"], ev["numa_foreign"]) == (0, 1, 1)
@@ -78,11 +78,11 @@ def test_kswapd_is_not_woken_for_an_unmanaged_zone() -> None:
     for zone in mm.zones:
         zone.watermark = [1 << 30] * 4  # every zone fails: the slow path wakes kswapd
     assert mm.alloc_pages(int(GFP_NOWAIT), 0, 1, 0) == -1
-    assert mm.vm.ev["kswapd_wakeup"] == 2  # node 0 only, at both wake points
+    assert mm.vm["kswapd_wakeup"] == 2  # node 0 only, at both wake points
     normal1 = mm.nodes[1].node_zones[NORMAL]
     assert normal1 is not None
     mm.wakeup_kswapd(normal1, KERNEL, 0, NORMAL)
-    assert mm.vm.ev["kswapd_wakeup"] == 2
+    assert mm.vm["kswapd_wakeup"] == 2
 
 
 def test_kswapd_woken_for_the_first_managed_zone_of_each_node() -> None:
@@ -98,7 +98,7 @@ def test_kswapd_woken_for_the_first_managed_zone_of_each_node() -> None:
     for zone in mm.zones:
         zone.watermark = [1 << 30] * 4
     assert mm.alloc_pages(int(GFP_NOWAIT), 0, 1, 0) == -1
-    assert mm.vm.ev["kswapd_wakeup"] == 4  # nodes 1 and 0, at both wake points
+    assert mm.vm["kswapd_wakeup"] == 4  # nodes 1 and 0, at both wake points
 
 
 def test_nofragment_needs_a_populated_dma32_zone_on_numa() -> None:

@@ -28,8 +28,8 @@ def _vmstat(path: Path) -> dict[str, int]:
 
 def test_model_boot_pgfree_is_its_managed_pages(lab: Lab) -> None:
     mm = lab.machine(reserved_pages=700)
-    assert mm.vm.ev["pgfree"] == mm.managed_pages == mm.nr_free_pages
-    assert mm.vm.ev["pgfree"] == 16383 - 700  # 64 MiB less pfn 0 and the reserved pages
+    assert mm.vm["pgfree"] == mm.managed_pages == mm.nr_free_pages
+    assert mm.vm["pgfree"] == 16383 - 700  # 64 MiB less pfn 0 and the reserved pages
 
 
 def test_real_boot_pgfree_covers_managed_pages_as_the_model_does() -> None:
@@ -37,6 +37,6 @@ def test_real_boot_pgfree_covers_managed_pages_as_the_model_does() -> None:
     mm = machine_from_snapshot(read_snapshot(BOOT), recompute=False)
     managed = mm.managed_pages
     assert managed == 3840 + 99239 + 126215
-    assert mm.vm.ev["pgfree"] == managed
+    assert mm.vm["pgfree"] == managed
     # The host freed a little more since (pages allocated and freed during boot).
     assert managed <= real["pgfree"] <= managed * 1.02

@@ -101,7 +101,7 @@ def test_only_the_known_zones_disagree(snapshot: Path, file: str) -> None:
 @dataclass
 class _FreeArea:
     nr_free: list[int]
-    count: list[list[int]]
+    counts: list[list[int]]
 
 
 @dataclass
