@@ -77,8 +77,8 @@ class Plan:
     child_rounds: int
 
 
-FULL = Plan(r_steps=12_500, core_steps=60_000, core_rounds=5, e2e_duration_ms=5_000,
-            e2e_rounds=3, sizes_gib=(4, 16, 64, 256, 1024), child_steps=20_000,
+FULL = Plan(r_steps=12_500, core_steps=60_000, core_rounds=7, e2e_duration_ms=5_000,
+            e2e_rounds=5, sizes_gib=(4, 16, 64, 256, 1024), child_steps=20_000,
             child_rounds=7)
 QUICK = Plan(r_steps=2_000, core_steps=5_000, core_rounds=2, e2e_duration_ms=300,
              e2e_rounds=1, sizes_gib=(4, 16), child_steps=2_000, child_rounds=1)

@@ -68,16 +68,18 @@ def format_table(r: dict[str, Any]) -> str:
             f"compiled={r['compiled']}  python {r['machine']['python']}  "
             f"{r['machine']['cpus']} CPUs{'  (--quick)' if r['quick'] else ''}")
     notes = [
-        f"R = raw SimPy events/s (16 processes, timeout(1) loops), median of the samples "
-        f"taken around each figure; all R samples: median {r['R_events_per_s']:,.0f}, "
-        f"min {min(r['R_samples']):,.0f}, max {max(r['R_samples']):,.0f}",
+        "R: raw SimPy events/s (16 processes looping on timeout(1)), median of the samples",
+        f"   taken around each figure. All {len(r['R_samples'])} samples: median "
+        f"{r['R_events_per_s']:,.0f}, min {min(r['R_samples']):,.0f}, "
+        f"max {max(r['R_samples']):,.0f}",
         f"end to end: {r['e2e_simulated_seconds']:g} s simulated per run, "
         f"{r['e2e_events_traced']:,} events traced, {r['e2e_snapshots']} snapshots, "
-        f"{r['e2e_failures']} failed requests; bare core: {r['bare_core_failed_slots']} "
-        f"failed allocations held at the end",
-        f"peak RSS is the children's {r['memory_peak_rss_source']}; their ru_maxrss "
-        f"({r['memory_ru_maxrss_kib'] / 1024:,.0f} MiB and "
-        f"{r['memory_import_ru_maxrss_kib'] / 1024:,.0f} MiB) starts from this parent's peak",
+        f"{r['e2e_failures']} failed requests",
+        f"bare core: {r['bare_core_failed_slots']} failed allocations held at the end",
+        f"memory: peak RSS is the children's {r['memory_peak_rss_source']}; their "
+        f"ru_maxrss ({r['memory_ru_maxrss_kib'] / 1024:,.0f} and "
+        f"{r['memory_import_ru_maxrss_kib'] / 1024:,.0f} MiB)",
+        "   starts from this parent's peak",
     ]
     return "\n".join([head, "", *figure_rows(r), "", *notes, "",
                       "4. scaling: bare-core loop, one fresh child process per size",
