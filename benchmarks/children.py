@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ def measure_here(gib: int, steps: int, rounds: int, r_steps: int) -> dict[str, A
     return {"gib": gib, "pages": bench.pages, "build_seconds": bench.build_seconds,
             "ns_per_op": 1e9 / paired.figure, "r_events_per_s": paired.r,
             "ns_per_op_samples": [1e9 / f for f in paired.figure_samples],
-            "failed_slots": bench.failed_slots()}
+            "r_samples": list(paired.r_samples), "failed_slots": bench.failed_slots()}
 
 
 def run_child(*args: str | int) -> dict[str, Any]:
@@ -108,7 +109,7 @@ class Scaling:
     """Cost per operation at each size, and its growth between two sizes."""
 
     sizes: list[dict[str, Any]]
-    """One :func:`measure_here` result (plus ``peak_rss_kib``) per size, smallest first."""
+    """One :func:`pool` of :func:`measure_here` results per size, smallest first."""
     from_gib: int
     to_gib: int
 
@@ -122,20 +123,38 @@ class Scaling:
 
     @property
     def growth_r_normalized(self) -> float:
-        """The same with each ns/op multiplied by its child's R (R-events per op)."""
+        """The same with each ns/op multiplied by its children's R (R-events per op)."""
         hi, lo = self._at(self.to_gib), self._at(self.from_gib)
         return (hi["ns_per_op"] * hi["r_events_per_s"]) / (lo["ns_per_op"] * lo["r_events_per_s"])
 
 
-def scaling_and_memory(sizes_gib: list[int], steps: int, rounds: int,
-                       r_steps: int) -> tuple[Scaling, Memory]:
-    """One child per size (growth from 16 GiB, or the smallest, to the largest)."""
+def pool(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One size's children as one: medians over all their rounds, the highest peak RSS."""
+    ns = [x for run in runs for x in run["ns_per_op_samples"]]
+    rs = [x for run in runs for x in run["r_samples"]]
+    top = max(runs, key=lambda run: run["peak_rss_kib"])
+    return {**top, "children": len(runs), "ns_per_op": statistics.median(ns),
+            "r_events_per_s": statistics.median(rs), "ns_per_op_samples": ns, "r_samples": rs,
+            "build_seconds": statistics.median(run["build_seconds"] for run in runs),
+            "failed_slots": sum(run["failed_slots"] for run in runs)}
+
+
+def scaling_and_memory(sizes_gib: list[int], steps: int, rounds: int, r_steps: int,
+                       passes: int = 1) -> tuple[Scaling, Memory]:
+    """Children over the sizes, up then down, ``passes`` times in all; then pooled per size.
+
+    Going back down the sizes puts each size early in one pass and late in the other, so
+    a drift in the machine's load does not fall on the large sizes alone. The growth is
+    from 16 GiB (or the smallest size) to the largest.
+    """
     sizes_gib = sorted(sizes_gib)
     base = run_child("import")
-    results = []
-    for gib in sizes_gib:
-        print(f"  scaling: {gib} GiB child", file=sys.stderr, flush=True)
-        results.append(run_child("cost", gib, steps, rounds, r_steps))
+    runs: dict[int, list[dict[str, Any]]] = {gib: [] for gib in sizes_gib}
+    for n in range(passes):
+        for gib in sizes_gib if n % 2 == 0 else sizes_gib[::-1]:
+            print(f"  scaling: {gib} GiB child (pass {n + 1})", file=sys.stderr, flush=True)
+            runs[gib].append(run_child("cost", gib, steps, rounds, r_steps))
+    results = [pool(runs[gib]) for gib in sizes_gib]
     from_gib = 16 if 16 in sizes_gib[:-1] else sizes_gib[0]
     top = results[-1]
     memory = Memory(top["gib"], top["pages"], top["peak_rss_kib"], base["peak_rss_kib"],

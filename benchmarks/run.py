@@ -24,10 +24,11 @@ A load spike then slows both sides of the ratio instead of only one.
    absolute peak over pages is reported too. The peak is the child's ``VmHWM``, as its
    ``ru_maxrss`` starts from this parent's (see :mod:`benchmarks.children`).
 4. Scaling (target <= 1.5x): ns per operation of the bare-core loop at 4, 16, 64, 256
-   and 1024 GiB (2 nodes), each in a fresh child process (R interleaved inside it);
+   and 1024 GiB (2 nodes), each in fresh child processes (R interleaved inside them;
+   two children per size, one going up the sizes and one coming back down, pooled);
    the figure is ns/op at 1 TiB over ns/op at 16 GiB. The same ratio with each ns/op
-   multiplied by its child's R is shown beside it, as the children run at different
-   times.
+   multiplied by its children's R is shown beside it, as the children run at
+   different times.
 
 ``--quick`` shrinks everything (smaller machines for 3 and 4: the JSON's ``memory_gib``,
 ``growth_from_gib`` and ``growth_to_gib`` say which) for a smoke run. ``--json`` prints
@@ -75,13 +76,16 @@ class Plan:
     """Machine sizes for scaling; the largest is also the memory figure."""
     child_steps: int
     child_rounds: int
+    child_passes: int
+    """Children per size: passes up and down the sizes, pooled."""
 
 
 FULL = Plan(r_steps=12_500, core_steps=60_000, core_rounds=7, e2e_duration_ms=5_000,
             e2e_rounds=5, sizes_gib=(4, 16, 64, 256, 1024), child_steps=20_000,
-            child_rounds=7)
+            child_rounds=5, child_passes=2)
 QUICK = Plan(r_steps=2_000, core_steps=5_000, core_rounds=2, e2e_duration_ms=300,
-             e2e_rounds=1, sizes_gib=(4, 16), child_steps=2_000, child_rounds=1)
+             e2e_rounds=1, sizes_gib=(4, 16), child_steps=2_000, child_rounds=1,
+             child_passes=1)
 
 
 def _progress(msg: str) -> None:
@@ -121,7 +125,7 @@ def _paired(name: str, unit: str, p: Paired) -> dict[str, Any]:
 def memory_and_scaling(plan: Plan) -> dict[str, Any]:
     """Figures 3 and 4, from the child processes."""
     scaling, mem = scaling_and_memory(list(plan.sizes_gib), plan.child_steps,
-                                      plan.child_rounds, plan.r_steps)
+                                      plan.child_rounds, plan.r_steps, plan.child_passes)
     return {"bytes_per_page_1tib": mem.bytes_per_page,
             "bytes_per_page_1tib_absolute": mem.absolute_bytes_per_page,
             "memory_gib": mem.gib, "memory_pages": mem.pages,

@@ -82,5 +82,6 @@ def format_table(r: dict[str, Any]) -> str:
         "   starts from this parent's peak",
     ]
     return "\n".join([head, "", *figure_rows(r), "", *notes, "",
-                      "4. scaling: bare-core loop, one fresh child process per size",
+                      f"4. scaling: bare-core loop, {r['scaling'][0]['children']} fresh "
+                      "child process(es) per size (up the sizes, then down), pooled",
                       *scaling_rows(r)])

@@ -12,7 +12,8 @@ from benchmarks import run
 from benchmarks.table import format_table
 
 TINY = run.Plan(r_steps=200, core_steps=300, core_rounds=1, e2e_duration_ms=50,
-                e2e_rounds=1, sizes_gib=(4, 16), child_steps=200, child_rounds=1)
+                e2e_rounds=1, sizes_gib=(4, 16), child_steps=200, child_rounds=1,
+                child_passes=2)
 REQUIRED = {"R_events_per_s", "bare_core_ops_per_s", "bare_core_ratio", "e2e_requests_per_s",
             "e2e_ratio", "bytes_per_page_1tib", "growth_16g_to_1t", "compiled"}
 
@@ -60,7 +61,7 @@ def test_the_runs_did_real_work(results: dict) -> None:
     assert results["e2e_failures"] == 0 and results["e2e_alloc_requests"] > 0
     assert results["e2e_events_traced"] > 0 and results["e2e_snapshots"] > 0
     assert results["bare_core_failed_slots"] == 0
-    assert all(s["failed_slots"] == 0 for s in results["scaling"])
+    assert all(s["failed_slots"] == 0 and s["children"] == 2 for s in results["scaling"])
 
 
 def test_table_names_every_figure_with_a_verdict(results: dict) -> None:
