@@ -112,7 +112,7 @@ def end_to_end_page_ops_per_s(duration_s: float) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         tracer = RecordingTracer(Path(tmp) / "events.parquet", clock=lambda: 0)
         machine = Machine.from_config(cfg, tracer)
-        tracer.clock = lambda: int(machine.env.now)
+        tracer.clock = machine.trace_now
         (rng,) = machine.spawn_rngs(1)
         machine.env.process(WORKLOADS["synthetic"].run(machine, cfg.workloads[0], rng))
         t0 = time.perf_counter()
