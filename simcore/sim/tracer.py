@@ -41,6 +41,8 @@ _COLUMN_ORDER = (
 )
 """The order in which :meth:`RecordingTracer._row` writes the columns."""
 assert _COLUMN_ORDER == tuple(n for n, _ in ts.EVENT_COLUMNS), "trace schema changed"
+_ROW_STRINGS = ("event", "zone", "outcome", "path", "reason")
+"""The string columns of an event, in the order :meth:`RecordingTracer._intern_row` takes."""
 _DTYPES = {"int64": np.int64, "int16": np.int16, "string": np.int32}
 """Column dtype in the buffer; string columns hold int32 dictionary codes."""
 _EXTRA_COLUMNS = ("fallback_order", "fallback_migratetype", "change_ownership", "percpu_refill")
@@ -121,24 +123,32 @@ class RecordingTracer(Tracer):
         if zone is not None:
             nid, zone_name = zone.nid, zone.name
         c_time[i] = self.clock()
-        c_event[i] = _intern(self._event_codes, event)
         c_caller[i] = self._caller
         c_cpu[i] = self._cpu
         c_nid[i] = nid
-        c_zone[i] = _intern(self._zone_codes, zone_name)
         c_order[i] = order
         c_gfp[i] = gfp
         c_mt[i] = mt
         c_pfn[i] = pfn
-        c_outcome[i] = _intern(self._outcome_codes, outcome)
-        c_path[i] = _intern(self._path_codes, path)
         if extra is not None:
             c_fb_order[i], c_fb_mt[i], c_change[i], c_refill[i] = extra
-        c_reason[i] = _intern(self._reason_codes, reason)
+        try:  # the strings' dictionary codes; a string seen for the first time is interned
+            c_event[i] = self._event_codes[event]
+            c_zone[i] = self._zone_codes[zone_name]
+            c_outcome[i] = self._outcome_codes[outcome]
+            c_path[i] = self._path_codes[path]
+            c_reason[i] = self._reason_codes[reason]
+        except KeyError:
+            self._intern_row(i, event, zone_name, outcome, path, reason)
         self.events_traced += 1
         self._n = i = i + 1
         if i >= self.flush_rows:
             self.flush()
+
+    def _intern_row(self, i: int, *strings: str) -> None:
+        """Write row ``i``'s string columns, giving new strings their codes."""
+        for name, value in zip(_ROW_STRINGS, strings, strict=True):
+            self._views[_COLUMN_ORDER.index(name)][i] = _intern(self._strings[name], value)
 
     def mm_page_alloc(  # noqa: D102
         self, zone: Zone | None, pfn: int, order: int, gfp: int, mt: int, path: str, nid: int
