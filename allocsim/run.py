@@ -169,9 +169,8 @@ class _Run:
         self.effective = effective_config(cfg, self.machine.mm.min_free_kbytes)
         self.manifest["config"] = dump_experiment(self.effective)
         if isinstance(self.tracer, RecordingTracer):
-            env = self.machine.env
-            self.tracer.clock = lambda: int(env.now)
-        self.recorder = SnapshotRecorder(self.machine.mm)
+            self.tracer.clock = self.machine.trace_now  # deferred frees carry their expiry
+        self.recorder = SnapshotRecorder(self.machine.mm, self.machine.apply_pending_frees)
 
     def write_manifest(self) -> None:
         self.manifest["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
@@ -195,6 +194,9 @@ class _Run:
             env.run(until=min(end, int(env.now) + step))
             if progress is not None:
                 progress(int(env.now), end)
+        # SimPy events at exactly `end` do not run, but deferred frees due by `end` are
+        # applied: they are in the last snapshot and the end-of-run files.
+        self.machine.apply_pending_frees()
         self.recorder.take(int(env.now))
         self.timings["simulate_seconds"] = time.perf_counter() - t0
 

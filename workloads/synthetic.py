@@ -6,21 +6,24 @@ CPU from the configured set, calls ``alloc_pages_node()`` with the configured gf
 and frees the block with ``__free_pages()`` after a lifetime drawn from the configured
 distribution (on the CPU that allocated it).
 
-One SimPy process per workload instance keeps its live allocations in a heap ordered
-by expiry, so frees cost no SimPy process each. Random draws are made in batches from
-the workload's own ``numpy.random.Generator``.
+One SimPy process per workload instance waits for each arrival (one SimPy event per
+request) and hands every allocation to :meth:`Machine.defer_free` with its expiry, so a
+free costs no SimPy event: the machine applies it, stamped with its expiry, before the
+next allocator call or snapshot. A free whose expiry equals an arrival's time is applied
+before that allocation. With ``max_requests``, the process ends once the last of its
+allocations has been freed (one more event). Random draws are made in batches from the
+workload's own ``numpy.random.Generator``.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Generator, Iterator
 from typing import Any
 
 import numpy as np
 
 from simcore.config.types import WorkloadConfig
-from simcore.sim.machine import Allocation, Machine
+from simcore.sim.machine import Machine
 from workloads.synthetic_params import LifetimeSpec, SyntheticParams
 
 BATCH = 4096
@@ -80,17 +83,13 @@ def synthetic(
     cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
     requests = _requests(p, cpus, rng)
     lifetimes = _lifetimes(p.lifetime, rng)
-    live: list[tuple[int, int, Allocation]] = []  # (expiry_ns, seq, handle)
-    seq = 0
+    last_expiry = 0
     issued = 0
     if p.start_ns:
         yield env.timeout(p.start_ns)
     gap, order, cpu = next(requests)
     next_arrival = env.now + gap
     while p.max_requests is None or issued < p.max_requests:
-        if live and live[0][0] <= next_arrival:
-            yield from _free_next(machine, live)
-            continue
         if next_arrival > env.now:
             yield env.timeout(next_arrival - env.now)
         handle = yield from machine.alloc(spec.name, p.gfp, order, cpu, p.nid)
@@ -98,19 +97,11 @@ def synthetic(
         if handle is not None:
             life = next(lifetimes)
             if life != FOREVER:
-                heapq.heappush(live, (int(env.now) + life, seq, handle))
-                seq += 1
+                expiry = int(env.now) + life
+                machine.defer_free(handle, expiry)
+                last_expiry = max(last_expiry, expiry)
         gap, order, cpu = next(requests)
         next_arrival = env.now + gap
-    while live:
-        yield from _free_next(machine, live)
-
-
-def _free_next(
-    machine: Machine, live: list[tuple[int, int, Allocation]]
-) -> Generator[Any, Any, None]:
-    """Wait for the earliest expiry and free that allocation."""
-    expiry, _, handle = heapq.heappop(live)
-    if expiry > machine.env.now:
-        yield machine.env.timeout(expiry - machine.env.now)
-    machine.free(handle)
+    if last_expiry > env.now:
+        yield env.timeout(last_expiry - env.now)
+    machine.apply_pending_frees()

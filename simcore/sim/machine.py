@@ -9,10 +9,26 @@ Allocations are returned as :class:`Allocation` handles that record their owner.
 handle is an object the allocator can update: when later work (compaction) moves a
 movable allocation to new pfns, it rewrites ``handle.pfn`` and the reverse map, so
 callers never hold raw pfns.
+
+Deferred frees. A caller that knows when it will free a block hands the handle to
+:meth:`Machine.defer_free` with its expiry instead of waking up (one SimPy event) to
+free it. The machine keeps one heap of pending frees ordered by (expiry, deferral
+order) and applies the due ones, in that order, at the start of every allocator call
+(:meth:`~Machine.alloc_now`, :meth:`~Machine.free`, :meth:`~Machine.split`) and
+whenever someone is about to look at the allocator's state (snapshots, the end of the
+run), through :meth:`Machine.apply_pending_frees`. So the allocator sees the same
+sequence of operations as with one SimPy event per free, and while a deferred free is
+applied :meth:`Machine.trace_now` (the tracer's clock) and :attr:`Machine.now_ns` read
+its expiry, not ``env.now``.
+
+Equal timestamps: a deferred free with expiry ``t`` is applied before any allocator
+call or snapshot at ``t``; deferred frees with the same expiry are applied in the
+order they were deferred (machine-wide).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -76,7 +92,15 @@ class Machine:
         self.seed_sequence = np.random.SeedSequence(seed)
         self.stats = CallerStats()
         self.owner_of: dict[int, Allocation] = {}
-        """Reverse map: head pfn -> live handle (what compaction and reclaim use)."""
+        """Reverse map: head pfn -> live handle (what compaction and reclaim use).
+
+        Handles whose deferred free is due but not yet applied are still in it: call
+        :meth:`apply_pending_frees` before reading it."""
+        self._pending: list[tuple[int, int, Allocation]] = []
+        """Deferred frees: a heap of (expiry_ns, deferral sequence number, handle)."""
+        self._deferred = 0
+        self._stamp_ns = -1
+        """The expiry of the deferred free being applied; -1 outside one."""
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig, tracer: Tracer | None = None) -> Machine:
@@ -85,8 +109,16 @@ class Machine:
 
     @property
     def now_ns(self) -> int:
-        """Simulated time in integer nanoseconds."""
-        return int(self.env.now)
+        """Simulated time in integer nanoseconds (see :meth:`trace_now`)."""
+        return self.trace_now()
+
+    def trace_now(self) -> int:
+        """The time of the allocator operation in progress, in ns: the tracer's clock.
+
+        ``env.now``, except while a deferred free is applied: then its expiry.
+        """
+        stamp = self._stamp_ns
+        return stamp if stamp >= 0 else int(self.env.now)
 
     @property
     def nr_cpus(self) -> int:
@@ -118,6 +150,9 @@ class Machine:
         self, owner: str, gfp: int, order: int, cpu: int, nid: int | None = None
     ) -> Allocation | None:
         """The synchronous part of :meth:`alloc` (no simulated time passes)."""
+        pending = self._pending
+        if pending and pending[0][0] <= self.env.now:
+            self.apply_pending_frees()
         mm = self.mm
         if nid is None:
             nid = mm.cpu_to_node[cpu]
@@ -137,6 +172,8 @@ class Machine:
 
     def free(self, handle: Allocation, cpu: int | None = None) -> None:
         """``__free_pages(page, order)`` by the handle's owner (on ``cpu``)."""
+        if self._stamp_ns < 0:  # not one of the frees apply_pending_frees() is applying
+            self.apply_pending_frees()
         if not handle.alive:
             raise ValueError(f"{handle.owner}: handle for pfn {handle.pfn:#x} already freed")
         cpu = handle.cpu if cpu is None else cpu
@@ -149,6 +186,7 @@ class Machine:
 
     def split(self, handle: Allocation) -> list[Allocation]:
         """``split_page()``: one order-0 handle per page, each freed on its own."""
+        self.apply_pending_frees()
         if not self.mm.split_page(handle.pfn, handle.order):
             return [handle]
         self.owner_of.pop(handle.pfn, None)
@@ -160,3 +198,43 @@ class Machine:
         for part in parts:
             self.owner_of[part.pfn] = part
         return parts
+
+    # -- deferred frees -----------------------------------------------------------------
+    def defer_free(self, handle: Allocation, expiry_ns: int) -> None:
+        """Free ``handle`` at ``expiry_ns`` without a SimPy event.
+
+        The free (on the CPU that allocated the block) is applied by the first
+        :meth:`apply_pending_frees` at or after that time, stamped with ``expiry_ns``.
+        The caller must not free or split the handle itself after this.
+
+        Raises:
+            ValueError: ``expiry_ns`` is in the past.
+        """
+        if expiry_ns < self.env.now:
+            raise ValueError(f"{handle.owner}: free of pfn {handle.pfn:#x} deferred to "
+                             f"{expiry_ns} ns, before now ({self.env.now} ns)")
+        heapq.heappush(self._pending, (expiry_ns, self._deferred, handle))
+        self._deferred += 1
+
+    @property
+    def pending_frees(self) -> int:
+        """Deferred frees not applied yet."""
+        return len(self._pending)
+
+    def apply_pending_frees(self) -> None:
+        """Apply, in expiry order, every deferred free whose expiry is <= ``env.now``.
+
+        Each free runs as :meth:`free` would have at its expiry: its trace events carry
+        the expiry as their time.
+        """
+        pending = self._pending
+        now = self.env.now
+        if not pending or pending[0][0] > now:
+            return
+        try:
+            while pending and pending[0][0] <= now:
+                expiry, _, handle = heapq.heappop(pending)
+                self._stamp_ns = expiry
+                self.free(handle)
+        finally:
+            self._stamp_ns = -1

@@ -4,12 +4,18 @@ Every ``snapshot_interval_ns`` of simulated time a SimPy process records, per zo
 the ``/proc/pagetypeinfo`` free-block levels (blocks per order and migratetype) and
 the ``/proc/zoneinfo`` headline numbers (free pages, pcp pages, watermarks, boost).
 Rows go into columnar ``array.array`` buffers; nothing per row is a Python object.
+A snapshot costs O(zones x (orders x migratetypes + CPUs)), whatever the number of
+events so far.
+
+Before each snapshot the recorder calls its ``catch_up`` hook (the machine's
+:meth:`~simcore.sim.machine.Machine.apply_pending_frees`), so a deferred free due at
+or before the snapshot's time is in it.
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +54,18 @@ class _Columns:
 class SnapshotRecorder:
     """Collects buddyinfo/pagetypeinfo levels and zone state over time."""
 
-    def __init__(self, mm: PageAllocator) -> None:
+    def __init__(self, mm: PageAllocator, catch_up: Callable[[], None] | None = None) -> None:
         self.mm = mm
+        self.catch_up = catch_up
+        """Called before each snapshot to bring the allocator up to the current time."""
         self.buddy = _Columns(ts.BUDDYINFO_COLUMNS)
         self.zonestat = _Columns(ts.ZONESTAT_COLUMNS)
         self.snapshots = 0
 
     def take(self, now_ns: int) -> None:
-        """Record one snapshot of every zone at ``now_ns``."""
+        """Record one snapshot of every zone at ``now_ns`` (the current time)."""
+        if self.catch_up is not None:
+            self.catch_up()
         b = self.buddy.cols
         z = self.zonestat.cols
         for zone in self.mm.zones:

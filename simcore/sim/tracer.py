@@ -12,17 +12,20 @@ recording tracer writes them in the kernel's numbering for the machine's config,
 one table lookup per written column (not per event), so the hot path never translates.
 
 :class:`NullTracer` costs one attribute test on the hot path (``tracer.enabled``).
-:class:`RecordingTracer` appends to compact columnar buffers (``array.array``, not a
-Python object per row) and writes them to Parquet in row groups, atomically.
+:class:`RecordingTracer` writes each event into preallocated typed columns (one numpy
+array per column, ``flush_rows`` rows long, written by index through memoryviews), and
+writes a full chunk to Parquet as one row group; the temporary file is renamed into
+place atomically by :meth:`RecordingTracer.close`.
 """
 
 from __future__ import annotations
 
 import os
-from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from simcore.formats import trace_schema as ts
 from simcore.mm.constants import kernel_migratetype_numbers
@@ -31,13 +34,28 @@ from simcore.mm.tracepoints import Tracer
 if TYPE_CHECKING:
     from simcore.mm.zone import Zone
 
-
-_INT_COLS = [(name, typ) for name, typ in ts.EVENT_COLUMNS if typ != "string"]
-_TYPECODE = {"int64": "q", "int16": "h"}
+_COLUMN_ORDER = (
+    "time_ns", "event", "caller", "cpu", "nid", "zone", "order", "gfp", "migratetype",
+    "pfn", "outcome", "path", "fallback_order", "fallback_migratetype",
+    "change_ownership", "percpu_refill", "reason",
+)
+"""The order in which :meth:`RecordingTracer._row` writes the columns."""
+assert _COLUMN_ORDER == tuple(n for n, _ in ts.EVENT_COLUMNS), "trace schema changed"
+_ROW_STRINGS = ("event", "zone", "outcome", "path", "reason")
+"""The string columns of an event, in the order :meth:`RecordingTracer._intern_row` takes."""
+_DTYPES = {"int64": np.int64, "int16": np.int16, "string": np.int32}
+"""Column dtype in the buffer; string columns hold int32 dictionary codes."""
+_EXTRA_COLUMNS = ("fallback_order", "fallback_migratetype", "change_ownership", "percpu_refill")
+"""Columns only two event types have; a new chunk holds -1 ("not applicable") in them."""
 
 
 class RecordingTracer(Tracer):
-    """Columnar recorder written to Parquet in row groups of ``flush_rows`` rows."""
+    """Columnar recorder written to Parquet in row groups of ``flush_rows`` rows.
+
+    String columns are dictionary-encoded as they are written: each distinct value gets
+    the next code the first time it is seen, and every row group carries the whole
+    dictionary seen so far.
+    """
 
     enabled = True
 
@@ -46,40 +64,41 @@ class RecordingTracer(Tracer):
     ) -> None:
         self.path = Path(path)
         self.clock = clock
+        """Simulated time (ns) stamped on each event; the run binds the machine's."""
         self.flush_rows = flush_rows
         self.events_traced = 0
         self._strings: dict[str, dict[str, int]] = {
             n: {} for n, t in ts.EVENT_COLUMNS if t == "string"
         }
-        self._caller = self._code("caller", "")  # kernel-internal until set_context()
+        self._caller_codes = self._strings["caller"]
+        self._event_codes = self._strings["event"]
+        self._zone_codes = self._strings["zone"]
+        self._outcome_codes = self._strings["outcome"]
+        self._path_codes = self._strings["path"]
+        self._reason_codes = self._strings["reason"]
+        self._caller = _intern(self._caller_codes, "")  # kernel-internal until set_context()
         self._cpu = -1
         self._writer: Any = None
         self._tmp: Path | None = None
         self._mt_lut: Any = None
         self.set_migratetype_numbers(kernel_migratetype_numbers(False))
-        self._reset()
+        self._new_chunk()
 
-    def _reset(self) -> None:
-        self._cols: dict[str, array[int]] = {
-            n: array(_TYPECODE[t]) for n, t in ts.EVENT_COLUMNS if t != "string"
-        }
-        for name in self._strings:
-            self._cols[name] = array("i")
-
-    def _code(self, column: str, value: str) -> int:
-        table = self._strings[column]
-        code = table.get(value)
-        if code is None:
-            code = table[value] = len(table)
-        return code
+    def _new_chunk(self) -> None:
+        """Allocate the next ``flush_rows`` rows of every column and bind views on them."""
+        self._arrays = [
+            np.full(self.flush_rows, -1, _DTYPES[t]) if n in _EXTRA_COLUMNS
+            else np.empty(self.flush_rows, _DTYPES[t])
+            for n, t in ts.EVENT_COLUMNS
+        ]
+        self._views = tuple(a.data for a in self._arrays)
+        self._n = 0
 
     def set_context(self, caller: str, cpu: int) -> None:  # noqa: D102
-        self._caller = self._code("caller", caller)
+        self._caller = _intern(self._caller_codes, caller)
         self._cpu = cpu
 
     def set_migratetype_numbers(self, numbers: tuple[int, ...]) -> None:  # noqa: D102
-        import numpy as np
-
         # Index 0 holds -1 ("not applicable"), so the lookup is lut[value + 1].
         self._mt_lut = np.array((-1, *numbers), dtype=np.int16)
 
@@ -94,30 +113,42 @@ class RecordingTracer(Tracer):
         mt: int = -1,
         outcome: str = ts.OUTCOME_OK,
         path: str = ts.PATH_NONE,
-        extra: tuple[int, int, int, int] = (-1, -1, -1, -1),
+        extra: tuple[int, int, int, int] | None = None,
         reason: str = "",
     ) -> None:
-        c = self._cols
-        c["time_ns"].append(self.clock())
-        c["event"].append(self._code("event", event))
-        c["caller"].append(self._caller)
-        c["cpu"].append(self._cpu)
-        c["nid"].append(zone.nid if zone is not None else nid)
-        c["zone"].append(self._code("zone", zone.name if zone is not None else ""))
-        c["order"].append(order)
-        c["gfp"].append(gfp)
-        c["migratetype"].append(mt)
-        c["pfn"].append(pfn)
-        c["outcome"].append(self._code("outcome", outcome))
-        c["path"].append(self._code("path", path))
-        c["fallback_order"].append(extra[0])
-        c["fallback_migratetype"].append(extra[1])
-        c["change_ownership"].append(extra[2])
-        c["percpu_refill"].append(extra[3])
-        c["reason"].append(self._code("reason", reason))
+        i = self._n
+        (c_time, c_event, c_caller, c_cpu, c_nid, c_zone, c_order, c_gfp, c_mt, c_pfn,
+         c_outcome, c_path, c_fb_order, c_fb_mt, c_change, c_refill, c_reason) = self._views
+        zone_name = ""
+        if zone is not None:
+            nid, zone_name = zone.nid, zone.name
+        c_time[i] = self.clock()
+        c_caller[i] = self._caller
+        c_cpu[i] = self._cpu
+        c_nid[i] = nid
+        c_order[i] = order
+        c_gfp[i] = gfp
+        c_mt[i] = mt
+        c_pfn[i] = pfn
+        if extra is not None:
+            c_fb_order[i], c_fb_mt[i], c_change[i], c_refill[i] = extra
+        try:  # the strings' dictionary codes; a string seen for the first time is interned
+            c_event[i] = self._event_codes[event]
+            c_zone[i] = self._zone_codes[zone_name]
+            c_outcome[i] = self._outcome_codes[outcome]
+            c_path[i] = self._path_codes[path]
+            c_reason[i] = self._reason_codes[reason]
+        except KeyError:
+            self._intern_row(i, event, zone_name, outcome, path, reason)
         self.events_traced += 1
-        if len(c["time_ns"]) >= self.flush_rows:
+        self._n = i = i + 1
+        if i >= self.flush_rows:
             self.flush()
+
+    def _intern_row(self, i: int, *strings: str) -> None:
+        """Write row ``i``'s string columns, giving new strings their codes."""
+        for name, value in zip(_ROW_STRINGS, strings, strict=True):
+            self._views[_COLUMN_ORDER.index(name)][i] = _intern(self._strings[name], value)
 
     def mm_page_alloc(  # noqa: D102
         self, zone: Zone | None, pfn: int, order: int, gfp: int, mt: int, path: str, nid: int
@@ -172,25 +203,29 @@ class RecordingTracer(Tracer):
 
     # -- output -------------------------------------------------------------------------
     def _table(self) -> Any:
-        import numpy as np
         import pyarrow as pa
 
         arrays = []
-        for name, typ in ts.EVENT_COLUMNS:
-            col = self._cols[name]
+        rows = self._n
+        for (name, typ), column in zip(ts.EVENT_COLUMNS, self._arrays, strict=True):
+            values = column[:rows]
             if typ == "string":
-                names = list(self._strings[name])
-                codes = pa.array(np.frombuffer(col, dtype=np.int32), type=pa.int32())
-                arrays.append(pa.DictionaryArray.from_arrays(codes, pa.array(names, pa.string())))
+                names = pa.array(list(self._strings[name]), pa.string())
+                codes = pa.array(values, type=pa.int32())
+                arrays.append(pa.DictionaryArray.from_arrays(codes, names))
             else:
-                values = np.frombuffer(col, dtype=np.dtype(typ))
                 if name in ts.MIGRATETYPE_COLUMNS:
                     values = self._mt_lut[values + 1]
                 arrays.append(pa.array(values))
         return pa.Table.from_arrays(arrays, names=[n for n, _ in ts.EVENT_COLUMNS])
 
     def flush(self) -> None:
-        """Write the buffered rows as one Parquet row group to the temp file."""
+        """Write the buffered rows as one Parquet row group and start a new chunk."""
+        self._write_rows()
+        # A fresh chunk, not the old one overwritten: Arrow may share the arrays' memory.
+        self._new_chunk()
+
+    def _write_rows(self) -> None:
         import pyarrow.parquet as pq
 
         table = self._table()
@@ -202,11 +237,10 @@ class RecordingTracer(Tracer):
             table = table.cast(self._writer.schema)
         if table.num_rows:
             self._writer.write_table(table)
-        self._reset()
 
     def close(self) -> None:
         """Write the last rows and rename the file into place."""
-        self.flush()
+        self._write_rows()
         self._writer.close()
         assert self._tmp is not None
         os.replace(self._tmp, self.path)
@@ -219,3 +253,11 @@ class RecordingTracer(Tracer):
             self._writer = None
         if self._tmp is not None and self._tmp.exists():
             self._tmp.unlink()
+
+
+def _intern(codes: dict[str, int], value: str) -> int:
+    """The dictionary code of ``value``, giving it the next code if it is new."""
+    code = codes.get(value)
+    if code is None:
+        code = codes[value] = len(codes)
+    return code
