@@ -35,8 +35,14 @@ def _version() -> str:
     import simcore
     from allocsim.provenance import source_commit
 
+    if simcore.COMPILED:
+        build = "compiled engine (Cython)"
+    elif simcore.PURE_REASON:
+        build = f"pure Python ({simcore.PURE_REASON.split(';')[0]})"
+    else:
+        build = "pure Python (no compiled engine installed)"
     return (f"allocsim {simcore.__version__} (models Linux {simcore.KERNEL_VERSION}; "
-            f"source commit {source_commit()})")
+            f"source commit {source_commit()}; build: {build})")
 
 
 def _seed(text: str) -> int:

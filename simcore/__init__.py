@@ -12,4 +12,16 @@ KERNEL_VERSION = "6.1"
 
 __version__ = "0.1.0"
 
-__all__ = ["KERNEL_VERSION", "__version__"]
+from simcore.engine import is_compiled, select_build  # noqa: E402
+
+PURE_REASON = select_build()
+"""Why the pure-Python modules run although a compiled build is present (else None)."""
+
+
+def __getattr__(name: str) -> object:
+    if name == "COMPILED":
+        return is_compiled()  # True when the Cython-compiled engine is running
+    raise AttributeError(f"module 'simcore' has no attribute {name!r}")
+
+
+__all__ = ["COMPILED", "KERNEL_VERSION", "PURE_REASON", "__version__"]

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from simcore.mm.constants import MIGRATE_TYPES
-from simcore.mm.pages import MT_SHIFT, PG_BUDDY, PageArray
+from simcore.mm.pages import CLEAR_PG_BUDDY, MT_SHIFT, PG_BUDDY, PageArray
 
 _NO_PFN = -1
 
@@ -188,7 +188,7 @@ class FreeArea:
         self.lists.unlink(pfn)
         self.nr_free[order] -= 1
         self.count[order * MIGRATE_TYPES + mt] -= 1
-        self._flags[pfn] &= ~PG_BUDDY
+        self._flags[pfn] &= CLEAR_PG_BUDDY
 
     def move_tail(self, pfn: int, order: int, old_mt: int, new_mt: int) -> None:
         """``move_to_free_list()``: move a block to the tail of another type's list."""

@@ -50,6 +50,8 @@ GFP_THISNODE = int(GFP.THISNODE)
 GFP_COMP = int(GFP.COMP)
 GFP_KSWAPD_RECLAIM = int(GFP.KSWAPD_RECLAIM)
 MT_MOVABLE = int(MigrateType.MOVABLE)
+MT_HIGHATOMIC = int(MigrateType.HIGHATOMIC)
+MT_ISOLATE = int(MigrateType.ISOLATE)
 _VM_PGFREE = VMSTAT_INDEX["pgfree"]
 _VM_HIGHATOMIC_RESERVED = VMSTAT_INDEX["highatomic_reserved"]
 _VM_KSWAPD_WAKEUP = VMSTAT_INDEX["kswapd_wakeup"]
@@ -341,7 +343,7 @@ class PageAllocator(FreePagesMixin):
         highest = int(gfp_zone(gfp))
         zl = self.zonelist(nid, bool(gfp & GFP_THISNODE), highest)
         if nodemask is not None:
-            zl = tuple(z for z in zl if z.nid in nodemask)
+            zl = self._restrict_to_nodes(zl, nodemask)
         ac = AllocContext(zl, highest, gfp_migratetype(gfp), nid, nodemask)
         ac.fast_flags = ALLOC_WMARK_LOW | self.alloc_flags_nofragment(ac.preferred_zone, gfp)
         if nodemask is None:
@@ -349,6 +351,11 @@ class PageAllocator(FreePagesMixin):
             # changes after boot: cache it instead of redoing gfp_zone() and friends.
             self._ac_cache[(gfp, nid)] = ac
         return ac
+
+    @staticmethod
+    def _restrict_to_nodes(zl: tuple[Zone, ...], nodemask: frozenset[int]) -> tuple[Zone, ...]:
+        """The zones of ``zl`` on nodes in ``nodemask`` (``for_each_zone_zonelist_nodemask``)."""
+        return tuple(z for z in zl if z.nid in nodemask)
 
     def alloc_flags_nofragment(self, zone: Zone | None, gfp: int) -> int:
         """``alloc_flags_nofragment()``: ALLOC_KSWAPD, and NOFRAGMENT for Normal."""
@@ -417,7 +424,8 @@ class PageAllocator(FreePagesMixin):
         pfn = -1
         self.last_path_pcp = False
         if order <= PAGE_ALLOC_COSTLY_ORDER or order == self.pageblock_order:
-            pfn = zone.per_cpu_pageset[cpu].rmqueue(order, mt, alloc_flags)
+            pcp = zone.per_cpu_pageset[cpu]
+            pfn = pcp.rmqueue(order, mt, alloc_flags)
             self.last_path_pcp = pfn >= 0
         if pfn < 0:
             pfn = self.rmqueue_buddy(zone, order, alloc_flags, mt)
@@ -442,12 +450,12 @@ class PageAllocator(FreePagesMixin):
         """``rmqueue_buddy()``: highatomic first for order>0 ALLOC_HARDER, then __rmqueue."""
         pfn = -1
         if order and alloc_flags & ALLOC_HARDER:
-            pfn = zone.rmqueue_smallest(order, int(MigrateType.HIGHATOMIC))
+            pfn = zone.rmqueue_smallest(order, MT_HIGHATOMIC)
         if pfn < 0:
             pfn = zone.rmqueue(order, mt, alloc_flags)
             if pfn < 0:
                 return -1
-        if (self.pages.info[pfn] >> MT_SHIFT) != MigrateType.ISOLATE:
+        if (self.pages.info[pfn] >> MT_SHIFT) != MT_ISOLATE:
             zone.nr_free_pages -= 1 << order
         return pfn
 

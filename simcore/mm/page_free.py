@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from simcore.mm.constants import MIGRATE_PCPTYPES, MigrateType
-from simcore.mm.pages import ORDER_MASK, PG_ALLOC, PG_HEAD, PG_RESERVED, PG_TAIL
+from simcore.mm.pages import CLEAR_ORDER, ORDER_MASK, PG_ALLOC, PG_HEAD, PG_RESERVED, PG_TAIL
 from simcore.mm.vmstat import VMSTAT_INDEX
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class FreePagesMixin:
         if pages.ref[pfn] == 0:
             self.free_the_page(pfn, order, cpu)
         elif not head and order:
-            pages.info[pfn] = pages.info[pfn] & ~ORDER_MASK  # the first page stays, order 0
+            pages.info[pfn] = pages.info[pfn] & CLEAR_ORDER  # the first page stays, order 0
             while order > 0:
                 order -= 1
                 self.free_the_page(pfn + (1 << order), order, cpu)
@@ -149,7 +149,8 @@ class FreePagesMixin:
                 return
             pcp_mt = MT_MOVABLE
         self.vm.v[_VM_PGFREE] += 1 << order
-        zone.per_cpu_pageset[cpu].free_commit(pfn, order, pcp_mt, mt)
+        pcp = zone.per_cpu_pageset[cpu]
+        pcp.free_commit(pfn, order, pcp_mt, mt)
 
     def free_pages_ok(self, pfn: int, order: int, zone: Zone) -> None:
         """``__free_pages_ok()``: non-pcp orders go straight to the buddy lists."""
@@ -170,7 +171,7 @@ class FreePagesMixin:
             return False
         nr = 1 << order
         pages.ref_np[pfn + 1 : pfn + nr] = 1
-        alloc_info = pages.info[pfn] & ~ORDER_MASK
+        alloc_info = pages.info[pfn] & CLEAR_ORDER
         pages.info_np[pfn : pfn + nr] = alloc_info
         pages.flags_np[pfn + 1 : pfn + nr] |= PG_ALLOC
         return True
@@ -212,5 +213,5 @@ class FreePagesMixin:
         if pages.flags[pfn] & PG_HEAD:
             self.free_the_page(pfn, pages.info[pfn] & ORDER_MASK, cpu)
         else:
-            pages.info[pfn] = pages.info[pfn] & ~ORDER_MASK
+            pages.info[pfn] = pages.info[pfn] & CLEAR_ORDER
             self.free_the_page(pfn, 0, cpu)

@@ -46,6 +46,11 @@ PG_MOVABLE_OWNER = 0x40
 
 ORDER_MASK = 0x0F
 MT_SHIFT = 4
+# Complements within one byte (``flags &= ~PG_X`` on an unsigned byte): a negative mask
+# would not fit the compiled build's uint8 arithmetic.
+CLEAR_PG_BUDDY = 0xFF ^ PG_BUDDY
+CLEAR_PG_PCP = 0xFF ^ PG_PCP
+CLEAR_ORDER = 0xFF ^ ORDER_MASK
 SHORT_RANGE = 16
 """Ranges of at most this many pages are updated page by page; longer ones (a
 pageblock-order block) by one numpy slice operation."""

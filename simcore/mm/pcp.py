@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from simcore.mm.constants import MIGRATE_PCPTYPES, PAGE_ALLOC_COSTLY_ORDER
-from simcore.mm.pages import MT_SHIFT, PG_PCP
+from simcore.mm.pages import CLEAR_PG_PCP, MT_SHIFT, PG_PCP
 
 if TYPE_CHECKING:
     from simcore.mm.zone import Zone
@@ -49,7 +51,9 @@ class PerCpuPages:
         self.batch = batch
         self.free_factor = 0
         self.page_lists = zone.lists
-        self.heads = [zone.lists.new_list() for _ in range(NR_PCP_LISTS)]
+        self.heads_np = np.array([zone.lists.new_list() for _ in range(NR_PCP_LISTS)],
+                                 dtype=np.int32)
+        self.heads = self.heads_np.data
         """Sentinel node of each pcp list, by pindex."""
         self.pages = zone.pages
 
@@ -92,7 +96,7 @@ class PerCpuPages:
             self.count += len(pfns) << order
             pfn = lists.first(head)
         lists.unlink(pfn)
-        flags[pfn] &= ~PG_PCP
+        flags[pfn] &= CLEAR_PG_PCP
         self.count -= 1 << order
         return pfn
 
@@ -170,7 +174,7 @@ class PerCpuPages:
                 pfn = lists.last(head)
                 lists.unlink(pfn)
                 mt = info[pfn] >> MT_SHIFT
-                flags[pfn] &= ~PG_PCP
+                flags[pfn] &= CLEAR_PG_PCP
                 count -= nr_pages
                 self.count -= nr_pages
                 if isolated_pageblocks:

@@ -325,7 +325,8 @@ def test_out_of_memory_while_building_is_one_line(
     def no_memory(*args: Any, **kwargs: Any) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(PageAllocator, "__init__", no_memory)
+    # The compiled PageAllocator is an immutable type: replace the name the machine uses.
+    monkeypatch.setattr("simcore.sim.machine.PageAllocator", no_memory)
     out = tmp_path / "runs"
     assert main(["run", str(_config(tmp_path)), "-o", str(out), "-q"]) == 2
     assert "out of memory while building it" in _one_error_line(capsys.readouterr().err)

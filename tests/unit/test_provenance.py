@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import allocsim.provenance as prov
+import simcore
 from allocsim.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,4 +75,6 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith("allocsim 0.1.0 (models Linux 6.1; source commit ")
-    assert out.endswith(f"{prov.source_commit()})")
+    assert f"source commit {prov.source_commit()}; build: " in out
+    build = "compiled engine (Cython)" if simcore.COMPILED else "pure Python ("
+    assert build in out

@@ -1,0 +1,41 @@
+# Compiled-build declarations for page_alloc.py (types only; the rules are in the .py).
+cimport cython
+
+from simcore.mm.page_free cimport FreePagesMixin
+from simcore.mm.pcp cimport PerCpuPages
+from simcore.mm.zone cimport Zone
+
+cdef class AllocContext:
+    cdef public tuple zonelist
+    cdef public int highest_zoneidx, migratetype, preferred_nid
+    cdef public object nodemask
+    cdef public int fast_flags
+    cdef public Zone preferred_zone
+
+cdef class PageAllocator(FreePagesMixin):
+    cdef public object cfg, sysctl
+    cdef public int pageblock_order
+    cdef public bint thp, cma, order_warned, last_path_pcp
+    cdef public tuple migratetypes
+    cdef public object pageblock_mt, pb_zone
+    cdef public int nr_cpus, nr_online_nodes
+    cdef public list nodes, cpu_to_node, zones, _managed_start
+    cdef public dict _zonelist_cache, _ac_cache
+    cdef public long long min_free_kbytes
+    cdef public Zone last_zone
+    cdef public str current_comm
+
+    cpdef Zone page_zone(self, Py_ssize_t pfn)
+    cpdef bint pcp_allowed_order(self, int order)
+    cpdef AllocContext prepare_alloc_pages(self, long long gfp, int nid, object nodemask=*)
+    @cython.locals(zone=Zone, preferred=Zone)
+    cpdef Py_ssize_t get_page_from_freelist(self, long long gfp, int order, int alloc_flags,
+                                            AllocContext ac, int cpu)
+    @cython.locals(pcp=PerCpuPages)
+    cpdef Py_ssize_t rmqueue(self, Zone preferred, Zone zone, int order, int alloc_flags,
+                             int mt, int cpu)
+    cpdef Py_ssize_t rmqueue_buddy(self, Zone zone, int order, int alloc_flags, int mt)
+    cpdef void prep_new_page(self, Py_ssize_t pfn, int order, long long gfp, int mt)
+    @cython.locals(ac=AllocContext, zone=Zone)
+    cpdef Py_ssize_t alloc_pages(self, long long gfp, int order, int nid, int cpu,
+                                 object nodemask=*)

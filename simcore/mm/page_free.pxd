@@ -1,0 +1,23 @@
+# Compiled-build declarations for page_free.py (types only; the rules are in the .py).
+cimport cython
+
+from simcore.mm.pages cimport PageArray
+from simcore.mm.pcp cimport PerCpuPages
+from simcore.mm.vmstat cimport VmStat
+from simcore.mm.zone cimport Zone
+
+cdef class FreePagesMixin:
+    cdef public PageArray pages
+    cdef public object tracer
+    cdef public bint tracing
+    cdef public VmStat vm
+    cdef public int max_order
+
+    cpdef Zone page_zone(self, Py_ssize_t pfn)
+    cpdef bint pcp_allowed_order(self, int order)
+    cpdef bint free_pages(self, Py_ssize_t pfn, int order, int cpu)
+    cpdef void free_the_page(self, Py_ssize_t pfn, int order, int cpu)
+    cpdef bint free_pages_prepare(self, Py_ssize_t pfn, int order, Zone zone)
+    @cython.locals(pcp=PerCpuPages)
+    cpdef void free_unref_page(self, Py_ssize_t pfn, int order, int cpu, Zone zone)
+    cpdef void free_pages_ok(self, Py_ssize_t pfn, int order, Zone zone)

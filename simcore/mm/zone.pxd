@@ -1,0 +1,43 @@
+# Compiled-build declarations for zone.py (types only; the rules are in zone.py).
+from simcore.mm.freelist cimport FreeArea, PageLists
+from simcore.mm.pages cimport PageArray
+from simcore.mm.vmstat cimport VmStat
+
+cdef class Zone:
+    cdef public int nid, zone_idx
+    cdef public str name
+    cdef public Py_ssize_t zone_start_pfn, spanned_pages, present_pages, managed_pages
+    cdef public Py_ssize_t end_pfn, managed_start_pfn
+    cdef public PageArray pages
+    cdef public unsigned char[:] pageblock_mt
+    cdef public int pageblock_order, max_order
+    cdef public object tracer
+    cdef public bint tracing
+    cdef public VmStat vm
+    cdef public Py_ssize_t pgalloc_idx
+    cdef public PageLists lists
+    cdef public FreeArea free_area
+    cdef public long long nr_free_pages
+    cdef public list watermark
+    cdef public long long watermark_boost, watermark_boost_factor
+    cdef public list lowmem_reserve
+    cdef public long long nr_reserved_highatomic, nr_isolate_pageblock
+    cdef public bint boosted_watermark, reclaim_active, fell_back
+    cdef public list per_cpu_pageset
+    cdef public int pcp_high, pcp_batch
+
+    cpdef int get_pageblock_migratetype(self, Py_ssize_t pfn)
+    cpdef void set_pageblock_migratetype(self, Py_ssize_t pfn, int mt)
+    cpdef bint spans(self, Py_ssize_t pfn)
+    cpdef long long wmark_pages(self, int idx)
+    cpdef void free_one_page(self, Py_ssize_t pfn, int order, int mt, bint to_tail=*)
+    cpdef bint buddy_merge_likely(self, Py_ssize_t pfn, Py_ssize_t buddy_pfn, int order)
+    cpdef void expand(self, Py_ssize_t pfn, int low, int high, int mt)
+    cpdef Py_ssize_t rmqueue_smallest(self, int order, int mt)
+    cpdef Py_ssize_t rmqueue(self, int order, int mt, int alloc_flags)
+    cpdef list rmqueue_bulk(self, int order, int count, int mt, int alloc_flags)
+    cpdef long long watermark_unusable_free(self, int order, int alloc_flags)
+    cpdef bint watermark_ok(self, int order, long long mark, int highest_zoneidx,
+                            int alloc_flags, long long free_pages)
+    cpdef bint watermark_fast(self, int order, long long mark, int highest_zoneidx,
+                              int alloc_flags, long long gfp)
