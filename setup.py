@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -79,6 +80,11 @@ def _extensions() -> list:  # type: ignore[type-arg]
 
 class OptionalBuildExt(build_ext):
     """``build_ext`` that falls back to pure Python instead of failing the install."""
+
+    def finalize_options(self) -> None:  # noqa: D102
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1  # the modules compile independently
 
     def run(self) -> None:  # noqa: D102
         try:
