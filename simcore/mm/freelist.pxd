@@ -1,6 +1,9 @@
 # Compiled-build declarations for freelist.py (types only; the rules are in the .py).
 from simcore.mm.pages cimport PageArray
 
+# Module constants as C integers (the .py binds them; nothing imports them from here).
+cdef int MIGRATE_TYPES, MT_SHIFT, PG_BUDDY, CLEAR_PG_BUDDY, _NO_PFN
+
 cdef class PageLists:
     cdef public PageArray pages
     cdef public int[:] lru

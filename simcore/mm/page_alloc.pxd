@@ -5,6 +5,15 @@ from simcore.mm.page_free cimport FreePagesMixin
 from simcore.mm.pcp cimport PerCpuPages
 from simcore.mm.zone cimport Zone
 
+# Module constants as C integers (the .py binds them; nothing imports them from here).
+cdef int ALLOC_HARDER, ALLOC_KSWAPD, ALLOC_NO_WATERMARKS, ALLOC_NOFRAGMENT
+cdef int ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, MIGRATE_TYPES, PAGE_ALLOC_COSTLY_ORDER
+cdef int MT_SHIFT, PG_ALLOC, PG_HEAD, PG_MOVABLE_OWNER, PG_RESERVED, PG_TAIL
+cdef long long GFP_THISNODE, GFP_COMP, GFP_KSWAPD_RECLAIM
+cdef int MT_MOVABLE, MT_HIGHATOMIC, MT_ISOLATE, _VM_PGFREE, _VM_HIGHATOMIC_RESERVED
+cdef int _VM_KSWAPD_WAKEUP, _VM_NUMA_HIT, _VM_NUMA_MISS, _VM_NUMA_FOREIGN, _VM_NUMA_LOCAL
+cdef int _VM_NUMA_OTHER
+
 cdef class AllocContext:
     cdef public tuple zonelist
     cdef public int highest_zoneidx, migratetype, preferred_nid

@@ -3,6 +3,9 @@ from simcore.mm.freelist cimport PageLists
 from simcore.mm.pages cimport PageArray
 from simcore.mm.zone cimport Zone
 
+# Module constants as C integers (the .py binds them; nothing imports them from here).
+cdef int MIGRATE_PCPTYPES, PAGE_ALLOC_COSTLY_ORDER, CLEAR_PG_PCP, MT_SHIFT, PG_PCP
+
 cpdef int order_to_pindex(int mt, int order)
 
 cdef class PerCpuPages:
