@@ -28,8 +28,8 @@ cdef class PageAllocator(FreePagesMixin):
     cdef public tuple migratetypes
     cdef public object pageblock_mt, pb_zone
     cdef public int nr_cpus, nr_online_nodes
-    cdef public list nodes, cpu_to_node, zones, _managed_start
-    cdef public dict _zonelist_cache, _ac_cache
+    cdef public list nodes, cpu_to_node, zones, _managed_start, _ac_cache
+    cdef public dict _zonelist_cache
     cdef public long long min_free_kbytes
     cdef public Zone last_zone
     cdef public str current_comm

@@ -173,7 +173,8 @@ class PageAllocator(FreePagesMixin):
             self._add_zone(span)
         self._build_zonelists()
         self._zonelist_cache: dict[tuple[int, bool, int], tuple[Zone, ...]] = {}
-        self._ac_cache: dict[tuple[int, int], AllocContext] = {}
+        self._ac_cache: list[dict[int, AllocContext]] = [{} for _ in self.nodes]
+        """Per node: gfp_mask -> its AllocContext (a pure function of both)."""
         self.min_free_kbytes = 0
         self.last_zone: Zone = self.zones[0]
         self.last_path_pcp = False
@@ -337,7 +338,7 @@ class PageAllocator(FreePagesMixin):
         (``__GFP_WRITE``) are not modelled.
         """
         if nodemask is None:
-            ac = self._ac_cache.get((gfp, nid))
+            ac = self._ac_cache[nid].get(gfp)
             if ac is not None:
                 return ac
         highest = int(gfp_zone(gfp))
@@ -349,7 +350,7 @@ class PageAllocator(FreePagesMixin):
         if nodemask is None:
             # The context is a pure function of (gfp, nid) and the topology, which never
             # changes after boot: cache it instead of redoing gfp_zone() and friends.
-            self._ac_cache[(gfp, nid)] = ac
+            self._ac_cache[nid][gfp] = ac
         return ac
 
     @staticmethod

@@ -19,6 +19,7 @@ cdef class FreePagesMixin:
 
     cpdef Zone page_zone(self, Py_ssize_t pfn)
     cpdef bint pcp_allowed_order(self, int order)
+    cpdef bint _check_pfn(self, Py_ssize_t pfn, int order, str what)
     cpdef bint free_pages(self, Py_ssize_t pfn, int order, int cpu)
     cpdef void free_the_page(self, Py_ssize_t pfn, int order, int cpu)
     cpdef bint free_pages_prepare(self, Py_ssize_t pfn, int order, Zone zone)
