@@ -5,7 +5,8 @@ mm/page_alloc.c: ``add_to_free_list()`` (head), ``add_to_free_list_tail()``,
 ``move_to_free_list()`` (tail), ``del_page_from_free_list()`` and
 ``get_page_from_free_area()`` (head).
 
-The kernel links free blocks (and pcp pages) through ``page->lru`` of their head page.
+The kernel links free blocks through ``page->buddy_list`` (pcp pages through
+``page->pcp_list``) of their head page.
 The model does the same with :class:`PageLists`: circular doubly linked lists whose
 nodes live in typed arrays (``nxt``, ``prv``, ``pfn``), one node per listed block,
 allocated from a free chain that grows by doubling. A block's head page records its
@@ -32,7 +33,7 @@ _NO_PFN = -1
 
 
 class PageLists:
-    """Intrusive page lists of one zone: the ``list_head`` storage of ``page->lru``."""
+    """Intrusive page lists of one zone: the ``buddy_list``/``pcp_list`` list heads."""
 
     def __init__(self, pages: PageArray, capacity: int = 64) -> None:
         self.pages = pages

@@ -76,7 +76,7 @@ def check_invariants(
         allocated: pfn -> order of every live allocation the caller tracks (after
             ``split_page()`` each sub-page is its own order-0 entry). When given,
             free + pcp + allocated pages must cover every managed page exactly once,
-            except ``vm.ev['bad_page_leaked_pages']`` leaked pages.
+            except ``vm['bad_page_leaked_pages']`` leaked pages.
         frozen: Allocated heads whose refcount was frozen to 0 (``page_ref_freeze()``).
         check_merging: Check that buddy merging is complete (see the module notes).
     """

@@ -7,7 +7,7 @@ so that a 1 TiB machine (268M pages) needs 2 GiB:
 * ``ref`` (int16): ``page->_refcount``.
 * ``lru`` (int32): for the head of a block on a buddy free list or a per-CPU list, the
   index of its list node in the zone's :class:`~simcore.mm.freelist.PageLists` (the
-  kernel links ``page->lru``/``page->pcp_list`` of that same head page); meaningless
+  kernel links ``page->buddy_list``/``page->pcp_list`` of that same head page); meaningless
   otherwise.
 * ``info`` (uint8): low nibble = order (``buddy_order()`` for free block heads, the
   allocation order for allocated heads, ``compound_order()`` for compound heads);

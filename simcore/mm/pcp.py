@@ -7,9 +7,10 @@ Mirrors mm/page_alloc.c (6.1): ``order_to_pindex()``, ``pindex_to_order()``,
 
 Each list is an intrusive list of the zone's :class:`~simcore.mm.freelist.PageLists`
 (``page->pcp_list``), no Python object per page. The migratetype that
-``set_pcppage_migratetype()`` caches when a page enters the list is kept in the page's
-``info`` byte, with the order. Frees and allocations use the list head (LIFO), refills
-append to the tail and drains take from the tail (oldest first).
+``set_pcppage_migratetype()`` cached (in free_unref_page_prepare() on free, in
+__rmqueue_smallest() on refill) is kept in the page's ``info`` byte, with the order.
+Frees and allocations use the list head (LIFO), refills append to the tail and drains
+take from the tail (oldest first).
 
 Pure code: no SimPy, no I/O, no randomness. SIMPLIFICATION: the pcp trylock never
 fails (no lock contention is modelled).
@@ -108,7 +109,7 @@ class PerCpuPages:
         merged back as when drained.
         """
         self.page_lists.add(self.heads[order_to_pindex(pcp_mt, order)], pfn)
-        self.pages.info[pfn] = order | (cached_mt << MT_SHIFT)  # set_pcppage_migratetype()
+        self.pages.info[pfn] = order | (cached_mt << MT_SHIFT)  # free_unref_page_prepare()
         self.pages.flags[pfn] |= PG_PCP
         self.count += 1 << order
         free_high = bool(self.free_factor and order and order <= PAGE_ALLOC_COSTLY_ORDER)

@@ -96,7 +96,7 @@ class Zone:
         """The machine's vmstat event counters (shared, set by the allocator)."""
         self.pgalloc_idx = VMSTAT_INDEX[f"pgalloc_{self.name.lower()}"]
         self.lists = PageLists(pages)
-        """The ``page->lru`` storage of this zone's free lists and pcp lists."""
+        """The ``page->buddy_list``/``pcp_list`` storage of this zone's free lists and pcp lists."""
         self.free_area = FreeArea(max_order, pages, self.lists)
         self.nr_free_pages = 0
         """NR_FREE_PAGES: pages on the buddy free lists (pcp pages excluded)."""
