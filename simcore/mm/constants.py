@@ -46,6 +46,15 @@ class MigrateType(enum.IntEnum):
     ISOLATE = 5
 
 
+# The same values as plain ints, for the hot paths (an IntEnum member costs an attribute
+# lookup per use and is not a C constant in the compiled build).
+MT_UNMOVABLE = int(MigrateType.UNMOVABLE)
+MT_MOVABLE = int(MigrateType.MOVABLE)
+MT_RECLAIMABLE = int(MigrateType.RECLAIMABLE)
+MT_HIGHATOMIC = int(MigrateType.HIGHATOMIC)
+MT_CMA = int(MigrateType.CMA)
+MT_ISOLATE = int(MigrateType.ISOLATE)
+
 MIGRATE_PCPTYPES = 3
 """Number of migratetypes that have per-CPU lists (UNMOVABLE, MOVABLE, RECLAIMABLE)."""
 MIGRATE_TYPES = 6

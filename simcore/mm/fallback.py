@@ -21,7 +21,10 @@ from simcore.mm.constants import (
     FALLBACKS,
     MIGRATE_PCPTYPES,
     MIGRATE_TYPES,
-    MigrateType,
+    MT_HIGHATOMIC,
+    MT_MOVABLE,
+    MT_RECLAIMABLE,
+    MT_UNMOVABLE,
 )
 from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_BUDDY, PG_MOVABLE_OWNER
 from simcore.mm.vmstat import VMSTAT_INDEX
@@ -29,10 +32,6 @@ from simcore.mm.vmstat import VMSTAT_INDEX
 if TYPE_CHECKING:
     from simcore.mm.zone import Zone
 
-MT_UNMOVABLE = int(MigrateType.UNMOVABLE)
-MT_MOVABLE = int(MigrateType.MOVABLE)
-MT_RECLAIMABLE = int(MigrateType.RECLAIMABLE)
-MT_HIGHATOMIC = int(MigrateType.HIGHATOMIC)
 _VM_EXTFRAG_STEAL = VMSTAT_INDEX["extfrag_steal"]
 _VM_EXTFRAG_FRAGMENTING = VMSTAT_INDEX["extfrag_fragmenting"]
 _VM_EXTFRAG_CLAIMED = VMSTAT_INDEX["extfrag_pageblock_claimed"]

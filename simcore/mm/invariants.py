@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simcore.mm.constants import MIGRATE_PCPTYPES, MIGRATE_TYPES, MigrateType
+from simcore.mm.constants import (
+    MIGRATE_PCPTYPES,
+    MIGRATE_TYPES,
+    MT_ISOLATE,
+    MT_MOVABLE,
+    MigrateType,
+)
 from simcore.mm.pages import MT_SHIFT, PG_ALLOC, PG_BUDDY, PG_PCP, PG_RESERVED
 from simcore.mm.pcp import NR_LOWORDER_PCP_LISTS, NR_PCP_LISTS
 
@@ -38,8 +44,6 @@ if TYPE_CHECKING:
     from simcore.mm.pages import PageArray
     from simcore.mm.zone import Zone
 
-MT_MOVABLE = int(MigrateType.MOVABLE)
-MT_ISOLATE = int(MigrateType.ISOLATE)
 
 
 class InvariantError(AssertionError):

@@ -22,8 +22,10 @@ from simcore.mm.constants import (
     ALLOC_WMARK_LOW,
     ALLOC_WMARK_MASK,
     MIGRATE_TYPES,
+    MT_HIGHATOMIC,
+    MT_ISOLATE,
+    MT_MOVABLE,
     PAGE_ALLOC_COSTLY_ORDER,
-    MigrateType,
     ZoneType,
     kernel_migratetype_numbers,
     kernel_migratetypes,
@@ -49,9 +51,6 @@ from simcore.mm.zone import Zone, managed_zone, populated_zone
 GFP_THISNODE = int(GFP.THISNODE)
 GFP_COMP = int(GFP.COMP)
 GFP_KSWAPD_RECLAIM = int(GFP.KSWAPD_RECLAIM)
-MT_MOVABLE = int(MigrateType.MOVABLE)
-MT_HIGHATOMIC = int(MigrateType.HIGHATOMIC)
-MT_ISOLATE = int(MigrateType.ISOLATE)
 _VM_PGFREE = VMSTAT_INDEX["pgfree"]
 _VM_HIGHATOMIC_RESERVED = VMSTAT_INDEX["highatomic_reserved"]
 _VM_KSWAPD_WAKEUP = VMSTAT_INDEX["kswapd_wakeup"]

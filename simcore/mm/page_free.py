@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.mm.constants import MIGRATE_PCPTYPES, MigrateType
+from simcore.mm.constants import MIGRATE_PCPTYPES, MT_ISOLATE, MT_MOVABLE
 from simcore.mm.pages import CLEAR_ORDER, ORDER_MASK, PG_ALLOC, PG_HEAD, PG_RESERVED, PG_TAIL
 from simcore.mm.vmstat import VMSTAT_INDEX
 
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from simcore.mm.vmstat import VmStat
     from simcore.mm.zone import Zone
 
-MT_MOVABLE = int(MigrateType.MOVABLE)
-MT_ISOLATE = int(MigrateType.ISOLATE)
 _VM_PGFREE = VMSTAT_INDEX["pgfree"]
 _VM_BAD_PAGE = VMSTAT_INDEX["bad_page"]
 _VM_BAD_PAGE_LEAKED = VMSTAT_INDEX["bad_page_leaked_pages"]

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.mm.constants import MigrateType
+from simcore.mm.constants import MT_ISOLATE
 from simcore.mm.fallback import move_freepages_block
 from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_BUDDY
 
 if TYPE_CHECKING:
     from simcore.mm.zone import Zone
 
-MT_ISOLATE = int(MigrateType.ISOLATE)
 
 
 def is_migrate_isolate_page(zone: Zone, pfn: int) -> bool:

@@ -18,7 +18,6 @@ cdef class PerCpuPages:
     cdef public int[:] heads
     cdef public PageArray pages
 
-    cpdef bint list_empty(self, int pindex)
     cpdef int pindex_to_order(self, int pindex)
     cpdef Py_ssize_t rmqueue(self, int order, int mt, int alloc_flags)
     cpdef void free_commit(self, Py_ssize_t pfn, int order, int pcp_mt, int cached_mt)

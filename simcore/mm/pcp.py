@@ -64,10 +64,6 @@ class PerCpuPages:
         return [pfn << 3 | (info[pfn] >> MT_SHIFT)
                 for pfn in self.page_lists.pfns(self.heads[pindex])]
 
-    def list_empty(self, pindex: int) -> bool:
-        """``list_empty(&pcp->lists[pindex])``."""
-        return self.page_lists.first(self.heads[pindex]) < 0
-
     def pindex_to_order(self, pindex: int) -> int:
         """``pindex_to_order()``."""
         if pindex == NR_LOWORDER_PCP_LISTS:

@@ -103,9 +103,6 @@ class VmStat:
     def __getitem__(self, name: str) -> int:
         return int(self.v[VMSTAT_INDEX[name]])
 
-    def __setitem__(self, name: str, value: int) -> None:
-        self.v[VMSTAT_INDEX[name]] = value
-
     def add(self, name: str, delta: int) -> None:
         """Add ``delta`` to the counter ``name`` (off the hot paths)."""
         self.v[VMSTAT_INDEX[name]] += delta

@@ -21,8 +21,9 @@ from simcore.mm.constants import (
     ALLOC_WMARK_MASK,
     MIGRATE_PCPTYPES,
     MIGRATE_TYPES,
+    MT_HIGHATOMIC,
+    MT_ISOLATE,
     ZONE_NAMES,
-    MigrateType,
 )
 from simcore.mm.fallback import rmqueue_fallback
 from simcore.mm.freelist import FreeArea, PageLists
@@ -35,9 +36,6 @@ if TYPE_CHECKING:
     from simcore.mm.tracepoints import Tracer
     from simcore.mm.vmstat import VmStat
 
-MT_HIGHATOMIC = int(MigrateType.HIGHATOMIC)
-MT_CMA = int(MigrateType.CMA)
-MT_ISOLATE = int(MigrateType.ISOLATE)
 GFP_ATOMIC_BIT = int(GFP.ATOMIC)  # __GFP_ATOMIC
 
 
