@@ -30,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 
 COMPILED_MODULES: tuple[str, ...] = (
+    "simcore.mm.tracepoints",
     "simcore.mm.pages",
     "simcore.mm.freelist",
     "simcore.mm.vmstat",
@@ -38,6 +39,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "simcore.mm.fallback",
     "simcore.mm.page_free",
     "simcore.mm.page_alloc",
+    "simcore.sim.tracer",
 )
 """Modules compiled by the build, in dependency order."""
 PURE_ENV = "ALLOCSIM_PURE_PYTHON"

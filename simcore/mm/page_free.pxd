@@ -2,6 +2,7 @@
 cimport cython
 
 from simcore.mm.pages cimport PageArray
+from simcore.mm.tracepoints cimport Tracer
 from simcore.mm.pcp cimport PerCpuPages
 from simcore.mm.vmstat cimport VmStat
 from simcore.mm.zone cimport Zone
@@ -12,7 +13,7 @@ cdef int PG_TAIL, MT_MOVABLE, MT_ISOLATE, _VM_PGFREE, _VM_BAD_PAGE, _VM_BAD_PAGE
 
 cdef class FreePagesMixin:
     cdef public PageArray pages
-    cdef public object tracer
+    cdef public Tracer tracer
     cdef public bint tracing
     cdef public VmStat vm
     cdef public int max_order

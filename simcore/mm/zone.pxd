@@ -1,6 +1,7 @@
 # Compiled-build declarations for zone.py (types only; the rules are in zone.py).
 from simcore.mm.freelist cimport FreeArea, PageLists
 from simcore.mm.pages cimport PageArray
+from simcore.mm.tracepoints cimport Tracer
 from simcore.mm.vmstat cimport VmStat
 
 # Module constants as C integers (the .py binds them; nothing imports them from here).
@@ -16,7 +17,7 @@ cdef class Zone:
     cdef public PageArray pages
     cdef public unsigned char[:] pageblock_mt
     cdef public int pageblock_order, max_order
-    cdef public object tracer
+    cdef public Tracer tracer
     cdef public bint tracing
     cdef public VmStat vm
     cdef public Py_ssize_t pgalloc_idx

@@ -39,7 +39,7 @@ _COLUMN_ORDER = (
     "pfn", "outcome", "path", "fallback_order", "fallback_migratetype",
     "change_ownership", "percpu_refill", "reason",
 )
-"""The order in which :meth:`RecordingTracer._row` writes the columns."""
+"""The columns :meth:`RecordingTracer._new_chunk` binds its ``c_*`` views to, in order."""
 assert _COLUMN_ORDER == tuple(n for n, _ in ts.EVENT_COLUMNS), "trace schema changed"
 _ROW_STRINGS = ("event", "zone", "outcome", "path", "reason")
 """The string columns of an event, in the order :meth:`RecordingTracer._intern_row` takes."""
@@ -91,7 +91,11 @@ class RecordingTracer(Tracer):
             else np.empty(self.flush_rows, _DTYPES[t])
             for n, t in ts.EVENT_COLUMNS
         ]
-        self._views = tuple(a.data for a in self._arrays)
+        # One typed view per column (typed memoryviews in the compiled build).
+        (self.c_time, self.c_event, self.c_caller, self.c_cpu, self.c_nid, self.c_zone,
+         self.c_order, self.c_gfp, self.c_mt, self.c_pfn, self.c_outcome, self.c_path,
+         self.c_fb_order, self.c_fb_mt, self.c_change, self.c_refill,
+         self.c_reason) = (a.data for a in self._arrays)
         self._n = 0
 
     def set_context(self, caller: str, cpu: int) -> None:  # noqa: D102
@@ -109,64 +113,82 @@ class RecordingTracer(Tracer):
         nid: int,
         pfn: int,
         order: int,
-        gfp: int = 0,
-        mt: int = -1,
-        outcome: str = ts.OUTCOME_OK,
-        path: str = ts.PATH_NONE,
-        extra: tuple[int, int, int, int] | None = None,
-        reason: str = "",
-    ) -> None:
+        gfp: int,
+        mt: int,
+        outcome: str,
+        path: str,
+        reason: str,
+    ) -> int:
+        """Write one event's common columns; returns its row (the caller may add more).
+
+        The row's ``fallback_*``, ``change_ownership`` and ``percpu_refill`` columns hold
+        -1 (not applicable) until written; the chunk is flushed by :meth:`_done`.
+        """
         i = self._n
-        (c_time, c_event, c_caller, c_cpu, c_nid, c_zone, c_order, c_gfp, c_mt, c_pfn,
-         c_outcome, c_path, c_fb_order, c_fb_mt, c_change, c_refill, c_reason) = self._views
         zone_name = ""
         if zone is not None:
             nid, zone_name = zone.nid, zone.name
-        c_time[i] = self.clock()
-        c_caller[i] = self._caller
-        c_cpu[i] = self._cpu
-        c_nid[i] = nid
-        c_order[i] = order
-        c_gfp[i] = gfp
-        c_mt[i] = mt
-        c_pfn[i] = pfn
-        if extra is not None:
-            c_fb_order[i], c_fb_mt[i], c_change[i], c_refill[i] = extra
+        self.c_time[i] = self.clock()
+        self.c_caller[i] = self._caller
+        self.c_cpu[i] = self._cpu
+        self.c_nid[i] = nid
+        self.c_order[i] = order
+        self.c_gfp[i] = gfp
+        self.c_mt[i] = mt
+        self.c_pfn[i] = pfn
         try:  # the strings' dictionary codes; a string seen for the first time is interned
-            c_event[i] = self._event_codes[event]
-            c_zone[i] = self._zone_codes[zone_name]
-            c_outcome[i] = self._outcome_codes[outcome]
-            c_path[i] = self._path_codes[path]
-            c_reason[i] = self._reason_codes[reason]
+            self.c_event[i] = self._event_codes[event]
+            self.c_zone[i] = self._zone_codes[zone_name]
+            self.c_outcome[i] = self._outcome_codes[outcome]
+            self.c_path[i] = self._path_codes[path]
+            self.c_reason[i] = self._reason_codes[reason]
         except KeyError:
             self._intern_row(i, event, zone_name, outcome, path, reason)
+        return i
+
+    def _done(self) -> None:
+        """Count the row just written; flush the chunk once it is full."""
         self.events_traced += 1
-        self._n = i = i + 1
-        if i >= self.flush_rows:
+        self._n += 1
+        if self._n >= self.flush_rows:
             self.flush()
 
     def _intern_row(self, i: int, *strings: str) -> None:
         """Write row ``i``'s string columns, giving new strings their codes."""
-        for name, value in zip(_ROW_STRINGS, strings, strict=True):
-            self._views[_COLUMN_ORDER.index(name)][i] = _intern(self._strings[name], value)
+        event, zone, outcome, path, reason = (
+            _intern(self._strings[name], value)
+            for name, value in zip(_ROW_STRINGS, strings, strict=True)
+        )
+        self.c_event[i] = event
+        self.c_zone[i] = zone
+        self.c_outcome[i] = outcome
+        self.c_path[i] = path
+        self.c_reason[i] = reason
 
     def mm_page_alloc(  # noqa: D102
         self, zone: Zone | None, pfn: int, order: int, gfp: int, mt: int, path: str, nid: int
     ) -> None:
         outcome = ts.OUTCOME_OK if pfn >= 0 else ts.OUTCOME_FAIL
-        self._row(ts.MM_PAGE_ALLOC, zone, nid, pfn, order, gfp, mt, outcome, path)
+        self._row(ts.MM_PAGE_ALLOC, zone, nid, pfn, order, gfp, mt, outcome, path, "")
+        self._done()
 
     def mm_page_free(self, zone: Zone, pfn: int, order: int) -> None:  # noqa: D102
-        self._row(ts.MM_PAGE_FREE, zone, zone.nid, pfn, order)
+        self._row(ts.MM_PAGE_FREE, zone, zone.nid, pfn, order, 0, -1, ts.OUTCOME_OK,
+                  ts.PATH_NONE, "")
+        self._done()
 
     def mm_page_alloc_zone_locked(  # noqa: D102
         self, zone: Zone, pfn: int, order: int, mt: int, percpu_refill: bool
     ) -> None:
-        extra = (-1, -1, -1, int(percpu_refill))
-        self._row(ts.MM_PAGE_ALLOC_ZONE_LOCKED, zone, zone.nid, pfn, order, 0, mt, extra=extra)
+        i = self._row(ts.MM_PAGE_ALLOC_ZONE_LOCKED, zone, zone.nid, pfn, order, 0, mt,
+                      ts.OUTCOME_OK, ts.PATH_NONE, "")
+        self.c_refill[i] = 1 if percpu_refill else 0
+        self._done()
 
     def mm_page_pcpu_drain(self, zone: Zone, pfn: int, order: int, mt: int) -> None:  # noqa: D102
-        self._row(ts.MM_PAGE_PCPU_DRAIN, zone, zone.nid, pfn, order, 0, mt)
+        self._row(ts.MM_PAGE_PCPU_DRAIN, zone, zone.nid, pfn, order, 0, mt, ts.OUTCOME_OK,
+                  ts.PATH_NONE, "")
+        self._done()
 
     def mm_page_alloc_extfrag(  # noqa: D102
         self,
@@ -178,28 +200,32 @@ class RecordingTracer(Tracer):
         fallback_mt: int,
         change_ownership: bool,
     ) -> None:
-        extra = (fallback_order, fallback_mt, int(change_ownership), -1)
-        self._row(
-            ts.MM_PAGE_ALLOC_EXTFRAG, zone, zone.nid, pfn, alloc_order, 0, alloc_mt, extra=extra
-        )
+        i = self._row(ts.MM_PAGE_ALLOC_EXTFRAG, zone, zone.nid, pfn, alloc_order, 0, alloc_mt,
+                      ts.OUTCOME_OK, ts.PATH_NONE, "")
+        self.c_fb_order[i] = fallback_order
+        self.c_fb_mt[i] = fallback_mt
+        self.c_change[i] = 1 if change_ownership else 0
+        self._done()
 
     def mm_page_alloc_fail(  # noqa: D102
         self, nid: int, order: int, gfp: int, mt: int, reason: str
     ) -> None:
-        self._row(
-            ts.MM_PAGE_ALLOC_FAIL, None, nid, -1, order, gfp, mt, ts.OUTCOME_FAIL,
-            ts.PATH_FAILURE, reason=reason,
-        )
+        self._row(ts.MM_PAGE_ALLOC_FAIL, None, nid, -1, order, gfp, mt, ts.OUTCOME_FAIL,
+                  ts.PATH_FAILURE, reason)
+        self._done()
 
     def bad_page(self, zone: Zone | None, pfn: int, order: int, reason: str) -> None:  # noqa: D102
         nid = zone.nid if zone is not None else -1
-        self._row(ts.BAD_PAGE, zone, nid, pfn, order, outcome=ts.OUTCOME_FAIL, reason=reason)
+        self._row(ts.BAD_PAGE, zone, nid, pfn, order, 0, -1, ts.OUTCOME_FAIL, ts.PATH_NONE,
+                  reason)
+        self._done()
 
     def alloc_order_warn(  # noqa: D102
         self, nid: int, order: int, gfp: int, reason: str
     ) -> None:
         self._row(ts.ALLOC_ORDER_WARN, None, nid, -1, order, gfp, -1, ts.OUTCOME_FAIL,
-                  ts.PATH_FAILURE, reason=reason)
+                  ts.PATH_FAILURE, reason)
+        self._done()
 
     # -- output -------------------------------------------------------------------------
     def _table(self) -> Any:
