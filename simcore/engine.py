@@ -40,6 +40,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "simcore.mm.page_free",
     "simcore.mm.page_alloc",
     "simcore.sim.tracer",
+    "simcore.sim.machine",
 )
 """Modules compiled by the build, in dependency order."""
 PURE_ENV = "ALLOCSIM_PURE_PYTHON"

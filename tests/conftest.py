@@ -18,6 +18,7 @@ from simcore.mm.constants import MIGRATE_TYPES
 from simcore.mm.page_alloc import PageAllocator
 from simcore.mm.tracepoints import Tracer
 from simcore.mm.zone import Zone
+from simcore.sim.machine import Allocation, Machine
 
 settings.register_profile(
     "ci", max_examples=60, stateful_step_count=50, deadline=None,
@@ -161,3 +162,25 @@ def small_mm() -> PageAllocator:
 
 
 MachineFactory = Callable[..., PageAllocator]
+
+
+class SpyMachine(Machine):
+    """A machine that reports every allocation and free to hooks.
+
+    ``on_alloc(handle)`` runs after each :meth:`Machine.alloc_now`, ``on_free(handle)``
+    before each :meth:`Machine.free` (deferred frees included). A subclass, not
+    patched methods: the compiled ``Machine`` is an extension type whose methods
+    cannot be replaced on an instance, but a Python subclass overrides them.
+    """
+
+    on_alloc: Callable[[Allocation | None], None] = staticmethod(lambda h: None)
+    on_free: Callable[[Allocation], None] = staticmethod(lambda h: None)
+
+    def alloc_now(self, *args: Any, **kwargs: Any) -> Allocation | None:  # noqa: D102
+        handle = super().alloc_now(*args, **kwargs)
+        self.on_alloc(handle)
+        return handle
+
+    def free(self, handle: Allocation, cpu: int | None = None) -> None:  # noqa: D102
+        self.on_free(handle)
+        super().free(handle, cpu)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,10 +40,16 @@ from simcore.config.types import ExperimentConfig, MachineConfig, SysctlConfig
 from simcore.mm.page_alloc import PageAllocator
 from simcore.mm.tracepoints import NullTracer, Tracer
 
+SEQ_SPAN = 1 << 40
+"""Deferral sequence numbers per expiry time in a pending-free key (they wrap after 2**40
+deferrals, far beyond any run, which would only reorder frees due at the same ns)."""
 
-@dataclass(slots=True, eq=False)
+
 class Allocation:
     """A handle on one allocated block (the caller's ``struct page *``).
+
+    Handles compare by identity. An extension type in the compiled build (see
+    ``machine.pxd``), so its fields are C fields there.
 
     Attributes:
         pfn: Current first pfn; updated in place if the block is migrated.
@@ -55,24 +60,36 @@ class Allocation:
         alive: False once freed.
     """
 
-    pfn: int
-    order: int
-    owner: str
-    gfp: int
-    cpu: int
-    alive: bool = True
+    __slots__ = ("pfn", "order", "owner", "gfp", "cpu", "alive")
+
+    def __init__(
+        self, pfn: int, order: int, owner: str, gfp: int, cpu: int, alive: bool = True
+    ) -> None:
+        self.pfn = pfn
+        self.order = order
+        self.owner = owner
+        self.gfp = gfp
+        self.cpu = cpu
+        self.alive = alive
+
+    def __repr__(self) -> str:
+        return (f"Allocation(pfn={self.pfn:#x}, order={self.order}, owner={self.owner!r}, "
+                f"gfp={self.gfp:#x}, cpu={self.cpu}, alive={self.alive})")
 
 
-@dataclass
 class CallerStats:
     """Per-run request accounting for ``summary.json``."""
 
-    alloc_requests: int = 0
-    pages_allocated: int = 0
-    pages_freed: int = 0
-    free_requests: int = 0
-    failures_by_order: Counter[int] = field(default_factory=Counter)
-    failures_by_caller: Counter[str] = field(default_factory=Counter)
+    __slots__ = ("alloc_requests", "pages_allocated", "pages_freed", "free_requests",
+                 "failures_by_order", "failures_by_caller")
+
+    def __init__(self) -> None:
+        self.alloc_requests = 0
+        self.pages_allocated = 0
+        self.pages_freed = 0
+        self.free_requests = 0
+        self.failures_by_order: Counter[int] = Counter()
+        self.failures_by_caller: Counter[str] = Counter()
 
 
 class Machine:
@@ -96,8 +113,11 @@ class Machine:
 
         Handles whose deferred free is due but not yet applied are still in it: call
         :meth:`apply_pending_frees` before reading it."""
-        self._pending: list[tuple[int, int, Allocation]] = []
-        """Deferred frees: a heap of (expiry_ns, deferral sequence number, handle)."""
+        self._pending: list[int] = []
+        """Deferred frees: a heap of keys ``expiry_ns * SEQ_SPAN + deferral sequence
+        number`` (integers compare faster than tuples; the order is the same)."""
+        self._pending_handle: dict[int, Allocation] = {}
+        """Deferred frees: key -> handle."""
         self._deferred = 0
         self._stamp_ns = -1
         """The expiry of the deferred free being applied; -1 outside one."""
@@ -151,7 +171,7 @@ class Machine:
     ) -> Allocation | None:
         """The synchronous part of :meth:`alloc` (no simulated time passes)."""
         pending = self._pending
-        if pending and pending[0][0] <= self.env.now:
+        if pending and pending[0] < (int(self.env.now) + 1) * SEQ_SPAN:
             self.apply_pending_frees()
         mm = self.mm
         if nid is None:
@@ -213,7 +233,9 @@ class Machine:
         if expiry_ns < self.env.now:
             raise ValueError(f"{handle.owner}: free of pfn {handle.pfn:#x} deferred to "
                              f"{expiry_ns} ns, before now ({self.env.now} ns)")
-        heapq.heappush(self._pending, (expiry_ns, self._deferred, handle))
+        key = expiry_ns * SEQ_SPAN + self._deferred % SEQ_SPAN
+        heapq.heappush(self._pending, key)
+        self._pending_handle[key] = handle
         self._deferred += 1
 
     @property
@@ -228,13 +250,14 @@ class Machine:
         the expiry as their time.
         """
         pending = self._pending
-        now = self.env.now
-        if not pending or pending[0][0] > now:
+        limit = (int(self.env.now) + 1) * SEQ_SPAN  # the first key due after now
+        if not pending or pending[0] >= limit:
             return
+        handles = self._pending_handle
         try:
-            while pending and pending[0][0] <= now:
-                expiry, _, handle = heapq.heappop(pending)
-                self._stamp_ns = expiry
-                self.free(handle)
+            while pending and pending[0] < limit:
+                key = heapq.heappop(pending)
+                self._stamp_ns = key // SEQ_SPAN
+                self.free(handles.pop(key))
         finally:
             self._stamp_ns = -1

@@ -171,23 +171,18 @@ def test_synthetic_max_requests_and_fixed_lifetime(tmp_path: Path) -> None:
     path.write_text(WORKLOAD_YAML)
     cfg = load_experiment(path)
     (spec,) = cfg.workloads
-    m = Machine.from_config(cfg)
+    from conftest import SpyMachine
+
+    m = SpyMachine.from_config(cfg)
     allocs: list[tuple[int, Allocation]] = []
     frees: list[tuple[int, Allocation]] = []
-    real_alloc_now, real_free = m.alloc_now, m.free
 
-    def alloc_now(*args: Any, **kwargs: Any) -> Allocation | None:
-        h = real_alloc_now(*args, **kwargs)
+    def on_alloc(h: Allocation | None) -> None:
         assert h is not None, "the machine is large enough never to fail"
         allocs.append((m.now_ns, h))
-        return h
 
-    def free(h: Allocation, cpu: int | None = None) -> None:
-        frees.append((m.now_ns, h))
-        real_free(h, cpu)
-
-    m.alloc_now = alloc_now  # type: ignore[method-assign]
-    m.free = free  # type: ignore[method-assign]
+    m.on_alloc = on_alloc
+    m.on_free = lambda h: frees.append((m.now_ns, h))
     (rng,) = m.spawn_rngs(1)
     m.env.process(WORKLOADS[spec.kind].run(m, spec, rng))
     m.env.run()  # until no event is left: the workload has freed everything and ended

@@ -248,17 +248,19 @@ def test_workload_crash_writes_failed_manifest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(run_mod, "RecordingTracer", _SmallFlushTracer)
-    real_alloc_now = Machine.alloc_now
     calls = 0
 
-    def crashing_alloc_now(self: Machine, *args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 300:
-            raise RuntimeError("workload exploded")
-        return real_alloc_now(self, *args, **kwargs)
+    class CrashingMachine(Machine):
+        """Its 300th allocation raises (a subclass: the compiled Machine is immutable)."""
 
-    monkeypatch.setattr(Machine, "alloc_now", crashing_alloc_now)
+        def alloc_now(self, *args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 300:
+                raise RuntimeError("workload exploded")
+            return super().alloc_now(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "Machine", CrashingMachine)
     cfg = load_experiment(_write_config(tmp_path))
     out = tmp_path / "runs"
     with pytest.raises(RuntimeError, match="workload exploded"):

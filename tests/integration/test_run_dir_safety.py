@@ -30,6 +30,7 @@ from simcore.config.footprint import estimate_footprint
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.formats import trace_schema as ts
 from simcore.mm.page_alloc import PageAllocator
+from simcore.sim.machine import Machine
 from simcore.sim.recorder import SnapshotRecorder
 from workloads.registry import load_experiment
 
@@ -322,11 +323,12 @@ def test_host_memory_check_uses_the_estimate(
 def test_out_of_memory_while_building_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def no_memory(*args: Any, **kwargs: Any) -> None:
-        raise MemoryError
+    class NoMemoryMachine(Machine):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise MemoryError
 
-    # The compiled PageAllocator is an immutable type: replace the name the machine uses.
-    monkeypatch.setattr("simcore.sim.machine.PageAllocator", no_memory)
+    # The compiled Machine is an immutable type: replace the name the run uses.
+    monkeypatch.setattr(run_mod, "Machine", NoMemoryMachine)
     out = tmp_path / "runs"
     assert main(["run", str(_config(tmp_path)), "-o", str(out), "-q"]) == 2
     assert "out of memory while building it" in _one_error_line(capsys.readouterr().err)

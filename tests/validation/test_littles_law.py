@@ -48,7 +48,7 @@ from typing import Any
 
 import pytest
 
-from simcore.sim.machine import Allocation, Machine
+from simcore.sim.machine import Allocation
 from workloads.registry import WORKLOADS, load_experiment
 
 RATE_PER_S = 10_000
@@ -89,28 +89,26 @@ def _occupancy(tmp_path: Path, lifetime: str, t0_ns: int, t_ns: int) -> tuple[fl
     path.write_text(CONFIG.format(lifetime=lifetime, rate=RATE_PER_S, duration_ns=t1))
     cfg = load_experiment(path)
     (spec,) = cfg.workloads
-    m = Machine.from_config(cfg)
+    from conftest import SpyMachine
+
+    m = SpyMachine.from_config(cfg)
     env = m.env
 
     # Exact occupancy integral over [t0, t1] from the alloc and free instants.
     born: dict[int, int] = {}
     area = 0
-    real_alloc_now, real_free = m.alloc_now, m.free
 
-    def alloc_now(*args: Any, **kwargs: Any) -> Allocation | None:
-        h = real_alloc_now(*args, **kwargs)
+    def on_alloc(h: Allocation | None) -> None:
         assert h is not None, "the machine must be large enough never to fail"
         born[id(h)] = m.now_ns
-        return h
 
-    def free(handle: Allocation, cpu: int | None = None) -> None:
+    def on_free(handle: Allocation) -> None:
         nonlocal area
         start, end = max(born.pop(id(handle)), t0_ns), min(m.now_ns, t1)
         area += max(0, end - start)
-        real_free(handle, cpu)
 
-    m.alloc_now = alloc_now  # type: ignore[method-assign]
-    m.free = free  # type: ignore[method-assign]
+    m.on_alloc = on_alloc
+    m.on_free = on_free
 
     samples: list[int] = []
 

@@ -1,0 +1,30 @@
+# Compiled-build declarations for machine.py (types only; the behaviour is in the .py).
+from simcore.mm.page_alloc cimport PageAllocator
+from simcore.mm.tracepoints cimport Tracer
+
+cdef class Allocation:
+    cdef public Py_ssize_t pfn
+    cdef public int order, cpu
+    cdef public str owner
+    cdef public long long gfp
+    cdef public bint alive
+
+cdef class CallerStats:
+    cdef public long long alloc_requests, pages_allocated, pages_freed, free_requests
+    cdef public object failures_by_order, failures_by_caller
+
+cdef class Machine:
+    cdef public object env, seed_sequence
+    cdef public Tracer tracer
+    cdef public PageAllocator mm
+    cdef public CallerStats stats
+    cdef public dict owner_of, _pending_handle
+    cdef public list _pending
+    cdef public long long _deferred, _stamp_ns
+
+    cpdef long long trace_now(self)
+    cpdef Allocation alloc_now(self, str owner, long long gfp, int order, int cpu,
+                               object nid=*)
+    cpdef void free(self, Allocation handle, object cpu=*)
+    cpdef void defer_free(self, Allocation handle, object expiry_ns)
+    cpdef void apply_pending_frees(self)
