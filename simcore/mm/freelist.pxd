@@ -1,9 +1,12 @@
 # Compiled-build declarations for freelist.py (types only; the rules are in the .py).
+cimport cython
+
 from simcore.mm.pages cimport PageArray
 
 # Module constants as C integers (the .py binds them; nothing imports them from here).
 cdef int MIGRATE_TYPES, MT_SHIFT, PG_BUDDY, CLEAR_PG_BUDDY, _NO_PFN
 
+@cython.final
 cdef class PageLists:
     cdef public PageArray pages
     cdef public int[:] lru
@@ -23,6 +26,7 @@ cdef class PageLists:
     cdef int _node(self) except -1
 
 
+@cython.final
 cdef class FreeArea:
     cdef public int max_order
     cdef public PageLists lists

@@ -14,6 +14,7 @@ cdef int MT_MOVABLE, MT_HIGHATOMIC, MT_ISOLATE, _VM_PGFREE, _VM_HIGHATOMIC_RESER
 cdef int _VM_KSWAPD_WAKEUP, _VM_NUMA_HIT, _VM_NUMA_MISS, _VM_NUMA_FOREIGN, _VM_NUMA_LOCAL
 cdef int _VM_NUMA_OTHER
 
+@cython.final
 cdef class AllocContext:
     cdef public tuple zonelist
     cdef public int highest_zoneidx, migratetype, preferred_nid
@@ -27,6 +28,7 @@ cdef class PageAllocator(FreePagesMixin):
     cdef public bint thp, cma, order_warned, last_path_pcp
     cdef public tuple migratetypes
     cdef public object pageblock_mt, pb_zone
+    cdef unsigned char[:] _pb_zone
     cdef public int nr_cpus, nr_online_nodes
     cdef public list nodes, cpu_to_node, zones, _managed_start, _ac_cache
     cdef public dict _zonelist_cache
@@ -36,11 +38,12 @@ cdef class PageAllocator(FreePagesMixin):
 
     cpdef Zone page_zone(self, Py_ssize_t pfn)
     cpdef bint pcp_allowed_order(self, int order)
+    @cython.locals(cache=dict)
     cpdef AllocContext prepare_alloc_pages(self, long long gfp, int nid, object nodemask=*)
-    @cython.locals(zone=Zone, preferred=Zone)
+    @cython.locals(zone=Zone, preferred=Zone, mark=cython.longlong)
     cpdef Py_ssize_t get_page_from_freelist(self, long long gfp, int order, int alloc_flags,
                                             AllocContext ac, int cpu)
-    @cython.locals(pcp=PerCpuPages)
+    @cython.locals(pcp=PerCpuPages, cpu_nid=cython.int)
     cpdef Py_ssize_t rmqueue(self, Zone preferred, Zone zone, int order, int alloc_flags,
                              int mt, int cpu)
     cpdef Py_ssize_t rmqueue_buddy(self, Zone zone, int order, int alloc_flags, int mt)

@@ -159,6 +159,7 @@ class PageAllocator(FreePagesMixin):
         self.pages.flags_np[:] = PG_RESERVED
         self.pageblock_mt = bytearray([MT_MOVABLE]) * (nr_pfns >> cfg.pageblock_order)
         self.pb_zone = bytearray([255]) * (nr_pfns >> cfg.pageblock_order)
+        self._pb_zone = self.pb_zone  # the same bytes, typed (a C array view when compiled)
         self.nr_cpus = sum(n.cpus for n in cfg.nodes)
         self.nodes: list[Node] = []
         first_cpu = 0
@@ -310,7 +311,7 @@ class PageAllocator(FreePagesMixin):
     # -- lookups ------------------------------------------------------------------------
     def page_zone(self, pfn: int) -> Zone:
         """``page_zone()``."""
-        return self.zones[self.pb_zone[pfn >> self.pageblock_order]]
+        return self.zones[self._pb_zone[pfn >> self.pageblock_order]]
 
     def zonelist(self, nid: int, thisnode: bool, highest_zoneidx: int) -> tuple[Zone, ...]:
         """Eligible zones of ``node_zonelist(nid, gfp)`` up to ``highest_zoneidx``."""
@@ -337,7 +338,8 @@ class PageAllocator(FreePagesMixin):
         (``__GFP_WRITE``) are not modelled.
         """
         if nodemask is None:
-            ac = self._ac_cache[nid].get(gfp)
+            cache = self._ac_cache[nid]
+            ac = cache.get(gfp)
             if ac is not None:
                 return ac
         highest = int(gfp_zone(gfp))
@@ -391,7 +393,8 @@ class PageAllocator(FreePagesMixin):
                     alloc_flags &= ~ALLOC_NOFRAGMENT
                     restart = True
                     break
-                mark = zone.watermark[alloc_flags & ALLOC_WMARK_MASK] + zone.watermark_boost
+                mark = zone.watermark[alloc_flags & ALLOC_WMARK_MASK]
+                mark += zone.watermark_boost
                 if not zone.watermark_fast(order, mark, ac.highest_zoneidx, alloc_flags, gfp):
                     if not alloc_flags & ALLOC_NO_WATERMARKS:
                         continue
@@ -437,7 +440,8 @@ class PageAllocator(FreePagesMixin):
             else:
                 v[_VM_NUMA_MISS] += 1
                 v[_VM_NUMA_FOREIGN] += 1
-            if zone.nid == self.cpu_to_node[cpu]:
+            cpu_nid = self.cpu_to_node[cpu]
+            if zone.nid == cpu_nid:
                 v[_VM_NUMA_LOCAL] += 1
             else:
                 v[_VM_NUMA_OTHER] += 1

@@ -1,4 +1,6 @@
 # Compiled-build declarations for pcp.py (types only; the rules are in pcp.py).
+cimport cython
+
 from simcore.mm.freelist cimport PageLists
 from simcore.mm.pages cimport PageArray
 from simcore.mm.zone cimport Zone
@@ -8,6 +10,7 @@ cdef int MIGRATE_PCPTYPES, PAGE_ALLOC_COSTLY_ORDER, CLEAR_PG_PCP, MT_SHIFT, PG_P
 
 cpdef int order_to_pindex(int mt, int order)
 
+@cython.final
 cdef class PerCpuPages:
     cdef public int cpu
     cdef public Zone zone

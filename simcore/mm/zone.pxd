@@ -1,4 +1,6 @@
 # Compiled-build declarations for zone.py (types only; the rules are in zone.py).
+cimport cython
+
 from simcore.mm.freelist cimport FreeArea, PageLists
 from simcore.mm.pages cimport PageArray
 from simcore.mm.tracepoints cimport Tracer
@@ -9,6 +11,7 @@ cdef int ALLOC_HARDER, ALLOC_HIGH, ALLOC_OOM, ALLOC_WMARK_MASK, MIGRATE_PCPTYPES
 cdef int MIGRATE_TYPES, MT_SHIFT, ORDER_MASK, PG_BUDDY, MT_HIGHATOMIC, MT_CMA, MT_ISOLATE
 cdef long long GFP_ATOMIC_BIT
 
+@cython.final
 cdef class Zone:
     cdef public int nid, zone_idx
     cdef public str name
@@ -43,7 +46,10 @@ cdef class Zone:
     cpdef Py_ssize_t rmqueue(self, int order, int mt, int alloc_flags)
     cpdef list rmqueue_bulk(self, int order, int count, int mt, int alloc_flags)
     cpdef long long watermark_unusable_free(self, int order, int alloc_flags)
+    @cython.locals(lowmem=cython.longlong)
     cpdef bint watermark_ok(self, int order, long long mark, int highest_zoneidx,
                             int alloc_flags, long long free_pages)
+    @cython.locals(lowmem=cython.longlong, free_pages=cython.longlong,
+                   reserved=cython.longlong, usable=cython.longlong)
     cpdef bint watermark_fast(self, int order, long long mark, int highest_zoneidx,
                               int alloc_flags, long long gfp)

@@ -256,7 +256,8 @@ class Zone:
         harder = alloc_flags & (ALLOC_HARDER | ALLOC_OOM)
         if harder:
             min_ -= min_ // 2 if alloc_flags & ALLOC_OOM else min_ // 4
-        if free_pages <= min_ + self.lowmem_reserve[highest_zoneidx]:
+        lowmem = self.lowmem_reserve[highest_zoneidx]
+        if free_pages <= min_ + lowmem:
             return False
         if not order:
             return True
@@ -280,7 +281,8 @@ class Zone:
         if not order:
             reserved = self.watermark_unusable_free(0, alloc_flags)
             usable = free_pages - min(free_pages, reserved)
-            if usable > mark + self.lowmem_reserve[highest_zoneidx]:
+            lowmem = self.lowmem_reserve[highest_zoneidx]
+            if usable > mark + lowmem:
                 return True
         if self.watermark_ok(order, mark, highest_zoneidx, alloc_flags, free_pages):
             return True
