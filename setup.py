@@ -6,7 +6,8 @@ Everything else about the build is in pyproject.toml.
   are compiled with Cython from the same ``.py`` files that run uncompiled, typed by the
   ``.pxd`` file beside each one. If Cython or a C compiler is missing, or compiling
   fails, the install still succeeds and the package runs as pure Python (a warning
-  says why). ``ALLOCSIM_PURE_PYTHON=1 pip install .`` skips compiling. The build
+  says why). ``ALLOCSIM_PURE_PYTHON=1 pip install .`` skips compiling (and, for an
+  editable install, removes compiled modules an earlier build left in the tree). The build
   records the sha256 of each compiled source in ``simcore/mm/_build_hashes.json`` so
   that a compiled module is never used after its source changed (see
   :mod:`simcore.engine`).
@@ -29,6 +30,8 @@ from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
+EDITABLE_COMMANDS = {"editable_wheel", "develop"}
+"""setuptools commands of an editable install (``pip install -e .`` runs ``editable_wheel``)."""
 
 
 def _engine():  # type: ignore[no-untyped-def]
@@ -52,6 +55,12 @@ def _extensions() -> list:  # type: ignore[type-arg]
     if ENGINE.pure_requested():
         print(f"allocsim build: {ENGINE.PURE_ENV} is set: not compiling the engine",
               file=sys.stderr)
+        if EDITABLE_COMMANDS & set(sys.argv):
+            # An editable install imports from this tree, where an earlier build's
+            # extension modules would win over the .py files: remove them.
+            for path in ENGINE.remove_inplace_build(HERE):
+                print(f"allocsim build: removed {path.relative_to(HERE)} (pure-Python "
+                      f"editable install)", file=sys.stderr)
         return []
     try:
         from Cython.Build import cythonize

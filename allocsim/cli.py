@@ -35,14 +35,8 @@ def _version() -> str:
     import simcore
     from allocsim.provenance import source_commit
 
-    if simcore.COMPILED:
-        build = "compiled engine (Cython)"
-    elif simcore.PURE_REASON:
-        build = f"pure Python ({simcore.PURE_REASON.split(';')[0]})"
-    else:
-        build = "pure Python (no compiled engine installed)"
     return (f"allocsim {simcore.__version__} (models Linux {simcore.KERNEL_VERSION}; "
-            f"source commit {source_commit()}; build: {build})")
+            f"source commit {source_commit()})\nbuild: {simcore.build_description()}")
 
 
 def _seed(text: str) -> int:
@@ -92,6 +86,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     progress = None if args.quiet else _progress_bar(cfg.name, cfg.duration_ns)
+    _note_pure_build()
     try:
         result = simulate(cfg, args.out, progress, report=not args.no_report)
     finally:
@@ -105,6 +100,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.report:
         print(f"  report: {result.report[0]}")
     return 0
+
+
+def _note_pure_build() -> None:
+    """One stderr line when no compiled engine is installed (the run is several x slower)."""
+    import simcore
+
+    if not simcore.COMPILED and not simcore.PURE_REASON:
+        print("allocsim: note: no compiled engine is installed, so this run uses the "
+              "pure-Python engine (same results, several times slower). To build it: "
+              "install a C compiler and `pip install cython`, then reinstall allocsim "
+              "(`pip install .`).", file=sys.stderr)
 
 
 class _progress_bar:

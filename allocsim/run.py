@@ -142,6 +142,7 @@ def _versions() -> dict[str, str]:
         "allocsim": simcore.__version__, "kernel_model": simcore.KERNEL_VERSION,
         "python": platform.python_version(), "simpy": _dist_version("simpy"),
         "numpy": numpy.__version__, "pyarrow": pyarrow.__version__,
+        "engine_build": simcore.build_description(),
     }
 
 

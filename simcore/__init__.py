@@ -12,10 +12,15 @@ KERNEL_VERSION = "6.1"
 
 __version__ = "0.1.0"
 
-from simcore.engine import is_compiled, select_build  # noqa: E402
+from simcore.engine import describe_build, is_compiled, select_build  # noqa: E402
 
 PURE_REASON = select_build()
 """Why the pure-Python modules run although a compiled build is present (else None)."""
+
+
+def build_description() -> str:
+    """The running build in one line: compiled, or pure Python and why."""
+    return describe_build(is_compiled(), PURE_REASON)
 
 
 def __getattr__(name: str) -> object:
@@ -24,4 +29,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'simcore' has no attribute {name!r}")
 
 
-__all__ = ["COMPILED", "KERNEL_VERSION", "PURE_REASON", "__version__"]
+__all__ = ["COMPILED", "KERNEL_VERSION", "PURE_REASON", "__version__", "build_description"]

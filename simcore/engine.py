@@ -70,13 +70,32 @@ def source_hash(name: str, root: Path = PACKAGE_DIR.parent) -> str:
     return digest.hexdigest()
 
 
-def _extension_file(name: str) -> Path | None:
-    py = module_source(name)
+def _extension_file(name: str, root: Path = PACKAGE_DIR.parent) -> Path | None:
+    py = module_source(name, root)
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = py.with_name(py.stem + suffix)
         if candidate.exists():
             return candidate
     return None
+
+
+def remove_inplace_build(root: Path) -> list[Path]:
+    """Delete the compiled modules (and their hash record) built in the tree at ``root``.
+
+    What a pure-Python editable install (``ALLOCSIM_PURE_PYTHON=1 pip install -e .``)
+    does first: an extension module left in the source tree by an earlier build would
+    otherwise be imported in preference to its ``.py``. Returns the files removed.
+    """
+    removed = []
+    for name in COMPILED_MODULES:
+        while (ext := _extension_file(name, root)) is not None:
+            ext.unlink()
+            removed.append(ext)
+    record = root / "simcore" / "mm" / HASHES_FILE
+    if record.exists():
+        record.unlink()
+        removed.append(record)
+    return removed
 
 
 def stale_modules() -> list[str]:
@@ -108,7 +127,8 @@ def select_build() -> str | None:
     """Install the pure-Python finder when asked for or when the build is stale.
 
     Returns why the pure-Python modules were chosen over a compiled build that is
-    present (None when the compiled build, if any, is used).
+    present, in a few words (None when the compiled build, if any, is used). A stale
+    build also gets a one-line warning on stderr that says how to rebuild.
     """
     if any(name in sys.modules for name in COMPILED_MODULES):
         return None  # too late to choose; whatever was imported stays
@@ -118,13 +138,22 @@ def select_build() -> str | None:
     else:
         stale = stale_modules()
         if stale:
-            reason = (f"the compiled engine is stale ({', '.join(stale)} changed since it "
-                      f"was built); running pure Python. Rebuild with "
-                      f"`pip install -e .` (or `pip install .`)")
-            print(f"allocsim: warning: {reason}", file=sys.stderr)
+            reason = (f"the compiled engine is stale: {', '.join(stale)} changed since it "
+                      f"was built")
+            print(f"allocsim: warning: {reason}; running pure Python. Rebuild with "
+                  f"`pip install -e .` (or `pip install .`)", file=sys.stderr)
     if reason is not None:
         sys.meta_path.insert(0, _PureFinder())
     return reason
+
+
+def describe_build(compiled: bool, pure_reason: str | None) -> str:
+    """One line naming the running build, for ``--version`` and the run manifest."""
+    if compiled:
+        return "compiled engine (Cython)"
+    if pure_reason:
+        return f"pure Python: {pure_reason}"
+    return "pure Python: no compiled engine installed"
 
 
 def is_compiled() -> bool:

@@ -105,18 +105,37 @@ def _nodes(value: object, key: str, source: str) -> tuple[NodeConfig, ...]:
 
 
 def _distance(value: object, key: str, source: str) -> tuple[tuple[int, ...], ...] | None:
+    """Rows of SLIT distances (integers).
+
+    The shape and the bounds are checked against the nodes by :func:`_check_distance`.
+    """
     if value is None:
         return None
     rows = expect_list(value, key, source, min_len=1, max_len=MAX_NODES)
     matrix = []
     for i, row in enumerate(rows):
         row_key = child(key, i)
-        cells = expect_list(row, row_key, source, min_len=len(rows), max_len=len(rows))
-        bounds = [(LOCAL_DISTANCE, LOCAL_DISTANCE) if i == j else (LOCAL_DISTANCE + 1,
-                  MAX_DISTANCE) for j in range(len(rows))]
-        matrix.append(tuple(expect_int(cell, child(row_key, j), source, *bounds[j])
+        cells = expect_list(row, row_key, source, min_len=1, max_len=MAX_NODES)
+        matrix.append(tuple(expect_int(cell, child(row_key, j), source)
                             for j, cell in enumerate(cells)))
     return tuple(matrix)
+
+
+def _check_distance(matrix: tuple[tuple[int, ...], ...], nr_nodes: int, source: str) -> None:
+    """One row and one entry per node; LOCAL_DISTANCE on the diagonal only."""
+    key = "machine.distance"
+    if len(matrix) != nr_nodes:
+        raise ConfigError(source, key, f"a {nr_nodes}x{nr_nodes} matrix (one row per node, "
+                          f"{nr_nodes} nodes)", [list(row) for row in matrix])
+    for i, row in enumerate(matrix):
+        row_key = child(key, i)
+        if len(row) != nr_nodes:
+            raise ConfigError(source, row_key, f"a row of {nr_nodes} entries (one per node)",
+                              list(row))
+        for j, cell in enumerate(row):
+            lo = LOCAL_DISTANCE if i == j else LOCAL_DISTANCE + 1
+            hi = LOCAL_DISTANCE if i == j else MAX_DISTANCE
+            expect_int(cell, child(row_key, j), source, lo, hi)
 
 
 MACHINE_FIELDS: dict[str, tuple[str, FieldReader]] = {
@@ -158,10 +177,8 @@ def _check_machine(machine: MachineConfig, source: str) -> None:
     if not any(node.cpus for node in machine.nodes):
         raise ConfigError(source, "machine.nodes", "at least one node with cpus >= 1",
                           [node.cpus for node in machine.nodes])
-    if machine.distance is not None and len(machine.distance) != len(machine.nodes):
-        raise ConfigError(source, "machine.distance",
-                          f"a {len(machine.nodes)}x{len(machine.nodes)} matrix (one row per "
-                          "node)", [list(row) for row in machine.distance])
+    if machine.distance is not None:
+        _check_distance(machine.distance, len(machine.nodes), source)
 
 
 def _machine(value: object, key: str, source: str) -> MachineConfig:

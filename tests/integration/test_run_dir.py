@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import allocsim.run as run_mod
+import simcore
 from allocsim.cli import main
 from allocsim.run import effective_config, simulate
 from simcore.config.parse import parse_config
@@ -123,6 +124,7 @@ def test_manifest(finished: tuple[Path, Path]) -> None:
     assert "error" not in manifest
     for package in ("allocsim", "python", "simpy", "numpy", "pyarrow"):
         assert manifest["versions"][package], package
+    assert manifest["versions"]["engine_build"] == simcore.build_description()
     assert manifest["config"]["workloads"][0]["name"] == "churn"
 
 

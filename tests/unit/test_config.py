@@ -207,6 +207,8 @@ BAD = [
     ("machine/distance", [[10, 20, 20], [20, 10, 20], [20, 20, 10]], "machine.distance",
      "2x2"),
     ("machine/distance", [[10, 20], [20]], "machine.distance[1]", "2 entries"),
+    # Too few rows is a shape error, not a row that is too long (a new user's report).
+    ("machine/distance", [[10, 20, 20]], "machine.distance", "2x2 matrix"),
     ("machine/distance/0/0", 12, "machine.distance[0][0]", "10..10"),
     ("machine/distance/1/0", 10, "machine.distance[1][0]", "11..255"),
     ("machine/distance/1/0", 256, "machine.distance[1][0]", "11..255"),

@@ -51,4 +51,24 @@ def test_an_edited_module_makes_the_whole_engine_run_as_pure_python(tmp_path: Pa
     zone.write_text(zone.read_text() + "\n# edited after the build\n")
     stale = run()
     assert stale.stdout.split() == ["False", "True", "True"]
-    assert "compiled engine is stale (simcore.mm.zone changed" in stale.stderr
+    assert "compiled engine is stale: simcore.mm.zone changed" in stale.stderr
+
+
+def test_a_pure_editable_install_removes_the_in_tree_build(tmp_path: Path) -> None:
+    """What ``ALLOCSIM_PURE_PYTHON=1 pip install -e .`` runs first (setup.py)."""
+    suffix = engine.importlib.machinery.EXTENSION_SUFFIXES[0]
+    built = []
+    for name in engine.COMPILED_MODULES:
+        py = engine.module_source(name, tmp_path)
+        py.parent.mkdir(parents=True, exist_ok=True)
+        py.write_text("x = 1\n")
+        ext = py.with_name(py.stem + suffix)
+        ext.write_bytes(b"not really a shared object")
+        built.append(ext)
+    record = tmp_path / "simcore" / "mm" / engine.HASHES_FILE
+    record.write_text("{}\n")
+    removed = engine.remove_inplace_build(tmp_path)
+    assert sorted(removed) == sorted([*built, record])
+    assert not any(p.exists() for p in removed)
+    assert all(engine.module_source(n, tmp_path).exists() for n in engine.COMPILED_MODULES)
+    assert engine.remove_inplace_build(tmp_path) == []

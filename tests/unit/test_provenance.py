@@ -75,6 +75,27 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith("allocsim 0.1.0 (models Linux 6.1; source commit ")
-    assert f"source commit {prov.source_commit()}; build: " in out
-    build = "compiled engine (Cython)" if simcore.COMPILED else "pure Python ("
-    assert build in out
+    first, second = out.splitlines()
+    assert first.endswith(f"source commit {prov.source_commit()})")
+    build = "compiled engine (Cython)" if simcore.COMPILED else "pure Python: "
+    assert second == f"build: {simcore.build_description()}"
+    assert build in second
+
+
+@pytest.mark.parametrize(("compiled", "reason", "noted"), [
+    (False, None, True),  # nothing compiled is installed: say so, and how to build it
+    (False, "ALLOCSIM_PURE_PYTHON is set", False),  # asked for: no note
+    (True, None, False),
+])
+def test_run_notes_a_missing_compiled_engine(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    compiled: bool, reason: str | None, noted: bool,
+) -> None:
+    from allocsim import cli
+
+    monkeypatch.setattr(simcore, "COMPILED", compiled, raising=False)
+    monkeypatch.setattr(simcore, "PURE_REASON", reason)
+    cli._note_pure_build()
+    err = capsys.readouterr().err
+    assert ("no compiled engine is installed" in err) is noted
+    assert err.count("\n") == (1 if noted else 0)
