@@ -81,7 +81,10 @@ def format_table(r: dict[str, Any]) -> str:
         f"{r['memory_import_ru_maxrss_kib'] / 1024:,.0f} MiB)",
         "   starts from this parent's peak",
     ]
+    children = r["scaling"][0]["children"]
+    order = ("one pass up the sizes" if children == 1
+             else "passes alternately up and down the sizes")
     return "\n".join([head, "", *figure_rows(r), "", *notes, "",
-                      f"4. scaling: bare-core loop, {r['scaling'][0]['children']} fresh "
-                      "child process(es) per size (up the sizes, then down), pooled",
+                      f"4. scaling: bare-core loop, {children} fresh child "
+                      f"process{'es' if children != 1 else ''} per size ({order}), pooled",
                       *scaling_rows(r)])
