@@ -29,6 +29,7 @@ order they were deferred (machine-wide).
 from __future__ import annotations
 
 import heapq
+import operator
 from collections import Counter
 from collections.abc import Generator
 from typing import Any
@@ -40,9 +41,10 @@ from simcore.config.types import ExperimentConfig, MachineConfig, SysctlConfig
 from simcore.mm.page_alloc import PageAllocator
 from simcore.mm.tracepoints import NullTracer, Tracer
 
-SEQ_SPAN = 1 << 40
-"""Deferral sequence numbers per expiry time in a pending-free key (they wrap after 2**40
-deferrals, far beyond any run, which would only reorder frees due at the same ns)."""
+SEQ_BITS = 40
+"""Low bits of a pending-free key that hold the deferral sequence number (it wraps after
+2**40 deferrals, far beyond any run, which would only reorder frees due at the same ns)."""
+SEQ_MASK = (1 << SEQ_BITS) - 1
 
 
 class Allocation:
@@ -114,7 +116,7 @@ class Machine:
         Handles whose deferred free is due but not yet applied are still in it: call
         :meth:`apply_pending_frees` before reading it."""
         self._pending: list[int] = []
-        """Deferred frees: a heap of keys ``expiry_ns * SEQ_SPAN + deferral sequence
+        """Deferred frees: a heap of keys ``expiry_ns << SEQ_BITS | deferral sequence
         number`` (integers compare faster than tuples; the order is the same)."""
         self._pending_handle: dict[int, Allocation] = {}
         """Deferred frees: key -> handle."""
@@ -171,7 +173,7 @@ class Machine:
     ) -> Allocation | None:
         """The synchronous part of :meth:`alloc` (no simulated time passes)."""
         pending = self._pending
-        if pending and pending[0] < (int(self.env.now) + 1) * SEQ_SPAN:
+        if pending and pending[0] < (int(self.env.now) + 1) << SEQ_BITS:
             self.apply_pending_frees()
         mm = self.mm
         if nid is None:
@@ -228,12 +230,17 @@ class Machine:
         The caller must not free or split the handle itself after this.
 
         Raises:
+            TypeError: ``expiry_ns`` is not an integer (simulated time is integer ns).
             ValueError: ``expiry_ns`` is in the past.
         """
+        try:
+            expiry_ns = operator.index(expiry_ns)
+        except TypeError:
+            raise TypeError(f"{handle.owner}: expiry {expiry_ns!r} is not integer ns") from None
         if expiry_ns < self.env.now:
             raise ValueError(f"{handle.owner}: free of pfn {handle.pfn:#x} deferred to "
                              f"{expiry_ns} ns, before now ({self.env.now} ns)")
-        key = expiry_ns * SEQ_SPAN + self._deferred % SEQ_SPAN
+        key = (expiry_ns << SEQ_BITS) | (self._deferred & SEQ_MASK)
         heapq.heappush(self._pending, key)
         self._pending_handle[key] = handle
         self._deferred += 1
@@ -250,14 +257,14 @@ class Machine:
         the expiry as their time.
         """
         pending = self._pending
-        limit = (int(self.env.now) + 1) * SEQ_SPAN  # the first key due after now
+        limit = (int(self.env.now) + 1) << SEQ_BITS  # the first key due after now
         if not pending or pending[0] >= limit:
             return
         handles = self._pending_handle
         try:
             while pending and pending[0] < limit:
                 key = heapq.heappop(pending)
-                self._stamp_ns = key // SEQ_SPAN
+                self._stamp_ns = key >> SEQ_BITS
                 self.free(handles.pop(key))
         finally:
             self._stamp_ns = -1

@@ -1,5 +1,6 @@
 # Compiled-build declarations for tracer.py (types only; the recorder is in the .py).
 from simcore.mm.tracepoints cimport Tracer
+from simcore.mm.zone cimport Zone
 
 cdef class RecordingTracer(Tracer):
     cdef public object path, clock, _writer, _tmp, _mt_lut
@@ -13,6 +14,6 @@ cdef class RecordingTracer(Tracer):
     cdef public int[:] c_event, c_caller, c_zone, c_outcome, c_path, c_reason
     cdef public short[:] c_cpu, c_nid, c_order, c_mt, c_fb_order, c_fb_mt, c_change, c_refill
 
-    cpdef Py_ssize_t _row(self, str event, object zone, int nid, Py_ssize_t pfn, int order,
+    cpdef Py_ssize_t _row(self, str event, Zone zone, int nid, Py_ssize_t pfn, int order,
                           long long gfp, int mt, str outcome, str path, str reason) except -1
     cpdef void _done(self)

@@ -99,7 +99,8 @@ class RecordingTracer(Tracer):
         self._n = 0
 
     def set_context(self, caller: str, cpu: int) -> None:  # noqa: D102
-        self._caller = _intern(self._caller_codes, caller)
+        code = self._caller_codes.get(caller)
+        self._caller = code if code is not None else _intern(self._caller_codes, caller)
         self._cpu = cpu
 
     def set_migratetype_numbers(self, numbers: tuple[int, ...]) -> None:  # noqa: D102
