@@ -83,25 +83,31 @@ def synthetic(
     cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
     requests = _requests(p, cpus, rng)
     lifetimes = _lifetimes(p.lifetime, rng)
+    name, gfp, nid, limit = spec.name, p.gfp, p.nid, p.max_requests
+    alloc, defer_free, timeout = machine.alloc, machine.defer_free, env.timeout
     last_expiry = 0
     issued = 0
     if p.start_ns:
-        yield env.timeout(p.start_ns)
+        yield timeout(p.start_ns)
+    now = env.now  # read again after every yield: only then can time have passed
     gap, order, cpu = next(requests)
-    next_arrival = env.now + gap
-    while p.max_requests is None or issued < p.max_requests:
-        if next_arrival > env.now:
-            yield env.timeout(next_arrival - env.now)
-        handle = yield from machine.alloc(spec.name, p.gfp, order, cpu, p.nid)
+    next_arrival = now + gap
+    while limit is None or issued < limit:
+        if next_arrival > now:
+            yield timeout(next_arrival - now)
+            now = env.now
+        handle = yield from alloc(name, gfp, order, cpu, nid)
+        now = env.now
         issued += 1
         if handle is not None:
             life = next(lifetimes)
             if life != FOREVER:
-                expiry = int(env.now) + life
-                machine.defer_free(handle, expiry)
-                last_expiry = max(last_expiry, expiry)
+                expiry = int(now) + life
+                defer_free(handle, expiry)
+                if expiry > last_expiry:
+                    last_expiry = expiry
         gap, order, cpu = next(requests)
-        next_arrival = env.now + gap
-    if last_expiry > env.now:
-        yield env.timeout(last_expiry - env.now)
+        next_arrival = now + gap
+    if last_expiry > now:
+        yield timeout(last_expiry - now)
     machine.apply_pending_frees()
