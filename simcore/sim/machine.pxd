@@ -18,9 +18,9 @@ cdef class Machine:
     cdef public Tracer tracer
     cdef public PageAllocator mm
     cdef public CallerStats stats
-    cdef public dict owner_of, _pending_handle
+    cdef public dict owner_of, _pending_at
     cdef public list _pending
-    cdef public long long _deferred, _stamp_ns
+    cdef public long long _nr_pending, _stamp_ns
 
     cpdef long long trace_now(self)
     cpdef Allocation alloc_now(self, str owner, long long gfp, int order, int cpu,

@@ -12,8 +12,8 @@ callers never hold raw pfns.
 
 Deferred frees. A caller that knows when it will free a block hands the handle to
 :meth:`Machine.defer_free` with its expiry instead of waking up (one SimPy event) to
-free it. The machine keeps one heap of pending frees ordered by (expiry, deferral
-order) and applies the due ones, in that order, at the start of every allocator call
+free it. The machine keeps a heap of pending expiry times, each with its frees in the
+order they were deferred, and applies the due ones, in that order, at the start of every allocator call
 (:meth:`~Machine.alloc_now`, :meth:`~Machine.free`, :meth:`~Machine.split`) and
 whenever someone is about to look at the allocator's state (snapshots, the end of the
 run), through :meth:`Machine.apply_pending_frees`. So the allocator sees the same
@@ -40,12 +40,6 @@ import simpy
 from simcore.config.types import ExperimentConfig, MachineConfig, SysctlConfig
 from simcore.mm.page_alloc import PageAllocator
 from simcore.mm.tracepoints import NullTracer, Tracer
-
-SEQ_BITS = 40
-"""Low bits of a pending-free key that hold the deferral sequence number (it wraps after
-2**40 deferrals, far beyond any run, which would only reorder frees due at the same ns)."""
-SEQ_MASK = (1 << SEQ_BITS) - 1
-
 
 class Allocation:
     """A handle on one allocated block (the caller's ``struct page *``).
@@ -116,11 +110,10 @@ class Machine:
         Handles whose deferred free is due but not yet applied are still in it: call
         :meth:`apply_pending_frees` before reading it."""
         self._pending: list[int] = []
-        """Deferred frees: a heap of keys ``expiry_ns << SEQ_BITS | deferral sequence
-        number`` (integers compare faster than tuples; the order is the same)."""
-        self._pending_handle: dict[int, Allocation] = {}
-        """Deferred frees: key -> handle."""
-        self._deferred = 0
+        """Deferred frees: a heap of the distinct expiry times (ns) still pending."""
+        self._pending_at: dict[int, list[Allocation]] = {}
+        """Deferred frees: expiry -> the handles due then, in the order they were deferred."""
+        self._nr_pending = 0
         self._stamp_ns = -1
         """The expiry of the deferred free being applied; -1 outside one."""
 
@@ -173,7 +166,7 @@ class Machine:
     ) -> Allocation | None:
         """The synchronous part of :meth:`alloc` (no simulated time passes)."""
         pending = self._pending
-        if pending and pending[0] < (int(self.env.now) + 1) << SEQ_BITS:
+        if pending and pending[0] <= self.env.now:
             self.apply_pending_frees()
         mm = self.mm
         if nid is None:
@@ -240,15 +233,18 @@ class Machine:
         if expiry_ns < self.env.now:
             raise ValueError(f"{handle.owner}: free of pfn {handle.pfn:#x} deferred to "
                              f"{expiry_ns} ns, before now ({self.env.now} ns)")
-        key = (expiry_ns << SEQ_BITS) | (self._deferred & SEQ_MASK)
-        heapq.heappush(self._pending, key)
-        self._pending_handle[key] = handle
-        self._deferred += 1
+        due = self._pending_at.get(expiry_ns)
+        if due is None:
+            self._pending_at[expiry_ns] = [handle]
+            heapq.heappush(self._pending, expiry_ns)
+        else:
+            due.append(handle)
+        self._nr_pending += 1
 
     @property
     def pending_frees(self) -> int:
         """Deferred frees not applied yet."""
-        return len(self._pending)
+        return self._nr_pending
 
     def apply_pending_frees(self) -> None:
         """Apply, in expiry order, every deferred free whose expiry is <= ``env.now``.
@@ -257,14 +253,24 @@ class Machine:
         the expiry as their time.
         """
         pending = self._pending
-        limit = (int(self.env.now) + 1) << SEQ_BITS  # the first key due after now
-        if not pending or pending[0] >= limit:
+        now = self.env.now
+        if not pending or pending[0] > now:
             return
-        handles = self._pending_handle
         try:
-            while pending and pending[0] < limit:
-                key = heapq.heappop(pending)
-                self._stamp_ns = key >> SEQ_BITS
-                self.free(handles.pop(key))
+            while pending and pending[0] <= now:
+                expiry = pending[0]
+                due = self._pending_at[expiry]
+                self._stamp_ns = expiry
+                done = 0
+                try:
+                    while done < len(due):  # in deferral order
+                        handle = due[done]
+                        done += 1
+                        self._nr_pending -= 1
+                        self.free(handle)
+                finally:  # a free that raises leaves the frees after it pending
+                    del due[:done]
+                heapq.heappop(pending)
+                del self._pending_at[expiry]
         finally:
             self._stamp_ns = -1
