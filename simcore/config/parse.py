@@ -58,6 +58,8 @@ NAME_FORMAT = "a name of letters, digits, '_', '.' or '-'"
 INT_MAX = 2**31 - 1
 """Sysctls are C ``int``s (``proc_dointvec_minmax``)."""
 MAX_NODES = 64
+NR_CPUS_MAX = 8192
+"""x86_64's largest ``CONFIG_NR_CPUS`` (``NR_CPUS_RANGE_END`` in arch/x86/Kconfig, 6.1)."""
 MIN_MAX_ORDER, MAX_MAX_ORDER = 1, 16
 LOCAL_DISTANCE, REMOTE_DISTANCE, MAX_DISTANCE = 10, 20, 255
 """``include/linux/topology.h``; node distances are a u8 in the SLIT."""
@@ -92,7 +94,7 @@ def _bounded(lo: int | None, hi: int | None = INT_MAX) -> FieldReader:
 def _node(value: object, key: str, source: str) -> NodeConfig:
     fields: dict[str, tuple[str, FieldReader]] = {
         "memory": ("memory_pages", lambda v, k, s: expect_size_pages(v, k, s, min_pages=1)),
-        "cpus": ("cpus", _bounded(0, None)),
+        "cpus": ("cpus", _bounded(0, NR_CPUS_MAX)),
         "movable": ("movable_pages", expect_size_pages),
         "reserved": ("reserved_pages", expect_size_pages),
     }
@@ -174,6 +176,10 @@ def _check_machine(machine: MachineConfig, source: str) -> None:
         raise ConfigError(source, "machine.nodes", f"at least {need} of memory outside the "
                           "memmap at boot (6.1 stops grouping by mobility below that; not "
                           "modelled)", format_size(boot_pages * PAGE_SIZE))
+    if sum(node.cpus for node in machine.nodes) > NR_CPUS_MAX:
+        raise ConfigError(source, "machine.nodes", f"at most {NR_CPUS_MAX} CPUs in all "
+                          "(x86_64's largest NR_CPUS)",
+                          sum(node.cpus for node in machine.nodes))
     if not any(node.cpus for node in machine.nodes):
         raise ConfigError(source, "machine.nodes", "at least one node with cpus >= 1",
                           [node.cpus for node in machine.nodes])

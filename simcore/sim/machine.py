@@ -13,8 +13,9 @@ callers never hold raw pfns.
 Deferred frees. A caller that knows when it will free a block hands the handle to
 :meth:`Machine.defer_free` with its expiry instead of waking up (one SimPy event) to
 free it. The machine keeps a heap of pending expiry times, each with its frees in the
-order they were deferred, and applies the due ones, in that order, at the start of every allocator call
-(:meth:`~Machine.alloc_now`, :meth:`~Machine.free`, :meth:`~Machine.split`) and
+order they were deferred, and applies the due ones, in that order, at the start of
+every allocator call (:meth:`~Machine.alloc_now`, :meth:`~Machine.free`,
+:meth:`~Machine.split`) and
 whenever someone is about to look at the allocator's state (snapshots, the end of the
 run), through :meth:`Machine.apply_pending_frees`. So the allocator sees the same
 sequence of operations as with one SimPy event per free, and while a deferred free is
@@ -40,6 +41,7 @@ import simpy
 from simcore.config.types import ExperimentConfig, MachineConfig, SysctlConfig
 from simcore.mm.page_alloc import PageAllocator
 from simcore.mm.tracepoints import NullTracer, Tracer
+
 
 class Allocation:
     """A handle on one allocated block (the caller's ``struct page *``).
@@ -187,6 +189,8 @@ class Machine:
 
     def free(self, handle: Allocation, cpu: int | None = None) -> None:
         """``__free_pages(page, order)`` by the handle's owner (on ``cpu``)."""
+        if handle is None:  # e.g. a failed alloc() (the compiled build must not read it)
+            raise TypeError("free() of None: the allocation it came from failed")
         if self._stamp_ns < 0:  # not one of the frees apply_pending_frees() is applying
             self.apply_pending_frees()
         if not handle.alive:
@@ -226,6 +230,8 @@ class Machine:
             TypeError: ``expiry_ns`` is not an integer (simulated time is integer ns).
             ValueError: ``expiry_ns`` is in the past.
         """
+        if handle is None:
+            raise TypeError("defer_free() of None: the allocation it came from failed")
         try:
             expiry_ns = operator.index(expiry_ns)
         except TypeError:

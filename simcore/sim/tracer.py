@@ -45,6 +45,9 @@ _ROW_STRINGS = ("event", "zone", "outcome", "path", "reason")
 """The string columns of an event, in the order :meth:`RecordingTracer._intern_row` takes."""
 _DTYPES = {"int64": np.int64, "int16": np.int16, "string": np.int32}
 """Column dtype in the buffer; string columns hold int32 dictionary codes."""
+CPU_COLUMN_MAX = (1 << 15) - 1
+"""The largest CPU number the int16 ``cpu`` column holds (the config allows 8192 CPUs;
+-1 is "no CPU")."""
 _EXTRA_COLUMNS = ("fallback_order", "fallback_migratetype", "change_ownership", "percpu_refill")
 """Columns only two event types have; a new chunk holds -1 ("not applicable") in them."""
 
@@ -99,6 +102,8 @@ class RecordingTracer(Tracer):
         self._n = 0
 
     def set_context(self, caller: str, cpu: int) -> None:  # noqa: D102
+        if not -1 <= cpu <= CPU_COLUMN_MAX:  # the compiled build would wrap it silently
+            raise ValueError(f"{caller}: CPU {cpu} does not fit the trace's int16 cpu column")
         code = self._caller_codes.get(caller)
         self._caller = code if code is not None else _intern(self._caller_codes, caller)
         self._cpu = cpu

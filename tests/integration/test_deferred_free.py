@@ -276,3 +276,12 @@ def test_pending_frees_order_by_expiry_then_deferral_across_huge_times() -> None
     want = sorted(range(6), key=lambda i: expiries[i])  # stable: deferral order at ties
     assert freed == [(expiries[i], handles[i].pfn) for i in want]
     assert m.pending_frees == 0
+
+
+def test_freeing_none_is_a_type_error_in_both_builds() -> None:
+    """A failed alloc() returns None; freeing it must raise, not crash the compiled build."""
+    m, _ = _machine()
+    with pytest.raises(TypeError, match="free\\(\\) of None"):
+        m.free(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="defer_free\\(\\) of None"):
+        m.defer_free(None, 10)  # type: ignore[arg-type]

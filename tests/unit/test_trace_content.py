@@ -192,3 +192,13 @@ def test_allocator_session_round_trip(lab: Lab, tmp_path: Path) -> None:
     tracer.close()
     assert {name for name, *_ in tracer.log} == set(ts.EVENT_NAMES)
     assert _read_rows(path) == [expected_row(call, False) for call in tracer.log]
+
+
+def test_a_cpu_beyond_the_int16_column_is_refused(tmp_path: Path) -> None:
+    """The compiled tracer writes C int16s: a CPU that does not fit must raise, not wrap."""
+    tracer = RecordingTracer(tmp_path / "events.parquet", clock=lambda: 0)
+    tracer.set_context("w", (1 << 15) - 1)
+    with pytest.raises(ValueError, match="CPU 32768 does not fit"):
+        tracer.set_context("w", 1 << 15)
+    with pytest.raises(ValueError, match="CPU -2 does not fit"):
+        tracer.set_context("w", -2)
