@@ -40,7 +40,10 @@ def _version() -> str:
 
 
 def _seed(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a seed >= 0, got {value}")
     return value
@@ -103,14 +106,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _note_pure_build() -> None:
-    """One stderr line when no compiled engine is installed (the run is several x slower)."""
+    """One stderr line when the engine runs as pure Python without having been asked to."""
     import simcore
+    from simcore import engine
 
-    if not simcore.COMPILED and not simcore.PURE_REASON:
-        print("allocsim: note: no compiled engine is installed, so this run uses the "
-              "pure-Python engine (same results, several times slower). To build it: "
-              "install a C compiler and `pip install cython`, then reinstall allocsim "
-              "(`pip install .`).", file=sys.stderr)
+    if simcore.COMPILED or simcore.PURE_REASON:
+        return  # compiled, or pure because ALLOCSIM_PURE_PYTHON or a stale build says so
+    elsewhere = engine.installed_compiled_copy()
+    if elsewhere is not None:
+        print(f"allocsim: note: running the uncompiled source tree {engine.PACKAGE_DIR} "
+              f"(Python finds it first, e.g. from the current directory), not the "
+              f"installed compiled engine in {elsewhere}; same results, several times "
+              "slower. Run outside the checkout, or `pip install -e .` to compile it in "
+              "place.", file=sys.stderr)
+        return
+    print("allocsim: note: no compiled engine is installed (installed with "
+          "ALLOCSIM_PURE_PYTHON=1, without a C compiler, or the build failed: "
+          "`pip install -v .` shows why), so this run uses the pure-Python engine: same "
+          "results, several times slower. To compile it, reinstall with a C compiler "
+          "present: `pip install .` (`pip install -e .` in a checkout).", file=sys.stderr)
 
 
 class _progress_bar:

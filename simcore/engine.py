@@ -147,12 +147,36 @@ def select_build() -> str | None:
     return reason
 
 
+def installed_compiled_copy() -> Path | None:
+    """The ``simcore`` directory of an installed, compiled allocsim that is not this one.
+
+    Set when Python imports an uncompiled source tree (for example a checkout, through
+    the current directory with ``python -m``) ahead of a compiled ``pip install .``.
+    """
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution("allocsim").files or ()
+    except metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.name.startswith("page_alloc.") and file.suffix in (".so", ".pyd"):
+            path = Path(str(file.locate())).resolve()
+            if path.exists() and path.parent.parent != PACKAGE_DIR:
+                return path.parent.parent
+    return None
+
+
 def describe_build(compiled: bool, pure_reason: str | None) -> str:
     """One line naming the running build, for ``--version`` and the run manifest."""
     if compiled:
         return "compiled engine (Cython)"
     if pure_reason:
         return f"pure Python: {pure_reason}"
+    elsewhere = installed_compiled_copy()
+    if elsewhere is not None:
+        return (f"pure Python: the source tree {PACKAGE_DIR} has no compiled engine "
+                f"(the installed one in {elsewhere} is not the one imported)")
     return "pure Python: no compiled engine installed"
 
 

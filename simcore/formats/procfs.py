@@ -358,7 +358,8 @@ def read_snapshot(path: Path) -> ProcSnapshot:
     try:
         zones = parse_zoneinfo(_read(zoneinfo), str(zoneinfo))
     except FileNotFoundError:
-        raise ProcParseError(str(zoneinfo), None, "the file to exist", "missing") from None
+        raise ProcParseError(str(zoneinfo), None, "a zoneinfo file (the one file a snapshot "
+                             "directory must have)", "no such file") from None
     except OSError as exc:
         raise ProcParseError(str(zoneinfo), None, "a readable file", str(exc)) from None
     files = _OptionalFiles(path)

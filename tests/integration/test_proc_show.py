@@ -339,7 +339,9 @@ SHARED_ORACLE = REPO.parent / "shared" / "oracle"
 SHARED_SNAPS = sorted(p.parent for p in SHARED_ORACLE.glob("**/zoneinfo"))
 
 
-@pytest.mark.skipif(not SHARED_SNAPS, reason="../shared/oracle is not available")
+@pytest.mark.skipif(not SHARED_SNAPS, reason=(
+    "the full oracle data (../shared/oracle, outside this repository) is not available; "
+    "tests/data/oracle holds what the rest of the suite needs"))
 @pytest.mark.parametrize("recompute", [False, True], ids=["observed", "recompute"])
 def test_every_shared_oracle_snapshot(
     capsys: pytest.CaptureFixture[str], recompute: bool

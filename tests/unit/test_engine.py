@@ -72,3 +72,33 @@ def test_a_pure_editable_install_removes_the_in_tree_build(tmp_path: Path) -> No
     assert not any(p.exists() for p in removed)
     assert all(engine.module_source(n, tmp_path).exists() for n in engine.COMPILED_MODULES)
     assert engine.remove_inplace_build(tmp_path) == []
+
+
+def test_a_compiled_install_shadowed_by_a_source_tree_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m simcore`` in a checkout after ``pip install .`` imports the checkout:
+    the build line must say so instead of "no compiled engine installed"."""
+    from importlib import metadata
+
+    installed = tmp_path / "site-packages" / "simcore" / "mm"
+    installed.mkdir(parents=True)
+    so = installed / "page_alloc.cpython-311-x86_64-linux-gnu.so"
+    so.write_bytes(b"")
+
+    class File(metadata.PackagePath):
+        def locate(self) -> Path:  # type: ignore[override]
+            return tmp_path / "site-packages" / self
+
+    class Dist:
+        files = [File("simcore/mm/page_alloc.py"), File(f"simcore/mm/{so.name}")]
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: Dist())
+    assert engine.installed_compiled_copy() == installed.parent
+    line = engine.describe_build(False, None)
+    assert line.startswith(f"pure Python: the source tree {engine.PACKAGE_DIR} has no")
+    assert str(installed.parent) in line
+
+    Dist.files = [File("simcore/mm/page_alloc.py")]  # an editable or pure install
+    assert engine.installed_compiled_copy() is None
+    assert engine.describe_build(False, None) == "pure Python: no compiled engine installed"
