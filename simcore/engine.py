@@ -148,22 +148,19 @@ def select_build() -> str | None:
 
 
 def installed_compiled_copy() -> Path | None:
-    """The ``simcore`` directory of an installed, compiled allocsim that is not this one.
+    """The ``simcore`` directory of another, compiled copy on ``sys.path``, if any.
 
     Set when Python imports an uncompiled source tree (for example a checkout, through
     the current directory with ``python -m``) ahead of a compiled ``pip install .``.
     """
-    from importlib import metadata
-
-    try:
-        files = metadata.distribution("allocsim").files or ()
-    except metadata.PackageNotFoundError:
-        return None
-    for file in files:
-        if file.name.startswith("page_alloc.") and file.suffix in (".so", ".pyd"):
-            path = Path(str(file.locate())).resolve()
-            if path.exists() and path.parent.parent != PACKAGE_DIR:
-                return path.parent.parent
+    for entry in sys.path:
+        candidate = Path(entry or ".").resolve() / "simcore"
+        if candidate == PACKAGE_DIR:
+            continue
+        page_alloc = candidate / "mm" / "page_alloc"
+        if any(page_alloc.with_name(page_alloc.name + suffix).exists()
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+            return candidate
     return None
 
 

@@ -79,26 +79,15 @@ def test_a_compiled_install_shadowed_by_a_source_tree_is_named(
 ) -> None:
     """``python -m simcore`` in a checkout after ``pip install .`` imports the checkout:
     the build line must say so instead of "no compiled engine installed"."""
-    from importlib import metadata
+    site = tmp_path / "site-packages"
+    (site / "simcore" / "mm").mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [str(REPO), str(site)])
+    assert engine.installed_compiled_copy() is None  # a pure copy there: nothing to name
+    assert engine.describe_build(False, None) == "pure Python: no compiled engine installed"
 
-    installed = tmp_path / "site-packages" / "simcore" / "mm"
-    installed.mkdir(parents=True)
-    so = installed / "page_alloc.cpython-311-x86_64-linux-gnu.so"
-    so.write_bytes(b"")
-
-    class File(metadata.PackagePath):
-        def locate(self) -> Path:  # type: ignore[override]
-            return tmp_path / "site-packages" / self
-
-    class Dist:
-        files = [File("simcore/mm/page_alloc.py"), File(f"simcore/mm/{so.name}")]
-
-    monkeypatch.setattr(metadata, "distribution", lambda name: Dist())
-    assert engine.installed_compiled_copy() == installed.parent
+    suffix = engine.importlib.machinery.EXTENSION_SUFFIXES[0]
+    (site / "simcore" / "mm" / f"page_alloc{suffix}").write_bytes(b"")
+    assert engine.installed_compiled_copy() == (site / "simcore").resolve()
     line = engine.describe_build(False, None)
     assert line.startswith(f"pure Python: the source tree {engine.PACKAGE_DIR} has no")
-    assert str(installed.parent) in line
-
-    Dist.files = [File("simcore/mm/page_alloc.py")]  # an editable or pure install
-    assert engine.installed_compiled_copy() is None
-    assert engine.describe_build(False, None) == "pure Python: no compiled engine installed"
+    assert str((site / "simcore").resolve()) in line
