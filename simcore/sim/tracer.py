@@ -13,9 +13,13 @@ one table lookup per written column (not per event), so the hot path never trans
 
 :class:`NullTracer` costs one attribute test on the hot path (``tracer.enabled``).
 :class:`RecordingTracer` writes each event into preallocated typed columns (one numpy
-array per column, ``flush_rows`` rows long, written by index through memoryviews), and
-writes a full chunk to Parquet as one row group; the temporary file is renamed into
-place atomically by :meth:`RecordingTracer.close`.
+array per column, ``flush_rows`` rows long, written by index through one view per
+column: a memoryview as Python, a typed C view when compiled, where the recorder is an
+extension type whose tracepoints the allocator calls at C level), and writes a full
+chunk to Parquet as one row group; the temporary file is renamed into place atomically
+by :meth:`RecordingTracer.close`. Time comes from ``clock`` (the run binds
+:meth:`Machine.trace_now`), caller and CPU from :meth:`set_context`, which the machine
+calls before each allocator operation.
 """
 
 from __future__ import annotations
