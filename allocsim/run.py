@@ -58,7 +58,6 @@ TEXT_OUTPUTS = ("vmstat.txt", "buddyinfo.txt", "pagetypeinfo.txt", "zoneinfo.txt
 """End-state snapshots in the kernel's text formats."""
 
 
-
 GC_GEN0_THRESHOLD = 100_000
 """Young-generation threshold of the cyclic GC while a run simulates (Python's is 700)."""
 
@@ -78,6 +77,7 @@ def _fewer_gc_passes() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*old)
+
 
 class OutputError(AllocsimError):
     """The run directory cannot be written where it was asked for (one line, exit 2)."""

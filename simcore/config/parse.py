@@ -176,11 +176,11 @@ def _check_machine(machine: MachineConfig, source: str) -> None:
         raise ConfigError(source, "machine.nodes", f"at least {need} of memory outside the "
                           "memmap at boot (6.1 stops grouping by mobility below that; not "
                           "modelled)", format_size(boot_pages * PAGE_SIZE))
-    if sum(node.cpus for node in machine.nodes) > NR_CPUS_MAX:
+    nr_cpus = sum(node.cpus for node in machine.nodes)
+    if nr_cpus > NR_CPUS_MAX:
         raise ConfigError(source, "machine.nodes", f"at most {NR_CPUS_MAX} CPUs in all "
-                          "(x86_64's largest NR_CPUS)",
-                          sum(node.cpus for node in machine.nodes))
-    if not any(node.cpus for node in machine.nodes):
+                          "(x86_64's largest NR_CPUS)", nr_cpus)
+    if not nr_cpus:
         raise ConfigError(source, "machine.nodes", "at least one node with cpus >= 1",
                           [node.cpus for node in machine.nodes])
     if machine.distance is not None:

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from simcore.mm.zone import Zone
 
 
-
 class InvariantError(AssertionError):
     """The allocator state violates an invariant; the message names the pfn and rule."""
 

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from simcore.mm.zone import Zone
 
 
-
 def is_migrate_isolate_page(zone: Zone, pfn: int) -> bool:
     """``is_migrate_isolate_page()``: is ``pfn``'s pageblock labelled ISOLATE?"""
     return zone.get_pageblock_migratetype(pfn) == MT_ISOLATE

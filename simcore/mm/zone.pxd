@@ -8,7 +8,7 @@ from simcore.mm.vmstat cimport VmStat
 
 # Module constants as C integers (the .py binds them; nothing imports them from here).
 cdef int ALLOC_HARDER, ALLOC_HIGH, ALLOC_OOM, ALLOC_WMARK_MASK, MIGRATE_PCPTYPES
-cdef int MIGRATE_TYPES, MT_SHIFT, ORDER_MASK, PG_BUDDY, MT_HIGHATOMIC, MT_CMA, MT_ISOLATE
+cdef int MIGRATE_TYPES, MT_SHIFT, ORDER_MASK, PG_BUDDY, MT_HIGHATOMIC, MT_ISOLATE
 cdef long long GFP_ATOMIC_BIT
 
 @cython.final

@@ -15,12 +15,11 @@ Deferred frees. A caller that knows when it will free a block hands the handle t
 free it. The machine keeps a heap of pending expiry times, each with its frees in the
 order they were deferred, and applies the due ones, in that order, at the start of
 every allocator call (:meth:`~Machine.alloc_now`, :meth:`~Machine.free`,
-:meth:`~Machine.split`) and
-whenever someone is about to look at the allocator's state (snapshots, the end of the
-run), through :meth:`Machine.apply_pending_frees`. So the allocator sees the same
-sequence of operations as with one SimPy event per free, and while a deferred free is
-applied :meth:`Machine.trace_now` (the tracer's clock) and :attr:`Machine.now_ns` read
-its expiry, not ``env.now``.
+:meth:`~Machine.split`) and whenever someone is about to look at the allocator's state
+(snapshots, the end of the run), through :meth:`Machine.apply_pending_frees`. So the
+allocator sees the same sequence of operations as with one SimPy event per free, and
+while a deferred free is applied :meth:`Machine.trace_now` (the tracer's clock) and
+:attr:`Machine.now_ns` read its expiry, not ``env.now``.
 
 Equal timestamps: a deferred free with expiry ``t`` is applied before any allocator
 call or snapshot at ``t``; deferred frees with the same expiry are applied in the
@@ -167,9 +166,7 @@ class Machine:
         self, owner: str, gfp: int, order: int, cpu: int, nid: int | None = None
     ) -> Allocation | None:
         """The synchronous part of :meth:`alloc` (no simulated time passes)."""
-        pending = self._pending
-        if pending and pending[0] <= self.env.now:
-            self.apply_pending_frees()
+        self.apply_pending_frees()  # returns at once when nothing is due
         mm = self.mm
         if nid is None:
             nid = mm.cpu_to_node[cpu]

@@ -17,3 +17,6 @@ cdef class RecordingTracer(Tracer):
     cpdef Py_ssize_t _row(self, str event, Zone zone, int nid, Py_ssize_t pfn, int order,
                           long long gfp, int mt, str outcome, str path, str reason) except -1
     cpdef void _done(self)
+
+
+cpdef int _intern(dict codes, str value) except -1

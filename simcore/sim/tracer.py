@@ -108,8 +108,7 @@ class RecordingTracer(Tracer):
     def set_context(self, caller: str, cpu: int) -> None:  # noqa: D102
         if not -1 <= cpu <= CPU_COLUMN_MAX:  # the compiled build would wrap it silently
             raise ValueError(f"{caller}: CPU {cpu} does not fit the trace's int16 cpu column")
-        code = self._caller_codes.get(caller)
-        self._caller = code if code is not None else _intern(self._caller_codes, caller)
+        self._caller = _intern(self._caller_codes, caller)
         self._cpu = cpu
 
     def set_migratetype_numbers(self, numbers: tuple[int, ...]) -> None:  # noqa: D102
