@@ -100,6 +100,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"  simulated {s['simulated_seconds']:.3f} s in {s['wall_seconds']:.1f} s wall; "
           f"{s['alloc_requests']} requests, {sum(s['failures']['by_order'].values())} failed, "
           f"{s['events_traced']} events traced")
+    if s.get("oom_kills"):
+        victims = ", ".join(f"{k['detail'].split()[0].removeprefix('victim=')} at "
+                            f"{k['time_ns'] / 1e9:.3f} s" for k in s["oom_kills"])
+        print(f"  OOM killer: {victims}")
+    if s.get("panic"):
+        print(f"  kernel panic at {s['panic']['time_ns'] / 1e9:.3f} s: {s['panic']['reason']} "
+              "(the run stops there; its results up to then are complete)")
     if result.report:
         print(f"  report: {result.report[0]}")
     return 0

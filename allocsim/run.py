@@ -41,8 +41,11 @@ from simcore.formats import trace_schema as ts
 from simcore.formats.procfmt import format_zoneinfo, kernel_zone_keys, zoneinfo_views
 from simcore.formats.snapshots import buddyinfo, pagetypeinfo
 from simcore.mm.fragmentation import format_extfrag_index, format_unusable_index
+from simcore.mm.oom_kill import KernelPanic
 from simcore.mm.tracepoints import NullTracer, Tracer
+from simcore.sim.actions import actions_process
 from simcore.sim.machine import Machine
+from simcore.sim.pressure import pressure_summary
 from simcore.sim.recorder import SnapshotRecorder
 from simcore.sim.tracer import RecordingTracer
 from workloads.registry import WORKLOADS, dump_experiment
@@ -53,6 +56,9 @@ PROGRESS_STEPS = 200
 
 
 STATUS_OK, STATUS_FAILED, STATUS_INTERRUPTED = "ok", "failed", "interrupted"
+STATUS_PANIC = "panic"
+"""The modelled kernel panicked (the OOM killer found nothing to kill): the run stopped
+there, and every output up to that moment is written, as for ``ok``."""
 TEXT_OUTPUTS = ("vmstat.txt", "buddyinfo.txt", "pagetypeinfo.txt", "zoneinfo.txt",
                 "extfrag_index.txt", "unusable_index.txt")
 """End-state snapshots in the kernel's text formats."""
@@ -107,7 +113,7 @@ def expected_outputs(report: bool) -> list[str]:
     named; :func:`missing_outputs` checks that at least one PNG sits beside it.
     """
     names = [ts.MANIFEST_FILE, ts.CONFIG_FILE, ts.SUMMARY_FILE, ts.EVENTS_FILE,
-             ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, *TEXT_OUTPUTS]
+             ts.SPANS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, *TEXT_OUTPUTS]
     if report:
         names.append(f"{ts.REPORT_DIR}/report.pdf")
     return names
@@ -195,6 +201,8 @@ class _Run:
         if isinstance(self.tracer, RecordingTracer):
             self.tracer.clock = self.machine.trace_now  # deferred frees carry their expiry
         self.recorder = SnapshotRecorder(self.machine.mm, self.machine.apply_pending_frees)
+        self.actions_log: list[dict[str, Any]] = []
+        self.panic: KernelPanic | None = None
 
     def write_manifest(self) -> None:
         self.manifest["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
@@ -204,6 +212,8 @@ class _Run:
     def start_processes(self) -> None:
         env = self.machine.env
         env.process(self.recorder.process(env, self.cfg.trace.snapshot_interval_ns))
+        if self.cfg.actions:
+            env.process(actions_process(self.machine, self.cfg.actions, self.actions_log))
         rngs = self.machine.spawn_rngs(len(self.cfg.workloads))
         for spec, rng in zip(self.cfg.workloads, rngs, strict=True):
             env.process(WORKLOADS[spec.kind].run(self.machine, spec, rng))
@@ -215,10 +225,13 @@ class _Run:
         step = max(1, end // PROGRESS_STEPS)
         t0 = time.perf_counter()
         with _fewer_gc_passes():
-            while env.now < end:
-                env.run(until=min(end, int(env.now) + step))
-                if progress is not None:
-                    progress(int(env.now), end)
+            try:
+                while env.now < end:
+                    env.run(until=min(end, int(env.now) + step))
+                    if progress is not None:
+                        progress(int(env.now), end)
+            except KernelPanic as panic:  # the run ends here, as the kernel would
+                self.panic = panic
         # SimPy events at exactly `end` do not run, but deferred frees due by `end` are
         # applied: they are in the last snapshot and the end-of-run files.
         self.machine.apply_pending_frees()
@@ -231,7 +244,9 @@ class _Run:
         self.tracer.close()
         self.recorder.write(self.tmp_dir)
         d = self.tmp_dir
-        atomic_write_text(d / ts.VMSTAT_FILE, mm.vm.format(mm.nr_free_pages))
+        self.machine.spans.write(d / ts.SPANS_FILE)
+        atomic_write_text(d / ts.VMSTAT_FILE,
+                          mm.vm.format(mm.nr_free_pages, mm.reclaim.node_stats()))
         atomic_write_text(d / "buddyinfo.txt", buddyinfo(mm.zones))
         atomic_write_text(d / "pagetypeinfo.txt", pagetypeinfo(mm.zones, show_cma=mm.cma))
         keys = kernel_zone_keys(node.nid for node in mm.nodes)
@@ -262,6 +277,12 @@ class _Run:
         return paths
 
     def summary(self, wall_seconds: float) -> dict[str, Any]:
+        return {**self._base_summary(wall_seconds), **pressure_summary(self.machine),
+                "actions": self.actions_log,
+                "panic": None if self.panic is None else {
+                    "time_ns": self.panic.time_ns, "reason": self.panic.reason}}
+
+    def _base_summary(self, wall_seconds: float) -> dict[str, Any]:
         st = self.machine.stats
         return {
             "simulated_seconds": self.machine.now_ns / 1e9,
@@ -269,6 +290,8 @@ class _Run:
             "alloc_requests": st.alloc_requests,
             "pages_allocated": st.pages_allocated,
             "pages_freed": st.pages_freed,
+            "pages_reclaimed": st.pages_reclaimed,
+            "pages_oom_killed": st.pages_oom_killed,
             "failures": {
                 "by_order": {str(k): v for k, v in sorted(st.failures_by_order.items())},
                 "by_caller": dict(sorted(st.failures_by_caller.items())),
@@ -331,7 +354,10 @@ def simulate(
         run.start_processes()
         run.simulate(progress)
         summary = run.write_outputs()
-        run.manifest.update(status=STATUS_OK, finished=_now())
+        status = STATUS_OK if run.panic is None else STATUS_PANIC
+        run.manifest.update(status=status, finished=_now())
+        if run.panic is not None:
+            run.manifest["panic"] = {"time_ns": run.panic.time_ns, "reason": run.panic.reason}
         run.write_manifest()
         paths = run.build_report() if report else []
         run.write_manifest()
@@ -342,7 +368,7 @@ def simulate(
         _abort(run, exc, out_root, base)
         raise
     paths = [final_dir / p.relative_to(tmp_dir) for p in paths]
-    return RunResult(final_dir, STATUS_OK, summary, paths)
+    return RunResult(final_dir, run.manifest["status"], summary, paths)
 
 
 def _check_complete(run: _Run) -> None:

@@ -156,10 +156,11 @@ def check_finished(run_dir: Path, manifest: dict[str, Any]) -> None:
     """Refuse a run that did not finish, saying how it ended rather than what is missing.
 
     Raises:
-        ReportInputError: If the manifest's status is not ``ok``.
+        ReportInputError: If the manifest's status is not ``ok`` or ``panic`` (the
+            modelled kernel panicked: the results up to that moment are complete).
     """
     status = manifest["status"]
-    if status == "ok":
+    if status in ("ok", "panic"):
         return
     stage = manifest.get("stage")
     how = f"{status} while {stage}" if stage else str(status)

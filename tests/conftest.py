@@ -7,7 +7,7 @@ two cores) and ``dev`` (many more examples). Select with ``HYPOTHESIS_PROFILE=de
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -167,7 +167,8 @@ MachineFactory = Callable[..., PageAllocator]
 class SpyMachine(Machine):
     """A machine that reports every allocation and free to hooks.
 
-    ``on_alloc(handle)`` runs after each :meth:`Machine.alloc_now`, ``on_free(handle)``
+    ``on_alloc(handle)`` runs after each :meth:`Machine.alloc_now` and
+    :meth:`Machine.alloc`, ``on_free(handle)``
     before each :meth:`Machine.free` (deferred frees included). A subclass, not
     patched methods: the compiled ``Machine`` is an extension type whose methods
     cannot be replaced on an instance, but a Python subclass overrides them.
@@ -178,6 +179,11 @@ class SpyMachine(Machine):
 
     def alloc_now(self, *args: Any, **kwargs: Any) -> Allocation | None:  # noqa: D102
         handle = super().alloc_now(*args, **kwargs)
+        self.on_alloc(handle)
+        return handle
+
+    def alloc(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, Allocation | None]:  # noqa: D102
+        handle = yield from super().alloc(*args, **kwargs)
         self.on_alloc(handle)
         return handle
 

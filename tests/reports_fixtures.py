@@ -69,6 +69,8 @@ def _event(
         "change_ownership": -1,
         "percpu_refill": -1,
         "reason": "no memory" if failed else "",
+        "stage": (ts.STAGE_FAIL if failed else ts.STAGE_FAST) if event == ts.MM_PAGE_ALLOC else "",
+        "latency_ns": (100 if event == ts.MM_PAGE_ALLOC else -1),
     }
 
 

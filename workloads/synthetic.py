@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from simcore.config.types import WorkloadConfig
-from simcore.sim.machine import Machine
+from simcore.mm.lru import KIND_ANON, KIND_FILE, KIND_SLAB
+from simcore.sim.machine import LRU_DIRTY, LRU_REFERENCED, Machine
 from workloads.synthetic_params import LifetimeSpec, SyntheticParams
 
+MEMORY_KIND = {"unreclaimable": -1, "anon": KIND_ANON, "file": KIND_FILE, "slab": KIND_SLAB}
 BATCH = 4096
 """Random numbers drawn per batch (per stream)."""
 FOREVER = -1
@@ -73,16 +75,34 @@ def check_params(machine: Machine, name: str, p: SyntheticParams) -> None:
         raise ValueError(f"workload {name}: node {p.nid} does not exist")
 
 
+def _lru_flags(p: SyntheticParams, rng: np.random.Generator) -> Iterator[int]:
+    """Endless ``lru_flags`` for the allocations (dirty and referenced draws)."""
+    if not p.dirty and not p.referenced:
+        while True:
+            yield 0
+    while True:
+        dirty = rng.random(BATCH) < p.dirty
+        referenced = rng.random(BATCH) < p.referenced
+        flags = dirty * LRU_DIRTY + referenced * LRU_REFERENCED
+        yield from flags.astype(np.int64).tolist()
+
+
 def synthetic(
     machine: Machine, spec: WorkloadConfig, rng: np.random.Generator
 ) -> Generator[Any, Any, None]:
-    """SimPy process body of one synthetic workload instance."""
+    """SimPy process body of one synthetic workload instance.
+
+    The process ends early if the OOM killer kills the caller.
+    """
     p: SyntheticParams = spec.params["params"]
     check_params(machine, spec.name, p)
+    machine.register_owner(spec.name, MEMORY_KIND[p.memory], p.oom_score_adj)
     env = machine.env
     cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
     requests = _requests(p, cpus, rng)
     lifetimes = _lifetimes(p.lifetime, rng)
+    lru_flags = _lru_flags(p, rng)
+    killed = machine.oom_killed
     name, gfp, nid, limit = spec.name, p.gfp, p.nid, p.max_requests
     alloc, defer_free, timeout = machine.alloc, machine.defer_free, env.timeout
     last_expiry = 0
@@ -96,9 +116,11 @@ def synthetic(
         if next_arrival > now:
             yield timeout(next_arrival - now)
             now = env.now
-        handle = yield from alloc(name, gfp, order, cpu, nid)
+        handle = yield from alloc(name, gfp, order, cpu, nid, next(lru_flags))
         now = env.now
         issued += 1
+        if handle is None and killed(name):
+            return
         if handle is not None:
             life = next(lifetimes)
             if life != FOREVER:

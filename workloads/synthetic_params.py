@@ -39,7 +39,11 @@ from simcore.errors import ConfigError
 LifetimeKind = Literal["exponential", "fixed", "lognormal", "forever"]
 MAX_REQUEST_ORDER = 16
 """Largest order a request may name; the machine's ``max_order`` is checked at run time."""
-SYNTHETIC_KEYS = ("rate", "order", "lifetime", "gfp", "cpus", "nid", "max_requests", "start")
+SYNTHETIC_KEYS = ("rate", "order", "lifetime", "gfp", "cpus", "nid", "max_requests", "start",
+                  "memory", "dirty", "referenced", "oom_score_adj")
+MEMORY_KINDS = ("unreclaimable", "anon", "file", "slab")
+"""What a workload's pages are: kernel memory reclaim cannot take (the default),
+anonymous memory (reclaimable with swap), page cache, or reclaimable slab."""
 LIFETIME_FORMAT = ("a duration (exponential mean), 'forever', or one of {exponential: 50ms}, "
                    "{fixed: 10ms}, {lognormal: {median: 10ms, sigma: 1.0}}")
 WEIGHT_SUM_TOLERANCE = 1e-6
@@ -76,6 +80,11 @@ class SyntheticParams:
         nid: Preferred node; None = the issuing CPU's node.
         max_requests: Stop after this many requests; None = until the run ends.
         start_ns: Simulated time of the first arrival process start.
+        memory: One of :data:`MEMORY_KINDS`.
+        dirty: Fraction of ``file`` pages that are dirty when allocated.
+        referenced: Fraction of pages used again after allocation (reclaim activates
+            them once instead of freeing them).
+        oom_score_adj: ``oom_score_adj`` of the caller (-1000: never OOM-killed).
     """
 
     rate_per_s: float
@@ -86,6 +95,10 @@ class SyntheticParams:
     nid: int | None = None
     max_requests: int | None = None
     start_ns: int = 0
+    memory: str = "unreclaimable"
+    dirty: float = 0.0
+    referenced: float = 0.0
+    oom_score_adj: int = 0
 
 
 def _order_weights(value: object, key: str, source: str) -> tuple[tuple[int, float], ...]:
@@ -202,8 +215,25 @@ def parse_synthetic_params(
         nid=_optional_int(data.get("nid"), key("nid"), source, 0),
         max_requests=_optional_int(data.get("max_requests"), key("max_requests"), source, 1),
         start_ns=expect_duration_ns(data.get("start", "0ns"), key("start"), source),
+        memory=expect_str(data.get("memory", "unreclaimable"), key("memory"), source,
+                          expected=f"one of {', '.join(MEMORY_KINDS)}",
+                          choices=MEMORY_KINDS),
+        dirty=_fraction(data.get("dirty", 0.0), key("dirty"), source),
+        referenced=_fraction(data.get("referenced", 0.0), key("referenced"), source),
+        oom_score_adj=expect_int(data.get("oom_score_adj", 0), key("oom_score_adj"), source,
+                                 -1000, 1000),
     )
+    if params.dirty and params.memory != "file":
+        raise ConfigError(source, key("dirty"), "0 unless memory is 'file' (only page "
+                          "cache is dirty)", params.dirty)
     return {"params": params}
+
+
+def _fraction(value: object, key: str, source: str) -> float:
+    number = expect_number(value, key, source)
+    if not 0.0 <= number <= 1.0:
+        raise ConfigError(source, key, "a fraction in 0..1", value)
+    return float(number)
 
 
 def check_synthetic_params(
@@ -263,4 +293,8 @@ def dump_synthetic_params(params: Mapping[str, object]) -> dict[str, object]:
         "nid": spec.nid,
         "max_requests": spec.max_requests,
         "start": format_duration(spec.start_ns),
+        "memory": spec.memory,
+        "dirty": spec.dirty,
+        "referenced": spec.referenced,
+        "oom_score_adj": spec.oom_score_adj,
     }

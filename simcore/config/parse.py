@@ -1,7 +1,8 @@
 """Parse an experiment YAML file into frozen dataclasses once, at the edge, and dump it back.
 
 The schema (see ``configs/*.yaml``) has ``name``, ``seed``, ``duration``, ``machine``,
-``sysctl``, ``trace`` and ``workloads``. Unknown keys and wrong types are errors, and each
+``sysctl``, ``trace``, ``workloads``, ``cost``, ``limits`` and ``actions`` (the last
+three in :mod:`simcore.config.sections`). Unknown keys and wrong types are errors, and each
 error is one :class:`~simcore.errors.ConfigError` naming the file and the key path
 (``machine.nodes[1].memory``). Human units are converted here: sizes become pages and
 durations integer nanoseconds (:mod:`simcore.config.units`).
@@ -34,6 +35,14 @@ from simcore.config.fields import (
     expect_size_pages,
     expect_str,
     read_fields,
+)
+from simcore.config.sections import (
+    dump_actions,
+    dump_cost,
+    dump_limits,
+    parse_actions,
+    parse_cost,
+    parse_limits,
 )
 from simcore.config.types import (
     ExperimentConfig,
@@ -148,6 +157,7 @@ MACHINE_FIELDS: dict[str, tuple[str, FieldReader]] = {
     "transparent_hugepage": (
         "transparent_hugepage", lambda v, k, s: expect_str(v, k, s, choices=THP_MODES)),
     "cma": ("cma", expect_bool),
+    "swap": ("swap_pages", expect_size_pages),
 }
 
 
@@ -224,6 +234,7 @@ SYSCTL_FIELDS: dict[str, tuple[str, FieldReader]] = {
     "percpu_pagelist_high_fraction": ("percpu_pagelist_high_fraction", _pcp_high_fraction),
     "extfrag_threshold": ("extfrag_threshold", _bounded(0, 1000)),
     "compaction_proactiveness": ("compaction_proactiveness", _bounded(0, 100)),
+    "swappiness": ("swappiness", _bounded(0, 200)),
 }
 
 TRACE_FIELDS: dict[str, tuple[str, FieldReader]] = {
@@ -302,6 +313,9 @@ def parse_config(
         "trace": ("trace", _trace),
         "workloads": ("workloads",
                       lambda v, k, s: _workloads(v, k, s, workload_parsers)),
+        "cost": ("cost", parse_cost),
+        "limits": ("limits", parse_limits),
+        "actions": ("actions", lambda v, k, s: parse_actions(v, k, s, SYSCTL_FIELDS)),
     }
     kwargs = read_fields(data, "", source, fields,
                          required=("name", "seed", "duration", "machine"))
@@ -379,6 +393,7 @@ def _dump_machine(machine: MachineConfig) -> dict[str, object]:
         "pageblock_order": machine.pageblock_order,
         "transparent_hugepage": machine.transparent_hugepage,
         "cma": machine.cma,
+        "swap": format_size(machine.swap_pages * PAGE_SIZE),
     }
 
 
@@ -425,6 +440,9 @@ def dump_config(
         "trace": {"events": cfg.trace.events,
                   "snapshot_interval": format_duration(cfg.trace.snapshot_interval_ns)},
         "workloads": [_dump_workload(w, workload_dumpers) for w in cfg.workloads],
+        "cost": dump_cost(cfg.cost),
+        "limits": dump_limits(cfg.limits),
+        "actions": dump_actions(cfg.actions),
     }
 
 

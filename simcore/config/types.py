@@ -43,6 +43,8 @@ class SysctlConfig:
     percpu_pagelist_high_fraction: int = 0
     extfrag_threshold: int = 500
     compaction_proactiveness: int = 20
+    swappiness: int = 60
+    """``vm.swappiness``: the anon share of reclaim's scan balance (0..200)."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,82 @@ class MachineConfig:
     transparent_hugepage: str = "always"
     """``always``, ``madvise`` or ``never``: THP enables the order-9 pcp list and
     raises ``min_free_kbytes`` (``set_recommended_min_free_kbytes()``)."""
+    swap_pages: int = 0
+    """Swap space (``swapon``), in pages. Anonymous memory is reclaimable only while some is
+    free (``can_reclaim_anon_pages()``); 0, the default, means no swap."""
     cma: bool = False
     """``CONFIG_CMA`` (off on the oracle kernel): sets the migratetype numbering the user
     sees (ISOLATE is 4 without CMA, 5 with it) and the CMA column of pagetypeinfo."""
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """What each step of an allocation costs, in ns (the ``cost:`` section).
+
+    A simulator-only model: the kernel has no such table. The defaults are orders of
+    magnitude for a current x86_64 server with NVMe storage, so that latencies and
+    stalls come out in realistic proportions; measure your own hardware and set them.
+    Fast-path costs are recorded as latency and never advance the caller's clock; the
+    others are time a blocking caller (or kswapd) spends.
+    """
+
+    pcp_hit_ns: int = 100
+    """An order-0..3 allocation served from a per-CPU list (``rmqueue_pcplist()``): the
+    order of the page allocator microbenchmarks (mmtests ``pagealloc``) on x86_64."""
+    buddy_ns: int = 400
+    """A block taken from the buddy lists under ``zone->lock`` (``rmqueue_buddy()``)."""
+    fallback_ns: int = 1_500
+    """A ``__rmqueue_fallback()`` steal: moving a pageblock's free pages (512 pages)."""
+    direct_reclaim_ns: int = 10_000
+    """One ``try_to_free_pages()`` call, besides the pages it scans and frees: the walk
+    of the zonelist and the LRU lock round trips."""
+    reclaim_scan_ns: int = 50
+    """Per page isolated and examined by reclaim (``shrink_folio_list()`` work)."""
+    reclaim_clean_ns: int = 1_000
+    """Per clean page-cache or slab page freed (unmap, delete from the page cache)."""
+    reclaim_dirty_ns: int = 25_000
+    """Per dirty page written back before it can be freed: 4 KiB at about 160 MB/s of
+    small random writes."""
+    reclaim_swap_ns: int = 30_000
+    """Per anonymous page written to swap (``pageout()`` to an NVMe swap device)."""
+    compact_scan_ns: int = 50
+    """Per page the compaction scanners examine (used by the compaction issue)."""
+    compact_migrate_ns: int = 2_000
+    """Per page migrated: copy 4 KiB and remap (used by the compaction issue)."""
+    oom_kill_ns: int = 10_000_000
+    """One ``out_of_memory()`` call that kills: selecting the victim, the kill and the
+    oom_reaper freeing its memory (about 10 ms on a loaded box)."""
+    hz: int = 250
+    """``CONFIG_HZ`` (Debian's kernel: 250). One jiffy is what ``reclaim_throttle()``
+    sleeps for a reclaimer that makes no progress; kswapd naps ``HZ/10``."""
+
+    @property
+    def jiffy_ns(self) -> int:
+        """One jiffy in ns."""
+        return 1_000_000_000 // self.hz
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """What the run reports as a problem (the ``limits:`` section)."""
+
+    nofail_stall_ns: int = 10_000_000_000
+    """A ``__GFP_NOFAIL`` request stalled longer than this is reported by caller."""
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    """One scheduled action (an entry of ``actions:``).
+
+    Attributes:
+        at_ns: When it happens.
+        kind: ``sysctl``, ``drop_caches``, ``compact_memory`` or ``nr_hugepages``.
+        args: The action's arguments (``sysctl``: name -> value).
+    """
+
+    at_ns: int
+    kind: str
+    args: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,5 +171,8 @@ class ExperimentConfig:
     sysctl: SysctlConfig = SysctlConfig()
     trace: TraceConfig = TraceConfig()
     workloads: tuple[WorkloadConfig, ...] = ()
+    cost: CostConfig = CostConfig()
+    limits: LimitsConfig = LimitsConfig()
+    actions: tuple[ActionConfig, ...] = ()
     source: str = "<memory>"
     """Path of the YAML file, for error messages."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 # -- files inside a run directory -------------------------------------------------------
 EVENTS_FILE = "trace/events.parquet"
+SPANS_FILE = "trace/spans.parquet"
 BUDDYINFO_FILE = "trace/buddyinfo.parquet"
 ZONESTAT_FILE = "trace/zonestat.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -55,6 +56,16 @@ PATH_FALLBACK = "fallback"  # served after __rmqueue_fallback() stole from anoth
 PATH_FAILURE = "failure"  # the allocation failed
 PATHS = (PATH_NONE, PATH_PCP, PATH_BUDDY, PATH_FALLBACK, PATH_FAILURE)
 
+# -- the ``stage`` column: which step of __alloc_pages() produced the page ---------------
+STAGE_FAST = "fast"  # get_page_from_freelist() at the LOW watermark, before the slow path
+STAGE_SLOW_RETRY = "slow:retry"  # a slow-path attempt at MIN (adjusted alloc_flags), no reclaim
+STAGE_SLOW_RECLAIM = "slow:reclaim"  # right after direct reclaim
+STAGE_SLOW_COMPACTION = "slow:compaction"  # right after direct compaction
+STAGE_SLOW_OOM = "slow:oom"  # in __alloc_pages_may_oom() (HIGH watermark or NOFAIL)
+STAGE_FAIL = "fail"  # the request returned NULL
+STAGES = (STAGE_FAST, STAGE_SLOW_RETRY, STAGE_SLOW_RECLAIM, STAGE_SLOW_COMPACTION,
+          STAGE_SLOW_OOM, STAGE_FAIL)
+
 # -- the ``outcome`` column -------------------------------------------------------------
 OUTCOME_OK = "ok"
 OUTCOME_FAIL = "fail"
@@ -80,6 +91,32 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("change_ownership", "int16"),  # mm_page_alloc_extfrag only (0/1)
     ("percpu_refill", "int16"),  # mm_page_alloc_zone_locked only (0/1)
     ("reason", "string"),  # bad_page reason, failure reason; "" otherwise
+    ("stage", "string"),  # mm_page_alloc only: STAGES; "" otherwise
+    ("latency_ns", "int64"),  # mm_page_alloc only: the request's latency; -1 otherwise
+)
+
+# -- trace/spans.parquet: reclaim, kswapd, compaction, OOM and scheduled actions ----------
+# One row per span or instant, named after its tracepoint. A span's work is done when it
+# starts and the time to end_ns is what it cost (the caller or kswapd is busy until then);
+# instants (wakeups, sleeps, actions) have end_ns == start_ns.
+SPAN_KSWAPD_WAKE = "mm_vmscan_kswapd_wake"  # kswapd starts a balance_pgdat() run (instant)
+SPAN_KSWAPD_RUN = "mm_vmscan_kswapd_run"  # one balance_pgdat() run: start to end, pages freed
+SPAN_KSWAPD_SLEEP = "mm_vmscan_kswapd_sleep"  # kswapd goes to sleep (instant)
+SPAN_WAKEUP_KSWAPD = "mm_vmscan_wakeup_kswapd"  # an allocation woke kswapd (instant)
+SPAN_DIRECT_RECLAIM = "mm_vmscan_direct_reclaim"  # _begin to _end: one try_to_free_pages()
+SPAN_COMPACTION = "mm_compaction"  # mm_compaction_begin to _end (the compaction issue)
+SPAN_OOM_KILL = "oom_kill"  # out_of_memory() killed an owner: pages freed, the kill's cost
+SPAN_ACTION = "action"  # a scheduled action from the config's actions: list (instant)
+SPAN_NAMES = (SPAN_KSWAPD_WAKE, SPAN_KSWAPD_RUN, SPAN_KSWAPD_SLEEP, SPAN_WAKEUP_KSWAPD,
+              SPAN_DIRECT_RECLAIM, SPAN_COMPACTION, SPAN_OOM_KILL, SPAN_ACTION)
+SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("name", "string"),  # SPAN_NAMES
+    ("nid", "int16"),  # the node (-1: machine-wide)
+    ("caller", "string"),  # the allocating caller; "kswapdN" for kswapd; "" for actions
+    ("start_ns", "int64"),
+    ("end_ns", "int64"),
+    ("pages", "int64"),  # pages reclaimed / freed by the kill / by the action
+    ("detail", "string"),  # order, zone index, priority, victim, action arguments ...
 )
 
 MIGRATETYPE_COLUMNS = ("migratetype", "fallback_migratetype")

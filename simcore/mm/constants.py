@@ -25,6 +25,8 @@ DEFAULT_MAX_ORDER = 10
 
 DEFAULT_PAGEBLOCK_ORDER = 9
 PAGE_ALLOC_COSTLY_ORDER = 3
+NEED_SLOWPATH = -2
+"""What ``PageAllocator.alloc_pages_fast()`` returns when the slow path must run."""
 """Orders above this are "costly" (``include/linux/mmzone.h``)."""
 
 

@@ -11,7 +11,10 @@ cdef int ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, MIGRATE_TYPES, PAGE_ALLOC_COSTLY_ORD
 cdef int MT_SHIFT, PG_ALLOC, PG_HEAD, PG_MOVABLE_OWNER, PG_RESERVED, PG_TAIL
 cdef long long GFP_THISNODE, GFP_COMP, GFP_KSWAPD_RECLAIM
 cdef int MT_MOVABLE, MT_HIGHATOMIC, MT_ISOLATE, _VM_PGFREE, _VM_HIGHATOMIC_RESERVED
-cdef int _VM_KSWAPD_WAKEUP, _VM_NUMA_HIT, _VM_NUMA_MISS, _VM_NUMA_FOREIGN, _VM_NUMA_LOCAL
+cdef int PATH_IDX_PCP, PATH_IDX_BUDDY, PATH_IDX_FALLBACK, NEED_SLOWPATH
+cdef tuple _PATH_NAMES
+cdef str _STAGE_FAST
+cdef int _VM_NUMA_HIT, _VM_NUMA_MISS, _VM_NUMA_FOREIGN, _VM_NUMA_LOCAL
 cdef int _VM_NUMA_OTHER
 
 @cython.final
@@ -35,6 +38,9 @@ cdef class PageAllocator(FreePagesMixin):
     cdef public long long min_free_kbytes
     cdef public Zone last_zone
     cdef public str current_comm
+    cdef public list path_cost, fast_hits
+    cdef public AllocContext last_ac
+    cdef public object last_request, reclaim
 
     cpdef Zone page_zone(self, Py_ssize_t pfn)
     cpdef bint pcp_allowed_order(self, int order)
@@ -48,6 +54,14 @@ cdef class PageAllocator(FreePagesMixin):
                              int mt, int cpu)
     cpdef Py_ssize_t rmqueue_buddy(self, Zone zone, int order, int alloc_flags, int mt)
     cpdef void prep_new_page(self, Py_ssize_t pfn, int order, long long gfp, int mt)
-    @cython.locals(ac=AllocContext, zone=Zone)
+    cpdef int served_path(self)
+    @cython.locals(ac=AllocContext, path=cython.int)
+    cpdef Py_ssize_t alloc_pages_fast(self, long long gfp, int order, int nid, int cpu,
+                                      object nodemask=*)
+    @cython.locals(path=cython.int)
+    cpdef Py_ssize_t alloc_pages_done(self, Py_ssize_t pfn, long long gfp, int order, int nid,
+                                      AllocContext ac, str stage, long long stall_ns,
+                                      str why=*)
+    @cython.locals(ac=AllocContext)
     cpdef Py_ssize_t alloc_pages(self, long long gfp, int order, int nid, int cpu,
                                  object nodemask=*)

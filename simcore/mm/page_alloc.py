@@ -10,9 +10,9 @@ are in :mod:`simcore.mm.page_free`; the slow path is in :mod:`simcore.mm.slowpat
 
 from __future__ import annotations
 
-from simcore.config.types import MachineConfig, SysctlConfig
+from simcore.config.types import CostConfig, MachineConfig, SysctlConfig
 from simcore.formats import trace_schema as ts
-from simcore.mm import slowpath
+from simcore.mm import kswapd, slowpath
 from simcore.mm import watermarks as wm
 from simcore.mm.constants import (
     ALLOC_HARDER,
@@ -25,6 +25,7 @@ from simcore.mm.constants import (
     MT_HIGHATOMIC,
     MT_ISOLATE,
     MT_MOVABLE,
+    NEED_SLOWPATH,
     PAGE_ALLOC_COSTLY_ORDER,
     ZoneType,
     kernel_migratetype_numbers,
@@ -45,23 +46,24 @@ from simcore.mm.pages import (
 from simcore.mm.pcp import PerCpuPages
 from simcore.mm.topology import ZoneSpan, build_node_orders, distance_matrix, layout_machine
 from simcore.mm.tracepoints import NullTracer, Tracer
+from simcore.mm.vmscan import Reclaim
 from simcore.mm.vmstat import VMSTAT_INDEX, VmStat
-from simcore.mm.zone import Zone, managed_zone, populated_zone
+from simcore.mm.zone import Zone, populated_zone
 
 GFP_THISNODE = int(GFP.THISNODE)
 GFP_COMP = int(GFP.COMP)
 GFP_KSWAPD_RECLAIM = int(GFP.KSWAPD_RECLAIM)
 _VM_PGFREE = VMSTAT_INDEX["pgfree"]
 _VM_HIGHATOMIC_RESERVED = VMSTAT_INDEX["highatomic_reserved"]
-_VM_KSWAPD_WAKEUP = VMSTAT_INDEX["kswapd_wakeup"]
 _VM_NUMA_HIT = VMSTAT_INDEX["numa_hit"]
 _VM_NUMA_MISS = VMSTAT_INDEX["numa_miss"]
 _VM_NUMA_FOREIGN = VMSTAT_INDEX["numa_foreign"]
 _VM_NUMA_LOCAL = VMSTAT_INDEX["numa_local"]
 _VM_NUMA_OTHER = VMSTAT_INDEX["numa_other"]
-_PATH_PCP = ts.PATH_PCP
-_PATH_BUDDY = ts.PATH_BUDDY
-_PATH_FALLBACK = ts.PATH_FALLBACK
+PATH_IDX_PCP, PATH_IDX_BUDDY, PATH_IDX_FALLBACK = 0, 1, 2
+"""Index of the fast-path source in :attr:`PageAllocator.fast_hits` and ``path_cost``."""
+_PATH_NAMES = (ts.PATH_PCP, ts.PATH_BUDDY, ts.PATH_FALLBACK)
+_STAGE_FAST = ts.STAGE_FAST
 
 
 class AllocContext:
@@ -121,6 +123,7 @@ class PageAllocator(FreePagesMixin):
         sysctl: SysctlConfig,
         tracer: Tracer | None = None,
         spans: list[ZoneSpan] | None = None,
+        cost: CostConfig | None = None,
     ) -> None:
         """Build the machine and free all managed memory to the buddy lists.
 
@@ -129,6 +132,7 @@ class PageAllocator(FreePagesMixin):
             sysctl: The vm sysctls.
             tracer: Receives the tracepoint calls (default: a null tracer).
             spans: Explicit zone placement (e.g. from a real ``/proc/zoneinfo``).
+            cost: The cost model (default: :class:`~simcore.config.types.CostConfig`).
         """
         self.cfg = cfg
         self.sysctl = sysctl
@@ -180,6 +184,15 @@ class PageAllocator(FreePagesMixin):
         self.last_path_pcp = False
         self.current_comm = "allocsim"
         """The caller's name for warn_alloc() lines (``current->comm``)."""
+        cost = cost if cost is not None else CostConfig()
+        self.path_cost = [cost.pcp_hit_ns, cost.buddy_ns, cost.fallback_ns]
+        """Latency of a fast-path allocation by where it was served (PATH_IDX_*)."""
+        self.fast_hits = [0, 0, 0]
+        """Fast-path allocations by where they were served (PATH_IDX_*)."""
+        self.last_ac: AllocContext | None = None
+        self.last_request: slowpath.SlowRequest | None = None
+        self.reclaim = Reclaim(self, cfg.swap_pages, sysctl.swappiness, cost)
+        """LRU lists, swap, kswapd state and the cost model (:mod:`simcore.mm.vmscan`)."""
         self.setup_per_zone_wmarks(boot=True)
         self._memblock_free_all()
 
@@ -483,44 +496,81 @@ class PageAllocator(FreePagesMixin):
                 pages.fill_flags(pfn + 1, pfn + (1 << order), movable)
 
     def wakeup_kswapd(self, zone: Zone, gfp: int, order: int, highest_zoneidx: int) -> None:
-        """``wakeup_kswapd()`` hook: nothing for a zone with no managed pages.
+        """``wakeup_kswapd()``: see :func:`simcore.mm.kswapd.wakeup_kswapd`."""
+        kswapd.wakeup_kswapd(self.reclaim, zone, gfp, order, highest_zoneidx)
 
-        SIMPLIFICATION: kswapd is not modelled yet; every call that passes the
-        managed-zone test is counted, including those the kernel would drop for a
-        balanced node, too many kswapd failures or a cpuset (the slow-path issue adds
-        the kswapd process).
-        """
-        if not managed_zone(zone):
-            return
-        self.vm.v[_VM_KSWAPD_WAKEUP] += 1
+    def served_path(self) -> int:
+        """Where the block just allocated came from: PATH_IDX_PCP, _BUDDY or _FALLBACK."""
+        if self.last_zone.fell_back:
+            return PATH_IDX_FALLBACK
+        return PATH_IDX_PCP if self.last_path_pcp else PATH_IDX_BUDDY
 
-    def alloc_pages(
+    def alloc_pages_fast(
         self, gfp: int, order: int, nid: int, cpu: int, nodemask: frozenset[int] | None = None
     ) -> int:
-        """``__alloc_pages()`` for a request that is not allowed to sleep yet.
+        """The part of ``__alloc_pages()`` before the slow path.
 
-        The fast path at the LOW watermark, then :func:`simcore.mm.slowpath.
-        alloc_pages_slowpath`. Returns the first pfn of the block, or -1. Emits
-        ``mm_page_alloc`` (and ``mm_page_alloc_fail`` on failure) with the path the block
-        came from. An order above ``max_order`` (6.1: ``order >= MAX_ORDER``) returns
-        before any of that; see :func:`simcore.mm.slowpath.warn_order`.
+        Returns the first pfn of the block (traced as ``mm_page_alloc`` with stage
+        ``fast`` and the path's cost as latency), :data:`NEED_SLOWPATH` when every zone
+        failed its LOW watermark (the context is left in :attr:`last_ac` for
+        :func:`simcore.mm.slowpath.alloc_pages_slowpath`), or -1 for an order above
+        ``max_order`` (6.1: ``order >= MAX_ORDER``), which returns before any of that;
+        see :func:`simcore.mm.slowpath.warn_order`.
         """
         if order > self.max_order:
             return slowpath.warn_order(self, gfp, order, nid)
         ac = self.prepare_alloc_pages(gfp, nid, nodemask)
         pfn = self.get_page_from_freelist(gfp, order, ac.fast_flags, ac, cpu)
         if pfn < 0:
-            pfn = slowpath.alloc_pages_slowpath(self, gfp, order, ac, cpu)
-            if pfn < 0:
-                return slowpath.alloc_failed(self, gfp, order, nid, ac)
+            self.last_ac = ac
+            return NEED_SLOWPATH
+        path = self.served_path()
+        self.fast_hits[path] += 1
         if self.tracing:
-            zone = self.last_zone
-            if zone.fell_back:
-                path = _PATH_FALLBACK
-            else:
-                path = _PATH_PCP if self.last_path_pcp else _PATH_BUDDY
-            self.tracer.mm_page_alloc(zone, pfn, order, gfp, ac.migratetype, path, nid)
+            self.tracer.mm_page_alloc(self.last_zone, pfn, order, gfp, ac.migratetype,
+                                      _PATH_NAMES[path], nid, _STAGE_FAST, self.path_cost[path])
         return pfn
+
+    def alloc_pages_done(
+        self, pfn: int, gfp: int, order: int, nid: int, ac: AllocContext, stage: str,
+        stall_ns: int, why: str = "",
+    ) -> int:
+        """The end of ``__alloc_pages()`` after the slow path: trace the outcome.
+
+        ``stall_ns`` is the time the slow path spent; the latency traced adds the cost of
+        the path the block came from. Returns ``pfn`` (-1 on failure, after warn_alloc()).
+        """
+        if pfn < 0:
+            if not why:
+                why = "no zone" if not ac.zonelist else "the slow path gave up"
+            return slowpath.alloc_failed(self, gfp, order, nid, ac, why, stall_ns)
+        if self.tracing:
+            path = self.served_path()
+            self.tracer.mm_page_alloc(self.last_zone, pfn, order, gfp, ac.migratetype,
+                                      _PATH_NAMES[path], nid, stage,
+                                      stall_ns + self.path_cost[path])
+        return pfn
+
+    def alloc_pages(
+        self, gfp: int, order: int, nid: int, cpu: int, nodemask: frozenset[int] | None = None
+    ) -> int:
+        """``__alloc_pages()`` with no clock: the fast path, then the whole slow path.
+
+        The slow path's stalls (direct reclaim, the OOM kill) happen at once and are
+        counted as latency only; :meth:`simcore.sim.machine.Machine.alloc` is the timed
+        version. Returns the first pfn of the block, or -1.
+        """
+        pfn = self.alloc_pages_fast(gfp, order, nid, cpu, nodemask)
+        if pfn != NEED_SLOWPATH:
+            return pfn
+        ac = self.last_ac
+        assert ac is not None
+        req = slowpath.SlowRequest()
+        pfn = slowpath.run_to_end(slowpath.alloc_pages_slowpath(self, gfp, order, ac, cpu, req),
+                                  req)
+        self.last_request = req
+        return self.alloc_pages_done(pfn, gfp, order, nid, ac, req.stage, req.stall_ns,
+                                     req.fail_reason())
 
     # -- whole-machine views ------------------------------------------------------------
     @property

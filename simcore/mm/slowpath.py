@@ -1,30 +1,54 @@
-"""The part of ``__alloc_pages_slowpath()`` modelled so far, and ``__alloc_pages()``'s exits.
+"""``__alloc_pages_slowpath()``, as a generator that says how long the caller stalls.
 
-Mirrors mm/page_alloc.c (6.1): the ``WARN_ON_ONCE_GFP`` order check and the failure
-exit of ``__alloc_pages()`` (its fast path is
-:meth:`simcore.mm.page_alloc.PageAllocator.alloc_pages`), and these slow-path stages:
-dropping ``__GFP_ATOMIC`` for blocking callers, ``gfp_to_alloc_flags()`` (MIN
-watermark, ALLOC_HIGH/ALLOC_HARDER), ``wake_all_kswapds()``, the retry with reserve
-flags (``__GFP_MEMALLOC``), and the ``__GFP_NOFAIL`` last resort.
+Mirrors mm/page_alloc.c (6.1) step by step, with each step named after its kernel
+function: dropping ``__GFP_ATOMIC`` for blocking callers, ``gfp_to_alloc_flags()``,
+``wake_all_kswapds()``, the attempt at the MIN watermark, the initial direct compaction
+for costly orders (and non-movable order > 0), the ``retry:`` label with reserve flags
+(``__gfp_pfmemalloc_flags()``) and the nodemask reset, ``__alloc_pages_direct_reclaim()``
+(with ``unreserve_highatomic_pageblock()`` and ``drain_all_pages()``),
+``__alloc_pages_direct_compact()``, ``should_reclaim_retry()``,
+``should_compact_retry()``, ``__alloc_pages_may_oom()`` and the ``nopage:`` handling of
+``__GFP_NOFAIL``; and ``__alloc_pages()``'s exits (``WARN_ON_ONCE_GFP`` of the order,
+``warn_alloc()``).
 
-SIMPLIFICATION: direct reclaim, direct compaction, the retry heuristics
-(``should_reclaim_retry``/``should_compact_retry``) and the OOM killer are not modelled
-yet, so a blocking request that fails at the MIN watermark fails here as well. They
-will spend simulated time, which is why :meth:`simcore.sim.machine.Machine.alloc_pages` is
-a SimPy generator around this synchronous core.
+The pure core has no clock. :func:`alloc_pages_slowpath` is a generator: it yields the
+ns the caller spends in a step that sleeps or works (direct reclaim and its
+``reclaim_throttle()``, compaction, the OOM kill, the OOM-lock sleep) and returns the pfn
+(or -1). :meth:`simcore.sim.machine.Machine.alloc` turns each yield into a SimPy
+timeout; :meth:`simcore.mm.page_alloc.PageAllocator.alloc_pages` runs it to the end at
+once. A request that cannot block never yields. The step that produced the page is
+recorded in :attr:`SlowRequest.stage` (the trace's ``stage`` column).
+
+SIMPLIFICATIONS: no cpusets (so no restart for a changed cpuset or zonelist), no
+``PF_MEMALLOC`` or OOM-victim callers (a caller killed by the OOM killer stops issuing
+requests instead), no ``__GFP_ACCOUNT`` charging.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 from simcore.formats import trace_schema as ts
+from simcore.mm import oom_kill
+from simcore.mm.compaction import (
+    COMPACT_COMPLETE,
+    COMPACT_DEFERRED,
+    COMPACT_SKIPPED,
+    COMPACT_SUCCESS,
+)
 from simcore.mm.constants import (
+    ALLOC_CPUSET,
     ALLOC_HARDER,
     ALLOC_KSWAPD,
     ALLOC_NO_WATERMARKS,
+    ALLOC_WMARK_HIGH,
     ALLOC_WMARK_MIN,
+    MT_MOVABLE,
+    PAGE_ALLOC_COSTLY_ORDER,
+    ZoneType,
 )
+from simcore.mm.fallback import unreserve_highatomic_pageblock
 from simcore.mm.gfp import (
     GFP,
     format_gfp,
@@ -32,6 +56,7 @@ from simcore.mm.gfp import (
     gfp_to_alloc_flags,
     reserve_alloc_flags,
 )
+from simcore.mm.vmscan import MAX_RECLAIM_RETRIES
 
 if TYPE_CHECKING:
     from simcore.mm.page_alloc import AllocContext, PageAllocator
@@ -40,16 +65,71 @@ GFP_ATOMIC_BIT = int(GFP.ATOMIC)
 GFP_DIRECT_RECLAIM = int(GFP.DIRECT_RECLAIM)
 GFP_NOFAIL = int(GFP.NOFAIL)
 GFP_NOWARN = int(GFP.NOWARN)
+GFP_NORETRY = int(GFP.NORETRY)
+GFP_RETRY_MAYFAIL = int(GFP.RETRY_MAYFAIL)
+GFP_THISNODE = int(GFP.THISNODE)
+GFP_HARDWALL = int(GFP.HARDWALL)
+MAX_COMPACT_RETRIES = 16
+COMPACT_PRIO_SYNC_FULL, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_ASYNC = 0, 1, 2
+"""``enum compact_priority``: lower is stronger."""
+_ESCALATE = (COMPACT_COMPLETE, COMPACT_DEFERRED, "contended", "partial_skipped")
+"""compaction_failed() and compaction_withdrawn() results: escalate the priority."""
+MIN_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_FULL
+MIN_COMPACT_COSTLY_PRIORITY = COMPACT_PRIO_SYNC_LIGHT
+DEF_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_LIGHT
+INIT_COMPACT_PRIORITY = COMPACT_PRIO_ASYNC
+
+SlowpathSteps = Generator[int, None, int]
+"""Yields ns of stall; returns the pfn or -1."""
 
 
-def alloc_failed(
-    mm: PageAllocator, gfp: int, order: int, nid: int, ac: AllocContext
-) -> int:
-    """Account and trace an allocation that found no page on the fast and slow paths."""
-    reason = "no zone" if not ac.zonelist else "below watermark; reclaim not modelled"
-    return _fail(mm, gfp, order, nid, ac.migratetype, reason, ac.nodemask)
+class SlowRequest:
+    """What one trip through the slow path did (for the trace and the summary).
+
+    Attributes:
+        stage: ``ts.STAGE_*``: the step that produced the page, or ``fail``.
+        stall_ns: Time the caller spent sleeping or working in the slow path.
+        reclaim_rounds: Direct reclaim calls.
+        reclaimed: Pages direct reclaim freed.
+        oom_victims: Owners the OOM killer chose for this request.
+        nofail_warned: ``WARN_ON_ONCE_GFP`` for a ``__GFP_NOFAIL`` request that cannot
+            reclaim directly (it fails).
+    """
+
+    __slots__ = ("stage", "stall_ns", "reclaim_rounds", "reclaimed", "oom_victims",
+                 "nofail_warned")
+
+    def __init__(self) -> None:
+        self.stage = ts.STAGE_SLOW_RETRY
+        self.stall_ns = 0
+        self.reclaim_rounds = 0
+        self.reclaimed = 0
+        self.oom_victims: list[str] = []
+        self.nofail_warned = False
+
+    def fail_reason(self) -> str:
+        """Why the request failed, for the ``mm_page_alloc_fail`` event ("" if it did not)."""
+        if self.stage != ts.STAGE_FAIL:
+            return ""
+        if self.nofail_warned:
+            return ("__GFP_NOFAIL without __GFP_DIRECT_RECLAIM: "
+                    "WARN_ON_ONCE_GFP(!can_direct_reclaim), fails")
+        if not self.reclaim_rounds:
+            return "below the MIN watermark; may not reclaim directly"
+        return (f"gave up after {self.reclaim_rounds} direct reclaim rounds "
+                f"({self.reclaimed} pages reclaimed)")
 
 
+def run_to_end(steps: SlowpathSteps, req: SlowRequest) -> int:
+    """Run the slow path with no clock: every stall is added to ``req.stall_ns`` at once."""
+    try:
+        while True:
+            req.stall_ns += next(steps)
+    except StopIteration as done:
+        return int(done.value)
+
+
+# -- __alloc_pages() exits ---------------------------------------------------------------
 def warn_alloc_text(comm: str, gfp: int, order: int, nodemask: frozenset[int] | None) -> str:
     """The first line ``warn_alloc()`` prints for a failed allocation (6.1 format).
 
@@ -87,57 +167,281 @@ def warn_order(mm: PageAllocator, gfp: int, order: int, nid: int) -> int:
     return -1
 
 
-def _fail(
-    mm: PageAllocator, gfp: int, order: int, nid: int, mt: int, why: str,
-    nodemask: frozenset[int] | None = None,
-) -> int:
+def alloc_failed(mm: PageAllocator, gfp: int, order: int, nid: int, ac: AllocContext,
+                 why: str, latency_ns: int) -> int:
+    """Account and trace a request that returns NULL.
+
+    The kernel's order: ``warn_alloc()`` at the ``fail:`` label (the simulator's
+    ``mm_page_alloc_fail`` event), then ``trace_mm_page_alloc()`` with a NULL page in
+    ``__alloc_pages()``. Returns -1.
+    """
     mm.vm.add("pgalloc_fail", 1)
     if mm.tracing:
-        mm.tracer.mm_page_alloc(None, -1, order, gfp, mt, ts.PATH_FAILURE, nid)
         if gfp & GFP_NOWARN:
             reason = f"{why}; warn_alloc suppressed by __GFP_NOWARN"
         else:
-            reason = f"{why}; {warn_alloc_text(mm.current_comm, gfp, order, nodemask)}"
-        mm.tracer.mm_page_alloc_fail(nid, order, gfp, mt, reason)
+            reason = f"{why}; {warn_alloc_text(mm.current_comm, gfp, order, ac.nodemask)}"
+        mm.tracer.mm_page_alloc_fail(nid, order, gfp, ac.migratetype, reason)
+        mm.tracer.mm_page_alloc(None, -1, order, gfp, ac.migratetype, ts.PATH_FAILURE, nid,
+                                ts.STAGE_FAIL, latency_ns)
     return -1
 
 
-def alloc_pages_slowpath(
-    mm: PageAllocator, gfp: int, order: int, ac: AllocContext, cpu: int
-) -> int:
-    """The modelled stages of ``__alloc_pages_slowpath()`` (see the module docstring)."""
-    if not ac.zonelist:
-        return -1
-    if gfp & GFP_ATOMIC_BIT and gfp & GFP_DIRECT_RECLAIM:
-        gfp &= ~GFP_ATOMIC_BIT
-    alloc_flags = int(gfp_to_alloc_flags(gfp))
-    if alloc_flags & ALLOC_KSWAPD:
-        wake_all_kswapds(mm, order, gfp, ac)
+# -- the steps --------------------------------------------------------------------------
+def wake_all_kswapds(mm: PageAllocator, order: int, gfp: int, ac: AllocContext) -> None:
+    """``wake_all_kswapds()``: one wakeup_kswapd() per node, for its first managed zone."""
+    last_nid = -1
+    for zone in ac.zonelist:
+        if zone.managed_pages and zone.nid != last_nid:
+            last_nid = zone.nid
+            mm.wakeup_kswapd(zone, gfp, order, ac.highest_zoneidx)
+
+
+def direct_compact(mm: PageAllocator, gfp: int, order: int, alloc_flags: int,
+                   ac: AllocContext, priority: int, cpu: int) -> tuple[int, str, int]:
+    """``__alloc_pages_direct_compact()``: ``(pfn, compact_result, cost_ns)``.
+
+    Order 0 never compacts. A SKIPPED result counts nothing; any other counts
+    ``compact_stall`` and then ``compact_success`` or ``compact_fail``.
+    """
+    if not order:
+        return -1, COMPACT_SKIPPED, 0
+    result, cost = mm.reclaim.compaction.try_to_compact_pages(gfp, order, alloc_flags,
+                                                              priority)
+    if result == COMPACT_SKIPPED:
+        return -1, result, cost
+    mm.vm.add("compact_stall", 1)
     pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
+    mm.vm.add("compact_success" if pfn >= 0 else "compact_fail", 1)
+    return pfn, result, cost
+
+
+def direct_reclaim(mm: PageAllocator, gfp: int, order: int, alloc_flags: int,
+                   ac: AllocContext, cpu: int, req: SlowRequest) -> tuple[int, int, int]:
+    """``__alloc_pages_direct_reclaim()``: ``(pfn, did_some_progress, cost_ns)``.
+
+    ``try_to_free_pages()``; with progress, try the free lists again, and if that fails
+    give back a highatomic pageblock (``unreserve_highatomic_pageblock(force=false)``),
+    drain every pcp list and try once more.
+    """
+    sc = mm.reclaim.try_to_free_pages(ac.zonelist, order, gfp, cpu, mm.current_comm)
+    req.reclaim_rounds += 1
+    req.reclaimed += sc.nr_reclaimed
+    cost = mm.reclaim.cost.direct_reclaim_ns + sc.cost_ns + sc.throttled_ns
+    progress = sc.nr_reclaimed
+    if not progress:
+        return -1, 0, cost
+    pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
+    if pfn < 0:
+        unreserve_highatomic_pageblock(ac.zonelist, ac.migratetype, False)
+        mm.drain_all_pages()
+        pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
+    return pfn, progress, cost
+
+
+def should_reclaim_retry(mm: PageAllocator, order: int, ac: AllocContext, alloc_flags: int,
+                         did_some_progress: bool, no_progress_loops: int) -> tuple[bool, int]:
+    """``should_reclaim_retry()``: ``(retry, no_progress_loops)``.
+
+    Costly orders always count as no progress. After MAX_RECLAIM_RETRIES loops without
+    progress, the answer is whether a highatomic pageblock could be given back
+    (``force=true``). Otherwise retry while some zone would pass its MIN watermark if
+    everything reclaimable were reclaimed.
+    """
+    if did_some_progress and order <= PAGE_ALLOC_COSTLY_ORDER:
+        no_progress_loops = 0
+    else:
+        no_progress_loops += 1
+    if no_progress_loops > MAX_RECLAIM_RETRIES:
+        return unreserve_highatomic_pageblock(ac.zonelist, ac.migratetype, True), \
+            no_progress_loops
+    reclaim = mm.reclaim
+    for zone in ac.zonelist:
+        available = reclaim.zone_reclaimable_pages(zone) + zone.nr_free_pages
+        if zone.watermark_ok(order, zone.wmark_pages(0), ac.highest_zoneidx, alloc_flags,
+                             available):
+            return True, no_progress_loops
+    return False, no_progress_loops
+
+
+def should_compact_retry(mm: PageAllocator, ac: AllocContext, order: int, alloc_flags: int,
+                         result: str, priority: int, retries: int) -> tuple[bool, int, int]:
+    """``should_compact_retry()`` (CONFIG_COMPACTION): ``(retry, priority, retries)``.
+
+    SKIPPED (compaction needs reclaim) retries while some zone would be suitable;
+    COMPLETE and the withdrawn results escalate the priority; anything else retries
+    up to MAX_COMPACT_RETRIES (a quarter for costly orders) successes.
+    """
+    if not order:
+        return False, priority, retries
+    if result == COMPACT_SUCCESS:
+        retries += 1
+    if result == COMPACT_SKIPPED:
+        suitable = any(mm.reclaim.compaction.suitable(z, order, ac.highest_zoneidx)
+                       != COMPACT_SKIPPED for z in ac.zonelist)
+        return suitable, priority, retries
+    if result not in _ESCALATE:
+        max_retries = MAX_COMPACT_RETRIES
+        if order > PAGE_ALLOC_COSTLY_ORDER:
+            max_retries //= 4
+        if retries <= max_retries:
+            return True, priority, retries
+    min_priority = (MIN_COMPACT_COSTLY_PRIORITY if order > PAGE_ALLOC_COSTLY_ORDER
+                    else MIN_COMPACT_PRIORITY)
+    if priority > min_priority:
+        return True, priority - 1, 0
+    return False, priority, retries
+
+
+def may_oom(mm: PageAllocator, gfp: int, order: int, ac: AllocContext, cpu: int,
+            req: SlowRequest) -> SlowpathSteps:
+    """``__alloc_pages_may_oom()``: returns a pfn or -1.
+
+    Leaves ``did_some_progress`` in ``mm.reclaim.oom_progress``.
+
+    With the OOM lock held by another caller: report progress and sleep one jiffy. Else
+    one attempt at the HIGH watermark, then the cases that skip the killer (costly
+    orders, ``__GFP_RETRY_MAYFAIL``/``__GFP_THISNODE``, ``highest_zoneidx <
+    ZONE_NORMAL``), then ``out_of_memory()``. A ``__GFP_NOFAIL`` request then tries with
+    ``ALLOC_NO_WATERMARKS``.
+    """
+    reclaim = mm.reclaim
+    reclaim.oom_progress = False
+    if reclaim.oom_lock_held:
+        reclaim.oom_progress = True
+        yield reclaim.cost.jiffy_ns
+        return -1
+    pfn = mm.get_page_from_freelist((gfp | GFP_HARDWALL) & ~GFP_DIRECT_RECLAIM, order,
+                                    ALLOC_WMARK_HIGH | ALLOC_CPUSET, ac, cpu)
     if pfn >= 0:
         return pfn
-    # retry: label
-    if alloc_flags & ALLOC_KSWAPD:
-        wake_all_kswapds(mm, order, gfp, ac)
-    reserve = int(gfp_pfmemalloc_flags(gfp))
-    if reserve:
-        alloc_flags = int(reserve_alloc_flags(gfp, reserve, alloc_flags))
-        pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
-        if pfn >= 0:
-            return pfn
-    if not gfp & GFP_DIRECT_RECLAIM or not gfp & GFP_NOFAIL:
+    if order > PAGE_ALLOC_COSTLY_ORDER or gfp & (GFP_RETRY_MAYFAIL | GFP_THISNODE):
         return -1
-    # nopage: __GFP_NOFAIL may dip into reserves rather than fail.
-    pfn = mm.get_page_from_freelist(gfp, order, ALLOC_WMARK_MIN | ALLOC_HARDER, ac, cpu)
-    if pfn < 0:
-        pfn = mm.get_page_from_freelist(gfp, order, ALLOC_NO_WATERMARKS, ac, cpu)
+    if ac.highest_zoneidx < ZoneType.NORMAL:
+        return -1
+    reclaim.oom_lock_held = True
+    try:
+        progress, victim, pages = oom_kill.out_of_memory(
+            gfp, order, mm.managed_pages, reclaim.oom_candidates(), reclaim.oom_kill)
+        if victim is not None:
+            req.oom_victims.append(victim)
+            mm.vm.add("oom_kill", 1)
+            reclaim.span("oom_kill", ac.preferred_nid, pages, reclaim.cost.oom_kill_ns,
+                         f"victim={victim} order={order} gfp={format_gfp(gfp)}")
+            yield reclaim.cost.oom_kill_ns
+    finally:
+        reclaim.oom_lock_held = False
+    if progress or gfp & GFP_NOFAIL:
+        reclaim.oom_progress = True
+        if gfp & GFP_NOFAIL:
+            pfn = mm.get_page_from_freelist(gfp, order, ALLOC_NO_WATERMARKS, ac, cpu)
     return pfn
 
 
-def wake_all_kswapds(mm: PageAllocator, order: int, gfp: int, ac: AllocContext) -> None:
-    """``wake_all_kswapds()``: one wakeup_kswapd() per node, for its first managed zone."""
-    seen: set[int] = set()
-    for zone in ac.zonelist:
-        if zone.managed_pages and zone.nid not in seen:
-            seen.add(zone.nid)
-            mm.wakeup_kswapd(zone, gfp, order, ac.highest_zoneidx)
+# -- the slow path -----------------------------------------------------------------------
+def alloc_pages_slowpath(mm: PageAllocator, gfp: int, order: int, ac: AllocContext, cpu: int,
+                         req: SlowRequest) -> SlowpathSteps:
+    """``__alloc_pages_slowpath()`` (see the module docstring). Returns a pfn or -1."""
+    can_direct_reclaim = bool(gfp & GFP_DIRECT_RECLAIM)
+    costly_order = order > PAGE_ALLOC_COSTLY_ORDER
+    if gfp & GFP_ATOMIC_BIT and can_direct_reclaim:
+        gfp &= ~GFP_ATOMIC_BIT
+    if not ac.zonelist:
+        req.stage = ts.STAGE_FAIL
+        return -1
+    nopage = False
+    # restart:
+    compaction_retries = 0
+    no_progress_loops = 0
+    compact_priority = DEF_COMPACT_PRIORITY
+    compact_result = COMPACT_SKIPPED
+    alloc_flags = int(gfp_to_alloc_flags(gfp))
+    if alloc_flags & ALLOC_KSWAPD:
+        wake_all_kswapds(mm, order, gfp, ac)
+    req.stage = ts.STAGE_SLOW_RETRY
+    pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
+    if pfn >= 0:
+        return pfn
+    if (can_direct_reclaim and (costly_order or order > 0 and ac.migratetype != MT_MOVABLE)
+            and not gfp_pfmemalloc_flags(gfp)):
+        pfn, compact_result, cost = direct_compact(mm, gfp, order, alloc_flags, ac,
+                                                   INIT_COMPACT_PRIORITY, cpu)
+        if cost:
+            yield cost
+        if pfn >= 0:
+            req.stage = ts.STAGE_SLOW_COMPACTION
+            return pfn
+        if costly_order and gfp & GFP_NORETRY:
+            if compact_result in (COMPACT_SKIPPED, COMPACT_DEFERRED):
+                nopage = True
+            else:
+                compact_priority = INIT_COMPACT_PRIORITY
+    while True:
+        while not nopage:  # retry:
+            if alloc_flags & ALLOC_KSWAPD:
+                wake_all_kswapds(mm, order, gfp, ac)
+            reserve_flags = int(gfp_pfmemalloc_flags(gfp))
+            if reserve_flags:
+                alloc_flags = int(reserve_alloc_flags(gfp, reserve_flags, alloc_flags))
+            if (not alloc_flags & ALLOC_CPUSET or reserve_flags) and ac.nodemask is not None:
+                ac = mm.prepare_alloc_pages(gfp, ac.preferred_nid, None)  # nodemask = NULL
+            req.stage = ts.STAGE_SLOW_RETRY
+            pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
+            if pfn >= 0:
+                return pfn
+            if not can_direct_reclaim:
+                break
+            pfn, progress, cost = direct_reclaim(mm, gfp, order, alloc_flags, ac, cpu, req)
+            yield cost
+            if pfn >= 0:
+                req.stage = ts.STAGE_SLOW_RECLAIM
+                return pfn
+            pfn, compact_result, cost = direct_compact(mm, gfp, order, alloc_flags, ac,
+                                                       compact_priority, cpu)
+            if cost:
+                yield cost
+            if pfn >= 0:
+                req.stage = ts.STAGE_SLOW_COMPACTION
+                return pfn
+            if gfp & GFP_NORETRY:
+                break
+            if costly_order and not gfp & GFP_RETRY_MAYFAIL:
+                break
+            retry, no_progress_loops = should_reclaim_retry(
+                mm, order, ac, alloc_flags, progress > 0, no_progress_loops)
+            if retry:
+                continue
+            if progress > 0:
+                retry, compact_priority, compaction_retries = should_compact_retry(
+                    mm, ac, order, alloc_flags, compact_result, compact_priority,
+                    compaction_retries)
+                if retry:
+                    continue
+            req.stage = ts.STAGE_SLOW_OOM
+            pfn = yield from may_oom(mm, gfp, order, ac, cpu, req)
+            if pfn >= 0:
+                return pfn
+            if mm.reclaim.oom_progress:
+                no_progress_loops = 0
+                continue
+            break
+        # nopage:
+        nopage = False
+        if not gfp & GFP_NOFAIL:
+            return _nopage(mm, req)
+        if not can_direct_reclaim:  # WARN_ON_ONCE_GFP(!can_direct_reclaim): fail
+            req.nofail_warned = True
+            return _nopage(mm, req)
+        # __alloc_pages_cpuset_fallback(ALLOC_HARDER), then cond_resched(); goto retry.
+        req.stage = ts.STAGE_SLOW_RETRY
+        pfn = mm.get_page_from_freelist(gfp, order, ALLOC_HARDER, ac, cpu)
+        if pfn >= 0:
+            return pfn
+
+
+def _nopage(mm: PageAllocator, req: SlowRequest) -> int:
+    req.stage = ts.STAGE_FAIL
+    return -1
+
+
+assert ALLOC_WMARK_MIN == 0 and ALLOC_NO_WATERMARKS

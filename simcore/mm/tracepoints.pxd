@@ -6,7 +6,7 @@ cdef class Tracer:
     cpdef void set_context(self, str caller, int cpu)
     cpdef void set_migratetype_numbers(self, tuple numbers)
     cpdef void mm_page_alloc(self, object zone, Py_ssize_t pfn, int order, long long gfp,
-                             int mt, str path, int nid)
+                             int mt, str path, int nid, str stage, long long latency_ns)
     cpdef void mm_page_free(self, object zone, Py_ssize_t pfn, int order)
     cpdef void mm_page_alloc_zone_locked(self, object zone, Py_ssize_t pfn, int order, int mt,
                                          bint percpu_refill)

@@ -35,9 +35,14 @@ class Tracer:
         """
 
     def mm_page_alloc(
-        self, zone: Zone | None, pfn: int, order: int, gfp: int, mt: int, path: str, nid: int
+        self, zone: Zone | None, pfn: int, order: int, gfp: int, mt: int, path: str, nid: int,
+        stage: str, latency_ns: int,
     ) -> None:
-        """``kmem:mm_page_alloc`` (``pfn == -1`` and ``zone is None`` on failure)."""
+        """``kmem:mm_page_alloc`` (``pfn == -1`` and ``zone is None`` on failure).
+
+        ``stage`` and ``latency_ns`` are the simulator's: the step that produced the
+        page (``trace_schema.STAGES``) and the request's modelled latency.
+        """
 
     def mm_page_free(self, zone: Zone, pfn: int, order: int) -> None:
         """``kmem:mm_page_free``."""

@@ -12,8 +12,9 @@ the simulator; they are listed in :data:`SIM_ONLY` and printed after a
 
 Counters the model cannot raise stay 0, as they would on a kernel that never took the
 path: ``pgalloc_device`` (ZONE_DEVICE pages never come from the buddy allocator),
-``allocstall_*`` (no direct reclaim yet; 6.1 counts it per ``sc->reclaim_idx``, which is
-at most ZONE_MOVABLE, so ``allocstall_device`` is 0 on real hosts too), and
+``allocstall_device`` and ``pgskip_device`` (6.1 counts them per zone index up to
+ZONE_MOVABLE, so they are 0 on real hosts too), ``pgscan_direct_throttle`` (the
+pfmemalloc throttle is not modelled), and
 ``numa_interleave`` (6.1 counts it in alloc_page_interleave() for MPOL_INTERLEAVE
 allocations; the model has no memory policies).
 """
@@ -38,11 +39,44 @@ NUMA_EVENTS: tuple[str, ...] = (
 )
 """``enum numa_stat_item`` (CONFIG_NUMA), printed right after the zone stat items."""
 
+NODE_STATS: tuple[str, ...] = (
+    "nr_inactive_anon",
+    "nr_active_anon",
+    "nr_inactive_file",
+    "nr_active_file",
+    "nr_slab_reclaimable",
+)
+"""Node stat items (``enum node_stat_item``) the model keeps, printed after the NUMA
+events. They are levels, not events: the LRU list sizes and reclaimable slab, in pages,
+summed over nodes (:meth:`simcore.mm.vmscan.Reclaim.node_stats`)."""
+
 KERNEL_EVENTS: tuple[str, ...] = (
     *NUMA_EVENTS,
+    "pswpout",
     *(f"pgalloc_{zone}" for zone in VMSTAT_ZONE_SUFFIXES),
     *(f"allocstall_{zone}" for zone in VMSTAT_ZONE_SUFFIXES),
+    *(f"pgskip_{zone}" for zone in VMSTAT_ZONE_SUFFIXES),
     "pgfree",
+    "pgactivate",
+    "pgdeactivate",
+    "pgrefill",
+    "pgsteal_kswapd",
+    "pgsteal_direct",
+    "pgscan_kswapd",
+    "pgscan_direct",
+    "pgscan_direct_throttle",
+    "pgscan_anon",
+    "pgscan_file",
+    "pgsteal_anon",
+    "pgsteal_file",
+    "slabs_scanned",
+    "kswapd_low_wmark_hit_quickly",
+    "kswapd_high_wmark_hit_quickly",
+    "pageoutrun",
+    "pgrotated",
+    "drop_pagecache",
+    "drop_slab",
+    "oom_kill",
     "compact_stall",
     "compact_fail",
     "compact_success",
@@ -57,7 +91,7 @@ SIM_ONLY: tuple[str, ...] = (
     "extfrag_steal",  # __rmqueue_fallback() steals (mm_page_alloc_extfrag events)
     "extfrag_fragmenting",  # steals of a block smaller than a pageblock
     "extfrag_pageblock_claimed",  # steals after which the pageblock changed owner
-    "kswapd_wakeup",  # wakeup_kswapd() calls on a managed zone (kswapd not modelled)
+    "kswapd_wakeup",  # wakeup_kswapd() calls that woke kswapd (mm_vmscan_wakeup_kswapd)
     "highatomic_reserved",  # reserve_highatomic_pageblock() conversions
     "bad_page",  # "BUG: Bad page state" reports
     "bad_page_leaked_pages",  # pages leaked because a free failed its checks
@@ -66,18 +100,23 @@ SIM_ONLY: tuple[str, ...] = (
 SIM_ONLY_MARKER = "# simulator-only"
 
 
-def format_vmstat(counters: Mapping[str, int], nr_free_pages: int) -> str:
+def format_vmstat(counters: Mapping[str, int], nr_free_pages: int,
+                  node_stats: Mapping[str, int] | None = None) -> str:
     """Text in ``/proc/vmstat`` layout (``name value`` lines), as vmstat_show() prints.
 
-    ``nr_free_pages`` comes first, then :data:`KERNEL_EVENTS` in kernel order, then
+    ``nr_free_pages`` comes first, then :data:`KERNEL_EVENTS` in kernel order (with
+    ``node_stats``, the :data:`NODE_STATS` levels after the NUMA events), then
     the ``# simulator-only`` line and the counters of ``counters`` that are not kernel
     names (:data:`SIM_ONLY` first, then any others in their mapping order, so counters
     added to the model later are printed too). Absent kernel counters print 0.
     """
     lines = [f"nr_free_pages {nr_free_pages}"]
-    lines += [f"{name} {counters.get(name, 0)}" for name in KERNEL_EVENTS]
+    lines += [f"{name} {counters.get(name, 0)}" for name in NUMA_EVENTS]
+    if node_stats is not None:
+        lines += [f"{name} {node_stats.get(name, 0)}" for name in NODE_STATS]
+    lines += [f"{name} {counters.get(name, 0)}" for name in KERNEL_EVENTS[len(NUMA_EVENTS):]]
     lines.append(SIM_ONLY_MARKER)
-    kernel = {"nr_free_pages", *KERNEL_EVENTS}
+    kernel = {"nr_free_pages", *KERNEL_EVENTS, *(NODE_STATS if node_stats is not None else ())}
     extra = [name for name in counters if name not in kernel and name not in SIM_ONLY]
     lines += [f"{name} {counters.get(name, 0)}" for name in (*SIM_ONLY, *extra)]
     return "\n".join(lines) + "\n"
@@ -111,10 +150,10 @@ class VmStat:
         """A copy of every counter."""
         return {name: int(value) for name, value in zip(COUNTERS, self.values, strict=True)}
 
-    def format(self, nr_free_pages: int) -> str:
+    def format(self, nr_free_pages: int, node_stats: Mapping[str, int] | None = None) -> str:
         """Text in ``/proc/vmstat`` layout (see :func:`format_vmstat`).
 
         The simulator-only counters follow a ``# simulator-only`` comment line so that
         a ``diff`` against a real host lines up.
         """
-        return format_vmstat(self.as_dict(), nr_free_pages)
+        return format_vmstat(self.as_dict(), nr_free_pages, node_stats)

@@ -7,10 +7,12 @@ cdef class Allocation:
     cdef public int order, cpu
     cdef public str owner
     cdef public long long gfp
-    cdef public bint alive
+    cdef public bint alive, gone, swapped
+    cdef public int lru
 
 cdef class CallerStats:
     cdef public long long alloc_requests, pages_allocated, pages_freed, free_requests
+    cdef public long long pages_reclaimed, pages_oom_killed
     cdef public object failures_by_order, failures_by_caller
 
 cdef class Machine:
@@ -21,10 +23,15 @@ cdef class Machine:
     cdef public dict owner_of, _pending_at
     cdef public list _pending
     cdef public long long _nr_pending, _stamp_ns
+    cdef public object limits, spans, latency, stalls
+    cdef public dict owners, in_slowpath
+    cdef public list nofail_stalls, _kswapd_wait
+    cdef public str _context
 
     cpdef long long trace_now(self)
     cpdef Allocation alloc_now(self, str owner, long long gfp, int order, int cpu,
-                               object nid=*)
+                               object nid=*, int lru_flags=*)
+    cpdef void _enter(self, str owner, int cpu)
     cpdef void free(self, Allocation handle, object cpu=*)
     cpdef void defer_free(self, Allocation handle, object expiry_ns)
     cpdef void apply_pending_frees(self)

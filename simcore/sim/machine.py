@@ -32,14 +32,37 @@ import heapq
 import operator
 from collections import Counter
 from collections.abc import Generator
+from functools import partial
 from typing import Any
 
 import numpy as np
 import simpy
 
-from simcore.config.types import ExperimentConfig, MachineConfig, SysctlConfig
-from simcore.mm.page_alloc import PageAllocator
+from simcore.config.types import (
+    CostConfig,
+    ExperimentConfig,
+    LimitsConfig,
+    MachineConfig,
+    SysctlConfig,
+)
+from simcore.mm import kswapd, slowpath
+from simcore.mm.constants import NEED_SLOWPATH
+from simcore.mm.gfp import GFP, format_gfp
+from simcore.mm.lru import KIND_ANON
+from simcore.mm.oom_kill import KernelPanic, OomCandidate
+from simcore.mm.page_alloc import AllocContext, PageAllocator
+from simcore.mm.slowpath import SlowRequest
 from simcore.mm.tracepoints import NullTracer, Tracer
+from simcore.sim.pressure import LatencyStats, Owner, SpanRecorder, StallClock
+
+GFP_NOFAIL = int(GFP.NOFAIL)
+_KILLED = -3
+"""What ``Machine._fast_path`` returns for a caller the OOM killer has killed."""
+LRU_DIRTY = 1
+"""``lru_flags`` bit: the page-cache page is dirty (reclaim must write it first)."""
+LRU_REFERENCED = 2
+"""``lru_flags`` bit: the page has been used since it was allocated (reclaim activates
+it once instead of freeing it)."""
 
 
 class Allocation:
@@ -54,13 +77,17 @@ class Allocation:
         owner: The caller (workload instance name).
         gfp: The gfp_mask it was allocated with.
         cpu: The CPU that allocated it.
-        alive: False once freed.
+        alive: False once freed, reclaimed or killed.
+        lru: Where reclaim keeps it (``simcore.mm.lru.KIND_*``), -1 if not reclaimable.
+        gone: Reclaim or the OOM killer took it; its owner's free is then a no-op.
+        swapped: Reclaim swapped it out; its owner's free releases the swap slots.
     """
 
-    __slots__ = ("pfn", "order", "owner", "gfp", "cpu", "alive")
+    __slots__ = ("pfn", "order", "owner", "gfp", "cpu", "alive", "lru", "gone", "swapped")
 
     def __init__(
-        self, pfn: int, order: int, owner: str, gfp: int, cpu: int, alive: bool = True
+        self, pfn: int, order: int, owner: str, gfp: int, cpu: int, alive: bool = True,
+        lru: int = -1,
     ) -> None:
         self.pfn = pfn
         self.order = order
@@ -68,6 +95,9 @@ class Allocation:
         self.gfp = gfp
         self.cpu = cpu
         self.alive = alive
+        self.lru = lru
+        self.gone = False
+        self.swapped = False
 
     def __repr__(self) -> str:
         return (f"Allocation(pfn={self.pfn:#x}, order={self.order}, owner={self.owner!r}, "
@@ -78,13 +108,16 @@ class CallerStats:
     """Per-run request accounting for ``summary.json``."""
 
     __slots__ = ("alloc_requests", "pages_allocated", "pages_freed", "free_requests",
-                 "failures_by_order", "failures_by_caller")
+                 "failures_by_order", "failures_by_caller", "pages_reclaimed",
+                 "pages_oom_killed")
 
     def __init__(self) -> None:
         self.alloc_requests = 0
         self.pages_allocated = 0
         self.pages_freed = 0
         self.free_requests = 0
+        self.pages_reclaimed = 0
+        self.pages_oom_killed = 0
         self.failures_by_order: Counter[int] = Counter()
         self.failures_by_caller: Counter[str] = Counter()
 
@@ -99,10 +132,14 @@ class Machine:
         seed: int,
         tracer: Tracer | None = None,
         mm: PageAllocator | None = None,
+        cost: CostConfig | None = None,
+        limits: LimitsConfig | None = None,
     ) -> None:
         self.env = simpy.Environment(initial_time=0)
         self.tracer = tracer if tracer is not None else NullTracer()
-        self.mm = mm if mm is not None else PageAllocator(machine, sysctl, self.tracer)
+        if mm is None:
+            mm = PageAllocator(machine, sysctl, self.tracer, cost=cost)
+        self.mm = mm
         self.seed_sequence = np.random.SeedSequence(seed)
         self.stats = CallerStats()
         self.owner_of: dict[int, Allocation] = {}
@@ -117,11 +154,32 @@ class Machine:
         self._nr_pending = 0
         self._stamp_ns = -1
         """The expiry of the deferred free being applied; -1 outside one."""
+        self.limits = limits if limits is not None else LimitsConfig()
+        self.owners: dict[str, Owner] = {}
+        """Callers by name, in the order they first allocated or registered."""
+        self.spans = SpanRecorder()
+        self.latency = LatencyStats()
+        self.stalls = StallClock()
+        self.nofail_stalls: list[dict[str, Any]] = []
+        """``__GFP_NOFAIL`` requests stalled longer than ``limits.nofail_stall_ns``."""
+        self.in_slowpath: dict[int, tuple[str, int, str, int, bool]] = {}
+        """Requests stalled in the slow path now: id -> (caller, since, gfp, order, NOFAIL)."""
+        self._context = ""
+        """Who runs the allocator now (a caller, or kswapdN): the spans' caller."""
+        reclaim = self.mm.reclaim
+        reclaim.release = self._reclaimed
+        reclaim.span = self._span
+        reclaim.oom_candidates = self._oom_candidates
+        reclaim.oom_kill = self._oom_kill
+        self._kswapd_wait: list[Any] = [None] * len(self.mm.nodes)
+        for st in reclaim.kswapd:
+            st.wake = partial(self._wake_kswapd, st.nid)
+            self.env.process(self._kswapd(st.nid))
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig, tracer: Tracer | None = None) -> Machine:
         """Build the machine an experiment describes."""
-        return cls(cfg.machine, cfg.sysctl, cfg.seed, tracer)
+        return cls(cfg.machine, cfg.sysctl, cfg.seed, tracer, cost=cfg.cost, limits=cfg.limits)
 
     @property
     def now_ns(self) -> int:
@@ -149,47 +207,174 @@ class Machine:
         """``cpu_to_node()``."""
         return self.mm.cpu_to_node[cpu]
 
+    # -- owners -------------------------------------------------------------------------
+    def register_owner(self, name: str, lru: int = -1, oom_score_adj: int = 0,
+                       killable: bool = True) -> Owner:
+        """Declare a caller: what its memory is and how the OOM killer treats it.
+
+        A caller that allocates without registering is a process (killable,
+        ``oom_score_adj`` 0) whose memory reclaim cannot take back.
+        """
+        owner = Owner(name, lru, oom_score_adj, killable)
+        self.owners[name] = owner
+        return owner
+
+    def oom_killed(self, name: str) -> bool:
+        """Whether the OOM killer has killed the caller ``name``."""
+        owner = self.owners.get(name)
+        return owner is not None and owner.killed_ns >= 0
+
+    def _owner(self, name: str) -> Owner:
+        owner = self.owners.get(name)
+        if owner is None:
+            owner = self.register_owner(name)
+        return owner
+
     # -- the caller-facing API ----------------------------------------------------------
     def alloc(
-        self, owner: str, gfp: int, order: int, cpu: int, nid: int | None = None
+        self, owner: str, gfp: int, order: int, cpu: int, nid: int | None = None,
+        lru_flags: int = 0,
     ) -> Generator[Any, Any, Allocation | None]:
         """``alloc_pages_node(nid, gfp, order)`` issued by ``owner`` on ``cpu``.
 
-        A SimPy sub-generator (``handle = yield from machine.alloc(...)``): the slow
-        path will spend simulated time once reclaim and compaction are modelled; today
-        the whole request completes at the current instant. Returns None on failure.
+        A SimPy sub-generator (``handle = yield from machine.alloc(...)``). The fast path
+        takes no simulated time; the slow path's stalls (direct reclaim, its throttling,
+        compaction, the OOM kill) advance the caller's clock, so a blocking request may
+        return later than it was issued. Returns None on failure, and at once for a
+        caller the OOM killer has killed. ``lru_flags`` (:data:`LRU_DIRTY`,
+        :data:`LRU_REFERENCED`) describe a reclaimable allocation's page.
         """
-        return self.alloc_now(owner, gfp, order, cpu, nid)
-        yield  # pragma: no cover - marks this function as a generator
+        who, nid, pfn = self._fast_path(owner, gfp, order, cpu, nid)
+        if pfn == _KILLED:
+            return None
+        if pfn == NEED_SLOWPATH:
+            mm, ac, req = self.mm, self._last_ac(), SlowRequest()
+            steps = slowpath.alloc_pages_slowpath(mm, gfp, order, ac, cpu, req)
+            env = self.env
+            self.in_slowpath[id(req)] = (owner, int(env.now), format_gfp(gfp), order,
+                                         bool(gfp & GFP_NOFAIL))
+            try:
+                ns = next(steps)
+                while True:
+                    req.stall_ns += ns
+                    if ns:
+                        self.stalls.enter(int(env.now))
+                        try:
+                            yield env.timeout(ns)
+                        finally:
+                            self.stalls.leave(int(env.now))
+                        who.stall_ns += ns
+                        self.apply_pending_frees()
+                        self._enter(owner, cpu)
+                    ns = next(steps)
+            except StopIteration as done:
+                pfn = done.value
+            except KernelPanic as panic:
+                panic.time_ns = int(env.now)
+                panic.args = (panic.reason, panic.time_ns)  # SimPy rebuilds it from args
+                raise
+            finally:
+                del self.in_slowpath[id(req)]
+            pfn = self._slow_done(who, pfn, gfp, order, nid, ac, req)
+        return self._account(who, pfn, gfp, order, cpu, lru_flags)
 
     def alloc_now(
-        self, owner: str, gfp: int, order: int, cpu: int, nid: int | None = None
+        self, owner: str, gfp: int, order: int, cpu: int, nid: int | None = None,
+        lru_flags: int = 0,
     ) -> Allocation | None:
-        """The synchronous part of :meth:`alloc` (no simulated time passes)."""
+        """:meth:`alloc` with no clock: the slow path's stalls are latency only.
+
+        For requests that cannot block (they never stall) and for tests.
+        """
+        who, nid, pfn = self._fast_path(owner, gfp, order, cpu, nid)
+        if pfn == _KILLED:
+            return None
+        if pfn == NEED_SLOWPATH:
+            mm, ac, req = self.mm, self._last_ac(), SlowRequest()
+            pfn = slowpath.run_to_end(
+                slowpath.alloc_pages_slowpath(mm, gfp, order, ac, cpu, req), req)
+            who.stall_ns += req.stall_ns
+            pfn = self._slow_done(who, pfn, gfp, order, nid, ac, req)
+        return self._account(who, pfn, gfp, order, cpu, lru_flags)
+
+    def _fast_path(self, owner: str, gfp: int, order: int, cpu: int,
+                   nid: int | None) -> tuple[Owner, int, int]:
+        """Catch up on due frees and try the fast path.
+
+        Returns ``(owner, nid, pfn)``, the pfn being NEED_SLOWPATH when the slow path
+        must run, and ``_KILLED`` for a caller the OOM killer has killed.
+        """
+        who = self._owner(owner)
+        if who.killed_ns >= 0:
+            return who, -1, _KILLED
         self.apply_pending_frees()  # returns at once when nothing is due
         mm = self.mm
         if nid is None:
             nid = mm.cpu_to_node[cpu]
+        self._enter(owner, cpu)
+        return who, nid, mm.alloc_pages_fast(gfp, order, nid, cpu, None)
+
+    def _last_ac(self) -> AllocContext:
+        ac = self.mm.last_ac
+        assert ac is not None
+        return ac
+
+    def _enter(self, owner: str, cpu: int) -> None:
+        """Make ``owner`` on ``cpu`` the context of the allocator calls that follow."""
         self.tracer.set_context(owner, cpu)
-        mm.current_comm = owner
-        pfn = mm.alloc_pages(gfp, order, nid, cpu)
+        self.mm.current_comm = owner
+        self._context = owner
+
+    def _slow_done(self, who: Owner, pfn: int, gfp: int, order: int, nid: int,
+                   ac: Any, req: SlowRequest) -> int:
+        """Trace and record a request that went through the slow path."""
+        mm = self.mm
+        pfn = mm.alloc_pages_done(pfn, gfp, order, nid, ac, req.stage, req.stall_ns,
+                                  req.fail_reason())
+        latency = req.stall_ns + (mm.path_cost[mm.served_path()] if pfn >= 0 else 0)
+        self.latency.add(req.stage, latency)
+        if gfp & GFP_NOFAIL and req.stall_ns > self.limits.nofail_stall_ns:
+            self.nofail_stalls.append({"caller": who.name, "time_ns": int(self.env.now),
+                                       "stall_ns": req.stall_ns, "order": order,
+                                       "gfp": format_gfp(gfp)})
+        return pfn
+
+    def _account(self, who: Owner, pfn: int, gfp: int, order: int, cpu: int,
+                 lru_flags: int) -> Allocation | None:
         stats = self.stats
         stats.alloc_requests += 1
         if pfn < 0:
             stats.failures_by_order[order] += 1
-            stats.failures_by_caller[owner] += 1
+            stats.failures_by_caller[who.name] += 1
             return None
-        stats.pages_allocated += 1 << order
-        handle = Allocation(pfn, order, owner, gfp, cpu)
+        pages = 1 << order
+        stats.pages_allocated += pages
+        who.pages += pages
+        handle = Allocation(pfn, order, who.name, gfp, cpu, True, who.lru)
         self.owner_of[pfn] = handle
+        if who.lru >= 0:
+            self.mm.reclaim.lru_add(pfn, order, who.lru, bool(lru_flags & LRU_DIRTY),
+                                    bool(lru_flags & LRU_REFERENCED))
         return handle
 
     def free(self, handle: Allocation, cpu: int | None = None) -> None:
-        """``__free_pages(page, order)`` by the handle's owner (on ``cpu``)."""
+        """``__free_pages(page, order)`` by the handle's owner (on ``cpu``).
+
+        A handle reclaim or the OOM killer took is already gone: freeing it only
+        releases its swap slots, if it was swapped out.
+        """
         if handle is None:  # e.g. a failed alloc() (the compiled build must not read it)
             raise TypeError("free() of None: the allocation it came from failed")
         if self._stamp_ns < 0:  # not one of the frees apply_pending_frees() is applying
             self.apply_pending_frees()
+        if handle.gone:
+            if handle.swapped:
+                handle.swapped = False
+                pages = 1 << handle.order
+                self.mm.reclaim.swap_free(pages)
+                owner = self.owners[handle.owner]
+                owner.swap_pages -= min(pages, owner.swap_pages)
+            return
         if not handle.alive:
             raise ValueError(f"{handle.owner}: handle for pfn {handle.pfn:#x} already freed")
         cpu = handle.cpu if cpu is None else cpu
@@ -197,12 +382,21 @@ class Machine:
         handle.alive = False
         self.owner_of.pop(handle.pfn, None)
         self.stats.free_requests += 1
+        if handle.lru >= 0:
+            self.mm.reclaim.lru_del(handle.pfn)
+        pages = 1 << handle.order
+        self.owners[handle.owner].pages -= pages
         if self.mm.free_pages(handle.pfn, handle.order, cpu):
-            self.stats.pages_freed += 1 << handle.order
+            self.stats.pages_freed += pages
 
     def split(self, handle: Allocation) -> list[Allocation]:
-        """``split_page()``: one order-0 handle per page, each freed on its own."""
+        """``split_page()``: one order-0 handle per page, each freed on its own.
+
+        SIMPLIFICATION: reclaimable (LRU) allocations are not split.
+        """
         self.apply_pending_frees()
+        if handle.lru >= 0:
+            raise ValueError(f"{handle.owner}: split_page() of a reclaimable allocation")
         if not self.mm.split_page(handle.pfn, handle.order):
             return [handle]
         self.owner_of.pop(handle.pfn, None)
@@ -214,6 +408,83 @@ class Machine:
         for part in parts:
             self.owner_of[part.pfn] = part
         return parts
+
+    # -- reclaim and the OOM killer -----------------------------------------------------
+    def _reclaimed(self, pfn: int, order: int, cpu: int, kind: int) -> None:
+        """Reclaim freed the block at ``pfn``: its owner loses it (``release``)."""
+        handle = self.owner_of.pop(pfn)
+        handle.alive = False
+        handle.gone = True
+        pages = 1 << order
+        owner = self.owners[handle.owner]
+        owner.pages -= pages
+        if kind == KIND_ANON:
+            handle.swapped = True
+            owner.swap_pages += pages
+        self.stats.pages_reclaimed += pages
+        self.mm.free_pages(pfn, order, cpu)
+
+    def _oom_candidates(self) -> list[OomCandidate]:
+        return [OomCandidate(o.name, o.pages, o.swap_pages, o.oom_score_adj, o.killable)
+                for o in self.owners.values() if o.killed_ns < 0]
+
+    def _oom_kill(self, victim: str) -> int:
+        """Kill ``victim``: free every page it holds and its swap. Returns the pages."""
+        owner = self.owners[victim]
+        owner.killed_ns = int(self.env.now)
+        freed = 0
+        reclaim = self.mm.reclaim
+        for handle in [h for h in self.owner_of.values() if h.owner == victim]:
+            del self.owner_of[handle.pfn]
+            handle.alive = False
+            handle.gone = True
+            if handle.lru >= 0:
+                reclaim.lru_del(handle.pfn)
+            self.mm.free_pages(handle.pfn, handle.order, handle.cpu)
+            freed += 1 << handle.order
+        owner.pages = 0
+        reclaim.swap_free(owner.swap_pages)
+        owner.swap_pages = 0
+        self.stats.pages_oom_killed += freed
+        return freed
+
+    def _span(self, name: str, nid: int, pages: int, duration_ns: int, detail: str) -> None:
+        now = self.trace_now()
+        self.spans.add(name, nid, self._context, now, now + duration_ns, pages, detail)
+
+    # -- kswapd -------------------------------------------------------------------------
+    def _wake_kswapd(self, nid: int) -> None:
+        """``wake_up_interruptible(&pgdat->kswapd_wait)``."""
+        event = self._kswapd_wait[nid]
+        if event is not None and not event.triggered:
+            event.succeed()
+
+    def _kswapd(self, nid: int) -> Generator[Any, Any, None]:
+        """The SimPy process of node ``nid``'s kswapd (:func:`simcore.mm.kswapd.kswapd`)."""
+        env = self.env
+        name = f"kswapd{nid}"
+        cpus = self.mm.nodes[nid].cpus
+        cpu = cpus[0] if cpus else 0
+        nap_ns = self.mm.reclaim.cost.jiffy_ns * self.mm.reclaim.cost.hz // 10
+        steps = kswapd.kswapd(self.mm.reclaim, nid)
+        answer: bool | None = None
+        while True:
+            self.apply_pending_frees()
+            self._enter(name, cpu)
+            step = steps.send(answer)
+            answer = None
+            if step == kswapd.NAP:
+                woken = self._kswapd_wait[nid] = env.event()
+                yield woken | env.timeout(nap_ns)
+                answer = woken.triggered
+                self._kswapd_wait[nid] = None
+            elif step == kswapd.SLEEP:
+                woken = self._kswapd_wait[nid] = env.event()
+                yield woken
+                self._kswapd_wait[nid] = None
+            else:
+                assert isinstance(step, int)
+                yield env.timeout(step)
 
     # -- deferred frees -----------------------------------------------------------------
     def defer_free(self, handle: Allocation, expiry_ns: int) -> None:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 _COLUMN_ORDER = (
     "time_ns", "event", "caller", "cpu", "nid", "zone", "order", "gfp", "migratetype",
     "pfn", "outcome", "path", "fallback_order", "fallback_migratetype",
-    "change_ownership", "percpu_refill", "reason",
+    "change_ownership", "percpu_refill", "reason", "stage", "latency_ns",
 )
 """The columns :meth:`RecordingTracer._new_chunk` binds its ``c_*`` views to, in order."""
 assert _COLUMN_ORDER == tuple(n for n, _ in ts.EVENT_COLUMNS), "trace schema changed"
@@ -52,8 +52,9 @@ _DTYPES = {"int64": np.int64, "int16": np.int16, "string": np.int32}
 CPU_COLUMN_MAX = (1 << 15) - 1
 """The largest CPU number the int16 ``cpu`` column holds (the config allows 8192 CPUs;
 -1 is "no CPU")."""
-_EXTRA_COLUMNS = ("fallback_order", "fallback_migratetype", "change_ownership", "percpu_refill")
-"""Columns only two event types have; a new chunk holds -1 ("not applicable") in them."""
+_EXTRA_COLUMNS = ("fallback_order", "fallback_migratetype", "change_ownership", "percpu_refill",
+                  "latency_ns")
+"""Integer columns only some event types have; a new chunk holds -1 ("not applicable")."""
 
 
 class RecordingTracer(Tracer):
@@ -83,6 +84,8 @@ class RecordingTracer(Tracer):
         self._outcome_codes = self._strings["outcome"]
         self._path_codes = self._strings["path"]
         self._reason_codes = self._strings["reason"]
+        self._stage_codes = self._strings["stage"]
+        self._no_stage = _intern(self._stage_codes, "")
         self._caller = _intern(self._caller_codes, "")  # kernel-internal until set_context()
         self._cpu = -1
         self._writer: Any = None
@@ -102,7 +105,8 @@ class RecordingTracer(Tracer):
         (self.c_time, self.c_event, self.c_caller, self.c_cpu, self.c_nid, self.c_zone,
          self.c_order, self.c_gfp, self.c_mt, self.c_pfn, self.c_outcome, self.c_path,
          self.c_fb_order, self.c_fb_mt, self.c_change, self.c_refill,
-         self.c_reason) = (a.data for a in self._arrays)
+         self.c_reason, self.c_stage, self.c_latency) = (a.data for a in self._arrays)
+        self._arrays[len(self._arrays) - 2][:] = self._no_stage  # "" until an mm_page_alloc
         self._n = 0
 
     def set_context(self, caller: str, cpu: int) -> None:  # noqa: D102
@@ -175,10 +179,16 @@ class RecordingTracer(Tracer):
         self.c_reason[i] = reason
 
     def mm_page_alloc(  # noqa: D102
-        self, zone: Zone | None, pfn: int, order: int, gfp: int, mt: int, path: str, nid: int
+        self, zone: Zone | None, pfn: int, order: int, gfp: int, mt: int, path: str, nid: int,
+        stage: str, latency_ns: int,
     ) -> None:
         outcome = ts.OUTCOME_OK if pfn >= 0 else ts.OUTCOME_FAIL
-        self._row(ts.MM_PAGE_ALLOC, zone, nid, pfn, order, gfp, mt, outcome, path, "")
+        i = self._row(ts.MM_PAGE_ALLOC, zone, nid, pfn, order, gfp, mt, outcome, path, "")
+        code = self._stage_codes.get(stage)
+        if code is None:
+            code = _intern(self._stage_codes, stage)
+        self.c_stage[i] = code
+        self.c_latency[i] = latency_ns
         self._done()
 
     def mm_page_free(self, zone: Zone, pfn: int, order: int) -> None:  # noqa: D102

@@ -56,12 +56,12 @@ def _machine() -> tuple[Machine, Clocked]:
 
 
 def _at(m: Machine, t_ns: int, step: Callable[[], object]) -> None:
-    """Run ``step`` in a SimPy process at ``t_ns``."""
+    """Run ``step`` in a SimPy process at ``t_ns`` (and stop the clock right after it:
+    the machine's kswapd processes wake later on their own)."""
     def proc() -> Generator[Any, Any, None]:
         yield m.env.timeout(t_ns - m.env.now)
         step()
-    m.env.process(proc())
-    m.env.run()
+    m.env.run(until=m.env.process(proc()))
 
 
 def _alloc(m: Machine, cpu: int = 0) -> Allocation:

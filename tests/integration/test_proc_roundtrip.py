@@ -123,7 +123,7 @@ def test_pagetypeinfo_round_trips(run_dir: Path) -> None:
 def test_vmstat_round_trips(run_dir: Path) -> None:
     text = _text(run_dir, "vmstat")
     counters = parse_vmstat(text)
-    assert format_vmstat(counters, counters["nr_free_pages"]) == text
+    assert format_vmstat(counters, counters["nr_free_pages"], counters) == text
 
 
 def test_zoneinfo_lists_every_zone_of_every_node(run_dir: Path) -> None:

@@ -20,10 +20,15 @@ from simcore.mm.invariants import check_invariants, managed_range
 from simcore.mm.page_alloc import PageAllocator
 from simcore.mm.zone import Zone
 
+_NORETRY = GFP.NORETRY
+"""On the blocking masks: the bare allocator has nothing to reclaim and no process to
+OOM-kill, so a plain GFP_KERNEL request that cannot be met would end in a kernel panic
+(behaviour 48); with __GFP_NORETRY it fails after one round instead."""
 GFPS = (
-    int(GFP_KERNEL), int(GFP_HIGHUSER_MOVABLE), int(GFP_ATOMIC), int(GFP_NOWAIT),
-    int(GFP_KERNEL | GFP.RECLAIMABLE), int(GFP_NOWAIT | GFP.RECLAIMABLE),
-    int(GFP_ATOMIC | GFP.RECLAIMABLE), int(GFP_KERNEL | GFP.DMA),
+    int(GFP_KERNEL | _NORETRY), int(GFP_HIGHUSER_MOVABLE | _NORETRY), int(GFP_ATOMIC),
+    int(GFP_NOWAIT), int(GFP_KERNEL | GFP.RECLAIMABLE | _NORETRY),
+    int(GFP_NOWAIT | GFP.RECLAIMABLE), int(GFP_ATOMIC | GFP.RECLAIMABLE),
+    int(GFP_KERNEL | GFP.DMA | _NORETRY),
 )
 MAX_ORDER = 10
 CPUS = 2

@@ -178,12 +178,13 @@ def test_exhausted_local_node_spills_to_the_next_node_in_order() -> None:
     drains node 1, then node 2, 0 and 3 in node 1's order [1, 2, 0, 3] down to their
     LOW watermarks. Then the slow path's get_page_from_freelist() (ALLOC_WMARK_MIN,
     gfp_to_alloc_flags()) walks the same zonelist from the preferred zone again: node 1
-    first, then 2, 0, 3, each down to MIN. (Reclaim would run in between on a real
-    kernel; the model does not have it yet, so the request then fails.)
+    first, then 2, 0, 3, each down to MIN. There is nothing to reclaim; with
+    ``__GFP_NORETRY`` the request then fails after one round instead of going to the
+    OOM killer.
     """
     mm = _four_nodes()
     pfns: list[int] = []
-    while (pfn := mm.alloc_pages(KERNEL, 0, 1, 1)) >= 0:
+    while (pfn := mm.alloc_pages(KERNEL | int(GFP.NORETRY), 0, 1, 1)) >= 0:
         pfns.append(pfn)
     assert _first_visits([mm.page_zone(pfn).nid for pfn in pfns]) == [1, 2, 0, 3, 1, 2, 0, 3]
     for zone in mm.zones:  # every zone ended at (not above) its MIN watermark, which

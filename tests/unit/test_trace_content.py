@@ -54,8 +54,9 @@ def expected_row(call: Call, cma: bool) -> dict[str, Any]:
     """The row the schema promises for one tracer call."""
     event, args, time_ns, caller, cpu = call
     # (zone, nid, order, gfp, mt, pfn, outcome, path, extra, reason) per event type
+    stage, latency = "", -1  # mm_page_alloc's simulator fields; not applicable elsewhere
     if event == ts.MM_PAGE_ALLOC:
-        zone, pfn, order, gfp, mt, path, nid = args
+        zone, pfn, order, gfp, mt, path, nid, stage, latency = args
         ok = ts.OUTCOME_OK if pfn >= 0 else ts.OUTCOME_FAIL
         fields = (zone, nid, order, gfp, mt, pfn, ok, path, NO_EXTRA, "")
     elif event == ts.MM_PAGE_FREE:
@@ -93,7 +94,7 @@ def expected_row(call: Call, cma: bool) -> dict[str, Any]:
         "zone": zone_name, "order": order, "gfp": gfp, "migratetype": _kmt(mt, cma),
         "pfn": pfn, "outcome": outcome, "path": path, "fallback_order": extra[0],
         "fallback_migratetype": extra[1], "change_ownership": extra[2],
-        "percpu_refill": extra[3], "reason": reason,
+        "percpu_refill": extra[3], "reason": reason, "stage": stage, "latency_ns": latency,
     }
 
 
@@ -135,8 +136,12 @@ def _direct_calls(zone: Zone) -> list[tuple[str, int, tuple[Any, ...]]]:
     h, c, iso = int(MigrateType.HIGHATOMIC), int(MigrateType.CMA), int(MigrateType.ISOLATE)
     kernel = int(GFP_KERNEL)
     return [
-        ("slab", 0, ("mm_page_alloc", zone, 4100, 0, kernel, u, ts.PATH_PCP, 0)),
-        ("slab", 0, ("mm_page_alloc", None, -1, 3, int(GFP_ATOMIC), h, ts.PATH_FAILURE, 1)),
+        ("slab", 0, ("mm_page_alloc", zone, 4100, 0, kernel, u, ts.PATH_PCP, 0,
+                     ts.STAGE_FAST, 100)),
+        ("slab", 0, ("mm_page_alloc", None, -1, 3, int(GFP_ATOMIC), h, ts.PATH_FAILURE, 1,
+                     ts.STAGE_FAIL, 0)),
+        ("slab", 0, ("mm_page_alloc", zone, 4104, 2, kernel, u, ts.PATH_BUDDY, 0,
+                     ts.STAGE_SLOW_RECLAIM, 123_456)),
         ("", -1, ("mm_page_free", zone, 8192, 9)),
         ("thp", 3, ("mm_page_alloc_zone_locked", zone, 8704, 9, m, True)),
         ("thp", 3, ("mm_page_alloc_zone_locked", zone, 9216, 2, r, False)),
@@ -167,7 +172,7 @@ def test_direct_calls_round_trip(lab: Lab, tmp_path: Path, cma: bool, flush_rows
     assert {name for _, _, (name, *_) in calls} == set(ts.EVENT_NAMES)
     assert _read_rows(path) == [expected_row(call, cma) for call in tracer.log]
     if flush_rows == 2:
-        assert pq.ParquetFile(path).num_row_groups == 7  # 14 rows
+        assert pq.ParquetFile(path).num_row_groups == 8  # 15 rows
 
 
 def test_allocator_session_round_trip(lab: Lab, tmp_path: Path) -> None:
@@ -187,7 +192,7 @@ def test_allocator_session_round_trip(lab: Lab, tmp_path: Path) -> None:
     assert mm.alloc_pages(kernel, 11, 0, 1) == -1  # alloc_order_warn
     for zone in mm.zones:
         zone.watermark = [1 << 30] * 4
-    assert mm.alloc_pages(int(GFP_NOWAIT), 0, 0, 1) == -1  # mm_page_alloc + _fail
+    assert mm.alloc_pages(int(GFP_NOWAIT), 0, 0, 1) == -1  # _fail, then mm_page_alloc
     assert mm.free_pages(thp, 9, 1)
     tracer.close()
     assert {name for name, *_ in tracer.log} == set(ts.EVENT_NAMES)

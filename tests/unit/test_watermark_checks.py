@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 MOV = int(MigrateType.MOVABLE)
 HIGHATOMIC = int(MigrateType.HIGHATOMIC)
 KERNEL = int(GFP_KERNEL)
+KERNEL_NORETRY = int(GFP_KERNEL | GFP.NORETRY)
+"""GFP_KERNEL that gives up after one reclaim round: these machines have nothing to
+reclaim, and plain GFP_KERNEL would go on to the OOM killer (behaviour 48)."""
 ATOMIC = int(GFP_ATOMIC)
 NOWAIT = int(GFP_NOWAIT)
 NORMAL_IDX = 2
@@ -79,7 +82,7 @@ def test_kernel_fallback_to_dma32_needs_lowmem_reserve(lab: Lab) -> None:
     free = dma32.nr_free_pages
     mark = free - reserve
     _set_marks(mm, {1: (mark, mark)})
-    assert mm.alloc_pages(KERNEL, 0, 0, 0) == -1  # free == mark + reserve
+    assert mm.alloc_pages(KERNEL_NORETRY, 0, 0, 0) == -1  # free == mark + reserve
     assert mm.alloc_pages(KERNEL | int(GFP.DMA32), 0, 0, 0) >= 0  # needs only > mark
     mm.drain_all_pages()
     assert dma32.nr_free_pages == free - 1
@@ -126,7 +129,7 @@ def test_atomic_succeeds_below_min_where_kernel_and_nowait_fail(lab: Lab) -> Non
     _set_marks(mm, {1: (free, 1 << 30)})  # free == min
     assert mm.alloc_pages(NOWAIT, 0, 0, 0) == -1
     assert mm.vm["pgalloc_fail"] == 1
-    assert mm.alloc_pages(KERNEL, 0, 0, 0) == -1
+    assert mm.alloc_pages(KERNEL_NORETRY, 0, 0, 0) == -1
     assert mm.vm["pgalloc_fail"] == 2
     assert dma32.nr_free_pages == free
     assert mm.alloc_pages(ATOMIC, 0, 0, 0) >= 0

@@ -1,0 +1,137 @@
+"""The ``cost:``, ``limits:`` and ``actions:`` sections of an experiment file.
+
+``cost:`` prices each step of an allocation (durations like ``400ns``, ``25us``);
+``limits:`` says what the run reports as a problem; ``actions:`` schedules writes to
+the machine during the run::
+
+    actions:
+      - {at: 30s, do: {sysctl: {min_free_kbytes: 90000}}}
+      - {at: 45s, do: drop_caches}          # or {drop_caches: 1|2|3}, as the sysctl
+
+``compact_memory`` and ``nr_hugepages`` belong to the same schema; they are refused
+with a clear error until the compaction and callers issues model them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from simcore.config.fields import (
+    FieldReader,
+    child,
+    expect_duration_ns,
+    expect_int,
+    expect_list,
+    expect_mapping,
+    read_fields,
+)
+from simcore.config.types import ActionConfig, CostConfig, LimitsConfig
+from simcore.config.units import format_duration
+from simcore.errors import ConfigError
+
+ACTION_KINDS = ("sysctl", "drop_caches", "compact_memory", "nr_hugepages")
+NOT_YET = {
+    "compact_memory": "compaction is not modelled yet (it arrives with the compaction issue)",
+    "nr_hugepages": "the hugetlb pool is not modelled yet (it arrives with the callers issue)",
+}
+DO_FORMAT = ("one of drop_caches, {drop_caches: 1|2|3}, {sysctl: {name: value}}, "
+             "compact_memory, {nr_hugepages: N}")
+
+
+def _duration(value: object, key: str, source: str) -> int:
+    return expect_duration_ns(value, key, source)
+
+
+COST_FIELDS: dict[str, tuple[str, FieldReader]] = {
+    name.removesuffix("_ns"): (name, _duration)
+    for name in (f.name for f in dataclasses.fields(CostConfig)) if name.endswith("_ns")
+}
+COST_FIELDS["hz"] = ("hz", lambda v, k, s: expect_int(v, k, s, 100, 1000))
+
+LIMITS_FIELDS: dict[str, tuple[str, FieldReader]] = {
+    "nofail_stall": ("nofail_stall_ns", lambda v, k, s: expect_duration_ns(v, k, s, 1)),
+}
+
+
+def parse_cost(value: object, key: str, source: str) -> CostConfig:
+    """The ``cost:`` section (every key optional)."""
+    return CostConfig(**read_fields(value, key, source, COST_FIELDS))
+
+
+def parse_limits(value: object, key: str, source: str) -> LimitsConfig:
+    """The ``limits:`` section."""
+    return LimitsConfig(**read_fields(value, key, source, LIMITS_FIELDS))
+
+
+def parse_actions(
+    value: object, key: str, source: str, sysctl_fields: Mapping[str, tuple[str, FieldReader]],
+) -> tuple[ActionConfig, ...]:
+    """The ``actions:`` list, in file order (equal times run in that order)."""
+    if value is None:
+        return ()
+    out: list[ActionConfig] = []
+    for i, item in enumerate(expect_list(value, key, source)):
+        at_key = child(key, i)
+        data = expect_mapping(item, at_key, source, ("at", "do"), ("at", "do"))
+        at_ns = expect_duration_ns(data["at"], child(at_key, "at"), source)
+        out.append(_action(data["do"], child(at_key, "do"), source, at_ns, sysctl_fields))
+    return tuple(out)
+
+
+def _action(value: object, key: str, source: str, at_ns: int,
+            sysctl_fields: Mapping[str, tuple[str, FieldReader]]) -> ActionConfig:
+    if isinstance(value, str):
+        kind, arg = value, None
+    elif isinstance(value, Mapping) and len(value) == 1:
+        (kind, arg), = value.items()
+    else:
+        raise ConfigError(source, key, DO_FORMAT, value)
+    if kind not in ACTION_KINDS:
+        raise ConfigError(source, key, DO_FORMAT, value)
+    if kind in NOT_YET:
+        raise ConfigError(source, child(key, kind) if arg is not None else key,
+                          f"an action the model has ({NOT_YET[kind]})", value)
+    if kind == "drop_caches":
+        what = 3 if arg is None else expect_int(arg, child(key, kind), source, 1, 3)
+        return ActionConfig(at_ns, kind, (("what", what),))
+    sub = child(key, kind)
+    data = expect_mapping(arg, sub, source, tuple(sysctl_fields))
+    if not data:
+        raise ConfigError(source, sub, "at least one sysctl: value", arg)
+    values = read_fields(data, sub, source, dict(sysctl_fields))
+    if "min_free_kbytes" in values and values["min_free_kbytes"] is None:
+        raise ConfigError(source, child(sub, "min_free_kbytes"), "an integer (a write "
+                          "cannot ask for 'auto')", data["min_free_kbytes"])
+    return ActionConfig(at_ns, kind, tuple(values.items()))
+
+
+def dump_cost(cost: CostConfig) -> dict[str, object]:
+    """The ``cost:`` section in human units."""
+    out: dict[str, object] = {}
+    for name, (attr, _) in COST_FIELDS.items():
+        raw = getattr(cost, attr)
+        out[name] = raw if attr == "hz" else format_duration(raw)
+    return out
+
+
+def dump_limits(limits: LimitsConfig) -> dict[str, object]:
+    """The ``limits:`` section in human units."""
+    return {"nofail_stall": format_duration(limits.nofail_stall_ns)}
+
+
+def dump_actions(actions: tuple[ActionConfig, ...]) -> list[dict[str, object]]:
+    """The ``actions:`` list as written (sysctl fields are named as their YAML keys)."""
+    out: list[dict[str, object]] = []
+    for a in actions:
+        do: object
+        if a.kind == "drop_caches":
+            do = {"drop_caches": dict(a.args)["what"]}
+        else:
+            do = {a.kind: {name: _dump_value(v) for name, v in a.args}}
+        out.append({"at": format_duration(a.at_ns), "do": do})
+    return out
+
+
+def _dump_value(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value

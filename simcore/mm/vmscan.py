@@ -1,0 +1,591 @@
+"""Page reclaim: shrinking a node's LRU lists and slab, and direct reclaim.
+
+Mirrors mm/vmscan.c (6.1, classic LRU; MGLRU off as on the oracle kernel):
+``shrink_node()`` → ``prepare_scan_count()``, ``get_scan_count()``, ``shrink_lruvec()``
+(``shrink_list()``, ``shrink_inactive_list()``, ``shrink_active_list()``,
+``shrink_folio_list()``) and ``shrink_slab()``; ``try_to_free_pages()`` →
+``do_try_to_free_pages()`` → ``shrink_zones()``; ``consider_reclaim_throttle()`` and
+``reclaim_throttle()``; ``zone_reclaimable_pages()``; ``drop_caches``. kswapd is in
+:mod:`simcore.mm.kswapd`.
+
+Everything here is synchronous and returns what it did and what it cost (a
+:class:`ScanControl`); the timed layer spends that time. Reclaimed pages go back to the
+buddy allocator through :meth:`Reclaim.release` (the owner's bookkeeping, then
+``__free_pages()``), so they land on the free lists where they really are.
+
+SIMPLIFICATIONS (also listed in the README):
+
+- ``shrink_lruvec()`` stops as soon as ``nr_to_reclaim`` is met; the kernel keeps
+  scanning the other lists proportionally first.
+- The anon/file balance uses ``vm.swappiness`` alone: the recent reclaim costs
+  (``anon_cost``/``file_cost``) and refaults (workingset) are not tracked.
+- A dirty page-cache page that reclaim meets is written back at once (priced
+  ``reclaim_dirty_ns`` and charged to that reclaimer) and rotated to the tail of the
+  inactive list, so the next scan frees it clean. The kernel marks it ``PG_reclaim``,
+  activates it and leaves the write to the flusher threads. Direct reclaim without
+  ``__GFP_FS`` skips dirty pages.
+- No memory cgroups, no ``throttle_direct_reclaim()`` (the pfmemalloc wait), no
+  writeback throttling (``VMSCAN_THROTTLE_WRITEBACK``); ``reclaim_throttle()`` is
+  modelled for ``VMSCAN_THROTTLE_NOPROGRESS``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from simcore.config.types import CostConfig
+from simcore.mm.compaction import Compaction
+from simcore.mm.constants import MAX_NR_ZONES, PAGE_ALLOC_COSTLY_ORDER, ZoneType
+from simcore.mm.gfp import GFP, gfp_zone
+from simcore.mm.lru import (
+    DIRTY,
+    KIND_ANON,
+    KIND_FILE,
+    KIND_SLAB,
+    LRU_ACTIVE_ANON,
+    LRU_ACTIVE_FILE,
+    LRU_INACTIVE_ANON,
+    LRU_INACTIVE_FILE,
+    LRU_NAMES,
+    NR_LRU_LISTS,
+    REFERENCED,
+    Lruvec,
+    entry_pages,
+    entry_zone,
+    is_active_lru,
+    is_file_lru,
+    pack,
+)
+from simcore.mm.oom_kill import OomCandidate
+from simcore.mm.vmstat import VMSTAT_ZONE_SUFFIXES
+from simcore.mm.zone import managed_zone
+
+if TYPE_CHECKING:
+    from simcore.mm.page_alloc import PageAllocator
+    from simcore.mm.zone import Zone
+
+DEF_PRIORITY = 12
+SWAP_CLUSTER_MAX = 32
+MAX_RECLAIM_RETRIES = 16
+SHRINK_BATCH = 128
+DEFAULT_SEEKS = 2
+DEACTIVATE_ANON, DEACTIVATE_FILE = 1, 2
+GFP_IO = int(GFP.IO)
+GFP_FS = int(GFP.FS)
+
+ReleaseFn = Callable[[int, int, int, int], None]
+"""``release(pfn, order, cpu, kind)``: give a reclaimed block back (owner, then buddy)."""
+SpanFn = Callable[[str, int, int, int, str], None]
+"""``span(name, nid, pages, duration_ns, detail)``: a reclaim tracepoint for the run."""
+
+
+class ScanControl:
+    """``struct scan_control``: one reclaim invocation, and what it did and cost.
+
+    Attributes:
+        nr_to_reclaim: Pages to reclaim before stopping.
+        gfp: The reclaim context (``current_gfp_context()`` of the request).
+        reclaim_idx: Highest zone index whose pages may be reclaimed.
+        order: The allocation order reclaim works for.
+        priority: Scan priority: each list is scanned ``size >> priority``.
+        may_writepage, may_swap: Whether dirty pages may be written and anon swapped.
+        kswapd: Run by kswapd (counts ``pgscan_kswapd``) rather than a direct reclaimer.
+        cpu: The CPU whose pcp lists receive the freed pages.
+        nr_scanned, nr_reclaimed: Pages isolated and freed (``nr_scanned`` is per round).
+        cost_ns: Time the work took (:class:`~simcore.config.types.CostConfig`).
+        throttled_ns: Time slept in ``reclaim_throttle()``.
+    """
+
+    __slots__ = ("nr_to_reclaim", "gfp", "reclaim_idx", "order", "priority",
+                 "may_writepage", "may_swap", "may_deactivate", "force_deactivate",
+                 "skipped_deactivate", "cache_trim_mode", "file_is_tiny", "compaction_ready",
+                 "kswapd", "cpu", "nr_scanned", "nr_reclaimed", "cost_ns", "throttled_ns",
+                 "nr_swapped", "nr_written")
+
+    def __init__(self, nr_to_reclaim: int, gfp: int, reclaim_idx: int, order: int,
+                 kswapd: bool, cpu: int) -> None:
+        self.nr_to_reclaim = nr_to_reclaim
+        self.gfp = gfp
+        self.reclaim_idx = reclaim_idx
+        self.order = order
+        self.priority = DEF_PRIORITY
+        self.may_writepage = True
+        self.may_swap = True
+        self.may_deactivate = 0
+        self.force_deactivate = False
+        self.skipped_deactivate = False
+        self.cache_trim_mode = False
+        self.file_is_tiny = False
+        self.compaction_ready = False
+        self.kswapd = kswapd
+        self.cpu = cpu
+        self.nr_scanned = 0
+        self.nr_reclaimed = 0
+        self.cost_ns = 0
+        self.throttled_ns = 0
+        self.nr_swapped = 0
+        self.nr_written = 0
+
+
+class KswapdState:
+    """A node's kswapd fields of ``pg_data_t``.
+
+    Attributes:
+        nid: The node.
+        order: ``kswapd_order``: the largest order a waker asked for.
+        highest_zoneidx: ``kswapd_highest_zoneidx`` (MAX_NR_ZONES: none asked).
+        failures: ``kswapd_failures``: runs in a row that reclaimed nothing.
+        waiting: kswapd is on ``kswapd_wait`` (napping or asleep), so a wakeup wakes it.
+        woken: A wakeup arrived while it waited (cleared when it runs).
+        wake: Called to wake the kswapd process (the timed layer sets it).
+    """
+
+    __slots__ = ("nid", "order", "highest_zoneidx", "failures", "waiting", "woken", "wake",
+                 "running")
+
+    def __init__(self, nid: int) -> None:
+        self.nid = nid
+        self.order = 0
+        self.highest_zoneidx = MAX_NR_ZONES
+        self.failures = 0
+        self.waiting = True
+        self.woken = False
+        self.running = False
+        self.wake: Callable[[], None] = _nothing
+
+
+class Reclaim:
+    """The reclaim state of one machine: per-node LRUs, swap, and the cost model.
+
+    Attributes:
+        mm: The page allocator whose pages are reclaimed.
+        lruvecs: One :class:`~simcore.mm.lru.Lruvec` per node.
+        swap_pages, swap_used: Swap space and the pages in it.
+        swappiness: ``vm.swappiness``.
+        cost: The cost model.
+        release: Gives reclaimed blocks back (default: ``__free_pages()`` directly).
+        span: Receives reclaim tracepoints (default: none).
+    """
+
+    def __init__(self, mm: PageAllocator, swap_pages: int, swappiness: int,
+                 cost: CostConfig) -> None:
+        self.mm = mm
+        self.lruvecs = [Lruvec(node.nid, len(ZoneType)) for node in mm.nodes]
+        self.swap_pages = swap_pages
+        self.swap_used = 0
+        self.swappiness = swappiness
+        self.cost = cost
+        self.release: ReleaseFn = self._free_directly
+        self.span: SpanFn = _no_span
+        self.kswapd = [KswapdState(node.nid) for node in mm.nodes]
+        self.compaction = Compaction()
+        self.oom_candidates: Callable[[], list[OomCandidate]] = list
+        """The owners the OOM killer may choose from (the machine sets it; none here)."""
+        self.oom_kill: Callable[[str], int] = _cannot_kill
+        """Kills an owner and frees its memory; returns the pages freed."""
+        self.oom_lock_held = False
+        """``oom_lock``: an OOM kill is in progress (its cost is being spent)."""
+        self.oom_progress = False
+        """``did_some_progress`` of the last ``__alloc_pages_may_oom()``."""
+
+    def _free_directly(self, pfn: int, order: int, cpu: int, kind: int) -> None:
+        self.mm.free_pages(pfn, order, cpu)
+
+    # -- the owners' side ---------------------------------------------------------------
+    def lru_add(self, pfn: int, order: int, kind: int, dirty: bool = False,
+                referenced: bool = False) -> None:
+        """Put a new reclaimable allocation on its node's lists (``folio_add_lru()``)."""
+        zone = self.mm.page_zone(pfn)
+        self.lruvecs[zone.nid].add(pfn, kind, pack(order, zone.zone_idx, dirty, referenced))
+
+    def lru_del(self, pfn: int) -> bool:
+        """Take a block its owner frees off the lists; False if it was not on one."""
+        nid = self.mm.page_zone(pfn).nid
+        return self.lruvecs[nid].delete(pfn) >= 0
+
+    def swap_free(self, pages: int) -> None:
+        """An owner freed (or lost) memory that was swapped out: release its slots."""
+        self.swap_used -= min(pages, self.swap_used)
+
+    def node_stats(self) -> dict[str, int]:
+        """The LRU sizes and reclaimable slab of all nodes (``/proc/vmstat`` levels)."""
+        out = {f"nr_{name}": sum(lv.size(lru) for lv in self.lruvecs)
+               for lru, name in enumerate(LRU_NAMES)}
+        out["nr_slab_reclaimable"] = sum(lv.slab_pages() for lv in self.lruvecs)
+        return out
+
+    # -- counters the slow path and kswapd read -----------------------------------------
+    def can_reclaim_anon_pages(self) -> bool:
+        """``can_reclaim_anon_pages()``: swap space is left (no demotion modelled)."""
+        return self.swap_used < self.swap_pages
+
+    def zone_reclaimable_pages(self, zone: Zone) -> int:
+        """``zone_reclaimable_pages()``: file LRU pages, plus anon ones if swap is left.
+
+        Like the kernel's, it leaves out reclaimable slab.
+        """
+        counts = self.lruvecs[zone.nid].nr_zone[zone.zone_idx]
+        nr = counts[LRU_INACTIVE_FILE] + counts[LRU_ACTIVE_FILE]
+        if self.can_reclaim_anon_pages():
+            nr += counts[LRU_INACTIVE_ANON] + counts[LRU_ACTIVE_ANON]
+        return nr
+
+    def node_lru_pages(self, nid: int, lru: int) -> int:
+        """``node_page_state(NR_<lru>)``."""
+        return self.lruvecs[nid].size(lru)
+
+    # -- shrink_node and its parts ------------------------------------------------------
+    def inactive_is_low(self, lv: Lruvec, inactive_lru: int) -> bool:
+        """``inactive_is_low()``: inactive × sqrt(10 × GiB of the pair) < active."""
+        inactive = lv.size(inactive_lru)
+        active = lv.size(inactive_lru + 1)
+        gb = (inactive + active) >> 18
+        ratio = _int_sqrt(10 * gb) if gb else 1
+        return inactive * ratio < active
+
+    def prepare_scan_count(self, lv: Lruvec, sc: ScanControl) -> None:
+        """``prepare_scan_count()``: deactivation, cache-trim mode and tiny-file mode."""
+        if sc.force_deactivate:
+            sc.may_deactivate = DEACTIVATE_ANON | DEACTIVATE_FILE
+        else:
+            sc.may_deactivate = 0
+            if self.inactive_is_low(lv, LRU_INACTIVE_ANON):
+                sc.may_deactivate |= DEACTIVATE_ANON
+            if self.inactive_is_low(lv, LRU_INACTIVE_FILE):
+                sc.may_deactivate |= DEACTIVATE_FILE
+        inactive_file = lv.size(LRU_INACTIVE_FILE)
+        sc.cache_trim_mode = bool(inactive_file >> sc.priority
+                                  and not sc.may_deactivate & DEACTIVATE_FILE)
+        node = self.mm.nodes[lv.nid]
+        zones = [z for z in node.node_zones if z is not None and managed_zone(z)]
+        free = sum(z.nr_free_pages for z in zones)
+        total_high = sum(z.watermark[2] for z in zones)
+        file = lv.size(LRU_INACTIVE_FILE) + lv.size(LRU_ACTIVE_FILE)
+        sc.file_is_tiny = bool(file + free <= total_high
+                               and not sc.may_deactivate & DEACTIVATE_ANON
+                               and lv.size(LRU_INACTIVE_ANON) >> sc.priority)
+
+    def get_scan_count(self, lv: Lruvec, sc: ScanControl) -> list[int]:
+        """``get_scan_count()``: pages to scan on each list this round."""
+        swappiness = self.swappiness
+        if not sc.may_swap or not self.can_reclaim_anon_pages():
+            balance = "file"
+        elif not sc.priority and swappiness:
+            balance = "equal"
+        elif sc.file_is_tiny:
+            balance = "anon"
+        elif sc.cache_trim_mode:
+            balance = "file"
+        else:
+            balance = "fract"
+        # SIMPLIFICATION: anon_cost == file_cost == 0, so the fractions are
+        # swappiness and 200 - swappiness.
+        fraction = (swappiness, 200 - swappiness)
+        denominator = fraction[0] + fraction[1]
+        nr = [0] * NR_LRU_LISTS
+        for lru in range(NR_LRU_LISTS):
+            file = int(is_file_lru(lru))
+            scan = lv.size(lru, sc.reclaim_idx) >> sc.priority
+            if balance == "fract":
+                scan = -(-scan * fraction[file] // denominator) if denominator else 0
+            elif balance == "file" and not file or balance == "anon" and file:
+                scan = 0
+            nr[lru] = scan
+        return nr
+
+    def shrink_lruvec(self, lv: Lruvec, sc: ScanControl) -> None:
+        """``shrink_lruvec()``: scan the lists in SWAP_CLUSTER_MAX chunks."""
+        nr = self.get_scan_count(lv, sc)
+        while nr[LRU_INACTIVE_ANON] or nr[LRU_ACTIVE_FILE] or nr[LRU_INACTIVE_FILE]:
+            for lru in range(NR_LRU_LISTS):
+                if nr[lru]:
+                    chunk = min(nr[lru], SWAP_CLUSTER_MAX)
+                    nr[lru] -= chunk
+                    self.shrink_list(lru, chunk, lv, sc)
+            if sc.nr_reclaimed >= sc.nr_to_reclaim:
+                break
+        if self.can_reclaim_anon_pages() and self.inactive_is_low(lv, LRU_INACTIVE_ANON):
+            self.shrink_active_list(SWAP_CLUSTER_MAX, lv, sc, LRU_ACTIVE_ANON)
+
+    def shrink_list(self, lru: int, nr_to_scan: int, lv: Lruvec, sc: ScanControl) -> None:
+        """``shrink_list()``."""
+        if is_active_lru(lru):
+            bit = DEACTIVATE_FILE if is_file_lru(lru) else DEACTIVATE_ANON
+            if sc.may_deactivate & bit:
+                self.shrink_active_list(nr_to_scan, lv, sc, lru)
+            else:
+                sc.skipped_deactivate = True
+            return
+        self.shrink_inactive_list(nr_to_scan, lv, sc, lru)
+
+    def _isolate(self, nr_to_scan: int, lv: Lruvec, sc: ScanControl,
+                 lru: int) -> list[tuple[int, int]]:
+        """``isolate_lru_folios()``: up to ``nr_to_scan`` pages from the tail of ``lru``.
+
+        Pages of zones above ``reclaim_idx`` are skipped (``pgskip_<zone>``) and spliced
+        back to the head of the list.
+        """
+        lst = lv.lists[lru]
+        taken: list[tuple[int, int]] = []
+        skipped: list[tuple[int, int]] = []
+        scan = 0
+        v = self.mm.vm
+        while scan < nr_to_scan and lst:
+            pfn, packed = lst.popitem(last=False)
+            lv.nr_zone[entry_zone(packed)][lru] -= entry_pages(packed)
+            del lv.where[pfn]
+            if entry_zone(packed) > sc.reclaim_idx:
+                skipped.append((pfn, packed))
+                v.add(f"pgskip_{VMSTAT_ZONE_SUFFIXES[entry_zone(packed)]}",
+                      entry_pages(packed))
+                continue
+            scan += entry_pages(packed)
+            taken.append((pfn, packed))
+        for pfn, packed in skipped:
+            lv.put(pfn, lru, packed)
+        return taken
+
+    def shrink_inactive_list(self, nr_to_scan: int, lv: Lruvec, sc: ScanControl,
+                             lru: int) -> None:
+        """``shrink_inactive_list()`` + ``shrink_folio_list()`` for one chunk."""
+        taken = self._isolate(nr_to_scan, lv, sc, lru)
+        if not taken:
+            return
+        file = is_file_lru(lru)
+        cost = self.cost
+        v = self.mm.vm
+        scanned = sum(entry_pages(p) for _, p in taken)
+        sc.nr_scanned += scanned
+        sc.cost_ns += scanned * cost.reclaim_scan_ns
+        v.add("pgscan_kswapd" if sc.kswapd else "pgscan_direct", scanned)
+        v.add("pgscan_file" if file else "pgscan_anon", scanned)
+        reclaimed = 0
+        for pfn, packed in taken:
+            pages = entry_pages(packed)
+            if packed & REFERENCED:  # folio_check_references(): PAGEREF_ACTIVATE
+                lv.put(pfn, lru + 1, packed & ~REFERENCED)
+                v.add("pgactivate", pages)
+                continue
+            if not file:
+                if (not sc.may_swap or not sc.gfp & GFP_IO
+                        or self.swap_pages - self.swap_used < pages):
+                    lv.put(pfn, lru, packed)  # keep: add_to_swap() not possible
+                    continue
+                self.swap_used += pages
+                sc.nr_swapped += pages
+                sc.cost_ns += pages * cost.reclaim_swap_ns
+                v.add("pswpout", pages)
+            elif packed & DIRTY:
+                if not sc.may_writepage or not (sc.kswapd or sc.gfp & GFP_FS):
+                    lv.put(pfn, lru, packed)  # keep: this reclaimer cannot write it
+                    continue
+                sc.nr_written += pages
+                sc.cost_ns += pages * cost.reclaim_dirty_ns
+                lv.put(pfn, lru, packed & ~DIRTY, oldest=True)  # folio_rotate_reclaimable()
+                v.add("pgrotated", pages)
+                continue
+            else:
+                sc.cost_ns += pages * cost.reclaim_clean_ns
+            reclaimed += pages
+            self.release(pfn, packed & 0xFF, sc.cpu, KIND_FILE if file else KIND_ANON)
+        sc.nr_reclaimed += reclaimed
+        v.add("pgsteal_kswapd" if sc.kswapd else "pgsteal_direct", reclaimed)
+        v.add("pgsteal_file" if file else "pgsteal_anon", reclaimed)
+
+    def shrink_active_list(self, nr_to_scan: int, lv: Lruvec, sc: ScanControl,
+                           lru: int) -> None:
+        """``shrink_active_list()``: move pages from the active tail to the inactive head.
+
+        SIMPLIFICATION: no page stays active (the kernel keeps referenced executable
+        file pages); the referenced bit is cleared, as folio_referenced() does.
+        """
+        taken = self._isolate(nr_to_scan, lv, sc, lru)
+        pages = 0
+        for pfn, packed in taken:
+            lv.put(pfn, lru - 1, packed & ~REFERENCED)
+            pages += entry_pages(packed)
+        v = self.mm.vm
+        v.add("pgrefill", pages)
+        v.add("pgdeactivate", pages)
+        sc.cost_ns += pages * self.cost.reclaim_scan_ns
+
+    def shrink_slab(self, lv: Lruvec, sc: ScanControl) -> int:
+        """``shrink_slab()`` → ``do_shrink_slab()`` for the node's one shrinker.
+
+        ``delta = (freeable >> priority) * 4 / seeks`` plus the deferred work, capped at
+        twice the freeable count, scanned in batches of SHRINK_BATCH; what is left is
+        deferred to the next call. Returns the pages freed.
+        """
+        freeable = lv.slab_pages()
+        if not freeable:
+            return 0
+        nr = lv.nr_deferred
+        lv.nr_deferred = 0
+        delta = (freeable >> sc.priority) * 4 // DEFAULT_SEEKS
+        total_scan = min((nr >> sc.priority) + delta, 2 * freeable)
+        scanned = freed = 0
+        while total_scan >= SHRINK_BATCH or total_scan >= freeable:
+            nr_to_scan = min(SHRINK_BATCH, total_scan)
+            freed += self._free_slab(lv, nr_to_scan, sc.cpu)
+            scanned += nr_to_scan
+            total_scan -= nr_to_scan
+            freeable = lv.slab_pages()
+            if not freeable:
+                break
+        lv.nr_deferred = min(max(nr + delta - scanned, 0), 2 * max(freeable, 1))
+        self.mm.vm.add("slabs_scanned", scanned)
+        sc.cost_ns += freed * self.cost.reclaim_clean_ns
+        return freed
+
+    def _free_slab(self, lv: Lruvec, nr_to_scan: int, cpu: int) -> int:
+        """Free up to ``nr_to_scan`` pages of the oldest reclaimable slab."""
+        freed = 0
+        while freed < nr_to_scan and lv.slab:
+            pfn, packed = lv.slab.popitem(last=False)
+            pages = entry_pages(packed)
+            lv.nr_slab_zone[entry_zone(packed)] -= pages
+            del lv.where[pfn]
+            self.release(pfn, packed & 0xFF, cpu, KIND_SLAB)
+            freed += pages
+        return freed
+
+    def shrink_node(self, nid: int, sc: ScanControl) -> None:
+        """``shrink_node()``: the node's LRU lists, then its slab.
+
+        Reclaim that frees anything resets ``kswapd_failures``.
+        """
+        lv = self.lruvecs[nid]
+        before = sc.nr_reclaimed
+        self.prepare_scan_count(lv, sc)
+        self.shrink_lruvec(lv, sc)
+        sc.nr_reclaimed += self.shrink_slab(lv, sc)
+        if sc.nr_reclaimed > before:
+            self.kswapd[nid].failures = 0
+
+    # -- direct reclaim -----------------------------------------------------------------
+    def try_to_free_pages(
+        self, zonelist: tuple[Zone, ...], order: int, gfp: int, cpu: int, caller: str = ""
+    ) -> ScanControl:
+        """``try_to_free_pages()`` → ``do_try_to_free_pages()``.
+
+        Counts ``allocstall_<zone of gfp_zone()>`` once, then shrinks the zonelist's
+        nodes at priority 12 down to 0 until SWAP_CLUSTER_MAX pages are reclaimed.
+        Returns the scan control: ``nr_reclaimed`` (or 1 if it stopped because
+        compaction is ready), with the time spent in ``cost_ns`` and ``throttled_ns``.
+        """
+        reclaim_idx = int(gfp_zone(gfp))
+        sc = ScanControl(SWAP_CLUSTER_MAX, gfp, reclaim_idx, order, kswapd=False, cpu=cpu)
+        v = self.mm.vm
+        v.add(f"allocstall_{VMSTAT_ZONE_SUFFIXES[reclaim_idx]}", 1)
+        first = zonelist[0].nid if zonelist else -1
+        for attempt in range(2):  # the skipped_deactivate retry
+            sc.priority = DEF_PRIORITY
+            while True:
+                sc.nr_scanned = 0
+                self.shrink_zones(zonelist, sc)
+                if sc.nr_reclaimed >= sc.nr_to_reclaim or sc.compaction_ready:
+                    break
+                sc.priority -= 1
+                if sc.priority < 0:
+                    break
+            if sc.nr_reclaimed or sc.compaction_ready or not sc.skipped_deactivate or attempt:
+                break
+            sc.force_deactivate = True
+            sc.skipped_deactivate = False
+        if first >= 0:
+            self.span("mm_vmscan_direct_reclaim", first, sc.nr_reclaimed,
+                      sc.cost_ns + sc.throttled_ns, f"order={order} priority={sc.priority}")
+        if not sc.nr_reclaimed and sc.compaction_ready:
+            sc.nr_reclaimed = 1
+        return sc
+
+    def shrink_zones(self, zonelist: tuple[Zone, ...], sc: ScanControl) -> None:
+        """``shrink_zones()``: each node of the zonelist once, up to ``reclaim_idx``."""
+        last_nid = -1
+        first_nid = -1
+        for zone in zonelist:
+            if zone.zone_idx > sc.reclaim_idx:
+                continue
+            if sc.order > PAGE_ALLOC_COSTLY_ORDER and self.compaction_ready(zone, sc):
+                sc.compaction_ready = True
+                continue
+            if zone.nid == last_nid:
+                continue
+            last_nid = zone.nid
+            if first_nid < 0:
+                first_nid = zone.nid
+            self.shrink_node(zone.nid, sc)
+        if first_nid >= 0:
+            self.consider_reclaim_throttle(first_nid, sc)
+
+    def compaction_ready(self, zone: Zone, sc: ScanControl) -> bool:
+        """``compaction_ready()``: would compaction do better than more reclaim?
+
+        Compaction arrives with the compaction issue; until then its suitability check
+        says COMPACT_SKIPPED, and this is always False.
+        """
+        return self.compaction.suitable(zone, sc.order, sc.reclaim_idx) == "success"
+
+    def consider_reclaim_throttle(self, nid: int, sc: ScanControl) -> None:
+        """``consider_reclaim_throttle()``: throttle a direct reclaimer that freed nothing.
+
+        At priority 1 with nothing reclaimed it sleeps one jiffy
+        (``reclaim_throttle(VMSCAN_THROTTLE_NOPROGRESS)``), unless the node is hopeless
+        (``skip_throttle_noprogress()``).
+        """
+        if sc.nr_reclaimed > sc.nr_scanned >> 3 or sc.kswapd:
+            return
+        if sc.priority == 1 and not sc.nr_reclaimed and not self.skip_throttle_noprogress(nid):
+            sc.throttled_ns += self.cost.jiffy_ns
+
+    def skip_throttle_noprogress(self, nid: int) -> bool:
+        """``skip_throttle_noprogress()``: kswapd gave up, or nothing is reclaimable."""
+        if self.kswapd[nid].failures >= MAX_RECLAIM_RETRIES:
+            return True
+        zones = [z for z in self.mm.nodes[nid].node_zones if z is not None and managed_zone(z)]
+        return not sum(self.zone_reclaimable_pages(z) for z in zones)
+
+    # -- /proc/sys/vm/drop_caches -------------------------------------------------------
+    def drop_caches(self, what: int, cpu: int) -> int:
+        """``drop_caches_sysctl_handler()``: 1 drops clean page cache, 2 slab, 3 both.
+
+        Returns the pages freed. Dirty and mapped-and-referenced distinctions aside,
+        every clean page-cache page is freed (``invalidate_mapping_pages()``).
+        """
+        freed = 0
+        v = self.mm.vm
+        for lv in self.lruvecs:
+            if what & 1:
+                for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
+                    for pfn, packed in list(lv.lists[lru].items()):
+                        if packed & DIRTY:
+                            continue
+                        lv.delete(pfn)
+                        self.release(pfn, packed & 0xFF, cpu, KIND_FILE)
+                        freed += entry_pages(packed)
+            if what & 2:
+                freed += self._free_slab(lv, lv.slab_pages(), cpu)
+        if what & 1:
+            v.add("drop_pagecache", 1)
+        if what & 2:
+            v.add("drop_slab", 1)
+        return freed
+
+
+def _int_sqrt(x: int) -> int:
+    """``int_sqrt()``."""
+    return math.isqrt(x)
+
+
+def _cannot_kill(victim: str) -> int:
+    raise AssertionError(f"no owner registry: cannot kill {victim}")
+
+
+def _nothing() -> None:
+    """The default kswapd waker: no kswapd process runs (a model without time)."""
+
+
+def _no_span(name: str, nid: int, pages: int, duration_ns: int, detail: str) -> None:
+    """The default span sink: records nothing."""

@@ -1,0 +1,53 @@
+"""Scheduled actions (the config's ``actions:`` list), run as one SimPy process.
+
+Each action happens at its time, in file order for equal times, before any allocator
+call at that instant that was scheduled later. It is traced as an ``action`` span and
+logged (time, what, outcome) for ``summary.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from simcore.config.types import ActionConfig
+from simcore.formats import trace_schema as ts
+from simcore.mm.sysctl import write_sysctl
+from simcore.sim.machine import Machine
+
+
+def describe(action: ActionConfig) -> str:
+    """``sysctl min_free_kbytes=90000``, ``drop_caches 3``."""
+    if action.kind == "drop_caches":
+        return f"drop_caches {dict(action.args)['what']}"
+    return "sysctl " + " ".join(f"{k}={v}" for k, v in action.args)
+
+
+def run_action(machine: Machine, action: ActionConfig) -> dict[str, Any]:
+    """Apply one action now; returns its log entry."""
+    machine.apply_pending_frees()
+    mm = machine.mm
+    cpu = mm.nodes[0].cpus[0] if mm.nodes[0].cpus else 0
+    machine.tracer.set_context("", cpu)
+    pages = 0
+    if action.kind == "drop_caches":
+        what = dict(action.args)["what"]
+        pages = mm.reclaim.drop_caches(what, cpu)
+        outcome = f"{pages} pages freed"
+    else:
+        outcome = "; ".join(f"{name}: {write_sysctl(mm, name, value)}"
+                            for name, value in action.args)
+    now = int(machine.env.now)
+    machine.spans.add(ts.SPAN_ACTION, -1, "", now, now, pages,
+                      f"{describe(action)}: {outcome}")
+    return {"at_ns": now, "do": describe(action), "outcome": outcome, "pages": pages}
+
+
+def actions_process(machine: Machine, actions: tuple[ActionConfig, ...],
+                    log: list[dict[str, Any]]) -> Generator[Any, Any, None]:
+    """SimPy process: every action at its time (stable order for equal times)."""
+    env = machine.env
+    for action in sorted(actions, key=lambda a: a.at_ns):
+        if action.at_ns > env.now:
+            yield env.timeout(action.at_ns - env.now)
+        log.append(run_action(machine, action))
