@@ -24,7 +24,7 @@ import numpy as np
 
 from simcore.config.types import WorkloadConfig
 from simcore.mm.lru import KIND_ANON, KIND_FILE, KIND_SLAB
-from simcore.sim.machine import LRU_DIRTY, LRU_REFERENCED, Machine
+from simcore.sim.machine import LRU_DIRTY, LRU_HOT, Machine
 from workloads.synthetic_params import LifetimeSpec, SyntheticParams
 
 MEMORY_KIND = {"unreclaimable": -1, "anon": KIND_ANON, "file": KIND_FILE, "slab": KIND_SLAB}
@@ -76,14 +76,14 @@ def check_params(machine: Machine, name: str, p: SyntheticParams) -> None:
 
 
 def _lru_flags(p: SyntheticParams, rng: np.random.Generator) -> Iterator[int]:
-    """Endless ``lru_flags`` for the allocations (dirty and referenced draws)."""
-    if not p.dirty and not p.referenced:
+    """Endless ``lru_flags`` for the allocations (dirty and hot draws)."""
+    if not p.dirty and not p.hot:
         while True:
             yield 0
     while True:
         dirty = rng.random(BATCH) < p.dirty
-        referenced = rng.random(BATCH) < p.referenced
-        flags = dirty * LRU_DIRTY + referenced * LRU_REFERENCED
+        hot = rng.random(BATCH) < p.hot
+        flags = dirty * LRU_DIRTY + hot * LRU_HOT
         yield from flags.astype(np.int64).tolist()
 
 

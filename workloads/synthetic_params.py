@@ -40,7 +40,7 @@ LifetimeKind = Literal["exponential", "fixed", "lognormal", "forever"]
 MAX_REQUEST_ORDER = 16
 """Largest order a request may name; the machine's ``max_order`` is checked at run time."""
 SYNTHETIC_KEYS = ("rate", "order", "lifetime", "gfp", "cpus", "nid", "max_requests", "start",
-                  "memory", "dirty", "referenced", "oom_score_adj")
+                  "memory", "dirty", "hot", "oom_score_adj")
 MEMORY_KINDS = ("unreclaimable", "anon", "file", "slab")
 """What a workload's pages are: kernel memory reclaim cannot take (the default),
 anonymous memory (reclaimable with swap), page cache, or reclaimable slab."""
@@ -82,8 +82,8 @@ class SyntheticParams:
         start_ns: Simulated time of the first arrival process start.
         memory: One of :data:`MEMORY_KINDS`.
         dirty: Fraction of ``file`` pages that are dirty when allocated.
-        referenced: Fraction of pages used again after allocation (reclaim activates
-            them once instead of freeing them).
+        hot: Fraction of reclaimable pages the caller keeps using (its working set):
+            reclaim finds them referenced at every scan and keeps them.
         oom_score_adj: ``oom_score_adj`` of the caller (-1000: never OOM-killed).
     """
 
@@ -97,7 +97,7 @@ class SyntheticParams:
     start_ns: int = 0
     memory: str = "unreclaimable"
     dirty: float = 0.0
-    referenced: float = 0.0
+    hot: float = 0.0
     oom_score_adj: int = 0
 
 
@@ -219,10 +219,13 @@ def parse_synthetic_params(
                           expected=f"one of {', '.join(MEMORY_KINDS)}",
                           choices=MEMORY_KINDS),
         dirty=_fraction(data.get("dirty", 0.0), key("dirty"), source),
-        referenced=_fraction(data.get("referenced", 0.0), key("referenced"), source),
+        hot=_fraction(data.get("hot", 0.0), key("hot"), source),
         oom_score_adj=expect_int(data.get("oom_score_adj", 0), key("oom_score_adj"), source,
                                  -1000, 1000),
     )
+    if params.hot and params.memory == "unreclaimable":
+        raise ConfigError(source, key("hot"), "0 unless memory is file, anon or slab (only "
+                          "reclaimable memory is on the LRU lists)", params.hot)
     if params.dirty and params.memory != "file":
         raise ConfigError(source, key("dirty"), "0 unless memory is 'file' (only page "
                           "cache is dirty)", params.dirty)
@@ -295,6 +298,6 @@ def dump_synthetic_params(params: Mapping[str, object]) -> dict[str, object]:
         "start": format_duration(spec.start_ns),
         "memory": spec.memory,
         "dirty": spec.dirty,
-        "referenced": spec.referenced,
+        "hot": spec.hot,
         "oom_score_adj": spec.oom_score_adj,
     }

@@ -56,12 +56,12 @@ PATH_FALLBACK = "fallback"  # served after __rmqueue_fallback() stole from anoth
 PATH_FAILURE = "failure"  # the allocation failed
 PATHS = (PATH_NONE, PATH_PCP, PATH_BUDDY, PATH_FALLBACK, PATH_FAILURE)
 
-# -- the ``stage`` column: which step of __alloc_pages() produced the page ---------------
+# -- the ``stage`` column: the deepest step of __alloc_pages() a request went through -----
 STAGE_FAST = "fast"  # get_page_from_freelist() at the LOW watermark, before the slow path
-STAGE_SLOW_RETRY = "slow:retry"  # a slow-path attempt at MIN (adjusted alloc_flags), no reclaim
-STAGE_SLOW_RECLAIM = "slow:reclaim"  # right after direct reclaim
-STAGE_SLOW_COMPACTION = "slow:compaction"  # right after direct compaction
-STAGE_SLOW_OOM = "slow:oom"  # in __alloc_pages_may_oom() (HIGH watermark or NOFAIL)
+STAGE_SLOW_RETRY = "slow:retry"  # slow-path attempts only (MIN, adjusted alloc_flags)
+STAGE_SLOW_RECLAIM = "slow:reclaim"  # it ran direct reclaim (and no compaction or OOM)
+STAGE_SLOW_COMPACTION = "slow:compaction"  # it ran direct compaction (not OOM)
+STAGE_SLOW_OOM = "slow:oom"  # it reached __alloc_pages_may_oom()
 STAGE_FAIL = "fail"  # the request returned NULL
 STAGES = (STAGE_FAST, STAGE_SLOW_RETRY, STAGE_SLOW_RECLAIM, STAGE_SLOW_COMPACTION,
           STAGE_SLOW_OOM, STAGE_FAIL)

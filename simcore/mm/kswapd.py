@@ -92,6 +92,8 @@ def wakeup_kswapd(reclaim: Reclaim, zone: Zone, gfp: int, order: int,
     reclaim.span("mm_vmscan_wakeup_kswapd", zone.nid, 0, 0,
                  f"zid={highest_zoneidx} order={order}")
     st.woken = True
+    if st.thread:  # autoremove_wake_function(): off kswapd_wait once woken
+        st.waiting = False
     st.wake()
     return True
 
@@ -229,14 +231,14 @@ def balance_pgdat(reclaim: Reclaim, nid: int, order: int, highest_zoneidx: int) 
                 raise_priority = False
             sc.may_writepage = not nr_boost_reclaim
             sc.may_swap = not nr_boost_reclaim
+            cost_before = sc.cost_ns
             # kswapd_age_node(): age the active anon list when its inactive list is low.
             lv = reclaim.lruvecs[nid]
-            if reclaim.can_reclaim_anon_pages() and reclaim.inactive_is_low(lv, 0):
+            if reclaim.swap_pages and reclaim.inactive_is_low(lv, 0):
                 reclaim.shrink_active_list(SWAP_CLUSTER_MAX, lv, sc, 1)
             if sc.priority < DEF_PRIORITY - 2:
                 sc.may_writepage = True
             sc.nr_scanned = 0
-            cost_before = sc.cost_ns
             if kswapd_shrink_node(reclaim, nid, sc):
                 raise_priority = False
             if sc.cost_ns > cost_before:

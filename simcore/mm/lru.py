@@ -12,9 +12,13 @@ pfn to a packed int (order, zone index, dirty and referenced bits), oldest first
 kernel's list tail (where reclaim isolates) is the front here, its head (where new and
 rotated pages go) is the back.
 
-SIMPLIFICATION: there are no page-table accesses. A caller marks a page *referenced*
-when it allocates it (a workload parameter); reclaim then treats it as
-``folio_check_references()`` does a recently used mapped page, and activates it once.
+SIMPLIFICATION: there are no page-table accesses. A caller marks a page *hot* when it
+allocates it (a workload parameter): it stays in use, so reclaim finds its pte young at
+every scan. ``folio_check_references()`` then keeps it on the first scan (and sets
+``PG_referenced``) and activates it on the next; the active list sends it back to the
+inactive one (it is not executable file memory), and the cycle repeats, so a hot page
+is never reclaimed. Every other page is used once, when allocated, and is reclaimed the
+first time reclaim reaches it.
 Reclaimable slab is one list per node (one shrinker), in pages: the kernel shrinks
 objects, and a slab page is freed only once all its objects are.
 """
@@ -42,14 +46,16 @@ ZONE_SHIFT = 8
 ZONE_MASK = 0xF
 DIRTY = 1 << 12
 """``PG_dirty``: a page-cache page that must be written before it can be freed."""
-REFERENCED = 1 << 13
-"""The page was used since it was last scanned (``PG_referenced`` / young pte)."""
+HOT = 1 << 13
+"""The owner keeps using the page: ``folio_referenced()`` finds a young pte at every
+scan (the caller's working set)."""
+PG_REFERENCED = 1 << 14
+"""``PG_referenced``: set by reclaim when it first finds the page young."""
 
 
-def pack(order: int, zone_idx: int, dirty: bool = False, referenced: bool = False) -> int:
+def pack(order: int, zone_idx: int, dirty: bool = False, hot: bool = False) -> int:
     """An LRU entry's packed value."""
-    return (order | zone_idx << ZONE_SHIFT | (DIRTY if dirty else 0)
-            | (REFERENCED if referenced else 0))
+    return order | zone_idx << ZONE_SHIFT | (DIRTY if dirty else 0) | (HOT if hot else 0)
 
 
 def entry_pages(packed: int) -> int:
@@ -92,6 +98,8 @@ class Lruvec:
         self.slab: OrderedDict[int, int] = OrderedDict()
         self.nr_slab_zone = [0] * nr_zone_types
         self.where: dict[int, int] = {}
+        self.nr_dirty_zone = [0] * nr_zone_types
+        """Dirty page-cache pages per zone (``NR_ZONE_WRITE_PENDING``)."""
         self.nr_deferred = 0
 
     def __len__(self) -> int:
@@ -104,10 +112,7 @@ class Lruvec:
             self.nr_slab_zone[entry_zone(packed)] += entry_pages(packed)
             self.where[pfn] = SLAB
             return
-        lru = LRU_INACTIVE_FILE if kind == KIND_FILE else LRU_INACTIVE_ANON
-        self.lists[lru][pfn] = packed
-        self.nr_zone[entry_zone(packed)][lru] += entry_pages(packed)
-        self.where[pfn] = lru
+        self.put(pfn, LRU_INACTIVE_FILE if kind == KIND_FILE else LRU_INACTIVE_ANON, packed)
 
     def delete(self, pfn: int) -> int:
         """Take ``pfn`` off whatever list holds it; returns its packed entry (-1: none)."""
@@ -119,8 +124,15 @@ class Lruvec:
             self.nr_slab_zone[entry_zone(packed)] -= entry_pages(packed)
             return packed
         packed = self.lists[lru].pop(pfn)
-        self.nr_zone[entry_zone(packed)][lru] -= entry_pages(packed)
+        self._count(lru, packed, -1)
         return packed
+
+    def _count(self, lru: int, packed: int, sign: int) -> None:
+        pages = sign * entry_pages(packed)
+        zone = entry_zone(packed)
+        self.nr_zone[zone][lru] += pages
+        if packed & DIRTY:
+            self.nr_dirty_zone[zone] += pages
 
     def put(self, pfn: int, lru: int, packed: int, oldest: bool = False) -> None:
         """Put an isolated entry on ``lru``, at its head.
@@ -131,15 +143,15 @@ class Lruvec:
         lst[pfn] = packed
         if oldest:
             lst.move_to_end(pfn, last=False)
-        self.nr_zone[entry_zone(packed)][lru] += entry_pages(packed)
+        self._count(lru, packed, 1)
         self.where[pfn] = lru
 
-    def isolate(self, pfn: int, lru: int) -> int:
-        """Take ``pfn`` off ``lru`` for scanning (``isolate_lru_folios()``)."""
-        packed = self.lists[lru].pop(pfn)
-        self.nr_zone[entry_zone(packed)][lru] -= entry_pages(packed)
+    def isolate_oldest(self, lru: int) -> tuple[int, int]:
+        """Take the entry at the tail of ``lru`` (``isolate_lru_folios()``)."""
+        pfn, packed = self.lists[lru].popitem(last=False)
+        self._count(lru, packed, -1)
         del self.where[pfn]
-        return packed
+        return pfn, packed
 
     def size(self, lru: int, max_zone_idx: int | None = None) -> int:
         """``lruvec_lru_size()``: pages on ``lru`` in zones up to ``max_zone_idx``."""

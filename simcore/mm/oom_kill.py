@@ -7,9 +7,12 @@ killed; its memory is freed at once.
 SIMPLIFICATIONS (also in the README):
 
 - ``oom_badness()`` is the owner's allocated pages plus its pages in swap, plus
-  ``oom_score_adj × totalpages / 1000``; page tables are not modelled. An owner with
-  ``oom_score_adj`` -1000 is never chosen. Equal scores pick the owner created last, as
-  the kernel's process walk keeps the later of two equal tasks.
+  ``oom_score_adj × totalpages / 1000`` (``totalpages``: managed pages plus swap, as
+  ``totalram_pages() + total_swap_pages``); page tables are not modelled, so an owner
+  holding nothing scores only its adjustment (it can still be chosen, and frees
+  nothing). An owner with ``oom_score_adj`` -1000 is never chosen. Equal scores pick
+  the owner created last, as the kernel's process walk keeps the later of two equal
+  tasks.
 - The kill frees everything at once (the oom_reaper's work, priced ``oom_kill_ns``); there
   is no window in which the victim still holds memory, so ``out_of_memory()`` never waits
   for an earlier victim.
@@ -61,8 +64,6 @@ def oom_badness(c: OomCandidate, totalpages: int) -> int | None:
     """``oom_badness()``: None for an owner that is never chosen."""
     if not c.killable or c.oom_score_adj == OOM_SCORE_ADJ_MIN:
         return None
-    if not c.rss_pages and not c.swap_pages:
-        return None  # find_lock_task_mm(): nothing left to free
     return c.rss_pages + c.swap_pages + c.oom_score_adj * (totalpages // 1000)
 
 

@@ -569,8 +569,8 @@ class PageAllocator(FreePagesMixin):
         pfn = slowpath.run_to_end(slowpath.alloc_pages_slowpath(self, gfp, order, ac, cpu, req),
                                   req)
         self.last_request = req
-        return self.alloc_pages_done(pfn, gfp, order, nid, ac, req.stage, req.stall_ns,
-                                     req.fail_reason())
+        return self.alloc_pages_done(pfn, gfp, order, nid, req.ac or ac, req.stage,
+                                     req.stall_ns, req.fail_reason())
 
     # -- whole-machine views ------------------------------------------------------------
     @property

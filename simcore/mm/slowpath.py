@@ -17,7 +17,8 @@ ns the caller spends in a step that sleeps or works (direct reclaim and its
 (or -1). :meth:`simcore.sim.machine.Machine.alloc` turns each yield into a SimPy
 timeout; :meth:`simcore.mm.page_alloc.PageAllocator.alloc_pages` runs it to the end at
 once. A request that cannot block never yields. The step that produced the page is
-recorded in :attr:`SlowRequest.stage` (the trace's ``stage`` column).
+recorded in :attr:`SlowRequest.stage` (the trace's ``stage`` column): the deepest step
+the request went through.
 
 SIMPLIFICATIONS: no cpusets (so no restart for a changed cpuset or zonelist), no
 ``PF_MEMALLOC`` or OOM-victim callers (a caller killed by the OOM killer stops issuing
@@ -79,6 +80,8 @@ MIN_COMPACT_COSTLY_PRIORITY = COMPACT_PRIO_SYNC_LIGHT
 DEF_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_LIGHT
 INIT_COMPACT_PRIORITY = COMPACT_PRIO_ASYNC
 
+_DEPTH = {ts.STAGE_SLOW_RETRY: 0, ts.STAGE_SLOW_RECLAIM: 1, ts.STAGE_SLOW_COMPACTION: 2,
+          ts.STAGE_SLOW_OOM: 3, ts.STAGE_FAIL: 4}
 SlowpathSteps = Generator[int, None, int]
 """Yields ns of stall; returns the pfn or -1."""
 
@@ -87,7 +90,8 @@ class SlowRequest:
     """What one trip through the slow path did (for the trace and the summary).
 
     Attributes:
-        stage: ``ts.STAGE_*``: the step that produced the page, or ``fail``.
+        stage: ``ts.STAGE_*``: the deepest step the request went through (retry <
+            reclaim < compaction < oom), or ``fail``.
         stall_ns: Time the caller spent sleeping or working in the slow path.
         reclaim_rounds: Direct reclaim calls.
         reclaimed: Pages direct reclaim freed.
@@ -97,7 +101,7 @@ class SlowRequest:
     """
 
     __slots__ = ("stage", "stall_ns", "reclaim_rounds", "reclaimed", "oom_victims",
-                 "nofail_warned")
+                 "nofail_warned", "ac")
 
     def __init__(self) -> None:
         self.stage = ts.STAGE_SLOW_RETRY
@@ -106,6 +110,14 @@ class SlowRequest:
         self.reclaimed = 0
         self.oom_victims: list[str] = []
         self.nofail_warned = False
+        self.ac: AllocContext | None = None
+        """The context the slow path ended with (the retry may drop the nodemask, and
+        warn_alloc() prints the one left)."""
+
+    def reach(self, stage: str) -> None:
+        """The request went through ``stage``: keep the deepest."""
+        if _DEPTH[stage] > _DEPTH[self.stage]:
+            self.stage = stage
 
     def fail_reason(self) -> str:
         """Why the request failed, for the ``mm_page_alloc_fail`` event ("" if it did not)."""
@@ -198,7 +210,8 @@ def wake_all_kswapds(mm: PageAllocator, order: int, gfp: int, ac: AllocContext) 
 
 
 def direct_compact(mm: PageAllocator, gfp: int, order: int, alloc_flags: int,
-                   ac: AllocContext, priority: int, cpu: int) -> tuple[int, str, int]:
+                   ac: AllocContext, priority: int, cpu: int,
+                   req: SlowRequest) -> tuple[int, str, int]:
     """``__alloc_pages_direct_compact()``: ``(pfn, compact_result, cost_ns)``.
 
     Order 0 never compacts. A SKIPPED result counts nothing; any other counts
@@ -206,10 +219,11 @@ def direct_compact(mm: PageAllocator, gfp: int, order: int, alloc_flags: int,
     """
     if not order:
         return -1, COMPACT_SKIPPED, 0
-    result, cost = mm.reclaim.compaction.try_to_compact_pages(gfp, order, alloc_flags,
-                                                              priority)
+    result, cost = mm.reclaim.compaction.try_to_compact_pages(
+        gfp, order, alloc_flags, ac.zonelist, ac.highest_zoneidx, priority)
     if result == COMPACT_SKIPPED:
         return -1, result, cost
+    req.reach(ts.STAGE_SLOW_COMPACTION)
     mm.vm.add("compact_stall", 1)
     pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
     mm.vm.add("compact_success" if pfn >= 0 else "compact_fail", 1)
@@ -217,26 +231,30 @@ def direct_compact(mm: PageAllocator, gfp: int, order: int, alloc_flags: int,
 
 
 def direct_reclaim(mm: PageAllocator, gfp: int, order: int, alloc_flags: int,
-                   ac: AllocContext, cpu: int, req: SlowRequest) -> tuple[int, int, int]:
-    """``__alloc_pages_direct_reclaim()``: ``(pfn, did_some_progress, cost_ns)``.
+                   ac: AllocContext, cpu: int,
+                   req: SlowRequest) -> Generator[int, None, tuple[int, int]]:
+    """``__alloc_pages_direct_reclaim()``: returns ``(pfn, did_some_progress)``.
 
-    ``try_to_free_pages()``; with progress, try the free lists again, and if that fails
-    give back a highatomic pageblock (``unreserve_highatomic_pageblock(force=false)``),
-    drain every pcp list and try once more.
+    ``try_to_free_pages()``, whose time the caller spends (yielded) before it looks at
+    the free lists again: pages freed meanwhile may go to other callers first. With
+    progress, try the free lists; if that fails give back a highatomic pageblock
+    (``unreserve_highatomic_pageblock(force=false)``), drain every pcp list and try once
+    more.
     """
+    req.reach(ts.STAGE_SLOW_RECLAIM)
     sc = mm.reclaim.try_to_free_pages(ac.zonelist, order, gfp, cpu, mm.current_comm)
     req.reclaim_rounds += 1
     req.reclaimed += sc.nr_reclaimed
-    cost = mm.reclaim.cost.direct_reclaim_ns + sc.cost_ns + sc.throttled_ns
+    yield sc.cost_ns + sc.throttled_ns
     progress = sc.nr_reclaimed
     if not progress:
-        return -1, 0, cost
+        return -1, 0
     pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
     if pfn < 0:
         unreserve_highatomic_pageblock(ac.zonelist, ac.migratetype, False)
         mm.drain_all_pages()
         pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
-    return pfn, progress, cost
+    return pfn, progress
 
 
 def should_reclaim_retry(mm: PageAllocator, order: int, ac: AllocContext, alloc_flags: int,
@@ -276,9 +294,9 @@ def should_compact_retry(mm: PageAllocator, ac: AllocContext, order: int, alloc_
         return False, priority, retries
     if result == COMPACT_SUCCESS:
         retries += 1
-    if result == COMPACT_SKIPPED:
-        suitable = any(mm.reclaim.compaction.suitable(z, order, ac.highest_zoneidx)
-                       != COMPACT_SKIPPED for z in ac.zonelist)
+    if result == COMPACT_SKIPPED:  # compaction_needs_reclaim()
+        suitable = mm.reclaim.compaction.zonelist_suitable(ac.zonelist, order, alloc_flags,
+                                                           ac.highest_zoneidx)
         return suitable, priority, retries
     if result not in _ESCALATE:
         max_retries = MAX_COMPACT_RETRIES
@@ -307,6 +325,7 @@ def may_oom(mm: PageAllocator, gfp: int, order: int, ac: AllocContext, cpu: int,
     """
     reclaim = mm.reclaim
     reclaim.oom_progress = False
+    req.reach(ts.STAGE_SLOW_OOM)
     if reclaim.oom_lock_held:
         reclaim.oom_progress = True
         yield reclaim.cost.jiffy_ns
@@ -322,7 +341,8 @@ def may_oom(mm: PageAllocator, gfp: int, order: int, ac: AllocContext, cpu: int,
     reclaim.oom_lock_held = True
     try:
         progress, victim, pages = oom_kill.out_of_memory(
-            gfp, order, mm.managed_pages, reclaim.oom_candidates(), reclaim.oom_kill)
+            gfp, order, mm.managed_pages + reclaim.swap_pages, reclaim.oom_candidates(),
+            reclaim.oom_kill)
         if victim is not None:
             req.oom_victims.append(victim)
             mm.vm.add("oom_kill", 1)
@@ -346,6 +366,7 @@ def alloc_pages_slowpath(mm: PageAllocator, gfp: int, order: int, ac: AllocConte
     costly_order = order > PAGE_ALLOC_COSTLY_ORDER
     if gfp & GFP_ATOMIC_BIT and can_direct_reclaim:
         gfp &= ~GFP_ATOMIC_BIT
+    req.ac = ac
     if not ac.zonelist:
         req.stage = ts.STAGE_FAIL
         return -1
@@ -358,18 +379,16 @@ def alloc_pages_slowpath(mm: PageAllocator, gfp: int, order: int, ac: AllocConte
     alloc_flags = int(gfp_to_alloc_flags(gfp))
     if alloc_flags & ALLOC_KSWAPD:
         wake_all_kswapds(mm, order, gfp, ac)
-    req.stage = ts.STAGE_SLOW_RETRY
     pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
     if pfn >= 0:
         return pfn
     if (can_direct_reclaim and (costly_order or order > 0 and ac.migratetype != MT_MOVABLE)
             and not gfp_pfmemalloc_flags(gfp)):
         pfn, compact_result, cost = direct_compact(mm, gfp, order, alloc_flags, ac,
-                                                   INIT_COMPACT_PRIORITY, cpu)
+                                                   INIT_COMPACT_PRIORITY, cpu, req)
         if cost:
             yield cost
         if pfn >= 0:
-            req.stage = ts.STAGE_SLOW_COMPACTION
             return pfn
         if costly_order and gfp & GFP_NORETRY:
             if compact_result in (COMPACT_SKIPPED, COMPACT_DEFERRED):
@@ -385,23 +404,21 @@ def alloc_pages_slowpath(mm: PageAllocator, gfp: int, order: int, ac: AllocConte
                 alloc_flags = int(reserve_alloc_flags(gfp, reserve_flags, alloc_flags))
             if (not alloc_flags & ALLOC_CPUSET or reserve_flags) and ac.nodemask is not None:
                 ac = mm.prepare_alloc_pages(gfp, ac.preferred_nid, None)  # nodemask = NULL
-            req.stage = ts.STAGE_SLOW_RETRY
+                req.ac = ac
             pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
             if pfn >= 0:
                 return pfn
             if not can_direct_reclaim:
                 break
-            pfn, progress, cost = direct_reclaim(mm, gfp, order, alloc_flags, ac, cpu, req)
-            yield cost
+            pfn, progress = yield from direct_reclaim(mm, gfp, order, alloc_flags, ac, cpu,
+                                                      req)
             if pfn >= 0:
-                req.stage = ts.STAGE_SLOW_RECLAIM
                 return pfn
             pfn, compact_result, cost = direct_compact(mm, gfp, order, alloc_flags, ac,
-                                                       compact_priority, cpu)
+                                                       compact_priority, cpu, req)
             if cost:
                 yield cost
             if pfn >= 0:
-                req.stage = ts.STAGE_SLOW_COMPACTION
                 return pfn
             if gfp & GFP_NORETRY:
                 break
@@ -417,7 +434,6 @@ def alloc_pages_slowpath(mm: PageAllocator, gfp: int, order: int, ac: AllocConte
                     compaction_retries)
                 if retry:
                     continue
-            req.stage = ts.STAGE_SLOW_OOM
             pfn = yield from may_oom(mm, gfp, order, ac, cpu, req)
             if pfn >= 0:
                 return pfn
@@ -433,7 +449,6 @@ def alloc_pages_slowpath(mm: PageAllocator, gfp: int, order: int, ac: AllocConte
             req.nofail_warned = True
             return _nopage(mm, req)
         # __alloc_pages_cpuset_fallback(ALLOC_HARDER), then cond_resched(); goto retry.
-        req.stage = ts.STAGE_SLOW_RETRY
         pfn = mm.get_page_from_freelist(gfp, order, ALLOC_HARDER, ac, cpu)
         if pfn >= 0:
             return pfn

@@ -33,6 +33,9 @@ def write_sysctl(mm: PageAllocator, name: str, value: Any) -> str:
         for zone in mm.zones:
             zone.watermark_boost_factor = value
         return "stored (used by the next boost)"
+    if name == "extfrag_threshold":
+        mm.reclaim.compaction.extfrag_threshold = value
+        return "stored (used by compaction_suitable())"
     if name == "swappiness":
         mm.reclaim.swappiness = value
         return "stored (used by the next reclaim)"

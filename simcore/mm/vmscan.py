@@ -15,8 +15,9 @@ buddy allocator through :meth:`Reclaim.release` (the owner's bookkeeping, then
 
 SIMPLIFICATIONS (also listed in the README):
 
-- ``shrink_lruvec()`` stops as soon as ``nr_to_reclaim`` is met; the kernel keeps
-  scanning the other lists proportionally first.
+- Once ``nr_to_reclaim`` is met, ``shrink_lruvec()`` stops (the kernel first scales
+  the other lists' remaining scan down proportionally and finishes those). A direct
+  reclaimer at DEF_PRIORITY scans its whole target either way, as in the kernel.
 - The anon/file balance uses ``vm.swappiness`` alone: the recent reclaim costs
   (``anon_cost``/``file_cost``) and refaults (workingset) are not tracked.
 - A dirty page-cache page that reclaim meets is written back at once (priced
@@ -36,11 +37,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from simcore.config.types import CostConfig
-from simcore.mm.compaction import Compaction
+from simcore.mm.compaction import (
+    COMPACT_CONTINUE,
+    COMPACT_SKIPPED,
+    COMPACT_SUCCESS,
+    Compaction,
+    compact_gap,
+)
 from simcore.mm.constants import MAX_NR_ZONES, PAGE_ALLOC_COSTLY_ORDER, ZoneType
 from simcore.mm.gfp import GFP, gfp_zone
 from simcore.mm.lru import (
     DIRTY,
+    HOT,
     KIND_ANON,
     KIND_FILE,
     KIND_SLAB,
@@ -50,7 +58,7 @@ from simcore.mm.lru import (
     LRU_INACTIVE_FILE,
     LRU_NAMES,
     NR_LRU_LISTS,
-    REFERENCED,
+    PG_REFERENCED,
     Lruvec,
     entry_pages,
     entry_zone,
@@ -140,10 +148,12 @@ class KswapdState:
         waiting: kswapd is on ``kswapd_wait`` (napping or asleep), so a wakeup wakes it.
         woken: A wakeup arrived while it waited (cleared when it runs).
         wake: Called to wake the kswapd process (the timed layer sets it).
+        thread: A kswapd process runs (the timed layer). Without one, the node's kswapd
+            is taken to be asleep whenever it is woken, so every wakeup counts.
     """
 
     __slots__ = ("nid", "order", "highest_zoneidx", "failures", "waiting", "woken", "wake",
-                 "running")
+                 "running", "thread")
 
     def __init__(self, nid: int) -> None:
         self.nid = nid
@@ -153,6 +163,7 @@ class KswapdState:
         self.waiting = True
         self.woken = False
         self.running = False
+        self.thread = False
         self.wake: Callable[[], None] = _nothing
 
 
@@ -180,7 +191,8 @@ class Reclaim:
         self.release: ReleaseFn = self._free_directly
         self.span: SpanFn = _no_span
         self.kswapd = [KswapdState(node.nid) for node in mm.nodes]
-        self.compaction = Compaction()
+        self.compaction = Compaction(mm.sysctl.extfrag_threshold)
+        self.compaction.reclaimable = self.zone_reclaimable_pages
         self.oom_candidates: Callable[[], list[OomCandidate]] = list
         """The owners the OOM killer may choose from (the machine sets it; none here)."""
         self.oom_kill: Callable[[str], int] = _cannot_kill
@@ -261,7 +273,7 @@ class Reclaim:
         node = self.mm.nodes[lv.nid]
         zones = [z for z in node.node_zones if z is not None and managed_zone(z)]
         free = sum(z.nr_free_pages for z in zones)
-        total_high = sum(z.watermark[2] for z in zones)
+        total_high = sum(z.wmark_pages(2) for z in zones)
         file = lv.size(LRU_INACTIVE_FILE) + lv.size(LRU_ACTIVE_FILE)
         sc.file_is_tiny = bool(file + free <= total_high
                                and not sc.may_deactivate & DEACTIVATE_ANON
@@ -289,7 +301,7 @@ class Reclaim:
             file = int(is_file_lru(lru))
             scan = lv.size(lru, sc.reclaim_idx) >> sc.priority
             if balance == "fract":
-                scan = -(-scan * fraction[file] // denominator) if denominator else 0
+                scan = scan * fraction[file] // denominator if denominator else 0
             elif balance == "file" and not file or balance == "anon" and file:
                 scan = 0
             nr[lru] = scan
@@ -298,15 +310,17 @@ class Reclaim:
     def shrink_lruvec(self, lv: Lruvec, sc: ScanControl) -> None:
         """``shrink_lruvec()``: scan the lists in SWAP_CLUSTER_MAX chunks."""
         nr = self.get_scan_count(lv, sc)
+        start = sc.nr_reclaimed  # the kernel's local nr_reclaimed
+        proportional = not sc.kswapd and sc.priority == DEF_PRIORITY
         while nr[LRU_INACTIVE_ANON] or nr[LRU_ACTIVE_FILE] or nr[LRU_INACTIVE_FILE]:
             for lru in range(NR_LRU_LISTS):
                 if nr[lru]:
                     chunk = min(nr[lru], SWAP_CLUSTER_MAX)
                     nr[lru] -= chunk
                     self.shrink_list(lru, chunk, lv, sc)
-            if sc.nr_reclaimed >= sc.nr_to_reclaim:
+            if sc.nr_reclaimed - start >= sc.nr_to_reclaim and not proportional:
                 break
-        if self.can_reclaim_anon_pages() and self.inactive_is_low(lv, LRU_INACTIVE_ANON):
+        if self.swap_pages and self.inactive_is_low(lv, LRU_INACTIVE_ANON):
             self.shrink_active_list(SWAP_CLUSTER_MAX, lv, sc, LRU_ACTIVE_ANON)
 
     def shrink_list(self, lru: int, nr_to_scan: int, lv: Lruvec, sc: ScanControl) -> None:
@@ -321,57 +335,69 @@ class Reclaim:
         self.shrink_inactive_list(nr_to_scan, lv, sc, lru)
 
     def _isolate(self, nr_to_scan: int, lv: Lruvec, sc: ScanControl,
-                 lru: int) -> list[tuple[int, int]]:
+                 lru: int) -> tuple[list[tuple[int, int]], int]:
         """``isolate_lru_folios()``: up to ``nr_to_scan`` pages from the tail of ``lru``.
 
         Pages of zones above ``reclaim_idx`` are skipped (``pgskip_<zone>``) and spliced
-        back to the head of the list.
+        back to the head of the list. Returns the entries taken and ``total_scan``, the
+        pages looked at (the skipped ones included), which the counters use.
         """
         lst = lv.lists[lru]
         taken: list[tuple[int, int]] = []
         skipped: list[tuple[int, int]] = []
-        scan = 0
+        scan = total_scan = 0
         v = self.mm.vm
         while scan < nr_to_scan and lst:
-            pfn, packed = lst.popitem(last=False)
-            lv.nr_zone[entry_zone(packed)][lru] -= entry_pages(packed)
-            del lv.where[pfn]
+            pfn, packed = lv.isolate_oldest(lru)
+            pages = entry_pages(packed)
+            total_scan += pages
             if entry_zone(packed) > sc.reclaim_idx:
                 skipped.append((pfn, packed))
-                v.add(f"pgskip_{VMSTAT_ZONE_SUFFIXES[entry_zone(packed)]}",
-                      entry_pages(packed))
+                v.add(f"pgskip_{VMSTAT_ZONE_SUFFIXES[entry_zone(packed)]}", pages)
                 continue
-            scan += entry_pages(packed)
+            scan += pages
             taken.append((pfn, packed))
         for pfn, packed in skipped:
             lv.put(pfn, lru, packed)
-        return taken
+        return taken, total_scan
 
     def shrink_inactive_list(self, nr_to_scan: int, lv: Lruvec, sc: ScanControl,
                              lru: int) -> None:
-        """``shrink_inactive_list()`` + ``shrink_folio_list()`` for one chunk."""
-        taken = self._isolate(nr_to_scan, lv, sc, lru)
-        if not taken:
-            return
+        """``shrink_inactive_list()`` + ``shrink_folio_list()`` for one chunk.
+
+        ``folio_check_references()``: a hot page found young is kept once (and gets
+        ``PG_referenced``), and activated the next time; any other page is reclaimed:
+        clean page cache and slab are freed, dirty page cache is written first (see the
+        module docstring), anon is swapped out if swap is left and the context allows IO.
+        """
+        taken, total_scan = self._isolate(nr_to_scan, lv, sc, lru)
         file = is_file_lru(lru)
         cost = self.cost
         v = self.mm.vm
-        scanned = sum(entry_pages(p) for _, p in taken)
-        sc.nr_scanned += scanned
-        sc.cost_ns += scanned * cost.reclaim_scan_ns
-        v.add("pgscan_kswapd" if sc.kswapd else "pgscan_direct", scanned)
-        v.add("pgscan_file" if file else "pgscan_anon", scanned)
+        sc.nr_scanned += total_scan
+        sc.cost_ns += total_scan * cost.reclaim_scan_ns
+        v.add("pgscan_kswapd" if sc.kswapd else "pgscan_direct", total_scan)
+        v.add("pgscan_file" if file else "pgscan_anon", total_scan)
+        if not taken:
+            return
         reclaimed = 0
         for pfn, packed in taken:
             pages = entry_pages(packed)
-            if packed & REFERENCED:  # folio_check_references(): PAGEREF_ACTIVATE
-                lv.put(pfn, lru + 1, packed & ~REFERENCED)
-                v.add("pgactivate", pages)
+            if packed & HOT:
+                if packed & PG_REFERENCED:  # FOLIOREF_ACTIVATE
+                    lv.put(pfn, lru + 1, packed)
+                    v.add("pgactivate", pages)
+                else:  # FOLIOREF_KEEP: one more trip round the inactive list
+                    lv.put(pfn, lru, packed | PG_REFERENCED)
                 continue
             if not file:
                 if (not sc.may_swap or not sc.gfp & GFP_IO
                         or self.swap_pages - self.swap_used < pages):
-                    lv.put(pfn, lru, packed)  # keep: add_to_swap() not possible
+                    if self.swap_pages - self.swap_used < pages:
+                        lv.put(pfn, lru + 1, packed)  # add_to_swap() failed: activate
+                        v.add("pgactivate", pages)
+                    else:
+                        lv.put(pfn, lru, packed)  # keep: no IO allowed here
                     continue
                 self.swap_used += pages
                 sc.nr_swapped += pages
@@ -398,45 +424,47 @@ class Reclaim:
                            lru: int) -> None:
         """``shrink_active_list()``: move pages from the active tail to the inactive head.
 
-        SIMPLIFICATION: no page stays active (the kernel keeps referenced executable
-        file pages); the referenced bit is cleared, as folio_referenced() does.
+        Every page goes back: the kernel keeps only referenced executable file pages
+        active, and the model has none.
         """
-        taken = self._isolate(nr_to_scan, lv, sc, lru)
+        taken, total_scan = self._isolate(nr_to_scan, lv, sc, lru)
         pages = 0
         for pfn, packed in taken:
-            lv.put(pfn, lru - 1, packed & ~REFERENCED)
+            lv.put(pfn, lru - 1, packed)
             pages += entry_pages(packed)
         v = self.mm.vm
-        v.add("pgrefill", pages)
+        v.add("pgrefill", total_scan)
         v.add("pgdeactivate", pages)
-        sc.cost_ns += pages * self.cost.reclaim_scan_ns
+        sc.cost_ns += total_scan * self.cost.reclaim_scan_ns
 
-    def shrink_slab(self, lv: Lruvec, sc: ScanControl) -> int:
+    def shrink_slab(self, lv: Lruvec, priority: int, cpu: int) -> int:
         """``shrink_slab()`` → ``do_shrink_slab()`` for the node's one shrinker.
 
         ``delta = (freeable >> priority) * 4 / seeks`` plus the deferred work, capped at
         twice the freeable count, scanned in batches of SHRINK_BATCH; what is left is
         deferred to the next call. Returns the pages freed.
+
+        SIMPLIFICATION: the shrinkers ignore ``__GFP_FS`` (the superblock shrinkers of
+        the kernel stop without it).
         """
         freeable = lv.slab_pages()
         if not freeable:
             return 0
         nr = lv.nr_deferred
         lv.nr_deferred = 0
-        delta = (freeable >> sc.priority) * 4 // DEFAULT_SEEKS
-        total_scan = min((nr >> sc.priority) + delta, 2 * freeable)
+        delta = (freeable >> priority) * 4 // DEFAULT_SEEKS
+        total_scan = min((nr >> priority) + delta, 2 * freeable)
         scanned = freed = 0
         while total_scan >= SHRINK_BATCH or total_scan >= freeable:
             nr_to_scan = min(SHRINK_BATCH, total_scan)
-            freed += self._free_slab(lv, nr_to_scan, sc.cpu)
+            done = self._free_slab(lv, nr_to_scan, cpu)
+            if not done:
+                break  # SHRINK_STOP: nothing left to free
+            freed += done
             scanned += nr_to_scan
             total_scan -= nr_to_scan
-            freeable = lv.slab_pages()
-            if not freeable:
-                break
-        lv.nr_deferred = min(max(nr + delta - scanned, 0), 2 * max(freeable, 1))
+        lv.nr_deferred = min(max(nr + delta - scanned, 0), 2 * freeable)
         self.mm.vm.add("slabs_scanned", scanned)
-        sc.cost_ns += freed * self.cost.reclaim_clean_ns
         return freed
 
     def _free_slab(self, lv: Lruvec, nr_to_scan: int, cpu: int) -> int:
@@ -454,15 +482,44 @@ class Reclaim:
     def shrink_node(self, nid: int, sc: ScanControl) -> None:
         """``shrink_node()``: the node's LRU lists, then its slab.
 
-        Reclaim that frees anything resets ``kswapd_failures``.
+        Again while ``should_continue_reclaim()`` says so. Reclaim that frees anything
+        resets ``kswapd_failures``.
         """
         lv = self.lruvecs[nid]
-        before = sc.nr_reclaimed
-        self.prepare_scan_count(lv, sc)
-        self.shrink_lruvec(lv, sc)
-        sc.nr_reclaimed += self.shrink_slab(lv, sc)
-        if sc.nr_reclaimed > before:
+        start = sc.nr_reclaimed
+        while True:  # again:
+            before = sc.nr_reclaimed
+            self.prepare_scan_count(lv, sc)
+            self.shrink_lruvec(lv, sc)
+            slab = self.shrink_slab(lv, sc.priority, sc.cpu)
+            sc.nr_reclaimed += slab
+            sc.cost_ns += slab * self.cost.reclaim_clean_ns
+            if not self.should_continue_reclaim(nid, sc.nr_reclaimed - before, sc):
+                break
+        if sc.nr_reclaimed > start:
             self.kswapd[nid].failures = 0
+
+    def should_continue_reclaim(self, nid: int, nr_reclaimed: int, sc: ScanControl) -> bool:
+        """``should_continue_reclaim()``: more reclaim for a high-order request?
+
+        Only for reclaim/compaction (order > 0, costly or at raised priority): go on
+        while the last pass freed something, no zone is ready for compaction, and the
+        inactive lists hold more than ``compact_gap(order)``.
+        """
+        in_reclaim_compaction = sc.order and (sc.order > PAGE_ALLOC_COSTLY_ORDER
+                                              or sc.priority < DEF_PRIORITY - 2)
+        if not in_reclaim_compaction or not nr_reclaimed:
+            return False
+        zones = self.mm.nodes[nid].node_zones[: sc.reclaim_idx + 1]
+        for zone in zones:
+            if zone is not None and managed_zone(zone) and self.compaction.suitable(
+                    zone, sc.order, sc.reclaim_idx) in (COMPACT_SUCCESS, COMPACT_CONTINUE):
+                return False
+        lv = self.lruvecs[nid]
+        inactive = lv.size(LRU_INACTIVE_FILE)
+        if self.can_reclaim_anon_pages():
+            inactive += lv.size(LRU_INACTIVE_ANON)
+        return inactive > compact_gap(sc.order)
 
     # -- direct reclaim -----------------------------------------------------------------
     def try_to_free_pages(
@@ -470,17 +527,19 @@ class Reclaim:
     ) -> ScanControl:
         """``try_to_free_pages()`` → ``do_try_to_free_pages()``.
 
-        Counts ``allocstall_<zone of gfp_zone()>`` once, then shrinks the zonelist's
+        Counts ``allocstall_<zone of gfp_zone()>`` (again if it retries with forced
+        deactivation), then shrinks the zonelist's
         nodes at priority 12 down to 0 until SWAP_CLUSTER_MAX pages are reclaimed.
         Returns the scan control: ``nr_reclaimed`` (or 1 if it stopped because
         compaction is ready), with the time spent in ``cost_ns`` and ``throttled_ns``.
         """
         reclaim_idx = int(gfp_zone(gfp))
         sc = ScanControl(SWAP_CLUSTER_MAX, gfp, reclaim_idx, order, kswapd=False, cpu=cpu)
+        sc.cost_ns = self.cost.direct_reclaim_ns
         v = self.mm.vm
-        v.add(f"allocstall_{VMSTAT_ZONE_SUFFIXES[reclaim_idx]}", 1)
         first = zonelist[0].nid if zonelist else -1
-        for attempt in range(2):  # the skipped_deactivate retry
+        for attempt in range(2):  # retry: (again once for skipped_deactivate)
+            v.add(f"allocstall_{VMSTAT_ZONE_SUFFIXES[reclaim_idx]}", 1)
             sc.priority = DEF_PRIORITY
             while True:
                 sc.nr_scanned = 0
@@ -521,12 +580,18 @@ class Reclaim:
             self.consider_reclaim_throttle(first_nid, sc)
 
     def compaction_ready(self, zone: Zone, sc: ScanControl) -> bool:
-        """``compaction_ready()``: would compaction do better than more reclaim?
+        """``compaction_ready()``: enough free memory for compaction to proceed.
 
-        Compaction arrives with the compaction issue; until then its suitability check
-        says COMPACT_SKIPPED, and this is always False.
+        SUCCESS from ``compaction_suitable()``, or CONTINUE with the zone above its high
+        watermark plus ``compact_gap(order)`` at order 0.
         """
-        return self.compaction.suitable(zone, sc.order, sc.reclaim_idx) == "success"
+        suitable = self.compaction.suitable(zone, sc.order, sc.reclaim_idx)
+        if suitable == COMPACT_SUCCESS:
+            return True
+        if suitable == COMPACT_SKIPPED:
+            return False
+        mark = zone.wmark_pages(2) + compact_gap(sc.order)
+        return bool(zone.watermark_ok(0, mark, sc.reclaim_idx, 0, zone.nr_free_pages))
 
     def consider_reclaim_throttle(self, nid: int, sc: ScanControl) -> None:
         """``consider_reclaim_throttle()``: throttle a direct reclaimer that freed nothing.
@@ -541,35 +606,47 @@ class Reclaim:
             sc.throttled_ns += self.cost.jiffy_ns
 
     def skip_throttle_noprogress(self, nid: int) -> bool:
-        """``skip_throttle_noprogress()``: kswapd gave up, or nothing is reclaimable."""
+        """``skip_throttle_noprogress()``: no point in waiting for this node.
+
+        True if kswapd gave up on it, or at most half of its reclaimable pages wait for
+        writeback (``2 × write_pending <= reclaimable``).
+        """
         if self.kswapd[nid].failures >= MAX_RECLAIM_RETRIES:
             return True
+        lv = self.lruvecs[nid]
         zones = [z for z in self.mm.nodes[nid].node_zones if z is not None and managed_zone(z)]
-        return not sum(self.zone_reclaimable_pages(z) for z in zones)
+        reclaimable = sum(self.zone_reclaimable_pages(z) for z in zones)
+        write_pending = sum(lv.nr_dirty_zone[z.zone_idx] for z in zones)
+        return 2 * write_pending <= reclaimable
 
     # -- /proc/sys/vm/drop_caches -------------------------------------------------------
     def drop_caches(self, what: int, cpu: int) -> int:
         """``drop_caches_sysctl_handler()``: 1 drops clean page cache, 2 slab, 3 both.
 
-        Returns the pages freed. Dirty and mapped-and-referenced distinctions aside,
-        every clean page-cache page is freed (``invalidate_mapping_pages()``).
+        Returns the pages freed. Page cache first, every node: every clean page-cache
+        page is freed (``invalidate_mapping_pages()``; dirty ones stay). Then
+        ``drop_slab()``: ``shrink_slab()`` at priority 0 on every node, again while a
+        round frees more than 10.
         """
         freed = 0
         v = self.mm.vm
-        for lv in self.lruvecs:
-            if what & 1:
+        if what & 1:
+            for lv in self.lruvecs:
                 for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
                     for pfn, packed in list(lv.lists[lru].items()):
-                        if packed & DIRTY:
-                            continue
-                        lv.delete(pfn)
-                        self.release(pfn, packed & 0xFF, cpu, KIND_FILE)
-                        freed += entry_pages(packed)
-            if what & 2:
-                freed += self._free_slab(lv, lv.slab_pages(), cpu)
-        if what & 1:
+                        if not packed & DIRTY:
+                            lv.delete(pfn)
+                            self.release(pfn, packed & 0xFF, cpu, KIND_FILE)
+                            freed += entry_pages(packed)
             v.add("drop_pagecache", 1)
         if what & 2:
+            shift = 0
+            while True:
+                objects = sum(self.shrink_slab(lv, 0, cpu) for lv in self.lruvecs)
+                freed += objects
+                if objects <= 10 or shift >= 60:
+                    break
+                shift += 1
             v.add("drop_slab", 1)
         return freed
 

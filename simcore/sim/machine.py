@@ -60,9 +60,9 @@ _KILLED = -3
 """What ``Machine._fast_path`` returns for a caller the OOM killer has killed."""
 LRU_DIRTY = 1
 """``lru_flags`` bit: the page-cache page is dirty (reclaim must write it first)."""
-LRU_REFERENCED = 2
-"""``lru_flags`` bit: the page has been used since it was allocated (reclaim activates
-it once instead of freeing it)."""
+LRU_HOT = 2
+"""``lru_flags`` bit: the owner keeps using the page (its working set): reclaim finds it
+referenced at every scan and never frees it (``folio_check_references()``)."""
 
 
 class Allocation:
@@ -174,6 +174,7 @@ class Machine:
         self._kswapd_wait: list[Any] = [None] * len(self.mm.nodes)
         for st in reclaim.kswapd:
             st.wake = partial(self._wake_kswapd, st.nid)
+            st.thread = True
             self.env.process(self._kswapd(st.nid))
 
     @classmethod
@@ -242,7 +243,7 @@ class Machine:
         compaction, the OOM kill) advance the caller's clock, so a blocking request may
         return later than it was issued. Returns None on failure, and at once for a
         caller the OOM killer has killed. ``lru_flags`` (:data:`LRU_DIRTY`,
-        :data:`LRU_REFERENCED`) describe a reclaimable allocation's page.
+        :data:`LRU_HOT`) describe a reclaimable allocation's page.
         """
         who, nid, pfn = self._fast_path(owner, gfp, order, cpu, nid)
         if pfn == _KILLED:
@@ -329,8 +330,8 @@ class Machine:
                    ac: Any, req: SlowRequest) -> int:
         """Trace and record a request that went through the slow path."""
         mm = self.mm
-        pfn = mm.alloc_pages_done(pfn, gfp, order, nid, ac, req.stage, req.stall_ns,
-                                  req.fail_reason())
+        pfn = mm.alloc_pages_done(pfn, gfp, order, nid, req.ac or ac, req.stage,
+                                  req.stall_ns, req.fail_reason())
         latency = req.stall_ns + (mm.path_cost[mm.served_path()] if pfn >= 0 else 0)
         self.latency.add(req.stage, latency)
         if gfp & GFP_NOFAIL and req.stall_ns > self.limits.nofail_stall_ns:
@@ -354,7 +355,7 @@ class Machine:
         self.owner_of[pfn] = handle
         if who.lru >= 0:
             self.mm.reclaim.lru_add(pfn, order, who.lru, bool(lru_flags & LRU_DIRTY),
-                                    bool(lru_flags & LRU_REFERENCED))
+                                    bool(lru_flags & LRU_HOT))
         return handle
 
     def free(self, handle: Allocation, cpu: int | None = None) -> None:

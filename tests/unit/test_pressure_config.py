@@ -1,0 +1,83 @@
+"""The ``cost:``, ``limits:`` and ``actions:`` sections, swap and swappiness: parsing,
+errors that name the key, and the dump/parse round trip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from simcore.config.parse import dump_config, parse_config
+from simcore.config.types import ActionConfig, CostConfig
+from simcore.errors import ConfigError
+
+BASE: dict[str, Any] = {
+    "name": "p", "seed": 1, "duration": "1s",
+    "machine": {"nodes": [{"memory": "128MiB", "cpus": 2}], "swap": "64MiB"},
+    "sysctl": {"swappiness": 100},
+}
+
+
+def _parse(**extra: Any) -> Any:
+    return parse_config({**BASE, **extra}, "p.yaml")
+
+
+def test_cost_limits_and_actions_are_parsed_in_internal_units() -> None:
+    cfg = _parse(
+        cost={"pcp_hit": "80ns", "reclaim_dirty": "40us", "oom_kill": "5ms", "hz": 1000},
+        limits={"nofail_stall": "2s"},
+        actions=[{"at": "30s", "do": {"sysctl": {"min_free_kbytes": 90000}}},
+                 {"at": "45s", "do": "drop_caches"},
+                 {"at": "50s", "do": {"drop_caches": 2}}],
+    )
+    assert cfg.machine.swap_pages == 64 * 256
+    assert cfg.sysctl.swappiness == 100
+    assert (cfg.cost.pcp_hit_ns, cfg.cost.reclaim_dirty_ns, cfg.cost.oom_kill_ns) == (
+        80, 40_000, 5_000_000)
+    assert cfg.cost.buddy_ns == CostConfig().buddy_ns  # unset keys keep the defaults
+    assert cfg.cost.jiffy_ns == 1_000_000
+    assert cfg.limits.nofail_stall_ns == 2 * 10**9
+    assert cfg.actions == (
+        ActionConfig(30 * 10**9, "sysctl", (("min_free_kbytes", 90000),)),
+        ActionConfig(45 * 10**9, "drop_caches", (("what", 3),)),
+        ActionConfig(50 * 10**9, "drop_caches", (("what", 2),)),
+    )
+
+
+def test_dump_and_parse_round_trip() -> None:
+    cfg = _parse(cost={"reclaim_swap": "12us"}, limits={"nofail_stall": "3s"},
+                 actions=[{"at": "1s", "do": {"sysctl": {"watermark_scale_factor": 200,
+                                                         "lowmem_reserve_ratio":
+                                                             [256, 256, 32, 0, 0]}}},
+                          {"at": "2s", "do": {"drop_caches": 1}}])
+    assert parse_config(dump_config(cfg), "p.yaml") == cfg
+
+
+@pytest.mark.parametrize(("extra", "key", "words"), [
+    ({"cost": {"pcp_hit": "fast"}}, "cost.pcp_hit", "duration"),
+    ({"cost": {"reclaim": "1us"}}, "cost.reclaim", "reclaim_clean"),
+    ({"cost": {"hz": 50}}, "cost.hz", "100..1000"),
+    ({"limits": {"nofail_stall": "0s"}}, "limits.nofail_stall", "> 0"),
+    ({"actions": [{"at": "1s"}]}, "actions[0].do", "missing"),
+    ({"actions": [{"at": "soon", "do": "drop_caches"}]}, "actions[0].at", "duration"),
+    ({"actions": [{"at": "1s", "do": "reboot"}]}, "actions[0].do", "drop_caches"),
+    ({"actions": [{"at": "1s", "do": {"drop_caches": 4}}]}, "actions[0].do.drop_caches",
+     "1..3"),
+    ({"actions": [{"at": "1s", "do": {"sysctl": {"dirty_ratio": 5}}}]},
+     "actions[0].do.sysctl.dirty_ratio", "min_free_kbytes"),
+    ({"actions": [{"at": "1s", "do": {"sysctl": {"swappiness": 300}}}]},
+     "actions[0].do.sysctl.swappiness", "0..200"),
+    ({"actions": [{"at": "1s", "do": {"sysctl": {"min_free_kbytes": "auto"}}}]},
+     "actions[0].do.sysctl.min_free_kbytes", "cannot ask for 'auto'"),
+    ({"actions": [{"at": "1s", "do": "compact_memory"}]}, "actions[0].do",
+     "compaction is not modelled yet"),
+    ({"actions": [{"at": "1s", "do": {"nr_hugepages": 8}}]}, "actions[0].do.nr_hugepages",
+     "hugetlb pool"),
+    ({"machine": {"nodes": [{"memory": "128MiB"}], "swap": "lots"}}, "machine.swap", "size"),
+])
+def test_bad_values_name_the_key(extra: dict[str, Any], key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _parse(**extra)
+    text = str(info.value)
+    assert text.startswith(f"p.yaml: {key}:"), text
+    assert words in text, text
