@@ -131,6 +131,30 @@ def summary_rows(manifest: dict[str, Any], summary: dict[str, Any]) -> list[tupl
         ("pages allocated", f"{int(summary['pages_allocated']):,}"),
         ("pages freed", f"{int(summary['pages_freed']):,}"),
         ("allocation failures", f"{failures:,}"),
+        *_pressure_rows(summary),
         ("events traced", f"{int(summary['events_traced']):,}"),
         ("git commit", str(manifest.get("git_commit") or "unknown")),
     ]
+
+
+def _pressure_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Title-page rows for reclaim, stalls, OOM kills and a kernel panic (if any)."""
+    vmstat = summary.get("vmstat", {})
+    rows = []
+    if vmstat:
+        stalls = sum(v for k, v in vmstat.items() if k.startswith("allocstall_"))
+        rows.append(("direct reclaim (allocstall)", f"{stalls:,}"))
+        rows.append(("pages reclaimed (kswapd / direct)",
+                     f"{vmstat.get('pgsteal_kswapd', 0):,} / {vmstat.get('pgsteal_direct', 0):,}"))
+    stall = summary.get("stall_ns")
+    if stall:
+        rows.append(("memory stall (PSI some)", f"{stall['some'] / 1e9:.3f} s "
+                     f"({stall['some_percent']:.2f} %)"))
+    kills = summary.get("oom_kills") or []
+    if kills:
+        victims = ", ".join(str(k["detail"]).split()[0].removeprefix("victim=") for k in kills)
+        rows.append(("OOM kills", f"{len(kills)}: {victims}"))
+    panic = summary.get("panic")
+    if panic:
+        rows.append(("kernel panic", f"at {panic['time_ns'] / 1e9:.3f} s"))
+    return rows

@@ -28,6 +28,7 @@ from reports.figures import (
     title_page,
 )
 from reports.load import RunData, load_run
+from reports.pressure import pressure_figure
 from simcore.atomic import atomic_path, atomic_write_bytes
 from simcore.formats import trace_schema as ts
 
@@ -49,6 +50,8 @@ def draw_figures(data: RunData) -> list[tuple[str, Figure]]:
     pages.append(("allocations_by_order", allocations_figure(allocations_by_order(events))))
     pages.append(("failures_by_order", failures_figure(failures_by_order(events))))
     pages.append(("free_pages", free_pages_figure(zone_free_pages(data.zonestat))))
+    nodes = sorted(int(n) for n in data.zonestat["nid"].unique())
+    pages.append(("memory_pressure", pressure_figure(data.spans, data.summary, nodes)))
     return pages
 
 

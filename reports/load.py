@@ -50,6 +50,7 @@ class RunData:
         alloc_events: ``mm_page_alloc`` rows of EVENTS_FILE, REPORT_EVENT_COLUMNS only.
         buddyinfo: BUDDYINFO_FILE, all columns (free blocks per migratetype and order).
         zonestat: ZONESTAT_FILE, all columns (free pages and watermarks per zone).
+        spans: SPANS_FILE, all columns (kswapd, direct reclaim, OOM kills, actions).
     """
 
     run_dir: Path
@@ -58,6 +59,7 @@ class RunData:
     alloc_events: pd.DataFrame
     buddyinfo: pd.DataFrame
     zonestat: pd.DataFrame
+    spans: pd.DataFrame
 
 
 def _type_matches(actual: pa.DataType, expected: str) -> bool:
@@ -201,4 +203,5 @@ def load_run(run_dir: Path) -> RunData:
         alloc_events=_alloc_events(run_dir, manifest),
         buddyinfo=read_parquet(run_dir, ts.BUDDYINFO_FILE, ts.BUDDYINFO_COLUMNS),
         zonestat=read_parquet(run_dir, ts.ZONESTAT_FILE, ts.ZONESTAT_COLUMNS),
+        spans=read_parquet(run_dir, ts.SPANS_FILE, ts.SPAN_COLUMNS),
     )

@@ -142,6 +142,7 @@ def write_run_dir(run_dir: Path, *, status: str = "ok") -> Path:
     write_table(run_dir / ts.EVENTS_FILE, ts.EVENT_COLUMNS, event_rows())
     write_table(run_dir / ts.BUDDYINFO_FILE, ts.BUDDYINFO_COLUMNS, buddyinfo_rows())
     write_table(run_dir / ts.ZONESTAT_FILE, ts.ZONESTAT_COLUMNS, zonestat_rows())
+    write_table(run_dir / ts.SPANS_FILE, ts.SPAN_COLUMNS, span_rows())
     summary = {
         "simulated_seconds": 1.0,
         "wall_seconds": 0.25,
@@ -150,6 +151,13 @@ def write_run_dir(run_dir: Path, *, status: str = "ok") -> Path:
         "pages_freed": 4,
         "events_traced": 19,
         "failures": {"by_order": {"2": 1, "9": 3}, "by_caller": {"hugetlb": 3, "slab": 1}},
+        "latency_ns": {ts.STAGE_FAST: {"count": 10, "p50": 100, "p99": 400, "p999": 400},
+                       ts.STAGE_SLOW_RECLAIM: {"count": 2, "p50": 43_600, "p99": 90_000,
+                                               "p999": 90_000}},
+        "stall_ns": {"by_caller": {"slab": 133_600}, "some": 133_600, "some_percent": 0.013},
+        "vmstat": {"allocstall_normal": 2, "pgsteal_kswapd": 700, "pgsteal_direct": 64},
+        "oom_kills": [{"time_ns": 900_000_000, "caller": "slab", "pages": 300,
+                       "detail": "victim=hugetlb order=0 gfp=GFP_KERNEL"}],
     }
     manifest = {
         "name": "synthetic-fragmentation",
@@ -164,3 +172,19 @@ def write_run_dir(run_dir: Path, *, status: str = "ok") -> Path:
     (run_dir / ts.SUMMARY_FILE).write_text(json.dumps(summary))
     (run_dir / ts.MANIFEST_FILE).write_text(json.dumps(manifest))
     return run_dir
+
+
+def span_rows() -> list[dict[str, Any]]:
+    """kswapd on node 0 (a wakeup, one 2 ms run), two direct reclaims, one OOM kill."""
+    def span(name: str, caller: str, start: int, end: int, pages: int, detail: str = ""
+             ) -> dict[str, Any]:
+        return {"name": name, "nid": 0, "caller": caller, "start_ns": start, "end_ns": end,
+                "pages": pages, "detail": detail}
+    return [
+        span(ts.SPAN_WAKEUP_KSWAPD, "slab", 100_000_000, 100_000_000, 0),
+        span(ts.SPAN_KSWAPD_WAKE, "kswapd0", 100_000_000, 100_000_000, 0),
+        span(ts.SPAN_KSWAPD_RUN, "kswapd0", 100_000_000, 102_000_000, 700),
+        span(ts.SPAN_DIRECT_RECLAIM, "slab", 200_000_000, 200_043_600, 32),
+        span(ts.SPAN_DIRECT_RECLAIM, "slab", 800_000_000, 800_090_000, 32),
+        span(ts.SPAN_OOM_KILL, "slab", 900_000_000, 910_000_000, 300, "victim=hugetlb"),
+    ]

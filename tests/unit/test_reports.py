@@ -31,6 +31,7 @@ EXPECTED_PNGS = {
     "allocations_by_order.png",
     "failures_by_order.png",
     "free_pages.png",
+    "memory_pressure.png",
 }
 
 
@@ -127,7 +128,7 @@ def test_report_without_failures_still_has_failures_page(run_dir: Path) -> None:
     build_report(run_dir)
     reader = PdfReader(run_dir / ts.REPORT_DIR / "report.pdf")
     texts = [page.extract_text() for page in reader.pages]
-    assert len(texts) == 6
+    assert len(texts) == 7
     assert any("no allocation failures" in t for t in texts)
 
 
@@ -135,7 +136,8 @@ def test_report_without_failures_still_has_failures_page(run_dir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "rel", [ts.EVENTS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, ts.SUMMARY_FILE, ts.MANIFEST_FILE]
+    "rel", [ts.EVENTS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, ts.SPANS_FILE,
+            ts.SUMMARY_FILE, ts.MANIFEST_FILE]
 )
 def test_missing_file_is_named(run_dir: Path, rel: str) -> None:
     (run_dir / rel).unlink()
@@ -251,3 +253,28 @@ def test_main_exits_2_with_one_line(run_dir: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "trace/buddyinfo.parquet" in err and "Traceback" not in err
+
+
+def test_pressure_page_draws_kswapd_runs_stalls_and_latency(run_dir: Path) -> None:
+    from matplotlib.collections import PathCollection, PolyCollection
+
+    from reports.load import load_run
+    from reports.pressure import pressure_figure
+
+    data = load_run(run_dir)
+    fig = pressure_figure(data.spans, data.summary, [0])
+    kswapd_ax, stall_ax, latency_ax = fig.axes[:3]
+    (bars,) = [c for c in kswapd_ax.collections if isinstance(c, PolyCollection)]
+    (path,) = bars.get_paths()
+    xs = sorted({round(float(x), 6) for x, _ in path.vertices})
+    assert xs == [0.1, 0.102]  # the one 2 ms kswapd run at 100 ms
+    assert "700 pages" in kswapd_ax.get_yticklabels()[0].get_text()
+    (points,) = [c for c in stall_ax.collections if isinstance(c, PathCollection)]
+    assert sorted(map(tuple, points.get_offsets().round(6).tolist())) == [
+        (0.2, 43.6), (0.8, 90.0)]  # start (s), stall (us)
+    assert any("OOM kill: hugetlb" in t.get_text() for t in stall_ax.texts)
+    assert "PSI some: 0.01 %" in stall_ax.get_title(loc="left")
+    heights = sorted(round(p.get_height(), 3) for p in latency_ax.patches)
+    assert heights == sorted([0.1, 0.4, 0.4, 43.6, 90.0, 90.0])  # p50/p99/p999 in us
+    labels = [t.get_text() for t in latency_ax.get_xticklabels()]
+    assert labels == ["fast\n10 requests", "slow:reclaim\n2 requests"]
