@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from allocsim.run import simulate
-
 from simcore.config.types import CostConfig, MachineConfig, NodeConfig, SysctlConfig
 from simcore.formats import trace_schema as ts
 from simcore.mm import kswapd
