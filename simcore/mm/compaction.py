@@ -28,6 +28,7 @@ from simcore.mm.fragmentation import fragmentation_index
 from simcore.mm.gfp import GFP
 
 if TYPE_CHECKING:
+    from simcore.mm.vmstat import VmStat
     from simcore.mm.zone import Zone
 
 COMPACT_NOT_SUITABLE_ZONE = "not_suitable_zone"
@@ -61,10 +62,11 @@ class Compaction:
         kcompactd_wakeups: ``wakeup_kcompactd()`` calls that would wake kcompactd.
     """
 
-    def __init__(self, extfrag_threshold: int = 500) -> None:
+    def __init__(self, extfrag_threshold: int = 500, vm: VmStat | None = None) -> None:
         self.extfrag_threshold = extfrag_threshold
         self.reclaimable: Callable[[Zone], int] = lambda zone: 0
         self.kcompactd_wakeups = 0
+        self.vm = vm
 
     def __suitable(self, zone: Zone, order: int, alloc_flags: int, highest_zoneidx: int,
                    wmark_target: int) -> str:
@@ -125,3 +127,5 @@ class Compaction:
         """``wakeup_kcompactd()`` (order 0 returns at once)."""
         if order:
             self.kcompactd_wakeups += 1
+            if self.vm is not None:
+                self.vm.add("kcompactd_wakeup", 1)

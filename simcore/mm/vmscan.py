@@ -191,7 +191,7 @@ class Reclaim:
         self.release: ReleaseFn = self._free_directly
         self.span: SpanFn = _no_span
         self.kswapd = [KswapdState(node.nid) for node in mm.nodes]
-        self.compaction = Compaction(mm.sysctl.extfrag_threshold)
+        self.compaction = Compaction(mm.sysctl.extfrag_threshold, mm.vm)
         self.compaction.reclaimable = self.zone_reclaimable_pages
         self.oom_candidates: Callable[[], list[OomCandidate]] = list
         """The owners the OOM killer may choose from (the machine sets it; none here)."""

@@ -92,6 +92,7 @@ SIM_ONLY: tuple[str, ...] = (
     "extfrag_fragmenting",  # steals of a block smaller than a pageblock
     "extfrag_pageblock_claimed",  # steals after which the pageblock changed owner
     "kswapd_wakeup",  # wakeup_kswapd() calls that woke kswapd (mm_vmscan_wakeup_kswapd)
+    "kcompactd_wakeup",  # wakeup_kcompactd() calls that would wake kcompactd
     "highatomic_reserved",  # reserve_highatomic_pageblock() conversions
     "bad_page",  # "BUG: Bad page state" reports
     "bad_page_leaked_pages",  # pages leaked because a free failed its checks
