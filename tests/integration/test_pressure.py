@@ -20,7 +20,15 @@ from simcore.formats import trace_schema as ts
 from simcore.mm import kswapd
 from simcore.mm.constants import MigrateType
 from simcore.mm.fallback import move_freepages_block
-from simcore.mm.gfp import GFP, GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOFS, GFP_NOWAIT
+from simcore.mm.gfp import (
+    GFP,
+    GFP_ATOMIC,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
+    GFP_NOFS,
+    GFP_NOWAIT,
+    GFP_TRANSHUGE_LIGHT,
+)
 from simcore.mm.lru import KIND_ANON, KIND_FILE, LRU_INACTIVE_FILE
 from simcore.mm.oom_kill import KernelPanic
 from simcore.sim.machine import LRU_DIRTY, LRU_HOT, Allocation, Machine
@@ -451,3 +459,91 @@ def test_hot_pages_are_kept_and_cold_ones_reclaimed_first() -> None:
     assert all(h is not None and h.alive for h in hot)
     assert m.stats.pages_reclaimed > 0
     assert m.stats.pages_reclaimed == sum(not h.alive for h in cold)
+
+
+# -- more spec behaviours -------------------------------------------------------------
+def test_pcp_high_is_capped_while_kswapd_reclaims() -> None:
+    # behaviour 20: ZONE_RECLAIM_ACTIVE caps nr_pcp_high() at 4 x batch
+    m = _machine()
+    zone = _dma32(m)
+    pcp = zone.per_cpu_pageset[0]
+    m.register_owner("cache", lru=KIND_FILE)
+    _fill(m, "cache")
+    seen: dict[str, int] = {}
+
+    def body() -> Generator[Any, Any, None]:
+        seen["before"] = pcp.nr_pcp_high(False)
+        yield from m.alloc("user", int(GFP_NOWAIT), 0, 0)  # wakes kswapd
+        yield m.env.timeout(1)
+        seen["during"] = pcp.nr_pcp_high(False)
+
+    _timed(m, body())
+    m.env.run(until=m.env.now + 10**9)
+    assert seen["before"] == pcp.high > 4 * pcp.batch
+    assert seen["during"] == 4 * pcp.batch
+    assert pcp.nr_pcp_high(False) == pcp.high
+
+
+def test_every_node_in_the_zonelist_gets_a_kswapd_wakeup() -> None:
+    # behaviour 30, and no wakeup without __GFP_KSWAPD_RECLAIM (GFP_TRANSHUGE_LIGHT)
+    cfg = MachineConfig(nodes=(NodeConfig(memory_pages=PAGES_128MIB, cpus=1),
+                               NodeConfig(memory_pages=PAGES_128MIB, cpus=1)))
+    m = Machine(cfg, SysctlConfig(), seed=1)
+    _fill(m, "pinned")
+    light = int(GFP_TRANSHUGE_LIGHT)
+    assert m.alloc_now("thp", light, 9, 0) is None
+    assert m.mm.vm["kswapd_wakeup"] == 0
+    assert m.alloc_now("irq", int(GFP_NOWAIT), 0, 0) is None
+    assert m.mm.vm["kswapd_wakeup"] == 2  # node 0 and node 1, once each
+    assert all(not st.waiting for st in m.mm.reclaim.kswapd)  # both are awake now
+
+
+def test_hugetlb_pool_mask_never_reaches_the_oom_killer() -> None:
+    # behaviour 47: __GFP_RETRY_MAYFAIL and __GFP_THISNODE both skip the killer
+    m = _machine()
+    _fill(m, "victim")
+    gfp = int(GFP_HIGHUSER_MOVABLE | GFP.COMP | GFP.RETRY_MAYFAIL | GFP.NOWARN
+              | GFP.THISNODE)
+    _, handle, _ = _timed(m, _request(m, "hugetlb", gfp, order=9))
+    assert handle is None
+    assert m.mm.vm["oom_kill"] == 0 and not m.oom_killed("victim")
+
+
+def test_costly_noretry_fails_at_once_when_compaction_is_skipped() -> None:
+    # behaviour 50: below the watermarks compaction_suitable() says SKIPPED, and a costly
+    # __GFP_NORETRY request goes to nopage without any reclaim
+    m = _machine()
+    m.register_owner("cache", lru=KIND_FILE)
+    _fill(m, "cache")
+    zone = _dma32(m)
+    assert m.mm.reclaim.compaction.suitable(zone, 9, 2) == "skipped"
+    start, handle, end = _timed(m, _request(m, "thp", KERNEL | int(GFP.NORETRY), order=9))
+    assert handle is None and end == start
+    assert m.mm.vm["allocstall_normal"] == 0 and m.mm.vm["compact_stall"] == 0
+
+
+def test_costly_order_gets_one_reclaim_round_then_fails() -> None:
+    # behaviour 49: order > 3 without RETRY_MAYFAIL: the early compaction, one reclaim
+    # and compaction round, then nopage (step 11)
+    m = _machine()
+    m.register_owner("cache", lru=KIND_FILE)
+    _fill(m, "cache")
+    _, handle, _ = _timed(m, _request(m, "big", KERNEL & ~int(GFP.KSWAPD_RECLAIM), order=4))
+    assert m.mm.vm["allocstall_normal"] == 1
+    assert m.mm.vm["oom_kill"] == 0
+
+
+def test_nofail_stalls_past_the_limit_are_reported_by_caller() -> None:
+    from simcore.config.types import LimitsConfig
+    from simcore.sim.pressure import pressure_summary
+
+    cfg = MachineConfig(nodes=(NodeConfig(memory_pages=PAGES_128MIB, cpus=2),))
+    m = Machine(cfg, SysctlConfig(), seed=1, limits=LimitsConfig(nofail_stall_ns=5_000_000))
+    _fill(m, "victim")
+    _fill(m, "victim", int(GFP_ATOMIC))
+    gfp = KERNEL | int(GFP.NOFAIL) | int(GFP.RETRY_MAYFAIL)
+    m.env.process(_request(m, "stuck", gfp))
+    m.env.run(until=20_000_000)
+    (stall,) = pressure_summary(m)["nofail_stalls"]
+    assert stall["caller"] == "stuck" and stall["still_stalled"]
+    assert stall["stall_ns"] == 20_000_000 and stall["order"] == 0
