@@ -31,6 +31,7 @@ from simcore.mm.gfp import (
 )
 from simcore.mm.lru import KIND_ANON, KIND_FILE, LRU_INACTIVE_FILE
 from simcore.mm.oom_kill import KernelPanic
+from simcore.mm.tracepoints import Tracer
 from simcore.sim.machine import LRU_DIRTY, LRU_HOT, Allocation, Machine
 from workloads.registry import load_experiment
 
@@ -547,3 +548,46 @@ def test_nofail_stalls_past_the_limit_are_reported_by_caller() -> None:
     (stall,) = pressure_summary(m)["nofail_stalls"]
     assert stall["caller"] == "stuck" and stall["still_stalled"]
     assert stall["stall_ns"] == 20_000_000 and stall["order"] == 0
+
+
+def test_memalloc_dips_into_reserves_before_any_reclaim() -> None:
+    # __gfp_pfmemalloc_flags(): __GFP_MEMALLOC gets ALLOC_NO_WATERMARKS at retry:, so it
+    # is served below MIN without direct reclaim (and skips the early compaction)
+    m = _machine()
+    m.register_owner("cache", lru=KIND_FILE)
+    _fill(m, "cache")
+    _fill(m, "cache", int(GFP_ATOMIC))
+    start, handle, end = _timed(m, _request(m, "swap-out", KERNEL | int(GFP.MEMALLOC)))
+    assert handle is not None and end == start
+    assert m.mm.vm["allocstall_normal"] == 0
+    _, handle, _ = _timed(m, _request(m, "k", KERNEL | int(GFP.MEMALLOC | GFP.NOMEMALLOC)))
+    assert handle is not None and m.mm.vm["allocstall_normal"] >= 1  # NOMEMALLOC wins
+
+
+def test_failure_report_follows_warn_alloc_and_nowarn() -> None:
+    # behaviour 54: "<comm>: page allocation failure: order:N, mode:...", nodemask=(null);
+    # __GFP_NOWARN suppresses it. warn_alloc() comes before mm_page_alloc (fail:).
+    calls: list[tuple[str, Any]] = []
+
+    class Log(Tracer):
+        enabled = True
+
+        def mm_page_alloc(self, zone: Any, pfn: int, *args: Any) -> None:  # noqa: D102
+            calls.append(("alloc", args[-2]))
+
+        def mm_page_alloc_fail(self, nid: int, order: int, gfp: int, mt: int,  # noqa: D102
+                               reason: str) -> None:
+            calls.append(("fail", reason))
+
+    cfg = MachineConfig(nodes=(NodeConfig(memory_pages=PAGES_128MIB, cpus=2),))
+    m = Machine(cfg, SysctlConfig(), seed=1, tracer=Log())
+    _fill(m, "pinned")
+    _fill(m, "pinned", int(GFP_ATOMIC))
+    calls.clear()
+    assert m.alloc_now("net", int(GFP_NOWAIT), 1, 0) is None
+    assert m.alloc_now("quiet", int(GFP_NOWAIT | GFP.NOWARN), 1, 0) is None
+    (kind, text), (kind2, stage) = calls[:2]
+    assert kind == "fail" and kind2 == "alloc" and stage == ts.STAGE_FAIL
+    assert text.endswith("net: page allocation failure: order:1, mode:0x800(GFP_NOWAIT), "
+                         "nodemask=(null)")
+    assert "suppressed by __GFP_NOWARN" in calls[2][1]
