@@ -19,7 +19,7 @@ from simcore.formats import trace_schema as ts
 from tests.golden import CONFIGS
 
 REPO = Path(__file__).resolve().parents[2]
-COMPARED = (ts.EVENTS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, "vmstat.txt",
+COMPARED = (ts.EVENTS_FILE, ts.SPANS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, "vmstat.txt",
             "buddyinfo.txt", "pagetypeinfo.txt", "zoneinfo.txt", "extfrag_index.txt",
             "unusable_index.txt")
 # A third machine shape: NUMA spill and THISNODE-free fallback on three small nodes.
@@ -44,6 +44,33 @@ workloads:
 """
 
 
+# Memory pressure: page cache (some dirty), anon with swap, slab, a hog that the OOM
+# killer takes, kswapd on both nodes, and a drop_caches action.
+PRESSURE = """\
+name: pressure-small
+seed: 9
+duration: 600ms
+machine:
+  nodes:
+    - {memory: 64MiB, cpus: 1}
+    - {memory: 64MiB, cpus: 1}
+  swap: 8MiB
+trace: {events: true, snapshot_interval: 20ms}
+workloads:
+  - {name: cache, type: synthetic, rate: 60000/s, order: 0, lifetime: forever,
+     gfp: GFP_HIGHUSER_MOVABLE, memory: file, dirty: 0.5, hot: 0.1}
+  - {name: heap, type: synthetic, rate: 20000/s, order: {0: 0.9, 2: 0.1}, lifetime: forever,
+     gfp: GFP_HIGHUSER_MOVABLE, memory: anon}
+  - {name: dentry, type: synthetic, rate: 5000/s, order: 0, lifetime: forever,
+     gfp: GFP_KERNEL|__GFP_RECLAIMABLE, memory: slab}
+  - {name: hog, type: synthetic, rate: 60000/s, order: 0, lifetime: forever, gfp: GFP_KERNEL}
+  - {name: irq, type: synthetic, rate: 2000/s, order: {0: 0.8, 1: 0.2}, lifetime: 2ms,
+     gfp: GFP_ATOMIC|__GFP_NOWARN, oom_score_adj: -1000}
+actions:
+  - {at: 150ms, do: {drop_caches: 3}}
+"""
+
+
 def _run(config: Path, out: Path, pure: bool) -> Path:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("ALLOCSIM_PURE_PYTHON", None)
@@ -62,11 +89,12 @@ def _run(config: Path, out: Path, pure: bool) -> Path:
 
 
 @pytest.mark.skipif(not simcore.COMPILED, reason="no compiled engine is installed")
-@pytest.mark.parametrize("name", ["det", "atomic-reserves", "three-nodes"])
+@pytest.mark.parametrize("name", ["det", "atomic-reserves", "three-nodes", "pressure-small"])
 def test_compiled_and_pure_builds_write_the_same_bytes(name: str, tmp_path: Path) -> None:
-    config = tmp_path / "three-nodes.yaml" if name == "three-nodes" else CONFIGS[name]
-    if name == "three-nodes":
-        config.write_text(THREE_NODES)
+    inline = {"three-nodes": THREE_NODES, "pressure-small": PRESSURE}
+    config = tmp_path / f"{name}.yaml" if name in inline else CONFIGS[name]
+    if name in inline:
+        config.write_text(inline[name])
     compiled = _run(config, tmp_path / "compiled", pure=False)
     pure = _run(config, tmp_path / "pure", pure=True)
     for rel in COMPARED:
