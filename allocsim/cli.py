@@ -100,6 +100,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"  simulated {s['simulated_seconds']:.3f} s in {s['wall_seconds']:.1f} s wall; "
           f"{s['alloc_requests']} requests, {sum(s['failures']['by_order'].values())} failed, "
           f"{s['events_traced']} events traced")
+    vm = s.get("vmstat") or {}
+    stalls = sum(v for k, v in vm.items() if k.startswith("allocstall_"))
+    if vm.get("pgsteal_kswapd") or stalls:
+        print(f"  reclaim: kswapd {vm.get('pgsteal_kswapd', 0):,} pages; direct "
+              f"{vm.get('pgsteal_direct', 0):,} pages in {stalls:,} stalls; PSI some "
+              f"{s['stall_ns']['some_percent']:.2f} %")
+    if s.get("actions"):
+        print(f"  actions: {len(s['actions'])} applied "
+              f"({'; '.join(a['do'] for a in s['actions'])})")
     if s.get("oom_kills"):
         victims = ", ".join(f"{k['detail'].split()[0].removeprefix('victim=')} at "
                             f"{k['time_ns'] / 1e9:.3f} s" for k in s["oom_kills"])

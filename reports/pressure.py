@@ -59,11 +59,17 @@ def _stall_axes(ax: Axes, spans: pd.DataFrame, summary: dict[str, Any]) -> None:
     some = summary.get("stall_ns", {}).get("some_percent", 0.0)
     ax.set_title(f"Direct reclaim stalls by caller (memory pressure, PSI some: {some:.2f} % "
                  "of the run)", loc="left")
-    if direct.empty and kills.empty:
+    if direct.empty and kills.empty and not summary.get("panic"):
         _no_data(ax, "no caller entered direct reclaim")
         return
     for caller, rows in direct.groupby(direct["caller"].astype(str), sort=True):
         ax.scatter(rows["start_s"], rows["duration_s"] * 1e6, s=10, label=caller, alpha=0.7)
+    panic = summary.get("panic")
+    if panic:
+        ax.axvline(panic["time_ns"] / 1e9, color="black", linewidth=2)
+        ax.annotate("kernel panic", (panic["time_ns"] / 1e9, 1.0),
+                    xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
+                    fontsize=9, weight="bold")
     for _, kill in kills.iterrows():
         ax.axvline(kill["start_s"], color="tab:red", linestyle="--", linewidth=1)
         ax.annotate(f"OOM kill: {str(kill['detail']).split()[0].removeprefix('victim=')}",
@@ -89,11 +95,15 @@ def _latency_axes(ax: Axes, summary: dict[str, Any]) -> None:
     for i, ((key, label), color) in enumerate(zip(QUANTILES, QUANTILE_COLORS, strict=True)):
         values = [max(latency[s][key], 1) / 1e3 for s in stages]
         ax.bar(x + (i - 1) * width, values, width, label=label, color=color)
-    ax.set_xticks(x, [f"{s}\n{latency[s]['count']:,} requests" for s in stages])
+    ax.set_xticks(x, [f"{s}\n{_requests(latency[s]['count'])}" for s in stages])
     ax.set_yscale("log")
     ax.set_ylabel("latency (µs, log)")
     ax.legend(loc="upper left", fontsize=8, ncols=3)
     ax.grid(True, axis="y", alpha=0.3)
+
+
+def _requests(count: int) -> str:
+    return f"{count:,} request" + ("" if count == 1 else "s")
 
 
 def pressure_figure(spans: pd.DataFrame, summary: dict[str, Any], nodes: list[int]) -> Figure:
@@ -110,6 +120,9 @@ def pressure_figure(spans: pd.DataFrame, summary: dict[str, Any], nodes: list[in
     _kswapd_axes(top, spans, nodes)
     _stall_axes(middle, spans, summary)
     middle.sharex(top)
+    end = float(summary.get("simulated_seconds", 0.0))
+    if end > 0:  # the whole run, not just the part with activity
+        top.set_xlim(0.0, end)
     middle.set_xlabel(TIME_LABEL)
     _latency_axes(bottom, summary)
     return fig

@@ -133,3 +133,4 @@ def synthetic(
     if last_expiry > now:
         yield timeout(last_expiry - now)
     machine.apply_pending_frees()
+    machine.owner_exit(name)

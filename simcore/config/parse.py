@@ -319,7 +319,13 @@ def parse_config(
     }
     kwargs = read_fields(data, "", source, fields,
                          required=("name", "seed", "duration", "machine"))
-    return ExperimentConfig(**kwargs, source=source)
+    cfg = ExperimentConfig(**kwargs, source=source)
+    for i, action in enumerate(cfg.actions):
+        if action.at_ns >= cfg.duration_ns:
+            raise ConfigError(source, f"actions[{i}].at", f"a time before the end of the run "
+                              f"(duration {format_duration(cfg.duration_ns)})",
+                              format_duration(action.at_ns))
+    return cfg
 
 
 def _load_yaml(text: str, source: str) -> object:

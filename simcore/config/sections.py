@@ -6,7 +6,7 @@ the machine during the run::
 
     actions:
       - {at: 30s, do: {sysctl: {min_free_kbytes: 90000}}}
-      - {at: 45s, do: drop_caches}          # or {drop_caches: 1|2|3}, as the sysctl
+      - {at: 45s, do: drop_caches}          # = 3; or {drop_caches: 1|2|3}, as the sysctl
 
 ``compact_memory`` and ``nr_hugepages`` belong to the same schema; they are refused
 with a clear error until the compaction and callers issues model them.
@@ -32,11 +32,10 @@ from simcore.errors import ConfigError
 
 ACTION_KINDS = ("sysctl", "drop_caches", "compact_memory", "nr_hugepages")
 NOT_YET = {
-    "compact_memory": "compaction is not modelled yet (it arrives with the compaction issue)",
-    "nr_hugepages": "the hugetlb pool is not modelled yet (it arrives with the callers issue)",
+    "compact_memory": "compact_memory is not supported yet: compaction is not modelled",
+    "nr_hugepages": "nr_hugepages is not supported yet: the hugetlb pool is not modelled",
 }
-DO_FORMAT = ("one of drop_caches, {drop_caches: 1|2|3}, {sysctl: {name: value}}, "
-             "compact_memory, {nr_hugepages: N}")
+DO_FORMAT = "one of drop_caches (= 3), {drop_caches: 1|2|3}, {sysctl: {name: value}}"
 
 
 def _duration(value: object, key: str, source: str) -> int:
@@ -91,11 +90,13 @@ def _action(value: object, key: str, source: str, at_ns: int,
         raise ConfigError(source, key, DO_FORMAT, value)
     if kind in NOT_YET:
         raise ConfigError(source, child(key, kind) if arg is not None else key,
-                          f"an action the model has ({NOT_YET[kind]})", value)
+                          f"an action the model has; {NOT_YET[kind]}", value)
     if kind == "drop_caches":
         what = 3 if arg is None else expect_int(arg, child(key, kind), source, 1, 3)
         return ActionConfig(at_ns, kind, (("what", what),))
     sub = child(key, kind)
+    if isinstance(arg, Mapping):  # `sysctl -w vm.min_free_kbytes=...` spelling too
+        arg = {k.removeprefix("vm.") if isinstance(k, str) else k: v for k, v in arg.items()}
     data = expect_mapping(arg, sub, source, tuple(sysctl_fields))
     if not data:
         raise ConfigError(source, sub, "at least one sysctl: value", arg)

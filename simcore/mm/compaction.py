@@ -14,13 +14,13 @@ the next issue. Until it lands:
   COMPLETE: no page moves, and it costs no time. The allocator counts it as
   ``compact_stall`` and ``compact_fail``, and ``should_compact_retry()`` escalates the
   priority as it does after any failed run. There is no deferral.
-- ``wakeup_kcompactd()`` only counts calls that would wake kcompactd
-  (simulator-only ``kcompactd_wakeup``, through :attr:`Compaction.kcompactd_wakeups`).
+- ``wakeup_kcompactd()`` only counts the calls that would wake kcompactd
+  (``kcompactd_node_suitable()``; simulator-only ``kcompactd_wakeup``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from simcore.mm.constants import ALLOC_WMARK_MASK, PAGE_ALLOC_COSTLY_ORDER
@@ -123,9 +123,21 @@ class Compaction:
                 best = status
         return best, 0
 
-    def wakeup_kcompactd(self, nid: int, order: int, highest_zoneidx: int) -> None:
-        """``wakeup_kcompactd()`` (order 0 returns at once)."""
-        if order:
-            self.kcompactd_wakeups += 1
-            if self.vm is not None:
-                self.vm.add("kcompactd_wakeup", 1)
+    def wakeup_kcompactd(self, node_zones: Sequence[Zone | None], order: int,
+                         highest_zoneidx: int) -> bool:
+        """``wakeup_kcompactd()``: would it wake the node's kcompactd?
+
+        Not for order 0, and only if ``kcompactd_node_suitable()``: some managed zone up
+        to ``highest_zoneidx`` is CONTINUE for ``order``. (kcompactd is not modelled, so
+        it is always asleep and its accumulated ``kcompactd_max_order`` is this order.)
+        """
+        if not order:
+            return False
+        if not any(z is not None and z.managed_pages
+                   and self.suitable(z, order, highest_zoneidx) == COMPACT_CONTINUE
+                   for z in node_zones[: highest_zoneidx + 1]):
+            return False
+        self.kcompactd_wakeups += 1
+        if self.vm is not None:
+            self.vm.add("kcompactd_wakeup", 1)
+        return True

@@ -86,7 +86,8 @@ def wakeup_kswapd(reclaim: Reclaim, zone: Zone, gfp: int, order: int,
             or pgdat_balanced(reclaim, zone.nid, order, highest_zoneidx)
             and not pgdat_watermark_boosted(reclaim, zone.nid, highest_zoneidx)):
         if not gfp & GFP_DIRECT_RECLAIM:
-            reclaim.compaction.wakeup_kcompactd(zone.nid, order, highest_zoneidx)
+            reclaim.compaction.wakeup_kcompactd(reclaim.mm.nodes[zone.nid].node_zones, order,
+                                                highest_zoneidx)
         return False
     reclaim.mm.vm.v[_VM_KSWAPD_WAKEUP] += 1
     reclaim.span("mm_vmscan_wakeup_kswapd", zone.nid, 0, 0,
@@ -122,7 +123,8 @@ def kswapd_try_to_sleep(reclaim: Reclaim, nid: int, alloc_order: int, reclaim_or
     woken = False
     st.waiting, st.woken = True, False
     if prepare_kswapd_sleep(reclaim, nid, reclaim_order, highest_zoneidx):
-        reclaim.compaction.wakeup_kcompactd(nid, alloc_order, highest_zoneidx)
+        reclaim.compaction.wakeup_kcompactd(reclaim.mm.nodes[nid].node_zones, alloc_order,
+                                            highest_zoneidx)
         woken = bool((yield NAP))
         if woken:
             st.highest_zoneidx = kswapd_highest_zoneidx(reclaim, nid, highest_zoneidx)
@@ -151,11 +153,15 @@ def kswapd(reclaim: Reclaim, nid: int) -> KswapdStep:
     if not st.woken:
         yield SLEEP
     st.waiting = False
+    asleep_at_boot = True  # woken out of that sleep: straight on to reclaim
     while True:
         alloc_order = reclaim_order = st.order
         highest = kswapd_highest_zoneidx(reclaim, nid, highest)
         while True:  # kswapd_try_sleep:
-            yield from kswapd_try_to_sleep(reclaim, nid, alloc_order, reclaim_order, highest)
+            if not asleep_at_boot:
+                yield from kswapd_try_to_sleep(reclaim, nid, alloc_order, reclaim_order,
+                                               highest)
+            asleep_at_boot = False
             alloc_order = st.order
             highest = kswapd_highest_zoneidx(reclaim, nid, highest)
             st.order, st.highest_zoneidx = 0, MAX_NR_ZONES
@@ -210,6 +216,7 @@ def balance_pgdat(reclaim: Reclaim, nid: int, order: int, highest_zoneidx: int) 
     boosted = bool(nr_boost_reclaim)
     st.running = True
     total_reclaimed = 0
+    elapsed = 0
     while True:  # restart:
         set_reclaim_active(reclaim, nid, highest_zoneidx, True)
         sc.priority = DEF_PRIORITY
@@ -242,6 +249,7 @@ def balance_pgdat(reclaim: Reclaim, nid: int, order: int, highest_zoneidx: int) 
             if kswapd_shrink_node(reclaim, nid, sc):
                 raise_priority = False
             if sc.cost_ns > cost_before:
+                elapsed += sc.cost_ns - cost_before
                 yield sc.cost_ns - cost_before
             nr_reclaimed = sc.nr_reclaimed - before
             nr_boost_reclaim -= min(nr_boost_reclaim, nr_reclaimed)
@@ -262,9 +270,10 @@ def balance_pgdat(reclaim: Reclaim, nid: int, order: int, highest_zoneidx: int) 
         for zone, boost in zone_boosts:
             if boost:
                 zone.watermark_boost -= min(zone.watermark_boost, boost)
-        reclaim.compaction.wakeup_kcompactd(nid, mm.pageblock_order, highest_zoneidx)
-    reclaim.span("mm_vmscan_kswapd_run", nid, total_reclaimed, sc.cost_ns,
-                 f"order={order} zid={highest_zoneidx} priority={sc.priority}")
+        reclaim.compaction.wakeup_kcompactd(mm.nodes[nid].node_zones, mm.pageblock_order,
+                                            highest_zoneidx)
+    reclaim.span("mm_vmscan_kswapd_run", nid, total_reclaimed, elapsed,
+                 f"order={order} zid={highest_zoneidx} priority={sc.priority}", elapsed)
     return sc.order
 
 

@@ -21,8 +21,11 @@ recorded in :attr:`SlowRequest.stage` (the trace's ``stage`` column): the deepes
 the request went through.
 
 SIMPLIFICATIONS: no cpusets (so no restart for a changed cpuset or zonelist), no
-``PF_MEMALLOC`` or OOM-victim callers (a caller killed by the OOM killer stops issuing
-requests instead), no ``__GFP_ACCOUNT`` charging.
+``PF_MEMALLOC`` callers, no ``__GFP_ACCOUNT`` charging. When the OOM killer chooses the
+caller whose request is running, that request returns NULL at once; the kernel lets the
+dying task retry with ALLOC_OOM reserves (and stops it looping there), and whatever it
+gets is freed when it exits. A request of a caller killed by someone else while it
+stalled gets its page freed at once (the machine does that).
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class SlowRequest:
     """
 
     __slots__ = ("stage", "stall_ns", "reclaim_rounds", "reclaimed", "oom_victims",
-                 "nofail_warned", "ac")
+                 "nofail_warned", "ac", "killed_self")
 
     def __init__(self) -> None:
         self.stage = ts.STAGE_SLOW_RETRY
@@ -110,6 +113,8 @@ class SlowRequest:
         self.reclaimed = 0
         self.oom_victims: list[str] = []
         self.nofail_warned = False
+        self.killed_self = False
+        """The OOM killer chose the caller making this request."""
         self.ac: AllocContext | None = None
         """The context the slow path ended with (the retry may drop the nodemask, and
         warn_alloc() prints the one left)."""
@@ -345,6 +350,7 @@ def may_oom(mm: PageAllocator, gfp: int, order: int, ac: AllocContext, cpu: int,
             reclaim.oom_kill)
         if victim is not None:
             req.oom_victims.append(victim)
+            req.killed_self = victim == mm.current_comm
             mm.vm.add("oom_kill", 1)
             reclaim.span("oom_kill", ac.preferred_nid, pages, reclaim.cost.oom_kill_ns,
                          f"victim={victim} order={order} gfp={format_gfp(gfp)}")
@@ -437,6 +443,8 @@ def alloc_pages_slowpath(mm: PageAllocator, gfp: int, order: int, ac: AllocConte
             pfn = yield from may_oom(mm, gfp, order, ac, cpu, req)
             if pfn >= 0:
                 return pfn
+            if req.killed_self:  # tsk_is_oom_victim(current): see the module docstring
+                return _nopage(mm, req)
             if mm.reclaim.oom_progress:
                 no_progress_loops = 0
                 continue

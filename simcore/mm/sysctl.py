@@ -22,7 +22,7 @@ def write_sysctl(mm: PageAllocator, name: str, value: Any) -> str:
     mm.sysctl = dataclasses.replace(mm.sysctl, **{name: value})
     if name in ("min_free_kbytes", "watermark_scale_factor"):
         mm.setup_per_zone_wmarks()
-        return "watermarks, boosts, lowmem_reserve and pcp high/batch recomputed"
+        return "watermarks recomputed, boosts cleared, pcp high/batch resized"
     if name == "lowmem_reserve_ratio":
         mm.setup_per_zone_lowmem_reserve()
         return "lowmem_reserve recomputed"

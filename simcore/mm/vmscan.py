@@ -85,8 +85,9 @@ GFP_FS = int(GFP.FS)
 
 ReleaseFn = Callable[[int, int, int, int], None]
 """``release(pfn, order, cpu, kind)``: give a reclaimed block back (owner, then buddy)."""
-SpanFn = Callable[[str, int, int, int, str], None]
-"""``span(name, nid, pages, duration_ns, detail)``: a reclaim tracepoint for the run."""
+SpanFn = Callable[..., None]
+"""``span(name, nid, pages, duration_ns, detail, ago_ns=0)``: a reclaim tracepoint for
+the run, which started ``ago_ns`` before now and lasted ``duration_ns``."""
 
 
 class ScanControl:
@@ -555,7 +556,8 @@ class Reclaim:
             sc.skipped_deactivate = False
         if first >= 0:
             self.span("mm_vmscan_direct_reclaim", first, sc.nr_reclaimed,
-                      sc.cost_ns + sc.throttled_ns, f"order={order} priority={sc.priority}")
+                      sc.cost_ns + sc.throttled_ns,
+                      f"order={order} priority={max(sc.priority, 0)}")
         if not sc.nr_reclaimed and sc.compaction_ready:
             sc.nr_reclaimed = 1
         return sc
@@ -624,9 +626,9 @@ class Reclaim:
         """``drop_caches_sysctl_handler()``: 1 drops clean page cache, 2 slab, 3 both.
 
         Returns the pages freed. Page cache first, every node: every clean page-cache
-        page is freed (``invalidate_mapping_pages()``; dirty ones stay). Then
-        ``drop_slab()``: ``shrink_slab()`` at priority 0 on every node, again while a
-        round frees more than 10.
+        page that is not mapped is freed (``invalidate_mapping_pages()``; dirty and hot,
+        i.e. mapped, pages stay). Then ``drop_slab()``: ``shrink_slab()`` at priority 0
+        on every node, again while ``freed >> shift++ > 1``.
         """
         freed = 0
         v = self.mm.vm
@@ -634,7 +636,7 @@ class Reclaim:
             for lv in self.lruvecs:
                 for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
                     for pfn, packed in list(lv.lists[lru].items()):
-                        if not packed & DIRTY:
+                        if not packed & (DIRTY | HOT):
                             lv.delete(pfn)
                             self.release(pfn, packed & 0xFF, cpu, KIND_FILE)
                             freed += entry_pages(packed)
@@ -642,9 +644,9 @@ class Reclaim:
         if what & 2:
             shift = 0
             while True:
-                objects = sum(self.shrink_slab(lv, 0, cpu) for lv in self.lruvecs)
-                freed += objects
-                if objects <= 10 or shift >= 60:
+                round_freed = sum(self.shrink_slab(lv, 0, cpu) for lv in self.lruvecs)
+                freed += round_freed
+                if round_freed >> shift <= 1:
                     break
                 shift += 1
             v.add("drop_slab", 1)
@@ -664,5 +666,6 @@ def _nothing() -> None:
     """The default kswapd waker: no kswapd process runs (a model without time)."""
 
 
-def _no_span(name: str, nid: int, pages: int, duration_ns: int, detail: str) -> None:
+def _no_span(name: str, nid: int, pages: int, duration_ns: int, detail: str,
+             ago_ns: int = 0) -> None:
     """The default span sink: records nothing."""

@@ -2,6 +2,10 @@
 from simcore.mm.page_alloc cimport PageAllocator
 from simcore.mm.tracepoints cimport Tracer
 
+# Module constants as C integers (the .py binds them; nothing imports them from here).
+cdef Py_ssize_t NEED_SLOWPATH, _KILLED
+cdef long long GFP_NOFAIL
+
 cdef class Allocation:
     cdef public Py_ssize_t pfn
     cdef public int order, cpu
@@ -9,6 +13,12 @@ cdef class Allocation:
     cdef public long long gfp
     cdef public bint alive, gone, swapped
     cdef public int lru
+
+cdef class Owner:
+    cdef public str name
+    cdef public int lru, oom_score_adj
+    cdef public bint killable, exited
+    cdef public long long pages, swap_pages, killed_ns, stall_ns
 
 cdef class CallerStats:
     cdef public long long alloc_requests, pages_allocated, pages_freed, free_requests
@@ -32,6 +42,10 @@ cdef class Machine:
     cpdef Allocation alloc_now(self, str owner, long long gfp, int order, int cpu,
                                object nid=*, int lru_flags=*)
     cpdef void _enter(self, str owner, int cpu)
+    cpdef Owner _owner(self, str name)
+    cpdef tuple _fast_path(self, str owner, long long gfp, int order, int cpu, object nid)
+    cpdef Allocation _account(self, Owner who, Py_ssize_t pfn, long long gfp, int order,
+                              int cpu, int lru_flags)
     cpdef void free(self, Allocation handle, object cpu=*)
     cpdef void defer_free(self, Allocation handle, object expiry_ns)
     cpdef void apply_pending_frees(self)

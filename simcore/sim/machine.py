@@ -53,7 +53,7 @@ from simcore.mm.oom_kill import KernelPanic, OomCandidate
 from simcore.mm.page_alloc import AllocContext, PageAllocator
 from simcore.mm.slowpath import SlowRequest
 from simcore.mm.tracepoints import NullTracer, Tracer
-from simcore.sim.pressure import LatencyStats, Owner, SpanRecorder, StallClock
+from simcore.sim.pressure import LatencyStats, SpanRecorder, StallClock
 
 GFP_NOFAIL = int(GFP.NOFAIL)
 _KILLED = -3
@@ -102,6 +102,41 @@ class Allocation:
     def __repr__(self) -> str:
         return (f"Allocation(pfn={self.pfn:#x}, order={self.order}, owner={self.owner!r}, "
                 f"gfp={self.gfp:#x}, cpu={self.cpu}, alive={self.alive})")
+
+
+class Owner:
+    """One caller's memory, as ``oom_badness()`` and the summary see it.
+
+    An extension type in the compiled build (``machine.pxd``): the allocation path
+    updates its counts.
+
+    Attributes:
+        name: The caller (workload instance) name.
+        lru: The kind of memory it allocates (``simcore.mm.lru.KIND_*``), or -1 for
+            memory reclaim cannot take back.
+        oom_score_adj: ``/proc/<pid>/oom_score_adj`` (-1000 = never killed).
+        killable: False for kernel memory (slab, thread stacks): the OOM killer skips it.
+        pages: Pages it holds now.
+        swap_pages: Its pages in swap.
+        killed_ns: When the OOM killer killed it (-1: alive).
+        stall_ns: Time it spent stalled in the slow path.
+        exited: The caller has finished (no longer an OOM candidate).
+    """
+
+    __slots__ = ("name", "lru", "oom_score_adj", "killable", "pages", "swap_pages",
+                 "killed_ns", "stall_ns", "exited")
+
+    def __init__(self, name: str, lru: int = -1, oom_score_adj: int = 0,
+                 killable: bool = True) -> None:
+        self.name = name
+        self.lru = lru
+        self.oom_score_adj = oom_score_adj
+        self.killable = killable
+        self.pages = 0
+        self.swap_pages = 0
+        self.killed_ns = -1
+        self.stall_ns = 0
+        self.exited = False
 
 
 class CallerStats:
@@ -277,6 +312,11 @@ class Machine:
             finally:
                 del self.in_slowpath[id(req)]
             pfn = self._slow_done(who, pfn, gfp, order, nid, ac, req)
+            if who.killed_ns >= 0:  # killed while it stalled: the page goes as it exits
+                if pfn >= 0:
+                    mm.free_pages(pfn, order, cpu)
+                self.stats.alloc_requests += 1
+                return None
         return self._account(who, pfn, gfp, order, cpu, lru_flags)
 
     def alloc_now(
@@ -426,8 +466,17 @@ class Machine:
         self.mm.free_pages(pfn, order, cpu)
 
     def _oom_candidates(self) -> list[OomCandidate]:
+        """Live processes: not killed, not exited (``for_each_process``)."""
         return [OomCandidate(o.name, o.pages, o.swap_pages, o.oom_score_adj, o.killable)
-                for o in self.owners.values() if o.killed_ns < 0]
+                for o in self.owners.values() if o.killed_ns < 0 and not o.exited]
+
+    def owner_exit(self, name: str) -> None:
+        """The caller ``name`` has finished: the OOM killer no longer considers it.
+
+        SIMPLIFICATION: what it still holds stays allocated (as page cache outlives the
+        process that read it); a workload frees its own memory before it ends.
+        """
+        self._owner(name).exited = True
 
     def _oom_kill(self, victim: str) -> int:
         """Kill ``victim``: free every page it holds and its swap. Returns the pages."""
@@ -449,9 +498,10 @@ class Machine:
         self.stats.pages_oom_killed += freed
         return freed
 
-    def _span(self, name: str, nid: int, pages: int, duration_ns: int, detail: str) -> None:
-        now = self.trace_now()
-        self.spans.add(name, nid, self._context, now, now + duration_ns, pages, detail)
+    def _span(self, name: str, nid: int, pages: int, duration_ns: int, detail: str,
+              ago_ns: int = 0) -> None:
+        start = self.trace_now() - ago_ns
+        self.spans.add(name, nid, self._context, start, start + duration_ns, pages, detail)
 
     # -- kswapd -------------------------------------------------------------------------
     def _wake_kswapd(self, nid: int) -> None:

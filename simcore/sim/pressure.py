@@ -1,7 +1,5 @@
 """What the timed layer records under memory pressure: owners, spans, latency, stalls.
 
-- :class:`Owner`: one caller as the OOM killer and reclaim see it (a process, or kernel
-  memory), with its footprint.
 - :class:`SpanRecorder`: ``trace/spans.parquet`` (kswapd runs, direct reclaim, OOM
   kills, scheduled actions), schema in :data:`simcore.formats.trace_schema.SPAN_COLUMNS`.
 - :class:`LatencyStats`: allocation latency by stage, as counts per distinct value, so
@@ -18,36 +16,6 @@ from typing import Any
 
 from simcore.formats import trace_schema as ts
 from simcore.sim.recorder import _Columns
-
-
-class Owner:
-    """One caller's memory, as ``oom_badness()`` and the summary see it.
-
-    Attributes:
-        name: The caller (workload instance) name.
-        lru: The kind of memory it allocates (``simcore.mm.lru.KIND_*``), or -1 for
-            memory reclaim cannot take back.
-        oom_score_adj: ``/proc/<pid>/oom_score_adj`` (-1000 = never killed).
-        killable: False for kernel memory (slab, thread stacks): the OOM killer skips it.
-        pages: Pages it holds now.
-        swap_pages: Its pages in swap.
-        killed_ns: When the OOM killer killed it (-1: alive).
-    """
-
-    __slots__ = ("name", "lru", "oom_score_adj", "killable", "pages", "swap_pages",
-                 "killed_ns", "stall_ns", "nofail_stalls")
-
-    def __init__(self, name: str, lru: int = -1, oom_score_adj: int = 0,
-                 killable: bool = True) -> None:
-        self.name = name
-        self.lru = lru
-        self.oom_score_adj = oom_score_adj
-        self.killable = killable
-        self.pages = 0
-        self.swap_pages = 0
-        self.killed_ns = -1
-        self.stall_ns = 0
-        self.nofail_stalls: list[int] = []
 
 
 class SpanRecorder:

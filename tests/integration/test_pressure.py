@@ -298,10 +298,17 @@ def test_hopeless_node_ignores_wakeups_and_wakes_kcompactd_for_nonblocking() -> 
     m = _machine()
     zone = _dma32(m)
     reclaim = m.mm.reclaim
-    _fill(m, "pinned")
+    held = _fill(m, "pinned")
     reclaim.kswapd[0].failures = 16
     assert not kswapd.wakeup_kswapd(reclaim, zone, KERNEL, 2, 3)
     assert reclaim.compaction.kcompactd_wakeups == 0  # a direct reclaimer: nothing
+    assert not kswapd.wakeup_kswapd(reclaim, zone, int(GFP_NOWAIT), 2, 3)
+    assert reclaim.compaction.kcompactd_wakeups == 0  # kcompactd_node_suitable(): no free
+    held += _fill(m, "pinned", int(GFP.MEMALLOC))  # every page, reserves included
+    for h in held[::2]:  # plenty of free order-0 pages, none of order 1 or more
+        m.free(h)
+    m.mm.drain_all_pages()
+    assert reclaim.compaction.suitable(zone, 2, 3) == "continue"
     assert not kswapd.wakeup_kswapd(reclaim, zone, int(GFP_NOWAIT), 0, 3)
     assert reclaim.compaction.kcompactd_wakeups == 0  # wakeup_kcompactd(): order 0 returns
     assert not kswapd.wakeup_kswapd(reclaim, zone, int(GFP_NOWAIT), 2, 3)
@@ -345,9 +352,21 @@ def test_oom_kills_the_largest_killable_owner() -> None:
 def test_oom_with_nothing_killable_panics() -> None:
     m = _machine()
     m.register_owner("init", oom_score_adj=-1000)
+    m.register_owner("kthread", oom_score_adj=-1000)
     _fill(m, "init")
     with pytest.raises(KernelPanic, match="no killable processes"):
-        _timed(m, _request(m, "k", KERNEL))
+        _timed(m, _request(m, "kthread", KERNEL))
+
+
+def test_oom_killing_the_caller_itself_fails_its_request() -> None:
+    # The allocating caller is the only killable owner (nothing else to take).
+    m = _machine()
+    m.register_owner("init", oom_score_adj=-1000)
+    _fill(m, "init")
+    _, handle, _ = _timed(m, _request(m, "k", KERNEL))
+    assert handle is None and m.oom_killed("k")
+    assert m.mm.vm["oom_kill"] == 1  # once: the dying caller does not loop on
+    assert m.alloc_now("k", KERNEL, 0, 0) is None
 
 
 def test_nofs_request_reaches_out_of_memory_which_kills_nothing() -> None:
@@ -446,6 +465,14 @@ def test_pressure_config_reclaims_stalls_and_keeps_order0_requests_alive(
     names = set(spans["name"].astype(str))
     assert {ts.SPAN_KSWAPD_RUN, ts.SPAN_DIRECT_RECLAIM, ts.SPAN_WAKEUP_KSWAPD,
             ts.SPAN_ACTION} <= names
+    for nid in (0, 1):  # a node's kswapd runs one balance_pgdat() at a time
+        node = spans[spans["nid"] == nid]
+        runs = node[node["name"].astype(str) == ts.SPAN_KSWAPD_RUN].sort_values("start_ns")
+        assert (runs["start_ns"].to_numpy()[1:] >= runs["end_ns"].to_numpy()[:-1]).all()
+        wakes = node[node["name"].astype(str) == ts.SPAN_KSWAPD_WAKE]
+        # every run starts at its wake (the last may still be running when the run ends)
+        assert set(runs["start_ns"]) <= set(wakes["start_ns"])
+        assert len(wakes) - len(runs) in (0, 1)
 
 
 def test_hot_pages_are_kept_and_cold_ones_reclaimed_first() -> None:

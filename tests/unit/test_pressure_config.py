@@ -12,7 +12,7 @@ from simcore.config.types import ActionConfig, CostConfig
 from simcore.errors import ConfigError
 
 BASE: dict[str, Any] = {
-    "name": "p", "seed": 1, "duration": "1s",
+    "name": "p", "seed": 1, "duration": "60s",
     "machine": {"nodes": [{"memory": "128MiB", "cpus": 2}], "swap": "64MiB"},
     "sysctl": {"swappiness": 100},
 }
@@ -70,10 +70,12 @@ def test_dump_and_parse_round_trip() -> None:
     ({"actions": [{"at": "1s", "do": {"sysctl": {"min_free_kbytes": "auto"}}}]},
      "actions[0].do.sysctl.min_free_kbytes", "cannot ask for 'auto'"),
     ({"actions": [{"at": "1s", "do": "compact_memory"}]}, "actions[0].do",
-     "compaction is not modelled yet"),
+     "compact_memory is not supported yet: compaction is not modelled"),
     ({"actions": [{"at": "1s", "do": {"nr_hugepages": 8}}]}, "actions[0].do.nr_hugepages",
      "hugetlb pool"),
     ({"machine": {"nodes": [{"memory": "128MiB"}], "swap": "lots"}}, "machine.swap", "size"),
+    ({"actions": [{"at": "1s", "do": "drop_caches"}], "duration": "1s"}, "actions[0].at",
+     "before the end of the run (duration 1s)"),
 ])
 def test_bad_values_name_the_key(extra: dict[str, Any], key: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -81,3 +83,9 @@ def test_bad_values_name_the_key(extra: dict[str, Any], key: str, words: str) ->
     text = str(info.value)
     assert text.startswith(f"p.yaml: {key}:"), text
     assert words in text, text
+
+
+def test_action_sysctl_accepts_the_vm_prefix() -> None:
+    cfg = _parse(actions=[{"at": "1s", "do": {"sysctl": {"vm.swappiness": 10}}}],
+                 duration="2s")
+    assert cfg.actions[0].args == (("swappiness", 10),)
