@@ -38,7 +38,7 @@ cdef class PageAllocator(FreePagesMixin):
     cdef public long long min_free_kbytes
     cdef public Zone last_zone
     cdef public str current_comm
-    cdef public list path_cost, fast_hits
+    cdef public long long[:] path_cost, fast_hits
     cdef public AllocContext last_ac
     cdef public object last_request, reclaim
 

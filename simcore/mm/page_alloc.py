@@ -10,6 +10,8 @@ are in :mod:`simcore.mm.page_free`; the slow path is in :mod:`simcore.mm.slowpat
 
 from __future__ import annotations
 
+import numpy as np
+
 from simcore.config.types import CostConfig, MachineConfig, SysctlConfig
 from simcore.formats import trace_schema as ts
 from simcore.mm import kswapd, slowpath
@@ -185,10 +187,12 @@ class PageAllocator(FreePagesMixin):
         self.current_comm = "allocsim"
         """The caller's name for warn_alloc() lines (``current->comm``)."""
         cost = cost if cost is not None else CostConfig()
-        self.path_cost = [cost.pcp_hit_ns, cost.buddy_ns, cost.fallback_ns]
+        self.path_cost = np.array([cost.pcp_hit_ns, cost.buddy_ns, cost.fallback_ns],
+                                  dtype=np.int64).data
         """Latency of a fast-path allocation by where it was served (PATH_IDX_*)."""
-        self.fast_hits = [0, 0, 0]
-        """Fast-path allocations by where they were served (PATH_IDX_*)."""
+        self.fast_hits = np.zeros(3, dtype=np.int64).data
+        """Fast-path allocations by where they were served (PATH_IDX_*); int64 views, so
+        the compiled fast path counts at C level."""
         self.last_ac: AllocContext | None = None
         self.last_request: slowpath.SlowRequest | None = None
         self.reclaim = Reclaim(self, cfg.swap_pages, sysctl.swappiness, cost)
