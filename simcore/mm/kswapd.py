@@ -214,7 +214,6 @@ def balance_pgdat(reclaim: Reclaim, nid: int, order: int, highest_zoneidx: int) 
     zone_boosts = [(z, z.watermark_boost) for z in zones]
     nr_boost_reclaim = sum(b for _, b in zone_boosts)
     boosted = bool(nr_boost_reclaim)
-    st.running = True
     total_reclaimed = 0
     elapsed = 0
     while True:  # restart:
@@ -265,7 +264,6 @@ def balance_pgdat(reclaim: Reclaim, nid: int, order: int, highest_zoneidx: int) 
         total_reclaimed = sc.nr_reclaimed
         break
     set_reclaim_active(reclaim, nid, highest_zoneidx, False)
-    st.running = False
     if boosted:
         for zone, boost in zone_boosts:
             if boost:

@@ -39,7 +39,6 @@ SLAB = 4
 
 KIND_ANON, KIND_FILE, KIND_SLAB = 0, 1, 2
 """What a caller's reclaimable allocation is: anonymous memory, page cache, slab."""
-KIND_NAMES = ("anon", "file", "slab")
 
 ORDER_MASK = 0xFF
 ZONE_SHIFT = 8
@@ -102,9 +101,6 @@ class Lruvec:
         """Dirty page-cache pages per zone (``NR_ZONE_WRITE_PENDING``)."""
         self.nr_deferred = 0
 
-    def __len__(self) -> int:
-        return len(self.where)
-
     def add(self, pfn: int, kind: int, packed: int) -> None:
         """``folio_add_lru()`` (inactive list head), or a new reclaimable slab page."""
         if kind == KIND_SLAB:
@@ -157,10 +153,6 @@ class Lruvec:
         """``lruvec_lru_size()``: pages on ``lru`` in zones up to ``max_zone_idx``."""
         top = len(self.nr_zone) - 1 if max_zone_idx is None else max_zone_idx
         return sum(self.nr_zone[z][lru] for z in range(top + 1))
-
-    def zone_lru_pages(self, zone_idx: int, lru: int) -> int:
-        """``NR_ZONE_<lru>`` of one zone."""
-        return self.nr_zone[zone_idx][lru]
 
     def slab_pages(self) -> int:
         """Reclaimable slab pages of the node (the shrinker's ``count_objects()``)."""

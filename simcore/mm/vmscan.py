@@ -110,8 +110,7 @@ class ScanControl:
     __slots__ = ("nr_to_reclaim", "gfp", "reclaim_idx", "order", "priority",
                  "may_writepage", "may_swap", "may_deactivate", "force_deactivate",
                  "skipped_deactivate", "cache_trim_mode", "file_is_tiny", "compaction_ready",
-                 "kswapd", "cpu", "nr_scanned", "nr_reclaimed", "cost_ns", "throttled_ns",
-                 "nr_swapped", "nr_written")
+                 "kswapd", "cpu", "nr_scanned", "nr_reclaimed", "cost_ns", "throttled_ns")
 
     def __init__(self, nr_to_reclaim: int, gfp: int, reclaim_idx: int, order: int,
                  kswapd: bool, cpu: int) -> None:
@@ -134,8 +133,6 @@ class ScanControl:
         self.nr_reclaimed = 0
         self.cost_ns = 0
         self.throttled_ns = 0
-        self.nr_swapped = 0
-        self.nr_written = 0
 
 
 class KswapdState:
@@ -154,7 +151,7 @@ class KswapdState:
     """
 
     __slots__ = ("nid", "order", "highest_zoneidx", "failures", "waiting", "woken", "wake",
-                 "running", "thread")
+                 "thread")
 
     def __init__(self, nid: int) -> None:
         self.nid = nid
@@ -163,7 +160,6 @@ class KswapdState:
         self.failures = 0
         self.waiting = True
         self.woken = False
-        self.running = False
         self.thread = False
         self.wake: Callable[[], None] = _nothing
 
@@ -244,10 +240,6 @@ class Reclaim:
         if self.can_reclaim_anon_pages():
             nr += counts[LRU_INACTIVE_ANON] + counts[LRU_ACTIVE_ANON]
         return nr
-
-    def node_lru_pages(self, nid: int, lru: int) -> int:
-        """``node_page_state(NR_<lru>)``."""
-        return self.lruvecs[nid].size(lru)
 
     # -- shrink_node and its parts ------------------------------------------------------
     def inactive_is_low(self, lv: Lruvec, inactive_lru: int) -> bool:
@@ -401,14 +393,12 @@ class Reclaim:
                         lv.put(pfn, lru, packed)  # keep: no IO allowed here
                     continue
                 self.swap_used += pages
-                sc.nr_swapped += pages
                 sc.cost_ns += pages * cost.reclaim_swap_ns
                 v.add("pswpout", pages)
             elif packed & DIRTY:
                 if not sc.may_writepage or not (sc.kswapd or sc.gfp & GFP_FS):
                     lv.put(pfn, lru, packed)  # keep: this reclaimer cannot write it
                     continue
-                sc.nr_written += pages
                 sc.cost_ns += pages * cost.reclaim_dirty_ns
                 lv.put(pfn, lru, packed & ~DIRTY, oldest=True)  # folio_rotate_reclaimable()
                 v.add("pgrotated", pages)

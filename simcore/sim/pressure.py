@@ -38,10 +38,6 @@ class SpanRecorder:
         c["detail"].append(detail)
         self.rows += 1
 
-    def count(self, name: str) -> int:
-        """Spans recorded under ``name``."""
-        return sum(1 for n in self.columns.cols["name"] if n == name)
-
     def write(self, path: Path) -> None:
         """Write the Parquet file atomically."""
         self.columns.write(path)
