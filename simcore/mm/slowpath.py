@@ -216,23 +216,26 @@ def wake_all_kswapds(mm: PageAllocator, order: int, gfp: int, ac: AllocContext) 
 
 def direct_compact(mm: PageAllocator, gfp: int, order: int, alloc_flags: int,
                    ac: AllocContext, priority: int, cpu: int,
-                   req: SlowRequest) -> tuple[int, str, int]:
-    """``__alloc_pages_direct_compact()``: ``(pfn, compact_result, cost_ns)``.
+                   req: SlowRequest) -> Generator[int, None, tuple[int, str]]:
+    """``__alloc_pages_direct_compact()``: returns ``(pfn, compact_result)``.
 
-    Order 0 never compacts. A SKIPPED result counts nothing; any other counts
+    Order 0 never compacts. The compaction's time is spent (yielded) before the free
+    lists are tried. A SKIPPED result counts nothing; any other counts
     ``compact_stall`` and then ``compact_success`` or ``compact_fail``.
     """
     if not order:
-        return -1, COMPACT_SKIPPED, 0
+        return -1, COMPACT_SKIPPED
     result, cost = mm.reclaim.compaction.try_to_compact_pages(
         gfp, order, alloc_flags, ac.zonelist, ac.highest_zoneidx, priority)
+    if cost:
+        yield cost
     if result == COMPACT_SKIPPED:
-        return -1, result, cost
+        return -1, result
     req.reach(ts.STAGE_SLOW_COMPACTION)
     mm.vm.add("compact_stall", 1)
     pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
     mm.vm.add("compact_success" if pfn >= 0 else "compact_fail", 1)
-    return pfn, result, cost
+    return pfn, result
 
 
 def direct_reclaim(mm: PageAllocator, gfp: int, order: int, alloc_flags: int,
@@ -390,10 +393,8 @@ def alloc_pages_slowpath(mm: PageAllocator, gfp: int, order: int, ac: AllocConte
         return pfn
     if (can_direct_reclaim and (costly_order or order > 0 and ac.migratetype != MT_MOVABLE)
             and not gfp_pfmemalloc_flags(gfp)):
-        pfn, compact_result, cost = direct_compact(mm, gfp, order, alloc_flags, ac,
-                                                   INIT_COMPACT_PRIORITY, cpu, req)
-        if cost:
-            yield cost
+        pfn, compact_result = yield from direct_compact(mm, gfp, order, alloc_flags, ac,
+                                                        INIT_COMPACT_PRIORITY, cpu, req)
         if pfn >= 0:
             return pfn
         if costly_order and gfp & GFP_NORETRY:
@@ -420,10 +421,8 @@ def alloc_pages_slowpath(mm: PageAllocator, gfp: int, order: int, ac: AllocConte
                                                       req)
             if pfn >= 0:
                 return pfn
-            pfn, compact_result, cost = direct_compact(mm, gfp, order, alloc_flags, ac,
-                                                       compact_priority, cpu, req)
-            if cost:
-                yield cost
+            pfn, compact_result = yield from direct_compact(mm, gfp, order, alloc_flags, ac,
+                                                            compact_priority, cpu, req)
             if pfn >= 0:
                 return pfn
             if gfp & GFP_NORETRY:
