@@ -89,3 +89,22 @@ def test_action_sysctl_accepts_the_vm_prefix() -> None:
     cfg = _parse(actions=[{"at": "1s", "do": {"sysctl": {"vm.swappiness": 10}}}],
                  duration="2s")
     assert cfg.actions[0].args == (("swappiness", 10),)
+
+
+def test_psi_some_is_the_union_of_the_stalls() -> None:
+    from simcore.sim.pressure import LatencyStats, StallClock
+
+    clock = StallClock()
+    clock.enter(100)  # caller A stalls 100..400
+    clock.enter(200)  # caller B stalls 200..600, overlapping A
+    clock.leave(400)
+    assert clock.some_at(500) == 400  # 100..500 so far, B still stalled
+    clock.leave(600)
+    clock.enter(900)
+    clock.leave(1000)
+    assert clock.some_ns == 500 + 100  # 100..600 and 900..1000, not 300 + 400 + 100
+    stats = LatencyStats()
+    stats.add("fast", 100, 998)
+    stats.add("fast", 400, 1)
+    stats.add("fast", 1500, 1)
+    assert stats.summary()["fast"] == {"count": 1000, "p50": 100, "p99": 100, "p999": 400}
