@@ -110,7 +110,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"  actions: {len(s['actions'])} applied "
               f"({'; '.join(a['do'] for a in s['actions'])})")
     if s.get("oom_kills"):
-        victims = ", ".join(f"{k['detail'].split()[0].removeprefix('victim=')} at "
+        victims = ", ".join(f"{k['victim']} at "
                             f"{k['time_ns'] / 1e9:.3f} s" for k in s["oom_kills"])
         print(f"  OOM killer: {victims}")
     if s.get("panic"):

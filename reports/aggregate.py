@@ -152,7 +152,7 @@ def _pressure_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
                      f"({stall['some_percent']:.2f} %)"))
     kills = summary.get("oom_kills") or []
     if kills:
-        victims = ", ".join(str(k["detail"]).split()[0].removeprefix("victim=") for k in kills)
+        victims = ", ".join(str(k["victim"]) for k in kills)
         rows.append(("OOM kills", f"{len(kills)}: {victims}"))
     panic = summary.get("panic")
     if panic:

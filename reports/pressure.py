@@ -1,7 +1,7 @@
 """The memory-pressure page: kswapd activity, direct reclaim stalls and latency by stage.
 
-Reads ``trace/spans.parquet`` (kswapd runs, direct reclaim, OOM kills) and the
-``latency_ns``/``stall_ns`` sections of ``summary.json``.
+Reads ``trace/spans.parquet`` (kswapd runs, direct reclaim) and the ``latency_ns``,
+``stall_ns``, ``oom_kills`` and ``panic`` sections of ``summary.json``.
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ def _kswapd_axes(ax: Axes, spans: pd.DataFrame, nodes: list[int]) -> None:
 
 def _stall_axes(ax: Axes, spans: pd.DataFrame, summary: dict[str, Any]) -> None:
     direct = _spans(spans, ts.SPAN_DIRECT_RECLAIM)
-    kills = _spans(spans, ts.SPAN_OOM_KILL)
+    kills = summary.get("oom_kills") or []
     some = summary.get("stall_ns", {}).get("some_percent", 0.0)
     ax.set_title(f"Direct reclaim stalls by caller (memory pressure, PSI some: {some:.2f} % "
                  "of the run)", loc="left")
-    if direct.empty and kills.empty and not summary.get("panic"):
+    if direct.empty and not kills and not summary.get("panic"):
         _no_data(ax, "no caller entered direct reclaim")
         return
     for caller, rows in direct.groupby(direct["caller"].astype(str), sort=True):
@@ -70,10 +70,10 @@ def _stall_axes(ax: Axes, spans: pd.DataFrame, summary: dict[str, Any]) -> None:
         ax.annotate("kernel panic", (panic["time_ns"] / 1e9, 1.0),
                     xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
                     fontsize=9, weight="bold")
-    for _, kill in kills.iterrows():
-        ax.axvline(kill["start_s"], color="tab:red", linestyle="--", linewidth=1)
-        ax.annotate(f"OOM kill: {str(kill['detail']).split()[0].removeprefix('victim=')}",
-                    (kill["start_s"], 1.0), xycoords=("data", "axes fraction"),
+    for kill in kills:
+        when = kill["time_ns"] / 1e9
+        ax.axvline(when, color="tab:red", linestyle="--", linewidth=1)
+        ax.annotate(f"OOM kill: {kill['victim']}", (when, 1.0), xycoords=("data", "axes fraction"),
                     rotation=90, va="top", ha="right", fontsize=8, color="tab:red")
     if not direct.empty:
         ax.set_yscale("log")

@@ -156,7 +156,8 @@ def write_run_dir(run_dir: Path, *, status: str = "ok") -> Path:
                                                "p999": 90_000}},
         "stall_ns": {"by_caller": {"slab": 133_600}, "some": 133_600, "some_percent": 0.013},
         "vmstat": {"allocstall_normal": 2, "pgsteal_kswapd": 700, "pgsteal_direct": 64},
-        "oom_kills": [{"time_ns": 900_000_000, "caller": "slab", "pages": 300,
+        "oom_kills": [{"time_ns": 900_000_000, "caller": "slab", "victim": "hugetlb",
+                       "pages": 300,
                        "detail": "victim=hugetlb order=0 gfp=GFP_KERNEL"}],
     }
     manifest = {

@@ -35,11 +35,6 @@ _VM_KSWAPD_WAKEUP = VMSTAT_INDEX["kswapd_wakeup"]
 KswapdStep = Generator[int | str, bool | None, int]
 
 
-def _node_zones(reclaim: Reclaim, nid: int, highest_zoneidx: int) -> list[Zone]:
-    return [z for z in reclaim.mm.nodes[nid].node_zones[: highest_zoneidx + 1]
-            if z is not None and managed_zone(z)]
-
-
 def zone_watermark_ok_safe(zone: Zone, order: int, mark: int, highest_zoneidx: int) -> bool:
     """``zone_watermark_ok_safe()`` (the model's NR_FREE_PAGES is always exact)."""
     return bool(zone.watermark_ok(order, mark, highest_zoneidx, 0, zone.nr_free_pages))
@@ -51,7 +46,7 @@ def pgdat_balanced(reclaim: Reclaim, nid: int, order: int, highest_zoneidx: int)
     Checked for the managed zones up to ``highest_zoneidx``, at ``order``; also true
     when there is no such zone.
     """
-    zones = _node_zones(reclaim, nid, highest_zoneidx)
+    zones = reclaim.managed_zones(nid, highest_zoneidx)
     if not zones:
         return True
     return any(zone_watermark_ok_safe(z, order, z.wmark_pages(WMARK_HIGH), highest_zoneidx)
@@ -178,7 +173,7 @@ def set_reclaim_active(reclaim: Reclaim, nid: int, highest_zoneidx: int,
 
     While it is set, their pcp lists are capped at 4 × batch (``nr_pcp_high()``).
     """
-    for zone in _node_zones(reclaim, nid, highest_zoneidx):
+    for zone in reclaim.managed_zones(nid, highest_zoneidx):
         zone.reclaim_active = active
 
 
@@ -189,7 +184,7 @@ def kswapd_shrink_node(reclaim: Reclaim, nid: int, sc: ScanControl) -> bool:
     continues for order 0. Returns True if it scanned its whole target.
     """
     sc.nr_to_reclaim = sum(max(z.wmark_pages(WMARK_HIGH), SWAP_CLUSTER_MAX)
-                           for z in _node_zones(reclaim, nid, sc.reclaim_idx))
+                           for z in reclaim.managed_zones(nid, sc.reclaim_idx))
     reclaim.shrink_node(nid, sc)
     if sc.order and sc.nr_reclaimed >= 2 << sc.order:
         sc.order = 0
@@ -210,7 +205,7 @@ def balance_pgdat(reclaim: Reclaim, nid: int, order: int, highest_zoneidx: int) 
     sc = ScanControl(0, GFP_KERNEL, highest_zoneidx, order, kswapd=True,
                      cpu=_node_cpu(reclaim, nid))
     mm.vm.add("pageoutrun", 1)
-    zones = _node_zones(reclaim, nid, highest_zoneidx)
+    zones = reclaim.managed_zones(nid, highest_zoneidx)
     zone_boosts = [(z, z.watermark_boost) for z in zones]
     nr_boost_reclaim = sum(b for _, b in zone_boosts)
     boosted = bool(nr_boost_reclaim)

@@ -142,6 +142,13 @@ class Lruvec:
         self._count(lru, packed, 1)
         self.where[pfn] = lru
 
+    def pop_oldest_slab(self) -> tuple[int, int]:
+        """Take the oldest reclaimable slab page (the shrinker's next victim)."""
+        pfn, packed = self.slab.popitem(last=False)
+        self.nr_slab_zone[entry_zone(packed)] -= entry_pages(packed)
+        del self.where[pfn]
+        return pfn, packed
+
     def isolate_oldest(self, lru: int) -> tuple[int, int]:
         """Take the entry at the tail of ``lru`` (``isolate_lru_folios()``)."""
         pfn, packed = self.lists[lru].popitem(last=False)

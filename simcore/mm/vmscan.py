@@ -218,6 +218,13 @@ class Reclaim:
         """An owner freed (or lost) memory that was swapped out: release its slots."""
         self.swap_used -= min(pages, self.swap_used)
 
+    def managed_zones(self, nid: int, highest_zoneidx: int | None = None) -> list[Zone]:
+        """The node's managed zones, up to ``highest_zoneidx`` (all by default)."""
+        zones = self.mm.nodes[nid].node_zones
+        if highest_zoneidx is not None:
+            zones = zones[: highest_zoneidx + 1]
+        return [z for z in zones if z is not None and managed_zone(z)]
+
     def node_stats(self) -> dict[str, int]:
         """The LRU sizes and reclaimable slab of all nodes (``/proc/vmstat`` levels)."""
         out = {f"nr_{name}": sum(lv.size(lru) for lv in self.lruvecs)
@@ -263,8 +270,7 @@ class Reclaim:
         inactive_file = lv.size(LRU_INACTIVE_FILE)
         sc.cache_trim_mode = bool(inactive_file >> sc.priority
                                   and not sc.may_deactivate & DEACTIVATE_FILE)
-        node = self.mm.nodes[lv.nid]
-        zones = [z for z in node.node_zones if z is not None and managed_zone(z)]
+        zones = self.managed_zones(lv.nid)
         free = sum(z.nr_free_pages for z in zones)
         total_high = sum(z.wmark_pages(2) for z in zones)
         file = lv.size(LRU_INACTIVE_FILE) + lv.size(LRU_ACTIVE_FILE)
@@ -462,12 +468,9 @@ class Reclaim:
         """Free up to ``nr_to_scan`` pages of the oldest reclaimable slab."""
         freed = 0
         while freed < nr_to_scan and lv.slab:
-            pfn, packed = lv.slab.popitem(last=False)
-            pages = entry_pages(packed)
-            lv.nr_slab_zone[entry_zone(packed)] -= pages
-            del lv.where[pfn]
+            pfn, packed = lv.pop_oldest_slab()
             self.release(pfn, packed & 0xFF, cpu, KIND_SLAB)
-            freed += pages
+            freed += entry_pages(packed)
         return freed
 
     def shrink_node(self, nid: int, sc: ScanControl) -> None:
@@ -501,10 +504,9 @@ class Reclaim:
                                               or sc.priority < DEF_PRIORITY - 2)
         if not in_reclaim_compaction or not nr_reclaimed:
             return False
-        zones = self.mm.nodes[nid].node_zones[: sc.reclaim_idx + 1]
-        for zone in zones:
-            if zone is not None and managed_zone(zone) and self.compaction.suitable(
-                    zone, sc.order, sc.reclaim_idx) in (COMPACT_SUCCESS, COMPACT_CONTINUE):
+        for zone in self.managed_zones(nid, sc.reclaim_idx):
+            if self.compaction.suitable(zone, sc.order, sc.reclaim_idx) in (
+                    COMPACT_SUCCESS, COMPACT_CONTINUE):
                 return False
         lv = self.lruvecs[nid]
         inactive = lv.size(LRU_INACTIVE_FILE)
@@ -606,7 +608,7 @@ class Reclaim:
         if self.kswapd[nid].failures >= MAX_RECLAIM_RETRIES:
             return True
         lv = self.lruvecs[nid]
-        zones = [z for z in self.mm.nodes[nid].node_zones if z is not None and managed_zone(z)]
+        zones = self.managed_zones(nid)
         reclaimable = sum(self.zone_reclaimable_pages(z) for z in zones)
         write_pending = sum(lv.nr_dirty_zone[z.zone_idx] for z in zones)
         return 2 * write_pending <= reclaimable

@@ -131,6 +131,7 @@ def pressure_summary(machine: Any) -> dict[str, Any]:
               **{name: counters[name] for name in KERNEL_EVENTS}}
     cols = machine.spans.columns.cols
     kills = [{"time_ns": cols["start_ns"][i], "caller": cols["caller"][i],
+              "victim": cols["detail"][i].split()[0].removeprefix("victim="),
               "pages": cols["pages"][i], "detail": cols["detail"][i]}
              for i, name in enumerate(cols["name"]) if name == ts.SPAN_OOM_KILL]
     some = machine.stalls.some_at(now)
