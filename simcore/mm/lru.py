@@ -6,11 +6,18 @@ anonymous and for file-backed pages, with per-zone page counts
 (``NR_ZONE_INACTIVE_FILE`` ...). New pages enter the inactive list
 (``folio_add_lru()``; since 5.9 anonymous pages start inactive too).
 
-Entries are allocations (a head pfn and its order), not pages: one dict entry per
-allocation, never a Python object per page. Each list is an ``OrderedDict`` from head
-pfn to a packed int (order, zone index, dirty and referenced bits), oldest first: the
-kernel's list tail (where reclaim isolates) is the front here, its head (where new and
-rotated pages go) is the back.
+Entries are allocations (a head pfn and its order), not pages. The lists are intrusive
+lists of the engine's :class:`~simcore.mm.freelist.PageLists`, one set per node: the
+head page's ``PageArray.lru`` slot holds its list node, as the kernel links
+``folio->lru`` of the head page (an allocated page is on no free list, so the slot is
+free to reuse; the owner takes a block off its LRU list before freeing it). Each node
+also carries a packed int32 (order, zone index, dirty and referenced bits, and which
+list holds it) in :attr:`Lruvec.meta`. Memory is 20 bytes per listed allocation, in
+typed arrays, and no Python object is created per entry.
+
+Like the kernel, new and rotated pages go to a list's head (``list_add()``) and
+reclaim isolates from its tail (``lru_to_folio()``); ``folio_rotate_reclaimable()``
+puts a folio back at the tail.
 
 SIMPLIFICATION: there are no page-table accesses. A caller marks a page *hot* when it
 allocates it (a workload parameter): it stays in use, so reclaim finds its pte young at
@@ -25,7 +32,10 @@ objects, and a slab page is freed only once all its objects are.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import numpy as np
+
+from simcore.mm.freelist import PageLists
+from simcore.mm.pages import PageArray
 
 LRU_INACTIVE_ANON = 0
 LRU_ACTIVE_ANON = 1
@@ -36,6 +46,8 @@ NR_LRU_LISTS = 4
 LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file")
 SLAB = 4
 """Where-code of a reclaimable slab page (not an LRU list)."""
+_NR_LISTS = 5
+"""The four LRU lists and the slab list."""
 
 KIND_ANON, KIND_FILE, KIND_SLAB = 0, 1, 2
 """What a caller's reclaimable allocation is: anonymous memory, page cache, slab."""
@@ -50,6 +62,9 @@ HOT = 1 << 13
 scan (the caller's working set)."""
 PG_REFERENCED = 1 << 14
 """``PG_referenced``: set by reclaim when it first finds the page young."""
+_ENTRY_MASK = 0xFFFF
+"""The bits of :attr:`Lruvec.meta` that are the packed entry; the list is above them."""
+_LIST_SHIFT = 16
 
 
 def pack(order: int, zone_idx: int, dirty: bool = False, hot: bool = False) -> int:
@@ -82,85 +97,193 @@ class Lruvec:
 
     Attributes:
         nid: The node.
-        lists: Per ``enum lru_list``: head pfn -> packed entry, oldest first.
-        nr_zone: ``nr_zone[zone_idx][lru]``: pages on each list, per zone.
-        slab: Reclaimable slab pages, oldest first (head pfn -> packed entry).
+        links: The node's intrusive lists (``lists[lru]`` and the slab list).
+        heads: Sentinel node of each list: ``enum lru_list`` values, then :data:`SLAB`.
+        meta: Per list node: its packed entry, and (from bit 16) its list.
+        nr_zone: Pages per zone and list, at ``zone_idx * NR_LRU_LISTS + lru``
+            (``NR_ZONE_INACTIVE_ANON`` ...); see :meth:`zone_size`.
+        nr_entries: Allocations on each list (the four LRU lists, then slab).
         nr_slab_zone: Reclaimable slab pages per zone (``NR_SLAB_RECLAIMABLE_B``).
-        where: Head pfn -> its list (an ``enum lru_list`` value or :data:`SLAB`).
+        nr_dirty_zone: Dirty page-cache pages per zone (``NR_ZONE_WRITE_PENDING``).
         nr_deferred: The shrinker's deferred scan count (``shrinker->nr_deferred``).
     """
 
-    def __init__(self, nid: int, nr_zone_types: int) -> None:
+    def __init__(self, nid: int, nr_zone_types: int, pages: PageArray) -> None:
         self.nid = nid
-        self.lists: list[OrderedDict[int, int]] = [OrderedDict() for _ in range(NR_LRU_LISTS)]
-        self.nr_zone = [[0] * NR_LRU_LISTS for _ in range(nr_zone_types)]
-        self.slab: OrderedDict[int, int] = OrderedDict()
-        self.nr_slab_zone = [0] * nr_zone_types
-        self.where: dict[int, int] = {}
-        self.nr_dirty_zone = [0] * nr_zone_types
-        """Dirty page-cache pages per zone (``NR_ZONE_WRITE_PENDING``)."""
+        self.nr_zone_types = nr_zone_types
+        self.links = PageLists(pages)
+        self.lru = pages.lru
+        self.heads_np = np.array([self.links.new_list() for _ in range(_NR_LISTS)],
+                                 dtype=np.int32)
+        self.heads = self.heads_np.data
+        self.meta_np = np.zeros(self.links.capacity, dtype=np.int32)
+        self.meta = self.meta_np.data
+        self.nr_zone_np = np.zeros(nr_zone_types * NR_LRU_LISTS, dtype=np.int64)
+        self.nr_zone = self.nr_zone_np.data
+        self.nr_entries_np = np.zeros(_NR_LISTS, dtype=np.int64)
+        self.nr_entries = self.nr_entries_np.data
+        self.nr_slab_zone_np = np.zeros(nr_zone_types, dtype=np.int64)
+        self.nr_slab_zone = self.nr_slab_zone_np.data
+        self.nr_dirty_zone_np = np.zeros(nr_zone_types, dtype=np.int64)
+        self.nr_dirty_zone = self.nr_dirty_zone_np.data
+        self.skipped_np = np.zeros(nr_zone_types, dtype=np.int64)
+        self.skipped = self.skipped_np.data
+        """Pages the last :meth:`isolate` skipped, per zone (``nr_skipped[]``)."""
         self.nr_deferred = 0
 
+    # -- linking ------------------------------------------------------------------------
+    def _link(self, pfn: int, where: int, packed: int, tail: bool) -> None:
+        """Link ``pfn`` at the head (or tail) of list ``where`` and count it there."""
+        links = self.links
+        if tail:
+            links.add_tail(self.heads[where], pfn)
+        else:
+            links.add(self.heads[where], pfn)
+        if links.capacity > self.meta_np.shape[0]:
+            meta = np.zeros(links.capacity, dtype=np.int32)
+            meta[: self.meta_np.shape[0]] = self.meta_np
+            self.meta_np = meta
+            self.meta = meta.data
+        self.meta[self.lru[pfn]] = packed | where << _LIST_SHIFT
+        self.nr_entries[where] += 1
+        self._count(where, packed, 1)
+
+    def _unlink(self, pfn: int) -> int:
+        """Unlink a listed ``pfn``, uncount it; returns its packed entry."""
+        node = self.lru[pfn]
+        m = self.meta[node]
+        where = m >> _LIST_SHIFT
+        packed = m & _ENTRY_MASK
+        self.links.unlink(pfn)
+        self.nr_entries[where] -= 1
+        self._count(where, packed, -1)
+        return packed
+
+    def _count(self, where: int, packed: int, sign: int) -> None:
+        pages = sign * (1 << (packed & ORDER_MASK))
+        zone = packed >> ZONE_SHIFT & ZONE_MASK
+        if where == SLAB:
+            self.nr_slab_zone[zone] += pages
+            return
+        self.nr_zone[zone * NR_LRU_LISTS + where] += pages
+        if packed & DIRTY:
+            self.nr_dirty_zone[zone] += pages
+
+    def on_list(self, pfn: int) -> int:
+        """The list holding ``pfn`` (an ``enum lru_list`` value or :data:`SLAB`), or -1.
+
+        The ``PageLRU()`` test: ``pfn``'s link slot names a node of these lists that
+        holds ``pfn`` (a slot left over from a free list names another pfn's node, or
+        none).
+        """
+        node = self.lru[pfn]
+        if node < 0 or node >= self.links.capacity or self.links.pfn[node] != pfn:
+            return -1
+        return self.meta[node] >> _LIST_SHIFT
+
+    # -- the owners' side ---------------------------------------------------------------
     def add(self, pfn: int, kind: int, packed: int) -> None:
         """``folio_add_lru()`` (inactive list head), or a new reclaimable slab page."""
         if kind == KIND_SLAB:
-            self.slab[pfn] = packed
-            self.nr_slab_zone[entry_zone(packed)] += entry_pages(packed)
-            self.where[pfn] = SLAB
-            return
-        self.put(pfn, LRU_INACTIVE_FILE if kind == KIND_FILE else LRU_INACTIVE_ANON, packed)
+            self._link(pfn, SLAB, packed, False)
+        elif kind == KIND_FILE:
+            self._link(pfn, LRU_INACTIVE_FILE, packed, False)
+        else:
+            self._link(pfn, LRU_INACTIVE_ANON, packed, False)
 
     def delete(self, pfn: int) -> int:
         """Take ``pfn`` off whatever list holds it; returns its packed entry (-1: none)."""
-        lru = self.where.pop(pfn, -1)
-        if lru < 0:
+        if self.on_list(pfn) < 0:
             return -1
-        if lru == SLAB:
-            packed = self.slab.pop(pfn)
-            self.nr_slab_zone[entry_zone(packed)] -= entry_pages(packed)
-            return packed
-        packed = self.lists[lru].pop(pfn)
-        self._count(lru, packed, -1)
-        return packed
-
-    def _count(self, lru: int, packed: int, sign: int) -> None:
-        pages = sign * entry_pages(packed)
-        zone = entry_zone(packed)
-        self.nr_zone[zone][lru] += pages
-        if packed & DIRTY:
-            self.nr_dirty_zone[zone] += pages
+        return self._unlink(pfn)
 
     def put(self, pfn: int, lru: int, packed: int, oldest: bool = False) -> None:
         """Put an isolated entry on ``lru``, at its head.
 
         With ``oldest``, at its tail instead (``folio_rotate_reclaimable()``).
         """
-        lst = self.lists[lru]
-        lst[pfn] = packed
-        if oldest:
-            lst.move_to_end(pfn, last=False)
-        self._count(lru, packed, 1)
-        self.where[pfn] = lru
+        self._link(pfn, lru, packed, oldest)
+
+    # -- reclaim's side -----------------------------------------------------------------
+    def isolate(self, lru: int, nr_to_scan: int, reclaim_idx: int) -> tuple[list[int], int]:
+        """``isolate_lru_folios()``: up to ``nr_to_scan`` pages from the tail of ``lru``.
+
+        Entries of zones above ``reclaim_idx`` are skipped (their pages are counted in
+        :attr:`skipped` per zone) and spliced back to the head of the list, in the
+        order they were taken. Returns the entries taken as a flat list ``[pfn,
+        packed, pfn, packed, ...]``, and ``total_scan``: the pages looked at, the
+        skipped ones included.
+        """
+        taken: list[int] = []
+        skip: list[int] = []
+        head = self.heads[lru]
+        links = self.links
+        skipped = self.skipped
+        for z in range(self.nr_zone_types):
+            skipped[z] = 0
+        scan = 0
+        total_scan = 0
+        while scan < nr_to_scan:
+            pfn = links.last(head)
+            if pfn < 0:
+                break
+            packed = self._unlink(pfn)
+            pages = 1 << (packed & ORDER_MASK)
+            total_scan += pages
+            zone = packed >> ZONE_SHIFT & ZONE_MASK
+            if zone > reclaim_idx:
+                skipped[zone] += pages
+                skip.append(pfn)
+                skip.append(packed)
+                continue
+            scan += pages
+            taken.append(pfn)
+            taken.append(packed)
+        for i in range(0, len(skip), 2):
+            self._link(skip[i], lru, skip[i + 1], False)
+        return taken, total_scan
+
+    def isolate_oldest(self, lru: int) -> tuple[int, int]:
+        """Take the entry at the tail of ``lru``; ``(-1, 0)`` if it is empty."""
+        pfn = self.links.last(self.heads[lru])
+        if pfn < 0:
+            return -1, 0
+        return pfn, self._unlink(pfn)
 
     def pop_oldest_slab(self) -> tuple[int, int]:
         """Take the oldest reclaimable slab page (the shrinker's next victim)."""
-        pfn, packed = self.slab.popitem(last=False)
-        self.nr_slab_zone[entry_zone(packed)] -= entry_pages(packed)
-        del self.where[pfn]
-        return pfn, packed
+        return self.isolate_oldest(SLAB)
 
-    def isolate_oldest(self, lru: int) -> tuple[int, int]:
-        """Take the entry at the tail of ``lru`` (``isolate_lru_folios()``)."""
-        pfn, packed = self.lists[lru].popitem(last=False)
-        self._count(lru, packed, -1)
-        del self.where[pfn]
-        return pfn, packed
+    def entries(self, where: int) -> list[tuple[int, int]]:
+        """``(pfn, packed)`` of every entry on list ``where``, oldest (tail) first."""
+        out = []
+        links = self.links
+        head = self.heads[where]
+        node = links.prv[head]
+        while node != head:
+            out.append((int(links.pfn[node]), int(self.meta[node]) & _ENTRY_MASK))
+            node = links.prv[node]
+        return out
 
-    def size(self, lru: int, max_zone_idx: int | None = None) -> int:
-        """``lruvec_lru_size()``: pages on ``lru`` in zones up to ``max_zone_idx``."""
-        top = len(self.nr_zone) - 1 if max_zone_idx is None else max_zone_idx
-        return sum(self.nr_zone[z][lru] for z in range(top + 1))
+    # -- sizes --------------------------------------------------------------------------
+    def zone_size(self, zone_idx: int, lru: int) -> int:
+        """``NR_ZONE_LRU_BASE + lru`` of one zone: pages on ``lru`` in that zone."""
+        return self.nr_zone[zone_idx * NR_LRU_LISTS + lru]
+
+    def size(self, lru: int, max_zone_idx: int = -1) -> int:
+        """``lruvec_lru_size()``: pages on ``lru`` in zones up to ``max_zone_idx``.
+
+        All zones when ``max_zone_idx`` is negative.
+        """
+        top = self.nr_zone_types - 1 if max_zone_idx < 0 else max_zone_idx
+        total = 0
+        for z in range(top + 1):
+            total += self.nr_zone[z * NR_LRU_LISTS + lru]
+        return total
 
     def slab_pages(self) -> int:
         """Reclaimable slab pages of the node (the shrinker's ``count_objects()``)."""
-        return sum(self.nr_slab_zone)
+        total = 0
+        for z in range(self.nr_zone_types):
+            total += self.nr_slab_zone[z]
+        return total

@@ -58,10 +58,11 @@ from simcore.mm.lru import (
     LRU_INACTIVE_FILE,
     LRU_NAMES,
     NR_LRU_LISTS,
+    ORDER_MASK,
     PG_REFERENCED,
+    SLAB,
     Lruvec,
     entry_pages,
-    entry_zone,
     is_active_lru,
     is_file_lru,
     pack,
@@ -180,7 +181,8 @@ class Reclaim:
     def __init__(self, mm: PageAllocator, swap_pages: int, swappiness: int,
                  cost: CostConfig) -> None:
         self.mm = mm
-        self.lruvecs = [Lruvec(node.nid, len(ZoneType)) for node in mm.nodes]
+        self.vm = mm.vm
+        self.lruvecs = [Lruvec(node.nid, len(ZoneType), mm.pages) for node in mm.nodes]
         self.swap_pages = swap_pages
         self.swap_used = 0
         self.swappiness = swappiness
@@ -242,10 +244,11 @@ class Reclaim:
 
         Like the kernel's, it leaves out reclaimable slab.
         """
-        counts = self.lruvecs[zone.nid].nr_zone[zone.zone_idx]
-        nr = counts[LRU_INACTIVE_FILE] + counts[LRU_ACTIVE_FILE]
+        lv = self.lruvecs[zone.nid]
+        z = zone.zone_idx
+        nr = lv.zone_size(z, LRU_INACTIVE_FILE) + lv.zone_size(z, LRU_ACTIVE_FILE)
         if self.can_reclaim_anon_pages():
-            nr += counts[LRU_INACTIVE_ANON] + counts[LRU_ACTIVE_ANON]
+            nr += lv.zone_size(z, LRU_INACTIVE_ANON) + lv.zone_size(z, LRU_ACTIVE_ANON)
         return nr
 
     # -- shrink_node and its parts ------------------------------------------------------
@@ -270,9 +273,11 @@ class Reclaim:
         inactive_file = lv.size(LRU_INACTIVE_FILE)
         sc.cache_trim_mode = bool(inactive_file >> sc.priority
                                   and not sc.may_deactivate & DEACTIVATE_FILE)
-        zones = self.managed_zones(lv.nid)
-        free = sum(z.nr_free_pages for z in zones)
-        total_high = sum(z.wmark_pages(2) for z in zones)
+        free = 0
+        total_high = 0
+        for z in self.managed_zones(lv.nid):
+            free += z.nr_free_pages
+            total_high += z.wmark_pages(2)
         file = lv.size(LRU_INACTIVE_FILE) + lv.size(LRU_ACTIVE_FILE)
         sc.file_is_tiny = bool(file + free <= total_high
                                and not sc.may_deactivate & DEACTIVATE_ANON
@@ -334,30 +339,19 @@ class Reclaim:
         self.shrink_inactive_list(nr_to_scan, lv, sc, lru)
 
     def _isolate(self, nr_to_scan: int, lv: Lruvec, sc: ScanControl,
-                 lru: int) -> tuple[list[tuple[int, int]], int]:
+                 lru: int) -> tuple[list[int], int]:
         """``isolate_lru_folios()``: up to ``nr_to_scan`` pages from the tail of ``lru``.
 
         Pages of zones above ``reclaim_idx`` are skipped (``pgskip_<zone>``) and spliced
-        back to the head of the list. Returns the entries taken and ``total_scan``, the
-        pages looked at (the skipped ones included), which the counters use.
+        back to the head of the list. Returns the entries taken (flat: pfn, packed,
+        ...) and ``total_scan``, the pages looked at (the skipped ones included), which
+        the counters use.
         """
-        lst = lv.lists[lru]
-        taken: list[tuple[int, int]] = []
-        skipped: list[tuple[int, int]] = []
-        scan = total_scan = 0
-        v = self.mm.vm
-        while scan < nr_to_scan and lst:
-            pfn, packed = lv.isolate_oldest(lru)
-            pages = entry_pages(packed)
-            total_scan += pages
-            if entry_zone(packed) > sc.reclaim_idx:
-                skipped.append((pfn, packed))
-                v.add(f"pgskip_{VMSTAT_ZONE_SUFFIXES[entry_zone(packed)]}", pages)
-                continue
-            scan += pages
-            taken.append((pfn, packed))
-        for pfn, packed in skipped:
-            lv.put(pfn, lru, packed)
+        taken, total_scan = lv.isolate(lru, nr_to_scan, sc.reclaim_idx)
+        v = self.vm
+        for zone_idx, pages in enumerate(lv.skipped):
+            if pages:
+                v.add(f"pgskip_{VMSTAT_ZONE_SUFFIXES[zone_idx]}", pages)
         return taken, total_scan
 
     def shrink_inactive_list(self, nr_to_scan: int, lv: Lruvec, sc: ScanControl,
@@ -372,7 +366,7 @@ class Reclaim:
         taken, total_scan = self._isolate(nr_to_scan, lv, sc, lru)
         file = is_file_lru(lru)
         cost = self.cost
-        v = self.mm.vm
+        v = self.vm
         sc.nr_scanned += total_scan
         sc.cost_ns += total_scan * cost.reclaim_scan_ns
         v.add("pgscan_kswapd" if sc.kswapd else "pgscan_direct", total_scan)
@@ -380,8 +374,10 @@ class Reclaim:
         if not taken:
             return
         reclaimed = 0
-        for pfn, packed in taken:
-            pages = entry_pages(packed)
+        for i in range(0, len(taken), 2):
+            pfn = taken[i]
+            packed = taken[i + 1]
+            pages = 1 << (packed & ORDER_MASK)
             if packed & HOT:
                 if packed & PG_REFERENCED:  # FOLIOREF_ACTIVATE
                     lv.put(pfn, lru + 1, packed)
@@ -412,7 +408,7 @@ class Reclaim:
             else:
                 sc.cost_ns += pages * cost.reclaim_clean_ns
             reclaimed += pages
-            self.release(pfn, packed & 0xFF, sc.cpu, KIND_FILE if file else KIND_ANON)
+            self.release(pfn, packed & ORDER_MASK, sc.cpu, KIND_FILE if file else KIND_ANON)
         sc.nr_reclaimed += reclaimed
         v.add("pgsteal_kswapd" if sc.kswapd else "pgsteal_direct", reclaimed)
         v.add("pgsteal_file" if file else "pgsteal_anon", reclaimed)
@@ -426,10 +422,11 @@ class Reclaim:
         """
         taken, total_scan = self._isolate(nr_to_scan, lv, sc, lru)
         pages = 0
-        for pfn, packed in taken:
-            lv.put(pfn, lru - 1, packed)
-            pages += entry_pages(packed)
-        v = self.mm.vm
+        for i in range(0, len(taken), 2):
+            packed = taken[i + 1]
+            lv.put(taken[i], lru - 1, packed)
+            pages += 1 << (packed & ORDER_MASK)
+        v = self.vm
         v.add("pgrefill", total_scan)
         v.add("pgdeactivate", pages)
         sc.cost_ns += total_scan * self.cost.reclaim_scan_ns
@@ -461,15 +458,15 @@ class Reclaim:
             scanned += nr_to_scan
             total_scan -= nr_to_scan
         lv.nr_deferred = min(max(nr + delta - scanned, 0), 2 * freeable)
-        self.mm.vm.add("slabs_scanned", scanned)
+        self.vm.add("slabs_scanned", scanned)
         return freed
 
     def _free_slab(self, lv: Lruvec, nr_to_scan: int, cpu: int) -> int:
         """Free up to ``nr_to_scan`` pages of the oldest reclaimable slab."""
         freed = 0
-        while freed < nr_to_scan and lv.slab:
+        while freed < nr_to_scan and lv.nr_entries[SLAB]:
             pfn, packed = lv.pop_oldest_slab()
-            self.release(pfn, packed & 0xFF, cpu, KIND_SLAB)
+            self.release(pfn, packed & ORDER_MASK, cpu, KIND_SLAB)
             freed += entry_pages(packed)
         return freed
 
@@ -529,7 +526,7 @@ class Reclaim:
         reclaim_idx = int(gfp_zone(gfp))
         sc = ScanControl(SWAP_CLUSTER_MAX, gfp, reclaim_idx, order, kswapd=False, cpu=cpu)
         sc.cost_ns = self.cost.direct_reclaim_ns
-        v = self.mm.vm
+        v = self.vm
         first = zonelist[0].nid if zonelist else -1
         for attempt in range(2):  # retry: (again once for skipped_deactivate)
             v.add(f"allocstall_{VMSTAT_ZONE_SUFFIXES[reclaim_idx]}", 1)
@@ -623,14 +620,14 @@ class Reclaim:
         on every node, again while ``freed >> shift++ > 1``.
         """
         freed = 0
-        v = self.mm.vm
+        v = self.vm
         if what & 1:
             for lv in self.lruvecs:
                 for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
-                    for pfn, packed in list(lv.lists[lru].items()):
+                    for pfn, packed in lv.entries(lru):
                         if not packed & (DIRTY | HOT):
                             lv.delete(pfn)
-                            self.release(pfn, packed & 0xFF, cpu, KIND_FILE)
+                            self.release(pfn, packed & ORDER_MASK, cpu, KIND_FILE)
                             freed += entry_pages(packed)
             v.add("drop_pagecache", 1)
         if what & 2:

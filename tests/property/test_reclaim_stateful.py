@@ -21,8 +21,18 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.mm.gfp import GFP, GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT
 from simcore.mm.invariants import check_invariants
-from simcore.mm.lru import DIRTY, KIND_ANON, KIND_FILE, KIND_SLAB, entry_pages, entry_zone
+from simcore.mm.lru import (
+    DIRTY,
+    KIND_ANON,
+    KIND_FILE,
+    KIND_SLAB,
+    NR_LRU_LISTS,
+    SLAB,
+    entry_pages,
+    entry_zone,
+)
 from simcore.mm.oom_kill import KernelPanic
+from simcore.mm.pages import PG_ALLOC
 from simcore.sim.machine import LRU_DIRTY, LRU_HOT, Allocation, Machine
 
 OWNERS = {"cache": KIND_FILE, "heap": KIND_ANON, "dentry": KIND_SLAB, "kernel": -1}
@@ -114,23 +124,31 @@ class ReclaimMachine(RuleBasedStateMachine):
     def lru_lists_hold_exactly_the_live_reclaimable_blocks(self) -> None:
         m = self.m
         lv = m.mm.reclaim.lruvecs[0]
-        on_lists = set(lv.where)
-        live_lru = {h.pfn for h in m.owner_of.values() if h.lru >= 0}
-        assert on_lists == live_lru
-        counts = [[0] * len(row) for row in lv.nr_zone]
-        dirty = [0] * len(lv.nr_dirty_zone)
-        for lru, lst in enumerate(lv.lists):
-            for pfn, packed in lst.items():
-                assert lv.where[pfn] == lru
-                counts[entry_zone(packed)][lru] += entry_pages(packed)
+        nz = lv.nr_zone_types
+        on_lists: set[int] = set()
+        counts = [[0] * NR_LRU_LISTS for _ in range(nz)]
+        dirty = [0] * nz
+        slab = [0] * nz
+        for where in range(NR_LRU_LISTS + 1):
+            entries = lv.entries(where)
+            assert len(entries) == lv.nr_entries[where]
+            for pfn, packed in entries:
+                assert pfn not in on_lists
+                on_lists.add(pfn)
+                assert lv.on_list(pfn) == where
+                assert m.mm.pages.flags[pfn] & PG_ALLOC  # never a free block
+                if where == SLAB:
+                    slab[entry_zone(packed)] += entry_pages(packed)
+                    continue
+                counts[entry_zone(packed)][where] += entry_pages(packed)
                 if packed & DIRTY:
                     dirty[entry_zone(packed)] += entry_pages(packed)
-        assert counts == lv.nr_zone
-        assert dirty == lv.nr_dirty_zone
-        slab = [0] * len(lv.nr_slab_zone)
-        for packed in lv.slab.values():
-            slab[entry_zone(packed)] += entry_pages(packed)
-        assert slab == lv.nr_slab_zone
+        live_lru = {h.pfn for h in m.owner_of.values() if h.lru >= 0}
+        assert on_lists == live_lru
+        assert not any(lv.on_list(h.pfn) >= 0 for h in m.owner_of.values() if h.lru < 0)
+        assert counts == lv.nr_zone_np.reshape(nz, NR_LRU_LISTS).tolist()
+        assert dirty == list(lv.nr_dirty_zone)
+        assert slab == list(lv.nr_slab_zone)
 
     @invariant()
     def owner_accounts_match_handles(self) -> None:

@@ -1,0 +1,40 @@
+# Compiled-build declarations for lru.py (types only; the rules are in the .py).
+cimport cython
+
+from simcore.mm.freelist cimport PageLists
+
+# Module constants as C integers, for the ones nothing imports from this module; the
+# exported names (LRU_*, KIND_*, DIRTY, HOT, ...) stay Python objects.
+cdef int _NR_LISTS, _ENTRY_MASK, _LIST_SHIFT
+
+
+@cython.final
+cdef class Lruvec:
+    cdef public int nid
+    cdef public int nr_zone_types
+    cdef public PageLists links
+    cdef public int[:] lru
+    cdef public object heads_np, meta_np, nr_zone_np, nr_entries_np
+    cdef public object nr_slab_zone_np, nr_dirty_zone_np, skipped_np
+    cdef public int[:] heads
+    cdef public int[:] meta
+    cdef public long long[:] nr_zone
+    cdef public long long[:] nr_entries
+    cdef public long long[:] nr_slab_zone
+    cdef public long long[:] nr_dirty_zone
+    cdef public long long[:] skipped
+    cdef public long long nr_deferred
+
+    cdef void _link(self, Py_ssize_t pfn, int where, int packed, bint tail)
+    cdef int _unlink(self, Py_ssize_t pfn)
+    cdef void _count(self, int where, int packed, int sign)
+    cpdef int on_list(self, Py_ssize_t pfn)
+    cpdef void add(self, Py_ssize_t pfn, int kind, int packed)
+    cpdef int delete(self, Py_ssize_t pfn)
+    cpdef void put(self, Py_ssize_t pfn, int lru, int packed, bint oldest=*)
+    cpdef tuple isolate(self, int lru, long long nr_to_scan, int reclaim_idx)
+    cpdef tuple isolate_oldest(self, int lru)
+    cpdef tuple pop_oldest_slab(self)
+    cpdef long long zone_size(self, int zone_idx, int lru)
+    cpdef long long size(self, int lru, int max_zone_idx=*)
+    cpdef long long slab_pages(self)
