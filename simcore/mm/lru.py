@@ -15,16 +15,22 @@ also carries a packed int32 (order, zone index, dirty and referenced bits, and w
 list holds it) in :attr:`Lruvec.meta`. Memory is 20 bytes per listed allocation, in
 typed arrays, and no Python object is created per entry.
 
-Like the kernel, new and rotated pages go to a list's head (``list_add()``) and
-reclaim isolates from its tail (``lru_to_folio()``); ``folio_rotate_reclaimable()``
-puts a folio back at the tail.
+Like the kernel, new pages, and pages reclaim keeps or activates, go to a list's head
+(``list_add()``), and reclaim isolates from its tail (``lru_to_folio()``);
+``folio_rotate_reclaimable()`` (a written-back page, ``pgrotated``) puts a folio at the
+tail.
+
+SIMPLIFICATION: a page joins its list at once; the kernel batches additions and
+rotations per CPU (``folio_add_lru()`` fills a pagevec of 15 first), so up to 15 pages
+per CPU are invisible to its reclaim and its ``nr_*`` counters for a while.
 
 SIMPLIFICATION: there are no page-table accesses. A caller marks a page *hot* when it
 allocates it (a workload parameter): it stays in use, so reclaim finds its pte young at
 every scan. ``folio_check_references()`` then keeps it on the first scan (and sets
 ``PG_referenced``) and activates it on the next; the active list sends it back to the
-inactive one (it is not executable file memory), and the cycle repeats, so a hot page
-is never reclaimed. Every other page is used once, when allocated, and is reclaimed the
+inactive one (it is not executable file memory) with ``PG_referenced`` still set, so
+from then on each inactive scan activates it again at once: a hot page is never
+reclaimed. Every other page is used once, when allocated, and is reclaimed the
 first time reclaim reaches it.
 Reclaimable slab is one list per node (one shrinker), in pages: the kernel shrinks
 objects, and a slab page is freed only once all its objects are.
@@ -62,6 +68,10 @@ HOT = 1 << 13
 scan (the caller's working set)."""
 PG_REFERENCED = 1 << 14
 """``PG_referenced``: set by reclaim when it first finds the page young."""
+_ORD, _ZSHIFT, _ZMASK, _DIRTY, _NLRU, _SLAB = (ORDER_MASK, ZONE_SHIFT, ZONE_MASK, DIRTY,
+                                               NR_LRU_LISTS, SLAB)
+"""C copies of the constants for this module's compiled methods (the names above are
+imported by other modules, so they stay Python objects)."""
 _ENTRY_MASK = 0xFFFF
 """The bits of :attr:`Lruvec.meta` that are the packed entry; the list is above them."""
 _LIST_SHIFT = 16
@@ -118,7 +128,7 @@ class Lruvec:
         self.heads = self.heads_np.data
         self.meta_np = np.zeros(self.links.capacity, dtype=np.int32)
         self.meta = self.meta_np.data
-        self.nr_zone_np = np.zeros(nr_zone_types * NR_LRU_LISTS, dtype=np.int64)
+        self.nr_zone_np = np.zeros(nr_zone_types * _NLRU, dtype=np.int64)
         self.nr_zone = self.nr_zone_np.data
         self.nr_entries_np = np.zeros(_NR_LISTS, dtype=np.int64)
         self.nr_entries = self.nr_entries_np.data
@@ -160,13 +170,13 @@ class Lruvec:
         return packed
 
     def _count(self, where: int, packed: int, sign: int) -> None:
-        pages = sign * (1 << (packed & ORDER_MASK))
-        zone = packed >> ZONE_SHIFT & ZONE_MASK
-        if where == SLAB:
+        pages = sign * (1 << (packed & _ORD))
+        zone = packed >> _ZSHIFT & _ZMASK
+        if where == _SLAB:
             self.nr_slab_zone[zone] += pages
             return
-        self.nr_zone[zone * NR_LRU_LISTS + where] += pages
-        if packed & DIRTY:
+        self.nr_zone[zone * _NLRU + where] += pages
+        if packed & _DIRTY:
             self.nr_dirty_zone[zone] += pages
 
     def on_list(self, pfn: int) -> int:
@@ -228,9 +238,9 @@ class Lruvec:
             if pfn < 0:
                 break
             packed = self._unlink(pfn)
-            pages = 1 << (packed & ORDER_MASK)
+            pages = 1 << (packed & _ORD)
             total_scan += pages
-            zone = packed >> ZONE_SHIFT & ZONE_MASK
+            zone = packed >> _ZSHIFT & _ZMASK
             if zone > reclaim_idx:
                 skipped[zone] += pages
                 skip.append(pfn)
@@ -268,7 +278,7 @@ class Lruvec:
     # -- sizes --------------------------------------------------------------------------
     def zone_size(self, zone_idx: int, lru: int) -> int:
         """``NR_ZONE_LRU_BASE + lru`` of one zone: pages on ``lru`` in that zone."""
-        return self.nr_zone[zone_idx * NR_LRU_LISTS + lru]
+        return self.nr_zone[zone_idx * _NLRU + lru]
 
     def size(self, lru: int, max_zone_idx: int = -1) -> int:
         """``lruvec_lru_size()``: pages on ``lru`` in zones up to ``max_zone_idx``.
@@ -278,7 +288,7 @@ class Lruvec:
         top = self.nr_zone_types - 1 if max_zone_idx < 0 else max_zone_idx
         total = 0
         for z in range(top + 1):
-            total += self.nr_zone[z * NR_LRU_LISTS + lru]
+            total += self.nr_zone[z * _NLRU + lru]
         return total
 
     def slab_pages(self) -> int:

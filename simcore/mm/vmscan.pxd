@@ -1,6 +1,7 @@
 # Compiled-build declarations for vmscan.py (types only; the rules are in the .py).
 # Reclaim's hot loop (shrink_lruvec down to the per-entry decisions of
-# shrink_inactive_list) runs in C; the rest of the module is compiled untyped.
+# shrink_inactive_list) is typed and runs in C; Reclaim's other methods are compiled
+# without type declarations.
 cimport cython
 
 from simcore.mm.lru cimport Lruvec
@@ -44,9 +45,9 @@ cdef class Reclaim:
     cpdef void shrink_lruvec(self, Lruvec lv, ScanControl sc)
     cpdef void shrink_list(self, int lru, long long nr_to_scan, Lruvec lv, ScanControl sc)
     cpdef tuple _isolate(self, long long nr_to_scan, Lruvec lv, ScanControl sc, int lru)
-    @cython.locals(taken=list, pfn=Py_ssize_t, packed=cython.int, pages=cython.longlong,
-                   reclaimed=cython.longlong, total_scan=cython.longlong, file=bint,
-                   i=Py_ssize_t)
+    @cython.locals(taken=list, free_folios=list, pfn=Py_ssize_t, packed=cython.int,
+                   pages=cython.longlong, reclaimed=cython.longlong, nr_taken=cython.longlong,
+                   total_scan=cython.longlong, file=bint, kind=cython.int, i=Py_ssize_t)
     cpdef void shrink_inactive_list(self, long long nr_to_scan, Lruvec lv, ScanControl sc,
                                     int lru)
     @cython.locals(taken=list, packed=cython.int, pages=cython.longlong, i=Py_ssize_t)

@@ -361,23 +361,29 @@ class Reclaim:
         ``folio_check_references()``: a hot page found young is kept once (and gets
         ``PG_referenced``), and activated the next time; any other page is reclaimed:
         clean page cache and slab are freed, dirty page cache is written first (see the
-        module docstring), anon is swapped out if swap is left and the context allows IO.
+        module docstring), anon is swapped out if the context allows IO (and activated
+        if swap is full). ``sc.nr_scanned`` counts the pages taken, not those skipped.
+        Order-0 pages are freed together at the end, the last one scanned first
+        (``free_unref_page_list()`` of the ``free_folios`` list); larger blocks at once.
         """
         taken, total_scan = self._isolate(nr_to_scan, lv, sc, lru)
         file = is_file_lru(lru)
         cost = self.cost
         v = self.vm
-        sc.nr_scanned += total_scan
         sc.cost_ns += total_scan * cost.reclaim_scan_ns
         v.add("pgscan_kswapd" if sc.kswapd else "pgscan_direct", total_scan)
         v.add("pgscan_file" if file else "pgscan_anon", total_scan)
         if not taken:
             return
         reclaimed = 0
+        nr_taken = 0
+        kind = KIND_FILE if file else KIND_ANON
+        free_folios: list[int] = []
         for i in range(0, len(taken), 2):
             pfn = taken[i]
             packed = taken[i + 1]
             pages = 1 << (packed & ORDER_MASK)
+            nr_taken += pages
             if packed & HOT:
                 if packed & PG_REFERENCED:  # FOLIOREF_ACTIVATE
                     lv.put(pfn, lru + 1, packed)
@@ -386,13 +392,12 @@ class Reclaim:
                     lv.put(pfn, lru, packed | PG_REFERENCED)
                 continue
             if not file:
-                if (not sc.may_swap or not sc.gfp & GFP_IO
-                        or self.swap_pages - self.swap_used < pages):
-                    if self.swap_pages - self.swap_used < pages:
-                        lv.put(pfn, lru + 1, packed)  # add_to_swap() failed: activate
-                        v.add("pgactivate", pages)
-                    else:
-                        lv.put(pfn, lru, packed)  # keep: no IO allowed here
+                if not sc.may_swap or not sc.gfp & GFP_IO:
+                    lv.put(pfn, lru, packed)  # keep: no IO allowed here
+                    continue
+                if self.swap_pages - self.swap_used < pages:
+                    lv.put(pfn, lru + 1, packed)  # add_to_swap() failed: activate
+                    v.add("pgactivate", pages)
                     continue
                 self.swap_used += pages
                 sc.cost_ns += pages * cost.reclaim_swap_ns
@@ -408,7 +413,13 @@ class Reclaim:
             else:
                 sc.cost_ns += pages * cost.reclaim_clean_ns
             reclaimed += pages
-            self.release(pfn, packed & ORDER_MASK, sc.cpu, KIND_FILE if file else KIND_ANON)
+            if packed & ORDER_MASK:
+                self.release(pfn, packed & ORDER_MASK, sc.cpu, kind)
+            else:
+                free_folios.append(pfn)
+        for i in range(len(free_folios) - 1, -1, -1):
+            self.release(free_folios[i], 0, sc.cpu, kind)
+        sc.nr_scanned += nr_taken
         sc.nr_reclaimed += reclaimed
         v.add("pgsteal_kswapd" if sc.kswapd else "pgsteal_direct", reclaimed)
         v.add("pgsteal_file" if file else "pgsteal_anon", reclaimed)
@@ -615,9 +626,11 @@ class Reclaim:
         """``drop_caches_sysctl_handler()``: 1 drops clean page cache, 2 slab, 3 both.
 
         Returns the pages freed. Page cache first, every node: every clean page-cache
-        page that is not mapped is freed (``invalidate_mapping_pages()``; dirty and hot,
-        i.e. mapped, pages stay). Then ``drop_slab()``: ``shrink_slab()`` at priority 0
-        on every node, again while ``freed >> shift++ > 1``.
+        page that is not mapped (hot) is freed (``invalidate_mapping_pages()``); a dirty
+        one that is not mapped goes to the head of the inactive list instead, losing
+        ``PG_referenced`` (``deactivate_file_folio()``; ``pgdeactivate`` if it was
+        active); mapped pages stay. Then ``drop_slab()``: per node, ``shrink_slab()`` at
+        priority 0 again while ``freed >> shift++ > 1``.
         """
         freed = 0
         v = self.vm
@@ -625,19 +638,26 @@ class Reclaim:
             for lv in self.lruvecs:
                 for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
                     for pfn, packed in lv.entries(lru):
-                        if not packed & (DIRTY | HOT):
-                            lv.delete(pfn)
-                            self.release(pfn, packed & ORDER_MASK, cpu, KIND_FILE)
-                            freed += entry_pages(packed)
+                        if packed & HOT:
+                            continue
+                        lv.delete(pfn)
+                        if packed & DIRTY:
+                            lv.put(pfn, LRU_INACTIVE_FILE, packed & ~PG_REFERENCED)
+                            if lru == LRU_ACTIVE_FILE:
+                                v.add("pgdeactivate", entry_pages(packed))
+                            continue
+                        self.release(pfn, packed & ORDER_MASK, cpu, KIND_FILE)
+                        freed += entry_pages(packed)
             v.add("drop_pagecache", 1)
         if what & 2:
-            shift = 0
-            while True:
-                round_freed = sum(self.shrink_slab(lv, 0, cpu) for lv in self.lruvecs)
-                freed += round_freed
-                if round_freed >> shift <= 1:
-                    break
-                shift += 1
+            for lv in self.lruvecs:  # drop_slab() -> drop_slab_node()
+                shift = 0
+                while True:
+                    node_freed = self.shrink_slab(lv, 0, cpu)
+                    freed += node_freed
+                    if node_freed >> shift <= 1:
+                        break
+                    shift += 1
             v.add("drop_slab", 1)
         return freed
 
