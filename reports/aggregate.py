@@ -146,6 +146,13 @@ def _pressure_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("direct reclaim (allocstall)", f"{stalls:,}"))
         rows.append(("pages reclaimed (kswapd / direct)",
                      f"{vmstat.get('pgsteal_kswapd', 0):,} / {vmstat.get('pgsteal_direct', 0):,}"))
+    if vmstat.get("compact_stall") or vmstat.get("compact_daemon_wake"):
+        rows.append(("direct compaction (stall / success / fail)",
+                     f"{vmstat.get('compact_stall', 0):,} / {vmstat.get('compact_success', 0):,}"
+                     f" / {vmstat.get('compact_fail', 0):,}"))
+        rows.append(("pages migrated (pgmigrate_success / _fail)",
+                     f"{vmstat.get('pgmigrate_success', 0):,} / "
+                     f"{vmstat.get('pgmigrate_fail', 0):,}"))
     stall = summary.get("stall_ns")
     if stall:
         rows.append(("memory stall (PSI some)", f"{stall['some'] / 1e9:.3f} s "

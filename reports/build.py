@@ -20,6 +20,7 @@ from reports.aggregate import (
     summary_rows,
     zone_free_pages,
 )
+from reports.compaction import compaction_figure
 from reports.figures import (
     allocations_figure,
     failures_figure,
@@ -52,6 +53,10 @@ def draw_figures(data: RunData) -> list[tuple[str, Figure]]:
     pages.append(("free_pages", free_pages_figure(zone_free_pages(data.zonestat))))
     nodes = sorted(int(n) for n in data.zonestat["nid"].unique())
     pages.append(("memory_pressure", pressure_figure(data.spans, data.summary, nodes)))
+    machine = data.manifest.get("config", {}).get("machine", {})
+    pb_order = int(machine.get("pageblock_order", 9))
+    pages.append(("compaction", compaction_figure(free_blocks_by_order(data.buddyinfo),
+                                                  data.spans, data.summary, pb_order)))
     return pages
 
 

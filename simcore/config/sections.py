@@ -8,8 +8,10 @@ the machine during the run::
       - {at: 30s, do: {sysctl: {min_free_kbytes: 90000}}}
       - {at: 45s, do: drop_caches}          # = 3; or {drop_caches: 1|2|3}, as the sysctl
 
-``compact_memory`` and ``nr_hugepages`` belong to the same schema; they are refused
-with a clear error until the compaction and callers issues model them.
+      - {at: 50s, do: compact_memory}       # /proc/sys/vm/compact_memory: every node
+
+``nr_hugepages`` belongs to the same schema; it is refused with a clear error until the
+callers issue models the hugetlb pool.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ from simcore.errors import ConfigError
 
 ACTION_KINDS = ("sysctl", "drop_caches", "compact_memory", "nr_hugepages")
 NOT_YET = {
-    "compact_memory": "compact_memory is not supported yet: compaction is not modelled",
     "nr_hugepages": "nr_hugepages is not supported yet: the hugetlb pool is not modelled",
 }
-DO_FORMAT = "one of drop_caches (= 3), {drop_caches: 1|2|3}, {sysctl: {name: value}}"
+DO_FORMAT = ("one of drop_caches (= 3), {drop_caches: 1|2|3}, compact_memory (or "
+             "{compact_memory: 1}), {sysctl: {name: value}}")
 
 
 def _duration(value: object, key: str, source: str) -> int:
@@ -94,6 +96,10 @@ def _action(value: object, key: str, source: str, at_ns: int,
     if kind == "drop_caches":
         what = 3 if arg is None else expect_int(arg, child(key, kind), source, 1, 3)
         return ActionConfig(at_ns, kind, (("what", what),))
+    if kind == "compact_memory":  # any write compacts every node (sysctl_compaction_handler)
+        if arg is not None:
+            expect_int(arg, child(key, kind), source, 1, 1)
+        return ActionConfig(at_ns, kind, ())
     sub = child(key, kind)
     if isinstance(arg, Mapping):  # `sysctl -w vm.min_free_kbytes=...` spelling too
         arg = {k.removeprefix("vm.") if isinstance(k, str) else k: v for k, v in arg.items()}
@@ -128,6 +134,8 @@ def dump_actions(actions: tuple[ActionConfig, ...]) -> list[dict[str, object]]:
         do: object
         if a.kind == "drop_caches":
             do = {"drop_caches": dict(a.args)["what"]}
+        elif a.kind == "compact_memory":
+            do = "compact_memory"
         else:
             do = {a.kind: {name: _dump_value(v) for name, v in a.args}}
         out.append({"at": format_duration(a.at_ns), "do": do})

@@ -104,11 +104,15 @@ SPAN_KSWAPD_RUN = "mm_vmscan_kswapd_run"  # one balance_pgdat() run: start to en
 SPAN_KSWAPD_SLEEP = "mm_vmscan_kswapd_sleep"  # kswapd goes to sleep (instant)
 SPAN_WAKEUP_KSWAPD = "mm_vmscan_wakeup_kswapd"  # an allocation woke kswapd (instant)
 SPAN_DIRECT_RECLAIM = "mm_vmscan_direct_reclaim"  # _begin to _end: one try_to_free_pages()
-SPAN_COMPACTION = "mm_compaction"  # mm_compaction_begin to _end (the compaction issue)
+SPAN_COMPACTION = "mm_compaction"  # mm_compaction_begin to _end: one compact_zone(), status
+SPAN_COMPACTION_DEFER = "mm_compaction_defer_compaction"  # defer_compaction() (instant)
+SPAN_COMPACTION_DEFERRED = "mm_compaction_deferred"  # compaction_deferred() said skip
+SPAN_KCOMPACTD_WAKE = "mm_compaction_kcompactd_wake"  # kcompactd_do_work() starts (instant)
 SPAN_OOM_KILL = "oom_kill"  # out_of_memory() killed an owner: pages freed, the kill's cost
 SPAN_ACTION = "action"  # a scheduled action from the config's actions: list (instant)
 SPAN_NAMES = (SPAN_KSWAPD_WAKE, SPAN_KSWAPD_RUN, SPAN_KSWAPD_SLEEP, SPAN_WAKEUP_KSWAPD,
-              SPAN_DIRECT_RECLAIM, SPAN_COMPACTION, SPAN_OOM_KILL, SPAN_ACTION)
+              SPAN_DIRECT_RECLAIM, SPAN_COMPACTION, SPAN_COMPACTION_DEFER,
+              SPAN_COMPACTION_DEFERRED, SPAN_KCOMPACTD_WAKE, SPAN_OOM_KILL, SPAN_ACTION)
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "string"),  # SPAN_NAMES
     ("nid", "int16"),  # the node (-1: machine-wide)

@@ -81,8 +81,7 @@ def wakeup_kswapd(reclaim: Reclaim, zone: Zone, gfp: int, order: int,
             or pgdat_balanced(reclaim, zone.nid, order, highest_zoneidx)
             and not pgdat_watermark_boosted(reclaim, zone.nid, highest_zoneidx)):
         if not gfp & GFP_DIRECT_RECLAIM:
-            reclaim.compaction.wakeup_kcompactd(reclaim.mm.nodes[zone.nid].node_zones, order,
-                                                highest_zoneidx)
+            reclaim.compaction.wakeup_kcompactd(zone.nid, order, highest_zoneidx)
         return False
     reclaim.mm.vm.v[_VM_KSWAPD_WAKEUP] += 1
     reclaim.span("mm_vmscan_wakeup_kswapd", zone.nid, 0, 0,
@@ -118,8 +117,8 @@ def kswapd_try_to_sleep(reclaim: Reclaim, nid: int, alloc_order: int, reclaim_or
     woken = False
     st.waiting, st.woken = True, False
     if prepare_kswapd_sleep(reclaim, nid, reclaim_order, highest_zoneidx):
-        reclaim.compaction.wakeup_kcompactd(reclaim.mm.nodes[nid].node_zones, alloc_order,
-                                            highest_zoneidx)
+        reclaim.compaction.reset_isolation_suitable(nid)
+        reclaim.compaction.wakeup_kcompactd(nid, alloc_order, highest_zoneidx)
         woken = bool((yield NAP))
         if woken:
             st.highest_zoneidx = kswapd_highest_zoneidx(reclaim, nid, highest_zoneidx)
@@ -263,8 +262,7 @@ def balance_pgdat(reclaim: Reclaim, nid: int, order: int, highest_zoneidx: int) 
         for zone, boost in zone_boosts:
             if boost:
                 zone.watermark_boost -= min(zone.watermark_boost, boost)
-        reclaim.compaction.wakeup_kcompactd(mm.nodes[nid].node_zones, mm.pageblock_order,
-                                            highest_zoneidx)
+        reclaim.compaction.wakeup_kcompactd(nid, mm.pageblock_order, highest_zoneidx)
     reclaim.span("mm_vmscan_kswapd_run", nid, total_reclaimed, elapsed,
                  f"order={order} zid={highest_zoneidx} priority={sc.priority}", elapsed)
     return sc.order

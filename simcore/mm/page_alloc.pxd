@@ -54,6 +54,7 @@ cdef class PageAllocator(FreePagesMixin):
                              int mt, int cpu)
     cpdef Py_ssize_t rmqueue_buddy(self, Zone zone, int order, int alloc_flags, int mt)
     cpdef void prep_new_page(self, Py_ssize_t pfn, int order, long long gfp, int mt)
+    cpdef void alloc_captured(self, Py_ssize_t pfn, long long gfp, int order, int mt)
     cpdef int served_path(self)
     @cython.locals(ac=AllocContext, path=cython.int)
     cpdef Py_ssize_t alloc_pages_fast(self, long long gfp, int order, int nid, int cpu,

@@ -499,6 +499,17 @@ class PageAllocator(FreePagesMixin):
             if order and movable:
                 pages.fill_flags(pfn + 1, pfn + (1 << order), movable)
 
+    def alloc_captured(self, pfn: int, gfp: int, order: int, mt: int) -> None:
+        """A block direct compaction captured becomes the allocation: ``prep_new_page()``.
+
+        Traced like a buddy allocation from the block's zone.
+        """
+        zone = self.page_zone(pfn)
+        self.prep_new_page(pfn, order, gfp, mt)
+        zone.fell_back = False
+        self.last_zone = zone
+        self.last_path_pcp = False
+
     def wakeup_kswapd(self, zone: Zone, gfp: int, order: int, highest_zoneidx: int) -> None:
         """``wakeup_kswapd()``: see :func:`simcore.mm.kswapd.wakeup_kswapd`."""
         kswapd.wakeup_kswapd(self.reclaim, zone, gfp, order, highest_zoneidx)

@@ -221,20 +221,33 @@ def direct_compact(mm: PageAllocator, gfp: int, order: int, alloc_flags: int,
 
     Order 0 never compacts. The compaction's time is spent (yielded) before the free
     lists are tried. A SKIPPED result counts nothing; any other counts
-    ``compact_stall`` and then ``compact_success`` or ``compact_fail``.
+    ``compact_stall`` and then ``compact_success`` or ``compact_fail``. A block the
+    compaction captured is used directly (``prep_new_page()``; no ``pgalloc`` count, as
+    in the kernel); otherwise the free lists are tried. On success the block's zone has
+    its deferral reset (``compaction_defer_reset(zone, order, true)``).
     """
     if not order:
         return -1, COMPACT_SKIPPED
-    result, cost = mm.reclaim.compaction.try_to_compact_pages(
-        gfp, order, alloc_flags, ac.zonelist, ac.highest_zoneidx, priority)
+    compaction = mm.reclaim.compaction
+    result, cost, pfn = compaction.try_to_compact_pages(
+        gfp, order, alloc_flags, ac.zonelist, ac.highest_zoneidx, priority, cpu)
     if cost:
         yield cost
     if result == COMPACT_SKIPPED:
         return -1, result
     req.reach(ts.STAGE_SLOW_COMPACTION)
     mm.vm.add("compact_stall", 1)
-    pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
-    mm.vm.add("compact_success" if pfn >= 0 else "compact_fail", 1)
+    if pfn >= 0:
+        mm.alloc_captured(pfn, gfp, order, ac.migratetype)
+    else:
+        pfn = mm.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu)
+    if pfn >= 0:
+        zone = mm.page_zone(pfn)
+        zone.compact_blockskip_flush = False
+        compaction.compaction_defer_reset(zone, order, True)
+        mm.vm.add("compact_success", 1)
+    else:
+        mm.vm.add("compact_fail", 1)
     return pfn, result
 
 

@@ -5,7 +5,9 @@ Mirrors the 6.1 handlers: ``min_free_kbytes_sysctl_handler()`` and
 resets every boost and updates the pcp sizes), ``lowmem_reserve_ratio_sysctl_handler()``
 (``setup_per_zone_lowmem_reserve()``), ``percpu_pagelist_high_fraction_sysctl_handler()``
 (``zone_pcp_update()``), and plain stores for ``watermark_boost_factor``,
-``swappiness``, ``extfrag_threshold`` and ``compaction_proactiveness``.
+``swappiness``, ``extfrag_threshold`` and ``compaction_proactiveness``
+(``compaction_proactiveness_sysctl_handler()`` also wakes kcompactd at once; the model
+waits for its next 500 ms check).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ def write_sysctl(mm: PageAllocator, name: str, value: Any) -> str:
     if name == "extfrag_threshold":
         mm.reclaim.compaction.extfrag_threshold = value
         return "stored (used by compaction_suitable())"
+    if name == "compaction_proactiveness":
+        mm.reclaim.compaction.proactiveness = value
+        return "stored (used by kcompactd's next check)"
     if name == "swappiness":
         mm.reclaim.swappiness = value
         return "stored (used by the next reclaim)"

@@ -190,7 +190,9 @@ class Reclaim:
         self.release: ReleaseFn = self._free_directly
         self.span: SpanFn = _no_span
         self.kswapd = [KswapdState(node.nid) for node in mm.nodes]
-        self.compaction = Compaction(mm.sysctl.extfrag_threshold, mm.vm)
+        self.compaction = Compaction(mm, mm.sysctl.extfrag_threshold,
+                                     mm.sysctl.compaction_proactiveness, mm.vm, cost)
+        self.compaction.kswapd_running = self.kswapd_running
         self.compaction.reclaimable = self.zone_reclaimable_pages
         self.oom_candidates: Callable[[], list[OomCandidate]] = list
         """The owners the OOM killer may choose from (the machine sets it; none here)."""
@@ -215,6 +217,11 @@ class Reclaim:
         """Take a block its owner frees off the lists; False if it was not on one."""
         nid = self.mm.page_zone(pfn).nid
         return self.lruvecs[nid].delete(pfn) >= 0
+
+    def kswapd_running(self, nid: int) -> bool:
+        """``kswapd_is_running()``: the node's kswapd is awake (not napping or asleep)."""
+        st = self.kswapd[nid]
+        return bool(st.thread) and not st.waiting
 
     def swap_free(self, pages: int) -> None:
         """An owner freed (or lost) memory that was swapped out: release its slots."""

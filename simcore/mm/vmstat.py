@@ -77,9 +77,17 @@ KERNEL_EVENTS: tuple[str, ...] = (
     "drop_pagecache",
     "drop_slab",
     "oom_kill",
+    "pgmigrate_success",
+    "pgmigrate_fail",
+    "compact_migrate_scanned",
+    "compact_free_scanned",
+    "compact_isolated",
     "compact_stall",
     "compact_fail",
     "compact_success",
+    "compact_daemon_wake",
+    "compact_daemon_migrate_scanned",
+    "compact_daemon_free_scanned",
     "htlb_buddy_alloc_success",
     "htlb_buddy_alloc_fail",
 )
@@ -92,7 +100,7 @@ SIM_ONLY: tuple[str, ...] = (
     "extfrag_fragmenting",  # steals of a block smaller than a pageblock
     "extfrag_pageblock_claimed",  # steals after which the pageblock changed owner
     "kswapd_wakeup",  # wakeup_kswapd() calls that woke kswapd (mm_vmscan_wakeup_kswapd)
-    "kcompactd_wakeup",  # wakeup_kcompactd() calls that would wake kcompactd
+    "kcompactd_wakeup",  # wakeup_kcompactd() calls that woke kcompactd (its tracepoint)
     "highatomic_reserved",  # reserve_highatomic_pageblock() conversions
     "bad_page",  # "BUG: Bad page state" reports
     "bad_page_leaked_pages",  # pages leaked because a free failed its checks

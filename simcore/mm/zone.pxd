@@ -9,6 +9,7 @@ from simcore.mm.vmstat cimport VmStat
 # Module constants as C integers (the .py binds them; nothing imports them from here).
 cdef int ALLOC_HARDER, ALLOC_HIGH, ALLOC_OOM, ALLOC_WMARK_MASK, MIGRATE_PCPTYPES
 cdef int MIGRATE_TYPES, MT_SHIFT, ORDER_MASK, PG_BUDDY, MT_HIGHATOMIC, MT_ISOLATE
+cdef int MT_MOVABLE
 cdef long long GFP_ATOMIC_BIT
 
 @cython.final
@@ -34,12 +35,20 @@ cdef class Zone:
     cdef public bint boosted_watermark, reclaim_active, fell_back
     cdef public list per_cpu_pageset
     cdef public int pcp_high, pcp_batch
+    cdef public Py_ssize_t compact_cached_free_pfn, compact_init_migrate_pfn
+    cdef public Py_ssize_t compact_init_free_pfn
+    cdef public list compact_cached_migrate_pfn
+    cdef public int compact_considered, compact_defer_shift, compact_order_failed
+    cdef public bint compact_blockskip_flush
+    cdef public int capture_order, capture_mt
+    cdef public Py_ssize_t captured_pfn
 
     cpdef int get_pageblock_migratetype(self, Py_ssize_t pfn)
     cpdef void set_pageblock_migratetype(self, Py_ssize_t pfn, int mt)
     cpdef bint spans(self, Py_ssize_t pfn)
     cpdef long long wmark_pages(self, int idx)
     cpdef void free_one_page(self, Py_ssize_t pfn, int order, int mt, bint to_tail=*)
+    cpdef bint compaction_capture(self, Py_ssize_t pfn, int mt)
     cpdef bint buddy_merge_likely(self, Py_ssize_t pfn, Py_ssize_t buddy_pfn, int order)
     cpdef void expand(self, Py_ssize_t pfn, int low, int high, int mt)
     cpdef Py_ssize_t rmqueue_smallest(self, int order, int mt)

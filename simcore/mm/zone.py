@@ -23,6 +23,7 @@ from simcore.mm.constants import (
     MIGRATE_TYPES,
     MT_HIGHATOMIC,
     MT_ISOLATE,
+    MT_MOVABLE,
     ZONE_NAMES,
 )
 from simcore.mm.fallback import rmqueue_fallback
@@ -118,6 +119,23 @@ class Zone:
         self.fell_back = False
         """Set by __rmqueue_fallback(); read and cleared by the allocator for the
         trace ``path`` column."""
+        # -- compaction state (struct zone, CONFIG_COMPACTION): zeroed, as at boot ----
+        self.compact_cached_free_pfn = 0
+        self.compact_cached_migrate_pfn = [0, 0]
+        """``compact_cached_migrate_pfn[ASYNC, SYNC]``: where the migrate scanner resumes."""
+        self.compact_init_migrate_pfn = 0
+        self.compact_init_free_pfn = 0
+        self.compact_considered = 0
+        self.compact_defer_shift = 0
+        self.compact_order_failed = 0
+        self.compact_blockskip_flush = False
+        self.capture_order = -1
+        """The order a direct compactor of this zone captures (``capture_control``:
+        ``cc->order``), or -1 when none is compacting it."""
+        self.capture_mt = 0
+        """The capturing compactor's ``cc->migratetype``."""
+        self.captured_pfn = -1
+        """The block a capture took (``capc->page``), or -1."""
 
     def __repr__(self) -> str:
         return f"<Zone node{self.nid} {self.name} [{self.zone_start_pfn:#x}, {self.end_pfn:#x})>"
@@ -144,7 +162,9 @@ class Zone:
     def free_one_page(self, pfn: int, order: int, mt: int, to_tail: bool = False) -> None:
         """Put a block on the free lists, merging buddies: mirrors __free_one_page().
 
-        SIMPLIFICATION: no compaction capture, no page shuffling, no guard pages.
+        A direct compactor of this zone takes the block as soon as the merge reaches its
+        order (``compaction_capture()``; :attr:`capture_order`).
+        SIMPLIFICATION: no page shuffling, no guard pages.
         """
         if mt != MT_ISOLATE:
             self.nr_free_pages += 1 << order
@@ -155,6 +175,10 @@ class Zone:
         pb_order = self.pageblock_order
         buddy_pfn = 0
         while order < self.max_order:
+            if order == self.capture_order and self.compaction_capture(pfn, mt):
+                if mt != MT_ISOLATE:
+                    self.nr_free_pages -= 1 << order
+                return
             buddy_pfn = pfn ^ (1 << order)
             if not (start <= buddy_pfn < end) or not flags[buddy_pfn] & PG_BUDDY:
                 break
@@ -173,6 +197,20 @@ class Zone:
         if not to_tail:
             to_tail = self.buddy_merge_likely(pfn, buddy_pfn, order)
         fa.add(pfn, order, mt, to_tail)
+
+    def compaction_capture(self, pfn: int, mt: int) -> bool:
+        """``compaction_capture()``: take a block of the compactor's order, once.
+
+        Not ISOLATE (or CMA) blocks, and no MOVABLE block below pageblock order for an
+        unmovable compactor (it would pollute a movable pageblock).
+        """
+        if self.captured_pfn >= 0 or mt == MT_ISOLATE:
+            return False
+        if (self.capture_order < self.pageblock_order and mt == MT_MOVABLE
+                and self.capture_mt != MT_MOVABLE):
+            return False
+        self.captured_pfn = pfn
+        return True
 
     def buddy_merge_likely(self, pfn: int, buddy_pfn: int, order: int) -> bool:
         """``buddy_merge_likely()``: is the order+1 buddy of the merged block free?"""

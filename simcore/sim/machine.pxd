@@ -35,7 +35,7 @@ cdef class Machine:
     cdef public long long _nr_pending, _stamp_ns
     cdef public object limits, spans, latency, stalls
     cdef public dict owners, in_slowpath
-    cdef public list nofail_stalls, _kswapd_wait
+    cdef public list nofail_stalls, _kswapd_wait, _kcompactd_wait
     cdef public str _context
 
     cpdef long long trace_now(self)

@@ -45,6 +45,8 @@ from simcore.config.types import (
     MachineConfig,
     SysctlConfig,
 )
+from simcore.formats import trace_schema as ts
+from simcore.mm import compaction as compaction_mod
 from simcore.mm import kswapd, slowpath
 from simcore.mm.constants import NEED_SLOWPATH
 from simcore.mm.gfp import GFP, format_gfp
@@ -211,6 +213,14 @@ class Machine:
             st.wake = partial(self._wake_kswapd, st.nid)
             st.thread = True
             self.env.process(self._kswapd(st.nid))
+        compaction = reclaim.compaction
+        compaction.moved = self._moved
+        compaction.span = self._span
+        self._kcompactd_wait: list[Any] = [None] * len(self.mm.nodes)
+        for kst in compaction.kcompactd:
+            kst.wake = partial(self._wake_kcompactd, kst.nid)
+            kst.thread = True
+            self.env.process(self._kcompactd(kst.nid))
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig, tracer: Tracer | None = None) -> Machine:
@@ -536,6 +546,66 @@ class Machine:
             else:
                 assert isinstance(step, int)
                 yield env.timeout(step)
+
+    # -- compaction ---------------------------------------------------------------------
+    def _moved(self, old_pfn: int, new_pfn: int) -> None:
+        """Compaction migrated the block at ``old_pfn``: its handle follows it (rmap)."""
+        handle = self.owner_of.pop(old_pfn)
+        handle.pfn = new_pfn
+        self.owner_of[new_pfn] = handle
+
+    def _wake_kcompactd(self, nid: int) -> None:
+        """``wake_up_interruptible(&pgdat->kcompactd_wait)``."""
+        event = self._kcompactd_wait[nid]
+        if event is not None and not event.triggered:
+            event.succeed()
+
+    def _kcompactd(self, nid: int) -> Generator[Any, Any, None]:
+        """The SimPy process of node ``nid``'s kcompactd: mirrors ``kcompactd()``.
+
+        It sleeps until woken with work (``kcompactd_max_order > 0``), or for
+        ``HPAGE_FRAG_CHECK_INTERVAL_MSEC`` when ``compaction_proactiveness`` is set;
+        woken, it runs ``kcompactd_do_work()``; timed out, proactive compaction if the
+        node's fragmentation score is above the high mark, backing off 64 times as
+        long when a pass did not lower it. Each pass's work is done at its start and
+        its cost spent after.
+        """
+        env = self.env
+        compaction = self.mm.reclaim.compaction
+        st = compaction.kcompactd[nid]
+        name = f"kcompactd{nid}"
+        cpus = self.mm.nodes[nid].cpus
+        cpu = cpus[0] if cpus else 0
+        period = compaction_mod.HPAGE_FRAG_CHECK_INTERVAL_MSEC * 1_000_000
+        timeout = period
+        while True:
+            if st.max_order <= 0:  # wait_event_freezable_timeout()
+                st.waiting = True
+                woken = self._kcompactd_wait[nid] = env.event()
+                if compaction.proactiveness:
+                    yield woken | env.timeout(timeout)
+                else:
+                    yield woken
+                self._kcompactd_wait[nid] = None
+                st.waiting = False
+            self.apply_pending_frees()
+            self._enter(name, cpu)
+            if st.max_order > 0:
+                self._span(ts.SPAN_KCOMPACTD_WAKE, nid, 0, 0,
+                           f"order={st.max_order} highest_zoneidx={st.highest_zoneidx}")
+                cost = compaction.kcompactd_do_work(nid, cpu)
+                if cost:
+                    yield env.timeout(cost)
+                timeout = period
+                continue
+            timeout = period
+            if compaction.should_proactive_compact_node(nid):
+                prev_score = compaction.fragmentation_score_node(nid)
+                cost = compaction.proactive_compact_node(nid, cpu)
+                if compaction.fragmentation_score_node(nid) >= prev_score:
+                    timeout = period << compaction_mod.COMPACT_MAX_DEFER_SHIFT
+                if cost:
+                    yield env.timeout(cost)
 
     # -- deferred frees -----------------------------------------------------------------
     def defer_free(self, handle: Allocation, expiry_ns: int) -> None:

@@ -158,6 +158,8 @@ machine:
   nodes:
     - memory: 256MiB
       cpus: 2
+sysctl:
+  compaction_proactiveness: 0  # kcompactd then sleeps until woken: env.run() can end
 workloads:
   - name: w
     type: synthetic

@@ -454,7 +454,10 @@ def test_pressure_config_reclaims_stalls_and_keeps_order0_requests_alive(
     vm = s["vmstat"]
     assert vm["allocstall_normal"] > 0 and vm["allocstall_movable"] > 0
     assert vm["pageoutrun"] > 0 and vm["pgsteal_kswapd"] > 0
-    assert set(s["failures"]["by_order"]) == {"4"}  # never an order-0 (or 1-3) failure
+    # the app's order-4 requests are served: kcompactd (woken by kswapd's boosted runs)
+    # and direct compaction rebuild order-4 blocks, so nothing fails
+    assert not s["failures"]["by_order"]
+    assert vm["compact_daemon_wake"] > 0 and vm["pgmigrate_success"] > 0
     assert vm["nr_inactive_file"] + vm["nr_active_file"] > 0  # cache was left all along
     assert s["stall_ns"]["by_caller"]["net-rx"] == 0  # GFP_ATOMIC never stalls
     assert s["stall_ns"]["some"] > 0 and s["latency_ns"][ts.STAGE_SLOW_RECLAIM]["count"]
@@ -464,7 +467,7 @@ def test_pressure_config_reclaims_stalls_and_keeps_order0_requests_alive(
     spans = pq.read_table(result.run_dir / ts.SPANS_FILE).to_pandas()
     names = set(spans["name"].astype(str))
     assert {ts.SPAN_KSWAPD_RUN, ts.SPAN_DIRECT_RECLAIM, ts.SPAN_WAKEUP_KSWAPD,
-            ts.SPAN_ACTION} <= names
+            ts.SPAN_ACTION, ts.SPAN_COMPACTION, ts.SPAN_KCOMPACTD_WAKE} <= names
     for nid in (0, 1):  # a node's kswapd runs one balance_pgdat() at a time
         node = spans[spans["nid"] == nid]
         runs = node[node["name"].astype(str) == ts.SPAN_KSWAPD_RUN].sort_values("start_ns")

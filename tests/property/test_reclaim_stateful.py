@@ -105,6 +105,43 @@ class ReclaimMachine(RuleBasedStateMachine):
             self.m.free(handle)
             self.handles.remove(handle)
 
+    @precondition(lambda self: not self.panicked)
+    @rule(owner=st.sampled_from(["cache", "heap"]), count=st.integers(256, 4000),
+          keep=st.integers(2, 8))
+    def fragment(self, owner: str, count: int, keep: int) -> None:
+        """Movable order-0 pages, of which every ``keep``-th stays: migration material."""
+        gfp = int(GFP.MOVABLE | GFP.HIGHMEM)  # no reclaim bits
+        got = []
+        for i in range(count):
+            h = self.m.alloc_now(owner, gfp, 0, i % CPUS)
+            if h is None:
+                break
+            got.append(h)
+        for i, h in enumerate(got):
+            if i % keep:
+                self.m.free(h)
+            else:
+                self.handles.append(h)
+
+    @precondition(lambda self: not self.panicked)
+    @rule(order=st.sampled_from([-1, 4, 9]), cpu=st.integers(0, CPUS - 1))
+    def compact(self, order: int, cpu: int) -> None:
+        """Compaction migrates movable pages (handles and LRU entries follow them):
+        ``compact_memory`` (order -1) or a direct compaction at ``order``."""
+        c = self.m.mm.reclaim.compaction
+        if order < 0:
+            c.compact_node(0, cpu)
+        else:
+            zones = tuple(z for z in self.m.mm.zones if z.managed_pages)
+            _, _, pfn = c.try_to_compact_pages(int(GFP_HIGHUSER_MOVABLE), order, 0,
+                                               zones[::-1], 1, 1, cpu)
+            if pfn >= 0:  # a captured block is the caller's: give it back
+                event("captured")
+                zone = self.m.mm.page_zone(pfn)
+                zone.free_one_page(pfn, order, zone.get_pageblock_migratetype(pfn))
+        if self.m.mm.vm["pgmigrate_success"]:
+            event("pgmigrate_success > 0")
+
     @rule(what=st.sampled_from([1, 2, 3]))
     def drop_caches(self, what: int) -> None:
         self.m.mm.reclaim.drop_caches(what, 0)

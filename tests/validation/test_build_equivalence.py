@@ -88,10 +88,38 @@ def _run(config: Path, out: Path, pure: bool) -> Path:
     return run_dir
 
 
+# Compaction: churned page cache around long-lived anon pages, order-9 requests that
+# compact directly, and a compact_memory action.
+COMPACTION = """\
+name: compaction-small
+seed: 4
+duration: 700ms
+machine:
+  nodes:
+    - {memory: 64MiB, cpus: 1}
+    - {memory: 64MiB, cpus: 1}
+sysctl: {compaction_proactiveness: 20}
+trace: {events: true, snapshot_interval: 20ms}
+workloads:
+  - {name: cache, type: synthetic, rate: 100000/s, max_requests: 30000, order: 0,
+     lifetime: {exponential: 100ms}, gfp: GFP_HIGHUSER_MOVABLE, memory: file}
+  - {name: app, type: synthetic, rate: 20000/s, max_requests: 4000, order: 0,
+     lifetime: forever, gfp: GFP_HIGHUSER_MOVABLE, memory: anon}
+  - {name: kernel, type: synthetic, rate: 2000/s, max_requests: 200, order: 0,
+     lifetime: forever, gfp: GFP_KERNEL}
+  - {name: thp, type: synthetic, rate: 200/s, start: 350ms, order: 9,
+     lifetime: {fixed: 100ms}, gfp: GFP_TRANSHUGE|__GFP_COMP}
+actions:
+  - {at: 600ms, do: compact_memory}
+"""
+
+
 @pytest.mark.skipif(not simcore.COMPILED, reason="no compiled engine is installed")
-@pytest.mark.parametrize("name", ["det", "atomic-reserves", "three-nodes", "pressure-small"])
+@pytest.mark.parametrize("name", ["det", "atomic-reserves", "three-nodes", "pressure-small",
+                                  "compaction-small"])
 def test_compiled_and_pure_builds_write_the_same_bytes(name: str, tmp_path: Path) -> None:
-    inline = {"three-nodes": THREE_NODES, "pressure-small": PRESSURE}
+    inline = {"three-nodes": THREE_NODES, "pressure-small": PRESSURE,
+              "compaction-small": COMPACTION}
     config = tmp_path / f"{name}.yaml" if name in inline else CONFIGS[name]
     if name in inline:
         config.write_text(inline[name])
