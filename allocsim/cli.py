@@ -106,6 +106,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"  reclaim: kswapd {vm.get('pgsteal_kswapd', 0):,} pages; direct "
               f"{vm.get('pgsteal_direct', 0):,} pages in {stalls:,} stalls; PSI some "
               f"{s['stall_ns']['some_percent']:.2f} %")
+    if vm.get("compact_stall") or vm.get("compact_daemon_wake") or vm.get("pgmigrate_success"):
+        print(f"  compaction: {vm.get('compact_stall', 0):,} direct ("
+              f"{vm.get('compact_success', 0):,} success, {vm.get('compact_fail', 0):,} fail); "
+              f"kcompactd {vm.get('compact_daemon_wake', 0):,} wakes; "
+              f"{vm.get('pgmigrate_success', 0):,} pages migrated")
     if s.get("actions"):
         print(f"  actions: {len(s['actions'])} applied "
               f"({'; '.join(a['do'] for a in s['actions'])})")

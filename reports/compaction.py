@@ -53,8 +53,8 @@ def _who(caller: str) -> str:
 def _availability_axes(ax: Axes, huge: pd.DataFrame, spans: pd.DataFrame,
                        pageblock_order: int) -> None:
     size_mib = (1 << pageblock_order) * 4096 // (1 << 20)
-    ax.set_title(f"Huge-page availability: free order-{pageblock_order} blocks "
-                 f"({size_mib} MiB) per node", loc="left")
+    ax.set_title(f"Huge-page availability: free {size_mib} MiB blocks per node (buddy "
+                 f"order >= {pageblock_order}; pcp pages not counted)", loc="left")
     if huge.empty:
         _no_data(ax, "no buddyinfo snapshots (trace.snapshot_interval is off)")
         return
@@ -64,7 +64,7 @@ def _availability_axes(ax: Axes, huge: pd.DataFrame, spans: pd.DataFrame,
                     & spans["detail"].astype(str).str.startswith("compact_memory")]
     for i, start in enumerate(actions["start_ns"] / 1e9):
         ax.axvline(start, color="tab:green", linestyle="--",
-                   label="compact_memory (before | after)" if i == 0 else None)
+                   label="compact_memory action" if i == 0 else None)
     ax.set_ylabel("free blocks")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
@@ -72,8 +72,8 @@ def _availability_axes(ax: Axes, huge: pd.DataFrame, spans: pd.DataFrame,
 
 def _migrated_axes(ax: Axes, spans: pd.DataFrame, end_s: float) -> None:
     runs = spans[spans["name"].astype(str) == ts.SPAN_COMPACTION].copy()
-    ax.set_title("Pages migrated by compaction, by who compacted (per time bin)", loc="left")
     if runs.empty:
+        ax.set_title("Pages migrated by compaction", loc="left")
         _no_data(ax, "no compaction ran")
         return
     runs["start_s"] = runs["start_ns"] / 1e9
@@ -81,6 +81,8 @@ def _migrated_axes(ax: Axes, spans: pd.DataFrame, end_s: float) -> None:
     top = max(end_s, float(runs["start_s"].max()), 1e-9)
     edges = np.linspace(0.0, top, 51)
     width = edges[1] - edges[0]
+    ax.set_title(f"Pages migrated by compaction, by who compacted (per {width * 1e3:g} ms)",
+                 loc="left")
     bottom = np.zeros(len(edges) - 1)
     for who, color in WHO_COLORS.items():
         mine = runs[runs["who"] == who]

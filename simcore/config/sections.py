@@ -97,8 +97,9 @@ def _action(value: object, key: str, source: str, at_ns: int,
         what = 3 if arg is None else expect_int(arg, child(key, kind), source, 1, 3)
         return ActionConfig(at_ns, kind, (("what", what),))
     if kind == "compact_memory":  # any write compacts every node (sysctl_compaction_handler)
-        if arg is not None:
-            expect_int(arg, child(key, kind), source, 1, 1)
+        if arg is not None and (isinstance(arg, bool) or arg != 1):
+            raise ConfigError(source, child(key, kind),
+                              "1 (the only value /proc/sys/vm/compact_memory takes)", arg)
         return ActionConfig(at_ns, kind, ())
     sub = child(key, kind)
     if isinstance(arg, Mapping):  # `sysctl -w vm.min_free_kbytes=...` spelling too

@@ -32,15 +32,17 @@ handle then names the new pfn.
 SIMPLIFICATIONS (also in the README):
 
 - No ``fast_find_migrateblock()``/``fast_isolate_freepages()``: both scanners walk
-  linearly. The kernel's fast searches only pick where the linear walk starts.
+  linearly. In the kernel the fast searches pick a migration source block (and set its
+  skip bit) and isolate targets straight from the free lists, sparing the linear walk.
 - An allocation of order > 0 is never migrated, as 6.1 skips compound pages (THP,
   hugetlb); a non-compound order > 0 allocation is treated the same way.
 - Migration is synchronous and never fails for writeback or locking; it fails only when
   the page has an unexpected reference (``folio_ref_freeze()`` in
   ``folio_migrate_mapping()``): the model's ``pgmigrate_fail``. Anonymous pages with an
   extra reference are not isolated at all, as in the kernel.
-- No ``too_many_isolated()`` throttle, no lock contention (``COMPACT_CONTENDED`` never
-  happens) and no ``need_resched()`` stop.
+- No ``too_many_isolated()`` throttle, no lock contention and no ``need_resched()``
+  stop: ``COMPACT_CONTENDED`` only comes from running out of targets before the
+  scanners meet (-ENOMEM), as in the kernel.
 - The work happens at once and its time (:class:`~simcore.config.types.CostConfig`
   ``compact_scan``/``compact_migrate`` per page) is spent after it, as for reclaim.
 """
@@ -65,6 +67,7 @@ from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_ALLOC, PG_BUDDY, PG_HEAD, 
 
 if TYPE_CHECKING:
     from simcore.config.types import CostConfig
+    from simcore.mm.lru import Lruvec
     from simcore.mm.page_alloc import PageAllocator
     from simcore.mm.vmstat import VmStat
     from simcore.mm.zone import Zone
@@ -137,7 +140,8 @@ class CompactControl:
     __slots__ = ("order", "gfp", "migratetype", "mode", "alloc_flags", "highest_zoneidx",
                  "zone", "direct_compaction", "whole_zone", "ignore_skip_hint",
                  "ignore_block_suitable", "proactive_compaction", "migrate_pfn", "free_pfn",
-                 "migratepages", "freepages", "total_migrate_scanned", "total_free_scanned",
+                 "migratepages", "nr_migratepages", "freepages", "total_migrate_scanned",
+                 "total_free_scanned",
                  "nr_migrated", "nr_failed", "rescan", "cpu")
 
     def __init__(self, zone: Zone, order: int, gfp: int, mode: int, cpu: int, *,
@@ -160,6 +164,9 @@ class CompactControl:
         self.migrate_pfn = 0
         self.free_pfn = 0
         self.migratepages: list[int] = []
+        self.nr_migratepages = 0
+        """``cc->nr_migratepages``: the batch being migrated (fixed during
+        ``migrate_pages()``, which the free scanner sizes its work by)."""
         self.freepages: list[int] = []
         self.total_migrate_scanned = 0
         self.total_free_scanned = 0
@@ -180,7 +187,8 @@ class KcompactdState:
         thread: A kcompactd process runs (the timed layer).
     """
 
-    __slots__ = ("nid", "max_order", "highest_zoneidx", "waiting", "wake", "thread")
+    __slots__ = ("nid", "max_order", "highest_zoneidx", "waiting", "wake", "thread",
+                 "proactive_trigger")
 
     def __init__(self, nid: int, nr_zones: int) -> None:
         self.nid = nid
@@ -189,6 +197,9 @@ class KcompactdState:
         self.waiting = True
         self.wake: Callable[[], None] = _nothing
         self.thread = False
+        self.proactive_trigger = False
+        """``proactive_compact_trigger``: a ``compaction_proactiveness`` write asked for
+        a proactive check now."""
 
 
 class Compaction:
@@ -353,7 +364,8 @@ class Compaction:
         flags = pages.flags
         if not zone.spans(pfn):
             return False
-        if flags[pfn] & PG_HEAD and pages.info[pfn] & ORDER_MASK >= zone.pageblock_order:
+        head = pages.compound_head(pfn, zone.max_order)
+        if flags[head] & PG_HEAD and pages.info[head] & ORDER_MASK >= zone.pageblock_order:
             return False  # pageblock_skip_persistent()
         if check_source and check_target and not self._block_skip(zone, pfn):
             return True
@@ -362,10 +374,11 @@ class Compaction:
             return False
         start = max(_pageblock_start(zone, pfn), zone.zone_start_pfn)
         end = min(_pageblock_end(zone, start) - 1, zone.end_pfn - 1)
+        lruvec = self.mm.reclaim.lruvecs[zone.nid]
         p = start
         while p <= end:
             f = flags[p]
-            if check_source and f & PG_ALLOC and f & PG_MOVABLE_OWNER:
+            if check_source and f & PG_ALLOC and 0 <= lruvec.on_list(p) < _LRU_SLAB:
                 zone.pageblock_mt[p >> zone.pageblock_order] &= 0xFF ^ PB_SKIP
                 return True
             if check_target and f & PG_BUDDY:
@@ -453,7 +466,7 @@ class Compaction:
         total_isolated = 0
         isolated_blocks: list[tuple[int, int]] = []
         blockpfn = start_pfn
-        nr_migrate = len(cc.migratepages)
+        nr_migrate = cc.nr_migratepages
         while blockpfn < end_pfn:
             nr_scanned += 1
             f = flags[blockpfn]
@@ -517,7 +530,7 @@ class Compaction:
                     cc, isolate_start_pfn, block_end_pfn, stride)
                 if isolate_start_pfn == block_end_pfn:
                     self.update_pageblock_skip(cc, block_start_pfn)
-                if len(cc.freepages) >= len(cc.migratepages):
+                if len(cc.freepages) >= cc.nr_migratepages:
                     if isolate_start_pfn >= block_end_pfn:
                         isolate_start_pfn = block_start_pfn - nr
                     break
@@ -534,7 +547,7 @@ class Compaction:
         high = 0
         mm = self.mm
         ref = mm.pages.ref
-        for pfn in cc.freepages:
+        for pfn in reversed(cc.freepages):  # from the list head
             high = max(high, pfn)
             ref[pfn] = 0
             mm.free_the_page(pfn, 0, cc.cpu)
@@ -574,6 +587,7 @@ class Compaction:
         nr_isolated = 0
         block_isolated: list[int] = []
         valid = False
+        skip_updated = False
         cc.migrate_pfn = low_pfn
         skip_on_failure = cc.direct_compaction and cc.mode == MIGRATE_ASYNC
         next_skip_pfn = _block_end(low_pfn, cc.order) if skip_on_failure else 0
@@ -612,6 +626,10 @@ class Compaction:
                             pass  # pinned anon page / page cache without __GFP_FS
                         else:
                             failed = False
+                            if not skip_updated:  # test_and_set_skip() at the first LRU page
+                                skip_updated = True
+                                if not cc.ignore_skip_hint and not low_pfn & (nr_pb - 1):
+                                    self._set_block_skip(zone, low_pfn)
                     elif f & PG_MOVABLE_OWNER:
                         failed = False  # __PageMovable(): isolate_movable_page()
             if not failed:
@@ -625,8 +643,10 @@ class Compaction:
                 continue
             # isolate_fail:
             if skip_on_failure:
-                if nr_isolated:
+                if nr_isolated:  # putback_movable_pages(): back to their LRU heads
                     del cc.migratepages[len(cc.migratepages) - len(block_isolated):]
+                    for pfn in block_isolated:
+                        _putback(lruvec, pfn)
                     block_isolated = []
                     nr_isolated = 0
                 if low_pfn < next_skip_pfn:
@@ -636,9 +656,9 @@ class Compaction:
         if low_pfn > end_pfn:
             low_pfn = end_pfn
         if low_pfn == end_pfn and (not nr_isolated or cc.rescan):
-            if valid:
+            if valid and not skip_updated:
                 self._set_block_skip(zone, low_pfn - 1)
-            self.update_cached_migrate(cc, low_pfn - 1)
+            self.update_cached_migrate(cc, low_pfn)
         cc.total_migrate_scanned += nr_scanned
         if nr_isolated:
             self.vm.add("compact_isolated", nr_isolated)
@@ -668,14 +688,15 @@ class Compaction:
         return bool(cc.migratepages)
 
     # -- migration ----------------------------------------------------------------------
-    def migrate_pages(self, cc: CompactControl) -> bool:
+    def migrate_pages(self, cc: CompactControl) -> int:
         """``migrate_pages()`` for the isolated pages, newest isolated first.
 
         Each page moves to a target from :meth:`compaction_alloc`; a page with an
         unexpected reference stays (``pgmigrate_fail``). Moved pages go back on their LRU
         list at its head (``putback_lru_page()``), the old pages are freed, and the owner
-        learns the new pfn. Returns False when the targets ran out (-ENOMEM); pages not
-        moved are put back where they were.
+        learns the new pfn. Returns -1 (-ENOMEM) when the targets ran out (that page
+        counts as failed), else the pages that failed. Pages not moved go back to the
+        head of their LRU list (``putback_movable_pages()``).
         """
         mm = self.mm
         pages = mm.pages
@@ -683,20 +704,25 @@ class Compaction:
         info = pages.info
         flags = pages.flags
         lruvec = mm.reclaim.lruvecs[cc.zone.nid]
-        enough = True
         todo = cc.migratepages
-        cc.migratepages = []
+        cc.nr_migratepages = len(todo)
         succeeded = failed = 0
+        enomem = False
+        putback: list[int] = []
         while todo:
             src = todo.pop()
             dst = self.compaction_alloc(cc)
             if dst < 0:
-                todo.append(src)
-                enough = False
+                failed += 1
+                putback.append(src)
+                putback.extend(reversed(todo))
+                todo.clear()
+                enomem = True
                 break
             if ref[src] != 1:  # folio_ref_freeze(src, expected) fails
                 cc.freepages.append(dst)  # compaction_free()
                 failed += 1
+                putback.append(src)
                 continue
             where = lruvec.on_list(src)
             packed = lruvec.delete(src) if where >= 0 else -1
@@ -709,13 +735,17 @@ class Compaction:
                 lruvec.put(dst, where, packed)
             mm.free_the_page(src, 0, cc.cpu)
             succeeded += 1
+        for pfn in putback:
+            _putback(lruvec, pfn)
+        cc.migratepages = []
+        cc.nr_migratepages = 0
         cc.nr_migrated += succeeded
         cc.nr_failed += failed
         if succeeded:
             self.vm.add("pgmigrate_success", succeeded)
         if failed:
             self.vm.add("pgmigrate_fail", failed)
-        return enough
+        return -1 if enomem else failed
 
     def compaction_alloc(self, cc: CompactControl) -> int:
         """``compaction_alloc()``: a target page, isolating more if none is left; -1."""
@@ -829,10 +859,9 @@ class Compaction:
                 if self.isolate_migratepages(cc):
                     update_cached = False
                     last_migrated_pfn = iteration_start_pfn
-                    enough = self.migrate_pages(cc)
-                    if cc.migratepages:  # putback_movable_pages(): not moved, not freed
-                        cc.migratepages = []
-                        if not enough and not _scanners_met(cc):
+                    err = self.migrate_pages(cc)
+                    if err:  # some page was not moved (and was put back)
+                        if err < 0 and not _scanners_met(cc):
                             ret = COMPACT_CONTENDED  # -ENOMEM before the scanners met
                             break
                         if cc.direct_compaction and cc.mode == MIGRATE_ASYNC:
@@ -849,12 +878,12 @@ class Compaction:
                 if zone.captured_pfn >= 0:
                     ret = COMPACT_SUCCESS
                     break
+            if cc.freepages:  # still under capture_control, as in the kernel
+                free_pfn = _pageblock_start(zone, self.release_freepages(cc))
+                if free_pfn > zone.compact_cached_free_pfn:
+                    zone.compact_cached_free_pfn = free_pfn
         finally:
             zone.capture_order = -1
-        if cc.freepages:
-            free_pfn = _pageblock_start(zone, self.release_freepages(cc))
-            if free_pfn > zone.compact_cached_free_pfn:
-                zone.compact_cached_free_pfn = free_pfn
         self.vm.add("compact_migrate_scanned", cc.total_migrate_scanned)
         self.vm.add("compact_free_scanned", cc.total_free_scanned)
         return ret
@@ -920,10 +949,11 @@ class Compaction:
                 self.defer_compaction(zone, order)
         return rc, total_ns, captured
 
-    def compact_node(self, nid: int, cpu: int) -> tuple[int, int]:
+    def compact_node(self, nid: int, cpu: int, start_ns: int = 0) -> tuple[int, int]:
         """``compact_node()`` (``/proc/sys/vm/compact_memory``): every zone, whole, sync.
 
-        Returns ``(pages migrated, cost_ns)``.
+        Returns ``(pages migrated, cost_ns)``. The zones' spans start ``start_ns`` from
+        now, one after the other (the writer compacts the nodes in turn).
         """
         migrated = 0
         total_ns = 0
@@ -934,7 +964,7 @@ class Compaction:
                                 ignore_skip_hint=True)
             ret = self.compact_zone(cc)
             cost = self.cost_ns(cc)
-            self._span_zone(cc, ret, cost, -total_ns)
+            self._span_zone(cc, ret, cost, -(start_ns + total_ns))
             total_ns += cost
             migrated += cc.nr_migrated
         return migrated, total_ns
@@ -957,6 +987,21 @@ class Compaction:
             total_ns += cost
         return total_ns
 
+    def trigger_proactive(self) -> None:
+        """``compaction_proactiveness_sysctl_handler()``: wake kcompactd to check now.
+
+        Only for a non-zero value, and once per node until it has checked.
+        """
+        if not self.proactiveness:
+            return
+        for st in self.kcompactd:
+            if st.proactive_trigger:
+                continue
+            st.proactive_trigger = True
+            if st.waiting:
+                st.waiting = False
+                st.wake()
+
     def kcompactd_node_suitable(self, nid: int) -> bool:
         """``kcompactd_node_suitable()``: a zone up to the wakers' highest is CONTINUE."""
         st = self.kcompactd[nid]
@@ -977,6 +1022,7 @@ class Compaction:
         highest = st.highest_zoneidx
         self.vm.add("compact_daemon_wake", 1)
         total_ns = 0
+        whole_zone = False  # one compact_control for all zones: whole_zone sticks
         zones = self.mm.nodes[nid].node_zones
         for zone in zones[: highest + 1]:
             if zone is None or not zone.present_pages:
@@ -986,8 +1032,9 @@ class Compaction:
             if self.suitable(zone, order, zone.zone_idx) != COMPACT_CONTINUE:
                 continue
             cc = CompactControl(zone, order, GFP_KERNEL, MIGRATE_SYNC_LIGHT, cpu,
-                                highest_zoneidx=highest)
+                                highest_zoneidx=highest, whole_zone=whole_zone)
             status = self.compact_zone(cc)
+            whole_zone = cc.whole_zone
             if status == COMPACT_SUCCESS:
                 self.compaction_defer_reset(zone, order, False)
             elif status in (COMPACT_PARTIAL_SKIPPED, COMPACT_COMPLETE):
@@ -1023,8 +1070,16 @@ class Compaction:
             return False
         self.kcompactd_wakeups += 1
         self.vm.add("kcompactd_wakeup", 1)
+        st.waiting = False  # autoremove_wake_function(): off the wait queue
         st.wake()
         return True
+
+
+def _putback(lruvec: Lruvec, pfn: int) -> None:
+    """``putback_lru_page()``: an isolated page goes back to the head of its LRU list."""
+    where = lruvec.on_list(pfn)
+    if 0 <= where < _LRU_SLAB:
+        lruvec.put(pfn, where, lruvec.delete(pfn))
 
 
 def _max_result(a: str, b: str) -> str:

@@ -6,8 +6,8 @@ resets every boost and updates the pcp sizes), ``lowmem_reserve_ratio_sysctl_han
 (``setup_per_zone_lowmem_reserve()``), ``percpu_pagelist_high_fraction_sysctl_handler()``
 (``zone_pcp_update()``), and plain stores for ``watermark_boost_factor``,
 ``swappiness``, ``extfrag_threshold`` and ``compaction_proactiveness``
-(``compaction_proactiveness_sysctl_handler()`` also wakes kcompactd at once; the model
-waits for its next 500 ms check).
+(``compaction_proactiveness_sysctl_handler()`` also wakes every kcompactd for a proactive
+check).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def write_sysctl(mm: PageAllocator, name: str, value: Any) -> str:
         return "stored (used by compaction_suitable())"
     if name == "compaction_proactiveness":
         mm.reclaim.compaction.proactiveness = value
-        return "stored (used by kcompactd's next check)"
+        mm.reclaim.compaction.trigger_proactive()
+        return "stored; kcompactd woken for a proactive check" if value else "stored"
     if name == "swappiness":
         mm.reclaim.swappiness = value
         return "stored (used by the next reclaim)"

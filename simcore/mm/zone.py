@@ -201,13 +201,12 @@ class Zone:
     def compaction_capture(self, pfn: int, mt: int) -> bool:
         """``compaction_capture()``: take a block of the compactor's order, once.
 
-        Not ISOLATE (or CMA) blocks, and no MOVABLE block below pageblock order for an
-        unmovable compactor (it would pollute a movable pageblock).
+        Not ISOLATE (or CMA) blocks, and (as 6.1 has it) no MOVABLE block below pageblock
+        order, whatever the compactor's migratetype.
         """
         if self.captured_pfn >= 0 or mt == MT_ISOLATE:
             return False
-        if (self.capture_order < self.pageblock_order and mt == MT_MOVABLE
-                and self.capture_mt != MT_MOVABLE):
+        if self.capture_order < self.pageblock_order and mt == MT_MOVABLE:
             return False
         self.captured_pfn = pfn
         return True

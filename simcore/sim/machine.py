@@ -579,7 +579,7 @@ class Machine:
         period = compaction_mod.HPAGE_FRAG_CHECK_INTERVAL_MSEC * 1_000_000
         timeout = period
         while True:
-            if st.max_order <= 0:  # wait_event_freezable_timeout()
+            if st.max_order <= 0 and not st.proactive_trigger:  # wait_event_..._timeout()
                 st.waiting = True
                 woken = self._kcompactd_wait[nid] = env.event()
                 if compaction.proactiveness:
@@ -590,7 +590,7 @@ class Machine:
                 st.waiting = False
             self.apply_pending_frees()
             self._enter(name, cpu)
-            if st.max_order > 0:
+            if st.max_order > 0 and not st.proactive_trigger:
                 self._span(ts.SPAN_KCOMPACTD_WAKE, nid, 0, 0,
                            f"order={st.max_order} highest_zoneidx={st.highest_zoneidx}")
                 cost = compaction.kcompactd_do_work(nid, cpu)
@@ -606,6 +606,7 @@ class Machine:
                     timeout = period << compaction_mod.COMPACT_MAX_DEFER_SHIFT
                 if cost:
                     yield env.timeout(cost)
+            st.proactive_trigger = False
 
     # -- deferred frees -----------------------------------------------------------------
     def defer_free(self, handle: Allocation, expiry_ns: int) -> None:

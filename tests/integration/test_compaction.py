@@ -18,6 +18,7 @@ from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.formats import trace_schema as ts
 from simcore.mm import compaction as cm
 from simcore.mm.constants import MT_MOVABLE
+from simcore.mm.fragmentation import fragmentation_index
 from simcore.mm.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from simcore.mm.invariants import check_invariants
 from simcore.mm.lru import KIND_FILE
@@ -236,6 +237,8 @@ def test_direct_compaction_in_a_polluted_zone_defers_and_a_success_resets() -> N
         m.free(h)
     _fragment(m)
     _take_huge_blocks(m)
+    # kswapd going to sleep clears the skip hints the failed runs left on every block
+    m.mm.reclaim.compaction.reset_isolation_suitable(0)
     success = _vm(m, "compact_success")
     for _ in range(64):  # the longest deferral is 63 attempts
         if (h := m.alloc_now("thp", sync, 9, 0)) is not None:
@@ -369,3 +372,53 @@ def test_direct_compaction_stalls_the_caller_for_its_cost() -> None:
     assert h is not None
     assert elapsed > 0
     assert m.latency.by_stage[ts.STAGE_SLOW_COMPACTION]
+
+
+def _fragmented_zone() -> tuple[Machine, Any]:
+    """A zone whose free memory is all in blocks below order 3 (the rest is taken with
+    __GFP_MEMALLOC, which ignores the watermarks)."""
+    m = _machine()
+    _fragment(m)
+    memalloc = int(GFP.MEMALLOC | GFP.MOVABLE | GFP.COMP)
+    for order in range(10, 2, -1):
+        m.mm.drain_all_pages()
+        while m.alloc_now("hog", memalloc, order, 0) is not None:
+            pass
+    zone = m.mm.zones[1]
+    assert not any(zone.free_area.nr_free[o] for o in range(3, 11))
+    return m, zone
+
+
+def test_compaction_needs_order0_headroom_above_the_watermark_plus_the_gap() -> None:
+    """Behaviour 57: SKIPPED unless free pages exceed (low for order > 3, else min)
+    + 2 << order + lowmem_reserve; CONTINUE from one page above."""
+    m, zone = _fragmented_zone()
+    c = m.mm.reclaim.compaction
+    for order, wmark in ((9, 1), (3, 0)):
+        mark = zone.wmark_pages(wmark) + (2 << order) + zone.lowmem_reserve[1]
+        mark += zone.nr_reserved_highatomic
+        real = zone.nr_free_pages
+        try:
+            c.extfrag_threshold = -1  # keep the costly-order veto out of this test
+            zone.nr_free_pages = mark
+            assert c.suitable(zone, order, 1) == cm.COMPACT_SKIPPED
+            zone.nr_free_pages = mark + 1
+            assert c.suitable(zone, order, 1) == cm.COMPACT_CONTINUE
+        finally:
+            zone.nr_free_pages = real
+            c.extfrag_threshold = 500
+
+
+def test_costly_compaction_is_skipped_when_the_fragmentation_index_blames_memory() -> None:
+    """Behaviour 56: for a costly order, a fragmentation index in [0, extfrag_threshold]
+    means the failure is lack of memory: SKIPPED. Orders up to 3 never look."""
+    m, zone = _fragmented_zone()
+    c = m.mm.reclaim.compaction
+    index = fragmentation_index(list(zone.free_area.nr_free), 9)
+    assert 500 < index <= 1000  # plenty free, all of it in small blocks
+    assert c.suitable(zone, 9, 1) == cm.COMPACT_CONTINUE
+    c.extfrag_threshold = index
+    assert c.suitable(zone, 9, 1) == cm.COMPACT_SKIPPED
+    assert c.suitable(zone, 3, 1) == cm.COMPACT_CONTINUE
+    c.extfrag_threshold = index - 1
+    assert c.suitable(zone, 9, 1) == cm.COMPACT_CONTINUE

@@ -50,7 +50,8 @@ class Clocked(Tracer):
 def _machine() -> tuple[Machine, Clocked]:
     tracer = Clocked()
     cfg = MachineConfig(nodes=(NodeConfig(memory_pages=PAGES_256MIB, cpus=2),))
-    m = Machine(cfg, SysctlConfig(), seed=1, tracer=tracer)
+    # no proactive compaction: kcompactd would wake every 500 ms up to the huge times
+    m = Machine(cfg, SysctlConfig(compaction_proactiveness=0), seed=1, tracer=tracer)
     tracer.clock = m.trace_now
     return m, tracer
 

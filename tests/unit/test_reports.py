@@ -32,6 +32,7 @@ EXPECTED_PNGS = {
     "failures_by_order.png",
     "free_pages.png",
     "memory_pressure.png",
+    "compaction.png",
 }
 
 
@@ -128,7 +129,7 @@ def test_report_without_failures_still_has_failures_page(run_dir: Path) -> None:
     build_report(run_dir)
     reader = PdfReader(run_dir / ts.REPORT_DIR / "report.pdf")
     texts = [page.extract_text() for page in reader.pages]
-    assert len(texts) == 7
+    assert len(texts) == 8  # title, 2 free-block pages, 4 figures, compaction
     assert any("no allocation failures" in t for t in texts)
 
 
