@@ -38,6 +38,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "simcore.mm.zone",
     "simcore.mm.pcp",
     "simcore.mm.fallback",
+    "simcore.mm.compaction",
     "simcore.mm.vmscan",
     "simcore.mm.page_free",
     "simcore.mm.page_alloc",
