@@ -54,7 +54,7 @@ cdef class Compaction:
                    block_start_pfn=Py_ssize_t, block_end_pfn=Py_ssize_t,
                    low_pfn=Py_ssize_t, stride=cython.int, nr_isolated=cython.longlong)
     cpdef void isolate_freepages(self, CompactControl cc)
-    @cython.locals(pages=PageArray, block_mt=cython.int)
+    @cython.locals(pages=PageArray, block_mt=cython.int, head=Py_ssize_t)
     cpdef bint suitable_migration_source(self, CompactControl cc, Py_ssize_t pfn)
     @cython.locals(pages=PageArray, flags=cython.uchar[:], info=cython.uchar[:],
                    ref=cython.short[:], zone=Zone, lruvec=Lruvec, nr_scanned=cython.longlong,

@@ -558,8 +558,9 @@ class Compaction:
     def suitable_migration_source(self, cc: CompactControl, pfn: int) -> bool:
         """``suitable_migration_source()``: async direct compaction keeps to its type."""
         pages = self.mm.pages
-        if pages.flags[pfn] & PG_HEAD and \
-                pages.info[pfn] & ORDER_MASK >= cc.zone.pageblock_order:
+        head = pages.compound_head(pfn, cc.zone.max_order)
+        if pages.flags[head] & PG_HEAD and \
+                pages.info[head] & ORDER_MASK >= cc.zone.pageblock_order:
             return False  # pageblock_skip_persistent()
         if cc.mode != MIGRATE_ASYNC or not cc.direct_compaction:
             return True
@@ -645,7 +646,7 @@ class Compaction:
             if skip_on_failure:
                 if nr_isolated:  # putback_movable_pages(): back to their LRU heads
                     del cc.migratepages[len(cc.migratepages) - len(block_isolated):]
-                    for pfn in block_isolated:
+                    for pfn in reversed(block_isolated):  # from the list head
                         _putback(lruvec, pfn)
                     block_isolated = []
                     nr_isolated = 0
@@ -998,7 +999,7 @@ class Compaction:
             if st.proactive_trigger:
                 continue
             st.proactive_trigger = True
-            if st.waiting:
+            if st.waiting and st.thread:
                 st.waiting = False
                 st.wake()
 
@@ -1070,7 +1071,8 @@ class Compaction:
             return False
         self.kcompactd_wakeups += 1
         self.vm.add("kcompactd_wakeup", 1)
-        st.waiting = False  # autoremove_wake_function(): off the wait queue
+        if st.thread:  # autoremove_wake_function(): off the wait queue
+            st.waiting = False
         st.wake()
         return True
 
