@@ -100,9 +100,9 @@ class CostConfig:
     reclaim_swap_ns: int = 30_000
     """Per anonymous page written to swap (``pageout()`` to an NVMe swap device)."""
     compact_scan_ns: int = 50
-    """Per page the compaction scanners examine (used by the compaction issue)."""
+    """Per page either compaction scanner examines (isolate_*_block())."""
     compact_migrate_ns: int = 2_000
-    """Per page migrated: copy 4 KiB and remap (used by the compaction issue)."""
+    """Per page migrated: copy 4 KiB and remap (migrate_pages())."""
     oom_kill_ns: int = 10_000_000
     """One ``out_of_memory()`` call that kills: selecting the victim, the kill and the
     oom_reaper freeing its memory (about 10 ms on a loaded box)."""
