@@ -422,3 +422,19 @@ def test_costly_compaction_is_skipped_when_the_fragmentation_index_blames_memory
     assert c.suitable(zone, 3, 1) == cm.COMPACT_CONTINUE
     c.extfrag_threshold = index - 1
     assert c.suitable(zone, 9, 1) == cm.COMPACT_CONTINUE
+
+
+def test_a_proactiveness_write_wakes_kcompactd_for_a_check_at_once() -> None:
+    """compaction_proactiveness_sysctl_handler(): a non-zero write sets
+    proactive_compact_trigger and wakes kcompactd, which checks now, not in 500 ms."""
+    from simcore.mm.sysctl import write_sysctl
+
+    m = _machine(proactiveness=0)
+    _fragment(m)
+    _run(m, 1_000)
+    assert _vm(m, "pgmigrate_success") == 0  # asleep without a timeout
+    write_sysctl(m.mm, "compaction_proactiveness", 20)
+    _run(m, 1)
+    assert _vm(m, "pgmigrate_success") > 0  # the work is done at once
+    _run(m, 200)  # and its time spent: then the trigger is cleared
+    assert not m.mm.reclaim.compaction.kcompactd[0].proactive_trigger
