@@ -49,7 +49,7 @@ SIMPLIFICATIONS (also in the README):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from simcore.mm.constants import (
@@ -1139,11 +1139,3 @@ def _no_span(name: str, nid: int, pages: int, duration_ns: int, detail: str,
              ago_ns: int = 0) -> None:
     """The default span sink: records nothing."""
 
-
-def wakeup_kcompactd_zones(compaction: Compaction, node_zones: Sequence[Zone | None],
-                           order: int, highest_zoneidx: int) -> bool:
-    """Wake the kcompactd of the node these zones belong to (``wakeup_kcompactd()``)."""
-    for zone in node_zones:
-        if zone is not None:
-            return compaction.wakeup_kcompactd(zone.nid, order, highest_zoneidx)
-    return False
