@@ -23,6 +23,12 @@ from workloads.synthetic_params import (
     dump_synthetic_params,
     parse_synthetic_params,
 )
+from workloads.vmalloc import (
+    check_vmalloc_params,
+    dump_vmalloc_params,
+    parse_vmalloc_params,
+    vmalloc_workload,
+)
 
 WorkloadCheck = Callable[[Mapping[str, object], MachineConfig, str, str], None]
 """``check(params, machine, key_prefix, source)``: raise ConfigError if the machine cannot
@@ -57,6 +63,8 @@ def _build_registry(*kinds: WorkloadKind) -> Mapping[str, WorkloadKind]:
 WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
     WorkloadKind("synthetic", parse_synthetic_params, dump_synthetic_params, synthetic,
                  check_synthetic_params),
+    WorkloadKind("vmalloc", parse_vmalloc_params, dump_vmalloc_params, vmalloc_workload,
+                 check_vmalloc_params),
 )
 """Workload kind name -> kind. Read-only."""
 

@@ -50,19 +50,24 @@ def _lifetimes(spec: LifetimeSpec, rng: np.random.Generator) -> Iterator[int]:
         yield from draws.tolist()
 
 
-def _requests(
-    p: SyntheticParams, cpus: list[int], rng: np.random.Generator
+def poisson_arrivals(
+    rate_per_s: float, weights: tuple[tuple[int, float], ...], cpus: list[int],
+    rng: np.random.Generator,
 ) -> Iterator[tuple[int, int, int]]:
-    """Endless ``(interarrival_ns, order, cpu)`` triples."""
-    orders = np.array([o for o, _ in p.order_weights], dtype=np.int64)
-    weights = np.array([w for _, w in p.order_weights], dtype=np.float64)
-    mean_gap_ns = 1e9 / p.rate_per_s
+    """Endless ``(interarrival_ns, value, cpu)`` triples: Poisson arrivals.
+
+    Arrivals come at ``rate_per_s``, each with a value drawn from ``(value,
+    probability)`` ``weights`` (an order, a size) and a CPU drawn uniformly from ``cpus``.
+    """
+    values = np.array([v for v, _ in weights], dtype=np.int64)
+    probs = np.array([w for _, w in weights], dtype=np.float64)
+    mean_gap_ns = 1e9 / rate_per_s
     while True:
         gaps = rng.exponential(mean_gap_ns, BATCH).astype(np.int64).tolist()
-        picks = orders[rng.choice(len(orders), BATCH, p=weights)].tolist()
+        picks = values[rng.choice(len(values), BATCH, p=probs)].tolist()
         which = rng.integers(0, len(cpus), BATCH).tolist()
-        for gap, order, c in zip(gaps, picks, which, strict=True):
-            yield gap, order, cpus[c]
+        for gap, value, c in zip(gaps, picks, which, strict=True):
+            yield gap, value, cpus[c]
 
 
 def check_params(machine: Machine, name: str, p: SyntheticParams) -> None:
@@ -99,7 +104,7 @@ def synthetic(
     machine.register_owner(spec.name, MEMORY_KIND[p.memory], p.oom_score_adj)
     env = machine.env
     cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
-    requests = _requests(p, cpus, rng)
+    requests = poisson_arrivals(p.rate_per_s, p.order_weights, cpus, rng)
     lifetimes = _lifetimes(p.lifetime, rng)
     lru_flags = _lru_flags(p, rng)
     killed = machine.oom_killed

@@ -55,6 +55,7 @@ from simcore.mm.zone import Zone, populated_zone
 GFP_THISNODE = int(GFP.THISNODE)
 GFP_COMP = int(GFP.COMP)
 GFP_KSWAPD_RECLAIM = int(GFP.KSWAPD_RECLAIM)
+GFP_ACCOUNT = int(GFP.ACCOUNT)
 _VM_PGFREE = VMSTAT_INDEX["pgfree"]
 _VM_HIGHATOMIC_RESERVED = VMSTAT_INDEX["highatomic_reserved"]
 _VM_NUMA_HIT = VMSTAT_INDEX["numa_hit"]
@@ -498,6 +499,62 @@ class PageAllocator(FreePagesMixin):
             pages.flags[pfn] = PG_ALLOC | movable
             if order and movable:
                 pages.fill_flags(pfn + 1, pfn + (1 << order), movable)
+
+    def alloc_pages_bulk(self, gfp: int, nid: int, nr_pages: int, cpu: int,
+                         nodemask: frozenset[int] | None = None) -> list[int] | None:
+        """``__alloc_pages_bulk()`` into an empty page array: up to ``nr_pages`` order-0 pages.
+
+        Returns the pfns taken (each prepped, refcount 1), or None when the kernel would
+        fall back to one ordinary ``__alloc_pages()`` for a single page (the caller makes
+        that call): only one page is wanted, ``__GFP_ACCOUNT`` is set (kmem accounting
+        is on, as on the oracle kernel), a zone of another node comes first, no zone
+        passes LOW + ``nr_pages``, or the pcp list yields nothing at all. The pages come
+        from the first zone that passes, through its pcp list on ``cpu`` (refilled by
+        ``rmqueue_bulk()``); the bulk path never reclaims and traces no
+        ``mm_page_alloc``. ``pgalloc`` and the NUMA counters count the pages taken.
+        """
+        if nr_pages <= 0:
+            return []
+        if gfp & GFP_ACCOUNT or nr_pages == 1:
+            return None
+        ac = self.prepare_alloc_pages(gfp, nid, nodemask)
+        preferred = ac.preferred_zone
+        if preferred is None:
+            return None
+        alloc_flags = ALLOC_WMARK_LOW
+        zone = None
+        for z in ac.zonelist:
+            if self.nr_online_nodes > 1 and z is not preferred and z.nid != preferred.nid:
+                return None
+            mark = z.wmark_pages(alloc_flags & ALLOC_WMARK_MASK) + nr_pages
+            if z.watermark_fast(0, mark, preferred.zone_idx, alloc_flags, gfp):
+                zone = z
+                break
+        if zone is None:
+            return None
+        pcp = zone.per_cpu_pageset[cpu]
+        out: list[int] = []
+        while len(out) < nr_pages:
+            pfn = pcp.rmqueue(0, ac.migratetype, alloc_flags)
+            if pfn < 0:
+                if not out:
+                    return None
+                break
+            self.prep_new_page(pfn, 0, gfp, ac.migratetype)
+            out.append(pfn)
+        n = len(out)
+        v = self.vm.v
+        v[zone.pgalloc_idx] += n
+        if zone.nid == preferred.nid:
+            v[_VM_NUMA_HIT] += n
+        else:
+            v[_VM_NUMA_MISS] += n
+            v[_VM_NUMA_FOREIGN] += n
+        if zone.nid == self.cpu_to_node[cpu]:
+            v[_VM_NUMA_LOCAL] += n
+        else:
+            v[_VM_NUMA_OTHER] += n
+        return out
 
     def alloc_captured(self, pfn: int, gfp: int, order: int, mt: int) -> None:
         """A block direct compaction captured becomes the allocation: ``prep_new_page()``.

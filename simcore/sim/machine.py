@@ -329,6 +329,36 @@ class Machine:
                 return None
         return self._account(who, pfn, gfp, order, cpu, lru_flags)
 
+    def alloc_bulk(
+        self, owner: str, gfp: int, nr_pages: int, cpu: int, nid: int | None = None,
+    ) -> Generator[Any, Any, list[Allocation]]:
+        """``alloc_pages_bulk_array_node()`` into an empty array: up to ``nr_pages`` pages.
+
+        The bulk path (:meth:`PageAllocator.alloc_pages_bulk`) takes pages from one
+        zone's pcp list without tracing them and without stalling; where the kernel falls
+        back to one ordinary ``__alloc_pages()``, this makes that call (:meth:`alloc`,
+        traced, with its slow path). Returns the handles, one per order-0 page (possibly
+        fewer than asked for, or none).
+        """
+        who = self._owner(owner)
+        if who.killed_ns >= 0:
+            return []
+        self.apply_pending_frees()
+        mm = self.mm
+        if nid is None:
+            nid = mm.cpu_to_node[cpu]
+        self._enter(owner, cpu)
+        pfns = mm.alloc_pages_bulk(gfp, nid, nr_pages, cpu, None)
+        if pfns is None:
+            handle = yield from self.alloc(owner, gfp, 0, cpu, nid)
+            return [] if handle is None else [handle]
+        handles: list[Allocation] = []
+        for pfn in pfns:
+            handle = self._account(who, pfn, gfp, 0, cpu, 0)
+            if handle is not None:
+                handles.append(handle)
+        return handles
+
     def alloc_now(
         self, owner: str, gfp: int, order: int, cpu: int, nid: int | None = None,
         lru_flags: int = 0,

@@ -1,0 +1,259 @@
+"""The ``vmalloc`` caller: ``vmalloc()``/``vmalloc_huge()`` areas with random sizes and lifetimes.
+
+Mirrors mm/vmalloc.c of 6.1: ``__vmalloc_node_range()`` → ``__vmalloc_area_node()`` →
+``vm_area_alloc_pages()``, and ``vfree()``:
+
+- the area is backed by order-0 pages taken with the bulk allocator in chunks of at most
+  100 (``alloc_pages_bulk_array_node()``; no ``mm_page_alloc`` for the pages it takes),
+  stopping at the first short chunk; the pages still missing are then allocated one at
+  a time (each a traced ``__alloc_pages()`` with the full slow path);
+- ``__vmalloc_area_node()`` ORs ``__GFP_NOWARN`` into the mask (6.1.20), and the bulk
+  chunks drop ``__GFP_NOFAIL``;
+- with ``huge_vmap`` (``VM_ALLOW_HUGE_VMAP``, ``vmalloc_huge()``) and at least 2 MiB per
+  node, the area is rounded up to 2 MiB and backed by order-9 blocks, each
+  ``split_page()``'d into 512 pages of refcount 1; if one fails, the area is freed and
+  the whole vmalloc starts again with order-0 pages (spec behaviour 67);
+- if the area cannot be filled, every page obtained is freed (``__vfree()``, each page
+  as order 0) and the call fails (spec behaviour 66);
+- ``vfree()`` frees every page on its own, as order 0.
+
+SIMPLIFICATIONS: no virtual address space (``__get_vm_area_node()`` never fails), no
+``struct page *`` array allocation (it is a kmalloc or a nested vmalloc in the kernel),
+no guard page, and no fatal-signal stop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from simcore.config.fields import (
+    child,
+    expect_bool,
+    expect_duration_ns,
+    expect_mapping,
+    expect_number,
+    expect_rate_per_s,
+    expect_size_pages,
+)
+from simcore.config.types import MachineConfig, WorkloadConfig
+from simcore.config.units import format_duration, format_rate, format_size
+from simcore.errors import ConfigError
+from simcore.mm.gfp import GFP
+from simcore.sim.machine import Allocation, Machine
+from workloads.synthetic import FOREVER, _lifetimes, poisson_arrivals
+from workloads.synthetic_params import (
+    WEIGHT_SUM_TOLERANCE,
+    LifetimeSpec,
+    _cpus,
+    _dump_lifetime,
+    _gfp,
+    _lifetime,
+    _optional_int,
+)
+
+VMALLOC_KEYS = ("rate", "size", "lifetime", "gfp", "huge_vmap", "cpus", "nid", "max_requests",
+                "start")
+BULK_CHUNK = 100
+"""``vm_area_alloc_pages()``: at most this many pages per bulk call."""
+PMD_ORDER = 9
+"""``PMD_SHIFT - PAGE_SHIFT`` on x86_64: the order of a huge vmalloc mapping."""
+GFP_NOWARN = int(GFP.NOWARN)
+GFP_NOFAIL = int(GFP.NOFAIL)
+
+
+@dataclass(frozen=True)
+class VmallocParams:
+    """Parsed parameters of one vmalloc workload.
+
+    Attributes:
+        rate_per_s: Poisson arrival rate of ``vmalloc()`` calls.
+        size_weights: ``(pages, probability)`` pairs: the area sizes.
+        lifetime: How long an area lives before ``vfree()``.
+        gfp: The caller's mask (default ``GFP_KERNEL``).
+        huge_vmap: ``vmalloc_huge()`` (``VM_ALLOW_HUGE_VMAP``) instead of ``vmalloc()``.
+        cpus, nid, max_requests, start_ns: As for the synthetic workload (``nid`` None:
+            ``NUMA_NO_NODE``, the calling CPU's node).
+    """
+
+    rate_per_s: float
+    size_weights: tuple[tuple[int, float], ...]
+    lifetime: LifetimeSpec
+    gfp: int
+    huge_vmap: bool = False
+    cpus: tuple[int, ...] | None = None
+    nid: int | None = None
+    max_requests: int | None = None
+    start_ns: int = 0
+
+
+def _size_weights(value: object, key: str, source: str) -> tuple[tuple[int, float], ...]:
+    """``size: 64KiB`` or ``size: {16KiB: 0.5, 4MiB: 0.5}`` (weights summing to 1)."""
+    if not isinstance(value, Mapping):
+        return ((expect_size_pages(value, key, source, 1), 1.0),)
+    if not value:
+        raise ConfigError(source, key, "at least one {size: weight} entry", value)
+    weights: dict[int, float] = {}
+    for size, weight in value.items():
+        sub = child(key, str(size))
+        pages = expect_size_pages(size, sub, source, 1)
+        weights[pages] = weights.get(pages, 0.0) + expect_number(weight, sub, source, above=0)
+    total = math.fsum(weights.values())
+    if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
+        raise ConfigError(source, key, f"weights summing to 1 (within "
+                          f"{WEIGHT_SUM_TOLERANCE:g}); these sum to {total:.9g}", value)
+    return tuple(sorted(weights.items()))
+
+
+def parse_vmalloc_params(
+    raw: Mapping[str, object], key_prefix: str, source: str
+) -> Mapping[str, object]:
+    """Parse a vmalloc workload's own keys; ``rate``, ``size`` and ``lifetime`` are required.
+
+    Raises:
+        ConfigError: Naming e.g. ``workloads[1].size.16KiB``.
+    """
+    data = expect_mapping(raw, key_prefix, source, VMALLOC_KEYS, ("rate", "size", "lifetime"))
+
+    def key(name: str) -> str:
+        return child(key_prefix, name)
+
+    return {"params": VmallocParams(
+        rate_per_s=expect_rate_per_s(data["rate"], key("rate"), source),
+        size_weights=_size_weights(data["size"], key("size"), source),
+        lifetime=_lifetime(data["lifetime"], key("lifetime"), source),
+        gfp=_gfp(data.get("gfp", "GFP_KERNEL"), key("gfp"), source),
+        huge_vmap=expect_bool(data.get("huge_vmap", False), key("huge_vmap"), source),
+        cpus=_cpus(data.get("cpus"), key("cpus"), source),
+        nid=_optional_int(data.get("nid"), key("nid"), source, 0),
+        max_requests=_optional_int(data.get("max_requests"), key("max_requests"), source, 1),
+        start_ns=expect_duration_ns(data.get("start", "0ns"), key("start"), source),
+    )}
+
+
+def check_vmalloc_params(params: Mapping[str, object], machine: MachineConfig,
+                         key_prefix: str, source: str) -> None:
+    """Reject CPUs or a node the machine does not have."""
+    p = params["params"]
+    assert isinstance(p, VmallocParams)
+    nr_cpus = sum(node.cpus for node in machine.nodes)
+    if any(cpu >= nr_cpus for cpu in p.cpus or ()):
+        raise ConfigError(source, child(key_prefix, "cpus"),
+                          f"CPUs of this machine (0..{nr_cpus - 1})", list(p.cpus or ()))
+    if p.nid is not None and p.nid >= len(machine.nodes):
+        raise ConfigError(source, child(key_prefix, "nid"),
+                          f"a node of this machine (0..{len(machine.nodes) - 1})", p.nid)
+
+
+def dump_vmalloc_params(params: Mapping[str, object]) -> dict[str, object]:
+    """Invert :func:`parse_vmalloc_params`, in human units."""
+    from simcore.mm.gfp import format_gfp
+
+    p = params["params"]
+    if not isinstance(p, VmallocParams):
+        raise TypeError(f"expected VmallocParams under 'params', got {p!r}")
+    sizes = {format_size(pages * 4096): w for pages, w in p.size_weights}
+    return {
+        "rate": format_rate(p.rate_per_s),
+        "size": next(iter(sizes)) if len(sizes) == 1 else sizes,
+        "lifetime": _dump_lifetime(p.lifetime),
+        "gfp": format_gfp(p.gfp),
+        "huge_vmap": p.huge_vmap,
+        "cpus": None if p.cpus is None else list(p.cpus),
+        "nid": p.nid,
+        "max_requests": p.max_requests,
+        "start": format_duration(p.start_ns),
+    }
+
+
+# -- the kernel functions -------------------------------------------------------------------
+def vfree(machine: Machine, pages: list[Allocation]) -> None:
+    """``vfree()``/``__vfree()``: every page of the area freed on its own, as order 0."""
+    for handle in pages:
+        machine.free(handle)
+
+
+def vm_area_alloc_pages(machine: Machine, owner: str, gfp: int, nid: int | None, order: int,
+                        nr_pages: int, cpu: int) -> Generator[Any, Any, list[Allocation]]:
+    """``vm_area_alloc_pages()``: the area's pages (possibly fewer than ``nr_pages``)."""
+    pages: list[Allocation] = []
+    if not order:
+        bulk_gfp = gfp & ~GFP_NOFAIL
+        while len(pages) < nr_pages:
+            want = min(BULK_CHUNK, nr_pages - len(pages))
+            got = yield from machine.alloc_bulk(owner, bulk_gfp, want, cpu, nid)
+            pages.extend(got)
+            if len(got) != want:
+                break
+    while len(pages) < nr_pages:
+        handle = yield from machine.alloc(owner, gfp, order, cpu, nid)
+        if handle is None:
+            break
+        pages.extend(machine.split(handle) if order else [handle])
+    return pages
+
+
+def vmalloc(machine: Machine, owner: str, nr_pages: int, gfp: int, nid: int | None,
+            huge_vmap: bool, cpu: int) -> Generator[Any, Any, list[Allocation] | None]:
+    """``__vmalloc_node_range()``: the area's order-0 page handles, or None on failure.
+
+    A huge area (``huge_vmap`` and at least 2 MiB per node) is rounded up to 2 MiB and
+    backed by split order-9 blocks; if that fails, everything is freed and the call
+    starts again with order-0 pages.
+    """
+    nodes = len(machine.mm.nodes)
+    per_node = nr_pages // nodes if nid is None else nr_pages
+    order = PMD_ORDER if huge_vmap and per_node >= 1 << PMD_ORDER else 0
+    area_gfp = gfp | GFP_NOWARN  # __vmalloc_area_node() (6.1.20)
+    while True:
+        size = -(-nr_pages >> order) << order  # rounded up to the mapping's granularity
+        pages = yield from vm_area_alloc_pages(machine, owner, area_gfp, nid, order, size, cpu)
+        if len(pages) >= size:
+            return pages
+        vfree(machine, pages)
+        if not order:
+            return None
+        order = 0  # __vmalloc_node_range(): fail: retry from scratch with PAGE_SHIFT
+
+
+# -- the workload -------------------------------------------------------------------------
+def vmalloc_workload(machine: Machine, spec: WorkloadConfig,
+                     rng: np.random.Generator) -> Generator[Any, Any, None]:
+    """SimPy process body of one vmalloc workload: ``vmalloc()`` calls and ``vfree()``s.
+
+    Each area lives for a drawn lifetime; its pages are freed together then (one SimPy
+    event per area). ``summary.json`` counts the calls under ``stats``; a failed call
+    counts once in the caller's failures at order 0 or 9 through its traced attempts.
+    """
+    p: VmallocParams = spec.params["params"]
+    name = spec.name
+    machine.register_owner(name)
+    env = machine.env
+    cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
+    calls = poisson_arrivals(p.rate_per_s, p.size_weights, cpus, rng)
+    lifetimes = _lifetimes(p.lifetime, rng)
+    if p.start_ns:
+        yield env.timeout(p.start_ns)
+    issued = 0
+    while p.max_requests is None or issued < p.max_requests:
+        gap, nr_pages, cpu = next(calls)
+        yield env.timeout(gap)
+        area = yield from vmalloc(machine, name, nr_pages, p.gfp, p.nid, p.huge_vmap, cpu)
+        issued += 1
+        if machine.oom_killed(name):
+            return
+        if area is None:
+            continue
+        life = next(lifetimes)
+        if life != FOREVER:
+            env.process(_vfree_later(machine, area, life))
+
+
+def _vfree_later(machine: Machine, area: list[Allocation],
+                 life_ns: int) -> Generator[Any, Any, None]:
+    yield machine.env.timeout(life_ns)
+    vfree(machine, area)
