@@ -7,8 +7,9 @@ Mirrors mm/vmalloc.c of 6.1: ``__vmalloc_node_range()`` → ``__vmalloc_area_nod
   100 (``alloc_pages_bulk_array_node()``; no ``mm_page_alloc`` for the pages it takes),
   stopping at the first short chunk; the pages still missing are then allocated one at
   a time (each a traced ``__alloc_pages()`` with the full slow path);
-- ``__vmalloc_area_node()`` ORs ``__GFP_NOWARN`` into the mask (6.1.20), and the bulk
-  chunks drop ``__GFP_NOFAIL``;
+- an area larger than all managed memory fails at once (``totalram_pages()``);
+- ``__vmalloc_area_node()`` ORs ``__GFP_NOWARN`` (6.1.20) and ``__GFP_HIGHMEM`` (unless
+  DMA or DMA32 was asked for) into the mask, and the bulk chunks drop ``__GFP_NOFAIL``;
 - with ``huge_vmap`` (``VM_ALLOW_HUGE_VMAP``, ``vmalloc_huge()``) and at least 2 MiB per
   node, the area is rounded up to 2 MiB and backed by order-9 blocks, each
   ``split_page()``'d into 512 pages of refcount 1; if one fails, the area is freed and
@@ -19,7 +20,9 @@ Mirrors mm/vmalloc.c of 6.1: ``__vmalloc_node_range()`` → ``__vmalloc_area_nod
 
 SIMPLIFICATIONS: no virtual address space (``__get_vm_area_node()`` never fails), no
 ``struct page *`` array allocation (it is a kmalloc or a nested vmalloc in the kernel),
-no guard page, and no fatal-signal stop.
+no guard page. The OOM kill of the caller stands in for ``fatal_signal_pending()``: its
+allocations return nothing at once (the bulk chunks too, which the kernel does not
+check). The failure report of an area above ``totalram_pages()`` is not traced.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ PMD_ORDER = 9
 """``PMD_SHIFT - PAGE_SHIFT`` on x86_64: the order of a huge vmalloc mapping."""
 GFP_NOWARN = int(GFP.NOWARN)
 GFP_NOFAIL = int(GFP.NOFAIL)
+GFP_HIGHMEM = int(GFP.HIGHMEM)
+GFP_DMA_ANY = int(GFP.DMA | GFP.DMA32)
 
 
 @dataclass(frozen=True)
@@ -205,10 +210,14 @@ def vmalloc(machine: Machine, owner: str, nr_pages: int, gfp: int, nid: int | No
     backed by split order-9 blocks; if that fails, everything is freed and the call
     starts again with order-0 pages.
     """
+    if nr_pages > machine.mm.managed_pages:  # (size >> PAGE_SHIFT) > totalram_pages()
+        return None
     nodes = len(machine.mm.nodes)
     per_node = nr_pages // nodes if nid is None else nr_pages
     order = PMD_ORDER if huge_vmap and per_node >= 1 << PMD_ORDER else 0
     area_gfp = gfp | GFP_NOWARN  # __vmalloc_area_node() (6.1.20)
+    if not gfp & GFP_DMA_ANY:
+        area_gfp |= GFP_HIGHMEM
     while True:
         size = -(-nr_pages >> order) << order  # rounded up to the mapping's granularity
         pages = yield from vm_area_alloc_pages(machine, owner, area_gfp, nid, order, size, cpu)
@@ -226,8 +235,11 @@ def vmalloc_workload(machine: Machine, spec: WorkloadConfig,
     """SimPy process body of one vmalloc workload: ``vmalloc()`` calls and ``vfree()``s.
 
     Each area lives for a drawn lifetime; its pages are freed together then (one SimPy
-    event per area). ``summary.json`` counts the calls under ``stats``; a failed call
-    counts once in the caller's failures at order 0 or 9 through its traced attempts.
+    event per area). There is no per-call count: ``alloc_requests`` counts the pages
+    and the traced attempts, and the failure tables count each failed traced attempt (a
+    huge attempt that restarts shows an order-9 failure even if the order-0 retry
+    succeeds; a failed order-0 area usually shows two, the bulk fallback's and the
+    single-page loop's, as in the kernel).
     """
     p: VmallocParams = spec.params["params"]
     name = spec.name

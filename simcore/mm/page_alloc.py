@@ -535,7 +535,7 @@ class PageAllocator(FreePagesMixin):
         pcp = zone.per_cpu_pageset[cpu]
         out: list[int] = []
         while len(out) < nr_pages:
-            pfn = pcp.rmqueue(0, ac.migratetype, alloc_flags)
+            pfn = pcp.rmqueue_pcplist(0, ac.migratetype, alloc_flags)
             if pfn < 0:
                 if not out:
                     return None

@@ -23,6 +23,7 @@ cdef class PerCpuPages:
 
     cpdef int pindex_to_order(self, int pindex)
     cpdef Py_ssize_t rmqueue(self, int order, int mt, int alloc_flags)
+    cpdef Py_ssize_t rmqueue_pcplist(self, int order, int mt, int alloc_flags)
     cpdef void free_commit(self, Py_ssize_t pfn, int order, int pcp_mt, int cached_mt)
     cpdef int nr_pcp_high(self, bint free_high)
     cpdef long long nr_pcp_free(self, int high, bint free_high)

@@ -73,9 +73,17 @@ class PerCpuPages:
     def rmqueue(self, order: int, mt: int, alloc_flags: int) -> int:
         """Take a block from this pcp, refilling an empty list in one batch.
 
-        Mirrors rmqueue_pcplist() + __rmqueue_pcplist(). Returns a pfn or -1.
+        Mirrors rmqueue_pcplist() (which halves ``free_factor``) + __rmqueue_pcplist().
+        Returns a pfn or -1.
         """
         self.free_factor >>= 1
+        return self.rmqueue_pcplist(order, mt, alloc_flags)
+
+    def rmqueue_pcplist(self, order: int, mt: int, alloc_flags: int) -> int:
+        """``__rmqueue_pcplist()``: the list's first block, after a batch refill if empty.
+
+        The bulk allocator calls it directly (``free_factor`` stays). Returns a pfn or -1.
+        """
         head = self.heads[order_to_pindex(mt, order)]
         lists = self.page_lists
         flags = self.pages.flags

@@ -334,6 +334,8 @@ class Machine:
     ) -> Generator[Any, Any, list[Allocation]]:
         """``alloc_pages_bulk_array_node()`` into an empty array: up to ``nr_pages`` pages.
 
+        With ``nid`` None it is ``alloc_pages_bulk_array_mempolicy()``: under the default
+        policy, the calling CPU's node.
         The bulk path (:meth:`PageAllocator.alloc_pages_bulk`) takes pages from one
         zone's pcp list without tracing them and without stalling; where the kernel falls
         back to one ordinary ``__alloc_pages()``, this makes that call (:meth:`alloc`,

@@ -29,10 +29,12 @@ class Counting(Tracer):
 
     def __init__(self) -> None:
         self.allocs: list[int] = []
+        self.gfps: list[int] = []
 
     def mm_page_alloc(self, zone: Zone | None, pfn: int, order: int,  # noqa: D102
-                      *args: Any) -> None:
+                      gfp: int, *args: Any) -> None:
         self.allocs.append(order)
+        self.gfps.append(gfp)
 
 
 def _machine() -> tuple[Machine, Counting]:
@@ -221,3 +223,23 @@ def test_bad_vmalloc_keys_name_the_key(tmp_path: Path, bad: str, key: str,
     with pytest.raises(ConfigError) as err:
         load_experiment(path)
     assert key in str(err.value) and expected in str(err.value)
+
+
+def test_the_area_mask_gets_nowarn_and_highmem_and_bulk_keeps_the_pcp_free_factor() -> None:
+    """__vmalloc_area_node() ORs __GFP_NOWARN and __GFP_HIGHMEM into the mask (GFP_KERNEL
+    is traced as 0x2cc2); the bulk path calls __rmqueue_pcplist() directly, so the pcp's
+    free_factor (halved by every rmqueue_pcplist()) is left alone."""
+    m, tracer = _machine()
+    pcp = m.mm.zones[1].per_cpu_pageset[0]
+    pcp.free_factor = 8
+    area = _run(m, vmalloc(m, "vm", 101, KERNEL, None, False, 0))
+    assert area is not None
+    assert tracer.gfps == [KERNEL | int(GFP.NOWARN) | int(GFP.HIGHMEM)] == [0x2CC2]
+    assert pcp.free_factor == 8 >> 1  # only the single traced fallback halved it
+
+
+def test_an_area_larger_than_all_memory_fails_at_once() -> None:
+    m, tracer = _machine()
+    total = m.mm.managed_pages
+    assert _run(m, vmalloc(m, "vm", total + 1, KERNEL, None, False, 0)) is None
+    assert tracer.allocs == [] and not m.owner_of
