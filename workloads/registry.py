@@ -23,6 +23,12 @@ from workloads.synthetic_params import (
     dump_synthetic_params,
     parse_synthetic_params,
 )
+from workloads.threads import (
+    check_threads_params,
+    dump_threads_params,
+    parse_threads_params,
+    threads_workload,
+)
 from workloads.vmalloc import (
     check_vmalloc_params,
     dump_vmalloc_params,
@@ -65,6 +71,8 @@ WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
                  check_synthetic_params),
     WorkloadKind("vmalloc", parse_vmalloc_params, dump_vmalloc_params, vmalloc_workload,
                  check_vmalloc_params),
+    WorkloadKind("threads", parse_threads_params, dump_threads_params, threads_workload,
+                 check_threads_params),
 )
 """Workload kind name -> kind. Read-only."""
 

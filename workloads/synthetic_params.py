@@ -258,14 +258,23 @@ def check_synthetic_params(
     if too_big:
         raise ConfigError(source, child(key_prefix, "order"),
                           f"orders 0..{machine.max_order} (machine.max_order)", max(too_big))
+    check_cpus_and_node(p.cpus, p.nid, machine, key_prefix, source)
+
+
+def check_cpus_and_node(cpus: tuple[int, ...] | None, nid: int | None,
+                        machine: MachineConfig, key_prefix: str, source: str) -> None:
+    """Reject a workload's ``cpus`` or ``nid`` that the machine does not have.
+
+    Raises:
+        ConfigError: Naming ``workloads[i].cpus`` or ``workloads[i].nid``.
+    """
     nr_cpus = sum(node.cpus for node in machine.nodes)
-    bad = [cpu for cpu in p.cpus or () if cpu >= nr_cpus]
-    if bad:
+    if any(cpu >= nr_cpus for cpu in cpus or ()):
         raise ConfigError(source, child(key_prefix, "cpus"),
-                          f"CPUs of this machine (0..{nr_cpus - 1})", list(p.cpus or ()))
-    if p.nid is not None and p.nid >= len(machine.nodes):
+                          f"CPUs of this machine (0..{nr_cpus - 1})", list(cpus or ()))
+    if nid is not None and nid >= len(machine.nodes):
         raise ConfigError(source, child(key_prefix, "nid"),
-                          f"a node of this machine (0..{len(machine.nodes) - 1})", p.nid)
+                          f"a node of this machine (0..{len(machine.nodes) - 1})", nid)
 
 
 def _dump_lifetime(lifetime: LifetimeSpec) -> object:

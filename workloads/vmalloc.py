@@ -57,6 +57,7 @@ from workloads.synthetic_params import (
     _gfp,
     _lifetime,
     _optional_int,
+    check_cpus_and_node,
 )
 
 VMALLOC_KEYS = ("rate", "size", "lifetime", "gfp", "huge_vmap", "cpus", "nid", "max_requests",
@@ -145,13 +146,7 @@ def check_vmalloc_params(params: Mapping[str, object], machine: MachineConfig,
     """Reject CPUs or a node the machine does not have."""
     p = params["params"]
     assert isinstance(p, VmallocParams)
-    nr_cpus = sum(node.cpus for node in machine.nodes)
-    if any(cpu >= nr_cpus for cpu in p.cpus or ()):
-        raise ConfigError(source, child(key_prefix, "cpus"),
-                          f"CPUs of this machine (0..{nr_cpus - 1})", list(p.cpus or ()))
-    if p.nid is not None and p.nid >= len(machine.nodes):
-        raise ConfigError(source, child(key_prefix, "nid"),
-                          f"a node of this machine (0..{len(machine.nodes) - 1})", p.nid)
+    check_cpus_and_node(p.cpus, p.nid, machine, key_prefix, source)
 
 
 def dump_vmalloc_params(params: Mapping[str, object]) -> dict[str, object]:

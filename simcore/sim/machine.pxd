@@ -34,7 +34,7 @@ cdef class Machine:
     cdef public list _pending
     cdef public long long _nr_pending, _stamp_ns
     cdef public object limits, spans, latency, stalls
-    cdef public dict owners, in_slowpath
+    cdef public dict owners, in_slowpath, extras
     cdef public list nofail_stalls, _kswapd_wait, _kcompactd_wait
     cdef public str _context
 

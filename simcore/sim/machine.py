@@ -201,6 +201,8 @@ class Machine:
         """``__GFP_NOFAIL`` requests stalled longer than ``limits.nofail_stall_ns``."""
         self.in_slowpath: dict[int, tuple[str, int, str, int, bool]] = {}
         """Requests stalled in the slow path now: id -> (caller, since, gfp, order, NOFAIL)."""
+        self.extras: dict[str, Any] = {}
+        """State the callers share (e.g. the per-CPU thread-stack caches)."""
         self._context = ""
         """Who runs the allocator now (a caller, or kswapdN): the spans' caller."""
         reclaim = self.mm.reclaim

@@ -1,0 +1,289 @@
+"""The ``threads`` caller: forks and exits, with their kernel stacks and page tables.
+
+Mirrors kernel/fork.c of 6.1 (``alloc_thread_stack_node()``, ``free_thread_stack()``):
+
+- with ``CONFIG_VMAP_STACK`` (``vmap_stack: true``, the x86_64 default) a stack is a
+  ``THREAD_SIZE`` (16 KiB) vmalloc area of order-0 pages with ``THREADINFO_GFP &
+  ~__GFP_ACCOUNT`` (``GFP_KERNEL | __GFP_ZERO``; vmalloc adds NOWARN and HIGHMEM). A fork
+  first takes a stack from the forking CPU's cache (``cached_stacks[2]``): no page
+  allocation. An exiting thread's stack goes into a free slot of its CPU's cache; if both
+  are taken it is freed after an RCU grace period (``call_rcu()``), whose callback tries
+  the cache once more before ``vfree()`` (spec behaviour 68);
+- without it (``vmap_stack: false``) a stack is one non-compound order-2 block
+  (``alloc_pages_node(THREADINFO_GFP, THREAD_SIZE_ORDER)``; UNMOVABLE, pcp-eligible,
+  spec behaviour 69), freed after an RCU grace period.
+
+A fork of a process (``new_mm: true``) also allocates its page tables: the PGD
+(``pgd_alloc()``: order 1 with PTI, ``pti: true``, order 0 without) and
+``page_tables`` more order-0 pages (PUD/PMD/PTE levels of its first mappings), all with
+``GFP_PGTABLE_USER`` (``GFP_KERNEL_ACCOUNT | __GFP_ZERO``), freed at exit.
+
+SIMPLIFICATIONS: ``task_struct``, ``mm_struct``, ``vm_area_struct`` and the other slab
+objects of a fork are not allocated here (they come from slab pages; model slab with a
+``synthetic`` workload); the page tables of a process stay at their fork-time count; the
+RCU grace period is a fixed time (``rcu_grace``); CPU hot-unplug does not empty caches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from simcore.config.fields import (
+    child,
+    expect_bool,
+    expect_duration_ns,
+    expect_int,
+    expect_mapping,
+    expect_number,
+    expect_rate_per_s,
+)
+from simcore.config.types import MachineConfig, WorkloadConfig
+from simcore.config.units import format_duration, format_rate
+from simcore.errors import ConfigError
+from simcore.mm.gfp import GFP, THREADINFO_GFP
+from simcore.sim.machine import Allocation, Machine
+from workloads.synthetic import FOREVER, _lifetimes, poisson_arrivals
+from workloads.synthetic_params import (
+    WEIGHT_SUM_TOLERANCE,
+    LifetimeSpec,
+    _cpus,
+    _dump_lifetime,
+    _lifetime,
+    _optional_int,
+    check_cpus_and_node,
+)
+from workloads.vmalloc import vfree, vmalloc
+
+THREADS_KEYS = ("rate", "burst", "lifetime", "vmap_stack", "new_mm", "pti", "page_tables",
+                "rcu_grace", "cpus", "nid", "max_requests", "start")
+THREAD_SIZE_ORDER = 2
+"""x86_64 without KASAN: 16 KiB stacks."""
+NR_CACHED_STACKS = 2
+STACK_GFP = int(THREADINFO_GFP) & ~int(GFP.ACCOUNT)
+"""``THREADINFO_GFP & ~__GFP_ACCOUNT``: a VMAP stack's mask (memcg is charged by hand)."""
+PGTABLE_GFP = int(THREADINFO_GFP)
+"""``GFP_PGTABLE_USER`` = ``GFP_KERNEL_ACCOUNT | __GFP_ZERO`` (the same bits)."""
+CACHE_KEY = "cached_stacks"
+"""Where the per-CPU stack caches live in :attr:`Machine.extras` (shared by all callers)."""
+
+
+@dataclass(frozen=True)
+class ThreadsParams:
+    """Parsed parameters of one ``threads`` workload.
+
+    Attributes:
+        rate_per_s: Poisson arrival rate of fork bursts.
+        burst_weights: ``(forks, probability)``: how many forks an arrival makes at once.
+        lifetime: How long a thread lives before it exits.
+        vmap_stack: ``CONFIG_VMAP_STACK``.
+        new_mm: Each fork is a process with its own page tables (else a thread).
+        pti: Page-table isolation: the PGD is an order-1 block.
+        page_tables: Order-0 page-table pages below the PGD per process.
+        rcu_grace_ns: The RCU grace period before a deferred stack free.
+        cpus, nid, max_requests, start_ns: As for the synthetic workload.
+    """
+
+    rate_per_s: float
+    lifetime: LifetimeSpec
+    burst_weights: tuple[tuple[int, float], ...] = ((1, 1.0),)
+    vmap_stack: bool = True
+    new_mm: bool = True
+    pti: bool = True
+    page_tables: int = 2
+    rcu_grace_ns: int = 10_000_000
+    cpus: tuple[int, ...] | None = None
+    nid: int | None = None
+    max_requests: int | None = None
+    start_ns: int = 0
+
+
+def _burst(value: object, key: str, source: str) -> tuple[tuple[int, float], ...]:
+    if not isinstance(value, Mapping):
+        return ((expect_int(value, key, source, 1, 100_000), 1.0),)
+    if not value:
+        raise ConfigError(source, key, "at least one {forks: weight} entry", value)
+    weights = {expect_int(int(k) if isinstance(k, str) and k.isdecimal() else k,
+                          child(key, str(k)), source, 1, 100_000):
+               expect_number(w, child(key, str(k)), source, above=0)
+               for k, w in value.items()}
+    total = math.fsum(weights.values())
+    if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
+        raise ConfigError(source, key, f"weights summing to 1 (within "
+                          f"{WEIGHT_SUM_TOLERANCE:g}); these sum to {total:.9g}", value)
+    return tuple(sorted(weights.items()))
+
+
+def parse_threads_params(raw: Mapping[str, object], key_prefix: str,
+                         source: str) -> Mapping[str, object]:
+    """Parse a ``threads`` workload's keys; ``rate`` and ``lifetime`` are required."""
+    data = expect_mapping(raw, key_prefix, source, THREADS_KEYS, ("rate", "lifetime"))
+
+    def key(name: str) -> str:
+        return child(key_prefix, name)
+
+    return {"params": ThreadsParams(
+        rate_per_s=expect_rate_per_s(data["rate"], key("rate"), source),
+        lifetime=_lifetime(data["lifetime"], key("lifetime"), source),
+        burst_weights=_burst(data.get("burst", 1), key("burst"), source),
+        vmap_stack=expect_bool(data.get("vmap_stack", True), key("vmap_stack"), source),
+        new_mm=expect_bool(data.get("new_mm", True), key("new_mm"), source),
+        pti=expect_bool(data.get("pti", True), key("pti"), source),
+        page_tables=expect_int(data.get("page_tables", 2), key("page_tables"), source, 0, 64),
+        rcu_grace_ns=expect_duration_ns(data.get("rcu_grace", "10ms"), key("rcu_grace"),
+                                        source),
+        cpus=_cpus(data.get("cpus"), key("cpus"), source),
+        nid=_optional_int(data.get("nid"), key("nid"), source, 0),
+        max_requests=_optional_int(data.get("max_requests"), key("max_requests"), source, 1),
+        start_ns=expect_duration_ns(data.get("start", "0ns"), key("start"), source),
+    )}
+
+
+def check_threads_params(params: Mapping[str, object], machine: MachineConfig,
+                         key_prefix: str, source: str) -> None:
+    """Reject CPUs or a node the machine does not have."""
+    p = params["params"]
+    assert isinstance(p, ThreadsParams)
+    check_cpus_and_node(p.cpus, p.nid, machine, key_prefix, source)
+
+
+def dump_threads_params(params: Mapping[str, object]) -> dict[str, object]:
+    """Invert :func:`parse_threads_params`, in human units."""
+    p = params["params"]
+    if not isinstance(p, ThreadsParams):
+        raise TypeError(f"expected ThreadsParams under 'params', got {p!r}")
+    burst = dict(p.burst_weights)
+    return {
+        "rate": format_rate(p.rate_per_s),
+        "burst": next(iter(burst)) if len(burst) == 1 else burst,
+        "lifetime": _dump_lifetime(p.lifetime),
+        "vmap_stack": p.vmap_stack,
+        "new_mm": p.new_mm,
+        "pti": p.pti,
+        "page_tables": p.page_tables,
+        "rcu_grace": format_duration(p.rcu_grace_ns),
+        "cpus": None if p.cpus is None else list(p.cpus),
+        "nid": p.nid,
+        "max_requests": p.max_requests,
+        "start": format_duration(p.start_ns),
+    }
+
+
+# -- kernel/fork.c ------------------------------------------------------------------------
+def cached_stacks(machine: Machine, cpu: int) -> list[list[Allocation] | None]:
+    """``per_cpu(cached_stacks, cpu)``: the CPU's two slots (None = empty)."""
+    caches: dict[int, list[list[Allocation] | None]] = machine.extras.setdefault(CACHE_KEY, {})
+    if cpu not in caches:
+        caches[cpu] = [None] * NR_CACHED_STACKS
+    return caches[cpu]
+
+
+def try_release_thread_stack_to_cache(machine: Machine, cpu: int,
+                                      stack: list[Allocation]) -> bool:
+    """``try_release_thread_stack_to_cache()``: the first empty slot takes the stack."""
+    slots = cached_stacks(machine, cpu)
+    for i in range(NR_CACHED_STACKS):
+        if slots[i] is None:
+            slots[i] = stack
+            return True
+    return False
+
+
+def alloc_thread_stack_node(machine: Machine, owner: str, cpu: int, nid: int | None,
+                            vmap_stack: bool) -> Generator[Any, Any, list[Allocation] | None]:
+    """``alloc_thread_stack_node()``: a cached stack, else a new one (None: -ENOMEM)."""
+    if not vmap_stack:
+        handle = yield from machine.alloc(owner, int(THREADINFO_GFP), THREAD_SIZE_ORDER, cpu,
+                                          nid)
+        return None if handle is None else [handle]
+    slots = cached_stacks(machine, cpu)
+    for i in range(NR_CACHED_STACKS):
+        stack = slots[i]
+        if stack is not None:
+            slots[i] = None
+            if any(h.gone for h in stack):  # SIMPLIFICATION: its owner was OOM-killed
+                continue
+            return stack
+    area = yield from vmalloc(machine, owner, 1 << THREAD_SIZE_ORDER, STACK_GFP, nid, False,
+                              cpu)
+    return area
+
+
+def free_thread_stack(machine: Machine, cpu: int, stack: list[Allocation],
+                      vmap_stack: bool, rcu_grace_ns: int) -> None:
+    """``free_thread_stack()``: to the CPU's cache, else after an RCU grace period."""
+    if vmap_stack and try_release_thread_stack_to_cache(machine, cpu, stack):
+        return
+    machine.env.process(_thread_stack_free_rcu(machine, cpu, stack, vmap_stack,
+                                               rcu_grace_ns))
+
+
+def _thread_stack_free_rcu(machine: Machine, cpu: int, stack: list[Allocation],
+                           vmap_stack: bool, rcu_grace_ns: int) -> Generator[Any, Any, None]:
+    """``thread_stack_free_rcu()``: after the grace period, the cache again, else free."""
+    yield machine.env.timeout(rcu_grace_ns)
+    if vmap_stack and try_release_thread_stack_to_cache(machine, cpu, stack):
+        return
+    vfree(machine, stack)
+
+
+def fork(machine: Machine, owner: str, cpu: int, p: ThreadsParams
+         ) -> Generator[Any, Any, tuple[list[Allocation], list[Allocation]] | None]:
+    """One fork: ``(stack, page tables)``, or None when it fails (all undone)."""
+    stack = yield from alloc_thread_stack_node(machine, owner, cpu, p.nid, p.vmap_stack)
+    if stack is None:
+        return None
+    tables: list[Allocation] = []
+    if p.new_mm:
+        orders = [1 if p.pti else 0] + [0] * p.page_tables
+        for order in orders:
+            handle = yield from machine.alloc(owner, PGTABLE_GFP, order, cpu, p.nid)
+            if handle is None:
+                for h in tables:
+                    machine.free(h)
+                free_thread_stack(machine, cpu, stack, p.vmap_stack, p.rcu_grace_ns)
+                return None
+            tables.append(handle)
+    return stack, tables
+
+
+def threads_workload(machine: Machine, spec: WorkloadConfig,
+                     rng: np.random.Generator) -> Generator[Any, Any, None]:
+    """SimPy process body: bursts of forks; each thread exits after its lifetime."""
+    p: ThreadsParams = spec.params["params"]
+    name = spec.name
+    machine.register_owner(name)
+    env = machine.env
+    cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
+    arrivals = poisson_arrivals(p.rate_per_s, p.burst_weights, cpus, rng)
+    lifetimes = _lifetimes(p.lifetime, rng)
+    if p.start_ns:
+        yield env.timeout(p.start_ns)
+    issued = 0
+    while p.max_requests is None or issued < p.max_requests:
+        gap, forks, cpu = next(arrivals)
+        yield env.timeout(gap)
+        for _ in range(forks):
+            task = yield from fork(machine, name, cpu, p)
+            issued += 1
+            if machine.oom_killed(name):
+                return
+            if task is None:
+                continue
+            life = next(lifetimes)
+            if life != FOREVER:
+                env.process(_exit_later(machine, cpu, task, p, life))
+
+
+def _exit_later(machine: Machine, cpu: int,
+                task: tuple[list[Allocation], list[Allocation]], p: ThreadsParams,
+                life_ns: int) -> Generator[Any, Any, None]:
+    yield machine.env.timeout(life_ns)
+    stack, tables = task
+    for h in tables:
+        machine.free(h)
+    free_thread_stack(machine, cpu, stack, p.vmap_stack, p.rcu_grace_ns)
