@@ -6,22 +6,28 @@ Mirrors kernel/fork.c of 6.1 (``alloc_thread_stack_node()``, ``free_thread_stack
   ``THREAD_SIZE`` (16 KiB) vmalloc area of order-0 pages with ``THREADINFO_GFP &
   ~__GFP_ACCOUNT`` (``GFP_KERNEL | __GFP_ZERO``; vmalloc adds NOWARN and HIGHMEM). A fork
   first takes a stack from the forking CPU's cache (``cached_stacks[2]``): no page
-  allocation. An exiting thread's stack goes into a free slot of its CPU's cache; if both
+  allocation. An exiting task's stack goes into a free slot of the cache of the CPU it
+  exits on (drawn from the workload's CPUs: the scheduler may have moved it); if both
   are taken it is freed after an RCU grace period (``call_rcu()``), whose callback tries
-  the cache once more before ``vfree()`` (spec behaviour 68);
+  that cache once more before ``vfree()`` (spec behaviour 68);
 - without it (``vmap_stack: false``) a stack is one non-compound order-2 block
-  (``alloc_pages_node(THREADINFO_GFP, THREAD_SIZE_ORDER)``; UNMOVABLE, pcp-eligible,
-  spec behaviour 69), freed after an RCU grace period.
+  (``alloc_pages_node(node, THREADINFO_GFP, THREAD_SIZE_ORDER)``; UNMOVABLE,
+  pcp-eligible, spec behaviour 69), freed after an RCU grace period.
 
 A fork of a process (``new_mm: true``) also allocates its page tables: the PGD
-(``pgd_alloc()``: order 1 with PTI, ``pti: true``, order 0 without) and
-``page_tables`` more order-0 pages (PUD/PMD/PTE levels of its first mappings), all with
-``GFP_PGTABLE_USER`` (``GFP_KERNEL_ACCOUNT | __GFP_ZERO``), freed at exit.
+(``pgd_alloc()``: order 1 with ``CONFIG_PAGE_TABLE_ISOLATION``, ``pti: true``, even when
+PTI is off at boot; order 0 without) and ``page_tables`` more order-0 pages (the
+PUD/PMD/PTE pages ``copy_page_range()`` builds for the parent's anonymous VMAs: at
+least 6 for a heap and a stack in separate PGD slots), all with ``GFP_PGTABLE_USER``
+(``GFP_KERNEL_ACCOUNT | __GFP_ZERO``), freed at exit.
 
 SIMPLIFICATIONS: ``task_struct``, ``mm_struct``, ``vm_area_struct`` and the other slab
 objects of a fork are not allocated here (they come from slab pages; model slab with a
 ``synthetic`` workload); the page tables of a process stay at their fork-time count; the
-RCU grace period is a fixed time (``rcu_grace``); CPU hot-unplug does not empty caches.
+RCU grace period is a fixed time (``rcu_grace``), and the callback's ``vfree()`` frees
+at once (in the kernel it runs in softirq and defers the pages to a workqueue); CPU
+hot-unplug does not empty caches; cached stacks stay charged to the workload that
+allocated them and die with it if it is OOM-killed (the kernel's belong to no task).
 """
 
 from __future__ import annotations
@@ -82,7 +88,7 @@ class ThreadsParams:
         lifetime: How long a thread lives before it exits.
         vmap_stack: ``CONFIG_VMAP_STACK``.
         new_mm: Each fork is a process with its own page tables (else a thread).
-        pti: Page-table isolation: the PGD is an order-1 block.
+        pti: ``CONFIG_PAGE_TABLE_ISOLATION``: the PGD is an order-1 block.
         page_tables: Order-0 page-table pages below the PGD per process.
         rcu_grace_ns: The RCU grace period before a deferred stack free.
         cpus, nid, max_requests, start_ns: As for the synthetic workload.
@@ -94,7 +100,7 @@ class ThreadsParams:
     vmap_stack: bool = True
     new_mm: bool = True
     pti: bool = True
-    page_tables: int = 2
+    page_tables: int = 6
     rcu_grace_ns: int = 10_000_000
     cpus: tuple[int, ...] | None = None
     nid: int | None = None
@@ -133,7 +139,7 @@ def parse_threads_params(raw: Mapping[str, object], key_prefix: str,
         vmap_stack=expect_bool(data.get("vmap_stack", True), key("vmap_stack"), source),
         new_mm=expect_bool(data.get("new_mm", True), key("new_mm"), source),
         pti=expect_bool(data.get("pti", True), key("pti"), source),
-        page_tables=expect_int(data.get("page_tables", 2), key("page_tables"), source, 0, 64),
+        page_tables=expect_int(data.get("page_tables", 6), key("page_tables"), source, 0, 64),
         rcu_grace_ns=expect_duration_ns(data.get("rcu_grace", "10ms"), key("rcu_grace"),
                                         source),
         cpus=_cpus(data.get("cpus"), key("cpus"), source),
@@ -185,6 +191,8 @@ def cached_stacks(machine: Machine, cpu: int) -> list[list[Allocation] | None]:
 def try_release_thread_stack_to_cache(machine: Machine, cpu: int,
                                       stack: list[Allocation]) -> bool:
     """``try_release_thread_stack_to_cache()``: the first empty slot takes the stack."""
+    if any(h.gone for h in stack):
+        return True  # its owner was OOM-killed: the pages are already free
     slots = cached_stacks(machine, cpu)
     for i in range(NR_CACHED_STACKS):
         if slots[i] is None:
@@ -226,7 +234,10 @@ def _thread_stack_free_rcu(machine: Machine, cpu: int, stack: list[Allocation],
                            vmap_stack: bool, rcu_grace_ns: int) -> Generator[Any, Any, None]:
     """``thread_stack_free_rcu()``: after the grace period, the cache again, else free."""
     yield machine.env.timeout(rcu_grace_ns)
-    if vmap_stack and try_release_thread_stack_to_cache(machine, cpu, stack):
+    if not vmap_stack:
+        machine.free(stack[0])  # __free_pages(page, THREAD_SIZE_ORDER)
+        return
+    if try_release_thread_stack_to_cache(machine, cpu, stack):
         return
     vfree(machine, stack)
 
@@ -253,7 +264,11 @@ def fork(machine: Machine, owner: str, cpu: int, p: ThreadsParams
 
 def threads_workload(machine: Machine, spec: WorkloadConfig,
                      rng: np.random.Generator) -> Generator[Any, Any, None]:
-    """SimPy process body: bursts of forks; each thread exits after its lifetime."""
+    """SimPy process body: bursts of forks; each task exits after its lifetime.
+
+    A task exits on a CPU drawn uniformly from the workload's CPUs (the scheduler places
+    and moves tasks; the kernel frees the stack on the CPU the task last ran on).
+    """
     p: ThreadsParams = spec.params["params"]
     name = spec.name
     machine.register_owner(name)
@@ -276,7 +291,8 @@ def threads_workload(machine: Machine, spec: WorkloadConfig,
                 continue
             life = next(lifetimes)
             if life != FOREVER:
-                env.process(_exit_later(machine, cpu, task, p, life))
+                exit_cpu = cpus[int(rng.integers(0, len(cpus)))]
+                env.process(_exit_later(machine, exit_cpu, task, p, life))
 
 
 def _exit_later(machine: Machine, cpu: int,

@@ -173,3 +173,14 @@ def test_bad_threads_keys_name_the_key(tmp_path: Path, bad: str, key: str) -> No
     with pytest.raises(ConfigError) as err:
         load_experiment(path)
     assert key in str(err.value)
+
+
+def test_a_stack_whose_owner_was_oom_killed_never_fills_a_cache_slot() -> None:
+    m, _ = _machine()
+    m.register_owner("t")
+    stack = _run(m, alloc_thread_stack_node(m, "t", 0, None, True))
+    m._oom_kill("t")  # its pages are freed with everything else it holds
+    assert all(h.gone for h in stack)
+    free_thread_stack(m, 0, stack, True, RCU)
+    assert cached_stacks(m, 0) == [None, None]
+    _invariants(m)
