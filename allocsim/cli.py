@@ -111,6 +111,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
               f"{vm.get('compact_success', 0):,} success, {vm.get('compact_fail', 0):,} fail); "
               f"kcompactd {vm.get('compact_daemon_wake', 0):,} wakes; "
               f"{vm.get('pgmigrate_success', 0):,} pages migrated")
+    for name, counts in (s.get("callers") or {}).items():
+        kind = next((k.removeprefix("kind:") for k in counts if k.startswith("kind:")), "")
+        text = ", ".join(f"{v:,} {k}" for k, v in counts.items() if not k.startswith("kind:"))
+        print(f"  {kind} {name}: {text}")
     if s.get("actions"):
         print(f"  actions: {len(s['actions'])} applied "
               f"({'; '.join(a['do'] for a in s['actions'])})")

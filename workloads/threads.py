@@ -33,6 +33,7 @@ allocated them and die with it if it is OOM-killed (the kernel's belong to no ta
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,7 @@ from simcore.config.units import format_duration, format_rate
 from simcore.errors import ConfigError
 from simcore.mm.gfp import GFP, THREADINFO_GFP
 from simcore.sim.machine import Allocation, Machine
+from workloads.stats import caller_stats
 from workloads.synthetic import FOREVER, _lifetimes, poisson_arrivals
 from workloads.synthetic_params import (
     WEIGHT_SUM_TOLERANCE,
@@ -202,8 +204,12 @@ def try_release_thread_stack_to_cache(machine: Machine, cpu: int,
 
 
 def alloc_thread_stack_node(machine: Machine, owner: str, cpu: int, nid: int | None,
-                            vmap_stack: bool) -> Generator[Any, Any, list[Allocation] | None]:
-    """``alloc_thread_stack_node()``: a cached stack, else a new one (None: -ENOMEM)."""
+                            vmap_stack: bool, stats: Counter[str] | None = None
+                            ) -> Generator[Any, Any, list[Allocation] | None]:
+    """``alloc_thread_stack_node()``: a cached stack, else a new one (None: -ENOMEM).
+
+    ``stats`` counts ``stacks_from_cache``.
+    """
     if not vmap_stack:
         handle = yield from machine.alloc(owner, int(THREADINFO_GFP), THREAD_SIZE_ORDER, cpu,
                                           nid)
@@ -215,6 +221,8 @@ def alloc_thread_stack_node(machine: Machine, owner: str, cpu: int, nid: int | N
             slots[i] = None
             if any(h.gone for h in stack):  # SIMPLIFICATION: its owner was OOM-killed
                 continue
+            if stats is not None:
+                stats["stacks_from_cache"] += 1
             return stack
     area = yield from vmalloc(machine, owner, 1 << THREAD_SIZE_ORDER, STACK_GFP, nid, False,
                               cpu)
@@ -242,10 +250,12 @@ def _thread_stack_free_rcu(machine: Machine, cpu: int, stack: list[Allocation],
     vfree(machine, stack)
 
 
-def fork(machine: Machine, owner: str, cpu: int, p: ThreadsParams
+def fork(machine: Machine, owner: str, cpu: int, p: ThreadsParams,
+         stats: Counter[str] | None = None
          ) -> Generator[Any, Any, tuple[list[Allocation], list[Allocation]] | None]:
     """One fork: ``(stack, page tables)``, or None when it fails (all undone)."""
-    stack = yield from alloc_thread_stack_node(machine, owner, cpu, p.nid, p.vmap_stack)
+    stack = yield from alloc_thread_stack_node(machine, owner, cpu, p.nid, p.vmap_stack,
+                                               stats)
     if stack is None:
         return None
     tables: list[Allocation] = []
@@ -272,6 +282,7 @@ def threads_workload(machine: Machine, spec: WorkloadConfig,
     p: ThreadsParams = spec.params["params"]
     name = spec.name
     machine.register_owner(name)
+    stats = caller_stats(machine, name, "threads")
     env = machine.env
     cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
     arrivals = poisson_arrivals(p.rate_per_s, p.burst_weights, cpus, rng)
@@ -283,11 +294,13 @@ def threads_workload(machine: Machine, spec: WorkloadConfig,
         gap, forks, cpu = next(arrivals)
         yield env.timeout(gap)
         for _ in range(forks):
-            task = yield from fork(machine, name, cpu, p)
+            task = yield from fork(machine, name, cpu, p, stats)
             issued += 1
+            stats["forks"] += 1
             if machine.oom_killed(name):
                 return
             if task is None:
+                stats["failed"] += 1
                 continue
             life = next(lifetimes)
             if life != FOREVER:

@@ -28,6 +28,7 @@ check). The failure report of an area above ``totalram_pages()`` is not traced.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ from simcore.config.units import format_duration, format_rate, format_size
 from simcore.errors import ConfigError
 from simcore.mm.gfp import GFP
 from simcore.sim.machine import Allocation, Machine
+from workloads.stats import caller_stats
 from workloads.synthetic import FOREVER, _lifetimes, poisson_arrivals
 from workloads.synthetic_params import (
     WEIGHT_SUM_TOLERANCE,
@@ -198,12 +200,14 @@ def vm_area_alloc_pages(machine: Machine, owner: str, gfp: int, nid: int | None,
 
 
 def vmalloc(machine: Machine, owner: str, nr_pages: int, gfp: int, nid: int | None,
-            huge_vmap: bool, cpu: int) -> Generator[Any, Any, list[Allocation] | None]:
+            huge_vmap: bool, cpu: int,
+            stats: Counter[str] | None = None) -> Generator[Any, Any, list[Allocation] | None]:
     """``__vmalloc_node_range()``: the area's order-0 page handles, or None on failure.
 
     A huge area (``huge_vmap`` and at least 2 MiB per node) is rounded up to 2 MiB and
     backed by split order-9 blocks; if that fails, everything is freed and the call
-    starts again with order-0 pages.
+    starts again with order-0 pages. ``stats`` counts ``huge`` areas backed by order-9
+    blocks and ``huge_fallbacks`` (a huge attempt that restarted with order 0).
     """
     if nr_pages > machine.mm.managed_pages:  # (size >> PAGE_SHIFT) > totalram_pages()
         return None
@@ -217,10 +221,14 @@ def vmalloc(machine: Machine, owner: str, nr_pages: int, gfp: int, nid: int | No
         size = -(-nr_pages >> order) << order  # rounded up to the mapping's granularity
         pages = yield from vm_area_alloc_pages(machine, owner, area_gfp, nid, order, size, cpu)
         if len(pages) >= size:
+            if order and stats is not None:
+                stats["huge"] += 1
             return pages
         vfree(machine, pages)
         if not order:
             return None
+        if stats is not None:
+            stats["huge_fallbacks"] += 1
         order = 0  # __vmalloc_node_range(): fail: retry from scratch with PAGE_SHIFT
 
 
@@ -239,6 +247,7 @@ def vmalloc_workload(machine: Machine, spec: WorkloadConfig,
     p: VmallocParams = spec.params["params"]
     name = spec.name
     machine.register_owner(name)
+    stats = caller_stats(machine, name, "vmalloc")
     env = machine.env
     cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
     calls = poisson_arrivals(p.rate_per_s, p.size_weights, cpus, rng)
@@ -249,12 +258,16 @@ def vmalloc_workload(machine: Machine, spec: WorkloadConfig,
     while p.max_requests is None or issued < p.max_requests:
         gap, nr_pages, cpu = next(calls)
         yield env.timeout(gap)
-        area = yield from vmalloc(machine, name, nr_pages, p.gfp, p.nid, p.huge_vmap, cpu)
+        area = yield from vmalloc(machine, name, nr_pages, p.gfp, p.nid, p.huge_vmap, cpu,
+                                  stats)
         issued += 1
+        stats["calls"] += 1
         if machine.oom_killed(name):
             return
         if area is None:
+            stats["failed"] += 1
             continue
+        stats["pages"] += len(area)
         life = next(lifetimes)
         if life != FOREVER:
             env.process(_vfree_later(machine, area, life))

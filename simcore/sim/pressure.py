@@ -154,4 +154,6 @@ def pressure_summary(machine: Any) -> dict[str, Any]:
                             "oom_killed_ns": o.killed_ns} for o in machine.owners.values()},
         "swap_used_pages": mm.reclaim.swap_used,
         "nofail_stalls": [*machine.nofail_stalls, *still],
+        "callers": {name: dict(sorted(counts.items()))
+                    for name, counts in machine.extras.get("caller_stats", {}).items()},
     }

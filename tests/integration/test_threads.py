@@ -158,6 +158,9 @@ def test_threads_workload_runs(tmp_path: Path) -> None:
     s = result.summary
     assert s["alloc_requests"] > 0 and s["pages_freed"] > 0
     assert not s["failures"]["by_order"]
+    stats = s["callers"]["forks"]
+    assert stats["kind:threads"] == 1 and stats["forks"] > 300
+    assert 0 < stats["stacks_from_cache"] < stats["forks"]  # the per-CPU caches work
 
 
 @pytest.mark.parametrize("bad,key", [

@@ -205,6 +205,10 @@ def test_vmalloc_workload_runs_and_frees_its_areas(tmp_path: Path) -> None:
     s = result.summary
     assert s["alloc_requests"] > 0 and s["pages_freed"] > 0
     assert not s["failures"]["by_order"]
+    stats = s["callers"]["modules"]
+    assert stats["kind:vmalloc"] == 1 and stats["calls"] > 100
+    assert stats.get("failed", 0) == 0 and stats["huge"] > 0  # the 4 MiB areas
+    assert stats["pages"] > stats["calls"]
 
 
 @pytest.mark.parametrize("bad,key,expected", [
