@@ -68,7 +68,7 @@ from workloads.synthetic_params import (
 from workloads.vmalloc import vfree, vmalloc
 
 THREADS_KEYS = ("rate", "burst", "lifetime", "vmap_stack", "new_mm", "pti", "page_tables",
-                "rcu_grace", "cpus", "nid", "max_requests", "start")
+                "rcu_grace", "cpus", "nid", "max_requests", "start", "oom_score_adj")
 THREAD_SIZE_ORDER = 2
 """x86_64 without KASAN: 16 KiB stacks."""
 NR_CACHED_STACKS = 2
@@ -93,11 +93,13 @@ class ThreadsParams:
         pti: ``CONFIG_PAGE_TABLE_ISOLATION``: the PGD is an order-1 block.
         page_tables: Order-0 page-table pages below the PGD per process.
         rcu_grace_ns: The RCU grace period before a deferred stack free.
-        cpus, nid, max_requests, start_ns: As for the synthetic workload.
+        cpus, nid, start_ns, oom_score_adj: As for the synthetic workload.
+        max_requests: Stop after this many forks (a burst stops there too).
     """
 
     rate_per_s: float
     lifetime: LifetimeSpec
+    oom_score_adj: int = 0
     burst_weights: tuple[tuple[int, float], ...] = ((1, 1.0),)
     vmap_stack: bool = True
     new_mm: bool = True
@@ -148,6 +150,8 @@ def parse_threads_params(raw: Mapping[str, object], key_prefix: str,
         nid=_optional_int(data.get("nid"), key("nid"), source, 0),
         max_requests=_optional_int(data.get("max_requests"), key("max_requests"), source, 1),
         start_ns=expect_duration_ns(data.get("start", "0ns"), key("start"), source),
+        oom_score_adj=expect_int(data.get("oom_score_adj", 0), key("oom_score_adj"), source,
+                                 -1000, 1000),
     )}
 
 
@@ -178,6 +182,7 @@ def dump_threads_params(params: Mapping[str, object]) -> dict[str, object]:
         "nid": p.nid,
         "max_requests": p.max_requests,
         "start": format_duration(p.start_ns),
+        "oom_score_adj": p.oom_score_adj,
     }
 
 
@@ -281,7 +286,7 @@ def threads_workload(machine: Machine, spec: WorkloadConfig,
     """
     p: ThreadsParams = spec.params["params"]
     name = spec.name
-    machine.register_owner(name)
+    machine.register_owner(name, oom_score_adj=p.oom_score_adj)
     stats = caller_stats(machine, name, "threads")
     env = machine.env
     cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
@@ -294,6 +299,8 @@ def threads_workload(machine: Machine, spec: WorkloadConfig,
         gap, forks, cpu = next(arrivals)
         yield env.timeout(gap)
         for _ in range(forks):
+            if p.max_requests is not None and issued >= p.max_requests:
+                return
             task = yield from fork(machine, name, cpu, p, stats)
             issued += 1
             stats["forks"] += 1

@@ -39,6 +39,7 @@ from simcore.config.fields import (
     child,
     expect_bool,
     expect_duration_ns,
+    expect_int,
     expect_mapping,
     expect_number,
     expect_rate_per_s,
@@ -63,7 +64,7 @@ from workloads.synthetic_params import (
 )
 
 VMALLOC_KEYS = ("rate", "size", "lifetime", "gfp", "huge_vmap", "cpus", "nid", "max_requests",
-                "start")
+                "start", "oom_score_adj")
 BULK_CHUNK = 100
 """``vm_area_alloc_pages()``: at most this many pages per bulk call."""
 PMD_ORDER = 9
@@ -84,8 +85,9 @@ class VmallocParams:
         lifetime: How long an area lives before ``vfree()``.
         gfp: The caller's mask (default ``GFP_KERNEL``).
         huge_vmap: ``vmalloc_huge()`` (``VM_ALLOW_HUGE_VMAP``) instead of ``vmalloc()``.
-        cpus, nid, max_requests, start_ns: As for the synthetic workload (``nid`` None:
-            ``NUMA_NO_NODE``, the calling CPU's node).
+        cpus, nid, max_requests, start_ns, oom_score_adj: As for the synthetic workload
+            (``nid`` None: ``NUMA_NO_NODE``, the calling CPU's node; ``max_requests``
+            counts ``vmalloc()`` calls).
     """
 
     rate_per_s: float
@@ -97,6 +99,7 @@ class VmallocParams:
     nid: int | None = None
     max_requests: int | None = None
     start_ns: int = 0
+    oom_score_adj: int = 0
 
 
 def _size_weights(value: object, key: str, source: str) -> tuple[tuple[int, float], ...]:
@@ -140,15 +143,26 @@ def parse_vmalloc_params(
         nid=_optional_int(data.get("nid"), key("nid"), source, 0),
         max_requests=_optional_int(data.get("max_requests"), key("max_requests"), source, 1),
         start_ns=expect_duration_ns(data.get("start", "0ns"), key("start"), source),
+        oom_score_adj=expect_int(data.get("oom_score_adj", 0), key("oom_score_adj"), source,
+                                 -1000, 1000),
     )}
 
 
 def check_vmalloc_params(params: Mapping[str, object], machine: MachineConfig,
                          key_prefix: str, source: str) -> None:
-    """Reject CPUs or a node the machine does not have."""
+    """Reject CPUs or a node the machine lacks, and areas larger than its memory.
+
+    ``__vmalloc_node_range()`` would fail every call for such an area before allocating.
+    """
     p = params["params"]
     assert isinstance(p, VmallocParams)
     check_cpus_and_node(p.cpus, p.nid, machine, key_prefix, source)
+    total = sum(node.memory_pages for node in machine.nodes)
+    too_big = [pages for pages, _ in p.size_weights if pages > total]
+    if too_big:
+        raise ConfigError(source, child(key_prefix, "size"),
+                          f"areas no larger than the machine's memory ({total} pages)",
+                          f"{max(too_big)} pages")
 
 
 def dump_vmalloc_params(params: Mapping[str, object]) -> dict[str, object]:
@@ -169,6 +183,7 @@ def dump_vmalloc_params(params: Mapping[str, object]) -> dict[str, object]:
         "nid": p.nid,
         "max_requests": p.max_requests,
         "start": format_duration(p.start_ns),
+        "oom_score_adj": p.oom_score_adj,
     }
 
 
@@ -246,7 +261,7 @@ def vmalloc_workload(machine: Machine, spec: WorkloadConfig,
     """
     p: VmallocParams = spec.params["params"]
     name = spec.name
-    machine.register_owner(name)
+    machine.register_owner(name, oom_score_adj=p.oom_score_adj)
     stats = caller_stats(machine, name, "vmalloc")
     env = machine.env
     cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]

@@ -187,3 +187,14 @@ def test_a_stack_whose_owner_was_oom_killed_never_fills_a_cache_slot() -> None:
     free_thread_stack(m, 0, stack, True, RCU)
     assert cached_stacks(m, 0) == [None, None]
     _invariants(m)
+
+
+def test_max_requests_counts_forks_even_inside_a_burst(tmp_path: Path) -> None:
+    from allocsim.run import simulate
+
+    text = THREADS_YAML.replace("    burst: {1: 0.8, 16: 0.2}\n",
+                                "    burst: 4\n    max_requests: 10\n    oom_score_adj: -1000\n")
+    path = tmp_path / "th.yaml"
+    path.write_text(text)
+    s = simulate(load_experiment(path), tmp_path / "out").summary
+    assert s["callers"]["forks"]["forks"] == 10

@@ -216,6 +216,7 @@ def test_vmalloc_workload_runs_and_frees_its_areas(tmp_path: Path) -> None:
     ("size: {16KiB: 0.5, 4MiB: 0.6}", "workloads[0].size", "summing to 1"),
     ("huge_vmap: maybe", "workloads[0].huge_vmap", "true or false"),
     ("nid: 3", "workloads[0].nid", "a node of this machine"),
+    ("size: 2GiB", "workloads[0].size", "no larger than the machine's memory"),
 ])
 def test_bad_vmalloc_keys_name_the_key(tmp_path: Path, bad: str, key: str,
                                        expected: str) -> None:
