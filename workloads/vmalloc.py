@@ -253,8 +253,9 @@ def vmalloc_workload(machine: Machine, spec: WorkloadConfig,
     """SimPy process body of one vmalloc workload: ``vmalloc()`` calls and ``vfree()``s.
 
     Each area lives for a drawn lifetime; its pages are freed together then (one SimPy
-    event per area). There is no per-call count: ``alloc_requests`` counts the pages
-    and the traced attempts, and the failure tables count each failed traced attempt (a
+    event per area). ``summary.json`` ``callers`` has the per-call counts;
+    ``alloc_requests`` counts the pages and the traced attempts, and the failure tables
+    count each failed traced attempt (a
     huge attempt that restarts shows an order-9 failure even if the order-0 retry
     succeeds; a failed order-0 area usually shows two, the bulk fallback's and the
     single-page loop's, as in the kernel).
