@@ -70,6 +70,11 @@ def poisson_arrivals(
             yield gap, value, cpus[c]
 
 
+def issuing_cpus(machine: Machine, cpus: tuple[int, ...] | None) -> list[int]:
+    """The CPUs a workload issues its requests from: ``cpus``, or every CPU."""
+    return list(cpus) if cpus else [c for n in machine.mm.nodes for c in n.cpus]
+
+
 def check_params(machine: Machine, name: str, p: SyntheticParams) -> None:
     """Reject parameters this machine cannot honour (unknown CPU or node)."""
     bad_cpus = [c for c in p.cpus or () if not 0 <= c < machine.nr_cpus]
@@ -103,7 +108,7 @@ def synthetic(
     check_params(machine, spec.name, p)
     machine.register_owner(spec.name, MEMORY_KIND[p.memory], p.oom_score_adj)
     env = machine.env
-    cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
+    cpus = issuing_cpus(machine, p.cpus)
     requests = poisson_arrivals(p.rate_per_s, p.order_weights, cpus, rng)
     lifetimes = _lifetimes(p.lifetime, rng)
     lru_flags = _lru_flags(p, rng)

@@ -55,7 +55,7 @@ from simcore.errors import ConfigError
 from simcore.mm.gfp import GFP, THREADINFO_GFP
 from simcore.sim.machine import Allocation, Machine
 from workloads.stats import caller_stats
-from workloads.synthetic import FOREVER, _lifetimes, poisson_arrivals
+from workloads.synthetic import FOREVER, _lifetimes, issuing_cpus, poisson_arrivals
 from workloads.synthetic_params import (
     WEIGHT_SUM_TOLERANCE,
     LifetimeSpec,
@@ -289,7 +289,7 @@ def threads_workload(machine: Machine, spec: WorkloadConfig,
     machine.register_owner(name, oom_score_adj=p.oom_score_adj)
     stats = caller_stats(machine, name, "threads")
     env = machine.env
-    cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
+    cpus = issuing_cpus(machine, p.cpus)
     arrivals = poisson_arrivals(p.rate_per_s, p.burst_weights, cpus, rng)
     lifetimes = _lifetimes(p.lifetime, rng)
     if p.start_ns:

@@ -51,7 +51,7 @@ from simcore.errors import ConfigError
 from simcore.mm.gfp import GFP
 from simcore.sim.machine import Allocation, Machine
 from workloads.stats import caller_stats
-from workloads.synthetic import FOREVER, _lifetimes, poisson_arrivals
+from workloads.synthetic import FOREVER, _lifetimes, issuing_cpus, poisson_arrivals
 from workloads.synthetic_params import (
     WEIGHT_SUM_TOLERANCE,
     LifetimeSpec,
@@ -265,7 +265,7 @@ def vmalloc_workload(machine: Machine, spec: WorkloadConfig,
     machine.register_owner(name, oom_score_adj=p.oom_score_adj)
     stats = caller_stats(machine, name, "vmalloc")
     env = machine.env
-    cpus = list(p.cpus) if p.cpus else [c for n in machine.mm.nodes for c in n.cpus]
+    cpus = issuing_cpus(machine, p.cpus)
     calls = poisson_arrivals(p.rate_per_s, p.size_weights, cpus, rng)
     lifetimes = _lifetimes(p.lifetime, rng)
     if p.start_ns:

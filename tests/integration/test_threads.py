@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CallLog
 
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.errors import ConfigError
@@ -14,8 +15,6 @@ from simcore.mm.constants import MT_UNMOVABLE
 from simcore.mm.gfp import GFP, THREADINFO_GFP
 from simcore.mm.invariants import check_invariants
 from simcore.mm.pages import MT_SHIFT
-from simcore.mm.tracepoints import Tracer
-from simcore.mm.zone import Zone
 from simcore.sim.machine import Machine
 from workloads.registry import load_experiment
 from workloads.synthetic_params import LifetimeSpec
@@ -31,19 +30,13 @@ PAGES_128MIB = 128 * 1024 * 1024 // 4096
 RCU = 10_000_000
 
 
-class Counting(Tracer):
-    enabled = True
-
-    def __init__(self) -> None:
-        self.allocs: list[tuple[int, int]] = []
-
-    def mm_page_alloc(self, zone: Zone | None, pfn: int, order: int,  # noqa: D102
-                      gfp: int, *args: Any) -> None:
-        self.allocs.append((order, gfp))
+def _allocs(log: CallLog) -> list[tuple[int, int]]:
+    """``(order, gfp)`` of every traced ``mm_page_alloc``."""
+    return [(args[2], args[3]) for args in log.named("mm_page_alloc")]
 
 
-def _machine() -> tuple[Machine, Counting]:
-    tracer = Counting()
+def _machine() -> tuple[Machine, CallLog]:
+    tracer = CallLog()
     cfg = MachineConfig(nodes=(NodeConfig(memory_pages=PAGES_128MIB, cpus=2),))
     return Machine(cfg, SysctlConfig(compaction_proactiveness=0), seed=1,
                    tracer=tracer), tracer
@@ -67,7 +60,7 @@ def test_vmap_stack_is_four_bulk_pages_then_the_cpu_cache_is_reused() -> None:
     m, tracer = _machine()
     stack = _run(m, alloc_thread_stack_node(m, "t", 0, None, True))
     assert stack is not None and len(stack) == 4 and all(h.order == 0 for h in stack)
-    assert tracer.allocs == []  # 4 pages: one bulk call, untraced
+    assert _allocs(tracer) == []  # 4 pages: one bulk call, untraced
     assert all(h.gfp & int(GFP.ZERO) and not h.gfp & int(GFP.ACCOUNT) for h in stack)
     free_thread_stack(m, 0, stack, True, RCU)
     assert cached_stacks(m, 0)[0] is stack
@@ -108,7 +101,7 @@ def test_without_vmap_stack_a_stack_is_one_order2_unmovable_block() -> None:
     stack = _run(m, alloc_thread_stack_node(m, "t", 0, None, False))
     assert stack is not None and len(stack) == 1
     (h,) = stack
-    assert h.order == 2 and tracer.allocs == [(2, int(THREADINFO_GFP))]
+    assert h.order == 2 and _allocs(tracer) == [(2, int(THREADINFO_GFP))]
     assert m.mm.pages.info[h.pfn] >> MT_SHIFT == MT_UNMOVABLE
     assert not m.mm.pages.flags[h.pfn] & 0x02  # not PG_head: no __GFP_COMP
     free_thread_stack(m, 0, stack, False, RCU)
@@ -125,7 +118,7 @@ def test_a_process_fork_allocates_an_order1_pgd_with_pti_and_its_page_tables() -
     assert task is not None
     stack, tables = task
     assert [h.order for h in tables] == [1, 0, 0, 0]
-    assert [o for o, _ in tracer.allocs] == [1, 0, 0, 0]
+    assert [o for o, _ in _allocs(tracer)] == [1, 0, 0, 0]
     nopti = ThreadsParams(rate_per_s=1.0, lifetime=LifetimeSpec("forever"), pti=False,
                           page_tables=0)
     _, tables = _run(m, fork(m, "t", 0, nopti))

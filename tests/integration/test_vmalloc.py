@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CallLog
 
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.errors import ConfigError
 from simcore.mm.gfp import GFP, GFP_KERNEL
 from simcore.mm.invariants import check_invariants
-from simcore.mm.tracepoints import Tracer
-from simcore.mm.zone import Zone
 from simcore.sim.machine import Machine
 from workloads.registry import load_experiment
 from workloads.vmalloc import BULK_CHUNK, vfree, vm_area_alloc_pages, vmalloc
@@ -22,23 +21,13 @@ PAGES_128MIB = 128 * 1024 * 1024 // 4096
 KERNEL = int(GFP_KERNEL)
 
 
-class Counting(Tracer):
-    """Counts ``mm_page_alloc`` events (traced allocations) by order."""
-
-    enabled = True
-
-    def __init__(self) -> None:
-        self.allocs: list[int] = []
-        self.gfps: list[int] = []
-
-    def mm_page_alloc(self, zone: Zone | None, pfn: int, order: int,  # noqa: D102
-                      gfp: int, *args: Any) -> None:
-        self.allocs.append(order)
-        self.gfps.append(gfp)
+def _allocs(log: CallLog) -> list[tuple[int, int]]:
+    """``(order, gfp)`` of every traced ``mm_page_alloc``."""
+    return [(args[2], args[3]) for args in log.named("mm_page_alloc")]
 
 
-def _machine() -> tuple[Machine, Counting]:
-    tracer = Counting()
+def _machine() -> tuple[Machine, CallLog]:
+    tracer = CallLog()
     cfg = MachineConfig(nodes=(NodeConfig(memory_pages=PAGES_128MIB, cpus=2),))
     return Machine(cfg, SysctlConfig(compaction_proactiveness=0), seed=1,
                    tracer=tracer), tracer
@@ -106,7 +95,7 @@ def test_vmalloc_takes_bulk_chunks_of_100_untraced_and_a_single_traced_last_page
     assert area is not None and len(area) == 301
     assert all(h.order == 0 and m.mm.pages.ref[h.pfn] == 1 for h in area)
     assert len({h.pfn for h in area}) == 301
-    assert tracer.allocs == [0]  # only the single-page fallback is traced
+    assert [o for o, _ in _allocs(tracer)] == [0]  # only the single-page fallback is traced
     vfree(m, area)
     _invariants(m)
     assert not m.owner_of
@@ -119,7 +108,7 @@ def test_gfp_account_makes_every_page_a_traced_single_allocation() -> None:
     m, tracer = _machine()
     area = _run(m, vmalloc(m, "vm", 40, KERNEL | int(GFP.ACCOUNT), None, False, 0))
     assert area is not None and len(area) == 40
-    assert tracer.allocs == [0] * 40
+    assert [o for o, _ in _allocs(tracer)] == [0] * 40
 
 
 def test_vmalloc_huge_uses_split_order9_blocks() -> None:
@@ -128,7 +117,7 @@ def test_vmalloc_huge_uses_split_order9_blocks() -> None:
     m, tracer = _machine()
     area = _run(m, vmalloc(m, "vm", 1024, KERNEL, None, True, 0))
     assert area is not None and len(area) == 1024
-    assert tracer.allocs == [9, 9]
+    assert [o for o, _ in _allocs(tracer)] == [9, 9]
     heads = sorted({h.pfn & ~511 for h in area})
     assert len(heads) == 2 and all(h.pfn & ~511 in heads for h in area)
     assert all(m.mm.pages.ref[h.pfn] == 1 and h.order == 0 for h in area)
@@ -139,7 +128,7 @@ def test_vmalloc_huge_uses_split_order9_blocks() -> None:
 def test_vmalloc_huge_below_2mib_per_node_uses_order0() -> None:
     m, tracer = _machine()
     area = _run(m, vmalloc(m, "vm", 511, KERNEL, None, True, 0))
-    assert area is not None and len(area) == 511 and 9 not in tracer.allocs
+    assert area is not None and len(area) == 511 and 9 not in [o for o, _ in _allocs(tracer)]
 
 
 def test_a_failed_huge_attempt_frees_everything_and_restarts_with_order0() -> None:
@@ -154,11 +143,12 @@ def test_a_failed_huge_attempt_frees_everything_and_restarts_with_order0() -> No
         m.free(h)
     m.mm.drain_all_pages()
     nowait = int(GFP.KSWAPD_RECLAIM)  # may not block: order 9 fails at once
-    tracer.allocs.clear()
+    tracer.calls.clear()
     area = _run(m, vmalloc(m, "vm", 1024, nowait, None, True, 0))
     # the huge attempts are the only traced allocations: the last of them failed, and
     # the order-0 restart took every page from the bulk allocator
-    assert tracer.allocs and set(tracer.allocs) == {9} and len(tracer.allocs) <= 2
+    orders = [o for o, _ in _allocs(tracer)]
+    assert orders and set(orders) == {9} and len(orders) <= 2
     assert area is not None and len(area) == 1024 and all(h.order == 0 for h in area)
     vm_pages = [h for h in m.owner_of.values() if h.owner == "vm"]
     assert len(vm_pages) == 1024  # the split pages of the failed attempt were freed
@@ -239,7 +229,8 @@ def test_the_area_mask_gets_nowarn_and_highmem_and_bulk_keeps_the_pcp_free_facto
     pcp.free_factor = 8
     area = _run(m, vmalloc(m, "vm", 101, KERNEL, None, False, 0))
     assert area is not None
-    assert tracer.gfps == [KERNEL | int(GFP.NOWARN) | int(GFP.HIGHMEM)] == [0x2CC2]
+    assert [g for _, g in _allocs(tracer)] == [KERNEL | int(GFP.NOWARN) | int(GFP.HIGHMEM)] \
+        == [0x2CC2]
     assert pcp.free_factor == 8 >> 1  # only the single traced fallback halved it
 
 
@@ -247,4 +238,4 @@ def test_an_area_larger_than_all_memory_fails_at_once() -> None:
     m, tracer = _machine()
     total = m.mm.managed_pages
     assert _run(m, vmalloc(m, "vm", total + 1, KERNEL, None, False, 0)) is None
-    assert tracer.allocs == [] and not m.owner_of
+    assert _allocs(tracer) == [] and not m.owner_of
