@@ -45,6 +45,7 @@ from simcore.mm.oom_kill import KernelPanic
 from simcore.mm.tracepoints import NullTracer, Tracer
 from simcore.sim.actions import actions_process
 from simcore.sim.machine import Machine
+from simcore.sim.pollution import pollution_summary
 from simcore.sim.pressure import pressure_summary
 from simcore.sim.recorder import SnapshotRecorder
 from simcore.sim.tracer import RecordingTracer
@@ -278,6 +279,7 @@ class _Run:
 
     def summary(self, wall_seconds: float) -> dict[str, Any]:
         return {**self._base_summary(wall_seconds), **pressure_summary(self.machine),
+                "pollution": pollution_summary(self.machine),
                 "actions": self.actions_log,
                 "panic": None if self.panic is None else {
                     "time_ns": self.panic.time_ns, "reason": self.panic.reason}}
@@ -292,6 +294,8 @@ class _Run:
             "pages_freed": st.pages_freed,
             "pages_reclaimed": st.pages_reclaimed,
             "pages_oom_killed": st.pages_oom_killed,
+            "requests": {"by_caller": {o.name: o.requests
+                                       for o in self.machine.owners.values() if o.requests}},
             "failures": {
                 "by_order": {str(k): v for k, v in sorted(st.failures_by_order.items())},
                 "by_caller": dict(sorted(st.failures_by_caller.items())),

@@ -160,6 +160,8 @@ def steal_suitable_fallback(
         return
     if free_pages + alike_pages >= 1 << (zone.pageblock_order - 1):
         zone.set_pageblock_migratetype(pfn, start_type)
+        if free_pages < 1 << zone.pageblock_order:  # its allocations are now foreign
+            zone.pb_claims.append(pfn)
 
 
 def change_pageblock_range(zone: Zone, pfn: int, start_order: int, mt: int) -> None:
@@ -212,6 +214,7 @@ def reserve_highatomic_pageblock(zone: Zone, pfn: int) -> None:
     if mt < MIGRATE_PCPTYPES:
         zone.nr_reserved_highatomic += 1 << zone.pageblock_order
         zone.set_pageblock_migratetype(pfn, MT_HIGHATOMIC)
+        zone.pb_claims.append(pfn)
         move_freepages_block(zone, pfn, MT_HIGHATOMIC)
 
 
@@ -230,6 +233,7 @@ def unreserve_highatomic_pageblock(zones: Iterable[Zone], mt: int, force: bool) 
                     pageblock_nr_pages, zone.nr_reserved_highatomic
                 )
             zone.set_pageblock_migratetype(pfn, mt)
+            zone.pb_claims.append(pfn)
             moved, _ = move_freepages_block(zone, pfn, mt)
             if moved:
                 return True

@@ -31,6 +31,7 @@ cdef class PageAllocator(FreePagesMixin):
     cdef public bint thp, cma, order_warned, last_path_pcp
     cdef public tuple migratetypes
     cdef public object pageblock_mt, pb_zone
+    cdef public list pb_claims
     cdef unsigned char[:] _pb_zone
     cdef public int nr_cpus, nr_online_nodes
     cdef public list nodes, cpu_to_node, zones, _managed_start, _ac_cache

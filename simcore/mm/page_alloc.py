@@ -167,6 +167,8 @@ class PageAllocator(FreePagesMixin):
         self.pageblock_mt = bytearray([MT_MOVABLE]) * (nr_pfns >> cfg.pageblock_order)
         self.pb_zone = bytearray([255]) * (nr_pfns >> cfg.pageblock_order)
         self._pb_zone = self.pb_zone  # the same bytes, typed (a C array view when compiled)
+        self.pb_claims: list[int] = []
+        """See :attr:`Zone.pb_claims` (one list for all zones)."""
         self.nr_cpus = sum(n.cpus for n in cfg.nodes)
         self.nodes: list[Node] = []
         first_cpu = 0
@@ -211,6 +213,7 @@ class PageAllocator(FreePagesMixin):
             max_order=self.max_order, tracer=self.tracer,
         )
         zone.vm = self.vm
+        zone.pb_claims = self.pb_claims
         zone.watermark_boost_factor = self.sysctl.watermark_boost_factor
         zone.per_cpu_pageset = [PerCpuPages(cpu, zone) for cpu in range(self.nr_cpus)]
         self.nodes[span.nid].node_zones[span.zone_idx] = zone

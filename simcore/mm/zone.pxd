@@ -42,6 +42,7 @@ cdef class Zone:
     cdef public bint compact_blockskip_flush
     cdef public int capture_order, capture_mt
     cdef public Py_ssize_t captured_pfn
+    cdef public list pb_claims
 
     cpdef int get_pageblock_migratetype(self, Py_ssize_t pfn)
     cpdef void set_pageblock_migratetype(self, Py_ssize_t pfn, int mt)

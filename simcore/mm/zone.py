@@ -136,6 +136,11 @@ class Zone:
         """The capturing compactor's ``cc->migratetype``."""
         self.captured_pfn = -1
         """The block a capture took (``capc->page``), or -1."""
+        self.pb_claims: list[int] = []
+        """Pageblocks whose migratetype a steal or the highatomic reserve changed while
+        they held allocations (shared by all zones, set by the allocator): the machine
+        charges them to the caller in whose allocation it happened (simulator-only
+        attribution, see :mod:`simcore.sim.pollution`)."""
 
     def __repr__(self) -> str:
         return f"<Zone node{self.nid} {self.name} [{self.zone_start_pfn:#x}, {self.end_pfn:#x})>"

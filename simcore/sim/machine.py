@@ -53,11 +53,14 @@ from simcore.mm.gfp import GFP, format_gfp
 from simcore.mm.lru import KIND_ANON
 from simcore.mm.oom_kill import KernelPanic, OomCandidate
 from simcore.mm.page_alloc import AllocContext, PageAllocator
+from simcore.mm.pages import MT_SHIFT
 from simcore.mm.slowpath import SlowRequest
 from simcore.mm.tracepoints import NullTracer, Tracer
+from simcore.mm.vmstat import VMSTAT_INDEX
 from simcore.sim.pressure import LatencyStats, SpanRecorder, StallClock
 
 GFP_NOFAIL = int(GFP.NOFAIL)
+_VM_EXTFRAG_STEAL = VMSTAT_INDEX["extfrag_steal"]
 _KILLED = -3
 """What ``Machine._fast_path`` returns for a caller the OOM killer has killed."""
 LRU_DIRTY = 1
@@ -123,10 +126,14 @@ class Owner:
         killed_ns: When the OOM killer killed it (-1: alive).
         stall_ns: Time it spent stalled in the slow path.
         exited: The caller has finished (no longer an OOM candidate).
+        idx: Its number, in registration order (the pageblock attribution's id).
+        requests: Allocation requests it made (each page of a bulk call counts).
+        extfrag: Fallback steals (``mm_page_alloc_extfrag``) made in its allocations.
+        polluted: Pageblocks it was the first to pollute (see :mod:`simcore.sim.pollution`).
     """
 
     __slots__ = ("name", "lru", "oom_score_adj", "killable", "pages", "swap_pages",
-                 "killed_ns", "stall_ns", "exited")
+                 "killed_ns", "stall_ns", "exited", "idx", "requests", "extfrag", "polluted")
 
     def __init__(self, name: str, lru: int = -1, oom_score_adj: int = 0,
                  killable: bool = True) -> None:
@@ -139,6 +146,10 @@ class Owner:
         self.killed_ns = -1
         self.stall_ns = 0
         self.exited = False
+        self.idx = -1
+        self.requests = 0
+        self.extfrag = 0
+        self.polluted = 0
 
 
 class CallerStats:
@@ -202,6 +213,16 @@ class Machine:
         self.in_slowpath: dict[int, tuple[str, int, str, int, bool]] = {}
         """Requests stalled in the slow path now: id -> (caller, since, gfp, order, NOFAIL)."""
         self.extras: dict[str, Any] = {}
+        self._owner_list: list[Owner] = []
+        """Callers by :attr:`Owner.idx`."""
+        self.pb_polluter = np.full(len(self.mm.pageblock_mt), -1, dtype=np.int32)
+        """Per pageblock: the :attr:`Owner.idx` of the caller charged with polluting it,
+        -1 if none (see :mod:`simcore.sim.pollution`)."""
+        self._polluter = self.pb_polluter.data  # typed views (C arrays when compiled)
+        self._pb_mt = self.mm.pageblock_mt
+        self._pb_order = self.mm.pageblock_order
+        self._steals_seen = 0
+        """``extfrag_steal`` when the allocator context last changed."""
         """State the callers share (e.g. the per-CPU thread-stack caches)."""
         self._context = ""
         """Who runs the allocator now (a caller, or kswapdN): the spans' caller."""
@@ -264,6 +285,13 @@ class Machine:
         ``oom_score_adj`` 0) whose memory reclaim cannot take back.
         """
         owner = Owner(name, lru, oom_score_adj, killable)
+        old = self.owners.get(name)
+        if old is not None:
+            owner.idx = old.idx
+            self._owner_list[old.idx] = owner
+        else:
+            owner.idx = len(self._owner_list)
+            self._owner_list.append(owner)
         self.owners[name] = owner
         return owner
 
@@ -406,9 +434,37 @@ class Machine:
 
     def _enter(self, owner: str, cpu: int) -> None:
         """Make ``owner`` on ``cpu`` the context of the allocator calls that follow."""
+        self.charge_context()
         self.tracer.set_context(owner, cpu)
         self.mm.current_comm = owner
         self._context = owner
+
+    def charge_context(self) -> None:
+        """Charge the steals and pageblock claims made since the context last changed.
+
+        They happened inside allocator calls of the current context (a stall in the slow
+        path re-enters it), so they are its caller's: ``extfrag`` steals, and the
+        pageblocks a claim or the highatomic reserve relabelled while they held
+        allocations (their first polluter, unless one is already charged).
+        """
+        steals = self.mm.vm.v[_VM_EXTFRAG_STEAL]
+        claims = self.mm.pb_claims
+        if steals == self._steals_seen and not claims:
+            return
+        who = self.owners.get(self._context)
+        if who is not None:
+            who.extfrag += steals - self._steals_seen
+            for pfn in claims:
+                self._pollute(who, pfn)
+        self._steals_seen = steals
+        claims.clear()
+
+    def _pollute(self, who: Owner, pfn: int) -> None:
+        """Charge ``pfn``'s pageblock to ``who`` unless a first polluter is already charged."""
+        blk = pfn >> self._pb_order
+        if self._polluter[blk] < 0:
+            self._polluter[blk] = who.idx
+            who.polluted += 1
 
     def _slow_done(self, who: Owner, pfn: int, gfp: int, order: int, nid: int,
                    ac: Any, req: SlowRequest) -> int:
@@ -428,6 +484,7 @@ class Machine:
                  lru_flags: int) -> Allocation | None:
         stats = self.stats
         stats.alloc_requests += 1
+        who.requests += 1
         if pfn < 0:
             stats.failures_by_order[order] += 1
             stats.failures_by_caller[who.name] += 1
@@ -437,6 +494,11 @@ class Machine:
         who.pages += pages
         handle = Allocation(pfn, order, who.name, gfp, cpu, True, who.lru)
         self.owner_of[pfn] = handle
+        blk = pfn >> self._pb_order
+        if self._polluter[blk] < 0 and (
+                self.mm.pages.info[pfn] >> MT_SHIFT) != (self._pb_mt[blk] & 0x7):
+            self._polluter[blk] = who.idx  # the first foreign allocation in the block
+            who.polluted += 1
         if who.lru >= 0:
             self.mm.reclaim.lru_add(pfn, order, who.lru, bool(lru_flags & LRU_DIRTY),
                                     bool(lru_flags & LRU_HOT))

@@ -1,0 +1,103 @@
+"""Polluted (mixed) pageblocks, and which caller polluted them.
+
+A pageblock is *polluted* when it holds at least one allocation whose migratetype is not
+the pageblock's own: page_owner's "mixed" pageblock. :func:`mixed_pageblocks` finds them
+as ``pagetypeinfo_showmixedcount_print()`` (mm/page_owner.c, Linux 6.1) does, from the
+migratetype each allocation asked for (``gfp_migratetype(page_owner->gfp_mask)``; the
+model keeps it in the head page's info) against ``get_pageblock_migratetype()``. Free
+pages, pages on pcp lists, reserved pages and compound tails are skipped; a mixed block is
+counted under its pageblock's type (CMA counts as Movable).
+
+Attribution is simulator-only: the kernel does not record who polluted a block. The
+machine charges a block to the caller of the first allocation that made it mixed
+(:meth:`simcore.sim.machine.Machine._account`): an allocation placed in a block of
+another migratetype, or a fallback steal (or a highatomic reserve) that relabelled a
+block while it held allocations of its old type, which are then the foreign ones
+(:meth:`~simcore.sim.machine.Machine.charge_context`). A block stays charged to that
+caller until a scan (:func:`rescan`, at the end of the run) finds it clean; it could then
+be charged again. So ``charged_by_caller`` counts the blocks each caller was the first
+to pollute during the run, and ``by_caller`` the blocks mixed at the end of the run, by
+the caller charged with them. A mixed block nobody was charged with (for example one
+compaction relabelled) is listed as ``(unattributed)``.
+
+SIMPLIFICATION: a block that became clean during the run keeps its first charge (the
+scan costs a pass over every page, so it is not run at every snapshot).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from simcore.mm.constants import MIGRATETYPE_NAMES, MT_CMA, MT_MOVABLE
+from simcore.mm.pages import MT_SHIFT, PG_ALLOC, PG_RESERVED, PG_TAIL
+
+UNATTRIBUTED = "(unattributed)"
+
+
+def mixed_pageblocks(mm: Any) -> np.ndarray:
+    """Per pageblock (machine-wide numbering): True if it is mixed now.
+
+    Mirrors the block scan of ``pagetypeinfo_showmixedcount_print()``, over every zone.
+    """
+    pb = mm.pageblock_order
+    flags = mm.pages.flags_np
+    info = mm.pages.info_np
+    block_mt = np.frombuffer(mm.pageblock_mt, dtype=np.uint8) & 0x7
+    mixed = np.zeros(len(block_mt), dtype=bool)
+    for zone in mm.zones:
+        lo, hi = zone.zone_start_pfn, zone.end_pfn
+        f = flags[lo:hi]
+        allocated = (f & PG_ALLOC).astype(bool) & ~(f & (PG_TAIL | PG_RESERVED)).astype(bool)
+        pfns = np.flatnonzero(allocated) + lo
+        if not len(pfns):
+            continue
+        foreign = (info[pfns] >> MT_SHIFT) != block_mt[pfns >> pb]
+        mixed[pfns[foreign] >> pb] = True
+    return mixed
+
+
+def mixed_count_by_type(mm: Any, mixed: np.ndarray) -> dict[str, int]:
+    """The "Number of mixed blocks" row of ``/proc/pagetypeinfo``, summed over zones."""
+    block_mt = np.frombuffer(mm.pageblock_mt, dtype=np.uint8) & 0x7
+    types = block_mt[mixed].astype(np.int64)
+    types[types == MT_CMA] = MT_MOVABLE
+    counts = np.bincount(types, minlength=len(MIGRATETYPE_NAMES))
+    return {MIGRATETYPE_NAMES[mt]: int(counts[mt]) for mt in mm.migratetypes}
+
+
+def rescan(machine: Any) -> np.ndarray:
+    """Find the mixed blocks now and forget the charge of every block that is clean.
+
+    Returns the mixed mask (see :func:`mixed_pageblocks`).
+    """
+    machine.apply_pending_frees()
+    machine.charge_context()
+    mixed = mixed_pageblocks(machine.mm)
+    machine.pb_polluter[~mixed] = -1
+    return mixed
+
+
+def mixed_by_caller(machine: Any, mixed: np.ndarray) -> dict[str, int]:
+    """Mixed blocks per charged caller (``(unattributed)`` for uncharged ones)."""
+    who = machine.pb_polluter[mixed]
+    counts = np.bincount(who + 1, minlength=len(machine._owner_list) + 1)
+    out = {owner.name: int(counts[owner.idx + 1]) for owner in machine._owner_list
+           if counts[owner.idx + 1]}
+    if counts[0]:
+        out[UNATTRIBUTED] = int(counts[0])
+    return out
+
+
+def pollution_summary(machine: Any) -> dict[str, Any]:
+    """``summary.json``'s ``pollution`` section at the end of a run."""
+    mixed = rescan(machine)
+    owners = machine._owner_list
+    return {
+        "mixed_pageblocks": int(mixed.sum()),
+        "mixed_by_pageblock_type": mixed_count_by_type(machine.mm, mixed),
+        "by_caller": mixed_by_caller(machine, mixed),
+        "charged_by_caller": {o.name: o.polluted for o in owners if o.polluted},
+        "extfrag_by_caller": {o.name: o.extfrag for o in owners if o.extfrag},
+    }
