@@ -67,6 +67,9 @@ class CallLog(Tracer):
     def alloc_order_warn(self, *args: Any) -> None:  # noqa: D102
         self.calls.append(("alloc_order_warn", args))
 
+    def sim_warning(self, *args: Any) -> None:  # noqa: D102
+        self.calls.append(("sim_warning", args))
+
 
 class Lab:
     """Helpers that put a zone into an exact state for a unit test."""

@@ -37,6 +37,10 @@ NULL at its ``WARN_ON_ONCE_GFP()``, before ``trace_mm_page_alloc`` (so there is 
 ``mm_page_alloc`` row and no warn_alloc line). ``reason`` says whether the kernel
 printed its one-time WARNING (not with ``__GFP_NOWARN``, and only the first time)."""
 
+SIM_WARNING = "sim_warning"
+"""Simulator event: a misuse the kernel does not report (it goes silently wrong there), such
+as ``__free_pages()`` with an order smaller than the block's: ``reason`` says what."""
+
 EVENT_NAMES = (
     MM_PAGE_ALLOC,
     MM_PAGE_FREE,
@@ -46,6 +50,7 @@ EVENT_NAMES = (
     MM_PAGE_ALLOC_FAIL,
     BAD_PAGE,
     ALLOC_ORDER_WARN,
+    SIM_WARNING,
 )
 
 # -- the ``path`` column: where an allocation was served from ----------------------------

@@ -79,7 +79,8 @@ def check_invariants(
         allocated: pfn -> order of every live allocation the caller tracks (after
             ``split_page()`` each sub-page is its own order-0 entry). When given,
             free + pcp + allocated pages must cover every managed page exactly once,
-            except ``vm['bad_page_leaked_pages']`` leaked pages.
+            except the pages leaked by bad frees (``vm["bad_page_leaked_pages"]`` and
+            ``vm["free_order_leaked_pages"]``).
         frozen: Allocated heads whose refcount was frozen to 0 (``page_ref_freeze()``).
         check_merging: Check that buddy merging is complete (see the module notes).
     """
@@ -277,8 +278,8 @@ def _check_coverage(mm: PageAllocator, blocks: list[Block], complete: bool) -> N
     if not complete:
         return
     missing = np.flatnonzero(managed & (cover == 0))
-    leaked = mm.vm["bad_page_leaked_pages"]
+    leaked = mm.vm["bad_page_leaked_pages"] + mm.vm["free_order_leaked_pages"]
     if missing.size != leaked:
         where = f", first {int(missing[0]):#x}" if missing.size else ""
         _fail(f"{missing.size} managed pages are neither free, on a pcp list nor "
-              f"allocated{where}; {leaked} pages were leaked by bad_page()")
+              f"allocated{where}; {leaked} pages were leaked by bad frees")

@@ -16,7 +16,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from simcore.mm.constants import MIGRATE_PCPTYPES, MT_ISOLATE, MT_MOVABLE
-from simcore.mm.pages import CLEAR_ORDER, ORDER_MASK, PG_ALLOC, PG_HEAD, PG_RESERVED, PG_TAIL
+from simcore.mm.pages import (
+    CLEAR_ORDER,
+    ORDER_MASK,
+    PG_ALLOC,
+    PG_BUDDY,
+    PG_HEAD,
+    PG_RESERVED,
+    PG_TAIL,
+)
 from simcore.mm.vmstat import VMSTAT_INDEX
 
 if TYPE_CHECKING:
@@ -28,6 +36,24 @@ if TYPE_CHECKING:
 _VM_PGFREE = VMSTAT_INDEX["pgfree"]
 _VM_BAD_PAGE = VMSTAT_INDEX["bad_page"]
 _VM_BAD_PAGE_LEAKED = VMSTAT_INDEX["bad_page_leaked_pages"]
+_VM_FREE_ORDER_LEAKED = VMSTAT_INDEX["free_order_leaked_pages"]
+
+
+def _excess_page_reason(pages: PageArray, pfn: int, compound: int) -> str:
+    """Why ``free_pages_prepare()`` finds a page past the block bad ("" if it does not).
+
+    Mirrors ``free_tail_pages_check()`` (compound blocks) and ``page_bad_reason()``.
+    """
+    if compound:
+        return "compound_head not consistent"
+    flags = pages.flags[pfn]
+    if flags & PG_BUDDY:
+        return "nonzero mapcount"  # PageBuddy lives in page_type, over _mapcount
+    if pages.ref[pfn] != 0:
+        return "nonzero _refcount"
+    if flags & PG_RESERVED:
+        return "PAGE_FLAGS_CHECK_AT_FREE flag(s) set"  # PG_reserved
+    return ""
 
 
 class FreePagesMixin:
@@ -84,9 +110,7 @@ class FreePagesMixin:
             self.bad_page(pfn, order, "__free_pages on a compound tail page")
             return False
         if flags & PG_ALLOC and pages.info[pfn] & ORDER_MASK != order:
-            have = pages.info[pfn] & ORDER_MASK
-            self.bad_page(pfn, order, f"freed as order {order}, allocated as order {have}")
-            return False
+            return self._free_wrong_order(pfn, order, cpu)
         head = flags & PG_HEAD
         pages.ref[pfn] -= 1
         if pages.ref[pfn] == 0:
@@ -97,6 +121,49 @@ class FreePagesMixin:
                 order -= 1
                 self.free_the_page(pfn + (1 << order), order, cpu)
         return True
+
+    def _free_wrong_order(self, pfn: int, order: int, cpu: int) -> bool:
+        """``__free_pages(page, order)`` of a block allocated with another order.
+
+        The kernel does not know a block's order; it frees what it is told (LDD3's
+        warning). Too large: ``free_pages_prepare()`` finds the pages beyond the block
+        bad (a free buddy page: "nonzero mapcount"; someone else's page: "nonzero
+        _refcount"; not a tail of this compound page: "compound_head not consistent"),
+        reports each with ``bad_page()`` and frees nothing: the block is leaked. If none
+        is bad (they are all pcp pages or non-compound tails) the kernel would free
+        them with the block and corrupt its lists; the model reports that as a bad page
+        too. Too small: the first ``2**order`` pages are freed and the rest of the
+        block leaks silently; the model records a simulator-only warning
+        (``sim_warning``, vmstat ``free_order_leaked_pages``).
+        """
+        pages = self.pages
+        have = pages.info[pfn] & ORDER_MASK
+        pages.ref[pfn] -= 1
+        if pages.ref[pfn]:  # a speculative holder's put_page() frees it later, whole
+            return True
+        if order < have:
+            leaked = (1 << have) - (1 << order)
+            self.vm.v[_VM_FREE_ORDER_LEAKED] += leaked
+            if self.tracing:
+                self.tracer.sim_warning(
+                    self.page_zone(pfn), pfn, order,
+                    f"__free_pages order {order} on an order-{have} block: "
+                    f"{leaked} pages leaked (the kernel does not notice)")
+            pages.info[pfn] = (pages.info[pfn] & CLEAR_ORDER) | order
+            self.free_the_page(pfn, order, cpu)
+            return True
+        compound = pages.flags[pfn] & PG_HEAD
+        bad = 0
+        for p in range(pfn + (1 << have), min(pfn + (1 << order), pages.nr_pages)):
+            reason = _excess_page_reason(pages, p, compound)
+            if reason:
+                self.bad_page(p, 0, reason)
+                bad += 1
+        if not bad:
+            self.bad_page(pfn, order, f"freed as order {order}, allocated as order {have}: "
+                          "the kernel would free the pages after the block too")
+        self.vm.v[_VM_BAD_PAGE_LEAKED] += 1 << have
+        return False
 
     def free_the_page(self, pfn: int, order: int, cpu: int) -> None:
         """``free_the_page()``: pcp for pcp-allowed orders, else straight to buddy."""

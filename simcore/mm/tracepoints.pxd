@@ -17,6 +17,7 @@ cdef class Tracer:
     cpdef void mm_page_alloc_fail(self, int nid, int order, long long gfp, int mt, str reason)
     cpdef void bad_page(self, object zone, Py_ssize_t pfn, int order, str reason)
     cpdef void alloc_order_warn(self, int nid, int order, long long gfp, str reason)
+    cpdef void sim_warning(self, object zone, Py_ssize_t pfn, int order, str reason)
     cpdef void close(self)
 
 cdef class NullTracer(Tracer):

@@ -76,6 +76,9 @@ class Tracer:
     def alloc_order_warn(self, nid: int, order: int, gfp: int, reason: str) -> None:
         """``WARN_ON_ONCE_GFP(order >= MAX_ORDER)`` in ``__alloc_pages()`` (returns NULL)."""
 
+    def sim_warning(self, zone: Zone | None, pfn: int, order: int, reason: str) -> None:
+        """A simulator-only warning: a misuse the kernel lets pass silently."""
+
     def close(self) -> None:
         """Flush and finish any output."""
 

@@ -104,6 +104,7 @@ SIM_ONLY: tuple[str, ...] = (
     "highatomic_reserved",  # reserve_highatomic_pageblock() conversions
     "bad_page",  # "BUG: Bad page state" reports
     "bad_page_leaked_pages",  # pages leaked because a free failed its checks
+    "free_order_leaked_pages",  # pages leaked silently by __free_pages() with too small an order
     "alloc_order_warn",  # __alloc_pages() with order >= MAX_ORDER (NULL, no pgalloc_fail)
 )
 SIM_ONLY_MARKER = "# simulator-only"

@@ -246,6 +246,14 @@ class RecordingTracer(Tracer):
                   ts.PATH_FAILURE, reason)
         self._done()
 
+    def sim_warning(  # noqa: D102
+        self, zone: Zone | None, pfn: int, order: int, reason: str
+    ) -> None:
+        nid = zone.nid if zone is not None else -1
+        self._row(ts.SIM_WARNING, zone, nid, pfn, order, 0, -1, ts.OUTCOME_FAIL, ts.PATH_NONE,
+                  reason)
+        self._done()
+
     # -- output -------------------------------------------------------------------------
     def _table(self) -> Any:
         import pyarrow as pa

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from simcore.mm.gfp import GFP, GFP_KERNEL
 from simcore.mm.invariants import check_invariants
-from simcore.mm.pages import PG_HEAD, PG_PCP, PG_TAIL
+from simcore.mm.pages import PG_BUDDY, PG_HEAD, PG_PCP, PG_TAIL
 from simcore.mm.pcp import NR_PCP_LISTS
 
 if TYPE_CHECKING:
@@ -148,29 +148,52 @@ def test_double_free_is_one_bad_page(lab: Lab, call_log: CallLog) -> None:
     check_invariants(mm, {})
 
 
-def test_free_with_wrong_order_is_one_bad_page(lab: Lab, call_log: CallLog) -> None:
+def test_free_with_too_large_an_order_is_a_bad_page_per_foreign_page(
+    lab: Lab, call_log: CallLog
+) -> None:
+    # Seed behaviour (LDD3): the kernel does not know a block's order. Freeing an order-4
+    # block as order 5 makes free_pages_prepare() check the next 16 pages: the first is
+    # the head of a free buddy block ("nonzero mapcount", page_type overlays _mapcount),
+    # the others are inner pages of it (clean). Nothing is freed: the block leaks.
     mm = lab.machine(tracer=call_log)
-    pfn = mm.alloc_pages(KERNEL, 2, 0, 0)
-    assert not mm.free_pages(pfn, 1, 0)
-    (reason,) = _bad(call_log)
-    assert "freed as order 1, allocated as order 2" in reason
-    check_invariants(mm, {pfn: 2})  # nothing was freed or leaked
-    assert mm.free_pages(pfn, 2, 0)
+    pfn = mm.alloc_pages(KERNEL, 4, 0, 0)  # not a pcp order: expand() freed its buddy
+    assert mm.pages.flags[pfn + 16] & PG_BUDDY
+    assert not mm.free_pages(pfn, 5, 0)
+    assert _bad(call_log) == ["nonzero mapcount"]
+    assert mm.vm["bad_page"] == 1
+    assert mm.vm["bad_page_leaked_pages"] == 16
     check_invariants(mm, {})
 
 
-def test_free_split_block_whole_is_one_bad_page(lab: Lab, call_log: CallLog) -> None:
+def test_free_split_block_whole_reports_every_live_sub_page(
+    lab: Lab, call_log: CallLog
+) -> None:
+    # After split_page() the head is an order-0 block; __free_pages(head, 2) drops its
+    # last reference and free_pages_prepare() finds three pages still referenced.
     mm = lab.machine(tracer=call_log)
     pfn = mm.alloc_pages(KERNEL, 2, 0, 0)
     mm.split_page(pfn, 2)
     assert not mm.free_pages(pfn, 2, 0)
-    assert mm.vm["bad_page"] == 1
-    (reason,) = _bad(call_log)
-    assert "order" in reason
-    live = {pfn + i: 0 for i in range(4)}
+    assert _bad(call_log) == ["nonzero _refcount"] * 3
+    assert mm.vm["bad_page_leaked_pages"] == 1  # the head
+    live = {pfn + i: 0 for i in range(1, 4)}
     check_invariants(mm, live)
     for p in list(live):
         mm.free_pages(p, 0, 0)
+    check_invariants(mm, {})
+
+
+def test_free_with_too_small_an_order_leaks_silently(lab: Lab, call_log: CallLog) -> None:
+    # Seed behaviour: __free_pages(page, 0) on an order-2 block frees one page; the
+    # kernel reports nothing and the other three are lost. The model warns (only it).
+    mm = lab.machine(tracer=call_log)
+    pfn = mm.alloc_pages(KERNEL, 2, 0, 0)
+    assert mm.free_pages(pfn, 0, 0)
+    assert _frees(call_log) == [(pfn, 0)]
+    assert mm.vm["bad_page"] == 0
+    assert mm.vm["free_order_leaked_pages"] == 3
+    (warning,) = call_log.named("sim_warning")
+    assert warning[1:3] == (pfn, 0) and "3 pages leaked" in warning[3]
     check_invariants(mm, {})
 
 

@@ -77,7 +77,7 @@ def expected_row(call: Call, cma: bool) -> dict[str, Any]:
         nid, order, gfp, mt, reason = args
         fields = (None, nid, order, gfp, mt, -1, ts.OUTCOME_FAIL, ts.PATH_FAILURE,
                   NO_EXTRA, reason)
-    elif event == ts.BAD_PAGE:
+    elif event in (ts.BAD_PAGE, ts.SIM_WARNING):
         zone, pfn, order, reason = args
         fields = (zone, -1, order, 0, -1, pfn, ts.OUTCOME_FAIL, ts.PATH_NONE, NO_EXTRA,
                   reason)
@@ -154,6 +154,7 @@ def _direct_calls(zone: Zone) -> list[tuple[str, int, tuple[Any, ...]]]:
         ("user", 1, ("bad_page", zone, 4103, 0, "double free: _refcount already 0")),
         ("user", 1, ("bad_page", None, 1 << 40, 2, "pfn out of range")),
         ("user", 1, ("alloc_order_warn", 0, 11, int(GFP_KERNEL | GFP.NOWARN), "order:11")),
+        ("user", 1, ("sim_warning", zone, 4108, 0, "3 pages leaked")),
     ]
 
 
@@ -172,7 +173,7 @@ def test_direct_calls_round_trip(lab: Lab, tmp_path: Path, cma: bool, flush_rows
     assert {name for _, _, (name, *_) in calls} == set(ts.EVENT_NAMES)
     assert _read_rows(path) == [expected_row(call, cma) for call in tracer.log]
     if flush_rows == 2:
-        assert pq.ParquetFile(path).num_row_groups == 8  # 15 rows
+        assert pq.ParquetFile(path).num_row_groups == 8  # 16 rows
 
 
 def test_allocator_session_round_trip(lab: Lab, tmp_path: Path) -> None:
@@ -190,6 +191,8 @@ def test_allocator_session_round_trip(lab: Lab, tmp_path: Path) -> None:
     assert not mm.free_pages(pfn, 0, 1)  # double free: bad_page with a zone
     assert not mm.free_pages(mm.pages.nr_pages + 8, 0, 1)  # bad_page without one
     assert mm.alloc_pages(kernel, 11, 0, 1) == -1  # alloc_order_warn
+    block = mm.alloc_pages(kernel, 1, 0, 1)
+    assert mm.free_pages(block, 0, 1)  # too small an order: sim_warning
     for zone in mm.zones:
         zone.watermark = [1 << 30] * 4
     assert mm.alloc_pages(int(GFP_NOWAIT), 0, 0, 1) == -1  # _fail, then mm_page_alloc
