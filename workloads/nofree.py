@@ -42,8 +42,10 @@ are per domain), without ``__GFP_NOFAIL``/``__GFP_RETRY_MAYFAIL``/``__GFP_COMP``
 import only takes a free block and never reclaims or compacts; a Linux import with a
 blocking mask may compact and reclaim once. No ``vm_domain_allocate()`` free-count
 reservation (Linux watermarks stand in), no per-domain KVA arena, no domain iteration: a
-call uses ``nid`` or its CPU's node. The queue is machine-wide per node, shared by every
-``nofree`` workload, and its pages stay charged to the caller that imported them.
+call uses ``nid`` or its CPU's node (its ordinary pages may still come from another node
+through the Linux zonelist; a page given back joins the queue of its own node). The
+queue is machine-wide per node, shared by every ``nofree`` workload, and its pages stay
+charged to the caller that imported them.
 The NOFREE owner is kernel memory: the OOM killer never picks it.
 """
 
