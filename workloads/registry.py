@@ -17,6 +17,12 @@ import numpy as np
 
 from simcore.config.parse import WorkloadDumper, WorkloadParser, dump_config, load_config
 from simcore.config.types import ExperimentConfig, MachineConfig, WorkloadConfig
+from workloads.nofree import nofree_workload
+from workloads.nofree_params import (
+    check_nofree_params,
+    dump_nofree_params,
+    parse_nofree_params,
+)
 from workloads.synthetic import synthetic
 from workloads.synthetic_params import (
     check_synthetic_params,
@@ -73,6 +79,8 @@ WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
                  check_vmalloc_params),
     WorkloadKind("threads", parse_threads_params, dump_threads_params, threads_workload,
                  check_threads_params),
+    WorkloadKind("nofree", parse_nofree_params, dump_nofree_params, nofree_workload,
+                 check_nofree_params),
 )
 """Workload kind name -> kind. Read-only."""
 

@@ -115,9 +115,13 @@ SPAN_COMPACTION_DEFERRED = "mm_compaction_deferred"  # compaction_deferred() sai
 SPAN_KCOMPACTD_WAKE = "mm_compaction_kcompactd_wake"  # kcompactd_do_work() starts (instant)
 SPAN_OOM_KILL = "oom_kill"  # out_of_memory() killed an owner: pages freed, the kill's cost
 SPAN_ACTION = "action"  # a scheduled action from the config's actions: list (instant)
+# simulator-only (FreeBSD has no tracepoint there): a nofree workload's kmem_malloc() call
+# failed part-way (instant): pages = those its partial_failure policy stranded or gave back
+SPAN_NOFREE_PARTIAL = "kmem_back_partial_failure"
 SPAN_NAMES = (SPAN_KSWAPD_WAKE, SPAN_KSWAPD_RUN, SPAN_KSWAPD_SLEEP, SPAN_WAKEUP_KSWAPD,
               SPAN_DIRECT_RECLAIM, SPAN_COMPACTION, SPAN_COMPACTION_DEFER,
-              SPAN_COMPACTION_DEFERRED, SPAN_KCOMPACTD_WAKE, SPAN_OOM_KILL, SPAN_ACTION)
+              SPAN_COMPACTION_DEFERRED, SPAN_KCOMPACTD_WAKE, SPAN_OOM_KILL, SPAN_ACTION,
+              SPAN_NOFREE_PARTIAL)
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "string"),  # SPAN_NAMES
     ("nid", "int16"),  # the node (-1: machine-wide)
