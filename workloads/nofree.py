@@ -264,7 +264,8 @@ def nofree_workload(machine: Machine, spec: WorkloadConfig,
     ``summary.json`` ``callers`` has the counts: ``calls``, ``failed``, ``pages``,
     ``chunks_imported``, ``import_failed``, ``import_fallbacks``, ``partial_failures``,
     ``pages_stranded``/``pages_returned``/``pages_rolled_back``/``pages_freed``,
-    ``waitok_retries`` and ``nofreeq_size`` (every node's queue, after the last call).
+    ``waitok_retries`` and ``nofreeq_size`` (every node's queue, after the last call; not
+    in ``scattered`` mode).
     """
     p: NofreeParams = spec.params["params"]
     name = spec.name
@@ -288,4 +289,5 @@ def nofree_workload(machine: Machine, spec: WorkloadConfig,
             stats["failed"] += 1
         else:
             stats["pages"] += len(pages)
-        stats["nofreeq_size"] = nofreeq_size(machine)
+        if p.mode == "nofree":  # the scattered baseline has no queue
+            stats["nofreeq_size"] = nofreeq_size(machine)

@@ -57,6 +57,7 @@ from simcore.mm.pages import MT_SHIFT
 from simcore.mm.slowpath import SlowRequest
 from simcore.mm.tracepoints import NullTracer, Tracer
 from simcore.mm.vmstat import VMSTAT_INDEX
+from simcore.sim.pollution import first_foreign_pfn
 from simcore.sim.pressure import LatencyStats, SpanRecorder, StallClock
 
 GFP_NOFAIL = int(GFP.NOFAIL)
@@ -442,10 +443,11 @@ class Machine:
     def charge_context(self) -> None:
         """Charge the steals and pageblock claims made since the context last changed.
 
-        They happened inside allocator calls of the current context (a stall in the slow
-        path re-enters it), so they are its caller's: ``extfrag`` steals, and the
-        pageblocks a claim or the highatomic reserve relabelled while they held
-        allocations (their first polluter, unless one is already charged).
+        The steals happened inside allocator calls of the current context (a stall in
+        the slow path re-enters it), so its caller gets them (``extfrag``). A pageblock
+        that a claim or the highatomic reserve relabelled while it held allocations is
+        charged to the caller of its first foreign allocation, in pfn order (the page
+        ``pagetypeinfo_showmixedcount_print()`` stops at), unless one is charged already.
         """
         steals = self.mm.vm.v[_VM_EXTFRAG_STEAL]
         claims = self.mm.pb_claims
@@ -454,9 +456,12 @@ class Machine:
         who = self.owners.get(self._context)
         if who is not None:
             who.extfrag += steals - self._steals_seen
-            for pfn in claims:
-                self._pollute(who, pfn)
         self._steals_seen = steals
+        for pfn in claims:
+            first = first_foreign_pfn(self.mm, pfn)
+            handle = self.owner_of.get(first) if first >= 0 else None
+            if handle is not None:
+                self._pollute(self.owners[handle.owner], pfn)
         claims.clear()
 
     def _pollute(self, who: Owner, pfn: int) -> None:

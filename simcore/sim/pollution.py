@@ -11,14 +11,16 @@ counted under its pageblock's type (CMA counts as Movable).
 Attribution is simulator-only: the kernel does not record who polluted a block. The
 machine charges a block to the caller of the first allocation that made it mixed
 (:meth:`simcore.sim.machine.Machine._account`): an allocation placed in a block of
-another migratetype, or a fallback steal (or a highatomic reserve) that relabelled a
-block while it held allocations of its old type, which are then the foreign ones
-(:meth:`~simcore.sim.machine.Machine.charge_context`). A block stays charged to that
-caller until a scan (:func:`rescan`, at the end of the run) finds it clean; it could then
-be charged again. So ``charged_by_caller`` counts the blocks each caller was the first
-to pollute during the run, and ``by_caller`` the blocks mixed at the end of the run, by
-the caller charged with them. A mixed block nobody was charged with (for example one
-compaction relabelled) is listed as ``(unattributed)``.
+another migratetype. When a fallback steal (or a highatomic reserve) relabels a block
+while it holds allocations of its old type, those become the foreign ones, all at
+once: the block is charged to the caller of the first of them in pfn order, the page
+the kernel's scan stops at (:meth:`~simcore.sim.machine.Machine.charge_context`). The
+stealing caller is charged with the steal itself (``extfrag_by_caller``). A block stays
+charged to that caller until a scan (:func:`rescan`, at the end of the run) finds it
+clean; it could then be charged again. So ``charged_by_caller`` counts the blocks each
+caller was the first to pollute during the run, and ``by_caller`` the blocks mixed at
+the end of the run, by the caller charged with them. A mixed block nobody was charged
+with (for example one compaction relabelled) is listed as ``(unattributed)``.
 
 SIMPLIFICATION: a block that became clean during the run keeps its first charge (the
 scan costs a pass over every page, so it is not run at every snapshot).
@@ -58,6 +60,24 @@ def mixed_pageblocks(mm: Any) -> np.ndarray:
     return mixed
 
 
+def first_foreign_pfn(mm: Any, pfn: int) -> int:
+    """The first foreign allocation of ``pfn``'s pageblock, in pfn order (-1 if none).
+
+    Foreign: its migratetype is not the pageblock's. The kernel's mixed-block scan
+    stops there.
+    """
+    pb = mm.pageblock_order
+    zone = mm.page_zone(pfn)
+    lo = max((pfn >> pb) << pb, zone.zone_start_pfn)
+    hi = min(((pfn >> pb) + 1) << pb, zone.end_pfn)
+    f = mm.pages.flags_np[lo:hi]
+    allocated = (f & PG_ALLOC).astype(bool) & ~(f & (PG_TAIL | PG_RESERVED)).astype(bool)
+    foreign = allocated & ((mm.pages.info_np[lo:hi] >> MT_SHIFT)
+                           != zone.get_pageblock_migratetype(pfn))
+    hits = np.flatnonzero(foreign)
+    return lo + int(hits[0]) if len(hits) else -1
+
+
 def mixed_count_by_type(mm: Any, mixed: np.ndarray) -> dict[str, int]:
     """The "Number of mixed blocks" row of ``/proc/pagetypeinfo``, summed over zones."""
     block_mt = np.frombuffer(mm.pageblock_mt, dtype=np.uint8) & 0x7
@@ -65,6 +85,44 @@ def mixed_count_by_type(mm: Any, mixed: np.ndarray) -> dict[str, int]:
     types[types == MT_CMA] = MT_MOVABLE
     counts = np.bincount(types, minlength=len(MIGRATETYPE_NAMES))
     return {MIGRATETYPE_NAMES[mt]: int(counts[mt]) for mt in mm.migratetypes}
+
+
+def pageblock_census(mm: Any, mixed: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per node: how many pageblocks are mixed, and what huge pages they could give.
+
+    ``free`` pageblocks are free order->=pageblock_order blocks now (a huge page at
+    once); ``movable_only`` pageblocks hold allocations, all of them MOVABLE: what
+    compaction could recover (the report's huge-page availability); ``pinned``
+    pageblocks hold at least one allocation that is not MOVABLE (no compaction can empty
+    them). Partial pageblocks at a zone's edge count as whole ones.
+    """
+    pb = mm.pageblock_order
+    flags = mm.pages.flags_np
+    info = mm.pages.info_np
+    out: dict[str, dict[str, int]] = {}
+    for node in mm.nodes:
+        counts = {"pageblocks": 0, "free": 0, "movable_only": 0, "pinned": 0, "mixed": 0}
+        for zone in node.zones:
+            lo, hi = zone.zone_start_pfn, zone.end_pfn
+            first, last = lo >> pb, (hi - 1) >> pb
+            nblocks = last - first + 1
+            f = flags[lo:hi]
+            allocated = (f & PG_ALLOC).astype(bool) & ~(f & (PG_TAIL | PG_RESERVED)).astype(bool)
+            pfns = np.flatnonzero(allocated) + lo
+            unmovable = (info[pfns] >> MT_SHIFT) != MT_MOVABLE
+            has_alloc = np.zeros(nblocks, dtype=bool)
+            has_alloc[(pfns >> pb) - first] = True
+            pinned = np.zeros(nblocks, dtype=bool)
+            pinned[(pfns[unmovable] >> pb) - first] = True
+            counts["pageblocks"] += nblocks
+            counts["free"] += sum(zone.free_area.count_of(order, mt) << (order - pb)
+                                  for order in range(pb, zone.max_order + 1)
+                                  for mt in mm.migratetypes)
+            counts["movable_only"] += int((has_alloc & ~pinned).sum())
+            counts["pinned"] += int(pinned.sum())
+            counts["mixed"] += int(mixed[first : last + 1].sum())
+        out[str(node.nid)] = counts
+    return out
 
 
 def rescan(machine: Any) -> np.ndarray:
@@ -98,6 +156,7 @@ def pollution_summary(machine: Any) -> dict[str, Any]:
         "mixed_pageblocks": int(mixed.sum()),
         "mixed_by_pageblock_type": mixed_count_by_type(machine.mm, mixed),
         "by_caller": mixed_by_caller(machine, mixed),
+        "by_node": pageblock_census(machine.mm, mixed),
         "charged_by_caller": {o.name: o.polluted for o in owners if o.polluted},
         "extfrag_by_caller": {o.name: o.extfrag for o in owners if o.extfrag},
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,15 +58,15 @@ def _kernel_scan(mm: object) -> dict[str, int]:
     return {MIGRATETYPE_NAMES[mt]: count[mt] for mt in mm.migratetypes}  # type: ignore
 
 
-def _fragment_movable(m: Machine) -> list:
-    """Fill memory with movable order-0 pages down to MIN, then free every other one."""
+def _fragment_movable(m: Machine, step: int = 2) -> list:
+    """Fill memory with movable order-0 pages down to MIN, then free one in ``step``."""
     held = []
     while (h := m.alloc_now("filler", MOVABLE_NOWAIT, 0, 0)) is not None:
         held.append(h)
     held.sort(key=lambda h: h.pfn)
-    for h in held[::2]:
+    for h in held[::step]:
         m.free(h)
-    return held[1::2]
+    return [h for i, h in enumerate(held) if i % step]
 
 
 @given(seed=st.integers(0, 2**32 - 1))
@@ -94,22 +95,40 @@ def test_a_fresh_machine_has_no_mixed_blocks() -> None:
     assert m.owners["kernel"].polluted == 0
 
 
-def test_an_unmovable_fallback_into_movable_blocks_is_charged_to_its_caller() -> None:
+@pytest.mark.parametrize(("step", "expected"), [
+    # half of each pageblock free: every steal claims its block (now Unmovable), whose
+    # filler pages become the foreign ones
+    (2, {"Unmovable": {"filler"}}),
+    # a third free: no claim, the kernel pages land in Movable blocks
+    (3, {"Movable": {"kernel"}}),
+])
+def test_fallback_pollution_is_charged_to_the_owners_of_foreign_pages(
+    step: int, expected: dict[str, set[str]]
+) -> None:
     m = _machine()
-    _fragment_movable(m)
+    _fragment_movable(m, step)
     assert not mixed_pageblocks(m.mm).any()
     # The free blocks left below MIN go first, each claimed whole (clean); then the
     # steals must take order-0 holes in movable pageblocks.
     handles = [m.alloc_now("kernel", KERNEL, 0, 0) for _ in range(2000)]
     assert all(h is not None for h in handles)
     summary = pollution_summary(m)
-    assert summary["mixed_pageblocks"] >= 1
-    assert set(summary["by_caller"]) == {"kernel"}
-    assert summary["by_caller"]["kernel"] == summary["mixed_pageblocks"]
-    assert summary["charged_by_caller"]["kernel"] >= summary["mixed_pageblocks"]
-    assert "filler" not in summary["charged_by_caller"]
-    assert summary["extfrag_by_caller"] == {"kernel": m.owners["kernel"].extfrag}
-    assert m.owners["kernel"].extfrag == m.mm.vm["extfrag_steal"] >= 1
+    mixed = np.flatnonzero(mixed_pageblocks(m.mm))
+    assert summary["mixed_pageblocks"] == len(mixed) >= 1
+    pb = m.mm.pageblock_order
+    by_type: dict[str, set[str]] = {}
+    for blk in mixed.tolist():
+        block_mt = m.mm.zones[-1].get_pageblock_migratetype(blk << pb)
+        foreign = {h.owner for p, h in m.owner_of.items()
+                   if p >> pb == blk and m.mm.pages.info[p] >> MT_SHIFT != block_mt}
+        charged = m._owner_list[m.pb_polluter[blk]].name
+        assert charged in foreign
+        by_type.setdefault(MIGRATETYPE_NAMES[block_mt], set()).add(charged)
+    assert by_type == expected
+    assert UNATTRIBUTED not in summary["by_caller"]
+    assert sum(summary["by_caller"].values()) == len(mixed)
+    assert summary["extfrag_by_caller"] == {"kernel": m.mm.vm["extfrag_steal"]}
+    assert m.mm.vm["extfrag_steal"] >= 1
 
 
 def test_a_block_clean_again_loses_its_charge() -> None:
@@ -145,3 +164,20 @@ def test_requests_are_counted_per_caller() -> None:
         m.alloc_now("a", KERNEL, 0, 0)
     m.alloc_now("b", KERNEL, 20, 0)  # above max_order: a failed request
     assert (m.owners["a"].requests, m.owners["b"].requests) == (3, 1)
+
+
+def test_census_counts_free_movable_only_and_pinned_pageblocks() -> None:
+    m = _machine()
+    pb = m.mm.pageblock_order
+    before = pollution_summary(m)["by_node"]["0"]
+    assert before["pinned"] == before["movable_only"] == before["mixed"] == 0
+    huge = m.alloc_now("thp", int(GFP_NOWAIT | GFP.MOVABLE | GFP.COMP), pb, 0)
+    kernel = m.alloc_now("kernel", KERNEL, 0, 0)
+    after = pollution_summary(m)["by_node"]["0"]
+    assert huge.pfn >> pb != kernel.pfn >> pb
+    assert after["movable_only"] == 1 and after["pinned"] == 1
+    assert after["free"] < before["free"]
+    heads = np.flatnonzero(m.mm.pages.flags_np & PG_BUDDY)
+    orders = m.mm.pages.info_np[heads] & ORDER_MASK
+    assert after["free"] == sum(1 << (o - pb) for o in orders.tolist() if o >= pb)
+    assert after["pageblocks"] == before["pageblocks"]
