@@ -1,4 +1,6 @@
 # Compiled-build declarations for machine.py (types only; the behaviour is in the .py).
+cimport cython
+
 from simcore.mm.page_alloc cimport PageAllocator
 from simcore.mm.tracepoints cimport Tracer
 
@@ -44,6 +46,7 @@ cdef class Machine:
     cpdef void _enter(self, str owner, int cpu)
     cpdef Owner _owner(self, str name)
     cpdef tuple _fast_path(self, str owner, long long gfp, int order, int cpu, object nid)
+    @cython.locals(lru=cython.int)
     cpdef Allocation _account(self, Owner who, Py_ssize_t pfn, long long gfp, int order,
                               int cpu, int lru_flags)
     cpdef void free(self, Allocation handle, object cpu=*)
