@@ -164,6 +164,27 @@ def small_mm() -> PageAllocator:
     return Lab.machine()
 
 
+def traced_machine(nodes: int = 1, cpus: int = 2, memory_pages: int = 32768,
+                   **machine: Any) -> tuple[Machine, CallLog]:
+    """``nodes`` nodes of ``memory_pages`` (128 MiB) and ``cpus`` CPUs each, traced.
+
+    ``machine`` holds more :class:`MachineConfig` fields; kcompactd never compacts
+    proactively (``compaction_proactiveness`` 0).
+    """
+    tracer = CallLog()
+    cfg = MachineConfig(nodes=tuple(NodeConfig(memory_pages=memory_pages, cpus=cpus)
+                                    for _ in range(nodes)), **machine)
+    return Machine(cfg, SysctlConfig(compaction_proactiveness=0), seed=1,
+                   tracer=tracer), tracer
+
+
+def run_process(m: Machine, body: Generator[Any, Any, Any]) -> Any:
+    """Run ``body`` as a SimPy process until it ends; returns its value."""
+    proc = m.env.process(body)
+    m.env.run(until=proc)
+    return proc.value
+
+
 MachineFactory = Callable[..., PageAllocator]
 
 

@@ -17,11 +17,24 @@ import numpy as np
 
 from simcore.config.parse import WorkloadDumper, WorkloadParser, dump_config, load_config
 from simcore.config.types import ExperimentConfig, MachineConfig, WorkloadConfig
+from workloads.anon import anon_workload, check_anon_params, dump_anon_params, parse_anon_params
 from workloads.nofree import nofree_workload
 from workloads.nofree_params import (
     check_nofree_params,
     dump_nofree_params,
     parse_nofree_params,
+)
+from workloads.page_cache import page_cache_workload
+from workloads.page_cache_params import (
+    check_page_cache_params,
+    dump_page_cache_params,
+    parse_page_cache_params,
+)
+from workloads.pinned import (
+    check_pinned_params,
+    dump_pinned_params,
+    parse_pinned_params,
+    pinned_workload,
 )
 from workloads.synthetic import synthetic
 from workloads.synthetic_params import (
@@ -81,6 +94,12 @@ WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
                  check_threads_params),
     WorkloadKind("nofree", parse_nofree_params, dump_nofree_params, nofree_workload,
                  check_nofree_params),
+    WorkloadKind("page_cache", parse_page_cache_params, dump_page_cache_params,
+                 page_cache_workload, check_page_cache_params),
+    WorkloadKind("anon", parse_anon_params, dump_anon_params, anon_workload,
+                 check_anon_params),
+    WorkloadKind("pinned", parse_pinned_params, dump_pinned_params, pinned_workload,
+                 check_pinned_params),
 )
 """Workload kind name -> kind. Read-only."""
 

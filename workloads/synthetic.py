@@ -75,6 +75,18 @@ def issuing_cpus(machine: Machine, cpus: tuple[int, ...] | None) -> list[int]:
     return list(cpus) if cpus else [c for n in machine.mm.nodes for c in n.cpus]
 
 
+def exit_after(machine: Machine, name: str, last_expiry_ns: int) -> Generator[Any, Any, None]:
+    """Wait for a caller's last deferred free (at ``last_expiry_ns``), then end it.
+
+    The frees due by then are applied and the caller leaves the OOM candidates
+    (:meth:`Machine.owner_exit`).
+    """
+    if last_expiry_ns > machine.env.now:
+        yield machine.env.timeout(last_expiry_ns - int(machine.env.now))
+    machine.apply_pending_frees()
+    machine.owner_exit(name)
+
+
 def check_params(machine: Machine, name: str, p: SyntheticParams) -> None:
     """Reject parameters this machine cannot honour (unknown CPU or node)."""
     bad_cpus = [c for c in p.cpus or () if not 0 <= c < machine.nr_cpus]

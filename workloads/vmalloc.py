@@ -148,6 +148,23 @@ def parse_vmalloc_params(
     )}
 
 
+def check_sizes_fit(size_weights: tuple[tuple[int, float], ...], machine: MachineConfig,
+                    key_prefix: str, source: str, what: str) -> None:
+    """Reject sizes larger than the machine's memory (``what``: "areas", "regions")."""
+    total = sum(node.memory_pages for node in machine.nodes)
+    too_big = [pages for pages, _ in size_weights if pages > total]
+    if too_big:
+        raise ConfigError(source, child(key_prefix, "size"),
+                          f"{what} no larger than the machine's memory ({total} pages)",
+                          f"{max(too_big)} pages")
+
+
+def dump_sizes(size_weights: tuple[tuple[int, float], ...]) -> object:
+    """Invert :func:`_size_weights`: one size, or ``{size: weight}``."""
+    sizes = {format_size(pages * 4096): w for pages, w in size_weights}
+    return next(iter(sizes)) if len(sizes) == 1 else sizes
+
+
 def check_vmalloc_params(params: Mapping[str, object], machine: MachineConfig,
                          key_prefix: str, source: str) -> None:
     """Reject CPUs or a node the machine lacks, and areas larger than its memory.
@@ -157,12 +174,7 @@ def check_vmalloc_params(params: Mapping[str, object], machine: MachineConfig,
     p = params["params"]
     assert isinstance(p, VmallocParams)
     check_cpus_and_node(p.cpus, p.nid, machine, key_prefix, source)
-    total = sum(node.memory_pages for node in machine.nodes)
-    too_big = [pages for pages, _ in p.size_weights if pages > total]
-    if too_big:
-        raise ConfigError(source, child(key_prefix, "size"),
-                          f"areas no larger than the machine's memory ({total} pages)",
-                          f"{max(too_big)} pages")
+    check_sizes_fit(p.size_weights, machine, key_prefix, source, "areas")
 
 
 def dump_vmalloc_params(params: Mapping[str, object]) -> dict[str, object]:
@@ -172,10 +184,9 @@ def dump_vmalloc_params(params: Mapping[str, object]) -> dict[str, object]:
     p = params["params"]
     if not isinstance(p, VmallocParams):
         raise TypeError(f"expected VmallocParams under 'params', got {p!r}")
-    sizes = {format_size(pages * 4096): w for pages, w in p.size_weights}
     return {
         "rate": format_rate(p.rate_per_s),
-        "size": next(iter(sizes)) if len(sizes) == 1 else sizes,
+        "size": dump_sizes(p.size_weights),
         "lifetime": _dump_lifetime(p.lifetime),
         "gfp": format_gfp(p.gfp),
         "huge_vmap": p.huge_vmap,

@@ -6,6 +6,7 @@ from simcore.mm.freelist cimport PageLists
 # Module constants as C integers, for the ones nothing imports from this module; the
 # exported names (LRU_*, KIND_*, DIRTY, HOT, ...) stay Python objects.
 cdef int _NR_LISTS, _ENTRY_MASK, _LIST_SHIFT, _ORD, _ZSHIFT, _ZMASK, _DIRTY, _NLRU, _SLAB
+cdef int _REF
 
 
 @cython.final
@@ -34,6 +35,10 @@ cdef class Lruvec:
     cpdef int on_list(self, Py_ssize_t pfn)
     cpdef void add(self, Py_ssize_t pfn, int kind, int packed)
     cpdef int delete(self, Py_ssize_t pfn)
+    @cython.locals(where=cython.int, node=cython.int, packed=cython.int)
+    cpdef long long mark_accessed(self, Py_ssize_t pfn)
+    @cython.locals(where=cython.int, node=cython.int, packed=cython.int)
+    cpdef bint set_dirty(self, Py_ssize_t pfn, bint dirty)
     cpdef void put(self, Py_ssize_t pfn, int lru, int packed, bint oldest=*)
     @cython.locals(taken=list, skip=list, head=cython.int, pfn=Py_ssize_t, packed=cython.int,
                    pages=cython.longlong, zone=cython.int, scan=cython.longlong,

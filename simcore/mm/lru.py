@@ -30,8 +30,12 @@ every scan. ``folio_check_references()`` then keeps it on the first scan (and se
 ``PG_referenced``) and activates it on the next; the active list sends it back to the
 inactive one (it is not executable file memory) with ``PG_referenced`` still set, so
 from then on each inactive scan activates it again at once: a hot page is never
-reclaimed. Every other page is used once, when allocated, and is reclaimed the
-first time reclaim reaches it.
+reclaimed. A page-cache page that is read through ``read()`` (not mapped) is marked
+accessed by its owner instead (:meth:`Lruvec.mark_accessed`, ``folio_mark_accessed()``):
+the first access sets ``PG_referenced``, the next one moves it to the active list.
+Reclaim clears ``PG_referenced`` of an unmapped page and frees it if it is clean
+(``FOLIOREF_RECLAIM_CLEAN``). Every other page is used once, when allocated, and is
+reclaimed the first time reclaim reaches it.
 Reclaimable slab is one list per node (one shrinker), in pages: the kernel shrinks
 objects, and a slab page is freed only once all its objects are.
 """
@@ -70,6 +74,7 @@ PG_REFERENCED = 1 << 14
 """``PG_referenced``: set by reclaim when it first finds the page young."""
 _ORD, _ZSHIFT, _ZMASK, _DIRTY, _NLRU, _SLAB = (ORDER_MASK, ZONE_SHIFT, ZONE_MASK, DIRTY,
                                                NR_LRU_LISTS, SLAB)
+_REF = PG_REFERENCED
 """C copies of the constants for this module's compiled methods (the names above are
 imported by other modules, so they stay Python objects)."""
 _ENTRY_MASK = 0xFFFF
@@ -206,6 +211,49 @@ class Lruvec:
         if self.on_list(pfn) < 0:
             return -1
         return self._unlink(pfn)
+
+    def mark_accessed(self, pfn: int) -> int:
+        """``folio_mark_accessed()`` (mm/swap.c) of a listed page: the pages it activated.
+
+        An unreferenced page gets ``PG_referenced``; a referenced one on an inactive list
+        moves to the head of its active list with ``PG_referenced`` cleared
+        (``folio_activate()``; the caller counts ``pgactivate``); a referenced active
+        page, a slab page or one on no list is left as it is. Returns 0 unless it
+        activated the page.
+        """
+        where = self.on_list(pfn)
+        if where < 0 or where == _SLAB:
+            return 0
+        node = self.lru[pfn]
+        packed = self.meta[node] & _ENTRY_MASK
+        if not packed & _REF:
+            self.meta[node] = (packed | _REF) | where << _LIST_SHIFT
+            return 0
+        if where == LRU_ACTIVE_ANON or where == LRU_ACTIVE_FILE:
+            return 0
+        self._unlink(pfn)
+        self._link(pfn, where + 1, packed & ~_REF, False)
+        return 1 << (packed & _ORD)
+
+    def set_dirty(self, pfn: int, dirty: bool) -> bool:
+        """Set or clear ``PG_dirty`` of a listed page in place; whether it changed.
+
+        ``folio_mark_dirty()`` and, for a write the flusher completes,
+        ``folio_clear_dirty_for_io()``: the page keeps its place on its list, and the
+        zone's dirty count (``NR_ZONE_WRITE_PENDING``) follows.
+        """
+        where = self.on_list(pfn)
+        if where < 0 or where == _SLAB:
+            return False
+        node = self.lru[pfn]
+        packed = self.meta[node] & _ENTRY_MASK
+        if bool(packed & _DIRTY) == dirty:
+            return False
+        self._count(where, packed, -1)
+        packed = packed | _DIRTY if dirty else packed & ~_DIRTY
+        self._count(where, packed, 1)
+        self.meta[node] = packed | where << _LIST_SHIFT
+        return True
 
     def put(self, pfn: int, lru: int, packed: int, oldest: bool = False) -> None:
         """Put an isolated entry on ``lru``, at its head.

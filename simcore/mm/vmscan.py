@@ -218,6 +218,24 @@ class Reclaim:
         nid = self.mm.page_zone(pfn).nid
         return self.lruvecs[nid].delete(pfn) >= 0
 
+    def folio_mark_accessed(self, pfn: int) -> bool:
+        """``folio_mark_accessed()`` (mm/swap.c): a read of the page-cache page at ``pfn``.
+
+        Sets ``PG_referenced``, or activates an inactive page that has it (counting
+        ``pgactivate``). Returns whether the page was activated.
+        """
+        pages = self.lruvecs[self.mm.page_zone(pfn).nid].mark_accessed(pfn)
+        if pages:
+            self.vm.add("pgactivate", pages)
+        return pages > 0
+
+    def folio_set_dirty(self, pfn: int, dirty: bool) -> bool:
+        """``folio_mark_dirty()`` (``dirty``) or a completed writeback (not ``dirty``).
+
+        Returns whether ``PG_dirty`` changed. The page keeps its place on its list.
+        """
+        return self.lruvecs[self.mm.page_zone(pfn).nid].set_dirty(pfn, dirty)
+
     def kswapd_running(self, nid: int) -> bool:
         """``kswapd_is_running()``: the node's kswapd is awake (not napping or asleep)."""
         st = self.kswapd[nid]
@@ -366,9 +384,11 @@ class Reclaim:
         """``shrink_inactive_list()`` + ``shrink_folio_list()`` for one chunk.
 
         ``folio_check_references()``: a hot page found young is kept once (and gets
-        ``PG_referenced``), and activated the next time; any other page is reclaimed:
-        clean page cache and slab are freed, dirty page cache is written first (see the
-        module docstring), anon is swapped out if the context allows IO (and activated
+        ``PG_referenced``), and activated the next time; any other page loses
+        ``PG_referenced`` (``folio_test_clear_referenced()``) and is reclaimed: clean
+        page cache and slab are freed, dirty page cache is written first (see the
+        module docstring) unless it was referenced (``FOLIOREF_RECLAIM_CLEAN``: kept
+        for the flusher), anon is swapped out if the context allows IO (and activated
         if swap is full). ``sc.nr_scanned`` counts the pages taken, not those skipped.
         Order-0 pages are freed together at the end, the last one scanned first
         (``free_unref_page_list()`` of the ``free_folios`` list); larger blocks at once.
@@ -398,6 +418,8 @@ class Reclaim:
                 else:  # FOLIOREF_KEEP: one more trip round the inactive list
                     lv.put(pfn, lru, packed | PG_REFERENCED)
                 continue
+            referenced = packed & PG_REFERENCED  # folio_test_clear_referenced()
+            packed &= ~PG_REFERENCED
             if not file:
                 if not sc.may_swap or not sc.gfp & GFP_IO:
                     lv.put(pfn, lru, packed)  # keep: no IO allowed here
@@ -410,8 +432,8 @@ class Reclaim:
                 sc.cost_ns += pages * cost.reclaim_swap_ns
                 v.add("pswpout", pages)
             elif packed & DIRTY:
-                if not sc.may_writepage or not (sc.kswapd or sc.gfp & GFP_FS):
-                    lv.put(pfn, lru, packed)  # keep: this reclaimer cannot write it
+                if referenced or not sc.may_writepage or not (sc.kswapd or sc.gfp & GFP_FS):
+                    lv.put(pfn, lru, packed)  # keep: FOLIOREF_RECLAIM_CLEAN, or no writing here
                     continue
                 sc.cost_ns += pages * cost.reclaim_dirty_ns
                 lv.put(pfn, lru, packed & ~DIRTY, oldest=True)  # folio_rotate_reclaimable()

@@ -90,6 +90,8 @@ KERNEL_EVENTS: tuple[str, ...] = (
     "compact_daemon_free_scanned",
     "htlb_buddy_alloc_success",
     "htlb_buddy_alloc_fail",
+    "thp_fault_alloc",
+    "thp_fault_fallback",
 )
 """The kernel counters the model keeps, in ``vmstat_text[]`` order (after
 ``nr_free_pages``, which :meth:`VmStat.format` prints first from the zones)."""

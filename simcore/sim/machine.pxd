@@ -57,7 +57,7 @@ cdef class Machine:
     cpdef void _pollute(self, Owner who, Py_ssize_t pfn)
     cpdef Owner _owner(self, str name)
     cpdef tuple _fast_path(self, str owner, long long gfp, int order, int cpu, object nid)
-    @cython.locals(blk=Py_ssize_t)
+    @cython.locals(blk=Py_ssize_t, lru=cython.int)
     cpdef Allocation _account(self, Owner who, Py_ssize_t pfn, long long gfp, int order,
                               int cpu, int lru_flags)
     cpdef void free(self, Allocation handle, object cpu=*)

@@ -69,6 +69,9 @@ LRU_DIRTY = 1
 LRU_HOT = 2
 """``lru_flags`` bit: the owner keeps using the page (its working set): reclaim finds it
 referenced at every scan and never frees it (``folio_check_references()``)."""
+LRU_NONE = 4
+"""``lru_flags`` bit: the block is on no LRU list although its owner's memory is
+reclaimable (e.g. the page tables of a process whose anonymous memory is)."""
 
 
 class Allocation:
@@ -319,7 +322,7 @@ class Machine:
         compaction, the OOM kill) advance the caller's clock, so a blocking request may
         return later than it was issued. Returns None on failure, and at once for a
         caller the OOM killer has killed. ``lru_flags`` (:data:`LRU_DIRTY`,
-        :data:`LRU_HOT`) describe a reclaimable allocation's page.
+        :data:`LRU_HOT`, :data:`LRU_NONE`) describe a reclaimable allocation's page.
         """
         who, nid, pfn = self._fast_path(owner, gfp, order, cpu, nid)
         if pfn == _KILLED:
@@ -497,14 +500,15 @@ class Machine:
         pages = 1 << order
         stats.pages_allocated += pages
         who.pages += pages
-        handle = Allocation(pfn, order, who.name, gfp, cpu, True, who.lru)
+        lru = -1 if lru_flags & LRU_NONE else who.lru
+        handle = Allocation(pfn, order, who.name, gfp, cpu, True, lru)
         self.owner_of[pfn] = handle
         blk = pfn >> self._pb_order
         if self._polluter[blk] < 0 and (
                 self.mm.pages.info[pfn] >> MT_SHIFT) != (self._pb_mt[blk] & 0x7):
             self._polluter[blk] = who.idx  # the first foreign allocation in the block
             who.polluted += 1
-        if who.lru >= 0:
+        if lru >= 0:
             self.mm.reclaim.lru_add(pfn, order, who.lru, bool(lru_flags & LRU_DIRTY),
                                     bool(lru_flags & LRU_HOT))
         return handle

@@ -35,6 +35,10 @@ def expected_requests(cfg: ExperimentConfig) -> float:
     total = 0.0
     for spec in cfg.workloads:
         params = spec.params.get("params")
+        estimate = getattr(params, "expected_requests", None)
+        if estimate is not None:  # a kind that estimates its own requests
+            total += estimate(cfg.duration_ns)
+            continue
         if not hasattr(params, "rate_per_s"):
             return float("inf")  # a workload kind this estimate does not know
         active_s = max(0, cfg.duration_ns - getattr(params, "start_ns", 0)) / 1e9

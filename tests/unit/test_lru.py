@@ -11,6 +11,7 @@ from simcore.mm.lru import (
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
+    PG_REFERENCED,
     SLAB,
     Lruvec,
     pack,
@@ -92,3 +93,33 @@ def test_lists_grow_past_their_first_capacity_without_losing_entries() -> None:
     assert total == n
     assert lv.size(LRU_ACTIVE_FILE) == len(range(0, n, 7))
     assert sum(lv.nr_dirty_zone) == sum(1 for pfn in range(n) if pfn % 3 == 0 and pfn % 7)
+
+
+def test_mark_accessed_references_then_activates_at_the_active_head() -> None:
+    """folio_mark_accessed(): PG_referenced first; then folio_activate() to the head of
+    the active list with PG_referenced cleared; an active page stays where it is."""
+    lv, _ = _lruvec()
+    for pfn in (8, 16, 24):
+        lv.add(pfn, KIND_FILE, pack(1, 1))
+    assert lv.mark_accessed(16) == 0
+    assert dict(lv.entries(LRU_INACTIVE_FILE))[16] == pack(1, 1) | PG_REFERENCED
+    assert lv.mark_accessed(16) == 2  # pages activated
+    assert [pfn for pfn, _ in lv.entries(LRU_INACTIVE_FILE)] == [8, 24]
+    assert lv.entries(LRU_ACTIVE_FILE) == [(16, pack(1, 1))]
+    assert lv.size(LRU_ACTIVE_FILE) == 2 and lv.size(LRU_INACTIVE_FILE) == 4
+    assert lv.mark_accessed(16) == 0 and lv.mark_accessed(16) == 0  # active: stays
+    assert lv.entries(LRU_ACTIVE_FILE) == [(16, pack(1, 1) | PG_REFERENCED)]
+    lv.add(32, KIND_SLAB, pack(0, 1))
+    assert lv.mark_accessed(32) == 0 and lv.mark_accessed(40) == 0  # slab, unlisted
+
+
+def test_set_dirty_keeps_the_place_and_counts_write_pending() -> None:
+    lv, _ = _lruvec()
+    for pfn in (8, 16, 24):
+        lv.add(pfn, KIND_FILE, pack(2, 1))
+    assert lv.set_dirty(16, True) and not lv.set_dirty(16, True)
+    assert lv.nr_dirty_zone[1] == 4
+    assert [pfn for pfn, _ in lv.entries(LRU_INACTIVE_FILE)] == [8, 16, 24]
+    assert dict(lv.entries(LRU_INACTIVE_FILE))[16] == pack(2, 1, dirty=True)
+    assert lv.set_dirty(16, False) and lv.nr_dirty_zone[1] == 0
+    assert not lv.set_dirty(40, True)
