@@ -17,6 +17,13 @@ import numpy as np
 
 from simcore.config.parse import WorkloadDumper, WorkloadParser, dump_config, load_config
 from simcore.config.types import ExperimentConfig, MachineConfig, WorkloadConfig
+from workloads.atomic_bursts import (
+    atomic_bursts_workload,
+    check_atomic_bursts_params,
+    dump_atomic_bursts_params,
+    parse_atomic_bursts_params,
+)
+from workloads.slab import check_slab_params, dump_slab_params, parse_slab_params, slab_workload
 from workloads.synthetic import synthetic
 from workloads.synthetic_params import (
     check_synthetic_params,
@@ -73,6 +80,10 @@ WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
                  check_vmalloc_params),
     WorkloadKind("threads", parse_threads_params, dump_threads_params, threads_workload,
                  check_threads_params),
+    WorkloadKind("slab", parse_slab_params, dump_slab_params, slab_workload,
+                 check_slab_params),
+    WorkloadKind("atomic_bursts", parse_atomic_bursts_params, dump_atomic_bursts_params,
+                 atomic_bursts_workload, check_atomic_bursts_params),
 )
 """Workload kind name -> kind. Read-only."""
 
