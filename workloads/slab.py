@@ -29,9 +29,9 @@ the rest at ``oo``'s), ``alloc_from_partial``, ``free_slab`` (slabs discarded),
 ``slabs_reclaimed`` / ``objects_reclaimed`` (taken by the shrinker), and the cache's
 shape as ``/proc/slabinfo`` prints it: ``objsize``, ``objperslab``, ``pagesperslab``.
 
-SIMPLIFICATIONS: see :mod:`workloads.slub`; objects arrive one at a time (Poisson); an
-object is freed on the CPU that allocated it; the objects a shrinker takes are counted
-when the cache next touches their slab.
+SIMPLIFICATIONS: see :mod:`workloads.slub`; objects arrive one at a time (Poisson); a
+discarded slab page is freed on the CPU that allocated it (to its pcp list); the objects
+a shrinker takes are counted when the cache next touches their slab.
 """
 
 from __future__ import annotations
