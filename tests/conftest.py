@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.mm.constants import MIGRATE_TYPES
+from simcore.mm.gfp import GFP, GFP_ATOMIC
 from simcore.mm.page_alloc import PageAllocator
 from simcore.mm.tracepoints import Tracer
 from simcore.mm.zone import Zone
@@ -214,3 +215,18 @@ class SpyMachine(Machine):
     def free(self, handle: Allocation, cpu: int | None = None) -> None:  # noqa: D102
         self.on_free(handle)
         super().free(handle, cpu)
+
+
+def fragment_to_single_pages(machine: Machine) -> list[Allocation]:
+    """Take every page (``ALLOC_NO_WATERMARKS``), then free those at odd pfns and drain
+    the pcp lists: the free memory is half the machine, in single pages. Returns the
+    handles still held."""
+    taken = []
+    gfp = int(GFP_ATOMIC | GFP.MEMALLOC)
+    while (handle := machine.alloc_now("fill", gfp, 0, 0)) is not None:
+        taken.append(handle)
+    for handle in taken:
+        if handle.pfn & 1:
+            machine.free(handle)
+    machine.mm.drain_all_pages()
+    return [h for h in taken if h.alive]

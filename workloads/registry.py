@@ -18,6 +18,12 @@ import numpy as np
 from simcore.config.parse import WorkloadDumper, WorkloadParser, dump_config, load_config
 from simcore.config.types import ExperimentConfig, MachineConfig, WorkloadConfig
 from workloads.anon import anon_workload, check_anon_params, dump_anon_params, parse_anon_params
+from workloads.atomic_bursts import (
+    atomic_bursts_workload,
+    check_atomic_bursts_params,
+    dump_atomic_bursts_params,
+    parse_atomic_bursts_params,
+)
 from workloads.nofree import nofree_workload
 from workloads.nofree_params import (
     check_nofree_params,
@@ -36,6 +42,7 @@ from workloads.pinned import (
     parse_pinned_params,
     pinned_workload,
 )
+from workloads.slab import check_slab_params, dump_slab_params, parse_slab_params, slab_workload
 from workloads.synthetic import synthetic
 from workloads.synthetic_params import (
     check_synthetic_params,
@@ -100,6 +107,10 @@ WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
                  check_anon_params),
     WorkloadKind("pinned", parse_pinned_params, dump_pinned_params, pinned_workload,
                  check_pinned_params),
+    WorkloadKind("slab", parse_slab_params, dump_slab_params, slab_workload,
+                 check_slab_params),
+    WorkloadKind("atomic_bursts", parse_atomic_bursts_params, dump_atomic_bursts_params,
+                 atomic_bursts_workload, check_atomic_bursts_params),
 )
 """Workload kind name -> kind. Read-only."""
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict
 
 from simcore.config.fields import (
     child,
@@ -180,6 +180,27 @@ def _cpus(value: object, key: str, source: str) -> tuple[int, ...] | None:
 
 def _optional_int(value: object, key: str, source: str, lo: int) -> int | None:
     return None if value is None else expect_int(value, key, source, lo)
+
+
+class Placement(TypedDict):
+    """Where and when a caller issues its requests: its params dataclass's fields."""
+
+    cpus: tuple[int, ...] | None
+    nid: int | None
+    max_requests: int | None
+    start_ns: int
+
+
+def parse_placement(data: Mapping[str, object], key_prefix: str, source: str) -> Placement:
+    """The optional ``cpus``, ``nid``, ``max_requests`` and ``start`` keys of a caller."""
+    return {
+        "cpus": _cpus(data.get("cpus"), child(key_prefix, "cpus"), source),
+        "nid": _optional_int(data.get("nid"), child(key_prefix, "nid"), source, 0),
+        "max_requests": _optional_int(data.get("max_requests"),
+                                      child(key_prefix, "max_requests"), source, 1),
+        "start_ns": expect_duration_ns(data.get("start", "0ns"), child(key_prefix, "start"),
+                                       source),
+    }
 
 
 def parse_synthetic_params(
