@@ -21,13 +21,18 @@ PUD/PMD/PTE pages ``copy_page_range()`` builds for the parent's anonymous VMAs: 
 least 6 for a heap and a stack in separate PGD slots), all with ``GFP_PGTABLE_USER``
 (``GFP_KERNEL_ACCOUNT | __GFP_ZERO``), freed at exit.
 
-SIMPLIFICATIONS: ``task_struct``, ``mm_struct``, ``vm_area_struct`` and the other slab
-objects of a fork are not allocated here (they come from slab pages; model slab with a
-``synthetic`` workload); the page tables of a process stay at their fork-time count; the
-RCU grace period is a fixed time (``rcu_grace``), and the callback's ``vfree()`` frees
-at once (in the kernel it runs in softirq and defers the pages to a workqueue); CPU
-hot-unplug does not empty caches; cached stacks stay charged to the workload that
-allocated them and die with it if it is OOM-killed (the kernel's belong to no task).
+A fork also allocates its slab objects (``slab_objects: true``, the default):
+``task_struct`` and ``pid`` for a thread, plus credentials, ``files_struct``,
+``sighand_struct``, ``signal_struct``, ``mm_struct``, one ``vm_area_struct`` per parent
+VMA (``vmas``, default 16) and the anonymous VMAs' ``anon_vma`` links for a process, from
+machine-wide SLUB caches (:mod:`workloads.task_objects`).
+
+SIMPLIFICATIONS: see :mod:`workloads.task_objects` for the slab objects; the page tables
+of a process stay at their fork-time count; the RCU grace period is a fixed time
+(``rcu_grace``), and the callback's ``vfree()`` frees at once (in the kernel it runs in
+softirq and defers the pages to a workqueue); CPU hot-unplug does not empty caches;
+cached stacks stay charged to the workload that allocated them and die with it if it is
+OOM-killed (the kernel's belong to no task).
 """
 
 from __future__ import annotations
@@ -65,10 +70,12 @@ from workloads.synthetic_params import (
     _optional_int,
     check_cpus_and_node,
 )
+from workloads.task_objects import TaskObjects, alloc_task_objects, free_task_objects
 from workloads.vmalloc import vfree, vmalloc
 
 THREADS_KEYS = ("rate", "burst", "lifetime", "vmap_stack", "new_mm", "pti", "page_tables",
-                "rcu_grace", "cpus", "nid", "max_requests", "start", "oom_score_adj")
+                "slab_objects", "vmas", "rcu_grace", "cpus", "nid", "max_requests", "start",
+                "oom_score_adj")
 THREAD_SIZE_ORDER = 2
 """x86_64 without KASAN: 16 KiB stacks."""
 NR_CACHED_STACKS = 2
@@ -76,6 +83,8 @@ STACK_GFP = int(THREADINFO_GFP) & ~int(GFP.ACCOUNT)
 """``THREADINFO_GFP & ~__GFP_ACCOUNT``: a VMAP stack's mask (memcg is charged by hand)."""
 PGTABLE_GFP = int(THREADINFO_GFP)
 """``GFP_PGTABLE_USER`` = ``GFP_KERNEL_ACCOUNT | __GFP_ZERO`` (the same bits)."""
+Task = tuple[list[Allocation], list[Allocation], TaskObjects]
+"""What a live task holds: its stack, its page tables, its slab objects."""
 CACHE_KEY = "cached_stacks"
 """Where the per-CPU stack caches live in :attr:`Machine.extras` (shared by all callers)."""
 
@@ -92,6 +101,9 @@ class ThreadsParams:
         new_mm: Each fork is a process with its own page tables (else a thread).
         pti: ``CONFIG_PAGE_TABLE_ISOLATION``: the PGD is an order-1 block.
         page_tables: Order-0 page-table pages below the PGD per process.
+        slab_objects: A fork allocates its slab objects (``task_struct``, ...; see
+            :mod:`workloads.task_objects`).
+        vmas: VMAs of the forking process (one ``vm_area_struct`` each in the child).
         rcu_grace_ns: The RCU grace period before a deferred stack free.
         cpus, nid, start_ns, oom_score_adj: As for the synthetic workload.
         max_requests: Stop after this many forks (a burst stops there too).
@@ -105,6 +117,8 @@ class ThreadsParams:
     new_mm: bool = True
     pti: bool = True
     page_tables: int = 6
+    slab_objects: bool = True
+    vmas: int = 16
     rcu_grace_ns: int = 10_000_000
     cpus: tuple[int, ...] | None = None
     nid: int | None = None
@@ -144,6 +158,8 @@ def parse_threads_params(raw: Mapping[str, object], key_prefix: str,
         new_mm=expect_bool(data.get("new_mm", True), key("new_mm"), source),
         pti=expect_bool(data.get("pti", True), key("pti"), source),
         page_tables=expect_int(data.get("page_tables", 6), key("page_tables"), source, 0, 64),
+        slab_objects=expect_bool(data.get("slab_objects", True), key("slab_objects"), source),
+        vmas=expect_int(data.get("vmas", 16), key("vmas"), source, 1, 65530),
         rcu_grace_ns=expect_duration_ns(data.get("rcu_grace", "10ms"), key("rcu_grace"),
                                         source),
         cpus=_cpus(data.get("cpus"), key("cpus"), source),
@@ -177,6 +193,8 @@ def dump_threads_params(params: Mapping[str, object]) -> dict[str, object]:
         "new_mm": p.new_mm,
         "pti": p.pti,
         "page_tables": p.page_tables,
+        "slab_objects": p.slab_objects,
+        "vmas": p.vmas,
         "rcu_grace": format_duration(p.rcu_grace_ns),
         "cpus": None if p.cpus is None else list(p.cpus),
         "nid": p.nid,
@@ -256,12 +274,24 @@ def _thread_stack_free_rcu(machine: Machine, cpu: int, stack: list[Allocation],
 
 
 def fork(machine: Machine, owner: str, cpu: int, p: ThreadsParams,
-         stats: Counter[str] | None = None
-         ) -> Generator[Any, Any, tuple[list[Allocation], list[Allocation]] | None]:
-    """One fork: ``(stack, page tables)``, or None when it fails (all undone)."""
+         stats: Counter[str] | None = None) -> Generator[Any, Any, Task | None]:
+    """One fork: the slab objects, the stack, then the page tables (``dup_mm()``).
+
+    SIMPLIFICATION: ``copy_process()`` allocates the stack right after the ``task_struct``
+    (``dup_task_struct()``), before the other objects.
+
+    Returns ``(stack, page tables, slab objects)``, or None when it fails (all undone).
+    """
+    objects: TaskObjects = []
+    if p.slab_objects:
+        got = yield from alloc_task_objects(machine, cpu, p.nid, p.new_mm, p.vmas)
+        if got is None:
+            return None
+        objects = got
     stack = yield from alloc_thread_stack_node(machine, owner, cpu, p.nid, p.vmap_stack,
                                                stats)
     if stack is None:
+        free_task_objects(machine, objects)
         return None
     tables: list[Allocation] = []
     if p.new_mm:
@@ -272,9 +302,10 @@ def fork(machine: Machine, owner: str, cpu: int, p: ThreadsParams,
                 for h in tables:
                     machine.free(h)
                 free_thread_stack(machine, cpu, stack, p.vmap_stack, p.rcu_grace_ns)
+                free_task_objects(machine, objects)
                 return None
             tables.append(handle)
-    return stack, tables
+    return stack, tables, objects
 
 
 def threads_workload(machine: Machine, spec: WorkloadConfig,
@@ -315,11 +346,11 @@ def threads_workload(machine: Machine, spec: WorkloadConfig,
                 env.process(_exit_later(machine, exit_cpu, task, p, life))
 
 
-def _exit_later(machine: Machine, cpu: int,
-                task: tuple[list[Allocation], list[Allocation]], p: ThreadsParams,
+def _exit_later(machine: Machine, cpu: int, task: Task, p: ThreadsParams,
                 life_ns: int) -> Generator[Any, Any, None]:
     yield machine.env.timeout(life_ns)
-    stack, tables = task
+    stack, tables, objects = task
     for h in tables:
         machine.free(h)
     free_thread_stack(machine, cpu, stack, p.vmap_stack, p.rcu_grace_ns)
+    free_task_objects(machine, objects)

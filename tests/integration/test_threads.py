@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,15 @@ from simcore.errors import ConfigError
 from simcore.mm.constants import MT_UNMOVABLE
 from simcore.mm.gfp import GFP, THREADINFO_GFP
 from simcore.mm.invariants import check_invariants
-from simcore.mm.pages import MT_SHIFT
+from simcore.mm.pages import MT_SHIFT, PG_HEAD
 from simcore.sim.machine import Machine
 from workloads.registry import load_experiment
+from workloads.slab import kmem_cache_shrink
 from workloads.synthetic_params import LifetimeSpec
+from workloads.task_objects import CACHES_KEY
 from workloads.threads import (
     ThreadsParams,
+    _exit_later,
     alloc_thread_stack_node,
     cached_stacks,
     fork,
@@ -113,16 +117,45 @@ def test_without_vmap_stack_a_stack_is_one_order2_unmovable_block() -> None:
 
 def test_a_process_fork_allocates_an_order1_pgd_with_pti_and_its_page_tables() -> None:
     m, tracer = _machine()
-    p = ThreadsParams(rate_per_s=1.0, lifetime=LifetimeSpec("forever"), page_tables=3)
+    p = ThreadsParams(rate_per_s=1.0, lifetime=LifetimeSpec("forever"), page_tables=3,
+                      slab_objects=False)
     task = _run(m, fork(m, "t", 0, p))
     assert task is not None
-    stack, tables = task
+    stack, tables, objects = task
+    assert objects == []
     assert [h.order for h in tables] == [1, 0, 0, 0]
     assert [o for o, _ in _allocs(tracer)] == [1, 0, 0, 0]
     nopti = ThreadsParams(rate_per_s=1.0, lifetime=LifetimeSpec("forever"), pti=False,
-                          page_tables=0)
-    _, tables = _run(m, fork(m, "t", 0, nopti))
+                          page_tables=0, slab_objects=False)
+    _, tables, _ = _run(m, fork(m, "t", 0, nopti))
     assert [h.order for h in tables] == [0]
+
+
+def test_a_fork_allocates_its_slab_objects_and_exit_frees_them() -> None:
+    m, _ = _machine()
+    thread = ThreadsParams(rate_per_s=1.0, lifetime=LifetimeSpec("forever"), new_mm=False)
+    process = ThreadsParams(rate_per_s=1.0, lifetime=LifetimeSpec("forever"), vmas=5)
+    t = _run(m, fork(m, "t", 0, thread))
+    assert sorted(cache.name for cache, _ in t[2]) == ["pid", "task_struct"]
+    proc = _run(m, fork(m, "t", 0, process))
+    names = Counter(cache.name for cache, _ in proc[2])
+    assert names == {"task_struct": 1, "pid": 1, "cred_jar": 1, "files_cache": 1,
+                     "sighand_cache": 1, "signal_cache": 1, "mm_struct": 1,
+                     "vm_area_struct": 5, "anon_vma": 2, "anon_vma_chain": 4}
+    task_struct = m.extras[CACHES_KEY]["task_struct"]
+    assert task_struct.stats["objects"] == 2
+    # 6,208-byte objects on 2 CPUs: calculate_order() picks order 3, 5 per slab (the
+    # slabinfo line of the oracle host), a compound UNMOVABLE slab charged to the cache
+    assert task_struct.oo == (3, 5)
+    (slab,) = [h for h in m.owner_of.values() if h.owner == "task_struct"]
+    assert slab.order == 3 and m.mm.pages.flags[slab.pfn] & PG_HEAD
+    assert not m.owners["task_struct"].killable
+    for task in (t, proc):
+        _run(m, _exit_later(m, 0, task, process, 1))
+    for cache in m.extras[CACHES_KEY].values():
+        kmem_cache_shrink(m, cache)
+    assert not any(h.owner in m.extras[CACHES_KEY] for h in m.owner_of.values())
+    _invariants(m)
 
 
 THREADS_YAML = """\
