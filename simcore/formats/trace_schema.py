@@ -95,7 +95,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("latency_ns", "int64"),  # mm_page_alloc only: the request's latency; -1 otherwise
 )
 
-# -- trace/spans.parquet: reclaim, kswapd, compaction, OOM and scheduled actions ----------
+# -- trace/spans.parquet: reclaim, kswapd, compaction, OOM, actions, hugetlb -------------
 # One row per span or instant, named after its tracepoint. A span's work is done when it
 # starts and the time to end_ns is what it cost (the caller or kswapd is busy until then);
 # instants (wakeups, sleeps, actions) have end_ns == start_ns.
@@ -110,9 +110,12 @@ SPAN_COMPACTION_DEFERRED = "mm_compaction_deferred"  # compaction_deferred() sai
 SPAN_KCOMPACTD_WAKE = "mm_compaction_kcompactd_wake"  # kcompactd_do_work() starts (instant)
 SPAN_OOM_KILL = "oom_kill"  # out_of_memory() killed an owner: pages freed, the kill's cost
 SPAN_ACTION = "action"  # a scheduled action from the config's actions: list (instant)
+SPAN_HUGETLB_RESIZE = "hugetlb_resize"  # one nr_hugepages write: start to end, pages allocated
+SPAN_HUGETLB_WARN = "hugetlb_warn"  # a hugetlb pr_warn() (instant; the kernel's text)
 SPAN_NAMES = (SPAN_KSWAPD_WAKE, SPAN_KSWAPD_RUN, SPAN_KSWAPD_SLEEP, SPAN_WAKEUP_KSWAPD,
               SPAN_DIRECT_RECLAIM, SPAN_COMPACTION, SPAN_COMPACTION_DEFER,
-              SPAN_COMPACTION_DEFERRED, SPAN_KCOMPACTD_WAKE, SPAN_OOM_KILL, SPAN_ACTION)
+              SPAN_COMPACTION_DEFERRED, SPAN_KCOMPACTD_WAKE, SPAN_OOM_KILL, SPAN_ACTION,
+              SPAN_HUGETLB_RESIZE, SPAN_HUGETLB_WARN)
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "string"),  # SPAN_NAMES
     ("nid", "int16"),  # the node (-1: machine-wide)
