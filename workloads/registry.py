@@ -17,6 +17,18 @@ import numpy as np
 
 from simcore.config.parse import WorkloadDumper, WorkloadParser, dump_config, load_config
 from simcore.config.types import ExperimentConfig, MachineConfig, WorkloadConfig
+from workloads.hugetlb import (
+    check_hugetlb_params,
+    dump_hugetlb_params,
+    hugetlb_workload,
+    parse_hugetlb_params,
+)
+from workloads.speculative_refs import (
+    check_speculative_refs_params,
+    dump_speculative_refs_params,
+    parse_speculative_refs_params,
+    speculative_refs_workload,
+)
 from workloads.synthetic import synthetic
 from workloads.synthetic_params import (
     check_synthetic_params,
@@ -73,6 +85,11 @@ WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
                  check_vmalloc_params),
     WorkloadKind("threads", parse_threads_params, dump_threads_params, threads_workload,
                  check_threads_params),
+    WorkloadKind("hugetlb", parse_hugetlb_params, dump_hugetlb_params, hugetlb_workload,
+                 check_hugetlb_params),
+    WorkloadKind("speculative_refs", parse_speculative_refs_params,
+                 dump_speculative_refs_params, speculative_refs_workload,
+                 check_speculative_refs_params),
 )
 """Workload kind name -> kind. Read-only."""
 

@@ -234,8 +234,11 @@ class Hugetlb:
         n_memory: ``node_states[N_MEMORY]``: the nodes with memory.
         hstates: Huge page order -> :class:`Hstate`.
         page_hstate: Head pfn -> hstate, for every page in a pool (free or in use).
-        racers: Called ``(pfn, nr_pages)`` between an allocation and its freeze: each
-            may take speculative references on the new pages (pfn walkers, GUP-fast).
+        racers: Called ``(pfn, nr_pages, compound)`` between an allocation and its
+            freeze: each may take speculative references on the new pages (pfn
+            walkers, GUP-fast). ``compound``: one compound block (a 2 MiB page), else
+            ``nr_pages`` separate pages of refcount 1 (a gigantic range before
+            ``prep_compound_gigantic_page()``).
         warnings: The ``pr_warn()`` texts, in order; ``on_warn(text, pfn)`` sees each.
         freeze_retries: Allocations retried because a freeze met a speculative reference.
     """
@@ -246,7 +249,7 @@ class Hugetlb:
         self.hstates = {order: Hstate(order, len(mm.nodes), self.n_memory[0],
                                       order > mm.max_order) for order in HUGE_PAGE_ORDERS}
         self.page_hstate: dict[int, Hstate] = {}
-        self.racers: list[Callable[[int, int], None]] = []
+        self.racers: list[Callable[[int, int, bool], None]] = []
         self.warnings: list[str] = []
         self.on_warn: Callable[[str, int], None] = _no_warn
         self.freeze_retries = 0
@@ -259,9 +262,9 @@ class Hugetlb:
         self.warnings.append(text)
         self.on_warn(text, pfn)
 
-    def _race(self, pfn: int, nr_pages: int) -> None:
+    def _race(self, pfn: int, nr_pages: int, compound: bool) -> None:
         for racer in self.racers:
-            racer(pfn, nr_pages)
+            racer(pfn, nr_pages, compound)
 
     # -- fresh pages --------------------------------------------------------------------
     def alloc_buddy_huge_page(self, h: Hstate, gfp: int, nid: int, noretry: set[int] | None,
@@ -274,7 +277,7 @@ class Hugetlb:
             pfn = yield from be.alloc_pages(gfp, h.order, nid)
             if pfn < 0:
                 break
-            self._race(pfn, h.nr_pages)
+            self._race(pfn, h.nr_pages, True)
             if self.mm.page_ref_freeze(pfn, 1):
                 break
             be.free_pages(pfn, h.order)  # drops our reference: the other holder frees it
@@ -300,7 +303,7 @@ class Hugetlb:
         undoes what it froze, so nothing changes on failure.
         """
         nr = 1 << order
-        self._race(pfn, nr)
+        self._race(pfn, nr, False)
         pages = self.mm.pages
         inflated = (pages.ref_np[pfn:pfn + nr] != 1).nonzero()[0]
         if inflated.size:

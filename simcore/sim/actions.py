@@ -91,7 +91,7 @@ def start_resize(machine: Machine, action: ActionConfig) -> dict[str, Any]:
     pool = hugetlb_of(machine)
 
     def body() -> Generator[Any, Any, None]:
-        req = yield from pool.resize(args["count"], args["node"], order, cpu, "nr_hugepages")
+        req = yield from pool.resize(args["count"], args["node"], order, cpu, "action")
         done = pool.entry(req)
         entry["pages"] = done["allocated"] * req.h.nr_pages
         entry["outcome"] = (f"{done['obtained']} of {done['requested']} huge pages "

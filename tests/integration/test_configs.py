@@ -16,7 +16,9 @@ from allocsim.run import simulate
 from simcore.config.types import ExperimentConfig, TraceConfig
 from simcore.errors import ConfigError
 from simcore.formats import trace_schema as ts
+from workloads.hugetlb import HugetlbParams
 from workloads.registry import load_experiment
+from workloads.speculative_refs import SpeculativeRefsParams
 from workloads.synthetic_params import SyntheticParams
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,8 +34,14 @@ def _ids(paths: list[Path]) -> list[str]:
 def expected_requests(cfg: ExperimentConfig) -> float:
     """Mean number of allocation requests a run of ``cfg`` issues (inf if unknown)."""
     total = 0.0
+    memory = sum(node.memory_pages for node in cfg.machine.nodes)
     for spec in cfg.workloads:
         params = spec.params.get("params")
+        if isinstance(params, SpeculativeRefsParams):
+            continue  # takes references, allocates nothing
+        if isinstance(params, HugetlbParams):  # one allocation per huge page, at most
+            total += sum(min(r.count, memory // params.size_pages) for r in params.resizes)
+            continue
         if not isinstance(params, SyntheticParams):
             return float("inf")  # a workload kind this estimate does not know
         active_s = max(0, cfg.duration_ns - params.start_ns) / 1e9
