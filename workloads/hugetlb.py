@@ -32,7 +32,7 @@ from simcore.config.fields import (
     expect_mapping,
     expect_size_pages,
 )
-from simcore.config.sections import HUGE_PAGE_SIZES, MAX_HUGEPAGES
+from simcore.config.sections import HUGE_PAGE_SIZES
 from simcore.config.types import MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration, format_size
 from simcore.errors import ConfigError
@@ -82,7 +82,7 @@ def _resizes(value: object, key: str, source: str) -> tuple[Resize, ...]:
         node = data.get("node")
         out.append(Resize(
             expect_duration_ns(data["at"], child(sub, "at"), source),
-            expect_int(data["count"], child(sub, "count"), source, 0, MAX_HUGEPAGES),
+            expect_int(data["count"], child(sub, "count"), source, 0),
             None if node is None else expect_int(node, child(sub, "node"), source, 0)))
     return tuple(sorted(out, key=lambda r: r.at_ns))
 

@@ -46,9 +46,9 @@ from simcore.sim.hugetlb import hugetlb_of, put_page
 from simcore.sim.machine import Machine
 from workloads.stats import caller_stats
 from workloads.synthetic import issuing_cpus
-from workloads.synthetic_params import _cpus, check_cpus_and_node
+from workloads.synthetic_params import _cpus, _optional_int, check_cpus_and_node
 
-SPECULATIVE_KEYS = ("rate", "hold", "mode", "race_window", "start", "cpus")
+SPECULATIVE_KEYS = ("rate", "hold", "mode", "race_window", "start", "max_requests", "cpus")
 MODES = ("pfn", "gup_fast")
 BATCH = 4096
 """Random draws per batch."""
@@ -64,6 +64,7 @@ class SpeculativeRefsParams:
         mode: ``pfn`` (a pfn walker) or ``gup_fast`` (the compound head of the pfn).
         race_window_ns: The time between a huge page's allocation and its freeze.
         start_ns: When the walker starts.
+        max_requests: Stop after this many tries (None: never).
         cpus: The CPUs it runs on (None: every CPU).
     """
 
@@ -72,6 +73,7 @@ class SpeculativeRefsParams:
     mode: str = "pfn"
     race_window_ns: int = 1_000
     start_ns: int = 0
+    max_requests: int | None = None
     cpus: tuple[int, ...] | None = None
 
 
@@ -90,6 +92,7 @@ def parse_speculative_refs_params(raw: Mapping[str, object], key_prefix: str,
         race_window_ns=expect_duration_ns(data.get("race_window", "1us"), key("race_window"),
                                           source),
         start_ns=expect_duration_ns(data.get("start", "0ns"), key("start"), source),
+        max_requests=_optional_int(data.get("max_requests"), key("max_requests"), source, 1),
         cpus=_cpus(data.get("cpus"), key("cpus"), source),
     )}
 
@@ -109,7 +112,7 @@ def dump_speculative_refs_params(params: Mapping[str, object]) -> dict[str, obje
         raise TypeError(f"expected SpeculativeRefsParams under 'params', got {p!r}")
     return {"rate": format_rate(p.rate_per_s), "hold": format_duration(p.hold_ns),
             "mode": p.mode, "race_window": format_duration(p.race_window_ns),
-            "start": format_duration(p.start_ns),
+            "start": format_duration(p.start_ns), "max_requests": p.max_requests,
             "cpus": None if p.cpus is None else list(p.cpus)}
 
 
@@ -160,11 +163,16 @@ class Walker:
             yield env.timeout(self.p.start_ns)
         nr_pfns = self.machine.mm.pages.nr_pages
         mean_ns = 1e9 / self.p.rate_per_s
-        while True:
+        left = self.p.max_requests
+        while left is None or left > 0:
             gaps = self.rng.exponential(mean_ns, BATCH).astype(np.int64).tolist()
             pfns = self.rng.integers(nr_pfns, size=BATCH).tolist()
             cpus = self.rng.integers(len(self.cpus), size=BATCH).tolist()
             for gap, pfn, i in zip(gaps, pfns, cpus, strict=True):
+                if left is not None:
+                    if not left:
+                        return
+                    left -= 1
                 yield env.timeout(gap)
                 self.stats["takes"] += 1
                 self.take(pfn, self.cpus[i])

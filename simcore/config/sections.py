@@ -47,8 +47,6 @@ DO_FORMAT = ("one of drop_caches (= 3), {drop_caches: 1|2|3}, compact_memory (or
 HUGE_PAGE_SIZES = {"2MiB": 512, "1GiB": 262144}
 """The x86_64 huge page sizes (PMD and PUD), in pages."""
 NR_HUGEPAGES_KEYS = ("count", "node", "size")
-MAX_HUGEPAGES = 2**63 - 1
-"""``kstrtoul()``'s limit (ULONG_MAX would be 2**64 - 1; YAML integers stop at int64)."""
 
 
 def _duration(value: object, key: str, source: str) -> int:
@@ -130,11 +128,11 @@ def _action(value: object, key: str, source: str, at_ns: int,
 def _nr_hugepages(value: object, key: str, source: str) -> tuple[tuple[str, Any], ...]:
     """``{nr_hugepages: 2048}`` or ``{nr_hugepages: {count: 512, node: 1, size: 1GiB}}``."""
     if not isinstance(value, Mapping):
-        count = expect_int(value, key, source, 0, MAX_HUGEPAGES,
+        count = expect_int(value, key, source, 0, None,
                            "a huge page count, or {count: N, node: nid, size: 2MiB|1GiB}")
         return (("count", count), ("node", None), ("size_pages", HUGE_PAGE_SIZES["2MiB"]))
     data = expect_mapping(value, key, source, NR_HUGEPAGES_KEYS, ("count",))
-    count = expect_int(data["count"], child(key, "count"), source, 0, MAX_HUGEPAGES)
+    count = expect_int(data["count"], child(key, "count"), source, 0)
     node = data.get("node")
     if node is not None:
         node = expect_int(node, child(key, "node"), source, 0)
