@@ -20,8 +20,20 @@ from simcore.config.parse import parse_config
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig, WorkloadConfig
 from simcore.formats import trace_schema as ts
 from simcore.mm.constants import MT_ISOLATE
-from simcore.mm.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
-from simcore.mm.hugetlb import WARN_GIGANTIC_INFLATED, WARN_HEAD_INFLATED
+from simcore.mm.gfp import (
+    GFP,
+    GFP_HIGHUSER,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
+    format_gfp,
+    parse_gfp,
+)
+from simcore.mm.hugetlb import (
+    WARN_GIGANTIC_INFLATED,
+    WARN_HEAD_INFLATED,
+    Hstate,
+    htlb_alloc_mask,
+)
 from simcore.mm.invariants import check_invariants
 from simcore.mm.lru import KIND_ANON
 from simcore.mm.pages import PG_ALLOC, PG_HEAD, PG_TAIL
@@ -85,6 +97,19 @@ def _is_free(m: Machine, pfn: int) -> bool:
 
 
 # -- round robin and __GFP_THISNODE (behaviour 46) ------------------------------------------
+def test_the_pool_mask_is_the_oracle_kernels() -> None:
+    """The mask the real 6.1 kernel traced for every hugetlb-fresh pool allocation."""
+    text = "GFP_HIGHUSER_MOVABLE|__GFP_NOWARN|__GFP_RETRY_MAYFAIL|__GFP_COMP|__GFP_THISNODE"
+    oracle = (Path(__file__).resolve().parents[1] / "data" / "gfp"
+              / "mm_page_alloc_gfp_flags.tsv").read_text()
+    assert f"{text}\t1\t" in oracle  # MIGRATE_MOVABLE
+    assert format_gfp(POOL_GFP) == text and parse_gfp(text) == POOL_GFP
+    h = Hstate(9, 1, 0, gigantic=False)
+    assert htlb_alloc_mask(h) | int(GFP.THISNODE | GFP.COMP | GFP.NOWARN
+                                     | GFP.RETRY_MAYFAIL) == POOL_GFP
+    assert htlb_alloc_mask(Hstate(18, 1, 0, gigantic=True)) == int(GFP_HIGHUSER)
+
+
 def test_grow_alternates_nodes_from_next_nid_to_alloc_with_thisnode_pages() -> None:
     log = CallLog()
     m = _machine(64, 64, tracer=log)
