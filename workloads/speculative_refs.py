@@ -7,7 +7,8 @@ gup_fast`` it goes to the pfn's compound head first, as ``try_get_folio()`` does
 reference it gets is dropped with ``put_page()`` ``hold`` later. Such a reference keeps
 a page its owner frees (``__free_pages()`` frees nothing of a compound page, only the
 tail of a non-compound one: spec behaviours 41 and 42) until the ``put_page()``, stops
-compaction from migrating the page, and makes hugetlb's ``page_ref_freeze()`` fail.
+compaction from migrating the page and reclaim from freeing it, and makes hugetlb's
+``page_ref_freeze()`` fail.
 
 The hugetlb freeze window. In the kernel a walker can only meet a fresh huge page between
 ``__alloc_pages()`` returning it and ``page_ref_freeze()``. The model gives that window

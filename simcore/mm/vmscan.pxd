@@ -47,7 +47,8 @@ cdef class Reclaim:
     cpdef tuple _isolate(self, long long nr_to_scan, Lruvec lv, ScanControl sc, int lru)
     @cython.locals(taken=list, free_folios=list, pfn=Py_ssize_t, packed=cython.int,
                    pages=cython.longlong, reclaimed=cython.longlong, nr_taken=cython.longlong,
-                   total_scan=cython.longlong, file=bint, kind=cython.int, i=Py_ssize_t)
+                   total_scan=cython.longlong, file=bint, kind=cython.int, i=Py_ssize_t,
+                   ref=cython.short[:])
     cpdef void shrink_inactive_list(self, long long nr_to_scan, Lruvec lv, ScanControl sc,
                                     int lru)
     @cython.locals(taken=list, packed=cython.int, pages=cython.longlong, i=Py_ssize_t)

@@ -35,7 +35,7 @@ from simcore.mm.hugetlb import (
     htlb_alloc_mask,
 )
 from simcore.mm.invariants import check_invariants
-from simcore.mm.lru import KIND_ANON
+from simcore.mm.lru import KIND_ANON, KIND_FILE
 from simcore.mm.pages import PG_ALLOC, PG_HEAD, PG_TAIL
 from simcore.sim.hugetlb import POOL_OWNER, HugetlbPool, hugetlb_of, put_page
 from simcore.sim.machine import Allocation, Machine
@@ -342,6 +342,43 @@ def test_a_speculative_reference_on_a_gigantic_tail_frees_the_range_and_retries_
     assert pool.state.warnings == [WARN_GIGANTIC_INFLATED]
     assert m.mm.pages.ref[held[0]] == 1 and m.owners[POOL_OWNER].pages == 0
     put_page(m, held[0], 0)
+    _invariants(m)
+
+
+# -- speculative references meet the rest of the allocator -----------------------------------
+def test_a_page_its_owner_freed_under_a_reference_stays_put_until_the_put() -> None:
+    """Behaviour 41/42's leftover page has no owner any more: compaction must not move it
+    (the kernel's owner cleared its mapping), and the holder's put_page() frees it."""
+    m = _machine(64)
+    pages = _fill(m, "app", int(GFP.MOVABLE | GFP.HIGHMEM), 0)
+    held = pages[len(pages) // 2]
+    assert m.mm.get_page_unless_zero(held.pfn)
+    for h in pages[::2] + [held]:
+        if h.alive:
+            m.free(h)
+    assert m.mm.pages.ref[held.pfn] == 1 and m.mm.pages.flags[held.pfn] == PG_ALLOC
+    moved, _ = m.mm.reclaim.compaction.compact_node(0, 0)
+    assert moved > 0 and m.mm.pages.ref[held.pfn] == 1
+    put_page(m, held.pfn, 0)
+    assert _is_free(m, held.pfn)
+    _invariants(m)
+
+
+def test_held_page_cache_is_neither_reclaimed_nor_dropped() -> None:
+    """__remove_mapping() and mapping_evict_folio() cannot take a page someone holds."""
+    m = _machine(64)
+    m.register_owner("cache", lru=KIND_FILE)
+    cache = [m.alloc_now("cache", int(GFP_HIGHUSER_MOVABLE), 0, 0) for _ in range(2000)]
+    for h in cache:
+        assert h is not None and m.mm.get_page_unless_zero(h.pfn)
+    reclaim = m.mm.reclaim
+    sc = reclaim.try_to_free_pages(m.mm.zonelist(0, False, 3), 0, int(GFP_KERNEL), 0)
+    assert sc.nr_reclaimed == 0 and reclaim.drop_caches(1, 0) == 0
+    assert all(h is not None and h.alive for h in cache)
+    for h in cache:
+        assert h is not None
+        m.mm.put_page(h.pfn, 0)
+    assert reclaim.drop_caches(1, 0) == 2000
     _invariants(m)
 
 
