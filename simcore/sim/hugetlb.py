@@ -25,7 +25,8 @@ import simpy
 
 from simcore.formats import trace_schema as ts
 from simcore.mm import contig
-from simcore.mm.hugetlb import Hstate, Hugetlb
+from simcore.mm.hstate import Hstate
+from simcore.mm.hugetlb import Hugetlb
 from simcore.sim.machine import Allocation, Machine
 
 HUGETLB_KEY = "hugetlb"

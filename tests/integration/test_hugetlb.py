@@ -28,12 +28,8 @@ from simcore.mm.gfp import (
     format_gfp,
     parse_gfp,
 )
-from simcore.mm.hugetlb import (
-    WARN_GIGANTIC_INFLATED,
-    WARN_HEAD_INFLATED,
-    Hstate,
-    htlb_alloc_mask,
-)
+from simcore.mm.hstate import Hstate, htlb_alloc_mask
+from simcore.mm.hugetlb import WARN_GIGANTIC_INFLATED, WARN_HEAD_INFLATED
 from simcore.mm.invariants import check_invariants
 from simcore.mm.lru import KIND_ANON, KIND_FILE
 from simcore.mm.pages import PG_ALLOC, PG_HEAD, PG_TAIL

@@ -11,15 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.mm.hugetlb import (
+from simcore.mm.hstate import (
     Hstate,
-    Hugetlb,
-    NoClockBackend,
     get_valid_node_allowed,
     hstate_next_node_to_alloc,
     hstate_next_node_to_free,
     next_node_allowed,
 )
+from simcore.mm.hugetlb import Hugetlb, NoClockBackend
 from simcore.mm.invariants import check_invariants
 from simcore.mm.page_alloc import PageAllocator
 
