@@ -115,6 +115,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         kind = next((k.removeprefix("kind:") for k in counts if k.startswith("kind:")), "")
         text = ", ".join(f"{v:,} {k}" for k, v in counts.items() if not k.startswith("kind:"))
         print(f"  {kind} {name}: {text}")
+    for r in (s.get("hugetlb") or {}).get("requests", []):
+        node = "" if r["node"] is None else f" node {r['node']}"
+        print(f"  hugetlb: {r['by']} nr_hugepages {r['requested']}{node} ({r['size']}) at "
+              f"{r['at_s']:.3f} s: {r['obtained']} obtained in {r['seconds']:.6f} s"
+              + ("" if r["finished"] else " (still running at the end)"))
     if s.get("actions"):
         print(f"  actions: {len(s['actions'])} applied "
               f"({'; '.join(a['do'] for a in s['actions'])})")

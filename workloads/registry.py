@@ -24,6 +24,12 @@ from workloads.atomic_bursts import (
     dump_atomic_bursts_params,
     parse_atomic_bursts_params,
 )
+from workloads.hugetlb import (
+    check_hugetlb_params,
+    dump_hugetlb_params,
+    hugetlb_workload,
+    parse_hugetlb_params,
+)
 from workloads.nofree import nofree_workload
 from workloads.nofree_params import (
     check_nofree_params,
@@ -43,6 +49,12 @@ from workloads.pinned import (
     pinned_workload,
 )
 from workloads.slab import check_slab_params, dump_slab_params, parse_slab_params, slab_workload
+from workloads.speculative_refs import (
+    check_speculative_refs_params,
+    dump_speculative_refs_params,
+    parse_speculative_refs_params,
+    speculative_refs_workload,
+)
 from workloads.synthetic import synthetic
 from workloads.synthetic_params import (
     check_synthetic_params,
@@ -111,6 +123,11 @@ WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
                  check_slab_params),
     WorkloadKind("atomic_bursts", parse_atomic_bursts_params, dump_atomic_bursts_params,
                  atomic_bursts_workload, check_atomic_bursts_params),
+    WorkloadKind("hugetlb", parse_hugetlb_params, dump_hugetlb_params, hugetlb_workload,
+                 check_hugetlb_params),
+    WorkloadKind("speculative_refs", parse_speculative_refs_params,
+                 dump_speculative_refs_params, speculative_refs_workload,
+                 check_speculative_refs_params),
 )
 """Workload kind name -> kind. Read-only."""
 

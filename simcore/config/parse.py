@@ -37,6 +37,7 @@ from simcore.config.fields import (
     read_fields,
 )
 from simcore.config.sections import (
+    check_actions,
     dump_actions,
     dump_cost,
     dump_limits,
@@ -320,6 +321,7 @@ def parse_config(
     kwargs = read_fields(data, "", source, fields,
                          required=("name", "seed", "duration", "machine"))
     cfg = ExperimentConfig(**kwargs, source=source)
+    check_actions(cfg.actions, cfg.machine, source)
     for i, action in enumerate(cfg.actions):
         if action.at_ns >= cfg.duration_ns:
             raise ConfigError(source, f"actions[{i}].at", f"a time before the end of the run "

@@ -9,15 +9,20 @@ the machine during the run::
       - {at: 45s, do: drop_caches}          # = 3; or {drop_caches: 1|2|3}, as the sysctl
 
       - {at: 50s, do: compact_memory}       # /proc/sys/vm/compact_memory: every node
+      - {at: 60s, do: {nr_hugepages: 2048}}  # /proc/sys/vm/nr_hugepages (2 MiB pages)
+      - {at: 70s, do: {nr_hugepages: {count: 512, node: 1}}}     # node1's nr_hugepages
+      - {at: 80s, do: {nr_hugepages: {count: 2, size: 1GiB}}}    # hugepages-1048576kB
 
-``nr_hugepages`` belongs to the same schema; it is refused with a clear error until the
-callers issue models the hugetlb pool.
+The ``nr_hugepages`` action's arguments are ``count``, ``node`` (the node's own
+``/sys/devices/system/node/nodeN/hugepages/`` file; absent: the global one) and ``size``
+(``2MiB``, the default, or ``1GiB``), kept as pages.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 from simcore.config.fields import (
     FieldReader,
@@ -26,18 +31,22 @@ from simcore.config.fields import (
     expect_int,
     expect_list,
     expect_mapping,
+    expect_size_pages,
     read_fields,
 )
-from simcore.config.types import ActionConfig, CostConfig, LimitsConfig
-from simcore.config.units import format_duration
+from simcore.config.types import ActionConfig, CostConfig, LimitsConfig, MachineConfig
+from simcore.config.units import format_duration, format_size
 from simcore.errors import ConfigError
 
 ACTION_KINDS = ("sysctl", "drop_caches", "compact_memory", "nr_hugepages")
-NOT_YET = {
-    "nr_hugepages": "nr_hugepages is not supported yet: the hugetlb pool is not modelled",
-}
+NOT_YET: dict[str, str] = {}
+"""Action kinds the schema knows but the model refuses (kind -> why)."""
 DO_FORMAT = ("one of drop_caches (= 3), {drop_caches: 1|2|3}, compact_memory (or "
-             "{compact_memory: 1}), {sysctl: {name: value}}")
+             "{compact_memory: 1}), {sysctl: {name: value}}, {nr_hugepages: count} (or "
+             "{nr_hugepages: {count: N, node: nid, size: 2MiB|1GiB}})")
+HUGE_PAGE_SIZES = {"2MiB": 512, "1GiB": 262144}
+"""The x86_64 huge page sizes (PMD and PUD), in pages."""
+NR_HUGEPAGES_KEYS = ("count", "node", "size")
 
 
 def _duration(value: object, key: str, source: str) -> int:
@@ -96,6 +105,8 @@ def _action(value: object, key: str, source: str, at_ns: int,
     if kind == "drop_caches":
         what = 3 if arg is None else expect_int(arg, child(key, kind), source, 1, 3)
         return ActionConfig(at_ns, kind, (("what", what),))
+    if kind == "nr_hugepages":
+        return ActionConfig(at_ns, kind, _nr_hugepages(arg, child(key, kind), source))
     if kind == "compact_memory":  # any write compacts every node (sysctl_compaction_handler)
         if arg is not None and (isinstance(arg, bool) or arg != 1):
             raise ConfigError(source, child(key, kind),
@@ -112,6 +123,35 @@ def _action(value: object, key: str, source: str, at_ns: int,
         raise ConfigError(source, child(sub, "min_free_kbytes"), "an integer (a write "
                           "cannot ask for 'auto')", data["min_free_kbytes"])
     return ActionConfig(at_ns, kind, tuple(values.items()))
+
+
+def _nr_hugepages(value: object, key: str, source: str) -> tuple[tuple[str, Any], ...]:
+    """``{nr_hugepages: 2048}`` or ``{nr_hugepages: {count: 512, node: 1, size: 1GiB}}``."""
+    if not isinstance(value, Mapping):
+        count = expect_int(value, key, source, 0, None,
+                           "a huge page count, or {count: N, node: nid, size: 2MiB|1GiB}")
+        return (("count", count), ("node", None), ("size_pages", HUGE_PAGE_SIZES["2MiB"]))
+    data = expect_mapping(value, key, source, NR_HUGEPAGES_KEYS, ("count",))
+    count = expect_int(data["count"], child(key, "count"), source, 0)
+    node = data.get("node")
+    if node is not None:
+        node = expect_int(node, child(key, "node"), source, 0)
+    size = data.get("size", "2MiB")
+    size_key = child(key, "size")
+    pages = expect_size_pages(size, size_key, source, 1)
+    if pages not in HUGE_PAGE_SIZES.values():
+        raise ConfigError(source, size_key, "a huge page size of x86_64: 2MiB or 1GiB", size)
+    return (("count", count), ("node", node), ("size_pages", pages))
+
+
+def check_actions(actions: tuple[ActionConfig, ...], machine: MachineConfig,
+                  source: str) -> None:
+    """Reject an action naming a node the machine does not have."""
+    for i, action in enumerate(actions):
+        node = dict(action.args).get("node") if action.kind == "nr_hugepages" else None
+        if node is not None and node >= len(machine.nodes):
+            raise ConfigError(source, f"actions[{i}].do.nr_hugepages.node",
+                              f"a node of the machine (0..{len(machine.nodes) - 1})", node)
 
 
 def dump_cost(cost: CostConfig) -> dict[str, object]:
@@ -137,6 +177,14 @@ def dump_actions(actions: tuple[ActionConfig, ...]) -> list[dict[str, object]]:
             do = {"drop_caches": dict(a.args)["what"]}
         elif a.kind == "compact_memory":
             do = "compact_memory"
+        elif a.kind == "nr_hugepages":
+            args = dict(a.args)
+            arg: dict[str, object] = {"count": args["count"]}
+            if args["node"] is not None:
+                arg["node"] = args["node"]
+            if args["size_pages"] != HUGE_PAGE_SIZES["2MiB"]:
+                arg["size"] = format_size(args["size_pages"] * 4096)
+            do = {a.kind: arg["count"] if len(arg) == 1 else arg}
         else:
             do = {a.kind: {name: _dump_value(v) for name, v in a.args}}
         out.append({"at": format_duration(a.at_ns), "do": do})

@@ -100,7 +100,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("latency_ns", "int64"),  # mm_page_alloc only: the request's latency; -1 otherwise
 )
 
-# -- trace/spans.parquet: reclaim, kswapd, compaction, OOM and scheduled actions ----------
+# -- trace/spans.parquet: reclaim, kswapd, compaction, OOM, actions, hugetlb -------------
 # One row per span or instant, named after its tracepoint. A span's work is done when it
 # starts and the time to end_ns is what it cost (the caller or kswapd is busy until then);
 # instants (wakeups, sleeps, actions) have end_ns == start_ns.
@@ -118,10 +118,12 @@ SPAN_ACTION = "action"  # a scheduled action from the config's actions: list (in
 # simulator-only (FreeBSD has no tracepoint there): a nofree workload's kmem_malloc() call
 # failed part-way (instant): pages = those its partial_failure policy stranded or gave back
 SPAN_NOFREE_PARTIAL = "kmem_back_partial_failure"
+SPAN_HUGETLB_RESIZE = "hugetlb_resize"  # one nr_hugepages write: start to end, pages allocated
+SPAN_HUGETLB_WARN = "hugetlb_warn"  # a hugetlb pr_warn() (instant; the kernel's text)
 SPAN_NAMES = (SPAN_KSWAPD_WAKE, SPAN_KSWAPD_RUN, SPAN_KSWAPD_SLEEP, SPAN_WAKEUP_KSWAPD,
               SPAN_DIRECT_RECLAIM, SPAN_COMPACTION, SPAN_COMPACTION_DEFER,
               SPAN_COMPACTION_DEFERRED, SPAN_KCOMPACTD_WAKE, SPAN_OOM_KILL, SPAN_ACTION,
-              SPAN_NOFREE_PARTIAL)
+              SPAN_NOFREE_PARTIAL, SPAN_HUGETLB_RESIZE, SPAN_HUGETLB_WARN)
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "string"),  # SPAN_NAMES
     ("nid", "int16"),  # the node (-1: machine-wide)

@@ -19,7 +19,7 @@ cdef class CompactControl:
     cdef public long long gfp
     cdef public Zone zone
     cdef public bint direct_compaction, whole_zone, ignore_skip_hint
-    cdef public bint ignore_block_suitable, proactive_compaction, rescan
+    cdef public bint ignore_block_suitable, proactive_compaction, rescan, no_set_skip_hint
     cdef public Py_ssize_t migrate_pfn, free_pfn, nr_migratepages
     cdef public list migratepages, freepages
     cdef public long long total_migrate_scanned, total_free_scanned, nr_migrated, nr_failed

@@ -139,7 +139,8 @@ class CompactControl:
 
     __slots__ = ("order", "gfp", "migratetype", "mode", "alloc_flags", "highest_zoneidx",
                  "zone", "direct_compaction", "whole_zone", "ignore_skip_hint",
-                 "ignore_block_suitable", "proactive_compaction", "migrate_pfn", "free_pfn",
+                 "ignore_block_suitable", "proactive_compaction", "no_set_skip_hint",
+                 "migrate_pfn", "free_pfn",
                  "migratepages", "nr_migratepages", "freepages", "total_migrate_scanned",
                  "total_free_scanned",
                  "nr_migrated", "nr_failed", "rescan", "cpu")
@@ -148,7 +149,7 @@ class CompactControl:
                  alloc_flags: int = 0, highest_zoneidx: int = 0,
                  direct_compaction: bool = False, whole_zone: bool = False,
                  ignore_skip_hint: bool = False, ignore_block_suitable: bool = False,
-                 proactive_compaction: bool = False) -> None:
+                 proactive_compaction: bool = False, no_set_skip_hint: bool = False) -> None:
         self.zone = zone
         self.order = order
         self.gfp = gfp
@@ -161,6 +162,9 @@ class CompactControl:
         self.ignore_skip_hint = ignore_skip_hint
         self.ignore_block_suitable = ignore_block_suitable
         self.proactive_compaction = proactive_compaction
+        self.no_set_skip_hint = no_set_skip_hint
+        """``cc->no_set_skip_hint``: isolation for alloc_contig_range(), not compaction:
+        leave the cached scanner positions (and the free scanner's skip bits) alone."""
         self.migrate_pfn = 0
         self.free_pfn = 0
         self.migratepages: list[int] = []
@@ -339,6 +343,8 @@ class Compaction:
 
     def update_pageblock_skip(self, cc: CompactControl, pfn: int) -> None:
         """``update_pageblock_skip()``: nothing to isolate here: skip the block next time."""
+        if cc.no_set_skip_hint:
+            return
         self._set_block_skip(cc.zone, pfn)
         if pfn < cc.zone.compact_cached_free_pfn:
             cc.zone.compact_cached_free_pfn = pfn
@@ -346,6 +352,8 @@ class Compaction:
     @staticmethod
     def update_cached_migrate(cc: CompactControl, pfn: int) -> None:
         """``update_cached_migrate()``: the migrate scanner resumes after this block."""
+        if cc.no_set_skip_hint:
+            return
         zone = cc.zone
         pfn = _pageblock_end(zone, pfn)
         if pfn > zone.compact_cached_migrate_pfn[0]:

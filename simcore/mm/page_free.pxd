@@ -9,8 +9,8 @@ from simcore.mm.zone cimport Zone
 
 # Module constants as C integers (the .py binds them; nothing imports them from here).
 cdef int MIGRATE_PCPTYPES, CLEAR_ORDER, ORDER_MASK, PG_ALLOC, PG_HEAD, PG_RESERVED
-cdef int PG_TAIL, MT_MOVABLE, MT_ISOLATE, _VM_PGFREE, _VM_BAD_PAGE, _VM_BAD_PAGE_LEAKED
-cdef int PG_BUDDY, _VM_FREE_ORDER_LEAKED
+cdef int PG_TAIL, CLEAR_PG_MOVABLE_OWNER, MT_MOVABLE, MT_ISOLATE, _VM_PGFREE, _VM_BAD_PAGE
+cdef int _VM_BAD_PAGE_LEAKED, PG_BUDDY, _VM_FREE_ORDER_LEAKED
 
 cpdef str _excess_page_reason(PageArray pages, Py_ssize_t pfn, int compound)
 

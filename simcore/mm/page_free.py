@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from simcore.mm.constants import MIGRATE_PCPTYPES, MT_ISOLATE, MT_MOVABLE
 from simcore.mm.pages import (
     CLEAR_ORDER,
+    CLEAR_PG_MOVABLE_OWNER,
     ORDER_MASK,
     PG_ALLOC,
     PG_BUDDY,
@@ -96,8 +97,9 @@ class FreePagesMixin:
 
         If the head refcount reaches 0 the block is freed. If not, and the block is not
         compound (someone holds a speculative reference on the first page), the tail
-        part is freed at once as buddy-aligned pieces (behaviour 41). Returns False if
-        the call was reported as a bad page.
+        part is freed at once as buddy-aligned pieces (behaviour 41); the page that stays
+        is no longer movable (its owner is gone). Returns False if the call was reported
+        as a bad page.
         """
         if not self._check_pfn(pfn, order, "__free_pages"):
             return False
@@ -115,7 +117,11 @@ class FreePagesMixin:
         pages.ref[pfn] -= 1
         if pages.ref[pfn] == 0:
             self.free_the_page(pfn, order, cpu)
-        elif not head and order:
+            return True
+        # The owner has let go (its mapping and LRU entry are gone, as in the kernel
+        # before __free_pages()): whoever still holds the page cannot migrate it.
+        pages.flags[pfn] = flags & CLEAR_PG_MOVABLE_OWNER
+        if not head and order:
             pages.info[pfn] = pages.info[pfn] & CLEAR_ORDER  # the first page stays, order 0
             while order > 0:
                 order -= 1
@@ -140,6 +146,7 @@ class FreePagesMixin:
         have = pages.info[pfn] & ORDER_MASK
         pages.ref[pfn] -= 1
         if pages.ref[pfn]:  # a speculative holder's put_page() frees it later, whole
+            pages.flags[pfn] = pages.flags[pfn] & CLEAR_PG_MOVABLE_OWNER
             return True
         if order < have:
             leaked = (1 << have) - (1 << order)

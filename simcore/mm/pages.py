@@ -51,6 +51,7 @@ MT_SHIFT = 4
 CLEAR_PG_BUDDY = 0xFF ^ PG_BUDDY
 CLEAR_PG_PCP = 0xFF ^ PG_PCP
 CLEAR_ORDER = 0xFF ^ ORDER_MASK
+CLEAR_PG_MOVABLE_OWNER = 0xFF ^ PG_MOVABLE_OWNER
 SHORT_RANGE = 16 if __file__.endswith(".py") else 1 << 62
 """Ranges of at most this many pages are updated page by page; longer ones (a
 pageblock-order block) by one numpy slice operation. That only pays as Python: compiled,

@@ -48,7 +48,7 @@ cdef class Reclaim:
     @cython.locals(taken=list, free_folios=list, pfn=Py_ssize_t, packed=cython.int,
                    pages=cython.longlong, reclaimed=cython.longlong, nr_taken=cython.longlong,
                    total_scan=cython.longlong, file=bint, kind=cython.int, i=Py_ssize_t,
-                   referenced=cython.int)
+                   referenced=cython.int, ref=cython.short[:])
     cpdef void shrink_inactive_list(self, long long nr_to_scan, Lruvec lv, ScanControl sc,
                                     int lru)
     @cython.locals(taken=list, packed=cython.int, pages=cython.longlong, i=Py_ssize_t)

@@ -392,6 +392,9 @@ class Reclaim:
         if swap is full). ``sc.nr_scanned`` counts the pages taken, not those skipped.
         Order-0 pages are freed together at the end, the last one scanned first
         (``free_unref_page_list()`` of the ``free_folios`` list); larger blocks at once.
+        A page someone else holds a reference on (a pfn walker, GUP) is kept: the
+        kernel's ``__remove_mapping()`` cannot freeze its refcount. SIMPLIFICATION: the
+        model keeps it before writing or swapping it out, the kernel after.
         """
         taken, total_scan = self._isolate(nr_to_scan, lv, sc, lru)
         file = is_file_lru(lru)
@@ -406,6 +409,7 @@ class Reclaim:
         nr_taken = 0
         kind = KIND_FILE if file else KIND_ANON
         free_folios: list[int] = []
+        ref = self.mm.pages.ref
         for i in range(0, len(taken), 2):
             pfn = taken[i]
             packed = taken[i + 1]
@@ -420,6 +424,9 @@ class Reclaim:
                 continue
             referenced = packed & PG_REFERENCED  # folio_test_clear_referenced()
             packed &= ~PG_REFERENCED
+            if ref[pfn] > 1:  # __remove_mapping(): folio_ref_freeze() meets another reference
+                lv.put(pfn, lru, packed)  # keep_locked: back on its list, not freed
+                continue
             if not file:
                 if not sc.may_swap or not sc.gfp & GFP_IO:
                     lv.put(pfn, lru, packed)  # keep: no IO allowed here
@@ -655,7 +662,8 @@ class Reclaim:
         """``drop_caches_sysctl_handler()``: 1 drops clean page cache, 2 slab, 3 both.
 
         Returns the pages freed. Page cache first, every node: every clean page-cache
-        page that is not mapped (hot) is freed (``invalidate_mapping_pages()``); a dirty
+        page that is not mapped (hot) nor held by someone else is freed
+        (``invalidate_mapping_pages()``, ``mapping_evict_folio()``); a dirty
         one that is not mapped goes to the head of the inactive list instead, losing
         ``PG_referenced`` (``deactivate_file_folio()``; ``pgdeactivate`` if it was
         active); mapped pages stay. Then ``drop_slab()``: per node, ``shrink_slab()`` at
@@ -664,10 +672,11 @@ class Reclaim:
         freed = 0
         v = self.vm
         if what & 1:
+            ref = self.mm.pages.ref
             for lv in self.lruvecs:
                 for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
                     for pfn, packed in lv.entries(lru):
-                        if packed & HOT:
+                        if packed & HOT or ref[pfn] > 1:  # mapping_evict_folio()
                             continue
                         lv.delete(pfn)
                         if packed & DIRTY:

@@ -2,7 +2,10 @@
 
 Each action happens at its time, in file order for equal times, before any allocator
 call at that instant that was scheduled later. It is traced as an ``action`` span and
-logged (time, what, outcome) for ``summary.json``.
+logged (time, what, outcome) for ``summary.json``. An ``nr_hugepages`` write takes
+simulated time: it starts its own process (:meth:`simcore.sim.hugetlb.HugetlbPool.resize`,
+on the first CPU of node 0), the actions after it keep their times, and its log entry's
+outcome is filled in when it completes.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from collections.abc import Generator
 from typing import Any
 
 from simcore.config.types import ActionConfig
+from simcore.config.units import format_size
 from simcore.formats import trace_schema as ts
 from simcore.mm.sysctl import write_sysctl
+from simcore.sim.hugetlb import hugetlb_of
 from simcore.sim.machine import Machine
 
 
@@ -22,6 +27,10 @@ def describe(action: ActionConfig) -> str:
         return f"drop_caches {dict(action.args)['what']}"
     if action.kind == "compact_memory":
         return "compact_memory"
+    if action.kind == "nr_hugepages":
+        args = dict(action.args)
+        node = "" if args["node"] is None else f" node={args['node']}"
+        return f"nr_hugepages {args['count']}{node} size={format_size(args['size_pages'] * 4096)}"
     return "sysctl " + " ".join(f"{k}={v}" for k, v in action.args)
 
 
@@ -62,4 +71,32 @@ def actions_process(machine: Machine, actions: tuple[ActionConfig, ...],
     for action in sorted(actions, key=lambda a: a.at_ns):
         if action.at_ns > env.now:
             yield env.timeout(action.at_ns - env.now)
-        log.append(run_action(machine, action))
+        if action.kind == "nr_hugepages":
+            log.append(start_resize(machine, action))
+        else:
+            log.append(run_action(machine, action))
+
+
+def start_resize(machine: Machine, action: ActionConfig) -> dict[str, Any]:
+    """Start an ``nr_hugepages`` write; its log entry is completed when it ends."""
+    machine.apply_pending_frees()
+    args = dict(action.args)
+    mm = machine.mm
+    cpu = mm.nodes[0].cpus[0] if mm.nodes[0].cpus else 0
+    now = int(machine.env.now)
+    what = describe(action)
+    machine.spans.add(ts.SPAN_ACTION, -1, "", now, now, 0, f"{what}: started")
+    entry: dict[str, Any] = {"at_ns": now, "do": what, "outcome": "running", "pages": 0}
+    order = args["size_pages"].bit_length() - 1
+    pool = hugetlb_of(machine)
+
+    def body() -> Generator[Any, Any, None]:
+        req = yield from pool.resize(args["count"], args["node"], order, cpu, "action")
+        done = pool.entry(req)
+        entry["pages"] = done["allocated"] * req.h.nr_pages
+        entry["outcome"] = (f"{done['obtained']} of {done['requested']} huge pages "
+                            f"({done['allocated']} allocated, {done['freed']} freed) in "
+                            f"{done['seconds']:.6f}s")
+
+    machine.env.process(body())
+    return entry

@@ -114,7 +114,9 @@ def pressure_summary(machine: Any) -> dict[str, Any]:
     ``vmstat`` (every modelled ``/proc/vmstat`` line under its kernel name, with the
     simulator-only counters apart in ``vmstat_simulator``), ``stall_ns`` per caller and
     PSI ``some``, the OOM kills, the owners' footprints, and the ``__GFP_NOFAIL``
-    requests stalled past ``limits.nofail_stall`` (those still stalled at the end too).
+    requests stalled past ``limits.nofail_stall`` (those still stalled at the end too),
+    and, once the hugetlb pool has been used, ``hugetlb``
+    (:meth:`simcore.sim.hugetlb.HugetlbPool.summary`).
     """
     from simcore.mm.vmstat import KERNEL_EVENTS, SIM_ONLY  # the formats, not the model
 
@@ -140,7 +142,10 @@ def pressure_summary(machine: Any) -> dict[str, Any]:
               "gfp": gfp, "still_stalled": True}
              for who, start, gfp, order, nofail in machine.in_slowpath.values()
              if nofail and now - start > limit]
+    extras = machine.extras
+    hugetlb = {"hugetlb": extras["hugetlb"].summary()} if "hugetlb" in extras else {}
     return {
+        **hugetlb,
         "latency_ns": latency.summary(),
         "vmstat": vmstat,
         "vmstat_simulator": {name: counters[name] for name in SIM_ONLY},

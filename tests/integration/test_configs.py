@@ -16,7 +16,9 @@ from allocsim.run import simulate
 from simcore.config.types import ExperimentConfig, TraceConfig
 from simcore.errors import ConfigError
 from simcore.formats import trace_schema as ts
+from workloads.hugetlb import HugetlbParams
 from workloads.registry import load_experiment
+from workloads.speculative_refs import SpeculativeRefsParams
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -33,8 +35,14 @@ def expected_requests(cfg: ExperimentConfig) -> float:
     """Mean number of allocation requests (for the named callers: of calls, forks, ...)
     a run of ``cfg`` issues; inf if unknown."""
     total = 0.0
+    memory = sum(node.memory_pages for node in cfg.machine.nodes)
     for spec in cfg.workloads:
         params = spec.params.get("params")
+        if isinstance(params, SpeculativeRefsParams):
+            continue  # takes references, allocates nothing
+        if isinstance(params, HugetlbParams):  # one allocation per huge page, at most
+            total += sum(min(r.count, memory // params.size_pages) for r in params.resizes)
+            continue
         estimate = getattr(params, "expected_requests", None)
         if estimate is not None:  # a kind that estimates its own requests
             total += estimate(cfg.duration_ns)

@@ -282,8 +282,9 @@ def test_top_level_must_be_a_mapping(top: object) -> None:
 def test_unknown_workload_kind_lists_the_registered_ones() -> None:
     with pytest.raises(ConfigError) as info:
         parse(with_change("workloads/0/type", "fio"))
-    assert sorted(WORKLOADS) == ["anon", "atomic_bursts", "nofree", "page_cache", "pinned", "slab",
-                             "synthetic", "threads", "vmalloc"]
+    assert sorted(WORKLOADS) == ["anon", "atomic_bursts", "hugetlb", "nofree", "page_cache",
+                             "pinned", "slab", "speculative_refs", "synthetic",
+                             "threads", "vmalloc"]
     assert all(kind in info.value.expected for kind in WORKLOADS)
     assert info.value.got == "fio"
 
@@ -360,8 +361,9 @@ def test_dump_round_trips_through_yaml_text() -> None:
 def test_dump_without_a_dumper_for_a_kind_fails() -> None:
     with pytest.raises(ValueError, match="synthetic"):
         dump_config(GOOD, workload_dumpers={})
-    assert set(workload_dumpers()) == {"anon", "atomic_bursts", "nofree", "page_cache",
-                                       "pinned", "slab", "synthetic", "threads", "vmalloc"}
+    assert set(workload_dumpers()) == {"anon", "atomic_bursts", "hugetlb", "nofree",
+                                       "page_cache", "pinned", "slab", "speculative_refs",
+                                       "synthetic", "threads", "vmalloc"}
 
 
 def test_lowmem_reserve_ratio_keeps_all_five_entries() -> None:

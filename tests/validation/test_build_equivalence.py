@@ -114,12 +114,61 @@ actions:
 """
 
 
+# Hugetlb: pool resizes under pressure, freezes that meet a walker's references (a wide
+# race window), a workload shrinking its pool into surplus; and a gigantic page that
+# migrates anonymous pages out of its GiB.
+HUGETLB = """\
+name: hugetlb-small
+seed: 6
+duration: 400ms
+machine:
+  nodes:
+    - {memory: 64MiB, cpus: 1}
+    - {memory: 64MiB, cpus: 1}
+sysctl: {compaction_proactiveness: 0}
+trace: {events: true, snapshot_interval: 20ms}
+workloads:
+  - {name: cache, type: synthetic, rate: 100000/s, max_requests: 20000, order: 0,
+     lifetime: forever, gfp: GFP_HIGHUSER_MOVABLE, memory: file}
+  - {name: app, type: synthetic, rate: 20000/s, max_requests: 3000, order: 0,
+     lifetime: {exponential: 50ms}, gfp: GFP_HIGHUSER_MOVABLE, memory: anon}
+  - {name: pins, type: synthetic, rate: 5000/s, max_requests: 500, order: 0,
+     lifetime: forever, gfp: GFP_HIGHUSER|__GFP_ACCOUNT}
+  - {name: walk, type: speculative_refs, rate: 50000/s, hold: 2ms, mode: gup_fast,
+     race_window: 100us}
+  - {name: db, type: hugetlb, resize: [{at: 300ms, count: 24, node: 1},
+     {at: 350ms, count: 4, node: 1}], use: 0.5, release: 380ms}
+actions:
+  - {at: 250ms, do: {nr_hugepages: 1000}}
+  - {at: 290ms, do: {nr_hugepages: 0}}
+"""
+GIGANTIC = """\
+name: gigantic-small
+seed: 2
+duration: 300ms
+machine:
+  nodes:
+    - {memory: 2064MiB, cpus: 1}
+sysctl: {compaction_proactiveness: 0}
+trace: {events: true, snapshot_interval: 50ms}
+workloads:
+  - {name: filler, type: synthetic, rate: 100000/s, max_requests: 252, order: 10,
+     lifetime: {fixed: 60ms}, gfp: GFP_HIGHUSER_MOVABLE}
+  - {name: app, type: synthetic, rate: 100000/s, start: 10ms, max_requests: 5000, order: 0,
+     lifetime: forever, gfp: GFP_HIGHUSER_MOVABLE, memory: anon}
+actions:
+  - {at: 100ms, do: {nr_hugepages: {count: 1, size: 1GiB}}}
+  - {at: 200ms, do: {nr_hugepages: {count: 0, size: 1GiB}}}
+"""
+
+
 @pytest.mark.skipif(not simcore.COMPILED, reason="no compiled engine is installed")
 @pytest.mark.parametrize("name", ["det", "atomic-reserves", "three-nodes", "pressure-small",
-                                  "compaction-small"])
+                                  "compaction-small", "hugetlb-small", "gigantic-small"])
 def test_compiled_and_pure_builds_write_the_same_bytes(name: str, tmp_path: Path) -> None:
     inline = {"three-nodes": THREE_NODES, "pressure-small": PRESSURE,
-              "compaction-small": COMPACTION}
+              "compaction-small": COMPACTION, "hugetlb-small": HUGETLB,
+              "gigantic-small": GIGANTIC}
     config = tmp_path / f"{name}.yaml" if name in inline else CONFIGS[name]
     if name in inline:
         config.write_text(inline[name])
