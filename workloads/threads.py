@@ -213,6 +213,16 @@ def cached_stacks(machine: Machine, cpu: int) -> list[list[Allocation] | None]:
     return caches[cpu]
 
 
+def free_vm_stack_cache(machine: Machine, cpu: int) -> None:
+    """``free_vm_stack_cache()``: ``vfree()`` the CPU's cached stacks (CPU hot-unplug)."""
+    slots = cached_stacks(machine, cpu)
+    for i in range(NR_CACHED_STACKS):
+        stack = slots[i]
+        slots[i] = None
+        if stack is not None and not any(h.gone for h in stack):
+            vfree(machine, stack)
+
+
 def try_release_thread_stack_to_cache(machine: Machine, cpu: int,
                                       stack: list[Allocation]) -> bool:
     """``try_release_thread_stack_to_cache()``: the first empty slot takes the stack."""
