@@ -119,8 +119,12 @@ def alloc_contig_migrate_range(mm: PageAllocator, cc: CompactControl, start: int
                                end: int) -> int:
     """``__alloc_contig_migrate_range()``: migrate what can move out of the range.
 
-    Returns the stall time of the target allocations (ns). Pages that cannot move stay,
-    and :func:`~simcore.mm.page_isolation.test_pages_isolated` then fails the range.
+    Returns the stall time of the target allocations (ns). A page that cannot move (an
+    unexpected reference) stops the migration (the kernel's fifth try gives -EBUSY), and
+    :func:`~simcore.mm.page_isolation.test_pages_isolated` then fails the range.
+    SIMPLIFICATION: no time passes between the kernel's five tries (each a
+    ``migrate_pages()`` of ten passes), so they would fail alike and are not repeated:
+    ``pgmigrate_fail`` counts the page once, the kernel once per try.
     """
     compaction = mm.reclaim.compaction
     stall_ns = 0
@@ -132,7 +136,7 @@ def alloc_contig_migrate_range(mm: PageAllocator, cc: CompactControl, start: int
             continue
         stall_ns += _migration_targets(mm, cc, len(cc.migratepages))
         cc.free_pfn = cc.zone.zone_start_pfn  # no free scanner: targets come from the buddy
-        if compaction.migrate_pages(cc) < 0:  # -ENOMEM: no target page
+        if compaction.migrate_pages(cc) != 0:  # -ENOMEM (no target page), or -EBUSY
             break
     compaction.release_freepages(cc)
     return stall_ns
@@ -190,7 +194,9 @@ def isolate_freepages_range(mm: PageAllocator, zone: Zone, start: int, end: int)
         zone.free_area.remove(pfn, order, info[pfn] >> MT_SHIFT)
         pfn += 1 << order
     pages.ref_np[start:end] = 1
-    pages.info_np[start:end] = 0
+    # split_map_pages(): post_alloc_hook(page, order, __GFP_MOVABLE), so each page is a
+    # MOVABLE order-0 allocation (page_owner's migratetype)
+    pages.info_np[start:end] = MT_MOVABLE << MT_SHIFT
     pages.flags_np[start:end] = PG_ALLOC
     mm.vm.add("compact_isolated", end - start)
 

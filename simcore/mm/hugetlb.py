@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from simcore.mm import contig
+from simcore.mm.constants import MT_MOVABLE
 from simcore.mm.gfp import GFP, gfp_zone
 from simcore.mm.hstate import (
     HUGE_PAGE_ORDERS,
@@ -56,7 +57,7 @@ from simcore.mm.hstate import (
     hstate_next_node_to_free,
     htlb_alloc_mask,
 )
-from simcore.mm.pages import PG_ALLOC, PG_HEAD, PG_TAIL
+from simcore.mm.pages import MT_SHIFT, PG_ALLOC, PG_HEAD, PG_TAIL
 
 if TYPE_CHECKING:
     from simcore.mm.page_alloc import PageAllocator
@@ -85,8 +86,9 @@ class PoolBackend(Protocol):
         """``alloc_contig_pages()``: the first pfn or -1; its cost is spent by :meth:`stall`."""
         ...
 
-    def free_contig_range(self, pfn: int, nr_pages: int) -> None:
-        """``free_contig_range()``."""
+    def free_contig_range(self, pfn: int, nr_pages: int) -> int:
+        """``free_contig_range()``: the pages still in use (the kernel WARNs)."""
+        ...
 
     def stall(self) -> Generator[Any, Any, None]:
         """Spend the cost of the contiguous-range work done so far."""
@@ -118,9 +120,9 @@ class NoClockBackend:
         self.cost_ns += cost
         return pfn
 
-    def free_contig_range(self, pfn: int, nr_pages: int) -> None:
-        """``free_contig_range()``."""
-        contig.free_contig_range(self.mm, pfn, nr_pages, self.cpu)
+    def free_contig_range(self, pfn: int, nr_pages: int) -> int:
+        """``free_contig_range()``: the pages still in use."""
+        return contig.free_contig_range(self.mm, pfn, nr_pages, self.cpu)
 
     def stall(self) -> Generator[Any, Any, None]:
         """No clock: nothing to spend."""
@@ -177,6 +179,16 @@ class Hugetlb:
         """``page_to_nid()``."""
         return self.mm.page_zone(pfn).nid
 
+    def free_gigantic_page(self, pfn: int, nr_pages: int, be: PoolBackend) -> None:
+        """``free_gigantic_page()`` → ``free_contig_range()``.
+
+        It WARNs when pages of the range are still in use (a speculative holder frees
+        them later).
+        """
+        busy = be.free_contig_range(pfn, nr_pages)
+        if busy:
+            self._warn(f"{busy} pages are still in use!", pfn)
+
     def _warn(self, text: str, pfn: int) -> None:
         self.warnings.append(text)
         self.on_warn(text, pfn)
@@ -231,7 +243,7 @@ class Hugetlb:
         pages.ref_np[pfn:pfn + nr] = 0
         pages.flags_np[pfn + 1:pfn + nr] = PG_TAIL
         pages.flags[pfn] = PG_ALLOC | PG_HEAD
-        pages.info[pfn] = min(order, self.mm.max_order)
+        pages.info[pfn] = min(order, self.mm.max_order) | (MT_MOVABLE << MT_SHIFT)
         return True
 
     def alloc_fresh_huge_page(self, h: Hstate, gfp: int, nid: int,
@@ -245,7 +257,7 @@ class Hugetlb:
                 prepped = pfn >= 0 and self.prep_compound_gigantic_page(pfn, h.order)
                 yield from be.stall()
                 if pfn >= 0 and not prepped:
-                    be.free_contig_range(pfn, h.nr_pages)  # free_gigantic_page()
+                    self.free_gigantic_page(pfn, h.nr_pages, be)
                     if not retry:  # retry ONCE
                         retry = True
                         continue
@@ -336,7 +348,7 @@ class Hugetlb:
         pages.ref_np[pfn:pfn + h.nr_pages] = 1
         pages.info_np[pfn:pfn + h.nr_pages] = 0
         pages.flags_np[pfn:pfn + h.nr_pages] = PG_ALLOC
-        be.free_contig_range(pfn, h.nr_pages)  # free_gigantic_page()
+        self.free_gigantic_page(pfn, h.nr_pages, be)
 
     def free_huge_page(self, pfn: int, be: PoolBackend) -> None:
         """``free_huge_page()``: the destructor, when a pool page's refcount reaches 0."""

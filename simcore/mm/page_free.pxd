@@ -26,6 +26,7 @@ cdef class FreePagesMixin:
     cpdef bint _check_pfn(self, Py_ssize_t pfn, int order, str what)
     cpdef bint free_pages(self, Py_ssize_t pfn, int order, int cpu)
     cpdef bint _free_wrong_order(self, Py_ssize_t pfn, int order, int cpu)
+    cpdef void _short_free_warning(self, Py_ssize_t pfn, int order, int have)
     cpdef void free_the_page(self, Py_ssize_t pfn, int order, int cpu)
     cpdef bint free_pages_prepare(self, Py_ssize_t pfn, int order, Zone zone)
     @cython.locals(pcp=PerCpuPages)

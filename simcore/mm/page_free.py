@@ -43,18 +43,23 @@ _VM_FREE_ORDER_LEAKED = VMSTAT_INDEX["free_order_leaked_pages"]
 def _excess_page_reason(pages: PageArray, pfn: int, compound: int) -> str:
     """Why ``free_pages_prepare()`` finds a page past the block bad ("" if it does not).
 
-    Mirrors ``free_tail_pages_check()`` (compound blocks) and ``page_bad_reason()``.
+    Mirrors ``page_bad_reason()``, where the last matching check wins. ``compound``:
+    the block being freed is compound, so ``free_tail_pages_check()`` has just cleared
+    the page's ``mapping`` (without DEBUG_VM it reports nothing itself).
+    SIMPLIFICATION: PG_lru, PG_slab and the other PAGE_FLAGS_CHECK_AT_FREE flags of a
+    live page are not modelled; such a page reads "nonzero _refcount".
     """
-    if compound:
-        return "compound_head not consistent"
     flags = pages.flags[pfn]
+    reason = ""
     if flags & PG_BUDDY:
-        return "nonzero mapcount"  # PageBuddy lives in page_type, over _mapcount
+        reason = "nonzero mapcount"  # PageBuddy lives in page_type, over _mapcount
+    if flags & PG_TAIL and not compound:
+        reason = "non-NULL mapping"  # a compound tail's mapping is TAIL_MAPPING
     if pages.ref[pfn] != 0:
-        return "nonzero _refcount"
+        reason = "nonzero _refcount"
     if flags & PG_RESERVED:
-        return "PAGE_FLAGS_CHECK_AT_FREE flag(s) set"  # PG_reserved
-    return ""
+        reason = "PAGE_FLAGS_CHECK_AT_FREE flag(s) set"  # PG_reserved
+    return reason
 
 
 class FreePagesMixin:
@@ -132,45 +137,70 @@ class FreePagesMixin:
         """``__free_pages(page, order)`` of a block allocated with another order.
 
         The kernel does not know a block's order; it frees what it is told (LDD3's
-        warning). Too large: ``free_pages_prepare()`` finds the pages beyond the block
-        bad (a free buddy page: "nonzero mapcount"; someone else's page: "nonzero
-        _refcount"; not a tail of this compound page: "compound_head not consistent"),
-        reports each with ``bad_page()`` and frees nothing: the block is leaked. If none
-        is bad (they are all pcp pages or non-compound tails) the kernel would free
-        them with the block and corrupt its lists; the model reports that as a bad page
-        too. Too small: the first ``2**order`` pages are freed and the rest of the
-        block leaks silently; the model records a simulator-only warning
-        (``sim_warning``, vmstat ``free_order_leaked_pages``).
+        warning):
+
+        - Too large: ``free_pages_prepare()`` checks every page past the block and
+          reports each bad one (:func:`_excess_page_reason`) with ``bad_page()``; then
+          it frees nothing and the block is leaked. SIMPLIFICATION: ``bad_page()``'s
+          ``page_mapcount_reset()``, which strips PageBuddy from a free block's head
+          past ours (it can then no longer merge), is not modelled. If no page past the
+          block is bad (pcp pages, tails of a non-compound block) the kernel frees them
+          all with the block and corrupts its lists; the model refuses, leaks the block
+          and records a simulator-only ``sim_warning``.
+        - Too small: the first ``2**order`` pages are freed and the rest of the block
+          leaks silently; the model records a ``sim_warning``.
+
+        Leaks the kernel does not report count in ``free_order_leaked_pages``. With
+        another reference on the first page, the kernel frees only the pieces after it
+        (behaviour 41) of the order it was given; the model does so for too small an
+        order (SIMPLIFICATION: too large an order then frees nothing now).
         """
         pages = self.pages
         have = pages.info[pfn] & ORDER_MASK
+        compound = pages.flags[pfn] & PG_HEAD
         pages.ref[pfn] -= 1
-        if pages.ref[pfn]:  # a speculative holder's put_page() frees it later, whole
+        if pages.ref[pfn]:  # a speculative holder's put_page() frees the first page later
             pages.flags[pfn] = pages.flags[pfn] & CLEAR_PG_MOVABLE_OWNER
+            if compound or order > have:
+                return True
+            self._short_free_warning(pfn, order, have)
+            pages.info[pfn] = pages.info[pfn] & CLEAR_ORDER
+            while order > 0:
+                order -= 1
+                self.free_the_page(pfn + (1 << order), order, cpu)
             return True
         if order < have:
-            leaked = (1 << have) - (1 << order)
-            self.vm.v[_VM_FREE_ORDER_LEAKED] += leaked
-            if self.tracing:
-                self.tracer.sim_warning(
-                    self.page_zone(pfn), pfn, order,
-                    f"__free_pages order {order} on an order-{have} block: "
-                    f"{leaked} pages leaked (the kernel does not notice)")
+            self._short_free_warning(pfn, order, have)
             pages.info[pfn] = (pages.info[pfn] & CLEAR_ORDER) | order
             self.free_the_page(pfn, order, cpu)
             return True
-        compound = pages.flags[pfn] & PG_HEAD
         bad = 0
         for p in range(pfn + (1 << have), min(pfn + (1 << order), pages.nr_pages)):
             reason = _excess_page_reason(pages, p, compound)
             if reason:
                 self.bad_page(p, 0, reason)
                 bad += 1
-        if not bad:
-            self.bad_page(pfn, order, f"freed as order {order}, allocated as order {have}: "
-                          "the kernel would free the pages after the block too")
-        self.vm.v[_VM_BAD_PAGE_LEAKED] += 1 << have
-        return False
+        if bad:
+            self.vm.v[_VM_BAD_PAGE_LEAKED] += 1 << have
+            return False
+        self.vm.v[_VM_FREE_ORDER_LEAKED] += 1 << have
+        if self.tracing:
+            self.tracer.sim_warning(
+                self.page_zone(pfn), pfn, order,
+                f"__free_pages order {order} on an order-{have} block: the kernel frees the "
+                f"{(1 << order) - (1 << have)} pages after it too, corrupting its free lists;"
+                " the model leaks the block instead")
+        return True
+
+    def _short_free_warning(self, pfn: int, order: int, have: int) -> None:
+        """Count and trace the pages too small an order leaves behind."""
+        leaked = (1 << have) - (1 << order)
+        self.vm.v[_VM_FREE_ORDER_LEAKED] += leaked
+        if self.tracing:
+            self.tracer.sim_warning(
+                self.page_zone(pfn), pfn, order,
+                f"__free_pages order {order} on an order-{have} block: "
+                f"{leaked} pages leaked (the kernel does not notice)")
 
     def free_the_page(self, pfn: int, order: int, cpu: int) -> None:
         """``free_the_page()``: pcp for pcp-allowed orders, else straight to buddy."""

@@ -439,6 +439,9 @@ class Reclaim:
                 sc.cost_ns += pages * cost.reclaim_swap_ns
                 v.add("pswpout", pages)
             elif packed & DIRTY:
+                # SIMPLIFICATION: a referenced dirty page is kept (FOLIOREF_RECLAIM_CLEAN)
+                # in every reclaim; the kernel keeps it only for kswapd on a node marked
+                # PGDAT_DIRTY, and otherwise activates it with PG_reclaim set.
                 if referenced or not sc.may_writepage or not (sc.kswapd or sc.gfp & GFP_FS):
                     lv.put(pfn, lru, packed)  # keep: FOLIOREF_RECLAIM_CLEAN, or no writing here
                     continue

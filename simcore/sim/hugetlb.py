@@ -69,12 +69,16 @@ class MachineBackend:
             machine.owners[POOL_OWNER].pages += nr_pages
         return pfn
 
-    def free_contig_range(self, pfn: int, nr_pages: int) -> None:
-        """``free_contig_range()``: the pool lets go of a gigantic range."""
+    def free_contig_range(self, pfn: int, nr_pages: int) -> int:
+        """``free_contig_range()``: the pool lets go of a gigantic range.
+
+        Returns the pages still in use (another holder frees them later).
+        """
         machine = self.machine
         machine._enter(POOL_OWNER, self.cpu)
-        contig.free_contig_range(machine.mm, pfn, nr_pages, self.cpu)
+        busy = contig.free_contig_range(machine.mm, pfn, nr_pages, self.cpu)
         machine.owners[POOL_OWNER].pages -= nr_pages
+        return busy
 
     def stall(self) -> Generator[Any, Any, None]:
         """Spend the contiguous-range work done since the last call."""
@@ -163,9 +167,12 @@ class HugetlbPool:
     def entry(self, req: _Request) -> dict[str, Any]:
         """The request as ``summary.json`` lists it (the pool now, if still running).
 
-        ``obtained`` is what the written file reads back as the persistent pool (pages
-        that are not surplus), on the request's node or in total; ``obtained_by_node``
-        is the persistent pool per node.
+        ``obtained`` is the persistent pool after the write (pages that are not
+        surplus), on the request's node or in total: what ``/proc/sys/vm/nr_hugepages``
+        reads back (``max_huge_pages``); ``obtained_by_node`` is the persistent pool per
+        node. The sysfs files (``/sys/kernel/mm/hugepages/.../nr_hugepages``, global or
+        per node) read ``nr_huge_pages``, surplus included: ``pool_after``'s
+        ``nr_hugepages`` and ``nr_hugepages_by_node``.
         """
         h = req.h
         after = req.after if req.after is not None else h.state()

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from simcore.mm.constants import MIGRATETYPE_NAMES, MT_CMA, MT_MOVABLE
-from simcore.mm.pages import MT_SHIFT, PG_ALLOC, PG_RESERVED, PG_TAIL
+from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_ALLOC, PG_RESERVED, PG_TAIL
 
 UNATTRIBUTED = "(unattributed)"
 
@@ -57,6 +57,15 @@ def mixed_pageblocks(mm: Any) -> np.ndarray:
             continue
         foreign = (info[pfns] >> MT_SHIFT) != block_mt[pfns >> pb]
         mixed[pfns[foreign] >> pb] = True
+        # An allocation larger than a pageblock: the scan starts each later pageblock
+        # on one of its pages, which page_owner records with the head's migratetype.
+        big = pfns[(info[pfns] & ORDER_MASK) > pb]
+        for head in big.tolist():
+            mt = int(info[head]) >> MT_SHIFT
+            last = min(head + (1 << (int(info[head]) & ORDER_MASK)), hi)
+            for blk in range((head >> pb) + 1, ((last - 1) >> pb) + 1):
+                if block_mt[blk] != mt:
+                    mixed[blk] = True
     return mixed
 
 

@@ -263,12 +263,12 @@ def test_a_node_file_counts_only_its_node() -> None:
 
 
 # -- gigantic pages ------------------------------------------------------------------------
-def _gigantic_setup(unmovable: bool) -> tuple[Machine, list[Allocation]]:
+def _gigantic_setup(unmovable: bool, kind: int = KIND_ANON) -> tuple[Machine, list[Allocation]]:
     """One node of 2 GiB + 16 MiB: DMA32 holds one aligned GiB, [0x40000, 0x80000).
     Order-10 filler below it, 2,000 anonymous LRU pages inside it (and with
     ``unmovable`` one kernel page), then the filler is freed for migration targets."""
     m = _machine(2048 + 16)
-    m.register_owner("app", lru=KIND_ANON)
+    m.register_owner("app", lru=kind)
     filler = []
     while (h := m.alloc_now("filler", int(GFP.MOVABLE | GFP.HIGHMEM), 10, 0)) is not None:
         if h.pfn >= GIB:
@@ -318,10 +318,28 @@ def test_an_unmovable_page_in_every_candidate_range_fails_the_gigantic_page() ->
     _invariants(m)
 
 
+def test_a_page_that_cannot_migrate_stops_the_range_migration() -> None:
+    """__alloc_contig_migrate_range() gives up (-EBUSY) on a page migrate_pages() cannot
+    move: the rest of the range is not migrated, and the range fails. (A page cache page
+    with an extra reference is isolated, then fails folio_migrate_mapping(); an anonymous
+    one would be skipped by the isolation.)"""
+    m, app = _gigantic_setup(unmovable=False, kind=KIND_FILE)
+    first = min(app, key=lambda h: h.pfn)
+    assert m.mm.get_page_unless_zero(first.pfn)  # a walker holds the lowest cache page
+    req = _resize(m, 1, order=18)
+    assert req.pass_failed and not hugetlb_of(m).state.page_hstate
+    assert m.mm.vm["pgmigrate_fail"] >= 1
+    assert m.mm.vm["pgmigrate_success"] < 32  # at most the rest of the first batch
+    assert sum(GIB <= h.pfn < 2 * GIB for h in app) > len(app) - 32
+    m.mm.put_page(first.pfn, 0)
+    _invariants(m)
+
+
 def test_a_speculative_reference_on_a_gigantic_tail_frees_the_range_and_retries_once() -> None:
     """prep_compound_gigantic_page() meets a page of refcount 2: the range is freed with
-    free_contig_range() (that page stays with its holder), and the one retry finds the
-    range unusable (an unmovable page now), so the allocation fails with the warning."""
+    free_contig_range() (that page stays with its holder: "1 pages are still in use!"),
+    and the one retry finds the range unusable (an unmovable page now), so the
+    allocation fails with the warning."""
     m, _ = _gigantic_setup(unmovable=False)
     pool = hugetlb_of(m)
     held: list[int] = []
@@ -335,7 +353,8 @@ def test_a_speculative_reference_on_a_gigantic_tail_frees_the_range_and_retries_
     pool.state.racers.append(race)
     req = _resize(m, 1, order=18)
     assert req.pass_failed and not pool.state.page_hstate
-    assert pool.state.warnings == [WARN_GIGANTIC_INFLATED]
+    # free_contig_range() WARNs about the page the walker still holds
+    assert pool.state.warnings == [WARN_GIGANTIC_INFLATED, "1 pages are still in use!"]
     assert m.mm.pages.ref[held[0]] == 1 and m.owners[POOL_OWNER].pages == 0
     put_page(m, held[0], 0)
     _invariants(m)

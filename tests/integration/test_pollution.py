@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.mm.constants import MIGRATETYPE_NAMES, MT_CMA, MT_MOVABLE
+from simcore.mm.constants import MIGRATETYPE_NAMES, MT_CMA, MT_MOVABLE, MT_UNMOVABLE
+from simcore.mm.contig import alloc_contig_range
 from simcore.mm.gfp import GFP, GFP_KERNEL, GFP_NOWAIT
 from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_ALLOC, PG_BUDDY, PG_RESERVED, PG_TAIL
 from simcore.sim.machine import Machine
@@ -181,3 +182,27 @@ def test_census_counts_free_movable_only_and_pinned_pageblocks() -> None:
     orders = m.mm.pages.info_np[heads] & ORDER_MASK
     assert after["free"] == sum(1 << (o - pb) for o in orders.tolist() if o >= pb)
     assert after["pageblocks"] == before["pageblocks"]
+
+
+def test_an_allocation_larger_than_a_pageblock_makes_each_relabelled_block_mixed() -> None:
+    # page_owner records every page of an order-10 block; the kernel's scan starts the
+    # second pageblock on a tail page and compares its migratetype too
+    m = _machine()
+    pb = m.mm.pageblock_order
+    big = m.alloc_now("thp", int(GFP_NOWAIT | GFP.MOVABLE | GFP.COMP), pb + 1, 0)
+    assert big is not None and not mixed_pageblocks(m.mm).any()
+    second = big.pfn + (1 << pb)
+    m.mm.zones[-1].set_pageblock_migratetype(second, MT_UNMOVABLE)
+    mixed = mixed_pageblocks(m.mm)
+    assert np.flatnonzero(mixed).tolist() == [second >> pb]
+
+
+def test_a_gigantic_range_taken_by_alloc_contig_pages_is_not_mixed() -> None:
+    # split_map_pages() makes every page a MOVABLE order-0 page_owner allocation
+    m = _machine()
+    pb = m.mm.pageblock_order
+    zone = m.mm.zones[-1]
+    start = ((zone.managed_start_pfn >> (pb + 1)) + 1) << (pb + 1)
+    ok, _ = alloc_contig_range(m.mm, zone, start, start + (1 << (pb + 1)), MT_MOVABLE, 0)
+    assert ok
+    assert not mixed_pageblocks(m.mm).any()
