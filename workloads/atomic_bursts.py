@@ -15,25 +15,28 @@ Two kinds of allocation:
   order ``PAGE_FRAG_CACHE_MAX_ORDER`` (3: 32 KiB) with ``gfp | __GFP_COMP | __GFP_NOWARN
   | __GFP_NORETRY | __GFP_NOMEMALLOC``, then order 0 with ``gfp`` alone.
 
-The high-order atomic reserve (spec behaviour 40): an order > 0 request with
-``__GFP_ATOMIC`` and without ``__GFP_NOMEMALLOC`` gets ``ALLOC_HARDER`` in the slow path;
-a success there may turn its pageblock MIGRATE_HIGHATOMIC, and such requests may later
-take from those pageblocks when the other lists cannot serve them. Order-0 requests and
-page_frag's order-3 attempt (``__GFP_NOMEMALLOC``) never do either.
+The high-order atomic reserve (spec behaviour 40): every request with ``__GFP_ATOMIC``
+and without ``__GFP_NOMEMALLOC`` gets ``ALLOC_HARDER`` (a lower min watermark,
+``gfp_to_alloc_flags()``). For order > 0 it also matters twice: a success made in the
+slow path may turn its pageblock MIGRATE_HIGHATOMIC, and ``rmqueue_buddy()`` tries the
+MIGRATE_HIGHATOMIC lists first (after the pcp list, for pcp orders). Order-0 requests and
+page_frag's order-3 attempt (``__GFP_NOMEMALLOC``) never do either. page_frag refills
+ask for ``NUMA_NO_NODE`` whatever ``nid`` says (``__page_frag_cache_refill()``).
 
 ``summary.json`` ``callers`` counts ``bursts``, ``allocs`` (allocations, or page_frag
 refills), ``pages``, ``failed`` (allocations or refills that got nothing), per order the
-failed page-allocation attempts (``failed_order3``: for page_frag, the first attempts
-that fell back), ``frag_fallbacks`` (refills served at order 0), ``highatomic_reserved``
-(pageblocks this caller's successes turned MIGRATE_HIGHATOMIC) and ``from_highatomic``
-(allocations placed in a pageblock that was already MIGRATE_HIGHATOMIC).
+failed page-allocation attempts (``failed_order3``: for page_frag, the order-3 first
+attempts that failed, whether or not the order-0 fallback then succeeded),
+``frag_fallbacks`` (refills served at order 0), ``highatomic_reserved`` (pageblocks this
+caller's successes turned MIGRATE_HIGHATOMIC) and ``from_highatomic`` (entitled requests
+during which the MIGRATE_HIGHATOMIC free lists shrank and no new block was reserved:
+pages taken from the reserve's buddy lists; a pcp page that came from a reserved block
+is not counted).
 
 SIMPLIFICATIONS: the fragments carved from a page_frag page and its refcount bias
 (``pagecnt_bias``) are not modelled: each refill is one allocation held for a drawn
 lifetime, as if its last fragment were freed then (the kernel frees the page when the
-cache has moved on and every fragment's ``put_page()`` has come). ``from_highatomic``
-looks at the pageblock's type after the allocation: a page from the pcp list of a block
-relabelled while the page sat there counts too.
+cache has moved on and every fragment's ``put_page()`` has come).
 """
 
 from __future__ import annotations
@@ -275,8 +278,8 @@ def atomic_bursts_workload(machine: Machine, spec: WorkloadConfig,
         for i in range(size):
             if i and p.spacing_ns:
                 yield env.timeout(p.spacing_ns)
-            if p.page_frag:
-                page = page_frag_cache_refill(machine, name, p.gfp, cpu, p.nid, stats)
+            if p.page_frag:  # __page_frag_cache_refill() asks for NUMA_NO_NODE
+                page = page_frag_cache_refill(machine, name, p.gfp, cpu, None, stats)
             else:
                 page = atomic_alloc(machine, name, p.gfp, next(orders), cpu, p.nid, stats)
             stats["allocs"] += 1

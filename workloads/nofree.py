@@ -23,7 +23,8 @@ module grafts FreeBSD's onto the Linux 6.1 model:
   ``kmem_back_partial_failure`` span: ``leak`` strands the pages (before D49480: the
   undo was illegal), ``free_to_nofree`` frees them to the queue head in ascending order
   (``kmem_unback()``, D49480), ``batch`` takes the pages in one D47050-style batch that
-  may come up short and rolls a short batch back to the queue as it was (all or nothing);
+  may come up short and rolls a short batch back to the queue (all or nothing: every page
+  it took, ordinary fallback pages included, goes to the queue in the order it came out);
 - ``mode: scattered`` is the baseline: the same calls backed by plain order-0 UNMOVABLE
   pages (``alloc_pages_node(nid, gfp, 0)``), no queue; pages a policy gives back go to
   the buddy allocator (``__free_pages()``).
@@ -228,7 +229,8 @@ def kmem_unback(machine: Machine, owner: str, p: NofreeParams, pages: Pages,
     ``leak``: the pages stay allocated and unused (stranded). ``free_to_nofree``:
     ``kmem_unback()`` frees them in ascending order, each to its queue head (so the last
     one is handed out next). ``batch``: the batch goes back to the queue heads as it
-    came out, restoring each queue. In ``scattered`` mode pages given back go to the
+    came out (the NOFREE pages as they were; ordinary pages the batch took join their
+    node's queue too, as freed NOFREE pages do). In ``scattered`` mode pages given back go to the
     buddy allocator.
     """
     if not pages:

@@ -32,9 +32,7 @@ next read that reaches it (a refault).
 
 SIMPLIFICATIONS: reads and writes are whole, chunk-aligned pages (no partial-page
 writes that must read first); the readahead window is the chunk (no ramp-up, no async
-``PG_readahead`` lookahead); after a readahead shortfall the rest of the chunk comes
-from ``filemap_create_folio()`` page by page (the kernel retries readahead at each
-missing page); writeback completes at once and only the periodic (kupdate) writeback
+``PG_readahead`` lookahead); writeback completes at once and only the periodic (kupdate) writeback
 runs: no background writeback above ``dirty_background_ratio`` and no
 ``balance_dirty_pages()`` throttling; ``__GFP_WRITE``'s dirty-node spreading is not
 modelled by the allocator; no xarray node (slab) allocations; the page cache belongs

@@ -105,7 +105,10 @@ class ThreadsParams:
             :mod:`workloads.task_objects`).
         vmas: VMAs of the forking process (one ``vm_area_struct`` each in the child).
         rcu_grace_ns: The RCU grace period before a deferred stack free.
-        cpus, nid, start_ns, oom_score_adj: As for the synthetic workload.
+        nid: The node of the ``task_struct`` and stack (``tsk_fork_get_node()``: what a
+            ``kthread_create_on_node()`` fork asks for); None: ``NUMA_NO_NODE``, as for
+            every user fork. The other allocations use the forking CPU's node.
+        cpus, start_ns, oom_score_adj: As for the synthetic workload.
         max_requests: Stop after this many forks (a burst stops there too).
     """
 
@@ -307,7 +310,8 @@ def fork(machine: Machine, owner: str, cpu: int, p: ThreadsParams,
     if p.new_mm:
         orders = [1 if p.pti else 0] + [0] * p.page_tables
         for order in orders:
-            handle = yield from machine.alloc(owner, PGTABLE_GFP, order, cpu, p.nid)
+            # pgd_alloc(), pte_alloc_one(): the forking task's node
+            handle = yield from machine.alloc(owner, PGTABLE_GFP, order, cpu, None)
             if handle is None:
                 for h in tables:
                     machine.free(h)

@@ -141,7 +141,11 @@ def test_a_fork_allocates_its_slab_objects_and_exit_frees_them() -> None:
     names = Counter(cache.name for cache, _ in proc[2])
     assert names == {"task_struct": 1, "pid": 1, "cred_jar": 1, "files_cache": 1,
                      "sighand_cache": 1, "signal_cache": 1, "mm_struct": 1,
-                     "vm_area_struct": 5, "anon_vma": 2, "anon_vma_chain": 4}
+                     "vm_area_struct": 5, "anon_vma": 2, "anon_vma_chain": 4,
+                     "maple_node": 2}
+    # mas_expected_entries(): ceil(11 / 14) = 1 leaf + 1 internal node + 3 spare; the
+    # 3 spare nodes go back at mas_destroy()
+    assert m.extras[CACHES_KEY]["maple_node"].stats["objects"] == 5
     task_struct = m.extras[CACHES_KEY]["task_struct"]
     assert task_struct.stats["objects"] == 2
     # 6,208-byte objects on 2 CPUs: calculate_order() picks order 3, 5 per slab (the
