@@ -17,6 +17,9 @@ import numpy as np
 
 from simcore.config.parse import WorkloadDumper, WorkloadParser, dump_config, load_config
 from simcore.config.types import ExperimentConfig, MachineConfig, WorkloadConfig
+from simcore.config.units import format_duration
+from simcore.errors import ConfigError
+from simcore.sim.hugetlb import POOL_OWNER
 from workloads.anon import anon_workload, check_anon_params, dump_anon_params, parse_anon_params
 from workloads.atomic_bursts import (
     atomic_bursts_workload,
@@ -25,6 +28,7 @@ from workloads.atomic_bursts import (
     parse_atomic_bursts_params,
 )
 from workloads.hugetlb import (
+    HugetlbParams,
     check_hugetlb_params,
     dump_hugetlb_params,
     hugetlb_workload,
@@ -61,6 +65,7 @@ from workloads.synthetic_params import (
     dump_synthetic_params,
     parse_synthetic_params,
 )
+from workloads.task_objects import OBJECT_SIZES
 from workloads.threads import (
     check_threads_params,
     dump_threads_params,
@@ -74,6 +79,9 @@ from workloads.vmalloc import (
     vmalloc_workload,
 )
 
+RESERVED_NAMES = frozenset({POOL_OWNER, *OBJECT_SIZES})
+"""Caller names the model uses itself: the hugetlb pool and the slab caches of forks
+(:mod:`workloads.task_objects`). A workload with one of them would share its counters."""
 WorkloadCheck = Callable[[Mapping[str, object], MachineConfig, str, str], None]
 """``check(params, machine, key_prefix, source)``: raise ConfigError if the machine cannot
 run the parsed parameters (e.g. a CPU it does not have)."""
@@ -151,7 +159,25 @@ def load_experiment(path: Path) -> ExperimentConfig:
     cfg = load_config(path, workload_parsers())
     for i, spec in enumerate(cfg.workloads):
         WORKLOADS[spec.kind].check(spec.params, cfg.machine, f"workloads[{i}]", cfg.source)
+        if spec.name in RESERVED_NAMES:
+            raise ConfigError(cfg.source, f"workloads[{i}].name",
+                              "a name no caller of the model itself uses (not "
+                              f"{', '.join(sorted(RESERVED_NAMES))})", spec.name)
+        _check_resize_times(spec, cfg, f"workloads[{i}]")
     return cfg
+
+
+def _check_resize_times(spec: WorkloadConfig, cfg: ExperimentConfig, key: str) -> None:
+    """A hugetlb workload's writes must fall within the run, as ``actions:`` must."""
+    params = spec.params.get("params")
+    if not isinstance(params, HugetlbParams):
+        return
+    for j, resize in enumerate(params.resizes):
+        if resize.at_ns > cfg.duration_ns:
+            raise ConfigError(cfg.source, f"{key}.resize[{j}].at",
+                              f"a time within the run's duration "
+                              f"({format_duration(cfg.duration_ns)})",
+                              format_duration(resize.at_ns))
 
 
 def dump_experiment(cfg: ExperimentConfig) -> dict[str, object]:

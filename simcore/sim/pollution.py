@@ -99,18 +99,21 @@ def mixed_count_by_type(mm: Any, mixed: np.ndarray) -> dict[str, int]:
 def pageblock_census(mm: Any, mixed: np.ndarray) -> dict[str, dict[str, int]]:
     """Per node: how many pageblocks are mixed, and what huge pages they could give.
 
-    ``free`` pageblocks are free order->=pageblock_order blocks now (a huge page at
-    once); ``movable_only`` pageblocks hold allocations, all of them MOVABLE: what
-    compaction could recover (the report's huge-page availability); ``pinned``
-    pageblocks hold at least one allocation that is not MOVABLE (no compaction can empty
-    them). Partial pageblocks at a zone's edge count as whole ones.
+    The pageblocks of each node fall in four classes: ``free`` (parts of free blocks of
+    at least pageblock order: a huge page at once), ``movable_only`` (they hold
+    allocations, all MOVABLE: what compaction could recover, the report's huge-page
+    availability), ``unmovable`` (they hold an allocation that is not MOVABLE: no
+    compaction can empty them) and ``no_allocation`` (no allocation, yet not one free
+    block: free fragments, pcp pages, reserved memory). ``mixed`` counts the polluted
+    ones among them. Partial pageblocks at a zone's edge count as whole ones.
     """
     pb = mm.pageblock_order
     flags = mm.pages.flags_np
     info = mm.pages.info_np
     out: dict[str, dict[str, int]] = {}
     for node in mm.nodes:
-        counts = {"pageblocks": 0, "free": 0, "movable_only": 0, "pinned": 0, "mixed": 0}
+        counts = {"pageblocks": 0, "free": 0, "movable_only": 0, "unmovable": 0,
+                  "no_allocation": 0, "mixed": 0}
         for zone in node.zones:
             lo, hi = zone.zone_start_pfn, zone.end_pfn
             first, last = lo >> pb, (hi - 1) >> pb
@@ -121,14 +124,21 @@ def pageblock_census(mm: Any, mixed: np.ndarray) -> dict[str, dict[str, int]]:
             unmovable = (info[pfns] >> MT_SHIFT) != MT_MOVABLE
             has_alloc = np.zeros(nblocks, dtype=bool)
             has_alloc[(pfns >> pb) - first] = True
-            pinned = np.zeros(nblocks, dtype=bool)
-            pinned[(pfns[unmovable] >> pb) - first] = True
+            held = np.zeros(nblocks, dtype=bool)
+            held[(pfns[unmovable] >> pb) - first] = True
+            for head in pfns[(info[pfns] & ORDER_MASK) > pb].tolist():  # several blocks
+                end = min(head + (1 << (int(info[head]) & ORDER_MASK)), hi)
+                span = slice((head >> pb) - first, ((end - 1) >> pb) - first + 1)
+                has_alloc[span] = True
+                held[span] |= held[(head >> pb) - first]
+            free = sum(zone.free_area.count_of(order, mt) << (order - pb)
+                       for order in range(pb, zone.max_order + 1) for mt in mm.migratetypes)
+            movable_only = int((has_alloc & ~held).sum())
             counts["pageblocks"] += nblocks
-            counts["free"] += sum(zone.free_area.count_of(order, mt) << (order - pb)
-                                  for order in range(pb, zone.max_order + 1)
-                                  for mt in mm.migratetypes)
-            counts["movable_only"] += int((has_alloc & ~pinned).sum())
-            counts["pinned"] += int(pinned.sum())
+            counts["free"] += free
+            counts["movable_only"] += movable_only
+            counts["unmovable"] += int(held.sum())
+            counts["no_allocation"] += max(0, nblocks - free - movable_only - int(held.sum()))
             counts["mixed"] += int(mixed[first : last + 1].sum())
         out[str(node.nid)] = counts
     return out

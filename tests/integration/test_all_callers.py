@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from simcore.errors import ConfigError
 from simcore.mm.invariants import check_invariants
 from simcore.sim.machine import Machine
 from simcore.sim.pollution import pollution_summary
@@ -94,3 +97,22 @@ def test_requests_and_failures_are_attributed_to_callers(tmp_path: Path) -> None
     pollution = pollution_summary(m)
     assert set(pollution["charged_by_caller"]) <= set(m.owners)
     assert sum(pollution["extfrag_by_caller"].values()) == m.mm.vm["extfrag_steal"]
+
+
+@pytest.mark.parametrize(("workload", "key", "got"), [
+    ("{name: hugetlb, type: synthetic, rate: 10/s, order: 0, lifetime: 1ms}",
+     "workloads[0].name", "hugetlb"),
+    ("{name: task_struct, type: slab, object_size: 192, rate: 10/s, lifetime: 1ms}",
+     "workloads[0].name", "task_struct"),
+    ("{name: db, type: hugetlb, size: 2MiB, resize: [{at: 5s, count: 4}]}",
+     "workloads[0].resize[0].at", "5s"),
+])
+def test_a_workload_cannot_take_an_internal_caller_name_or_write_after_the_run(
+    tmp_path: Path, workload: str, key: str, got: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nseed: 1\nduration: 1s\nmachine:\n  nodes:\n    - {memory: 64MiB, "
+                    f"cpus: 1}}\nworkloads:\n  - {workload}\n")
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    assert info.value.key == key and str(info.value.got) == got

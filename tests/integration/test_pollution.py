@@ -171,12 +171,14 @@ def test_census_counts_free_movable_only_and_pinned_pageblocks() -> None:
     m = _machine()
     pb = m.mm.pageblock_order
     before = pollution_summary(m)["by_node"]["0"]
-    assert before["pinned"] == before["movable_only"] == before["mixed"] == 0
+    assert before["unmovable"] == before["movable_only"] == before["mixed"] == 0
     huge = m.alloc_now("thp", int(GFP_NOWAIT | GFP.MOVABLE | GFP.COMP), pb, 0)
     kernel = m.alloc_now("kernel", KERNEL, 0, 0)
     after = pollution_summary(m)["by_node"]["0"]
     assert huge.pfn >> pb != kernel.pfn >> pb
-    assert after["movable_only"] == 1 and after["pinned"] == 1
+    assert after["movable_only"] == 1 and after["unmovable"] == 1
+    assert sum(after[k] for k in ("free", "movable_only", "unmovable", "no_allocation")) \
+        == after["pageblocks"]
     assert after["free"] < before["free"]
     heads = np.flatnonzero(m.mm.pages.flags_np & PG_BUDDY)
     orders = m.mm.pages.info_np[heads] & ORDER_MASK
