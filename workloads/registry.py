@@ -67,6 +67,7 @@ from workloads.synthetic_params import (
 )
 from workloads.task_objects import OBJECT_SIZES
 from workloads.threads import (
+    ThreadsParams,
     check_threads_params,
     dump_threads_params,
     parse_threads_params,
@@ -79,9 +80,6 @@ from workloads.vmalloc import (
     vmalloc_workload,
 )
 
-RESERVED_NAMES = frozenset({POOL_OWNER, *OBJECT_SIZES})
-"""Caller names the model uses itself: the hugetlb pool and the slab caches of forks
-(:mod:`workloads.task_objects`). A workload with one of them would share its counters."""
 WorkloadCheck = Callable[[Mapping[str, object], MachineConfig, str, str], None]
 """``check(params, machine, key_prefix, source)``: raise ConfigError if the machine cannot
 run the parsed parameters (e.g. a CPU it does not have)."""
@@ -157,14 +155,22 @@ def load_experiment(path: Path) -> ExperimentConfig:
         simcore.errors.ConfigError: On any problem, naming the file and key path.
     """
     cfg = load_config(path, workload_parsers())
+    reserved = _reserved_names(cfg)
     for i, spec in enumerate(cfg.workloads):
         WORKLOADS[spec.kind].check(spec.params, cfg.machine, f"workloads[{i}]", cfg.source)
-        if spec.name in RESERVED_NAMES:
+        if spec.name in reserved:
             raise ConfigError(cfg.source, f"workloads[{i}].name",
-                              "a name no caller of the model itself uses (not "
-                              f"{', '.join(sorted(RESERVED_NAMES))})", spec.name)
+                              "a name no caller of the model itself uses here (not "
+                              f"{', '.join(sorted(reserved))})", spec.name)
         _check_resize_times(spec, cfg, f"workloads[{i}]")
     return cfg
+
+
+def _reserved_names(cfg: ExperimentConfig) -> frozenset[str]:
+    """The hugetlb pool's caller, and the forks' slab caches when a fork makes them."""
+    forks = any(isinstance(p, ThreadsParams) and p.slab_objects
+                for p in (spec.params.get("params") for spec in cfg.workloads))
+    return frozenset({POOL_OWNER, *(OBJECT_SIZES if forks else ())})
 
 
 def _check_resize_times(spec: WorkloadConfig, cfg: ExperimentConfig, key: str) -> None:

@@ -102,7 +102,8 @@ def test_requests_and_failures_are_attributed_to_callers(tmp_path: Path) -> None
 @pytest.mark.parametrize(("workload", "key", "got"), [
     ("{name: hugetlb, type: synthetic, rate: 10/s, order: 0, lifetime: 1ms}",
      "workloads[0].name", "hugetlb"),
-    ("{name: task_struct, type: slab, object_size: 192, rate: 10/s, lifetime: 1ms}",
+    ("{name: task_struct, type: slab, object_size: 192, rate: 10/s, lifetime: 1ms}\n"
+     "  - {name: forks, type: threads, rate: 10/s, lifetime: 1ms}",
      "workloads[0].name", "task_struct"),
     ("{name: db, type: hugetlb, size: 2MiB, resize: [{at: 5s, count: 4}]}",
      "workloads[0].resize[0].at", "5s"),
