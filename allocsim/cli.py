@@ -76,7 +76,22 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--recompute", action="store_true",
                       help="compute watermarks, protection and pcp sizes from the managed "
                            "pages and sysctls instead of using the observed ones")
+    trace = sub.add_parser("trace", help="work with real ftrace kmem traces")
+    trace_sub = trace.add_subparsers(dest="trace_command", required=True)
+    imp = trace_sub.add_parser(
+        "import", help="read the kmem: page events of an ftrace text file (.txt, .gz, .xz) "
+                       "into a Parquet table")
+    imp.add_argument("trace_file", type=Path, help="ftrace text, e.g. trace.txt.xz")
+    imp.add_argument("-o", "--out", type=Path, required=True, help="output .parquet file")
     return p
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from simcore.formats.ftrace import import_trace
+
+    report = import_trace(args.trace_file, args.out)
+    print(f"{args.out}: {report.summary()}")
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -214,7 +229,7 @@ def _cmd_proc(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "report": _cmd_report,
-            "proc": _cmd_proc}
+            "proc": _cmd_proc, "trace": _cmd_trace}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

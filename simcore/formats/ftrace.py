@@ -1,0 +1,216 @@
+"""Import ftrace text of the ``kmem:`` page events into a Parquet table.
+
+Reads the text ``trace`` / ``trace_pipe`` print (``TASK-PID [CPU] FLAGS TIMESTAMP: event:
+fields``), plain or compressed (``.gz``, ``.xz``), one line at a time: a large trace is
+never held in memory; rows go to Parquet in batches (:data:`BATCH_ROWS`), written to a
+temporary file that is renamed only when the import is complete.
+
+The six page events of ``include/trace/events/kmem.h`` (6.1), read as the oracle's
+README explains:
+
+- ``mm_page_alloc``: ``pfn`` is the block's first page (0 and a NULL page on failure),
+  ``migratetype`` the requested one (``gfp_migratetype()``), ``gfp_flags`` printed after
+  ``gfp_allowed_mask`` (``none`` early in boot); parsed with the model's own GFP parser;
+- ``mm_page_free``: every free; ``mm_page_free_batched`` fires *again* for pages freed in
+  batches, so it is counted and skipped (frees come from ``mm_page_free`` only);
+- ``mm_page_alloc_zone_locked``: one block taken from a buddy list (``percpu_refill``
+  only says the order is pcp-eligible);
+- ``mm_page_pcpu_drain``: one page returned from a pcp list;
+- ``mm_page_alloc_extfrag``: a fallback steal.
+
+Both spellings of the page fields are accepted: ``page=(____ptrval____) pfn=0x1234``
+(5.x/6.x) and ``page=ffffea0001234000 pfn=4660`` (4.x, decimal pfn). Lines of other
+events (``mm_compaction_*``, ``mm_vmscan_*``, ``sched_*``, ...) and comments are skipped
+and counted by event name. A line that is not ftrace text, or a page event with a field
+missing or malformed, is an error naming the file and line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from simcore.atomic import atomic_path
+from simcore.errors import TraceError
+from simcore.mm.gfp import parse_gfp
+
+PAGE_EVENTS = ("mm_page_alloc", "mm_page_free", "mm_page_alloc_zone_locked",
+               "mm_page_pcpu_drain", "mm_page_alloc_extfrag")
+"""The page events imported (``mm_page_free_batched`` is recognised and skipped)."""
+SKIPPED_PAGE_EVENT = "mm_page_free_batched"
+BATCH_ROWS = 65536
+"""Rows per Parquet row group."""
+
+_LINE = re.compile(
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"(?:[^\s:]+\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>[A-Za-z_][\w]*):\s?(?P<body>.*)$")
+_FIELD = re.compile(r"(\w+)=(\S+)")
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "mm_page_alloc": ("pfn", "order", "migratetype", "gfp_flags"),
+    "mm_page_free": ("pfn", "order"),
+    "mm_page_alloc_zone_locked": ("pfn", "order", "migratetype", "percpu_refill"),
+    "mm_page_pcpu_drain": ("pfn", "order", "migratetype"),
+    "mm_page_alloc_extfrag": ("pfn", "alloc_order", "fallback_order", "alloc_migratetype",
+                              "fallback_migratetype", "change_ownership"),
+}
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("line", "int64"), ("time_ns", "int64"), ("cpu", "int16"), ("comm", "string"),
+    ("pid", "int32"), ("event", "string"), ("pfn", "int64"), ("order", "int16"),
+    ("migratetype", "int16"), ("gfp", "int64"), ("gfp_flags", "string"),
+    ("percpu_refill", "int16"), ("fallback_order", "int16"),
+    ("fallback_migratetype", "int16"), ("change_ownership", "int16"),
+)
+"""The imported table: one row per page event; -1 (or "") where a field does not apply.
+``gfp`` is the model's mask (``simcore.mm.gfp.GFP`` bits) of ``gfp_flags``."""
+
+
+@dataclass
+class ImportReport:
+    """What an import read, kept and skipped (and why)."""
+
+    lines: int = 0
+    events: Counter[str] = field(default_factory=Counter)
+    """Imported rows per page event."""
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Skipped lines by reason (``comment``, ``blank``, ``mm_page_free_batched``, or the
+    name of another event)."""
+
+    def summary(self) -> str:
+        """One paragraph for the command line."""
+        kept = ", ".join(f"{n:,} {e}" for e, n in sorted(self.events.items())) or "none"
+        skipped = ", ".join(f"{n:,} {why}" for why, n in self.skipped.most_common())
+        return (f"{self.lines:,} lines; imported {sum(self.events.values()):,} page events "
+                f"({kept}); skipped {sum(self.skipped.values()):,} lines"
+                + (f" ({skipped})" if skipped else ""))
+
+
+def open_text(path: Path) -> IO[str]:
+    """Open a trace as text, decompressing ``.gz`` and ``.xz`` on the fly."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="strict")
+    if path.suffix == ".xz":
+        return lzma.open(path, "rt", encoding="utf-8", errors="strict")
+    return path.open(encoding="utf-8", errors="strict")
+
+
+def _int(value: str, name: str, where: tuple[str, int], text: str) -> int:
+    try:
+        return int(value, 16) if value[:2].lower() == "0x" else int(value)
+    except ValueError:
+        raise TraceError(where[0], where[1], f"an integer {name}=", text) from None
+
+
+def parse_line(text: str, source: str, lineno: int) -> dict[str, Any] | str:
+    """One ftrace line: a row (a dict of :data:`COLUMNS`), or why it is skipped.
+
+    Raises:
+        TraceError: The line is not ftrace text, or a page event is malformed.
+    """
+    stripped = text.strip()
+    if not stripped:
+        return "blank"
+    if stripped.startswith("#"):
+        return "comment"
+    m = _LINE.match(text)
+    if m is None:
+        raise TraceError(source, lineno, "an ftrace line 'TASK-PID [CPU] ... TIMESTAMP: "
+                         "event: fields'", text.rstrip("\n")[:200])
+    event = m["event"]
+    if event not in _FIELDS:
+        return event  # another event (or mm_page_free_batched): skipped, counted
+    fields = dict(_FIELD.findall(m["body"]))
+    missing = [f for f in _FIELDS[event] if f not in fields]
+    if missing:
+        raise TraceError(source, lineno, f"{event} with {', '.join(_FIELDS[event])}",
+                         text.rstrip("\n")[:200])
+    where = (source, lineno)
+
+    def num(name: str) -> int:
+        return _int(fields[name], name, where, text.rstrip("\n")[:200])
+
+    sec, frac = m["ts"].split(".")
+    row: dict[str, Any] = {
+        "line": lineno, "time_ns": int(sec) * 1_000_000_000 + int(frac.ljust(9, "0")[:9]),
+        "cpu": int(m["cpu"]), "comm": m["comm"].strip(), "pid": int(m["pid"]),
+        "event": event, "pfn": num("pfn"), "order": -1, "migratetype": -1, "gfp": -1,
+        "gfp_flags": "", "percpu_refill": -1, "fallback_order": -1,
+        "fallback_migratetype": -1, "change_ownership": -1,
+    }
+    if event == "mm_page_alloc_extfrag":
+        row.update(order=num("alloc_order"), migratetype=num("alloc_migratetype"),
+                   fallback_order=num("fallback_order"),
+                   fallback_migratetype=num("fallback_migratetype"),
+                   change_ownership=num("change_ownership"))
+        return row
+    row["order"] = num("order")
+    if "migratetype" in _FIELDS[event]:
+        row["migratetype"] = num("migratetype")
+    if event == "mm_page_alloc_zone_locked":
+        row["percpu_refill"] = num("percpu_refill")
+    if event == "mm_page_alloc":
+        row["gfp_flags"] = fields["gfp_flags"]
+        try:
+            row["gfp"] = int(parse_gfp(fields["gfp_flags"]))
+        except ValueError as exc:
+            raise TraceError(source, lineno, f"gfp_flags the model knows ({exc})",
+                             fields["gfp_flags"]) from None
+    return row
+
+
+def iter_rows(path: Path, report: ImportReport) -> Iterator[dict[str, Any]]:
+    """Every page-event row of a trace file, counting what is skipped in ``report``.
+
+    Raises:
+        TraceError: A malformed line, or a file that is not text.
+    """
+    source = str(path)
+    lineno = 0
+    try:
+        with open_text(path) as f:
+            for lineno, text in enumerate(f, 1):
+                report.lines = lineno
+                row = parse_line(text, source, lineno)
+                if isinstance(row, str):
+                    report.skipped[row] += 1
+                    continue
+                report.events[row["event"]] += 1
+                yield row
+    except (UnicodeDecodeError, EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
+        raise TraceError(source, lineno + 1, "UTF-8 ftrace text",
+                         f"undecodable data ({type(exc).__name__})") from None
+
+
+def import_trace(path: Path, out: Path) -> ImportReport:
+    """Import the page events of ``path`` into the Parquet file ``out`` (atomically).
+
+    Raises:
+        TraceError: A malformed line; nothing is written then.
+        OSError: ``path`` cannot be read or ``out`` written.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, pa.string() if typ == "string" else pa.from_numpy_dtype(typ))
+                        for name, typ in COLUMNS])
+    report = ImportReport()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        writer = pq.ParquetWriter(tmp, schema)
+        try:
+            batch: list[dict[str, Any]] = []
+            for row in iter_rows(path, report):
+                batch.append(row)
+                if len(batch) >= BATCH_ROWS:
+                    writer.write_table(pa.Table.from_pylist(batch, schema))
+                    batch = []
+            if batch or not sum(report.events.values()):
+                writer.write_table(pa.Table.from_pylist(batch, schema))
+        finally:
+            writer.close()
+    return report
