@@ -83,12 +83,24 @@ def _parser() -> argparse.ArgumentParser:
                        "into a Parquet table")
     imp.add_argument("trace_file", type=Path, help="ftrace text, e.g. trace.txt.xz")
     imp.add_argument("-o", "--out", type=Path, required=True, help="output .parquet file")
+    exp = trace_sub.add_parser(
+        "export", help="write a run's kmem: page events as ftrace text")
+    exp.add_argument("run_dir", type=Path, help="a run directory (with trace/events.parquet)")
+    exp.add_argument("-o", "--out", type=Path, required=True, help="output text file")
     return p
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from simcore.formats.ftrace import import_trace
+    from simcore.formats import trace_schema as ts
+    from simcore.formats.ftrace import export_trace, import_trace
 
+    if args.trace_command == "export":
+        events = args.run_dir / ts.EVENTS_FILE
+        if not events.is_file():
+            raise FileNotFoundError(2, "No such file (a run directory with event tracing "
+                                       "on has one)", str(events))
+        print(f"{args.out}: {export_trace(events, args.out):,} lines")
+        return 0
     report = import_trace(args.trace_file, args.out)
     print(f"{args.out}: {report.summary()}")
     return 0

@@ -1,4 +1,4 @@
-"""Import ftrace text of the ``kmem:`` page events into a Parquet table.
+"""ftrace text of the ``kmem:`` page events: import into a Parquet table, and export.
 
 Reads the text ``trace`` / ``trace_pipe`` print (``TASK-PID [CPU] FLAGS TIMESTAMP: event:
 fields``), plain or compressed (``.gz``, ``.xz``), one line at a time: a large trace is
@@ -23,6 +23,14 @@ Both spellings of the page fields are accepted: ``page=(____ptrval____) pfn=0x12
 events (``mm_compaction_*``, ``mm_vmscan_*``, ``sched_*``, ...) and comments are skipped
 and counted by event name. A line that is not ftrace text, or a page event with a field
 missing or malformed, is an error naming the file and line.
+
+:func:`export_trace` writes a run's ``trace/events.parquet`` in the same text, as 6.1's
+``TP_printk()`` formats print these events, so the model's trace can go through the
+tools (and the importer) made for real ones. The simulator-only events
+(``mm_page_alloc_fail``, ``bad_page``, ``alloc_order_warn``, ``sim_warning``) have no
+kernel line and are left out; the task is the caller (pid 0), the timestamp has
+nanoseconds (9 decimals), and a failed ``mm_page_alloc`` prints ``pfn=0x0``, as the
+kernel's does.
 """
 
 from __future__ import annotations
@@ -214,3 +222,57 @@ def import_trace(path: Path, out: Path) -> ImportReport:
         finally:
             writer.close()
     return report
+
+
+_HEADER = ("# tracer: nop\n#\n# exported by allocsim from a simulated run (kmem: page events)\n"
+           "#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n"
+           "#              | |         |   |||||     |         |\n")
+
+
+def format_event(row: dict[str, Any]) -> str | None:
+    """One events.parquet row as its kernel ftrace line (None for a simulator event)."""
+    event = row["event"]
+    if event not in _FIELDS:
+        return None
+    pfn = max(row["pfn"], 0)
+    page = "page=(____ptrval____)" if row["pfn"] >= 0 else "page=0000000000000000"
+    if event == "mm_page_alloc_extfrag":
+        body = (f"{page} pfn=0x{pfn:x} alloc_order={row['order']} "
+                f"fallback_order={row['fallback_order']} pageblock_order=9 "
+                f"alloc_migratetype={row['migratetype']} "
+                f"fallback_migratetype={row['fallback_migratetype']} "
+                f"fragmenting={int(row['fallback_order'] < 9)} "
+                f"change_ownership={row['change_ownership']}")
+    else:
+        body = f"{page} pfn=0x{pfn:x} order={row['order']}"
+        if event != "mm_page_free":
+            body += f" migratetype={row['migratetype']}"
+        if event == "mm_page_alloc":
+            from simcore.mm.gfp import format_gfp
+
+            body += f" gfp_flags={format_gfp(row['gfp']) if row['gfp'] else 'none'}"
+        elif event == "mm_page_alloc_zone_locked":
+            body += f" percpu_refill={row['percpu_refill']}"
+    sec, ns = divmod(row["time_ns"], 1_000_000_000)
+    task = f"{row['caller'] or '<idle>'}-0"
+    return f"{task:>22} [{max(row['cpu'], 0):03d}] ..... {sec:5d}.{ns:09d}: {event}: {body}\n"
+
+
+def export_trace(events: Path, out: Path) -> int:
+    """Write ``events`` (a run's ``trace/events.parquet``) as ftrace text to ``out``.
+
+    Streams record batches; the file appears (atomically) only when complete. Returns
+    the number of lines written. ``pageblock_order`` in ``mm_page_alloc_extfrag`` is 9.
+    """
+    import pyarrow.parquet as pq
+
+    written = 0
+    with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
+        f.write(_HEADER)
+        for batch in pq.ParquetFile(events).iter_batches(batch_size=BATCH_ROWS):
+            for row in batch.to_pylist():
+                line = format_event(row)
+                if line is not None:
+                    f.write(line)
+                    written += 1
+    return written
