@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--recompute", action="store_true",
                       help="compute watermarks, protection and pcp sizes from the managed "
                            "pages and sysctls instead of using the observed ones")
+    cap = proc_sub.add_parser(
+        "capture", help="copy this Linux host's /proc and sysfs allocator state into a new "
+                        "snapshot directory (read-only; pagetypeinfo needs root)")
+    cap.add_argument("-o", "--out", type=Path, required=True, help="new snapshot directory")
     trace = sub.add_parser("trace", help="work with real ftrace kmem traces")
     trace_sub = trace.add_subparsers(dest="trace_command", required=True)
     imp = trace_sub.add_parser(
@@ -234,6 +238,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_proc(args: argparse.Namespace) -> int:
+    if args.proc_command == "capture":
+        from allocsim.capture import capture
+
+        missing = capture(args.out)
+        print(f"snapshot: {args.out}")
+        for line in missing:
+            print(f"  not captured: {line}")
+        return 0
     from allocsim.procshow import proc_show
 
     sys.stdout.write(proc_show(args.snapshot_dir, args.recompute))

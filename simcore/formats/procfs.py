@@ -111,7 +111,7 @@ class ProcSnapshot:
 
 
 _ZONE_HEADER_RE = re.compile(r"Node (\d+), zone\s+(\S+)")
-_SYSCTL_RE = re.compile(r"vm\.([A-Za-z0-9_]+) = ?(.*)")
+_SYSCTL_RE = re.compile(r"vm\.([A-Za-z0-9_-]+) = ?(.*)")  # vm.page-cluster has a hyphen
 _THP_RE = re.compile(r"\[(\w+)\]")
 
 
