@@ -11,7 +11,8 @@ The directory has the layout of ``../shared/oracle/*/start/`` that ``allocsim pr
 - ``sysctl_vm``: one ``vm.name = value`` line per readable ``/proc/sys/vm`` file, as
   ``sysctl -a`` prints them (write-only ones such as ``compact_memory`` are left out);
 - ``transparent_hugepage_enabled``;
-- per node ``nodeN.cpulist``, ``nodeN.meminfo`` and ``nodeN.nr_hugepages`` (2 MiB pages);
+- per node ``nodeN.cpulist``, ``nodeN.meminfo``, ``nodeN.distance`` (its row of the
+  NUMA distance table) and ``nodeN.nr_hugepages`` (2 MiB pages);
 - ``uptime``.
 
 Capture only reads. What it cannot read is listed (and written to ``capture.txt`` in
@@ -32,7 +33,7 @@ from simcore.errors import AllocsimError
 PROC_FILES = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "meminfo", "slabinfo",
               "iomem", "uptime")
 DEBUGFS_FILES = ("extfrag_index", "unusable_index")
-NODE_FILES = {"cpulist": "cpulist", "meminfo": "meminfo",
+NODE_FILES = {"cpulist": "cpulist", "meminfo": "meminfo", "distance": "distance",
               "nr_hugepages": "hugepages/hugepages-2048kB/nr_hugepages"}
 
 

@@ -32,6 +32,7 @@ def _fake_host(root: Path) -> Path:
         node = root / "sys" / "devices" / "system" / "node" / f"node{nid}"
         node.mkdir(parents=True)
         (node / "cpulist").write_bytes((ORACLE / f"node{nid}.cpulist").read_bytes())
+        (node / "distance").write_text("10 20\n" if nid == 0 else "20 10\n")
     return root
 
 
@@ -46,6 +47,7 @@ def test_a_capture_reads_back_as_the_snapshot_it_copied(tmp_path: Path) -> None:
     assert sysctl["page-cluster"] == 3 and "compact_memory" not in sysctl
     assert proc_show(out, False) == proc_show(ORACLE, False)
     assert (out / "node1.cpulist").exists()
+    assert (out / "node1.distance").read_text() == "20 10\n"
     said = "\n".join(missing)
     for name in ("meminfo", "slabinfo", "iomem", "extfrag_index", "node0.meminfo",
                  "transparent_hugepage_enabled"):
