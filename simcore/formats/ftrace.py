@@ -46,7 +46,7 @@ from typing import IO, Any
 
 from simcore.atomic import atomic_path
 from simcore.errors import TraceError
-from simcore.mm.gfp import parse_gfp
+from simcore.mm.gfp import format_gfp, parse_gfp
 
 PAGE_EVENTS = ("mm_page_alloc", "mm_page_free", "mm_page_alloc_zone_locked",
                "mm_page_pcpu_drain", "mm_page_alloc_extfrag")
@@ -248,8 +248,6 @@ def format_event(row: dict[str, Any]) -> str | None:
         if event != "mm_page_free":
             body += f" migratetype={row['migratetype']}"
         if event == "mm_page_alloc":
-            from simcore.mm.gfp import format_gfp
-
             body += f" gfp_flags={format_gfp(row['gfp']) if row['gfp'] else 'none'}"
         elif event == "mm_page_alloc_zone_locked":
             body += f" percpu_refill={row['percpu_refill']}"

@@ -28,6 +28,7 @@ scan costs a pass over every page, so it is not run at every snapshot).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,26 @@ from simcore.mm.constants import MIGRATETYPE_NAMES, MT_CMA, MT_MOVABLE
 from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_ALLOC, PG_RESERVED, PG_TAIL
 
 UNATTRIBUTED = "(unattributed)"
+
+
+def _allocated(flags: np.ndarray) -> np.ndarray:
+    """Which of these pages begin an allocation page_owner records.
+
+    Allocated heads: not compound tails, not reserved memory.
+    """
+    return (flags & PG_ALLOC).astype(bool) & ~(flags & (PG_TAIL | PG_RESERVED)).astype(bool)
+
+
+def _later_blocks(info: np.ndarray, pfns: np.ndarray, pb: int,
+                  hi: int) -> Iterator[tuple[int, range]]:
+    """Each allocation larger than a pageblock among the heads ``pfns``.
+
+    Yields ``(migratetype, the pageblocks after the head's)``, clipped to the zone end
+    ``hi``.
+    """
+    for head in pfns[(info[pfns] & ORDER_MASK) > pb].tolist():
+        last = min(head + (1 << (int(info[head]) & ORDER_MASK)), hi)
+        yield int(info[head]) >> MT_SHIFT, range((head >> pb) + 1, ((last - 1) >> pb) + 1)
 
 
 def mixed_pageblocks(mm: Any) -> np.ndarray:
@@ -50,20 +71,15 @@ def mixed_pageblocks(mm: Any) -> np.ndarray:
     mixed = np.zeros(len(block_mt), dtype=bool)
     for zone in mm.zones:
         lo, hi = zone.zone_start_pfn, zone.end_pfn
-        f = flags[lo:hi]
-        allocated = (f & PG_ALLOC).astype(bool) & ~(f & (PG_TAIL | PG_RESERVED)).astype(bool)
-        pfns = np.flatnonzero(allocated) + lo
+        pfns = np.flatnonzero(_allocated(flags[lo:hi])) + lo
         if not len(pfns):
             continue
         foreign = (info[pfns] >> MT_SHIFT) != block_mt[pfns >> pb]
         mixed[pfns[foreign] >> pb] = True
         # An allocation larger than a pageblock: the scan starts each later pageblock
         # on one of its pages, which page_owner records with the head's migratetype.
-        big = pfns[(info[pfns] & ORDER_MASK) > pb]
-        for head in big.tolist():
-            mt = int(info[head]) >> MT_SHIFT
-            last = min(head + (1 << (int(info[head]) & ORDER_MASK)), hi)
-            for blk in range((head >> pb) + 1, ((last - 1) >> pb) + 1):
+        for mt, blocks in _later_blocks(info, pfns, pb, hi):
+            for blk in blocks:
                 if block_mt[blk] != mt:
                     mixed[blk] = True
     return mixed
@@ -79,9 +95,7 @@ def first_foreign_pfn(mm: Any, pfn: int) -> int:
     zone = mm.page_zone(pfn)
     lo = max((pfn >> pb) << pb, zone.zone_start_pfn)
     hi = min(((pfn >> pb) + 1) << pb, zone.end_pfn)
-    f = mm.pages.flags_np[lo:hi]
-    allocated = (f & PG_ALLOC).astype(bool) & ~(f & (PG_TAIL | PG_RESERVED)).astype(bool)
-    foreign = allocated & ((mm.pages.info_np[lo:hi] >> MT_SHIFT)
+    foreign = _allocated(mm.pages.flags_np[lo:hi]) & ((mm.pages.info_np[lo:hi] >> MT_SHIFT)
                            != zone.get_pageblock_migratetype(pfn))
     hits = np.flatnonzero(foreign)
     return lo + int(hits[0]) if len(hits) else -1
@@ -118,19 +132,16 @@ def pageblock_census(mm: Any, mixed: np.ndarray) -> dict[str, dict[str, int]]:
             lo, hi = zone.zone_start_pfn, zone.end_pfn
             first, last = lo >> pb, (hi - 1) >> pb
             nblocks = last - first + 1
-            f = flags[lo:hi]
-            allocated = (f & PG_ALLOC).astype(bool) & ~(f & (PG_TAIL | PG_RESERVED)).astype(bool)
-            pfns = np.flatnonzero(allocated) + lo
+            pfns = np.flatnonzero(_allocated(flags[lo:hi])) + lo
             unmovable = (info[pfns] >> MT_SHIFT) != MT_MOVABLE
             has_alloc = np.zeros(nblocks, dtype=bool)
             has_alloc[(pfns >> pb) - first] = True
             held = np.zeros(nblocks, dtype=bool)
             held[(pfns[unmovable] >> pb) - first] = True
-            for head in pfns[(info[pfns] & ORDER_MASK) > pb].tolist():  # several blocks
-                end = min(head + (1 << (int(info[head]) & ORDER_MASK)), hi)
-                span = slice((head >> pb) - first, ((end - 1) >> pb) - first + 1)
+            for mt, blocks in _later_blocks(info, pfns, pb, hi):  # several pageblocks
+                span = slice(blocks.start - first, blocks.stop - first)
                 has_alloc[span] = True
-                held[span] |= held[(head >> pb) - first]
+                held[span] |= mt != MT_MOVABLE
             free = sum(zone.free_area.count_of(order, mt) << (order - pb)
                        for order in range(pb, zone.max_order + 1) for mt in mm.migratetypes)
             movable_only = int((has_alloc & ~held).sum())
