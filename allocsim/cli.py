@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
         "capture", help="copy this Linux host's /proc and sysfs allocator state into a new "
                         "snapshot directory (read-only; pagetypeinfo needs root)")
     cap.add_argument("-o", "--out", type=Path, required=True, help="new snapshot directory")
+    pimp = proc_sub.add_parser(
+        "import", help="write a snapshot's machine as the machine: and sysctl: sections of "
+                       "an experiment file")
+    pimp.add_argument("snapshot_dir", type=Path, help="a snapshot directory (proc capture)")
+    pimp.add_argument("-o", "--out", type=Path, required=True, help="output YAML file")
     trace = sub.add_parser("trace", help="work with real ftrace kmem traces")
     trace_sub = trace.add_subparsers(dest="trace_command", required=True)
     imp = trace_sub.add_parser(
@@ -245,6 +250,13 @@ def _cmd_proc(args: argparse.Namespace) -> int:
         print(f"snapshot: {args.out}")
         for line in missing:
             print(f"  not captured: {line}")
+        return 0
+    if args.proc_command == "import":
+        from allocsim.procimport import import_machine
+
+        for note in import_machine(args.snapshot_dir, args.out):
+            print(f"allocsim: note: {note}", file=sys.stderr)
+        print(f"machine: {args.out}")
         return 0
     from allocsim.procshow import proc_show
 

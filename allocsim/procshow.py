@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
+from simcore.formats import procmachine
 from simcore.formats.procfmt import (
     MAX_NR_ZONES_PRINTED,
     ObservedZone,
@@ -27,102 +27,32 @@ from simcore.formats.procfmt import (
     zoneinfo_views,
 )
 from simcore.formats.procfs import ProcParseError, ProcSnapshot, ZoneSnapshot, read_snapshot
-from simcore.mm.constants import ZONE_NAMES
+from simcore.formats.procmachine import populated_zones
 from simcore.mm.page_alloc import PageAllocator
-from simcore.mm.topology import ZoneSpan
-
-
-def _sysctl(snap: ProcSnapshot) -> SysctlConfig:
-    try:
-        return _sysctl_values(snap)
-    except KeyError as exc:  # missing or non-integer vm.* value
-        raise ProcParseError(snap.path + "/sysctl_vm", None, str(exc.args[0])) from None
-
-
-def _sysctl_values(snap: ProcSnapshot) -> SysctlConfig:
-    ratio = snap.sysctl_ints("lowmem_reserve_ratio") if "lowmem_reserve_ratio" in snap.sysctl \
-        else SysctlConfig().lowmem_reserve_ratio
-    if len(ratio) < len(ZONE_NAMES):
-        raise KeyError(f"vm.lowmem_reserve_ratio with one value per zone type (at least "
-                       f"{len(ZONE_NAMES)}), got {len(ratio)}")
-    # A snapshot without sysctl_vm gets min_free_kbytes as the kernel derives it at boot;
-    # a sysctl_vm file without it is truncated, which is an error.
-    min_free_kbytes = snap.sysctl_int("min_free_kbytes") if snap.sysctl else None
-    return SysctlConfig(
-        min_free_kbytes=min_free_kbytes,
-        watermark_scale_factor=snap.sysctl_int("watermark_scale_factor", 10),
-        watermark_boost_factor=snap.sysctl_int("watermark_boost_factor", 15000),
-        lowmem_reserve_ratio=tuple(ratio),  # all MAX_NR_ZONES entries, Device included
-        percpu_pagelist_high_fraction=snap.sysctl_int("percpu_pagelist_high_fraction", 0),
-    )
-
-
-def _online_cpus(snap: ProcSnapshot) -> set[int]:
-    """CPUs the kernel lists under ``pagesets`` (for_each_online_cpu()), else the cpulists."""
-    online = {pcp.cpu for zone in snap.zones for pcp in zone.pcp}
-    return online or {cpu for cpus in snap.node_cpus.values() for cpu in cpus}
-
-
-def _node_cpus(snap: ProcSnapshot, nids: list[int]) -> dict[int, int]:
-    """Number of CPUs of each node.
-
-    A node's ``nodeN.cpulist`` gives its CPUs; an empty one is a node without CPUs (a
-    memory-only node, e.g. CXL). Online CPUs that no cpulist names are spread over the
-    nodes whose cpulist is missing (all nodes if there is none), lowest node first.
-    SIMPLIFICATION: if every node has a cpulist, such CPUs (an inconsistent snapshot)
-    are given to the first node that has CPUs, so the machine keeps the kernel's count
-    of online CPUs, which pcp ``high`` of a CPU-less node is split across.
-    """
-    listed = {nid: set(snap.node_cpus[nid]) for nid in nids if nid in snap.node_cpus}
-    counts = {nid: len(listed.get(nid, ())) for nid in nids}
-    orphans = len(_online_cpus(snap).difference(*listed.values()))
-    takers = [nid for nid in nids if nid not in listed]
-    if not takers:
-        takers = [next((nid for nid in nids if counts[nid]), nids[0])]
-    share, extra = divmod(orphans, len(takers))
-    for i, nid in enumerate(takers):
-        counts[nid] += share + (1 if i < extra else 0)
-    if not sum(counts.values()):
-        raise ProcParseError(snap.path + "/zoneinfo", None,
-                             "pagesets of an online CPU, or a non-empty nodeN.cpulist", "none")
-    return counts
-
-
-def _populated(snap: ProcSnapshot) -> list[ZoneSnapshot]:
-    zones = [z for z in snap.zones if z.present > 0]
-    if not zones:
-        raise ProcParseError(snap.path + "/zoneinfo", None, "at least one populated zone")
-    for zone in zones:
-        if zone.name not in ZONE_NAMES:
-            raise ProcParseError(snap.path + "/zoneinfo", zone.line or None,
-                                 f"a populated zone among {', '.join(ZONE_NAMES)}", zone.name)
-    return zones
 
 
 def machine_from_snapshot(snap: ProcSnapshot, recompute: bool) -> PageAllocator:
     """The simulator's machine for a snapshot (see the module docstring).
 
     Every node of the snapshot is a node of the machine, including one without CPUs and
-    one without memory (node ids missing from the snapshot become empty nodes).
+    one without memory (node ids missing from the snapshot become empty nodes). Its
+    zones are laid out by :mod:`simcore.formats.procmachine` with the host's pfns.
     """
-    zones = _populated(snap)
-    nids = list(range(max(z.nid for z in snap.zones) + 1))
-    cpus = _node_cpus(snap, nids)
-    thp = snap.thp_enabled or "never"
-    nodes = tuple(NodeConfig(memory_pages=sum(z.spanned for z in zones if z.nid == n),
-                             cpus=cpus[n]) for n in nids)
-    cfg = MachineConfig(nodes=nodes, pageblock_order=snap.pageblock_order,
-                        transparent_hugepage=thp)
-    spans = [_span(z) for z in zones]
-    mm = PageAllocator(cfg, _sysctl(snap), spans=spans)
+    zones = populated_zones(snap)
+    cfg = procmachine.machine_from_snapshot(snap)
+    mm = PageAllocator(cfg, procmachine.sysctl_from_snapshot(snap))
+    for zone, real in zip(mm.zones, zones, strict=True):
+        got = (zone.nid, zone.name, zone.zone_start_pfn, zone.spanned_pages,
+               zone.present_pages, zone.managed_pages)
+        want = (real.nid, real.name, real.start_pfn, real.spanned, real.present, real.managed)
+        if got != want and got[:3] + got[4:] != want[:3] + want[4:]:
+            raise ProcParseError(snap.path + "/zoneinfo", real.line or None,
+                                 "a zone the model can lay out (nid, name, start_pfn, "
+                                 f"present, managed = {want[:3] + want[4:]})",
+                                 str(got[:3] + got[4:]))
     if not recompute:
         _apply_observed(mm, zones)
     return mm
-
-
-def _span(z: ZoneSnapshot) -> ZoneSpan:
-    return ZoneSpan(z.nid, ZONE_NAMES.index(z.name), z.start_pfn, z.spanned, z.present,
-                    z.managed, z.start_pfn, z.spanned - z.managed)
 
 
 def _apply_observed(mm: PageAllocator, zones: list[ZoneSnapshot]) -> None:

@@ -32,10 +32,10 @@ from simcore.config.fields import (
     expect_int,
     expect_list,
     expect_mapping,
-    expect_size_pages,
     expect_str,
     read_fields,
 )
+from simcore.config.machine import dump_machine, parse_machine
 from simcore.config.sections import (
     check_actions,
     dump_actions,
@@ -47,16 +47,12 @@ from simcore.config.sections import (
 )
 from simcore.config.types import (
     ExperimentConfig,
-    MachineConfig,
-    NodeConfig,
     SysctlConfig,
     TraceConfig,
     WorkloadConfig,
 )
-from simcore.config.units import format_duration, format_size
+from simcore.config.units import format_duration
 from simcore.errors import ConfigError
-from simcore.mm.constants import PAGE_SIZE
-from simcore.mm.topology import boot_managed_estimate, layout_machine, mobility_grouping_min_pages
 
 WorkloadParser = Callable[[Mapping[str, object], str, str], Mapping[str, object]]
 """``parser(raw_params, key_prefix, source)`` -> converted params; raises ConfigError."""
@@ -67,15 +63,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 NAME_FORMAT = "a name of letters, digits, '_', '.' or '-'"
 INT_MAX = 2**31 - 1
 """Sysctls are C ``int``s (``proc_dointvec_minmax``)."""
-MAX_NODES = 64
-NR_CPUS_MAX = 8192
-"""x86_64's largest ``CONFIG_NR_CPUS`` (``NR_CPUS_RANGE_END`` in arch/x86/Kconfig, 6.1)."""
-MIN_MAX_ORDER, MAX_MAX_ORDER = 1, 16
-LOCAL_DISTANCE, REMOTE_DISTANCE, MAX_DISTANCE = 10, 20, 255
-"""``include/linux/topology.h``; node distances are a u8 in the SLIT."""
 MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8
 """``mm/page_alloc.c``: 0 (the default sizing) or at least this."""
-THP_MODES = ("always", "madvise", "never")
 LOWMEM_RESERVE_ZONES = 4
 """DMA, DMA32, Normal, Movable: the zone types the model lays out."""
 MAX_NR_ZONES = 5
@@ -99,110 +88,6 @@ def _bounded(lo: int | None, hi: int | None = INT_MAX) -> FieldReader:
 
 
 # ---------------------------------------------------------------- machine
-
-
-def _node(value: object, key: str, source: str) -> NodeConfig:
-    fields: dict[str, tuple[str, FieldReader]] = {
-        "memory": ("memory_pages", lambda v, k, s: expect_size_pages(v, k, s, min_pages=1)),
-        "cpus": ("cpus", _bounded(0, NR_CPUS_MAX)),
-        "movable": ("movable_pages", expect_size_pages),
-        "reserved": ("reserved_pages", expect_size_pages),
-    }
-    return NodeConfig(**read_fields(value, key, source, fields, required=("memory",)))
-
-
-def _nodes(value: object, key: str, source: str) -> tuple[NodeConfig, ...]:
-    items = expect_list(value, key, source, min_len=1, max_len=MAX_NODES)
-    return tuple(_node(item, child(key, i), source) for i, item in enumerate(items))
-
-
-def _distance(value: object, key: str, source: str) -> tuple[tuple[int, ...], ...] | None:
-    """Rows of SLIT distances (integers).
-
-    The shape and the bounds are checked against the nodes by :func:`_check_distance`.
-    """
-    if value is None:
-        return None
-    rows = expect_list(value, key, source, min_len=1, max_len=MAX_NODES)
-    matrix = []
-    for i, row in enumerate(rows):
-        row_key = child(key, i)
-        cells = expect_list(row, row_key, source, min_len=1, max_len=MAX_NODES)
-        matrix.append(tuple(expect_int(cell, child(row_key, j), source)
-                            for j, cell in enumerate(cells)))
-    return tuple(matrix)
-
-
-def _check_distance(matrix: tuple[tuple[int, ...], ...], nr_nodes: int, source: str) -> None:
-    """One row and one entry per node; LOCAL_DISTANCE on the diagonal only."""
-    key = "machine.distance"
-    if len(matrix) != nr_nodes:
-        raise ConfigError(source, key, f"a {nr_nodes}x{nr_nodes} matrix (one row per node, "
-                          f"{nr_nodes} nodes)", [list(row) for row in matrix])
-    for i, row in enumerate(matrix):
-        row_key = child(key, i)
-        if len(row) != nr_nodes:
-            raise ConfigError(source, row_key, f"a row of {nr_nodes} entries (one per node)",
-                              list(row))
-        for j, cell in enumerate(row):
-            lo = LOCAL_DISTANCE if i == j else LOCAL_DISTANCE + 1
-            hi = LOCAL_DISTANCE if i == j else MAX_DISTANCE
-            expect_int(cell, child(row_key, j), source, lo, hi)
-
-
-MACHINE_FIELDS: dict[str, tuple[str, FieldReader]] = {
-    "nodes": ("nodes", _nodes),
-    "distance": ("distance", _distance),
-    "max_order": ("max_order", _bounded(MIN_MAX_ORDER, MAX_MAX_ORDER)),
-    "pageblock_order": ("pageblock_order", _bounded(1, MAX_MAX_ORDER)),
-    "transparent_hugepage": (
-        "transparent_hugepage", lambda v, k, s: expect_str(v, k, s, choices=THP_MODES)),
-    "cma": ("cma", expect_bool),
-    "swap": ("swap_pages", expect_size_pages),
-}
-
-
-def _check_machine(machine: MachineConfig, source: str) -> None:
-    """Cross-key checks that need the whole machine section."""
-    if machine.pageblock_order > machine.max_order:
-        raise ConfigError(source, "machine.pageblock_order",
-                          f"1..max_order ({machine.max_order})", machine.pageblock_order)
-    block = 1 << machine.pageblock_order
-    block_text = f"a multiple of the pageblock size ({format_size(block * PAGE_SIZE)})"
-    for i, node in enumerate(machine.nodes):
-        key = child("machine.nodes", i)
-        for name, pages in (("memory", node.memory_pages), ("movable", node.movable_pages)):
-            if pages % block:
-                raise ConfigError(source, child(key, name), block_text,
-                                  format_size(pages * PAGE_SIZE))
-        if node.movable_pages > node.memory_pages:
-            raise ConfigError(source, child(key, "movable"), "movable <= memory",
-                              format_size(node.movable_pages * PAGE_SIZE))
-        if node.movable_pages + node.reserved_pages > node.memory_pages:
-            raise ConfigError(source, child(key, "reserved"), "movable + reserved <= memory",
-                              format_size(node.reserved_pages * PAGE_SIZE))
-    boot_pages = sum(boot_managed_estimate(span) for span in layout_machine(machine))
-    if boot_pages < mobility_grouping_min_pages(machine):
-        need = format_size(mobility_grouping_min_pages(machine) * PAGE_SIZE)
-        raise ConfigError(source, "machine.nodes", f"at least {need} of memory outside the "
-                          "memmap at boot (6.1 stops grouping by mobility below that; not "
-                          "modelled)", format_size(boot_pages * PAGE_SIZE))
-    nr_cpus = sum(node.cpus for node in machine.nodes)
-    if nr_cpus > NR_CPUS_MAX:
-        raise ConfigError(source, "machine.nodes", f"at most {NR_CPUS_MAX} CPUs in all "
-                          "(x86_64's largest NR_CPUS)", nr_cpus)
-    if not nr_cpus:
-        raise ConfigError(source, "machine.nodes", "at least one node with cpus >= 1",
-                          [node.cpus for node in machine.nodes])
-    if machine.distance is not None:
-        _check_distance(machine.distance, len(machine.nodes), source)
-
-
-def _machine(value: object, key: str, source: str) -> MachineConfig:
-    kwargs = read_fields(value, key, source, MACHINE_FIELDS, required=("nodes",))
-    machine = MachineConfig(**kwargs)
-    _check_machine(machine, source)
-    return machine
 
 
 # ---------------------------------------------------------------- sysctl and trace
@@ -309,7 +194,7 @@ def parse_config(
         "name": ("name", _name),
         "seed": ("seed", _bounded(0, None)),
         "duration": ("duration_ns", _positive_duration),
-        "machine": ("machine", _machine),
+        "machine": ("machine", parse_machine),
         "sysctl": ("sysctl", _sysctl),
         "trace": ("trace", _trace),
         "workloads": ("workloads",
@@ -320,6 +205,8 @@ def parse_config(
     }
     kwargs = read_fields(data, "", source, fields,
                          required=("name", "seed", "duration", "machine"))
+    if kwargs["machine"].from_proc is not None:
+        kwargs["sysctl"] = _proc_sysctl(kwargs["machine"].from_proc, data, source)
     cfg = ExperimentConfig(**kwargs, source=source)
     check_actions(cfg.actions, cfg.machine, source)
     for i, action in enumerate(cfg.actions):
@@ -328,6 +215,16 @@ def parse_config(
                               f"(duration {format_duration(cfg.duration_ns)})",
                               format_duration(action.at_ns))
     return cfg
+
+
+def _proc_sysctl(snapshot_dir: str, data: object, source: str) -> SysctlConfig:
+    """A ``from_proc`` machine's sysctls: the snapshot's, with the file's own on top."""
+    from simcore.formats.procfs import read_snapshot
+    from simcore.formats.procmachine import sysctl_from_snapshot
+
+    base = sysctl_from_snapshot(read_snapshot(Path(snapshot_dir)))
+    raw = data.get("sysctl") if isinstance(data, Mapping) else None
+    return dataclasses.replace(base, **read_fields(raw or {}, "sysctl", source, SYSCTL_FIELDS))
 
 
 def _load_yaml(text: str, source: str) -> object:
@@ -383,29 +280,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 # ---------------------------------------------------------------- dumping
 
 
-def _dump_node(node: NodeConfig) -> dict[str, object]:
-    return {
-        "memory": format_size(node.memory_pages * PAGE_SIZE),
-        "cpus": node.cpus,
-        "movable": format_size(node.movable_pages * PAGE_SIZE),
-        "reserved": format_size(node.reserved_pages * PAGE_SIZE),
-    }
-
-
-def _dump_machine(machine: MachineConfig) -> dict[str, object]:
-    distance = machine.distance
-    return {
-        "nodes": [_dump_node(node) for node in machine.nodes],
-        "distance": None if distance is None else [list(row) for row in distance],
-        "max_order": machine.max_order,
-        "pageblock_order": machine.pageblock_order,
-        "transparent_hugepage": machine.transparent_hugepage,
-        "cma": machine.cma,
-        "swap": format_size(machine.swap_pages * PAGE_SIZE),
-    }
-
-
-def _dump_sysctl(sysctl: SysctlConfig) -> dict[str, object]:
+def dump_sysctl(sysctl: SysctlConfig) -> dict[str, object]:
     out: dict[str, object] = dataclasses.asdict(sysctl)
     out["min_free_kbytes"] = "auto" if sysctl.min_free_kbytes is None else sysctl.min_free_kbytes
     out["lowmem_reserve_ratio"] = list(sysctl.lowmem_reserve_ratio)
@@ -443,8 +318,8 @@ def dump_config(
         "name": cfg.name,
         "seed": cfg.seed,
         "duration": format_duration(cfg.duration_ns),
-        "machine": _dump_machine(cfg.machine),
-        "sysctl": _dump_sysctl(cfg.sysctl),
+        "machine": dump_machine(cfg.machine),
+        "sysctl": dump_sysctl(cfg.sysctl),
         "trace": {"events": cfg.trace.events,
                   "snapshot_interval": format_duration(cfg.trace.snapshot_interval_ns)},
         "workloads": [_dump_workload(w, workload_dumpers) for w in cfg.workloads],

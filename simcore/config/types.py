@@ -17,10 +17,11 @@ from simcore.mm.constants import DEFAULT_MAX_ORDER, DEFAULT_PAGEBLOCK_ORDER
 class NodeConfig:
     """One NUMA node: its memory and CPUs.
 
-    Nodes are laid out one after another in physical address order, starting at
-    ``first_pfn`` for node 0. Zones follow x86_64 ``zone_sizes_init()``: DMA below
-    16 MiB, DMA32 below 4 GiB, Normal above; ``movable_pages`` at the top of the node
-    form ZONE_MOVABLE (like ``movablecore=``).
+    Its memory is ``present`` (pfn ranges, as a real host's memblock.memory), or
+    ``memory_pages`` laid out by the machine's ``layout`` (see
+    :func:`simcore.mm.topology.node_ranges`). Zones follow x86_64 ``zone_sizes_init()``:
+    DMA below 16 MiB, DMA32 below 4 GiB, Normal above; ``movable_pages`` at the top of
+    the node form ZONE_MOVABLE (like ``movablecore=``).
     """
 
     memory_pages: int
@@ -28,7 +29,16 @@ class NodeConfig:
     movable_pages: int = 0
     reserved_pages: int = 0
     """Pages present but not managed (memblock reservations); taken from the lowest zone
-    that can hold them. SIMPLIFICATION: the kernel scatters them."""
+    that can hold them. SIMPLIFICATION: the kernel scatters them (see
+    :func:`simcore.mm.topology.zone_spans` for where the model puts them)."""
+    present: tuple[tuple[int, int], ...] = ()
+    """Present memory as half-open pfn ranges, sorted; empty = laid out from memory."""
+    reserved_by_zone: tuple[int, ...] = ()
+    """Reserved pages per zone type (DMA, DMA32, Normal, Movable), as a real host's
+    ``present - managed``; empty = ``reserved_pages`` split lowest zone first."""
+    reserved_at: tuple[tuple[int, int], ...] = ()
+    """Pfn ranges known to be reserved (e.g. the kernel image in ``/proc/iomem``); they
+    count toward each zone's reserved pages before the model places the rest."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,14 @@ class MachineConfig:
     pageblock_order: int = DEFAULT_PAGEBLOCK_ORDER
     first_pfn: int = 1
     """x86_64 never hands pfn 0 to the buddy allocator."""
+    layout: str = "flat"
+    """How nodes without ``present`` ranges are placed: ``flat`` (one after another) or
+    ``x86`` (a PC's low memory with its holes, the rest above 4 GiB)."""
+    below_4g_pages: int | None = None
+    """``layout: x86``: RAM below 4 GiB (None = QEMU ``pc``'s rule)."""
+    from_proc: str | None = field(default=None, compare=False)
+    """The ``/proc`` snapshot directory the machine was imported from, if any (provenance
+    only: two machines with the same layout are equal wherever they came from)."""
     transparent_hugepage: str = "always"
     """``always``, ``madvise`` or ``never``: THP enables the order-9 pcp list and
     raises ``min_free_kbytes`` (``set_recommended_min_free_kbytes()``)."""

@@ -27,7 +27,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from simcore.formats.proctables import PagetypeInfo
-from simcore.mm.constants import DEFAULT_PAGEBLOCK_ORDER, MIGRATETYPE_NAMES, MigrateType
+from simcore.mm.constants import (
+    DEFAULT_PAGEBLOCK_ORDER,
+    MIGRATETYPE_NAMES,
+    SUBSECTION_PAGES,
+    MigrateType,
+)
 
 PAGETYPEINFO_FREECOUNT_CAP = 100000
 """pagetypeinfo_showfree_print() stops walking a free list at this many blocks."""
@@ -138,15 +143,29 @@ def pageblock_counts(zone: ZoneView, mts: Sequence[int]) -> list[int]:
     """Pageblocks labelled with each of ``mts``: the walk of pagetypeinfo_showblockcount_print().
 
     Like the kernel, steps from ``zone_start_pfn`` (not rounded down) by a pageblock up to
-    the zone end. SIMPLIFICATION: the model has no memory holes, so every pfn has a struct
-    page in this zone and no pageblock is skipped (the kernel skips offline sections).
+    the zone end, skipping pfns with no struct page: pfn_to_online_page() is NULL where
+    the subsection holds no present memory (a zone's holes, such as DMA32's PCI hole).
     """
     counts = dict.fromkeys(mts, 0)
+    present = getattr(zone, "present_ranges", ((zone.zone_start_pfn, zone.end_pfn),))
     for pfn in range(zone.zone_start_pfn, zone.end_pfn, 1 << zone.pageblock_order):
+        if not has_struct_page(present, pfn):
+            continue
         mt = zone.get_pageblock_migratetype(pfn)
         if mt in counts:
             counts[mt] += 1
     return [counts[mt] for mt in mts]
+
+
+def has_struct_page(present: Sequence[tuple[int, int]], pfn: int) -> bool:
+    """Whether ``pfn`` has an online struct page (pfn_section_valid()).
+
+    It has one when its subsection (:data:`~simcore.mm.constants.SUBSECTION_PAGES`)
+    holds present memory.
+    """
+    lo = pfn // SUBSECTION_PAGES * SUBSECTION_PAGES
+    hi = lo + SUBSECTION_PAGES
+    return any(a < hi and b > lo for a, b in present)
 
 
 def pagetypeinfo_tables(

@@ -318,10 +318,19 @@ class Compaction:
         return (zone.compact_defer_shift == COMPACT_MAX_DEFER_SHIFT
                 and zone.compact_considered >= 1 << zone.compact_defer_shift)
 
-    @staticmethod
-    def _block_valid(zone: Zone, start_pfn: int, end_pfn: int) -> bool:
-        """``pageblock_pfn_to_page()``: the range lies wholly in the zone (no holes)."""
-        return zone.zone_start_pfn <= start_pfn and end_pfn <= zone.end_pfn
+    def _block_valid(self, zone: Zone, start_pfn: int, end_pfn: int) -> bool:
+        """``pageblock_pfn_to_page()``: the range lies wholly in the zone and has pages.
+
+        A pageblock of the span with no present memory (a hole, such as DMA32's PCI
+        hole) has no struct pages and is skipped (:func:`~simcore.mm.topology.memmap_pageblocks`).
+        """
+        if not (zone.zone_start_pfn <= start_pfn and end_pfn <= zone.end_pfn):
+            return False
+        pb_zone = self.mm.pb_zone
+        zones = self.mm.zones
+        pb = zone.pageblock_order
+        first, last = pb_zone[start_pfn >> pb], pb_zone[(end_pfn - 1) >> pb]
+        return first != 255 and last != 255 and zones[first] is zone and zones[last] is zone
 
     # -- skip bits and cached positions -------------------------------------------------
     def _block_skip(self, zone: Zone, pfn: int) -> bool:

@@ -50,6 +50,9 @@ class MigrateType(enum.IntEnum):
 
 # The same values as plain ints, for the hot paths (an IntEnum member costs an attribute
 # lookup per use and is not a C constant in the compiled build).
+SUBSECTION_PAGES = 512
+"""``PAGES_PER_SUBSECTION`` (2 MiB on x86_64): the granularity at which SPARSEMEM_VMEMMAP
+records which parts of a memory section hold memory (``subsection_map``)."""
 MT_UNMOVABLE = int(MigrateType.UNMOVABLE)
 MT_MOVABLE = int(MigrateType.MOVABLE)
 MT_RECLAIMABLE = int(MigrateType.RECLAIMABLE)

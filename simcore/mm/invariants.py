@@ -57,13 +57,18 @@ def _fail(msg: str) -> None:
     raise InvariantError(msg)
 
 
-def managed_range(zone: Zone) -> tuple[int, int]:
-    """``[first, end)`` of the zone's managed pfns (reserved pages sit at the start).
+def managed_mask(mm: PageAllocator, zone: Zone | None = None) -> np.ndarray:
+    """Per pfn: managed by ``zone`` (or by any zone), i.e. handed to the buddy allocator."""
+    mask = np.zeros(mm.pages.nr_pages, dtype=bool)
+    for z, ranges in zip(mm.zones, mm.managed_ranges, strict=True):
+        if zone is None or z is zone:
+            for lo, hi in ranges:
+                mask[lo:hi] = True
+    return mask
 
-    Spans with holes (spanned > present, as in a real ``/proc/zoneinfo``) put the
-    unmanaged pages, holes included, at the start too.
-    """
-    return zone.managed_start_pfn, zone.end_pfn
+
+def _managed(mask: np.ndarray, pfn: int, nr: int) -> bool:
+    return pfn >= 0 and pfn + nr <= mask.size and bool(mask[pfn : pfn + nr].all())
 
 
 def check_invariants(
@@ -101,7 +106,7 @@ def _check_free_lists(mm: PageAllocator, zone: Zone) -> dict[int, tuple[int, int
     """Walk every free list; return ``{pfn: (order, mt)}`` of the listed blocks."""
     fa = zone.free_area
     pages = mm.pages
-    first, end = managed_range(zone)
+    mask = managed_mask(mm, zone)
     free: dict[int, tuple[int, int]] = {}
     free_pages = 0
     for order in range(zone.max_order + 1):
@@ -114,8 +119,8 @@ def _check_free_lists(mm: PageAllocator, zone: Zone) -> dict[int, tuple[int, int
                     _fail(f"{where}: listed twice")
                 if pfn & ((1 << order) - 1):
                     _fail(f"{where}: not aligned to order {order}")
-                if not (first <= pfn and pfn + (1 << order) <= end):
-                    _fail(f"{where}: outside the managed range [{first:#x}, {end:#x})")
+                if not _managed(mask, pfn, 1 << order):
+                    _fail(f"{where}: not wholly in the zone's managed pages")
                 _check_free_pages(pages, pfn, order, where)
                 if pages.info[pfn] != order | (mt << MT_SHIFT):
                     _fail(f"{where}: info byte {pages.info[pfn]:#x} says order "
@@ -190,7 +195,7 @@ def _check_merging(zone: Zone, free: Mapping[int, tuple[int, int]]) -> None:
 def _check_pcp_lists(mm: PageAllocator, zone: Zone) -> list[Block]:
     """Walk every CPU's pcp lists of ``zone``; return their blocks."""
     pages = mm.pages
-    first, end = managed_range(zone)
+    mask = managed_mask(mm, zone)
     blocks: list[Block] = []
     seen: set[int] = set()
     for pcp in zone.per_cpu_pageset:
@@ -204,9 +209,9 @@ def _check_pcp_lists(mm: PageAllocator, zone: Zone) -> list[Block]:
                 if pfn in seen:
                     _fail(f"{where}: on a pcp list twice")
                 seen.add(pfn)
-                if pfn & ((1 << order) - 1) or not (first <= pfn and pfn + (1 << order) <= end):
-                    _fail(f"{where}: misaligned for order {order} or outside [{first:#x}, "
-                          f"{end:#x})")
+                if pfn & ((1 << order) - 1) or not _managed(mask, pfn, 1 << order):
+                    _fail(f"{where}: misaligned for order {order} or not wholly in the "
+                          "zone's managed pages")
                 if pages.flags[pfn] & (PG_BUDDY | PG_PCP) != PG_PCP:
                     _fail(f"{where}: head flags {pages.flags[pfn]:#x} (want PG_PCP only)")
                 _check_free_pages(pages, pfn, order, where)
@@ -268,10 +273,7 @@ def _check_coverage(mm: PageAllocator, blocks: list[Block], complete: bool) -> N
         pfn = int(over[0])
         owners = [d for p, n, d in blocks if p <= pfn < p + n]
         _fail(f"pfn {pfn:#x} is covered by {len(owners)} blocks: " + "; ".join(owners))
-    managed = np.zeros(mm.pages.nr_pages, dtype=bool)
-    for zone in mm.zones:
-        first, end = managed_range(zone)
-        managed[first:end] = True
+    managed = managed_mask(mm)
     outside = np.flatnonzero(cover.astype(bool) & ~managed)
     if outside.size:
         _fail(f"pfn {int(outside[0]):#x} is in a block but not managed by any zone")

@@ -34,7 +34,7 @@ cdef class PageAllocator(FreePagesMixin):
     cdef public list pb_claims
     cdef unsigned char[:] _pb_zone
     cdef public int nr_cpus, nr_online_nodes
-    cdef public list nodes, cpu_to_node, zones, _managed_start, _ac_cache
+    cdef public list nodes, cpu_to_node, zones, _managed_start, _ac_cache, managed_ranges
     cdef public dict _zonelist_cache
     cdef public long long min_free_kbytes
     cdef public Zone last_zone

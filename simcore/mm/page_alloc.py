@@ -27,6 +27,7 @@ from simcore.mm.constants import (
     MT_HIGHATOMIC,
     MT_ISOLATE,
     MT_MOVABLE,
+    MT_UNMOVABLE,
     NEED_SLOWPATH,
     PAGE_ALLOC_COSTLY_ORDER,
     ZoneType,
@@ -46,7 +47,13 @@ from simcore.mm.pages import (
     PageArray,
 )
 from simcore.mm.pcp import PerCpuPages
-from simcore.mm.topology import ZoneSpan, build_node_orders, distance_matrix, layout_machine
+from simcore.mm.topology import (
+    ZoneSpan,
+    build_node_orders,
+    distance_matrix,
+    layout_machine,
+    memmap_pageblocks,
+)
 from simcore.mm.tracepoints import NullTracer, Tracer
 from simcore.mm.vmscan import Reclaim
 from simcore.mm.vmstat import VMSTAT_INDEX, VmStat
@@ -178,8 +185,12 @@ class PageAllocator(FreePagesMixin):
         self.cpu_to_node = [n.nid for n in self.nodes for _ in n.cpus]
         self.zones: list[Zone] = []
         self._managed_start: list[int] = []
+        self.managed_ranges: list[list[tuple[int, int]]] = []
+        """Per zone (as ``zones``): the pfn ranges handed to the buddy allocator."""
         for span in spans:
             self._add_zone(span)
+        for pb, idx in memmap_pageblocks(spans, cfg.pageblock_order):
+            self.pb_zone[pb] = idx
         self._build_zonelists()
         self._zonelist_cache: dict[tuple[int, bool, int], tuple[Zone, ...]] = {}
         self._ac_cache: list[dict[int, AllocContext]] = [{} for _ in self.nodes]
@@ -217,16 +228,34 @@ class PageAllocator(FreePagesMixin):
         zone.watermark_boost_factor = self.sysctl.watermark_boost_factor
         zone.per_cpu_pageset = [PerCpuPages(cpu, zone) for cpu in range(self.nr_cpus)]
         self.nodes[span.nid].node_zones[span.zone_idx] = zone
-        idx = len(self.zones)
         self.zones.append(zone)
+        zone.present_ranges = tuple(span.present())
+        self._init_pageblocks(span)
+        managed = span.managed()
+        for lo, hi in managed:
+            self.pages.flags_np[lo:hi] = 0
+        zone.managed_start_pfn = managed[0][0] if managed else zone.end_pfn
+        self._managed_start.append(zone.managed_start_pfn)
+        self.managed_ranges.append(managed)
+
+    def _init_pageblocks(self, span: ZoneSpan) -> None:
+        """Label the zone's pageblocks as memmap_init_range() leaves them.
+
+        A pageblock whose first pfn is present memory is marked MIGRATE_MOVABLE; the
+        others (holes, or the block of pfn 0, which x86 never treats as RAM) keep the
+        zeroed usemap bits: MIGRATE_UNMOVABLE. Their pages are freed at boot to the
+        UNMOVABLE lists, as __free_pages_core() reads the block's type (on the oracle
+        host, DMA's first pageblock is UNMOVABLE from boot).
+        """
         pb = self.pageblock_order
         first_pb = span.zone_start_pfn >> pb
-        last_pb = (zone.end_pfn - 1) >> pb
-        self.pb_zone[first_pb : last_pb + 1] = bytes([idx]) * (last_pb - first_pb + 1)
-        managed_start = span.reserved_start_pfn + span.reserved_pages
-        self.pages.flags_np[managed_start : zone.end_pfn] = 0
-        zone.managed_start_pfn = managed_start
-        self._managed_start.append(managed_start)
+        last_pb = (span.end_pfn - 1) >> pb
+        for block in range(first_pb, last_pb + 1):
+            self.pageblock_mt[block] = MT_UNMOVABLE
+        for lo, hi in span.present():
+            first = -(-lo >> pb)
+            for block in range(first, -(-hi >> pb)):
+                self.pageblock_mt[block] = MT_MOVABLE
 
     def _build_zonelists(self) -> None:
         """``build_all_zonelists()``: node order by distance, zones high to low.
@@ -252,10 +281,12 @@ class PageAllocator(FreePagesMixin):
         """Hand managed memory to the buddy lists at boot.
 
         Mirrors memblock_free_all() → __free_pages_core() → __free_pages_ok(): maximal
-        naturally aligned chunks, freed with FPI_TO_TAIL onto the MOVABLE lists
-        (behaviour 13), each counting ``pgfree += 1 << order`` as __free_pages_ok()
-        does, so ``pgfree`` starts at the managed pages (as on a real host, where it
-        also counts the init memory freed later).
+        naturally aligned chunks, freed with FPI_TO_TAIL onto the lists of their
+        pageblock's type (MOVABLE but where memmap_init_range() left the block
+        unlabelled: :meth:`_init_pageblocks`; behaviour 13), each counting
+        ``pgfree += 1 << order`` as __free_pages_ok() does, so ``pgfree`` starts at the
+        managed pages (as on a real host, where it also counts the init memory freed
+        later).
 
         SIMPLIFICATION: with ``CONFIG_DEFERRED_STRUCT_PAGE_INIT`` (on the oracle
         kernel) memblock_free_all() frees the lower zones and only about the first
@@ -271,15 +302,15 @@ class PageAllocator(FreePagesMixin):
         traced.
         """
         v = self.vm.v
-        for zone, start in zip(self.zones, self._managed_start, strict=True):
-            pfn, end = start, zone.end_pfn
-            while pfn < end:
-                order = min(self.max_order, (pfn & -pfn).bit_length() - 1 if pfn else 63)
-                while pfn + (1 << order) > end:
-                    order -= 1
-                zone.free_one_page(pfn, order, MT_MOVABLE, True)
-                v[_VM_PGFREE] += 1 << order
-                pfn += 1 << order
+        for zone, managed in zip(self.zones, self.managed_ranges, strict=True):
+            for pfn, end in managed:
+                while pfn < end:
+                    order = min(self.max_order, (pfn & -pfn).bit_length() - 1 if pfn else 63)
+                    while pfn + (1 << order) > end:
+                        order -= 1
+                    zone.free_one_page(pfn, order, zone.get_pageblock_migratetype(pfn), True)
+                    v[_VM_PGFREE] += 1 << order
+                    pfn += 1 << order
 
     # -- sysctl-driven sizing -----------------------------------------------------------
     def setup_per_zone_wmarks(self, boot: bool = False) -> None:

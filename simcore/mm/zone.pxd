@@ -18,6 +18,7 @@ cdef class Zone:
     cdef public str name
     cdef public Py_ssize_t zone_start_pfn, spanned_pages, present_pages, managed_pages
     cdef public Py_ssize_t end_pfn, managed_start_pfn
+    cdef public tuple present_ranges
     cdef public PageArray pages
     cdef public unsigned char[:] pageblock_mt
     cdef public int pageblock_order, max_order

@@ -82,8 +82,10 @@ class Zone:
         self.managed_pages = managed_pages
         self.end_pfn = zone_start_pfn + spanned_pages
         self.managed_start_pfn = self.end_pfn - managed_pages
-        """First managed pfn (SIMPLIFICATION: reserved pages sit at the zone start);
-        the allocator sets it from the zone's span."""
+        """First managed pfn; the allocator sets it from the zone's span."""
+        self.present_ranges: tuple[tuple[int, int], ...] = ((zone_start_pfn, self.end_pfn),)
+        """The pfn ranges of the span that hold memory (the rest are holes); the
+        allocator sets them from the zone's span."""
         self.pages = pages
         self.pageblock_mt = pageblock_mt
         self.pageblock_order = pageblock_order

@@ -107,7 +107,11 @@ def test_the_reserve_is_made_and_used_only_by_order3_atomic_requests_with_alloc_
     served = 0
     while atomic_alloc(m, "rx", ATOMIC, 3, 0, None, stats) is not None:  # (3)
         served += 1
-    assert stats["highatomic_reserved"] == 2 and dma32.nr_reserved_highatomic == 1024
+    # DMA32 reaches its cap; the atomic requests that then fall back to DMA reserve the
+    # pageblock they take there (its first block, UNMOVABLE from boot, still has pages)
+    reserved = dma32.nr_reserved_highatomic + m.mm.zones[0].nr_reserved_highatomic
+    assert dma32.nr_reserved_highatomic == 1024
+    assert stats["highatomic_reserved"] == reserved // 512 >= 2
     assert stats["from_highatomic"] > 0
     reserve_free = highatomic_free_pages(m)
     zero = 0
@@ -256,7 +260,7 @@ def test_the_atomic_bursts_config(tmp_path: Path) -> None:
     rx, frag = s["callers"]["rx_ring"], s["callers"]["napi_frag"]
     assert (rx["highatomic_reserved"], rx["allocs"]) == (2, 24448)
     assert "failed" not in rx and "from_highatomic" not in rx
-    assert (frag["failed_order3"], frag["frag_fallbacks"], frag["allocs"]) == (891, 891, 3416)
+    assert (frag["failed_order3"], frag["frag_fallbacks"], frag["allocs"]) == (451, 451, 3416)
     assert "failed" not in frag and not s["oom_kills"]
     assert s["stall_ns"]["by_caller"]["rx_ring"] == s["stall_ns"]["by_caller"]["napi_frag"] == 0
     ev = pq.read_table(result.run_dir / "trace" / "events.parquet").to_pandas()

@@ -128,8 +128,11 @@ def test_fallback_pollution_is_charged_to_the_owners_of_foreign_pages(
     assert by_type == expected
     assert UNATTRIBUTED not in summary["by_caller"]
     assert sum(summary["by_caller"].values()) == len(mixed)
-    assert summary["extfrag_by_caller"] == {"kernel": m.mm.vm["extfrag_steal"]}
-    assert m.mm.vm["extfrag_steal"] >= 1
+    # the filler's movable requests may fall back once into DMA's first pageblock,
+    # UNMOVABLE from boot; every other fallback is the kernel's
+    extfrag = summary["extfrag_by_caller"]
+    assert set(extfrag) <= {"kernel", "filler"} and extfrag.get("filler", 0) <= 1
+    assert sum(extfrag.values()) == m.mm.vm["extfrag_steal"] and extfrag["kernel"] >= 1
 
 
 def test_a_block_clean_again_loses_its_charge() -> None:
