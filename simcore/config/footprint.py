@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simcore.config.types import MachineConfig
+from simcore.mm.topology import layout_machine
 
 PAGE_STATE_BYTES = 8
 """``ref`` (int16) + ``info`` (uint8) + ``flags`` (uint8) + ``lru`` (int32) per pfn."""
@@ -46,17 +47,14 @@ class Footprint:
 
 
 def nr_pfns(machine: MachineConfig) -> int:
-    """Length of ``mem_map``: the nodes laid out one after another (topology.layout_machine).
+    """Length of ``mem_map``, as PageAllocator sizes it.
 
-    Each node starts on a max-order boundary and the array is rounded up to a whole
-    max-order block, as PageAllocator sizes it.
+    It runs to the end of the highest zone (holes included), rounded up to a whole
+    max-order block.
     """
     align = 1 << machine.max_order
-    end = 0
-    for node in machine.nodes:
-        start = end
-        end = -(-(start + node.memory_pages) // align) * align
-    return end
+    end = max(span.end_pfn for span in layout_machine(machine))
+    return -(-end // align) * align
 
 
 def estimate_footprint(machine: MachineConfig) -> Footprint:
