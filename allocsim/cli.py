@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("configs", type=Path, nargs="+")
     rep = sub.add_parser("report", help="(re)build the report of a run directory")
     rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--overlay", type=Path, default=None, metavar="BUDDYINFO_PERIODIC",
+                     help="draw a real host's buddyinfo.periodic (t=SECONDS lines, then "
+                          "/proc/buddyinfo rows) against the run, e.g. a replay of its trace")
     proc = sub.add_parser("proc", help="work with real /proc snapshots")
     proc_sub = proc.add_subparsers(dest="proc_command", required=True)
     show = proc_sub.add_parser(
@@ -237,7 +240,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from reports import build_report
 
-    for path in build_report(args.run_dir):
+    for path in build_report(args.run_dir, overlay=args.overlay):
         print(path)
     return 0
 

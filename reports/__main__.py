@@ -24,9 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="output directory (default: RUN_DIR/report)"
     )
+    parser.add_argument("--overlay", type=Path, default=None, metavar="BUDDYINFO_PERIODIC",
+                        help="a real host's buddyinfo.periodic to overlay on the run")
     args = parser.parse_args(argv)
     try:
-        written = build_report(args.run_dir, args.out)
+        written = build_report(args.run_dir, args.out, args.overlay)
     except ReportInputError as exc:
         print(f"python -m reports: error: {exc}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ from reports.figures import (
     title_page,
 )
 from reports.load import RunData, load_run
+from reports.overlay import overlay_pages
 from reports.pressure import pressure_figure
 from simcore.atomic import atomic_path, atomic_write_bytes
 from simcore.formats import trace_schema as ts
@@ -83,12 +84,15 @@ def write_pdf(path: Path, figures: list[Figure], title: str) -> Path:
     return path
 
 
-def build_report(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
+def build_report(run_dir: Path, out_dir: Path | None = None,
+                 overlay: Path | None = None) -> list[Path]:
     """Build the report of one run directory.
 
     Args:
         run_dir: A run directory laid out as :mod:`simcore.formats.trace_schema` describes.
         out_dir: Where to write; default ``<run_dir>/report/`` (created if missing).
+        overlay: A real host's ``buddyinfo.periodic`` to draw against the run's free
+            pages (:mod:`reports.overlay`), one extra page per zone.
 
     Returns:
         The paths written: ``report.pdf`` first, then one PNG per figure in page order.
@@ -100,6 +104,10 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     data = load_run(Path(run_dir))
     out = Path(out_dir) if out_dir is not None else data.run_dir / ts.REPORT_DIR
     pages = draw_figures(data)
+    if overlay is not None:
+        pb_order = int(data.manifest.get("config", {}).get("machine", {})
+                       .get("pageblock_order", 9))
+        pages += overlay_pages(data.buddyinfo, Path(overlay), pb_order)
     out.mkdir(parents=True, exist_ok=True)
     title = f"allocsim report: {data.manifest['name']}"
     written = [write_pdf(out / PDF_NAME, [fig for _, fig in pages], title)]

@@ -1,0 +1,109 @@
+"""Overlay a run (typically an ``allocsim replay``) on a real host's ``buddyinfo.periodic``.
+
+``buddyinfo.periodic`` is ``/proc/buddyinfo`` sampled about once a second, each sample
+headed by ``t=<uptime seconds>`` (the oracle's layout). A replay's clock follows the
+trace's timestamps, which use the same clock, so the two series share the time axis.
+
+One figure per zone: free pages over time, all orders and in blocks of at least a
+pageblock (what a huge-page or THP request can take at once), the model as lines and the
+host as markers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import StrMethodFormatter
+
+from reports.aggregate import ZoneKey
+from reports.figures import THOUSANDS, new_figure
+from reports.load import ReportInputError
+
+_T_RE = re.compile(r"^t=(\d+(?:\.\d+)?)$")
+_ROW_RE = re.compile(r"^Node (\d+), zone\s+(\S+)((?:\s+\d+)+)\s*$")
+
+
+def read_buddyinfo_periodic(path: Path) -> pd.DataFrame:
+    """Rows ``time_s, nid, zone, order, nr_free`` of a ``buddyinfo.periodic`` file.
+
+    Raises:
+        ReportInputError: naming the file and line, if a line is neither ``t=SECONDS``
+            nor a ``/proc/buddyinfo`` row, or a row comes before any ``t=`` line.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportInputError(f"{path}: cannot read: {exc}") from exc
+    rows: list[tuple[float, int, str, int, int]] = []
+    now: float | None = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if (t := _T_RE.match(line.strip())) is not None:
+            now = float(t.group(1))
+            continue
+        row = _ROW_RE.match(line)
+        if row is None or now is None:
+            expected = "a 't=SECONDS' line" if now is None else \
+                "'t=SECONDS' or a /proc/buddyinfo row 'Node N, zone NAME counts...'"
+            raise ReportInputError(f"{path}:{lineno}: expected {expected}, got {line[:60]!r}")
+        counts = [int(v) for v in row.group(3).split()]
+        rows += [(now, int(row.group(1)), row.group(2), order, n)
+                 for order, n in enumerate(counts)]
+    if not rows:
+        raise ReportInputError(f"{path}: expected buddyinfo samples, found none")
+    return pd.DataFrame(rows, columns=["time_s", "nid", "zone", "order", "nr_free"])
+
+
+def free_page_series(frame: pd.DataFrame, pageblock_order: int) -> dict[ZoneKey, pd.DataFrame]:
+    """Per zone: ``total`` free pages and ``huge`` (in blocks >= pageblock order) by time."""
+    sizes = frame["nr_free"].to_numpy(dtype=np.int64) << frame["order"].to_numpy(dtype=np.int64)
+    pages = frame.assign(pages=sizes,
+                         huge=np.where(frame["order"].to_numpy() >= pageblock_order, sizes, 0))
+    out: dict[ZoneKey, pd.DataFrame] = {}
+    for (nid, zone), rows in pages.groupby(["nid", "zone"], sort=False):
+        table = rows.groupby("time_s")[["pages", "huge"]].sum().sort_index()
+        out[(int(nid), str(zone))] = table.rename(columns={"pages": "total"})
+    return out
+
+
+def overlay_figure(key: ZoneKey, sim: pd.DataFrame | None, real: pd.DataFrame) -> Figure:
+    """Free pages of one zone over time: the run (lines) against the host (markers)."""
+    fig = new_figure()
+    ax = fig.add_subplot()
+    styles = (("total", "all free pages", "tab:blue"),
+              ("huge", "free in blocks >= one pageblock", "tab:orange"))
+    for column, label, color in styles:
+        if sim is not None and not sim.empty:
+            ax.plot(sim.index, sim[column], color=color, label=f"model: {label}")
+        ax.plot(real.index, real[column], color=color, linestyle="none", marker="o",
+                label=f"host: {label}")
+    ax.set_xlabel("time (s since boot, the trace's clock)")
+    ax.set_ylabel("free pages (4 KiB)")
+    ax.yaxis.set_major_formatter(StrMethodFormatter(THOUSANDS))
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="best")
+    nid, zone = key
+    note = "" if sim is not None and not sim.empty else " (the run has no such zone)"
+    ax.set_title(f"Node {nid}, zone {zone}: model vs host buddyinfo{note}")
+    return fig
+
+
+def overlay_pages(sim_buddyinfo: pd.DataFrame, real_path: Path,
+                  pageblock_order: int) -> list[tuple[str, Figure]]:
+    """The overlay figures (PNG stem, figure) of a run against ``real_path``.
+
+    ``sim_buddyinfo`` holds the run's BUDDYINFO_FILE rows (``time_ns``, ``nid``,
+    ``zone``, ``order``, ``nr_free``, summed here over migratetypes).
+    """
+    real = free_page_series(read_buddyinfo_periodic(real_path), pageblock_order)
+    sim_rows = sim_buddyinfo.assign(time_s=sim_buddyinfo["time_ns"].astype("int64") / 1e9)
+    sim_rows = sim_rows.groupby(["time_s", "nid", "zone", "order"], observed=True,
+                                as_index=False)["nr_free"].sum()
+    sim = free_page_series(sim_rows, pageblock_order)
+    return [(f"overlay_node{nid}_{zone}", overlay_figure((nid, zone), sim.get((nid, zone)), table))
+            for (nid, zone), table in real.items()]
