@@ -21,8 +21,9 @@ README explains:
 Both spellings of the page fields are accepted: ``page=(____ptrval____) pfn=0x1234``
 (5.x/6.x) and ``page=ffffea0001234000 pfn=4660`` (4.x, decimal pfn). Lines of other
 events (``mm_compaction_*``, ``mm_vmscan_*``, ``sched_*``, ...) and comments are skipped
-and counted by event name. A line that is not ftrace text, or a page event with a field
-missing or malformed, is an error naming the file and line.
+and counted by event name. A line that is not ftrace text, a page event with a field
+missing or malformed, or an ``mm_page*`` event 6.1 does not have (a renamed or unknown
+page event: its pages would be lost silently) is an error naming the file and line.
 
 :func:`export_trace` writes a run's ``trace/events.parquet`` in the same text, as 6.1's
 ``TP_printk()`` formats print these events, so the model's trace can go through the
@@ -131,6 +132,9 @@ def parse_line(text: str, source: str, lineno: int) -> dict[str, Any] | str:
                          "event: fields'", text.rstrip("\n")[:200])
     event = m["event"]
     if event not in _FIELDS:
+        if event.startswith("mm_page") and event != SKIPPED_PAGE_EVENT:
+            raise TraceError(source, lineno, "a kmem: page event of 6.1 ("
+                             + ", ".join((*PAGE_EVENTS, SKIPPED_PAGE_EVENT)) + ")", event)
         return event  # another event (or mm_page_free_batched): skipped, counted
     fields = dict(_FIELD.findall(m["body"]))
     missing = [f for f in _FIELDS[event] if f not in fields]

@@ -63,6 +63,10 @@ def test_fields_of_each_event_and_both_page_spellings() -> None:
     (ALLOC.replace("pfn=0x111000", "pfn=0xzz"), "an integer pfn="),
     (ALLOC.replace("__GFP_THISNODE", "__GFP_THISNOD"), "gfp_flags the model knows"),
     ("init-1 [000] .....  4.72", "an ftrace line"),
+    # a page event 6.1 does not have: its pages would vanish from the replay unnoticed
+    (ALLOC.replace("mm_page_alloc:", "mm_page_alloc_bulk:"), "a kmem: page event of 6.1"),
+    # truncated mid-line, as a trace cut off by a full disk
+    (ALLOC[:60], "an ftrace line"),
 ])
 def test_a_malformed_line_names_file_and_line_and_writes_nothing(
     tmp_path: Path, line: str, expected: str
@@ -100,3 +104,14 @@ def test_the_command_prints_what_it_kept_and_skipped(
     out = capsys.readouterr().out
     assert "imported 1 page events (1 mm_page_alloc)" in out
     assert "1 mm_page_free_batched" in out and "1 comment" in out
+
+
+def test_other_subsystems_events_are_skipped_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text(ALLOC + ALLOC.replace("mm_page_alloc:", "mm_compaction_begin:")
+                    + ALLOC.replace("mm_page_alloc:", "sched_switch:"))
+    assert main(["trace", "import", str(path), "-o", str(tmp_path / "o.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "1 mm_compaction_begin" in out and "1 sched_switch" in out
