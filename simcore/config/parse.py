@@ -248,12 +248,21 @@ def load_config(
     Raises:
         ConfigError: If the file is unreadable, is not valid YAML, or breaks the schema.
     """
+    return parse_config(read_yaml(path), str(path), workload_parsers)
+
+
+def read_yaml(path: Path) -> object:
+    """A YAML file as loaded, safely and with duplicate keys refused.
+
+    Raises:
+        ConfigError: If the file is unreadable or is not valid YAML.
+    """
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "<file>", "a readable UTF-8 YAML file", str(exc)) from exc
-    return parse_config(_load_yaml(text, source), source, workload_parsers)
+    return _load_yaml(text, source)
 
 
 class _StrictLoader(yaml.SafeLoader):
