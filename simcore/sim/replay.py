@@ -112,6 +112,8 @@ class ReplayCounts:
     reused_unfreed: int = 0
     """``model``: a host pfn allocated again with no free traced in between (the
     earlier block is freed then)."""
+    trace_start_ns: int = -1
+    """The trace time of the first replayed event: the run's time 0."""
     stopped_at_line: int = -1
     """The trace line the replay stopped before (-1: it ran to the end)."""
 
@@ -188,7 +190,7 @@ class Replay:
         if self.t0_ns < 0:
             for cols in read_batches(self.trace):
                 if cols["time_ns"]:
-                    self.t0_ns = cols["time_ns"][0]
+                    self.t0_ns = self.counts.trace_start_ns = cols["time_ns"][0]
                     break
         return self.t0_ns
 
@@ -210,7 +212,7 @@ class Replay:
                     group = []
                     group_t = t
                     if self.t0_ns < 0:
-                        self.t0_ns = t
+                        self.t0_ns = self.counts.trace_start_ns = t
                     due = t - self.t0_ns
                     if due > env.now:
                         yield env.timeout(due - env.now)

@@ -279,3 +279,19 @@ def test_cli_replay_bad_input(tmp_path: Path, capsys) -> None:
 
 def test_gfp_strings_of_the_trace_parse() -> None:
     assert parse_gfp(MOVABLE + "|__GFP_COMP")
+
+
+def test_overlay_of_a_replay_shares_the_trace_clock(tmp_path: Path) -> None:
+    """A replay's time 0 is its first event: the overlay shifts it onto the host's uptime."""
+    from reports.load import load_run
+    from reports.overlay import overlay_pages
+
+    out = tmp_path / "r"
+    assert main(["replay", str(FRESH / "trace.txt.xz"), "--machine", str(FRESH / "start"),
+                 "-o", str(out), "--no-report", "-q"]) == 0
+    data = load_run(out)
+    start_s = data.summary["replay"]["trace_start_ns"] / 1e9
+    assert 4.70 < start_s < 4.73  # meta.txt: trace_on_uptime=4.70
+    pages = overlay_pages(data.buddyinfo, FRESH / "buddyinfo.periodic", 9, start_s)
+    sim_line = pages[-1][1].axes[0].lines[0]
+    assert min(sim_line.get_xdata()) == pytest.approx(start_s)
