@@ -52,7 +52,16 @@ from simcore.errors import TraceError
 from simcore.mm.constants import MIGRATE_TYPES, MT_MOVABLE, MT_RECLAIMABLE, MT_UNMOVABLE
 from simcore.mm.gfp import GFP, gfp_migratetype, gfp_zone
 from simcore.mm.lru import KIND_ANON, KIND_FILE
-from simcore.mm.pages import ORDER_MASK, PG_ALLOC, PG_HEAD, PG_PCP, PG_RESERVED, PG_TAIL
+from simcore.mm.pages import (
+    MT_SHIFT,
+    ORDER_MASK,
+    PG_ALLOC,
+    PG_HEAD,
+    PG_MOVABLE_OWNER,
+    PG_PCP,
+    PG_RESERVED,
+    PG_TAIL,
+)
 from simcore.mm.take_page import take_block_off_buddy, take_block_off_pcp
 from simcore.sim.machine import Allocation, Machine
 
@@ -104,6 +113,9 @@ class ReplayCounts:
     """``real``: allocations at a pfn in no zone of the model (a hole): skipped."""
     pfn_other_zone: int = 0
     """``real``: allocations at a pfn in a zone the gfp_mask does not allow (placed)."""
+    held_moved: int = 0
+    """``real``: pages of the host's owners (a ``from_proc`` initial state) the model had
+    placed where the host allocates: each moved to a free page of its type."""
     reserved_moved: int = 0
     """``real``: allocations at a pfn the model had guessed reserved (memblock): the
     reservation moved to another free block of the zone (see the module docstring)."""
@@ -321,31 +333,77 @@ class Replay:
     def _take(self, zone: Zone, pfn: int, order: int) -> bool:
         """Take the block at ``pfn`` off the buddy lists.
 
-        Drains the zone's pcp lists, or moves a guessed reservation, if that is what
-        stands in the way.
+        Drains the zone's pcp lists, moves a guessed reservation, or moves the pages of
+        the host's owners that the model placed there (:meth:`_displace`), if that is what
+        stands in the way; False if a block the model allocated does.
         """
         if take_block_off_buddy(zone, pfn, order) >= 0:
             return True
-        flags = self.mm.pages.flags_np[pfn:pfn + (1 << order)]
+        nr = 1 << order
+        flags = self.mm.pages.flags_np[pfn:pfn + nr]
         if (flags & PG_PCP).any():
             self.counts.pcp_drains += 1
             self.mm.drain_all_pages(zone)
-            return take_block_off_buddy(zone, pfn, order) >= 0
-        if (flags & (PG_ALLOC | PG_PCP)).any() or not (flags & PG_RESERVED).any():
+            if take_block_off_buddy(zone, pfn, order) >= 0:
+                return True
+        held = self._held_mask(pfn, nr)
+        reserved = (flags & PG_RESERVED) != 0
+        if ((flags & PG_ALLOC) != 0)[~held].any():
+            return False  # a block allocated in the model (not a host owner's page)
+        if self._allocated_head(pfn) not in (-1, pfn):
+            return False  # inside a block allocated in the model that starts before it
+        if not (held.any() or reserved.any()):
             return False
-        if (flags & PG_RESERVED).all():
-            if not self._move_reservation(zone, order, pfn):
-                return False
+        if reserved.all() and self._move_reservation(zone, order, pfn):
             flags[:] = 0
             self.counts.reserved_moved += 1
             return True
-        for p in np.flatnonzero(flags & PG_RESERVED) + pfn:  # partly reserved, partly free
-            if not self._move_reservation(zone, 0, pfn):
+        for i in np.flatnonzero(held | reserved).tolist():
+            if not self._displace(zone, pfn + i, bool(held[i]), pfn):
                 return False
-            self.mm.pages.flags[p] = 0
-            zone.free_one_page(int(p), 0, zone.get_pageblock_migratetype(int(p)))
-            self.counts.reserved_moved += 1
         return take_block_off_buddy(zone, pfn, order) >= 0
+
+    def _held_mask(self, pfn: int, nr: int) -> np.ndarray:
+        """Per page of ``[pfn, pfn + nr)``: held by a host owner (no handle)."""
+        held = getattr(self.machine, "held", None)
+        if held is None:
+            return np.zeros(nr, dtype=bool)
+        mask: np.ndarray = held.owner_np[pfn:pfn + nr] >= 0
+        return mask
+
+    def _displace(self, zone: Zone, p: int, held: bool, keep: int) -> bool:
+        """Free page ``p`` for the host: move what the model put there to a free page.
+
+        A guessed reservation moves (:meth:`_move_reservation`); a host owner's page
+        (:mod:`simcore.sim.initial_state`: the snapshot gave counts, not places) moves to
+        a free page of its own migratetype, with its LRU entry and owner, as compaction
+        would migrate it (``held_moved``). Then ``p`` goes back on the free lists.
+        """
+        mm = self.mm
+        pages = mm.pages
+        mt = pages.info[p] >> MT_SHIFT
+        if not held:
+            if not self._move_reservation(zone, 0, keep):
+                return False
+            self.counts.reserved_moved += 1
+        else:
+            dest = self._free_page(zone, mt, keep)
+            if dest < 0:
+                return False
+            movable = pages.flags[p] & PG_MOVABLE_OWNER
+            pages.ref[dest] = 1
+            pages.info[dest] = pages.info[p]
+            pages.flags[dest] = PG_ALLOC | movable
+            self.machine.held.move(p, dest)
+            lv = mm.reclaim.lruvecs[zone.nid]
+            where = lv.on_list(p)
+            if where >= 0:
+                lv.put(dest, where, lv.delete(p))
+            pages.ref[p] = 0
+            self.counts.held_moved += 1
+        pages.flags[p] = 0
+        zone.free_one_page(p, 0, zone.get_pageblock_migratetype(p))
+        return True
 
     def _move_reservation(self, zone: Zone, order: int, keep: int) -> bool:
         """Reserve another free block of ``order`` in ``zone`` instead of the host's.
@@ -365,6 +423,24 @@ class Replay:
                     self.mm.pages.flags_np[pfn:pfn + (1 << order)] = PG_RESERVED
                     return True
         return False
+
+    def _free_page(self, zone: Zone, mt: int, keep: int) -> int:
+        """Take one free page off ``zone``'s buddy lists, preferring migratetype ``mt``.
+
+        The least recently freed block (a list's tail) of the lowest order that has one,
+        outside the pageblock of ``keep``. Returns its pfn, or -1.
+        """
+        fa = zone.free_area
+        lists = fa.lists
+        blk = keep >> zone.pageblock_order
+        order_of_types = (mt, *(t for t in MOVE_RESERVATION_FROM if t != mt))
+        for o in range(zone.max_order + 1):
+            for t in order_of_types:
+                pfn = lists.last(fa.heads[o * MIGRATE_TYPES + t])
+                if pfn >= 0 and pfn >> zone.pageblock_order != blk:
+                    take_block_off_buddy(zone, pfn, 0)
+                    return int(pfn)
+        return -1
 
     def hand_over_to_reclaim(self) -> int:
         """Put the replayed MOVABLE blocks on the LRU lists, oldest first; returns them.
@@ -463,12 +539,18 @@ class Replay:
         """``real``: a free of a block allocated before the trace, or by the bulk path."""
         counts = self.counts
         mm = self.mm
-        if not self._in_model(pfn, 1 << order):
+        nr = 1 << order
+        if not self._in_model(pfn, nr):
             counts.frees_unmatched_free += 1
             return
-        flags = mm.pages.flags
-        if flags[pfn] & PG_RESERVED:
+        if mm.pages.flags[pfn] & PG_RESERVED:
             counts.frees_unmatched_reserved += 1
+            return
+        held = self._held_mask(pfn, nr)
+        if held.any():  # pages the initial state gave to a host owner
+            counts.frees_unmatched_applied += 1
+            for i in np.flatnonzero(held).tolist():
+                self._free_held(pfn + i, cpu)
             return
         head = self._allocated_head(pfn)
         if head < 0:
@@ -481,15 +563,23 @@ class Replay:
                 self.machine.free(handle, cpu)
                 return
             parts = self._split(handle)
-            for part in parts[pfn - head:pfn - head + (1 << order)] if parts else ():
+            for part in parts[pfn - head:pfn - head + nr] if parts else ():
                 self.machine.free(part, cpu)
             return
         horder = mm.pages.info[head] & ORDER_MASK  # a block with no handle (kernel memory)
         if head == pfn and horder == order:
             mm.free_pages(pfn, order, cpu)
         elif mm.split_page(head, horder):
-            for p in range(pfn, pfn + (1 << order)):
+            for p in range(pfn, pfn + nr):
                 mm.free_pages(p, 0, cpu)
+
+    def _free_held(self, p: int, cpu: int) -> None:
+        """The host freed page ``p``, which a host owner holds in the model."""
+        machine = self.machine
+        owner = machine._owner_list[machine.held.pop(p)]
+        owner.pages -= 1
+        self.mm.reclaim.lru_del(p)
+        self.mm.free_pages(p, 0, cpu)
 
     def _allocated_head(self, pfn: int) -> int:
         """The head pfn of the allocated block holding ``pfn`` (-1: not allocated)."""
