@@ -35,18 +35,14 @@ from simcore.formats.procfs import read_snapshot
 from simcore.formats.procmachine import sysctl_from_snapshot
 from simcore.formats.proctables import parse_buddyinfo
 from simcore.formats.trace_metrics import PageEvents, extfrag_events, served_from
-from simcore.mm.gfp import GFP
 from simcore.mm.sysctl import write_sysctl
 from simcore.sim.hugetlb import hugetlb_of
 from simcore.sim.machine import Machine
-from simcore.sim.replay import Replay
+from simcore.sim.replay import Replay, is_hugetlb_page
 from simcore.sim.tracer import RecordingTracer
 
 Prepare = Callable[[Machine, Path], Any]
 """``prepare(machine, start_dir)``: put a new machine into a snapshot's state."""
-HUGETLB_GFP = int(GFP.RETRY_MAYFAIL | GFP.COMP)
-"""Bits every hugetlb pool allocation has (alloc_buddy_huge_page()): with an order of
-``pageblock_order`` (2 MiB), they tell a pool page from a THP."""
 STEP_KEY = re.compile(r"^hugepages_total_after_(\d+)_(.+)$")
 TAIL_NS = 1_000_000
 
@@ -232,7 +228,8 @@ def find_steps(run: Path, table: Path, pageblock_order: int) -> list[Step]:
     rows = cols.filter(pc.and_(pc.equal(cols.column("event"), "mm_page_alloc"),
                                pc.equal(cols.column("order"), pageblock_order))).to_pydict()
     pool = [(line, t) for line, t, gfp in zip(rows["line"], rows["time_ns"], rows["gfp"],
-                                              strict=True) if gfp & HUGETLB_GFP == HUGETLB_GFP]
+                                              strict=True)
+            if is_hugetlb_page(gfp, pageblock_order, pageblock_order)]
     steps, after_s = [], -1.0
     for number, name, real in named:
         snap = run / f"after_{number}_{name}"
@@ -263,8 +260,7 @@ def run_step(run: Path, table: Path, step: Step, prepare: Prepare | None) -> dic
     m.env.run(until=m.env.process(replay.process()))
     mm = m.mm
     held = sum(1 for h in replay.live.values()
-               if h.alive and h.order == mm.pageblock_order and h.gfp & HUGETLB_GFP
-               == HUGETLB_GFP)
+               if h.alive and is_hugetlb_page(h.gfp, h.order, mm.pageblock_order))
     replay.hand_over_to_reclaim()
     snapshot = step.snapshot if step.snapshot is not None else run / "end"
     if (snapshot / "sysctl_vm").is_file():

@@ -75,6 +75,20 @@ REPLAY_KEY = "replay"
 """Where the replay's counts live in :attr:`Machine.extras` (and ``summary.json``)."""
 _ALLOC, _FREE = "mm_page_alloc", "mm_page_free"
 GFP_ZERO = int(GFP.ZERO)
+HUGETLB_GFP = int(GFP.RETRY_MAYFAIL | GFP.COMP)
+"""Bits every hugetlb pool allocation has (alloc_buddy_huge_page())."""
+
+
+def is_hugetlb_page(gfp: int, order: int, pageblock_order: int) -> bool:
+    """Whether a traced allocation is a 2 MiB hugetlb pool page (not a THP).
+
+    Its order is ``pageblock_order`` and its gfp_mask has ``__GFP_RETRY_MAYFAIL |
+    __GFP_COMP``, as alloc_buddy_huge_page() asks.
+    """
+    return order == pageblock_order and gfp & HUGETLB_GFP == HUGETLB_GFP
+
+
+
 MOVE_RESERVATION_FROM = (MT_UNMOVABLE, MT_RECLAIMABLE, MT_MOVABLE)
 """Free lists a moved reservation is taken from, in order: memblock reservations sit in
 pageblocks that boot leaves UNMOVABLE or MOVABLE; never the highatomic reserve."""
@@ -449,13 +463,16 @@ class Replay:
         the model must not reclaim the replayed blocks as well. Once the state is rebuilt
         and the model is to act on its own (a huge-page request), the host's page cache
         and anonymous memory become reclaimable as on the host. A zeroed block
-        (``__GFP_ZERO``) is anonymous memory, any other MOVABLE block page cache.
+        (``__GFP_ZERO``) is anonymous memory, any other MOVABLE block page cache, except
+        hugetlb pool pages (:func:`is_hugetlb_page`), which are on no LRU list.
         SIMPLIFICATION: a copy-on-write anonymous page (not zeroed) counts as page cache.
         """
         reclaim = self.mm.reclaim
         moved = 0
+        pb_order = self.mm.pageblock_order
         for handle in self.live.values():
-            if handle.alive and handle.lru < 0 and gfp_migratetype(handle.gfp) == MT_MOVABLE:
+            if handle.alive and handle.lru < 0 and gfp_migratetype(handle.gfp) == MT_MOVABLE \
+                    and not is_hugetlb_page(handle.gfp, handle.order, pb_order):
                 handle.lru = KIND_ANON if handle.gfp & GFP_ZERO else KIND_FILE
                 reclaim.lru_add(handle.pfn, handle.order, handle.lru)
                 moved += 1
