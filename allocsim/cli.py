@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="the run directory to write (-2, -3 ... is added if it exists)")
     rp.add_argument("--placement", choices=("model", "real"), default="model",
                     help="who picks each block's pfn (default: model)")
+    rp.add_argument("--compaction-trace", type=Path, default=None, metavar="FTRACE",
+                    help="the host's compaction: events (mm_compaction_begin/_end, e.g. "
+                         "slowpath-trace.txt.xz): frees inside a task's compaction run "
+                         "are migrations")
     rp.add_argument("--seed", type=_seed, default=0, help="seed of the model's own "
                     "processes (default: 0)")
     rp.add_argument("--no-report", action="store_true", help="skip the PDF/PNG report")
@@ -150,7 +154,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     _note_pure_build()
     try:
         result = replay(args.trace, args.machine, args.out, args.placement, args.seed,
-                        progress, report=not args.no_report)
+                        progress, report=not args.no_report,
+                        compaction_trace=args.compaction_trace)
     finally:
         if progress is not None:
             progress.close()

@@ -23,7 +23,7 @@ from simcore.config.parse import parse_config, read_yaml
 from simcore.config.types import ExperimentConfig
 from simcore.errors import ConfigError, TraceError
 from simcore.sim.machine import Machine
-from simcore.sim.replay import Replay, open_trace_table
+from simcore.sim.replay import Replay, compaction_runs, open_trace_table
 
 MACHINE_FILE_KEYS = ("machine", "sysctl", "cost", "limits", "trace")
 """The sections of a ``--machine`` YAML file a replay uses."""
@@ -82,15 +82,19 @@ def replay(
     trace: Path, machine: Path, out: Path, placement: str = "model", seed: int = 0,
     progress: ProgressFn | None = None, report: bool = True,
     prepare: Callable[[Machine], None] | None = None,
+    compaction_trace: Path | None = None,
 ) -> RunResult:
     """Replay ``trace`` on the machine of ``machine``; the run directory is ``out``.
 
     ``prepare(machine)`` runs before the replay starts (e.g. to set an initial state).
+    ``compaction_trace``: ftrace text with the host's ``mm_compaction_begin``/``_end``
+    events, which tell migrations from frees (:func:`simcore.sim.replay.compaction_runs`).
 
     Raises:
         ConfigError: A bad ``machine``.
         TraceError: A bad trace, or one naming a CPU the machine does not have.
     """
+    runs = compaction_runs(compaction_trace) if compaction_trace is not None else None
     with imported_trace(trace) as table:
         span = trace_span_ns(table)
         cfg = replay_config(machine, seed, out.name)
@@ -99,7 +103,7 @@ def replay(
         def setup(m: Machine) -> None:
             if prepare is not None:
                 prepare(m)
-            r = Replay(m, table, placement)
+            r = Replay(m, table, placement, compaction_runs=runs)
             m.env.process(r.process())
 
         return simulate(cfg, out.parent, progress, report=report, setup=setup,

@@ -38,7 +38,7 @@ from simcore.formats.trace_metrics import PageEvents, extfrag_events, served_fro
 from simcore.mm.sysctl import write_sysctl
 from simcore.sim.hugetlb import hugetlb_of
 from simcore.sim.machine import Machine
-from simcore.sim.replay import Replay, is_hugetlb_page
+from simcore.sim.replay import Replay, compaction_runs, is_hugetlb_page
 from simcore.sim.tracer import RecordingTracer
 
 Prepare = Callable[[Machine, Path], Any]
@@ -83,6 +83,12 @@ def _machine(run: Path, start: Path, tracer: RecordingTracer | None,
     if prepare is not None:
         prepare(m, start)
     return m
+
+
+def _runs(run: Path) -> dict[int, list[tuple[int, int]]] | None:
+    """The compaction runs of the run's ``slowpath-trace.txt.xz``, if it has one."""
+    slow = run / "slowpath-trace.txt.xz"
+    return compaction_runs(slow) if slow.is_file() else None
 
 
 def _real_buddyinfo(run: Path, last_s: float) -> tuple[float, dict[tuple[int, str], list[int]]]:
@@ -137,7 +143,7 @@ def replay_fidelity(run: Path, table: Path, work: Path, prepare: Prepare | None)
     at_s, real = _real_buddyinfo(run, last_ns / 1e9)
     tracer = RecordingTracer(work / "events.parquet", clock=lambda: 0)
     m = _machine(run, run / "start", tracer, prepare)
-    replay = Replay(m, table, "model")
+    replay = Replay(m, table, "model", compaction_runs=_runs(run))
     done = m.env.process(replay.process())
     env = m.env
     compare_at = int(at_s * 1e9) - replay.first_time_ns() + 1
@@ -256,7 +262,7 @@ def _set_sysctls(m: Machine, snapshot: Path) -> None:
 def run_step(run: Path, table: Path, step: Step, prepare: Prepare | None) -> dict[str, Any]:
     """Rebuild the state before ``step`` (placement real), then request huge pages."""
     m = _machine(run, run / "start", None, prepare)
-    replay = Replay(m, table, "real", stop_before_line=step.line)
+    replay = Replay(m, table, "real", stop_before_line=step.line, compaction_runs=_runs(run))
     m.env.run(until=m.env.process(replay.process()))
     mm = m.mm
     held = sum(1 for h in replay.live.values()

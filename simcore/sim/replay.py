@@ -41,6 +41,11 @@ CPUs); events of the same nanosecond run in trace order; a free inside a compoun
 
 from __future__ import annotations
 
+import gzip
+import lzma
+import re
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,6 +61,7 @@ from simcore.mm.pages import (
     MT_SHIFT,
     ORDER_MASK,
     PG_ALLOC,
+    PG_BUDDY,
     PG_HEAD,
     PG_MOVABLE_OWNER,
     PG_PCP,
@@ -69,12 +75,17 @@ if TYPE_CHECKING:
     from simcore.mm.zone import Zone
 
 PLACEMENTS = ("model", "real")
-COLUMNS = ("line", "time_ns", "cpu", "comm", "event", "pfn", "order", "gfp")
+COLUMNS = ("line", "time_ns", "cpu", "comm", "pid", "event", "pfn", "order", "gfp")
 """The columns of an imported trace the replay reads."""
 REPLAY_KEY = "replay"
 """Where the replay's counts live in :attr:`Machine.extras` (and ``summary.json``)."""
 _ALLOC, _FREE = "mm_page_alloc", "mm_page_free"
 GFP_ZERO = int(GFP.ZERO)
+INT64_MAX = 2**63 - 1
+CHUNK = 4096
+"""Pages the free-scanner search looks at per step."""
+Event = tuple[int, str, int, str, int, int, int, bool]
+"""line, event, cpu, comm, pfn, order, gfp, inside a compaction run."""
 HUGETLB_GFP = int(GFP.RETRY_MAYFAIL | GFP.COMP)
 """Bits every hugetlb pool allocation has (alloc_buddy_huge_page())."""
 
@@ -135,6 +146,11 @@ class ReplayCounts:
     reservation moved to another free block of the zone (see the module docstring)."""
     pcp_drains: int = 0
     """``real``: pcp drains forced because a block lay partly on pcp lists."""
+    migrations: int = 0
+    """Frees inside a compaction run of their task that moved a replayed block (see
+    :meth:`Replay._migrate`)."""
+    migrated_freed: int = 0
+    """``model``: frees of unknown blocks taken as the later free of a migrated block."""
     reused_unfreed: int = 0
     """``model``: a host pfn allocated again with no free traced in between (the
     earlier block is freed then)."""
@@ -184,11 +200,43 @@ def read_batches(path: Path, batch_rows: int = 65536) -> Iterator[dict[str, list
         yield batch.filter(keep).to_pydict()
 
 
+_RUN_LINE = re.compile(r"-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+(?:\S+\s+)?(\d+)\.(\d+):"
+                       r"\s+mm_compaction_(begin|end):")
+
+
+def compaction_runs(path: Path) -> dict[int, list[tuple[int, int]]]:
+    """Each task's compaction runs (``mm_compaction_begin`` to ``_end``) in an ftrace.
+
+    ``path`` is ftrace text with the ``compaction:`` events (the oracle's
+    ``slowpath-trace.txt.xz``); other lines are ignored. Returns pid -> sorted
+    ``(begin_ns, end_ns)``.
+    """
+    from simcore.formats.ftrace import open_text
+
+    runs: dict[int, list[tuple[int, int]]] = {}
+    begun: dict[int, int] = {}
+    try:
+        with open_text(path) as f:
+            for text in f:
+                m = _RUN_LINE.search(text)
+                if m is None:
+                    continue
+                pid, t = int(m[1]), int(m[2]) * 1_000_000_000 + int(m[3].ljust(9, "0")[:9])
+                if m[4] == "begin":
+                    begun[pid] = t
+                elif pid in begun:
+                    runs.setdefault(pid, []).append((begun.pop(pid), t))
+    except (UnicodeDecodeError, EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
+        raise TraceError(str(path), 0, "UTF-8 ftrace text", type(exc).__name__) from None
+    return {pid: sorted(spans) for pid, spans in runs.items()}
+
+
 class Replay:
     """One replay of a trace against ``machine`` (see the module docstring)."""
 
     def __init__(self, machine: Machine, trace: Path, placement: str = "model",
-                 stop_before_line: int = -1) -> None:
+                 stop_before_line: int = -1,
+                 compaction_runs: dict[int, list[tuple[int, int]]] | None = None) -> None:
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         self.machine = machine
@@ -199,6 +247,11 @@ class Replay:
         self.counts = ReplayCounts(placement=placement)
         self.live: dict[int, Allocation] = {}
         """Host head pfn -> the handle of the block replayed for it."""
+        self.compaction_runs = compaction_runs or {}
+        """Task pid -> its compaction runs ``(begin_ns, end_ns)``, sorted (see
+        :func:`compaction_runs`); frees inside one are migrations."""
+        self.migrated: deque[Allocation] = deque()
+        """``model``: blocks a host migration moved to a place the trace does not show."""
         self.skipped: set[int] = set()
         """``real``: host head pfns whose allocation was skipped (their free is too)."""
         self.t0_ns = -1
@@ -224,7 +277,7 @@ class Replay:
     def process(self) -> Generator[Any, Any, None]:
         """Issue every event at its trace time (relative to the first one)."""
         env = self.machine.env
-        group: list[tuple[int, str, int, str, int, int, int]] = []
+        group: list[Event] = []
         group_t = -1
         for cols in read_batches(self.trace):
             for i, line in enumerate(cols["line"]):
@@ -243,10 +296,11 @@ class Replay:
                     if due > env.now:
                         yield env.timeout(due - env.now)
                 group.append((line, cols["event"][i], cols["cpu"][i], cols["comm"][i],
-                              cols["pfn"][i], cols["order"][i], cols["gfp"][i]))
+                              cols["pfn"][i], cols["order"][i], cols["gfp"][i],
+                              self._migrating(cols["pid"][i], t)))
         self.run_group(group)
 
-    def run_group(self, group: list[tuple[int, str, int, str, int, int, int]]) -> None:
+    def run_group(self, group: list[Event]) -> None:
         """Replay the events of one timestamp.
 
         The trace clock's resolution is coarse (a microsecond, often several hundred
@@ -268,8 +322,12 @@ class Replay:
             pending = rest
 
     def event(self, line: int, event: str, cpu: int, comm: str, pfn: int, order: int,
-              gfp: int, retry: bool = False) -> bool:
-        """Replay one event now; False if it must wait (see :meth:`run_group`)."""
+              gfp: int, migrating: bool = False, retry: bool = False) -> bool:
+        """Replay one event now; False if it must wait (see :meth:`run_group`).
+
+        ``migrating``: the free is inside a compaction run of its task (a migration's
+        source page, or an isolated free page given back).
+        """
         if cpu >= self.machine.nr_cpus:
             raise TraceError(str(self.trace), line, f"a CPU of the machine (0-"
                              f"{self.machine.nr_cpus - 1})", f"CPU {cpu}")
@@ -283,7 +341,81 @@ class Replay:
             return self._alloc_model(owner, pfn, order, gfp, cpu)
         if not retry:
             self.counts.frees += 1
+        if migrating and self._migrate(pfn, order, cpu):
+            return True
         return self._free(pfn, order, cpu)
+
+    # -- compaction's migrations ----------------------------------------------------------
+    def _migrating(self, pid: int, t: int) -> bool:
+        """Whether ``t`` is inside a compaction run of task ``pid``."""
+        spans = self.compaction_runs.get(pid)
+        if not spans:
+            return False
+        i = bisect_right(spans, (t, INT64_MAX)) - 1
+        return i >= 0 and spans[i][0] <= t <= spans[i][1]
+
+    def _migrate(self, pfn: int, order: int, cpu: int) -> bool:
+        """A free inside a compaction run: a migration's source, if the replay placed it.
+
+        Only order-0 blocks that are not compound migrate (as in 6.1). The page's
+        contents live on at a target that compaction's free scanner took off the free
+        lists, with no event. ``real``: the block moves to the highest free page of a
+        MOVABLE pageblock of its zone (where the free scanner, which starts at the zone's
+        end, finds targets) and its old page is freed. ``model``: the block stays
+        allocated and is freed by the next free of a block the replay does not know.
+        """
+        if order:
+            return False
+        handle, head = self._live_block(pfn, order)
+        held = self.real and handle is None and bool(self._held_mask(pfn, 1)[0])
+        if not held and (handle is None or head != pfn or handle.order
+                         or self.mm.pages.flags[pfn] & (PG_HEAD | PG_TAIL)):
+            return False
+        self.counts.migrations += 1
+        if handle is not None:
+            del self.live[pfn]
+            if not self.real:
+                self.migrated.append(handle)
+                return True
+        mm = self.mm
+        zone = mm.page_zone(pfn)
+        dest = self._free_scanner_page(zone, pfn)
+        if dest < 0:
+            return False
+        pages = mm.pages
+        take_block_off_buddy(zone, dest, 0)
+        pages.ref[dest] = 1
+        pages.info[dest] = pages.info[pfn]
+        pages.flags[dest] = pages.flags[pfn]
+        self.machine._moved(pfn, dest)  # the handle, or the host owner's page, follows
+        lv = mm.reclaim.lruvecs[zone.nid]
+        where = lv.on_list(pfn)
+        if where >= 0:
+            lv.put(dest, where, lv.delete(pfn))
+        mm.free_pages(pfn, 0, cpu)
+        if handle is not None:
+            self.live[dest] = handle
+        return True
+
+    def _free_scanner_page(self, zone: Zone, below: int) -> int:
+        """The highest free page above ``below`` in a MOVABLE pageblock of ``zone``, or -1.
+
+        Mirrors where isolate_freepages() finds migration targets (suitable_migration_target():
+        MOVABLE pageblocks, scanning down from the zone's end).
+        """
+        mm = self.mm
+        flags = mm.pages.flags_np
+        info = mm.pages.info_np
+        pb = mm.pageblock_order
+        hi = zone.end_pfn
+        while hi > below:
+            lo = max(below + 1, hi - CHUNK)
+            heads = np.flatnonzero(flags[lo:hi] & PG_BUDDY)[::-1] + lo
+            for head in heads.tolist():
+                if mm.pageblock_mt[head >> pb] & 7 == MT_MOVABLE:
+                    return head + (1 << (info[head] & ORDER_MASK)) - 1
+            hi = lo
+        return -1
 
     def _owner(self, comm: str) -> str:
         name = comm or "<idle>"
@@ -494,6 +626,10 @@ class Replay:
         if not self.final:
             return False  # its allocation may be later in this group
         if not self.real:
+            if self.migrated and not order:  # a migrated page's later free, perhaps
+                self.counts.migrated_freed += 1
+                self.machine.free(self.migrated.popleft(), cpu)
+                return True
             self.counts.frees_unmatched_skipped += 1
             return True
         self._free_unmatched(pfn, order, cpu)
