@@ -413,7 +413,7 @@ class Replay:
             heads = np.flatnonzero(flags[lo:hi] & PG_BUDDY)[::-1] + lo
             for head in heads.tolist():
                 if mm.pageblock_mt[head >> pb] & 7 == MT_MOVABLE:
-                    return head + (1 << (info[head] & ORDER_MASK)) - 1
+                    return head + (1 << int(info[head] & ORDER_MASK)) - 1
             hi = lo
         return -1
 

@@ -50,8 +50,8 @@ def trace_file(tmp_path: Path, events: list[tuple[float, int, str, int, int, str
     return out
 
 
-def run_replay(m: Machine, trace: Path, placement: str, **kw: int) -> Replay:
-    r = Replay(m, trace, placement, **kw)
+def run_replay(m: Machine, trace: Path, placement: str, **kw: object) -> Replay:
+    r = Replay(m, trace, placement, **kw)  # type: ignore[arg-type]
     m.env.run(until=m.env.process(r.process()))
     return r
 
@@ -295,3 +295,39 @@ def test_overlay_of_a_replay_shares_the_trace_clock(tmp_path: Path) -> None:
     pages = overlay_pages(data.buddyinfo, FRESH / "buddyinfo.periodic", 9, start_s)
     sim_line = pages[-1][1].axes[0].lines[0]
     assert min(sim_line.get_xdata()) == pytest.approx(start_s)
+
+
+def test_frees_inside_a_compaction_run_are_migrations(tmp_path: Path) -> None:
+    """The host's compaction frees a migrated page's old place and takes its target with no
+    event: under real placement the block moves to the free scanner's target (the highest
+    free page of a MOVABLE pageblock); under model placement it stays allocated until a
+    free of a block the replay does not know."""
+    base = small_machine(tmp_path / "probe").mm.zones[-1].zone_start_pfn + 1024
+    trace = trace_file(tmp_path, [
+        (1.0, 0, "mm_page_alloc", base, 0, MOVABLE),
+        (2.05, 1, "mm_page_free", base, 0, ""),  # task-101, inside its compaction run
+        (3.0, 0, "mm_page_free", base + 77, 0, ""),  # a block the replay never saw
+    ])
+    runs = {101: [(2_000_000_000, 2_100_000_000)]}
+    m = small_machine(tmp_path / "real")
+    r = run_replay(m, trace, "real", compaction_runs=runs)
+    assert r.counts.migrations == 1
+    (moved,) = [h for h in m.owner_of.values() if h.alive]
+    zone = m.mm.page_zone(base)
+    assert moved.pfn > base and zone.spans(moved.pfn)
+    assert m.mm.pageblock_mt[moved.pfn >> m.mm.pageblock_order] & 7 == 1  # MOVABLE
+    check_invariants(m.mm, allocated_map(m))
+    m = small_machine(tmp_path / "model")
+    r = run_replay(m, trace, "model", compaction_runs=runs)
+    assert (r.counts.migrations, r.counts.migrated_freed) == (1, 1)
+    assert allocated_map(m) == {}
+    without = run_replay(small_machine(tmp_path / "plain"), trace, "model")
+    assert (without.counts.migrations, without.counts.frees_unmatched_skipped) == (0, 1)
+
+
+def test_compaction_runs_of_a_real_slowpath_trace() -> None:
+    from simcore.sim.replay import compaction_runs
+
+    runs = compaction_runs(DATA / "hugetlb-fragmented-nocompact" / "slowpath-trace.txt.xz")
+    assert {pid: len(spans) for pid, spans in runs.items()} == {34: 6, 1: 65}  # 71 begins
+    assert runs[34][0] == (15_760_568_000, 15_784_513_000)  # kcompactd0's first run
