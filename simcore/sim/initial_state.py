@@ -51,12 +51,23 @@ run reaches it, so the workloads' streams do not change)."""
 class ZoneLike(Protocol):
     """A zone's size, as both :class:`~simcore.mm.zone.Zone` and ``ZoneSpan`` give it."""
 
-    nid: int
-    zone_idx: int
-    zone_start_pfn: int
-    spanned_pages: int
-    present_pages: int
-    managed_pages: int
+    @property
+    def nid(self) -> int: ...  # noqa: D102
+
+    @property
+    def zone_idx(self) -> int: ...  # noqa: D102
+
+    @property
+    def zone_start_pfn(self) -> int: ...  # noqa: D102
+
+    @property
+    def spanned_pages(self) -> int: ...  # noqa: D102
+
+    @property
+    def present_pages(self) -> int: ...  # noqa: D102
+
+    @property
+    def managed_pages(self) -> int: ...  # noqa: D102
 
 
 @dataclass(frozen=True)
