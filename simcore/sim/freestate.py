@@ -164,7 +164,7 @@ def place_zone(mm: PageAllocator, zone_index: int, target: ZoneTarget,
     used = np.zeros(len(blocks), dtype=bool)
     labelled = np.zeros(len(blocks), dtype=bool)
     _place_large(zone, target, blocks, full, used, labelled, want, out, frees, rng)
-    _label_rest(zone, blocks, labelled, want, out, rng)
+    _label_rest(zone, blocks, managed.sum(axis=1), labelled, want, out, rng)
     pools = _spaces(blocks, managed, full, used, out.labels, pb, rng)
     _place_small(zone, target, pools, frees, out)
     if frees:
@@ -226,12 +226,14 @@ def _one_per_buddy_pair(starts: list[int], blocks: np.ndarray, k: int) -> list[i
     return out
 
 
-def _label_rest(zone: Zone, blocks: np.ndarray, labelled: np.ndarray, want: np.ndarray,
-                out: ZonePlacement, rng: np.random.Generator) -> None:
+def _label_rest(zone: Zone, blocks: np.ndarray, nr_managed: np.ndarray, labelled: np.ndarray,
+                want: np.ndarray, out: ZonePlacement, rng: np.random.Generator) -> None:
     """Label the other pageblocks to reach the target counts.
 
     A block the model left UNMOVABLE at boot (its first pfn is not RAM) stays so while
-    the count allows; the rest are taken in the seeded order, full blocks first.
+    the count allows; the rest are taken in the seeded order, full blocks first and
+    blocks without managed pages last, so these stay MOVABLE as memmap_init_range()
+    left them (nothing is ever allocated there to change that).
     """
     rest = [i for i in range(len(blocks)) if not labelled[i]]
     boot_unmovable = [i for i in rest
@@ -242,6 +244,8 @@ def _label_rest(zone: Zone, blocks: np.ndarray, labelled: np.ndarray, want: np.n
         labelled[i] = True
         want[MT_UNMOVABLE] -= 1
     rest = [rest[j] for j in rng.permutation(len(rest)) if not labelled[rest[j]]]
+    full = 1 << zone.pageblock_order
+    rest.sort(key=lambda i: (nr_managed[i] < full, nr_managed[i] == 0))  # stable: seeded
     for mt in LABEL_ORDER:
         n = max(0, int(want[mt])) if mt != MT_MOVABLE else len(rest)
         for i in rest[:n]:
