@@ -10,6 +10,8 @@ deterministic; and bad configs must be one error naming the file and key.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from allocsim.cli import main
+from allocsim.run import simulate
 from simcore.config.machine import dump_machine, parse_machine
 from simcore.config.types import MachineConfig
 from simcore.errors import ConfigError
@@ -325,3 +328,19 @@ def test_bad_initial_state_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err.strip()
     assert err.endswith("initial_state: expected fresh, from_proc or {from_proc: DIR}, "
                         "got 'sometimes'")
+
+
+def test_the_run_directory_records_where_the_state_came_from(tmp_path: Path) -> None:
+    snap = _snapshot_copy(tmp_path)
+    cfg = load_experiment(_write_config(tmp_path, "{from_proc: snap}", "from_proc"))
+    result = simulate(cfg, tmp_path / "runs", report=False)
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    recorded = manifest["initial_state"]
+    assert recorded["from_proc"] == str(snap.resolve())
+    assert recorded["sha256"] == {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                                  for p in snap.iterdir()}
+    assert recorded["mismatches"] == []
+    assert recorded["owner_pages"]["host:slab_reclaim"] == 4292
+    config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert config["initial_state"] == {"from_proc": str(snap.resolve())}
+    assert (result.run_dir / "pagetypeinfo.txt").is_file()
