@@ -80,17 +80,23 @@ class InitialState:
         wanted_pages: What meminfo (and zoneinfo's pcp counts) asked for each owner;
             ``host:kernel`` is the rest of the allocated pages.
         mismatches: Where the state differs from the snapshot (empty: it does not).
+        zoneinfo_free: Zones whose zoneinfo ``pages free`` is not the page total of
+            pagetypeinfo's free table: the files were read at different moments (both
+            count the buddy lists only, not the pcp lists). The model follows
+            pagetypeinfo; this says by how much zoneinfo differs.
     """
 
     snapshot_dir: str
     owner_pages: dict[str, int]
     wanted_pages: dict[str, int]
     mismatches: tuple[str, ...] = field(default=())
+    zoneinfo_free: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for a manifest or summary."""
         return {"from_proc": self.snapshot_dir, "owner_pages": dict(self.owner_pages),
-                "wanted_pages": dict(self.wanted_pages), "mismatches": list(self.mismatches)}
+                "wanted_pages": dict(self.wanted_pages), "mismatches": list(self.mismatches),
+                "zoneinfo_free": list(self.zoneinfo_free)}
 
 
 def zone_mismatch(zones: list[ZoneLike], snap: ProcSnapshot) -> str | None:
@@ -162,9 +168,22 @@ def apply_initial_state(machine: Machine, snapshot_dir: Path) -> InitialState:
             notes.append(f"{name}: meminfo asks for {wanted_total[name]} pages, only "
                          f"{pages} were left for it")
     notes += table_mismatches(machine, snap)
-    state = InitialState(str(snapshot_dir), owner_pages, wanted_total, tuple(notes))
+    state = InitialState(str(snapshot_dir), owner_pages, wanted_total, tuple(notes),
+                         tuple(_zoneinfo_free(machine, snap)))
     machine.extras["initial_state"] = state
     return state
+
+
+def _zoneinfo_free(machine: Machine, snap: ProcSnapshot) -> list[str]:
+    """Zones whose zoneinfo ``pages free`` differs from the rebuilt free lists."""
+    out = []
+    for zone in machine.mm.zones:
+        theirs = next(z for z in snap.zones if z.nid == zone.nid and z.name == zone.name)
+        if theirs.nr_free_pages != zone.nr_free_pages:
+            out.append(f"node {zone.nid} zone {zone.name}: zoneinfo pages free "
+                       f"{theirs.nr_free_pages}, pagetypeinfo's free lists "
+                       f"{zone.nr_free_pages} (read at another moment)")
+    return out
 
 
 def _check_fresh(machine: Machine) -> None:
