@@ -33,7 +33,7 @@ import yaml
 
 import simcore
 from allocsim.hostmem import check_fits_host
-from allocsim.provenance import source_commit
+from allocsim.provenance import snapshot_digests, source_commit
 from simcore.atomic import atomic_write_text
 from simcore.config.types import ExperimentConfig
 from simcore.errors import AllocsimError, ConfigError, interruption_in
@@ -44,6 +44,7 @@ from simcore.mm.fragmentation import format_extfrag_index, format_unusable_index
 from simcore.mm.oom_kill import KernelPanic
 from simcore.mm.tracepoints import NullTracer, Tracer
 from simcore.sim.actions import actions_process
+from simcore.sim.initial_state import apply_initial_state
 from simcore.sim.machine import Machine
 from simcore.sim.pollution import pollution_summary
 from simcore.sim.pressure import pressure_summary
@@ -200,6 +201,10 @@ class _Run:
             self.tracer = RecordingTracer(tmp_dir / ts.EVENTS_FILE, clock=lambda: 0)
         t0 = time.perf_counter()
         self.machine = Machine.from_config(cfg, self.tracer)
+        if cfg.initial_state is not None:  # a real host's state: record which, and its files
+            state = apply_initial_state(self.machine, Path(cfg.initial_state))
+            self.manifest["initial_state"] = {**state.as_dict(),
+                                              "sha256": snapshot_digests(Path(cfg.initial_state))}
         self.timings["build_seconds"] = time.perf_counter() - t0
         self.effective = effective_config(cfg, self.machine.mm.min_free_kbytes)
         self.manifest["config"] = dump_experiment(self.effective)

@@ -2,7 +2,8 @@
 
 The schema (see ``configs/*.yaml``) has ``name``, ``seed``, ``duration``, ``machine``,
 ``sysctl``, ``trace``, ``workloads``, ``cost``, ``limits`` and ``actions`` (the last
-three in :mod:`simcore.config.sections`). Unknown keys and wrong types are errors, and each
+three in :mod:`simcore.config.sections`) and ``initial_state``
+(:mod:`simcore.config.initial`). Unknown keys and wrong types are errors, and each
 error is one :class:`~simcore.errors.ConfigError` naming the file and the key path
 (``machine.nodes[1].memory``). Human units are converted here: sizes become pages and
 durations integer nanoseconds (:mod:`simcore.config.units`).
@@ -35,6 +36,7 @@ from simcore.config.fields import (
     expect_str,
     read_fields,
 )
+from simcore.config.initial import dump_initial_state, parse_initial_state
 from simcore.config.machine import dump_machine, parse_machine
 from simcore.config.sections import (
     check_actions,
@@ -202,11 +204,15 @@ def parse_config(
         "cost": ("cost", parse_cost),
         "limits": ("limits", parse_limits),
         "actions": ("actions", lambda v, k, s: parse_actions(v, k, s, SYSCTL_FIELDS)),
+        "initial_state": ("initial_state", lambda v, k, s: v),  # needs the machine: below
     }
     kwargs = read_fields(data, "", source, fields,
                          required=("name", "seed", "duration", "machine"))
     if kwargs["machine"].from_proc is not None:
         kwargs["sysctl"] = _proc_sysctl(kwargs["machine"].from_proc, data, source)
+    if "initial_state" in kwargs:
+        kwargs["initial_state"] = parse_initial_state(kwargs["initial_state"], "initial_state",
+                                                      source, kwargs["machine"])
     cfg = ExperimentConfig(**kwargs, source=source)
     check_actions(cfg.actions, cfg.machine, source)
     for i, action in enumerate(cfg.actions):
@@ -335,6 +341,7 @@ def dump_config(
         "cost": dump_cost(cfg.cost),
         "limits": dump_limits(cfg.limits),
         "actions": dump_actions(cfg.actions),
+        "initial_state": dump_initial_state(cfg.initial_state),
     }
 
 
