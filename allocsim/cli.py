@@ -89,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="the host's compaction: events (mm_compaction_begin/_end, e.g. "
                          "slowpath-trace.txt.xz): frees inside a task's compaction run "
                          "are migrations")
+    rp.add_argument("--initial-state", choices=("fresh", "from_proc"), default=None,
+                    help="the machine's state when the trace starts (default: a snapshot "
+                         "directory's own, when it has pagetypeinfo and meminfo; else the "
+                         "YAML file's initial_state, or fresh)")
     rp.add_argument("--seed", type=_seed, default=0, help="seed of the model's own "
                     "processes (default: 0)")
     rp.add_argument("--no-report", action="store_true", help="skip the PDF/PNG report")
@@ -155,7 +159,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     try:
         result = replay(args.trace, args.machine, args.out, args.placement, args.seed,
                         progress, report=not args.no_report,
-                        compaction_trace=args.compaction_trace)
+                        compaction_trace=args.compaction_trace,
+                        initial_state=args.initial_state)
     finally:
         if progress is not None:
             progress.close()

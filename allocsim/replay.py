@@ -25,14 +25,19 @@ from simcore.errors import ConfigError, TraceError
 from simcore.sim.machine import Machine
 from simcore.sim.replay import Replay, compaction_runs, open_trace_table
 
-MACHINE_FILE_KEYS = ("machine", "sysctl", "cost", "limits", "trace")
+MACHINE_FILE_KEYS = ("machine", "sysctl", "cost", "limits", "trace", "initial_state")
 """The sections of a ``--machine`` YAML file a replay uses."""
 TAIL_NS = 1_000_000
 """Simulated time after the last event (so the events at the very end run)."""
 
 
-def replay_config(machine: Path, seed: int, name: str) -> ExperimentConfig:
+def replay_config(machine: Path, seed: int, name: str,
+                  initial_state: str | None = None) -> ExperimentConfig:
     """The experiment a replay runs: the machine of ``machine`` and no callers.
+
+    ``initial_state`` (``fresh`` or ``from_proc``) overrides the default: a snapshot
+    directory's own state when it has ``pagetypeinfo`` and ``meminfo`` (the host's memory
+    at the trace's start), else the YAML file's ``initial_state`` (fresh without one).
 
     Raises:
         ConfigError: ``machine`` is neither a snapshot directory nor a YAML file with a
@@ -40,13 +45,22 @@ def replay_config(machine: Path, seed: int, name: str) -> ExperimentConfig:
     """
     base: dict[str, Any] = {"name": name, "seed": seed, "duration": "1s"}
     if machine.is_dir():
-        return parse_config({**base, "machine": {"from_proc": str(machine.resolve())}},
-                            str(machine / "zoneinfo"))
+        kept: dict[str, Any] = {"machine": {"from_proc": str(machine.resolve())}}
+        if initial_state != "fresh" and (machine / "pagetypeinfo").is_file() and (
+                machine / "meminfo").is_file():
+            kept["initial_state"] = "from_proc"
+        elif initial_state == "from_proc":
+            kept["initial_state"] = "from_proc"  # parse_config names what is missing
+        return parse_config({**base, **kept}, str(machine / "zoneinfo"))
     data = read_yaml(machine)
     if not isinstance(data, dict) or "machine" not in data:
         raise ConfigError(str(machine), "machine", "a /proc snapshot directory or a YAML file "
                           "with a machine: section", "no machine: section")
     kept = {k: v for k, v in data.items() if k in MACHINE_FILE_KEYS}
+    if initial_state == "fresh":
+        kept.pop("initial_state", None)
+    elif initial_state is not None:
+        kept["initial_state"] = initial_state
     return parse_config({**base, **kept}, str(machine))
 
 
@@ -82,7 +96,7 @@ def replay(
     trace: Path, machine: Path, out: Path, placement: str = "model", seed: int = 0,
     progress: ProgressFn | None = None, report: bool = True,
     prepare: Callable[[Machine], None] | None = None,
-    compaction_trace: Path | None = None,
+    compaction_trace: Path | None = None, initial_state: str | None = None,
 ) -> RunResult:
     """Replay ``trace`` on the machine of ``machine``; the run directory is ``out``.
 
@@ -97,7 +111,7 @@ def replay(
     runs = compaction_runs(compaction_trace) if compaction_trace is not None else None
     with imported_trace(trace) as table:
         span = trace_span_ns(table)
-        cfg = replay_config(machine, seed, out.name)
+        cfg = replay_config(machine, seed, out.name, initial_state)
         cfg = dataclasses.replace(cfg, duration_ns=span + TAIL_NS)
 
         def setup(m: Machine) -> None:

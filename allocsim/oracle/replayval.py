@@ -76,7 +76,11 @@ def read_meta(run: Path) -> dict[str, str]:
 
 def _machine(run: Path, start: Path, tracer: RecordingTracer | None,
              prepare: Prepare | None) -> Machine:
-    cfg = replay_config(start, 0, run.name)
+    """The run's machine as its ``start/`` snapshot shows it.
+
+    ``prepare`` puts it in that snapshot's state (a fresh machine when None).
+    """
+    cfg = replay_config(start, 0, run.name, "fresh")
     m = Machine.from_config(cfg, tracer)
     if tracer is not None:
         tracer.clock = m.trace_now

@@ -22,6 +22,8 @@ from allocsim.oracle.replayval import Prepare, find_steps, replay_fidelity, run_
 from allocsim.oracle.watermarks import check_run
 from allocsim.replay import replay_config
 from simcore.errors import AllocsimError
+from simcore.sim.initial_state import apply_initial_state
+from simcore.sim.machine import Machine
 
 JSON_KEYS = ("run", "watermarks_exact", "buddyinfo_l1_pct", "free_pages_sim",
              "free_pages_real", "pcp_share_sim", "pcp_share_real", "extfrag_sim",
@@ -120,7 +122,18 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def validate_oracle(root: Path, prepare: Prepare | None = None,
+def from_start_snapshot(machine: Machine, start: Path) -> None:
+    """The default :data:`Prepare`: the ``start/`` snapshot's state.
+
+    Its free lists, pageblocks and owners (:func:`simcore.sim.initial_state.
+    apply_initial_state`); a snapshot without ``pagetypeinfo`` or ``meminfo`` leaves the
+    machine fresh.
+    """
+    if (start / "pagetypeinfo").is_file() and (start / "meminfo").is_file():
+        apply_initial_state(machine, start)
+
+
+def validate_oracle(root: Path, prepare: Prepare | None = from_start_snapshot,
                     progress: Callable[[str], None] | None = None) -> list[RunResult]:
     """Validate every run of ``root``, in name order."""
     out = []

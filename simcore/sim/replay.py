@@ -250,6 +250,8 @@ class Replay:
         self.compaction_runs = compaction_runs or {}
         """Task pid -> its compaction runs ``(begin_ns, end_ns)``, sorted (see
         :func:`compaction_runs`); frees inside one are migrations."""
+        self.free_cursor: dict[int, int] = {}
+        """Zone start pfn -> where the free scanner stopped (``compact_cached_free_pfn``)."""
         self.migrated: deque[Allocation] = deque()
         """``model``: blocks a host migration moved to a place the trace does not show."""
         self.skipped: set[int] = set()
@@ -275,7 +277,21 @@ class Replay:
 
     # -- the SimPy process ------------------------------------------------------------
     def process(self) -> Generator[Any, Any, None]:
-        """Issue every event at its trace time (relative to the first one)."""
+        """Issue every event at its trace time (relative to the first one).
+
+        Under ``real`` placement the model's proactive compaction is off while the trace
+        plays (the host's own compaction is in the trace), and back on after.
+        """
+        compaction = self.mm.reclaim.compaction
+        proactiveness = compaction.proactiveness
+        if self.real:
+            compaction.proactiveness = 0
+        try:
+            yield from self._play()
+        finally:
+            compaction.proactiveness = proactiveness
+
+    def _play(self) -> Generator[Any, Any, None]:
         env = self.machine.env
         group: list[Event] = []
         group_t = -1
@@ -378,21 +394,24 @@ class Replay:
                 self.migrated.append(handle)
                 return True
         mm = self.mm
-        zone = mm.page_zone(pfn)
-        dest = self._free_scanner_page(zone, pfn)
+        src = pfn if handle is None else handle.pfn
+        zone = mm.page_zone(src)
+        dest = self._free_scanner_page(zone, src)
         if dest < 0:
+            if handle is not None:
+                self.live[pfn] = handle
             return False
         pages = mm.pages
         take_block_off_buddy(zone, dest, 0)
         pages.ref[dest] = 1
-        pages.info[dest] = pages.info[pfn]
-        pages.flags[dest] = pages.flags[pfn]
-        self.machine._moved(pfn, dest)  # the handle, or the host owner's page, follows
+        pages.info[dest] = pages.info[src]
+        pages.flags[dest] = pages.flags[src]
+        self.machine._moved(src, dest)  # the handle, or the host owner's page, follows
         lv = mm.reclaim.lruvecs[zone.nid]
-        where = lv.on_list(pfn)
+        where = lv.on_list(src)
         if where >= 0:
-            lv.put(dest, where, lv.delete(pfn))
-        mm.free_pages(pfn, 0, cpu)
+            lv.put(dest, where, lv.delete(src))
+        mm.free_pages(src, 0, cpu)
         if handle is not None:
             self.live[dest] = handle
         return True
@@ -401,19 +420,27 @@ class Replay:
         """The highest free page above ``below`` in a MOVABLE pageblock of ``zone``, or -1.
 
         Mirrors where isolate_freepages() finds migration targets (suitable_migration_target():
-        MOVABLE pageblocks, scanning down from the zone's end).
+        MOVABLE pageblocks), scanning down from where it last stopped
+        (``compact_cached_free_pfn``), and from the zone's end again once it has passed
+        ``below``.
         """
+        cursor = self.free_cursor.get(zone.zone_start_pfn, zone.end_pfn)
+        pfn = self._scan_down(zone, below, cursor)
+        if pfn < 0 and cursor < zone.end_pfn:
+            pfn = self._scan_down(zone, below, zone.end_pfn)
+        self.free_cursor[zone.zone_start_pfn] = pfn + 1 if pfn >= 0 else zone.end_pfn
+        return pfn
+
+    def _scan_down(self, zone: Zone, below: int, hi: int) -> int:
         mm = self.mm
         flags = mm.pages.flags_np
         info = mm.pages.info_np
         pb = mm.pageblock_order
-        hi = zone.end_pfn
-        while hi > below:
+        while hi > below + 1:
             lo = max(below + 1, hi - CHUNK)
-            heads = np.flatnonzero(flags[lo:hi] & PG_BUDDY)[::-1] + lo
-            for head in heads.tolist():
+            for head in (np.flatnonzero(flags[lo:hi] & PG_BUDDY)[::-1] + lo).tolist():
                 if mm.pageblock_mt[head >> pb] & 7 == MT_MOVABLE:
-                    return head + (1 << int(info[head] & ORDER_MASK)) - 1
+                    return min(hi, head + (1 << int(info[head] & ORDER_MASK))) - 1
             hi = lo
         return -1
 
@@ -511,7 +538,7 @@ class Replay:
 
     def _held_mask(self, pfn: int, nr: int) -> np.ndarray:
         """Per page of ``[pfn, pfn + nr)``: held by a host owner (no handle)."""
-        held = getattr(self.machine, "held", None)
+        held = self.machine.held
         if held is None:
             return np.zeros(nr, dtype=bool)
         mask: np.ndarray = held.owner_np[pfn:pfn + nr] >= 0
@@ -540,7 +567,7 @@ class Replay:
             pages.ref[dest] = 1
             pages.info[dest] = pages.info[p]
             pages.flags[dest] = PG_ALLOC | movable
-            self.machine.held.move(p, dest)
+            self.machine._moved(p, dest)  # the host owner's page follows (machine.held)
             lv = mm.reclaim.lruvecs[zone.nid]
             where = lv.on_list(p)
             if where >= 0:
@@ -729,7 +756,9 @@ class Replay:
     def _free_held(self, p: int, cpu: int) -> None:
         """The host freed page ``p``, which a host owner holds in the model."""
         machine = self.machine
-        owner = machine._owner_list[machine.held.pop(p)]
+        held = machine.held
+        assert held is not None
+        owner = machine._owner_list[held.pop(p)]
         owner.pages -= 1
         self.mm.reclaim.lru_del(p)
         self.mm.free_pages(p, 0, cpu)
