@@ -82,6 +82,8 @@ REPLAY_KEY = "replay"
 _ALLOC, _FREE = "mm_page_alloc", "mm_page_free"
 GFP_ZERO = int(GFP.ZERO)
 INT64_MAX = 2**63 - 1
+HOST_OWNER_PREFIX = "host:"
+"""The owners of a ``from_proc`` initial state (:mod:`simcore.sim.hostowners`)."""
 CHUNK = 4096
 """Pages the free-scanner search looks at per step."""
 Event = tuple[int, str, int, str, int, int, int, bool]
@@ -141,6 +143,9 @@ class ReplayCounts:
     held_moved: int = 0
     """``real``: pages of the host's owners (a ``from_proc`` initial state) the model had
     placed where the host allocates: each moved to a free page of its type."""
+    unseen_moved: int = 0
+    """``real``: replayed order-0 blocks the model still had where the host allocates
+    (they moved on the host without an event): each moved to a free page of its type."""
     reserved_moved: int = 0
     """``real``: allocations at a pfn the model had guessed reserved (memblock): the
     reservation moved to another free block of the zone (see the module docstring)."""
@@ -521,12 +526,13 @@ class Replay:
                 return True
         held = self._held_mask(pfn, nr)
         reserved = (flags & PG_RESERVED) != 0
-        if ((flags & PG_ALLOC) != 0)[~held].any():
-            return False  # a block allocated in the model (not a host owner's page)
+        stale = ((flags & PG_ALLOC) != 0) & ~held
+        if stale.any() and not self._unseen_migrations(zone, pfn, stale, pfn):
+            return False  # a block allocated in the model that cannot have moved
         if self._allocated_head(pfn) not in (-1, pfn):
             return False  # inside a block allocated in the model that starts before it
         if not (held.any() or reserved.any()):
-            return False
+            return take_block_off_buddy(zone, pfn, order) >= 0
         if reserved.all() and self._move_reservation(zone, order, pfn):
             flags[:] = 0
             self.counts.reserved_moved += 1
@@ -535,6 +541,38 @@ class Replay:
             if not self._displace(zone, pfn + i, bool(held[i]), pfn):
                 return False
         return take_block_off_buddy(zone, pfn, order) >= 0
+
+    def _unseen_migrations(self, zone: Zone, pfn: int, stale: np.ndarray, keep: int) -> bool:
+        """Move the replayed order-0 blocks in the way of a host allocation at ``pfn``.
+
+        The host allocates only free pages, so a replayed block the model still has there
+        must have moved without an event (a migration whose target the trace does not
+        show, or one :meth:`_migrate` placed elsewhere). Each moves to a free page of its
+        migratetype (``unseen_moved``); False if one cannot (a larger or compound block).
+        """
+        owner_of = self.machine.owner_of
+        flags = self.mm.pages.flags
+        pages = self.mm.pages
+        for p in (np.flatnonzero(stale) + pfn).tolist():
+            handle = owner_of.get(p)
+            if handle is None or handle.order or flags[p] & (PG_HEAD | PG_TAIL) or \
+                    handle.owner.startswith(HOST_OWNER_PREFIX):
+                return False
+            dest = self._free_page(zone, pages.info[p] >> MT_SHIFT, keep)
+            if dest < 0:
+                return False
+            pages.ref[dest] = 1
+            pages.info[dest] = pages.info[p]
+            pages.flags[dest] = pages.flags[p]
+            self.machine._moved(p, dest)
+            if self.live.get(p) is handle:
+                del self.live[p]
+                self.live[dest] = handle
+            pages.ref[p] = 0
+            pages.flags[p] = 0
+            zone.free_one_page(p, 0, zone.get_pageblock_migratetype(p))
+            self.counts.unseen_moved += 1
+        return True
 
     def _held_mask(self, pfn: int, nr: int) -> np.ndarray:
         """Per page of ``[pfn, pfn + nr)``: held by a host owner (no handle)."""
