@@ -149,20 +149,19 @@ def read_distances(directory: Path, nids: list[int]) -> tuple[tuple[int, ...], .
 
 
 def sysctl_from_snapshot(snap: ProcSnapshot) -> SysctlConfig:
-    """The vm sysctls the model uses, from ``sysctl_vm`` (6.1's defaults where absent)."""
-    try:
-        return _sysctl_values(snap)
-    except KeyError as exc:  # missing or non-integer vm.* value
-        raise ProcParseError(snap.path + "/sysctl_vm", None, str(exc.args[0])) from None
+    """The vm sysctls the model uses, from ``sysctl_vm`` (6.1's defaults where absent).
 
-
-def _sysctl_values(snap: ProcSnapshot) -> SysctlConfig:
+    Raises:
+        ProcParseError: a value is not what the model can use (naming its line of
+            ``sysctl_vm``), or ``min_free_kbytes`` is missing from a ``sysctl_vm`` file
+            (a truncated copy).
+    """
     defaults = SysctlConfig()
     ratio = snap.sysctl_ints("lowmem_reserve_ratio") if "lowmem_reserve_ratio" in snap.sysctl \
         else defaults.lowmem_reserve_ratio
     if len(ratio) < len(ZONE_NAMES):
-        raise KeyError(f"vm.lowmem_reserve_ratio with one value per zone type (at least "
-                       f"{len(ZONE_NAMES)}), got {len(ratio)}")
+        raise snap.sysctl_error("lowmem_reserve_ratio", f"one value per zone type (at least "
+                                f"{len(ZONE_NAMES)})", " ".join(map(str, ratio)))
     # A snapshot without sysctl_vm gets min_free_kbytes as the kernel derives it at boot;
     # a sysctl_vm file without it is truncated, which is an error.
     min_free_kbytes = snap.sysctl_int("min_free_kbytes") if snap.sysctl else None
