@@ -12,8 +12,9 @@ SIM_VMSTAT_FILE = "vmstat_simulator.txt"
 PROC_DIR = "proc"
 PROC_FILES = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat")
 """Files of each ``proc/<when>/`` snapshot directory that
-:func:`allocsim.run.expected_outputs` names (the directory also has ``sysctl_vm``, ``iomem``, ``nodeN.cpulist`` and the rest of a
-snapshot: :func:`simcore.formats.procstate.proc_texts`)."""
+:func:`allocsim.run.expected_outputs` names (the directory also has ``sysctl_vm``,
+``iomem``, ``nodeN.cpulist`` and the rest of a snapshot:
+:func:`simcore.formats.procstate.proc_texts`)."""
 PROC_START, PROC_END = "start", "end"
 
 
