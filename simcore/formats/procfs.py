@@ -162,8 +162,8 @@ def parse_sysctl_vm(text: str, path: str = "<sysctl_vm>") -> dict[str, SysctlVal
     return result
 
 
-def _read(path: Path) -> str:
-    """The file's text; a binary (non-UTF-8) file is malformed input.
+def read_text_file(path: Path) -> str:
+    """The file's text; a binary (non-UTF-8) file is malformed input (ProcParseError).
 
     The error names the line holding the first byte that is not UTF-8.
     """
@@ -217,7 +217,7 @@ class _OptionalFiles:
     def text(self, path: Path) -> str | None:
         """The text of ``path``, or None if it is missing or cannot be read."""
         try:
-            return _read(path)
+            return read_text_file(path)
         except FileNotFoundError:
             return None
         except OSError as exc:  # permission denied, a directory, an I/O error ...
@@ -269,7 +269,7 @@ def read_snapshot(path: Path) -> ProcSnapshot:
     """
     zoneinfo = snapshot_file(path, "zoneinfo")
     try:
-        zones = parse_zoneinfo(_read(zoneinfo), str(zoneinfo))
+        zones = parse_zoneinfo(read_text_file(zoneinfo), str(zoneinfo))
     except FileNotFoundError:
         raise ProcParseError(str(zoneinfo), None, "a zoneinfo file (the one file a snapshot "
                              "directory must have)", "no such file") from None

@@ -27,7 +27,13 @@ import re
 from pathlib import Path
 
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.formats.procfs import ProcParseError, ProcSnapshot, ZoneSnapshot, read_snapshot
+from simcore.formats.procfs import (
+    ProcParseError,
+    ProcSnapshot,
+    ZoneSnapshot,
+    read_snapshot,
+    read_text_file,
+)
 from simcore.formats.proctables import numbered_lines
 from simcore.mm.constants import PAGE_SHIFT, ZONE_NAMES, ZoneType
 from simcore.mm.topology import PC_HOLE, Range, clip_ranges
@@ -103,14 +109,15 @@ def _node_ranges(zones: list[ZoneSnapshot], ram: list[Range] | None) -> list[Ran
 def read_iomem(path: Path) -> tuple[list[Range] | None, list[Range]]:
     """The ``System RAM`` and kernel-image pfn ranges of a ``/proc/iomem`` copy.
 
-    RAM is None if the file is absent or unreadable. Only top-level lines are RAM
+    RAM is None if the file is absent or unreadable; one that is not text is an error.
+    Only top-level lines are RAM
     (nested ones lie inside a parent resource); ``Kernel code``, ``Kernel rodata``,
     ``Kernel data`` and ``Kernel bss`` (nested in System RAM) are memblock-reserved. A
     copy made without root shows every address as 0: it says nothing, so it is ignored.
     """
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = read_text_file(path)
+    except OSError:
         return None, []
     ram: list[Range] = []
     kernel: list[Range] = []
@@ -138,8 +145,8 @@ def read_distances(directory: Path, nids: list[int]) -> tuple[tuple[int, ...], .
     for nid in nids:
         path = directory / f"node{nid}.distance"
         try:
-            text = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
+            text = read_text_file(path).strip()
+        except OSError:
             return None
         if not _DISTANCE_RE.match(text) or len(text.split()) != len(nids):
             raise ProcParseError(str(path), 1, f"{len(nids)} distances separated by spaces "

@@ -278,7 +278,7 @@ def test_parse_pagetypeinfo_truncated_second_node() -> None:
     lines = _numa2_pti_lines()
     with pytest.raises(ProcParseError) as err:
         parse_pagetypeinfo("".join(lines[:26]), "pti")  # node 1 has no block table
-    assert err.value.line is None and "Number of blocks type" in err.value.expected
+    assert err.value.line == 27 and "Number of blocks type" in err.value.expected
     with pytest.raises(ProcParseError):
         parse_pagetypeinfo("".join(lines[:19]), "pti")  # header without 'Pages per block'
 
@@ -287,6 +287,11 @@ def test_parse_buddyinfo_rows_must_have_the_same_orders() -> None:
     with pytest.raises(ProcParseError) as info:
         parse_buddyinfo("Node 0, zone DMA 1 2 3\nNode 1, zone Normal 1 2\n", "buddyinfo")
     assert info.value.line == 2 and "3 counts" in info.value.expected
+    # A first row cut short is named, not the good rows after it.
+    with pytest.raises(ProcParseError) as info:
+        parse_buddyinfo("Node 0, zone DMA 1 2\nNode 0, zone DMA32 1 2 3\n"
+                        "Node 0, zone Normal 4 5 6\n", "buddyinfo")
+    assert info.value.line == 1 and "3 counts" in info.value.expected
 
 
 def test_parse_vmstat_real_and_simulated() -> None:
