@@ -42,6 +42,7 @@ from allocsim.procsnap import (
     PROC_START,
     SIM_VMSTAT_FILE,
     proc_snapshot_name,
+    write_proc_dir,
 )
 from allocsim.provenance import source_commit
 from simcore.atomic import atomic_write_text
@@ -225,10 +226,7 @@ class _Run:
 
     def write_proc_snapshot(self, when: str, texts: dict[str, str] | None = None) -> None:
         """``proc/<when>/``: the machine now, as a real host's snapshot directory."""
-        directory = self.tmp_dir / PROC_DIR / when
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, text in (texts or proc_texts(self.machine.mm)).items():
-            atomic_write_text(directory / name, text)
+        write_proc_dir(self.tmp_dir / PROC_DIR / when, texts or proc_texts(self.machine.mm))
 
     def proc_snapshot_process(self, env: Any) -> Any:
         """SimPy process: ``proc/t=<seconds>s/`` at each ``trace.proc_snapshots`` time.
@@ -238,9 +236,8 @@ class _Run:
         for time_ns in sorted(self.cfg.trace.proc_snapshot_times_ns):
             yield env.timeout(time_ns - env.now)
             self.machine.apply_pending_frees()
-            name = proc_snapshot_name(time_ns)
-            self.write_proc_snapshot(name)
-            self.proc_snapshots.append(name)
+            self.proc_snapshots.append(proc_snapshot_name(time_ns))
+            self.write_proc_snapshot(self.proc_snapshots[-1])
 
     def start_processes(self) -> None:
         self.write_proc_snapshot(PROC_START)

@@ -37,10 +37,8 @@ the current watermarks. kswapd's short nap counts as asleep.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from simcore.atomic import atomic_write_text
 from simcore.formats.procfmt import (
     Counters,
     ZoneInfo,
@@ -246,10 +244,3 @@ def proc_texts(mm: PageAllocator) -> dict[str, str]:
         texts[f"node{node.nid}.cpulist"] = _cpulist(tuple(node.cpus))
         texts[f"node{node.nid}.distance"] = " ".join(map(str, dist[node.nid])) + "\n"
     return texts
-
-
-def write_proc_snapshot(directory: Path, mm: PageAllocator) -> None:
-    """Write :func:`proc_texts` into ``directory`` (created), each file atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in proc_texts(mm).items():
-        atomic_write_text(directory / name, text)
