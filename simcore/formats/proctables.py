@@ -110,9 +110,9 @@ def parse_buddyinfo(text: str, path: str = "<buddyinfo>") -> dict[tuple[int, str
 def parse_vmstat(text: str, path: str = "<vmstat>") -> dict[str, int]:
     """Parse ``/proc/vmstat`` (``name value`` lines, vmstat_show() in mm/vmstat.c).
 
-    Also reads the simulator's ``vmstat.txt``: its ``# simulator-only`` comment line
-    is skipped and the counters after it are returned with the others (their names do
-    not clash with kernel names).
+    Also reads the simulator's ``vmstat.txt`` and ``vmstat_simulator.txt`` (the same
+    layout), and the ``vmstat.txt`` of older run directories, whose simulator-only
+    counters follow a ``# simulator-only`` comment line: comment lines are skipped.
     """
     result: dict[str, int] = {}
     for lineno, line in numbered_lines(text):
