@@ -70,6 +70,35 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--overlay", type=Path, default=None, metavar="BUDDYINFO_PERIODIC",
                      help="draw a real host's buddyinfo.periodic (t=SECONDS lines, then "
                           "/proc/buddyinfo rows) against the run, e.g. a replay of its trace")
+    rp = sub.add_parser(
+        "replay", help="replay a real trace's allocations and frees against the model",
+        description="Replay the mm_page_alloc/mm_page_free sequence of a real ftrace "
+                    "against the model and write a run directory with its report. "
+                    "--placement model lets the model choose each block; --placement real "
+                    "puts each allocation at its real pfn and counts every disagreement.")
+    rp.add_argument("trace", type=Path,
+                    help="an imported trace.parquet (allocsim trace import) or ftrace text")
+    rp.add_argument("--machine", type=Path, required=True, metavar="DIR_OR_YAML",
+                    help="the host's /proc snapshot directory, or a YAML file with a "
+                         "machine: section (allocsim proc import writes one)")
+    rp.add_argument("-o", "--out", type=Path, required=True, metavar="RUN_DIR",
+                    help="the run directory to write (-2, -3 ... is added if it exists)")
+    rp.add_argument("--placement", choices=("model", "real"), default="model",
+                    help="who picks each block's pfn (default: model)")
+    rp.add_argument("--compaction-trace", type=Path, default=None, metavar="FTRACE",
+                    help="the host's compaction: events (mm_compaction_begin/_end, e.g. "
+                         "slowpath-trace.txt.xz): frees inside a task's compaction run "
+                         "are migrations")
+    rp.add_argument("--seed", type=_seed, default=0, help="seed of the model's own "
+                    "processes (default: 0)")
+    rp.add_argument("--no-report", action="store_true", help="skip the PDF/PNG report")
+    rp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    vo = sub.add_parser(
+        "validate-oracle", help="measure the model against real 6.1 data (a directory "
+                                "laid out like ../shared/oracle/)")
+    vo.add_argument("oracle_dir", type=Path, help="directory of runs, e.g. tests/data/oracle")
+    vo.add_argument("--json", action="store_true", help="print a JSON array, one object "
+                    "per run, instead of the table")
     proc = sub.add_parser("proc", help="work with real /proc snapshots")
     proc_sub = proc.add_subparsers(dest="proc_command", required=True)
     show = proc_sub.add_parser(
@@ -115,6 +144,52 @@ def _cmd_trace(args: argparse.Namespace) -> int:
         return 0
     report = import_trace(args.trace_file, args.out)
     print(f"{args.out}: {report.summary()}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from allocsim.replay import replay
+
+    progress = None if args.quiet else _progress_bar("replay", 1)
+    _note_pure_build()
+    try:
+        result = replay(args.trace, args.machine, args.out, args.placement, args.seed,
+                        progress, report=not args.no_report,
+                        compaction_trace=args.compaction_trace)
+    finally:
+        if progress is not None:
+            progress.close()
+    s = result.summary
+    r = s["replay"]
+    print(f"run directory: {result.run_dir}")
+    print(f"  replayed {r['allocs']:,} allocations ({r['host_failed']:,} failed on the host) "
+          f"and {r['frees']:,} frees over {s['simulated_seconds']:.3f} s, placement "
+          f"{r['placement']}, in {s['wall_seconds']:.1f} s wall")
+    if r["placement"] == "model":
+        print(f"  model failed {r['model_failed']:,} the host served, served "
+              f"{r['model_ok_host_failed']:,} the host failed; skipped "
+              f"{r['frees_unmatched_skipped']:,} frees of blocks allocated before the trace "
+              "or by the bulk allocator")
+    else:
+        print(f"  disagreements: {r['pfn_busy']:,} pfns busy in the model, "
+              f"{r['pfn_no_zone']:,} in no zone, {r['pfn_other_zone']:,} in a zone the "
+              f"gfp_mask excludes; frees of blocks allocated before the trace or by the bulk "
+              f"allocator: {r['frees_unmatched_applied']:,} applied, "
+              f"{r['frees_unmatched_free']:,} already free in the model, "
+              f"{r['frees_unmatched_reserved']:,} reserved")
+    if result.report:
+        print(f"  report: {result.report[0]}")
+    return 0
+
+
+def _cmd_validate_oracle(args: argparse.Namespace) -> int:
+    from allocsim.oracle.validate import format_table, to_json, validate_oracle
+
+    def progress(run: str) -> None:
+        print(f"validating {run} ...", file=sys.stderr, flush=True)
+
+    results = validate_oracle(args.oracle_dir, progress=progress)
+    print(to_json(results) if args.json else format_table(results), end="")
     return 0
 
 
@@ -267,8 +342,9 @@ def _cmd_proc(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "report": _cmd_report,
-            "proc": _cmd_proc, "trace": _cmd_trace}
+COMMANDS = {"run": _cmd_run, "replay": _cmd_replay, "validate": _cmd_validate,
+            "report": _cmd_report, "proc": _cmd_proc, "trace": _cmd_trace,
+            "validate-oracle": _cmd_validate_oracle}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -1,5 +1,7 @@
 """Which source tree this allocsim was built from: the git commit in every manifest.
 
+Also the digests of a ``/proc`` snapshot a run starts from (:func:`snapshot_digests`).
+
 A run must say what code produced it. From a git checkout (an editable install, or
 ``python -m simcore`` in the repository) the commit is asked of git directly. A regular
 ``pip install .`` copies the package out of the checkout, so ``setup.py`` records the
@@ -9,6 +11,7 @@ to tracked files gets a ``-dirty`` suffix. When neither is known: ``"unknown"``.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -53,3 +56,13 @@ def source_commit() -> str:
     except OSError:
         recorded = ""
     return recorded or UNKNOWN
+
+
+def snapshot_digests(directory: Path) -> dict[str, str]:
+    """The sha256 of every regular file of a ``/proc`` snapshot directory, by file name.
+
+    A run that starts from a snapshot (``initial_state: {from_proc: DIR}``) records
+    these, so a later look can tell whether the directory still holds what it ran from.
+    """
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(Path(directory).iterdir()) if path.is_file()}

@@ -44,7 +44,7 @@ from allocsim.procsnap import (
     proc_snapshot_name,
     write_proc_dir,
 )
-from allocsim.provenance import source_commit
+from allocsim.provenance import snapshot_digests, source_commit
 from simcore.atomic import atomic_write_text
 from simcore.config.types import ExperimentConfig
 from simcore.errors import AllocsimError, ConfigError, interruption_in
@@ -53,6 +53,7 @@ from simcore.formats.procstate import proc_texts, simulator_vmstat_text
 from simcore.mm.oom_kill import KernelPanic
 from simcore.mm.tracepoints import NullTracer, Tracer
 from simcore.sim.actions import actions_process
+from simcore.sim.initial_state import apply_initial_state
 from simcore.sim.machine import Machine
 from simcore.sim.pollution import pollution_summary
 from simcore.sim.pressure import pressure_summary
@@ -62,6 +63,8 @@ from workloads.registry import WORKLOADS, dump_experiment
 
 ProgressFn = Callable[[int, int], None]
 """``progress(now_ns, duration_ns)``, called as the run advances."""
+SetupFn = Callable[[Machine], None]
+"""``setup(machine)``: adds a run's own processes (e.g. a trace replay) before it starts."""
 PROGRESS_STEPS = 200
 
 
@@ -190,8 +193,10 @@ def effective_config(cfg: ExperimentConfig, min_free_kbytes: int) -> ExperimentC
 class _Run:
     """The state of one run while it executes."""
 
-    def __init__(self, cfg: ExperimentConfig, tmp_dir: Path, report: bool) -> None:
+    def __init__(self, cfg: ExperimentConfig, tmp_dir: Path, report: bool,
+                 setup: SetupFn | None = None) -> None:
         self.cfg = cfg
+        self.setup = setup
         self.tmp_dir = tmp_dir
         self.report = report
         self.stage = "building the machine"
@@ -208,6 +213,10 @@ class _Run:
             self.tracer = RecordingTracer(tmp_dir / ts.EVENTS_FILE, clock=lambda: 0)
         t0 = time.perf_counter()
         self.machine = Machine.from_config(cfg, self.tracer)
+        if cfg.initial_state is not None:  # a real host's state: record which, and its files
+            state = apply_initial_state(self.machine, Path(cfg.initial_state))
+            self.manifest["initial_state"] = {**state.as_dict(),
+                                              "sha256": snapshot_digests(Path(cfg.initial_state))}
         self.timings["build_seconds"] = time.perf_counter() - t0
         self.effective = effective_config(cfg, self.machine.mm.min_free_kbytes)
         self.manifest["config"] = dump_experiment(self.effective)
@@ -250,6 +259,8 @@ class _Run:
         rngs = self.machine.spawn_rngs(len(self.cfg.workloads))
         for spec, rng in zip(self.cfg.workloads, rngs, strict=True):
             env.process(WORKLOADS[spec.kind].run(self.machine, spec, rng))
+        if self.setup is not None:
+            self.setup(self.machine)
 
     def simulate(self, progress: ProgressFn | None) -> None:
         self.stage = "simulating"
@@ -309,6 +320,7 @@ class _Run:
         return {**self._base_summary(wall_seconds), **pressure_summary(self.machine),
                 "pollution": pollution_summary(self.machine),
                 "actions": self.actions_log,
+                **extras_summary(self.machine),
                 "panic": None if self.panic is None else {
                     "time_ns": self.panic.time_ns, "reason": self.panic.reason}}
 
@@ -354,16 +366,25 @@ def _make_tmp_dir(out_root: Path, final_name: str) -> Path:
     return tmp_dir
 
 
+def extras_summary(machine: Machine) -> dict[str, Any]:
+    """``summary.json`` sections of a run's own processes (a replay's counts)."""
+    from simcore.sim.replay import REPLAY_KEY
+
+    replay = machine.extras.get(REPLAY_KEY)
+    return {} if replay is None else {"replay": replay.counts.as_dict()}
+
+
 def simulate(
     cfg: ExperimentConfig, out_root: Path, progress: ProgressFn | None = None,
-    report: bool = True,
+    report: bool = True, setup: SetupFn | None = None, dir_name: str | None = None,
 ) -> RunResult:
     """Run one experiment and write its run directory under ``out_root``.
 
     The directory gets its final name ``<name>-seed<seed>`` only when complete (see the
     module docstring). The manifest records ``status``: ``ok``, ``failed`` (with the
     error and the stage) or ``interrupted``; exceptions are re-raised after the
-    directory is renamed ``.failed``/``.interrupted``.
+    directory is renamed ``.failed``/``.interrupted``. ``setup`` adds the run's own
+    processes (:data:`SetupFn`); ``dir_name`` replaces ``<name>-seed<seed>``.
 
     Raises:
         simcore.errors.ConfigError: The machine would not fit in this host's memory
@@ -371,10 +392,10 @@ def simulate(
         OutputError: ``out_root`` cannot hold a run directory (nothing is left behind).
     """
     check_fits_host(cfg)
-    base = f"{cfg.name}-seed{cfg.seed}"
+    base = dir_name if dir_name is not None else f"{cfg.name}-seed{cfg.seed}"
     tmp_dir = _make_tmp_dir(out_root, unique_run_dir(out_root, base).name)
     try:
-        run = _Run(cfg, tmp_dir, report)
+        run = _Run(cfg, tmp_dir, report, setup)
         run.write_manifest()
     except BaseException as exc:
         shutil.rmtree(tmp_dir, ignore_errors=True)

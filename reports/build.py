@@ -107,7 +107,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
     if overlay is not None:
         pb_order = int(data.manifest.get("config", {}).get("machine", {})
                        .get("pageblock_order", 9))
-        pages += overlay_pages(data.buddyinfo, Path(overlay), pb_order)
+        start_ns = (data.summary.get("replay") or {}).get("trace_start_ns", 0)
+        pages += overlay_pages(data.buddyinfo, Path(overlay), pb_order, start_ns / 1e9)
     out.mkdir(parents=True, exist_ok=True)
     title = f"allocsim report: {data.manifest['name']}"
     written = [write_pdf(out / PDF_NAME, [fig for _, fig in pages], title)]

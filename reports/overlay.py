@@ -2,7 +2,8 @@
 
 ``buddyinfo.periodic`` is ``/proc/buddyinfo`` sampled about once a second, each sample
 headed by ``t=<uptime seconds>`` (the oracle's layout). A replay's clock follows the
-trace's timestamps, which use the same clock, so the two series share the time axis.
+trace's timestamps, which use the same clock: shifted by the trace time of its first
+event, the two series share the time axis.
 
 One figure per zone: free pages over time, all orders and in blocks of at least a
 pageblock (what a huge-page or THP request can take at once), the model as lines and the
@@ -93,15 +94,18 @@ def overlay_figure(key: ZoneKey, sim: pd.DataFrame | None, real: pd.DataFrame) -
     return fig
 
 
-def overlay_pages(sim_buddyinfo: pd.DataFrame, real_path: Path,
-                  pageblock_order: int) -> list[tuple[str, Figure]]:
+def overlay_pages(sim_buddyinfo: pd.DataFrame, real_path: Path, pageblock_order: int,
+                  start_s: float = 0.0) -> list[tuple[str, Figure]]:
     """The overlay figures (PNG stem, figure) of a run against ``real_path``.
 
     ``sim_buddyinfo`` holds the run's BUDDYINFO_FILE rows (``time_ns``, ``nid``,
-    ``zone``, ``order``, ``nr_free``, summed here over migratetypes).
+    ``zone``, ``order``, ``nr_free``, summed here over migratetypes). ``start_s`` is the
+    trace time of the run's time 0 (a replay's first event; ``summary.json``'s
+    ``replay.trace_start_ns``).
     """
     real = free_page_series(read_buddyinfo_periodic(real_path), pageblock_order)
-    sim_rows = sim_buddyinfo.assign(time_s=sim_buddyinfo["time_ns"].astype("int64") / 1e9)
+    sim_rows = sim_buddyinfo.assign(
+        time_s=sim_buddyinfo["time_ns"].astype("int64") / 1e9 + start_s)
     sim_rows = sim_rows.groupby(["time_s", "nid", "zone", "order"], observed=True,
                                 as_index=False)["nr_free"].sum()
     sim = free_page_series(sim_rows, pageblock_order)

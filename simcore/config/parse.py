@@ -2,7 +2,8 @@
 
 The schema (see ``configs/*.yaml``) has ``name``, ``seed``, ``duration``, ``machine``,
 ``sysctl``, ``trace``, ``workloads``, ``cost``, ``limits`` and ``actions`` (the last
-three in :mod:`simcore.config.sections`). Unknown keys and wrong types are errors, and each
+three in :mod:`simcore.config.sections`) and ``initial_state``
+(:mod:`simcore.config.initial`). Unknown keys and wrong types are errors, and each
 error is one :class:`~simcore.errors.ConfigError` naming the file and the key path
 (``machine.nodes[1].memory``). Human units are converted here: sizes become pages and
 durations integer nanoseconds (:mod:`simcore.config.units`).
@@ -35,6 +36,7 @@ from simcore.config.fields import (
     expect_str,
     read_fields,
 )
+from simcore.config.initial import dump_initial_state, parse_initial_state
 from simcore.config.machine import dump_machine, parse_machine
 from simcore.config.sections import (
     check_actions,
@@ -214,11 +216,15 @@ def parse_config(
         "cost": ("cost", parse_cost),
         "limits": ("limits", parse_limits),
         "actions": ("actions", lambda v, k, s: parse_actions(v, k, s, SYSCTL_FIELDS)),
+        "initial_state": ("initial_state", lambda v, k, s: v),  # needs the machine: below
     }
     kwargs = read_fields(data, "", source, fields,
                          required=("name", "seed", "duration", "machine"))
     if kwargs["machine"].from_proc is not None:
         kwargs["sysctl"] = _proc_sysctl(kwargs["machine"].from_proc, data, source)
+    if "initial_state" in kwargs:
+        kwargs["initial_state"] = parse_initial_state(kwargs["initial_state"], "initial_state",
+                                                      source, kwargs["machine"])
     cfg = ExperimentConfig(**kwargs, source=source)
     check_actions(cfg.actions, cfg.machine, source)
     for i, action in enumerate(cfg.actions):
@@ -270,12 +276,21 @@ def load_config(
     Raises:
         ConfigError: If the file is unreadable, is not valid YAML, or breaks the schema.
     """
+    return parse_config(read_yaml(path), str(path), workload_parsers)
+
+
+def read_yaml(path: Path) -> object:
+    """A YAML file as loaded, safely and with duplicate keys refused.
+
+    Raises:
+        ConfigError: If the file is unreadable or is not valid YAML.
+    """
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "<file>", "a readable UTF-8 YAML file", str(exc)) from exc
-    return parse_config(_load_yaml(text, source), source, workload_parsers)
+    return _load_yaml(text, source)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -350,6 +365,7 @@ def dump_config(
         "cost": dump_cost(cfg.cost),
         "limits": dump_limits(cfg.limits),
         "actions": dump_actions(cfg.actions),
+        "initial_state": dump_initial_state(cfg.initial_state),
     }
 
 

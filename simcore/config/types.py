@@ -196,5 +196,8 @@ class ExperimentConfig:
     cost: CostConfig = CostConfig()
     limits: LimitsConfig = LimitsConfig()
     actions: tuple[ActionConfig, ...] = ()
+    initial_state: str | None = None
+    """The ``/proc`` snapshot directory (absolute) whose memory state the run starts from
+    (``initial_state: {from_proc: DIR}``); None: a freshly booted machine."""
     source: str = "<memory>"
     """Path of the YAML file, for error messages."""

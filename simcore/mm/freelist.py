@@ -107,6 +107,37 @@ class PageLists:
         self.pfn[node] = pfn
         self.lru[pfn] = node
 
+    def add_bulk(self, head: int, pfns: np.ndarray, tail: bool = False) -> np.ndarray:
+        """Link the head pages ``pfns`` into list ``head`` at once; returns their nodes.
+
+        Front to back, the list then holds ``pfns`` in their order before (``tail``:
+        after) what it held: ``add_tail()`` of each pfn in turn, or ``add()`` of each in
+        reverse. The nodes are new, contiguous ones (the free chain is left as it was),
+        so building a long list costs a few array operations, not a call per block.
+        """
+        n = len(pfns)
+        old = self.capacity
+        if not n:
+            return np.zeros(0, dtype=np.int32)
+        chain = self.free_node
+        self._grow(old + n)
+        self.free_node = chain  # the new nodes are taken, not chained
+        nodes = np.arange(old, old + n, dtype=np.int32)
+        nxt, prv = self.nxt_np, self.prv_np
+        nxt[nodes[:-1]] = nodes[1:]
+        prv[nodes[1:]] = nodes[:-1]
+        if tail:
+            before, after = int(prv[head]), head
+        else:
+            before, after = head, int(nxt[head])
+        nxt[before] = old
+        prv[old] = before
+        nxt[old + n - 1] = after
+        prv[after] = old + n - 1
+        self.pfn_np[old : old + n] = pfns
+        self.pages.lru_np[pfns] = nodes
+        return nodes
+
     def unlink(self, pfn: int) -> None:
         """``list_del()``: unlink ``pfn``'s head page from whatever list holds it."""
         node = self.lru[pfn]

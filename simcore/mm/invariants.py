@@ -58,13 +58,17 @@ def _fail(msg: str) -> None:
 
 
 def managed_mask(mm: PageAllocator, zone: Zone | None = None) -> np.ndarray:
-    """Per pfn: managed by ``zone`` (or by any zone), i.e. handed to the buddy allocator."""
-    mask = np.zeros(mm.pages.nr_pages, dtype=bool)
-    for z, ranges in zip(mm.zones, mm.managed_ranges, strict=True):
+    """Per pfn: managed by ``zone`` (or by any zone), i.e. handed to the buddy allocator.
+
+    A page is managed when it lies in a zone and is not ``PG_RESERVED`` (holes and
+    memblock reservations are; a replay at real pfns may move a reservation).
+    """
+    mask = (mm.pages.flags_np & PG_RESERVED) == 0
+    inside = np.zeros(mm.pages.nr_pages, dtype=bool)
+    for z in mm.zones:
         if zone is None or z is zone:
-            for lo, hi in ranges:
-                mask[lo:hi] = True
-    return mask
+            inside[z.zone_start_pfn:z.end_pfn] = True
+    return mask & inside
 
 
 def _managed(mask: np.ndarray, pfn: int, nr: int) -> bool:

@@ -163,6 +163,34 @@ class Lruvec:
         self.nr_entries[where] += 1
         self._count(where, packed, 1)
 
+    def add_bulk(self, pfns: np.ndarray, where: int, packed: np.ndarray) -> None:
+        """Put many entries on list ``where`` at once, before what it holds.
+
+        ``pfns[i]`` gets the packed entry ``packed[i]``; front to back the list then holds
+        them in the order given, so reclaim (which takes from the back) reaches the last
+        one first. For building a host's LRU lists in bulk
+        (:mod:`simcore.sim.initial_state`).
+        """
+        nodes = self.links.add_bulk(self.heads[where], pfns)
+        if self.links.capacity > self.meta_np.shape[0]:
+            meta = np.zeros(self.links.capacity, dtype=np.int32)
+            meta[: self.meta_np.shape[0]] = self.meta_np
+            self.meta_np = meta
+            self.meta = meta.data
+        self.meta_np[nodes] = packed | where << _LIST_SHIFT
+        self.nr_entries[where] += len(pfns)
+        pages = np.left_shift(1, packed & _ORD).astype(np.int64)
+        zones = packed >> _ZSHIFT & _ZMASK
+        per_zone = np.bincount(zones, weights=pages, minlength=self.nr_zone_types)
+        dirty = np.bincount(zones, weights=pages * ((packed & _DIRTY) != 0),
+                            minlength=self.nr_zone_types)
+        for zone in range(self.nr_zone_types):
+            if where == _SLAB:
+                self.nr_slab_zone[zone] += int(per_zone[zone])
+            else:
+                self.nr_zone[zone * _NLRU + where] += int(per_zone[zone])
+                self.nr_dirty_zone[zone] += int(dirty[zone])
+
     def _unlink(self, pfn: int) -> int:
         """Unlink a listed ``pfn``, uncount it; returns its packed entry."""
         node = self.lru[pfn]

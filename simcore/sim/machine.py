@@ -57,6 +57,7 @@ from simcore.mm.pages import MT_SHIFT
 from simcore.mm.slowpath import SlowRequest
 from simcore.mm.tracepoints import NullTracer, Tracer
 from simcore.mm.vmstat import VMSTAT_INDEX
+from simcore.sim.heldpages import HeldPages
 from simcore.sim.pollution import first_foreign_pfn
 from simcore.sim.pressure import LatencyStats, SpanRecorder, StallClock
 
@@ -199,6 +200,9 @@ class Machine:
 
         Handles whose deferred free is due but not yet applied are still in it: call
         :meth:`apply_pending_frees` before reading it."""
+        self.held: HeldPages | None = None
+        """Order-0 pages held by owners without a handle each (a snapshot's memory, see
+        :mod:`simcore.sim.initial_state`); None until someone holds any."""
         self._pending: list[int] = []
         """Deferred frees: a heap of the distinct expiry times (ns) still pending."""
         self._pending_at: dict[int, list[Allocation]] = {}
@@ -568,14 +572,20 @@ class Machine:
     # -- reclaim and the OOM killer -----------------------------------------------------
     def _reclaimed(self, pfn: int, order: int, cpu: int, kind: int) -> None:
         """Reclaim freed the block at ``pfn``: its owner loses it (``release``)."""
-        handle = self.owner_of.pop(pfn)
-        handle.alive = False
-        handle.gone = True
+        handle = self.owner_of.pop(pfn, None)
+        if handle is None:  # a page held without a handle (self.held)
+            held = self.held
+            assert held is not None, f"reclaim freed pfn {pfn:#x}, which nobody holds"
+            owner = self._owner_list[held.pop(pfn)]
+        else:
+            handle.alive = False
+            handle.gone = True
+            owner = self.owners[handle.owner]
         pages = 1 << order
-        owner = self.owners[handle.owner]
         owner.pages -= pages
         if kind == KIND_ANON:
-            handle.swapped = True
+            if handle is not None:
+                handle.swapped = True
             owner.swap_pages += pages
         self.stats.pages_reclaimed += pages
         self.mm.free_pages(pfn, order, cpu)
@@ -607,11 +617,24 @@ class Machine:
                 reclaim.lru_del(handle.pfn)
             self.mm.free_pages(handle.pfn, handle.order, handle.cpu)
             freed += 1 << handle.order
+        if self.held is not None:
+            freed += self._oom_kill_held(owner)
         owner.pages = 0
         reclaim.swap_free(owner.swap_pages)
         owner.swap_pages = 0
         self.stats.pages_oom_killed += freed
         return freed
+
+    def _oom_kill_held(self, owner: Owner) -> int:
+        """Free the pages ``owner`` holds without handles; returns how many."""
+        assert self.held is not None
+        pfns = self.held.pfns_of(owner.idx)
+        reclaim = self.mm.reclaim
+        for pfn in pfns.tolist():
+            self.held.pop(pfn)
+            reclaim.lru_del(pfn)
+            self.mm.free_pages(pfn, 0, 0)
+        return len(pfns)
 
     def _span(self, name: str, nid: int, pages: int, duration_ns: int, detail: str,
               ago_ns: int = 0) -> None:
@@ -655,7 +678,12 @@ class Machine:
     # -- compaction ---------------------------------------------------------------------
     def _moved(self, old_pfn: int, new_pfn: int) -> None:
         """Compaction migrated the block at ``old_pfn``: its handle follows it (rmap)."""
-        handle = self.owner_of.pop(old_pfn)
+        handle = self.owner_of.pop(old_pfn, None)
+        if handle is None:  # a page held without a handle (self.held)
+            held = self.held
+            assert held is not None, f"compaction moved pfn {old_pfn:#x}, which nobody holds"
+            held.move(old_pfn, new_pfn)
+            return
         handle.pfn = new_pfn
         self.owner_of[new_pfn] = handle
 

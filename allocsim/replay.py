@@ -1,0 +1,110 @@
+"""``allocsim replay``: a host's traced allocations and frees, replayed against the model.
+
+The machine comes from a ``/proc`` snapshot directory (``machine: {from_proc: DIR}``) or a
+YAML file with a ``machine:`` section (an experiment file, or what ``allocsim proc import``
+writes; its ``sysctl:``, ``cost:``, ``limits:`` and ``trace:`` sections are used too, its
+callers and actions are not). The trace is an imported one (``allocsim trace import``) or
+ftrace text, imported on the fly. The result is a normal run directory (with
+``summary.json``'s ``replay`` section: what was replayed and every disagreement) and its
+report. See :mod:`simcore.sim.replay` for the two placements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from allocsim.run import ProgressFn, RunResult, simulate
+from simcore.config.parse import parse_config, read_yaml
+from simcore.config.types import ExperimentConfig
+from simcore.errors import ConfigError, TraceError
+from simcore.sim.machine import Machine
+from simcore.sim.replay import Replay, compaction_runs, open_trace_table
+
+MACHINE_FILE_KEYS = ("machine", "sysctl", "cost", "limits", "trace")
+"""The sections of a ``--machine`` YAML file a replay uses."""
+TAIL_NS = 1_000_000
+"""Simulated time after the last event (so the events at the very end run)."""
+
+
+def replay_config(machine: Path, seed: int, name: str) -> ExperimentConfig:
+    """The experiment a replay runs: the machine of ``machine`` and no callers.
+
+    Raises:
+        ConfigError: ``machine`` is neither a snapshot directory nor a YAML file with a
+            valid ``machine:`` section.
+    """
+    base: dict[str, Any] = {"name": name, "seed": seed, "duration": "1s"}
+    if machine.is_dir():
+        return parse_config({**base, "machine": {"from_proc": str(machine.resolve())}},
+                            str(machine / "zoneinfo"))
+    data = read_yaml(machine)
+    if not isinstance(data, dict) or "machine" not in data:
+        raise ConfigError(str(machine), "machine", "a /proc snapshot directory or a YAML file "
+                          "with a machine: section", "no machine: section")
+    kept = {k: v for k, v in data.items() if k in MACHINE_FILE_KEYS}
+    return parse_config({**base, **kept}, str(machine))
+
+
+@contextmanager
+def imported_trace(trace: Path) -> Iterator[Path]:
+    """``trace`` as an imported Parquet table (ftrace text is imported to a temp file)."""
+    if not trace.is_file():
+        raise TraceError(str(trace), 0, "an ftrace text file or an imported trace.parquet",
+                         "no such file")
+    if trace.suffix == ".parquet":
+        yield trace
+        return
+    from simcore.formats.ftrace import import_trace
+
+    with tempfile.TemporaryDirectory(prefix="allocsim-replay-") as tmp:
+        out = Path(tmp) / "trace.parquet"
+        import_trace(trace, out)
+        yield out
+
+
+def trace_span_ns(trace: Path) -> int:
+    """Nanoseconds from the first to the last event of an imported trace."""
+    import pyarrow.compute as pc
+
+    times = open_trace_table(trace).read(columns=["time_ns"]).column("time_ns")
+    if len(times) == 0:
+        return 0
+    span = pc.min_max(times)
+    return int(span["max"].as_py()) - int(span["min"].as_py())
+
+
+def replay(
+    trace: Path, machine: Path, out: Path, placement: str = "model", seed: int = 0,
+    progress: ProgressFn | None = None, report: bool = True,
+    prepare: Callable[[Machine], None] | None = None,
+    compaction_trace: Path | None = None,
+) -> RunResult:
+    """Replay ``trace`` on the machine of ``machine``; the run directory is ``out``.
+
+    ``prepare(machine)`` runs before the replay starts (e.g. to set an initial state).
+    ``compaction_trace``: ftrace text with the host's ``mm_compaction_begin``/``_end``
+    events, which tell migrations from frees (:func:`simcore.sim.replay.compaction_runs`).
+
+    Raises:
+        ConfigError: A bad ``machine``.
+        TraceError: A bad trace, or one naming a CPU the machine does not have.
+    """
+    runs = compaction_runs(compaction_trace) if compaction_trace is not None else None
+    with imported_trace(trace) as table:
+        span = trace_span_ns(table)
+        cfg = replay_config(machine, seed, out.name)
+        cfg = dataclasses.replace(cfg, duration_ns=span + TAIL_NS)
+
+        def setup(m: Machine) -> None:
+            if prepare is not None:
+                prepare(m)
+            r = Replay(m, table, placement, compaction_runs=runs)
+            m.env.process(r.process())
+
+        return simulate(cfg, out.parent, progress, report=report, setup=setup,
+                        dir_name=out.name)

@@ -1,0 +1,746 @@
+"""Replay an imported ftrace's allocations and frees against the model.
+
+An imported trace (:func:`simcore.formats.ftrace.import_trace`) lists the host's
+``mm_page_alloc`` and ``mm_page_free`` events in time order. :class:`Replay` issues them
+to a :class:`~simcore.sim.machine.Machine` at the same times (the clock starts at the
+first event) as a SimPy process, in one of two placements:
+
+``model``
+    The model chooses each block, from the event's order, gfp_mask and CPU, through the
+    whole allocator (:meth:`Machine.alloc_now`: fast path, then the slow path with its
+    stalls counted as latency, so the trace's pace is kept). A host allocation that failed
+    (``pfn=0x0``) is made too; if the model succeeds it is freed at once and counted. A
+    freed host pfn maps to the simulated block it was allocated as (a free of part of a
+    block, after ``split_page()``, frees the same part of the simulated block).
+``real``
+    Each allocation takes its host pfn (:mod:`simcore.mm.take_page`), so the model's
+    state mirrors the host's, movable pages included. Every disagreement is counted: a
+    pfn the model has busy, one in no zone of the model, one in a zone the request's
+    gfp_mask does not allow.
+
+Frees of blocks the replay did not allocate were allocated before the trace began, or by
+the bulk allocator (which emits no ``mm_page_alloc``). Under ``real`` such a free is
+applied at its host pfn when the model has that pfn allocated (by a pre-existing owner,
+:mod:`simcore.sim.free_layout`), and counted either way; under ``model`` it is counted
+and skipped.
+
+Every replayed block belongs to the owner named after the host task's ``comm``, which
+the OOM killer never picks and reclaim never takes (the host's own reclaim is in the
+trace, as the frees it made).
+
+Where a snapshot has no ``iomem``, the model guesses where each zone's reserved
+(memblock) pages lie (:func:`simcore.mm.topology.split_reserved`). When the host
+allocates a pfn the model guessed reserved, ``real`` moves the reservation: the least
+recently freed free block of that size in the zone becomes reserved instead, so managed
+and free pages are unchanged and the host's pfn is placed (``reserved_moved``).
+
+SIMPLIFICATIONS: the host's per-task CPU is used as is (the machine must have that many
+CPUs); events of the same nanosecond run in trace order; a free inside a compound block
+(which the kernel never does) is counted and skipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import re
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Generator, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from simcore.errors import TraceError
+from simcore.mm.constants import MIGRATE_TYPES, MT_MOVABLE, MT_RECLAIMABLE, MT_UNMOVABLE
+from simcore.mm.gfp import GFP, gfp_migratetype, gfp_zone
+from simcore.mm.lru import KIND_ANON, KIND_FILE
+from simcore.mm.pages import (
+    MT_SHIFT,
+    ORDER_MASK,
+    PG_ALLOC,
+    PG_BUDDY,
+    PG_HEAD,
+    PG_MOVABLE_OWNER,
+    PG_PCP,
+    PG_RESERVED,
+    PG_TAIL,
+)
+from simcore.mm.take_page import take_block_off_buddy, take_block_off_pcp
+from simcore.sim.machine import Allocation, Machine
+
+if TYPE_CHECKING:
+    from simcore.mm.zone import Zone
+
+PLACEMENTS = ("model", "real")
+COLUMNS = ("line", "time_ns", "cpu", "comm", "pid", "event", "pfn", "order", "gfp")
+"""The columns of an imported trace the replay reads."""
+REPLAY_KEY = "replay"
+"""Where the replay's counts live in :attr:`Machine.extras` (and ``summary.json``)."""
+_ALLOC, _FREE = "mm_page_alloc", "mm_page_free"
+GFP_ZERO = int(GFP.ZERO)
+INT64_MAX = 2**63 - 1
+CHUNK = 4096
+"""Pages the free-scanner search looks at per step."""
+Event = tuple[int, str, int, str, int, int, int, bool]
+"""line, event, cpu, comm, pfn, order, gfp, inside a compaction run."""
+HUGETLB_GFP = int(GFP.RETRY_MAYFAIL | GFP.COMP)
+"""Bits every hugetlb pool allocation has (alloc_buddy_huge_page())."""
+
+
+def is_hugetlb_page(gfp: int, order: int, pageblock_order: int) -> bool:
+    """Whether a traced allocation is a 2 MiB hugetlb pool page (not a THP).
+
+    Its order is ``pageblock_order`` and its gfp_mask has ``__GFP_RETRY_MAYFAIL |
+    __GFP_COMP``, as alloc_buddy_huge_page() asks.
+    """
+    return order == pageblock_order and gfp & HUGETLB_GFP == HUGETLB_GFP
+
+
+
+MOVE_RESERVATION_FROM = (MT_UNMOVABLE, MT_RECLAIMABLE, MT_MOVABLE)
+"""Free lists a moved reservation is taken from, in order: memblock reservations sit in
+pageblocks that boot leaves UNMOVABLE or MOVABLE; never the highatomic reserve."""
+
+
+@dataclass
+class ReplayCounts:
+    """What a replay did and where the model disagreed with the host."""
+
+    placement: str = "model"
+    allocs: int = 0
+    """``mm_page_alloc`` events replayed (successful and failed on the host)."""
+    host_failed: int = 0
+    """Allocations that failed on the host (``pfn=0x0``)."""
+    model_failed: int = 0
+    """``model``: allocations that succeeded on the host but failed in the model."""
+    model_ok_host_failed: int = 0
+    """``model``: allocations that failed on the host but succeeded in the model."""
+    frees: int = 0
+    """``mm_page_free`` events replayed."""
+    frees_unmatched_skipped: int = 0
+    """``model``: frees of blocks the replay did not allocate, skipped."""
+    frees_unmatched_applied: int = 0
+    """``real``: frees of blocks the replay did not allocate, applied at the host pfn."""
+    frees_unmatched_free: int = 0
+    """``real``: frees of blocks the replay did not allocate that the model has free."""
+    frees_unmatched_reserved: int = 0
+    """``real``: frees of pages the model holds reserved (e.g. init memory)."""
+    partial_frees: int = 0
+    """Frees of part of an allocated block (after ``split_page()``)."""
+    compound_partial_frees: int = 0
+    """Frees of part of a compound block: the kernel never does this; skipped."""
+    pfn_busy: int = 0
+    """``real``: allocations at a pfn the model has allocated or reserved: skipped."""
+    pfn_no_zone: int = 0
+    """``real``: allocations at a pfn in no zone of the model (a hole): skipped."""
+    pfn_other_zone: int = 0
+    """``real``: allocations at a pfn in a zone the gfp_mask does not allow (placed)."""
+    held_moved: int = 0
+    """``real``: pages of the host's owners (a ``from_proc`` initial state) the model had
+    placed where the host allocates: each moved to a free page of its type."""
+    reserved_moved: int = 0
+    """``real``: allocations at a pfn the model had guessed reserved (memblock): the
+    reservation moved to another free block of the zone (see the module docstring)."""
+    pcp_drains: int = 0
+    """``real``: pcp drains forced because a block lay partly on pcp lists."""
+    migrations: int = 0
+    """Frees inside a compaction run of their task that moved a replayed block (see
+    :meth:`Replay._migrate`)."""
+    migrated_freed: int = 0
+    """``model``: frees of unknown blocks taken as the later free of a migrated block."""
+    reused_unfreed: int = 0
+    """``model``: a host pfn allocated again with no free traced in between (the
+    earlier block is freed then)."""
+    trace_start_ns: int = -1
+    """The trace time of the first replayed event: the run's time 0."""
+    stopped_at_line: int = -1
+    """The trace line the replay stopped before (-1: it ran to the end)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counts as ``summary.json``'s ``replay`` section."""
+        return asdict(self)
+
+
+def open_trace_table(path: Path) -> Any:
+    """An imported trace as a ``pyarrow.parquet.ParquetFile``, its columns checked.
+
+    Raises:
+        TraceError: ``path`` is not an imported trace (a Parquet file with :data:`COLUMNS`).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise TraceError(str(path), 0, "an imported trace (allocsim trace import TRACE -o "
+                         "trace.parquet)", f"unreadable Parquet ({exc})") from None
+    missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
+    if missing:
+        raise TraceError(str(path), 0, "an imported trace with columns " + ", ".join(COLUMNS),
+                         "no column " + ", ".join(missing))
+    return pf
+
+
+def read_batches(path: Path, batch_rows: int = 65536) -> Iterator[dict[str, list[Any]]]:
+    """The replayed events of an imported trace, a batch of columns at a time.
+
+    Raises:
+        TraceError: ``path`` is not an imported trace.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    pf = open_trace_table(path)
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=list(COLUMNS)):
+        keep = pc.is_in(batch.column("event"), pa.array([_ALLOC, _FREE]))
+        yield batch.filter(keep).to_pydict()
+
+
+_RUN_LINE = re.compile(r"-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+(?:\S+\s+)?(\d+)\.(\d+):"
+                       r"\s+mm_compaction_(begin|end):")
+
+
+def compaction_runs(path: Path) -> dict[int, list[tuple[int, int]]]:
+    """Each task's compaction runs (``mm_compaction_begin`` to ``_end``) in an ftrace.
+
+    ``path`` is ftrace text with the ``compaction:`` events (the oracle's
+    ``slowpath-trace.txt.xz``); other lines are ignored. Returns pid -> sorted
+    ``(begin_ns, end_ns)``.
+    """
+    from simcore.formats.ftrace import open_text
+
+    runs: dict[int, list[tuple[int, int]]] = {}
+    begun: dict[int, int] = {}
+    try:
+        with open_text(path) as f:
+            for text in f:
+                m = _RUN_LINE.search(text)
+                if m is None:
+                    continue
+                pid, t = int(m[1]), int(m[2]) * 1_000_000_000 + int(m[3].ljust(9, "0")[:9])
+                if m[4] == "begin":
+                    begun[pid] = t
+                elif pid in begun:
+                    runs.setdefault(pid, []).append((begun.pop(pid), t))
+    except (UnicodeDecodeError, EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
+        raise TraceError(str(path), 0, "UTF-8 ftrace text", type(exc).__name__) from None
+    return {pid: sorted(spans) for pid, spans in runs.items()}
+
+
+class Replay:
+    """One replay of a trace against ``machine`` (see the module docstring)."""
+
+    def __init__(self, machine: Machine, trace: Path, placement: str = "model",
+                 stop_before_line: int = -1,
+                 compaction_runs: dict[int, list[tuple[int, int]]] | None = None) -> None:
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+        self.machine = machine
+        self.mm = machine.mm
+        self.trace = trace
+        self.real = placement == "real"
+        self.stop_before_line = stop_before_line
+        self.counts = ReplayCounts(placement=placement)
+        self.live: dict[int, Allocation] = {}
+        """Host head pfn -> the handle of the block replayed for it."""
+        self.compaction_runs = compaction_runs or {}
+        """Task pid -> its compaction runs ``(begin_ns, end_ns)``, sorted (see
+        :func:`compaction_runs`); frees inside one are migrations."""
+        self.migrated: deque[Allocation] = deque()
+        """``model``: blocks a host migration moved to a place the trace does not show."""
+        self.skipped: set[int] = set()
+        """``real``: host head pfns whose allocation was skipped (their free is too)."""
+        self.t0_ns = -1
+        self.final = True
+        """Whether an event that cannot apply now is counted (else it waits)."""
+        self.present = np.zeros(self.mm.pages.nr_pages, dtype=bool)
+        """Per pfn: present in a zone of the model (holes are False)."""
+        for zone in self.mm.zones:
+            for lo, hi in zone.present_ranges:
+                self.present[lo:hi] = True
+        machine.extras[REPLAY_KEY] = self
+
+    def first_time_ns(self) -> int:
+        """The trace time of the first replayed event (simulated time 0); -1 if none."""
+        if self.t0_ns < 0:
+            for cols in read_batches(self.trace):
+                if cols["time_ns"]:
+                    self.t0_ns = self.counts.trace_start_ns = cols["time_ns"][0]
+                    break
+        return self.t0_ns
+
+    # -- the SimPy process ------------------------------------------------------------
+    def process(self) -> Generator[Any, Any, None]:
+        """Issue every event at its trace time (relative to the first one)."""
+        env = self.machine.env
+        group: list[Event] = []
+        group_t = -1
+        for cols in read_batches(self.trace):
+            for i, line in enumerate(cols["line"]):
+                if 0 <= self.stop_before_line <= line:
+                    self.counts.stopped_at_line = line
+                    self.run_group(group)
+                    return
+                t = cols["time_ns"][i]
+                if t != group_t:
+                    self.run_group(group)
+                    group = []
+                    group_t = t
+                    if self.t0_ns < 0:
+                        self.t0_ns = self.counts.trace_start_ns = t
+                    due = t - self.t0_ns
+                    if due > env.now:
+                        yield env.timeout(due - env.now)
+                group.append((line, cols["event"][i], cols["cpu"][i], cols["comm"][i],
+                              cols["pfn"][i], cols["order"][i], cols["gfp"][i],
+                              self._migrating(cols["pid"][i], t)))
+        self.run_group(group)
+
+    def run_group(self, group: list[Event]) -> None:
+        """Replay the events of one timestamp.
+
+        The trace clock's resolution is coarse (a microsecond, often several hundred
+        events), and ftrace orders events of the same timestamp by CPU, not as they
+        happened: a page can be allocated on CPU 0 "before" CPU 1 frees it. An event
+        that cannot apply yet (an allocation of a pfn still held, a free of a block not
+        yet allocated) waits until the group's other events have run, and is retried
+        while that makes progress; what still cannot apply is counted as a disagreement.
+        """
+        self.final = False
+        pending = [ev for ev in group if not self.event(*ev)]
+        while pending:
+            rest = [ev for ev in pending if not self.event(*ev, retry=True)]
+            if len(rest) == len(pending):
+                self.final = True
+                for ev in rest:
+                    self.event(*ev, retry=True)
+                return
+            pending = rest
+
+    def event(self, line: int, event: str, cpu: int, comm: str, pfn: int, order: int,
+              gfp: int, migrating: bool = False, retry: bool = False) -> bool:
+        """Replay one event now; False if it must wait (see :meth:`run_group`).
+
+        ``migrating``: the free is inside a compaction run of its task (a migration's
+        source page, or an isolated free page given back).
+        """
+        if cpu >= self.machine.nr_cpus:
+            raise TraceError(str(self.trace), line, f"a CPU of the machine (0-"
+                             f"{self.machine.nr_cpus - 1})", f"CPU {cpu}")
+        owner = self._owner(comm)
+        if event == _ALLOC:
+            if not retry:
+                self.counts.allocs += 1
+                self.counts.host_failed += pfn == 0
+            if self.real:
+                return self._alloc_real(owner, pfn, order, gfp, cpu)
+            return self._alloc_model(owner, pfn, order, gfp, cpu)
+        if not retry:
+            self.counts.frees += 1
+        if migrating and self._migrate(pfn, order, cpu):
+            return True
+        return self._free(pfn, order, cpu)
+
+    # -- compaction's migrations ----------------------------------------------------------
+    def _migrating(self, pid: int, t: int) -> bool:
+        """Whether ``t`` is inside a compaction run of task ``pid``."""
+        spans = self.compaction_runs.get(pid)
+        if not spans:
+            return False
+        i = bisect_right(spans, (t, INT64_MAX)) - 1
+        return i >= 0 and spans[i][0] <= t <= spans[i][1]
+
+    def _migrate(self, pfn: int, order: int, cpu: int) -> bool:
+        """A free inside a compaction run: a migration's source, if the replay placed it.
+
+        Only order-0 blocks that are not compound migrate (as in 6.1). The page's
+        contents live on at a target that compaction's free scanner took off the free
+        lists, with no event. ``real``: the block moves to the highest free page of a
+        MOVABLE pageblock of its zone (where the free scanner, which starts at the zone's
+        end, finds targets) and its old page is freed. ``model``: the block stays
+        allocated and is freed by the next free of a block the replay does not know.
+        """
+        if order:
+            return False
+        handle, head = self._live_block(pfn, order)
+        held = self.real and handle is None and bool(self._held_mask(pfn, 1)[0])
+        if not held and (handle is None or head != pfn or handle.order
+                         or self.mm.pages.flags[pfn] & (PG_HEAD | PG_TAIL)):
+            return False
+        self.counts.migrations += 1
+        if handle is not None:
+            del self.live[pfn]
+            if not self.real:
+                self.migrated.append(handle)
+                return True
+        mm = self.mm
+        zone = mm.page_zone(pfn)
+        dest = self._free_scanner_page(zone, pfn)
+        if dest < 0:
+            return False
+        pages = mm.pages
+        take_block_off_buddy(zone, dest, 0)
+        pages.ref[dest] = 1
+        pages.info[dest] = pages.info[pfn]
+        pages.flags[dest] = pages.flags[pfn]
+        self.machine._moved(pfn, dest)  # the handle, or the host owner's page, follows
+        lv = mm.reclaim.lruvecs[zone.nid]
+        where = lv.on_list(pfn)
+        if where >= 0:
+            lv.put(dest, where, lv.delete(pfn))
+        mm.free_pages(pfn, 0, cpu)
+        if handle is not None:
+            self.live[dest] = handle
+        return True
+
+    def _free_scanner_page(self, zone: Zone, below: int) -> int:
+        """The highest free page above ``below`` in a MOVABLE pageblock of ``zone``, or -1.
+
+        Mirrors where isolate_freepages() finds migration targets (suitable_migration_target():
+        MOVABLE pageblocks, scanning down from the zone's end).
+        """
+        mm = self.mm
+        flags = mm.pages.flags_np
+        info = mm.pages.info_np
+        pb = mm.pageblock_order
+        hi = zone.end_pfn
+        while hi > below:
+            lo = max(below + 1, hi - CHUNK)
+            heads = np.flatnonzero(flags[lo:hi] & PG_BUDDY)[::-1] + lo
+            for head in heads.tolist():
+                if mm.pageblock_mt[head >> pb] & 7 == MT_MOVABLE:
+                    return head + (1 << int(info[head] & ORDER_MASK)) - 1
+            hi = lo
+        return -1
+
+    def _owner(self, comm: str) -> str:
+        name = comm or "<idle>"
+        if name not in self.machine.owners:
+            self.machine.register_owner(name, oom_score_adj=-1000, killable=False)
+        return name
+
+    # -- allocations ------------------------------------------------------------------
+    def _alloc_model(self, owner: str, pfn: int, order: int, gfp: int, cpu: int) -> bool:
+        if pfn and pfn in self.live and not self.final:
+            return False  # the host reuses a block whose free is later in this group
+        handle = self.machine.alloc_now(owner, gfp, order, cpu)
+        if pfn == 0:  # failed on the host
+            if handle is not None:
+                self.counts.model_ok_host_failed += 1
+                self.machine.free(handle, cpu)
+            return True
+        if handle is None:
+            self.counts.model_failed += 1
+            return True
+        old = self.live.pop(pfn, None)
+        if old is not None and old.alive:  # its free was never traced
+            self.counts.reused_unfreed += 1
+            self.machine.free(old)
+        self.live[pfn] = handle
+        return True
+
+    def _alloc_real(self, owner: str, pfn: int, order: int, gfp: int, cpu: int) -> bool:
+        counts = self.counts
+        if pfn == 0:
+            return True
+        mm = self.mm
+        nr = 1 << order
+        if not self._in_model(pfn, nr):
+            counts.pfn_no_zone += 1
+            self.skipped.add(pfn)
+            return True
+        zone = mm.page_zone(pfn)
+        self.machine.apply_pending_frees()
+        self.machine._enter(owner, cpu)
+        from_pcp = take_block_off_pcp(zone, pfn, order)
+        if not from_pcp and not self._take(zone, pfn, order):
+            if not self.final:
+                return False
+            counts.pfn_busy += 1
+            self.skipped.add(pfn)
+            return True
+        if zone.zone_idx > gfp_zone(gfp):
+            counts.pfn_other_zone += 1
+        mt = gfp_migratetype(gfp)
+        mm.prep_new_page(pfn, order, gfp, mt)
+        if mm.tracing:
+            mm.tracer.mm_page_alloc(zone, pfn, order, gfp, mt, "pcp" if from_pcp else "buddy",
+                                    zone.nid, "fast", 0)
+        handle = self.machine._account(self.machine._owner(owner), pfn, gfp, order, cpu, 0)
+        if handle is not None:
+            self.skipped.discard(pfn)
+            self.live[pfn] = handle
+        return True
+
+    def _take(self, zone: Zone, pfn: int, order: int) -> bool:
+        """Take the block at ``pfn`` off the buddy lists.
+
+        Drains the zone's pcp lists, moves a guessed reservation, or moves the pages of
+        the host's owners that the model placed there (:meth:`_displace`), if that is what
+        stands in the way; False if a block the model allocated does.
+        """
+        if take_block_off_buddy(zone, pfn, order) >= 0:
+            return True
+        nr = 1 << order
+        flags = self.mm.pages.flags_np[pfn:pfn + nr]
+        if (flags & PG_PCP).any():
+            self.counts.pcp_drains += 1
+            self.mm.drain_all_pages(zone)
+            if take_block_off_buddy(zone, pfn, order) >= 0:
+                return True
+        held = self._held_mask(pfn, nr)
+        reserved = (flags & PG_RESERVED) != 0
+        if ((flags & PG_ALLOC) != 0)[~held].any():
+            return False  # a block allocated in the model (not a host owner's page)
+        if self._allocated_head(pfn) not in (-1, pfn):
+            return False  # inside a block allocated in the model that starts before it
+        if not (held.any() or reserved.any()):
+            return False
+        if reserved.all() and self._move_reservation(zone, order, pfn):
+            flags[:] = 0
+            self.counts.reserved_moved += 1
+            return True
+        for i in np.flatnonzero(held | reserved).tolist():
+            if not self._displace(zone, pfn + i, bool(held[i]), pfn):
+                return False
+        return take_block_off_buddy(zone, pfn, order) >= 0
+
+    def _held_mask(self, pfn: int, nr: int) -> np.ndarray:
+        """Per page of ``[pfn, pfn + nr)``: held by a host owner (no handle)."""
+        held = getattr(self.machine, "held", None)
+        if held is None:
+            return np.zeros(nr, dtype=bool)
+        mask: np.ndarray = held.owner_np[pfn:pfn + nr] >= 0
+        return mask
+
+    def _displace(self, zone: Zone, p: int, held: bool, keep: int) -> bool:
+        """Free page ``p`` for the host: move what the model put there to a free page.
+
+        A guessed reservation moves (:meth:`_move_reservation`); a host owner's page
+        (:mod:`simcore.sim.initial_state`: the snapshot gave counts, not places) moves to
+        a free page of its own migratetype, with its LRU entry and owner, as compaction
+        would migrate it (``held_moved``). Then ``p`` goes back on the free lists.
+        """
+        mm = self.mm
+        pages = mm.pages
+        mt = pages.info[p] >> MT_SHIFT
+        if not held:
+            if not self._move_reservation(zone, 0, keep):
+                return False
+            self.counts.reserved_moved += 1
+        else:
+            dest = self._free_page(zone, mt, keep)
+            if dest < 0:
+                return False
+            movable = pages.flags[p] & PG_MOVABLE_OWNER
+            pages.ref[dest] = 1
+            pages.info[dest] = pages.info[p]
+            pages.flags[dest] = PG_ALLOC | movable
+            self.machine.held.move(p, dest)
+            lv = mm.reclaim.lruvecs[zone.nid]
+            where = lv.on_list(p)
+            if where >= 0:
+                lv.put(dest, where, lv.delete(p))
+            pages.ref[p] = 0
+            self.counts.held_moved += 1
+        pages.flags[p] = 0
+        zone.free_one_page(p, 0, zone.get_pageblock_migratetype(p))
+        return True
+
+    def _move_reservation(self, zone: Zone, order: int, keep: int) -> bool:
+        """Reserve another free block of ``order`` in ``zone`` instead of the host's.
+
+        The least recently freed block (a list's tail) of the lowest order that has one,
+        outside the pageblock of ``keep`` (the block being placed); the block the host
+        allocated is managed from now on.
+        """
+        fa = zone.free_area
+        lists = fa.lists
+        blk = keep >> zone.pageblock_order
+        for o in range(order, zone.max_order + 1):
+            for mt in MOVE_RESERVATION_FROM:
+                pfn = lists.last(fa.heads[o * MIGRATE_TYPES + mt])
+                if pfn >= 0 and pfn >> zone.pageblock_order != blk:
+                    take_block_off_buddy(zone, pfn, order)
+                    self.mm.pages.flags_np[pfn:pfn + (1 << order)] = PG_RESERVED
+                    return True
+        return False
+
+    def _free_page(self, zone: Zone, mt: int, keep: int) -> int:
+        """Take one free page off ``zone``'s buddy lists, preferring migratetype ``mt``.
+
+        The least recently freed block (a list's tail) of the lowest order that has one,
+        outside the pageblock of ``keep``. Returns its pfn, or -1.
+        """
+        fa = zone.free_area
+        lists = fa.lists
+        blk = keep >> zone.pageblock_order
+        order_of_types = (mt, *(t for t in MOVE_RESERVATION_FROM if t != mt))
+        for o in range(zone.max_order + 1):
+            for t in order_of_types:
+                pfn = lists.last(fa.heads[o * MIGRATE_TYPES + t])
+                if pfn >= 0 and pfn >> zone.pageblock_order != blk:
+                    take_block_off_buddy(zone, pfn, 0)
+                    return int(pfn)
+        return -1
+
+    def hand_over_to_reclaim(self) -> int:
+        """Put the replayed MOVABLE blocks on the LRU lists, oldest first; returns them.
+
+        While the replay runs, the host's own reclaim is in the trace (as its frees), so
+        the model must not reclaim the replayed blocks as well. Once the state is rebuilt
+        and the model is to act on its own (a huge-page request), the host's page cache
+        and anonymous memory become reclaimable as on the host. A zeroed block
+        (``__GFP_ZERO``) is anonymous memory, any other MOVABLE block page cache, except
+        hugetlb pool pages (:func:`is_hugetlb_page`), which are on no LRU list.
+        SIMPLIFICATION: a copy-on-write anonymous page (not zeroed) counts as page cache.
+        """
+        reclaim = self.mm.reclaim
+        moved = 0
+        pb_order = self.mm.pageblock_order
+        for handle in self.live.values():
+            if handle.alive and handle.lru < 0 and gfp_migratetype(handle.gfp) == MT_MOVABLE \
+                    and not is_hugetlb_page(handle.gfp, handle.order, pb_order):
+                handle.lru = KIND_ANON if handle.gfp & GFP_ZERO else KIND_FILE
+                reclaim.lru_add(handle.pfn, handle.order, handle.lru)
+                moved += 1
+        return moved
+
+    def _in_model(self, pfn: int, nr: int) -> bool:
+        """Whether every page of ``[pfn, pfn + nr)`` is present in a zone of the model."""
+        present = self.present
+        return 0 < pfn and pfn + nr <= present.size and bool(present[pfn:pfn + nr].all())
+
+    # -- frees ------------------------------------------------------------------------
+    def _free(self, pfn: int, order: int, cpu: int) -> bool:
+        handle, head = self._live_block(pfn, order)
+        if handle is not None:
+            self._free_part(handle, pfn - head, order, cpu, head)
+            return True
+        if self.real and self._skipped_free(pfn):
+            return True
+        if not self.final:
+            return False  # its allocation may be later in this group
+        if not self.real:
+            if self.migrated and not order:  # a migrated page's later free, perhaps
+                self.counts.migrated_freed += 1
+                self.machine.free(self.migrated.popleft(), cpu)
+                return True
+            self.counts.frees_unmatched_skipped += 1
+            return True
+        self._free_unmatched(pfn, order, cpu)
+        return True
+
+    def _live_block(self, pfn: int, order: int) -> tuple[Allocation | None, int]:
+        """The live replayed block holding ``[pfn, pfn + 2**order)`` and its host head."""
+        live = self.live
+        for o in range(order, self.mm.max_order + 1):
+            head = pfn & ~((1 << o) - 1)
+            handle = live.get(head)
+            if handle is not None and handle.alive and handle.order >= o:
+                return handle, head
+        return None, -1
+
+    def _skipped_free(self, pfn: int) -> bool:
+        if pfn in self.skipped:
+            self.skipped.discard(pfn)
+            return True
+        return False
+
+    def _free_part(self, handle: Allocation, offset: int, order: int, cpu: int,
+                   head: int) -> None:
+        """Free ``2**order`` pages at ``offset`` into ``handle``'s block."""
+        machine = self.machine
+        if offset == 0 and order == handle.order:
+            del self.live[head]
+            machine.free(handle, cpu)
+            return
+        self.counts.partial_frees += 1
+        parts = self._split(handle)
+        if parts is None:
+            return
+        del self.live[head]
+        for i, part in enumerate(parts):
+            if offset <= i < offset + (1 << order):
+                machine.free(part, cpu)
+            else:
+                self.live[head + i] = part
+
+    def _split(self, handle: Allocation) -> list[Allocation] | None:
+        """``split_page()`` of a handle's block into order-0 handles (None: compound)."""
+        mm = self.mm
+        if mm.pages.flags[handle.pfn] & (PG_HEAD | PG_TAIL):
+            self.counts.compound_partial_frees += 1
+            return None
+        machine = self.machine
+        if handle.lru < 0:
+            return machine.split(handle)
+        reclaim = mm.reclaim  # an LRU block: split it on the LRU lists as well
+        reclaim.lru_del(handle.pfn)
+        handle.lru, lru = -1, handle.lru
+        parts = machine.split(handle)
+        for part in parts:
+            part.lru = lru
+            reclaim.lru_add(part.pfn, 0, lru)
+        return parts
+
+    def _free_unmatched(self, pfn: int, order: int, cpu: int) -> None:
+        """``real``: a free of a block allocated before the trace, or by the bulk path."""
+        counts = self.counts
+        mm = self.mm
+        nr = 1 << order
+        if not self._in_model(pfn, nr):
+            counts.frees_unmatched_free += 1
+            return
+        if mm.pages.flags[pfn] & PG_RESERVED:
+            counts.frees_unmatched_reserved += 1
+            return
+        held = self._held_mask(pfn, nr)
+        if held.any():  # pages the initial state gave to a host owner
+            counts.frees_unmatched_applied += 1
+            for i in np.flatnonzero(held).tolist():
+                self._free_held(pfn + i, cpu)
+            return
+        head = self._allocated_head(pfn)
+        if head < 0:
+            counts.frees_unmatched_free += 1
+            return
+        counts.frees_unmatched_applied += 1
+        handle = self.machine.owner_of.get(head)
+        if handle is not None and handle.alive:
+            if head == pfn and handle.order == order:
+                self.machine.free(handle, cpu)
+                return
+            parts = self._split(handle)
+            for part in parts[pfn - head:pfn - head + nr] if parts else ():
+                self.machine.free(part, cpu)
+            return
+        horder = mm.pages.info[head] & ORDER_MASK  # a block with no handle (kernel memory)
+        if head == pfn and horder == order:
+            mm.free_pages(pfn, order, cpu)
+        elif mm.split_page(head, horder):
+            for p in range(pfn, pfn + nr):
+                mm.free_pages(p, 0, cpu)
+
+    def _free_held(self, p: int, cpu: int) -> None:
+        """The host freed page ``p``, which a host owner holds in the model."""
+        machine = self.machine
+        owner = machine._owner_list[machine.held.pop(p)]
+        owner.pages -= 1
+        self.mm.reclaim.lru_del(p)
+        self.mm.free_pages(p, 0, cpu)
+
+    def _allocated_head(self, pfn: int) -> int:
+        """The head pfn of the allocated block holding ``pfn`` (-1: not allocated)."""
+        pages = self.mm.pages
+        for o in range(self.mm.max_order + 1):
+            head = pfn & ~((1 << o) - 1)
+            if pages.flags[head] & PG_ALLOC and pages.ref[head] and (
+                    pages.info[head] & ORDER_MASK) >= o:
+                return head
+        return -1
+
