@@ -169,3 +169,33 @@ def test_a_cma_kernel_s_pagetypeinfo_is_read_and_its_cma_memory_reported(
     assert yaml.safe_load(out_file.read_text())["machine"]["cma"] is True
     assert main(["proc", "show", str(snap)]) == 0
     assert "8 CMA pageblocks" in capsys.readouterr().err
+
+
+MEMINFO_CONFIG = """\
+name: mi
+seed: 1
+duration: 10ms
+machine: {from_proc: snap}
+initial_state: from_proc
+"""
+
+
+@pytest.mark.parametrize(("damaged", "lineno", "got"), [
+    (b"MemTotal:       1000 kB\nMemFr", 2, "MemFr"),            # a line cut short
+    (b"MemTotal:       1000 kB\nMemFree: \xff\xfe kB\n", 2, "UTF-8"),  # binary garbage
+])
+def test_a_damaged_meminfo_of_an_initial_state(
+    damaged: bytes, lineno: int, got: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """meminfo is read for ``initial_state: from_proc``: validate names its file and line."""
+    shutil.copytree(ORACLE / "hugetlb-fresh" / "start", tmp_path / "snap")
+    cfg = tmp_path / "mi.yaml"
+    cfg.write_text(MEMINFO_CONFIG)
+    assert main(["validate", str(cfg)]) == 0
+    capsys.readouterr()
+    (tmp_path / "snap" / "meminfo").write_bytes(damaged)
+    assert main(["validate", str(cfg)]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"allocsim: error: {tmp_path / 'snap' / 'meminfo'}:{lineno}: expected")
+    assert got in err
