@@ -135,3 +135,17 @@ def test_bad_proc_snapshots_name_the_key(value: str, key: str, expected: str,
 ])
 def test_proc_snapshot_name(ns: int, name: str) -> None:
     assert proc_snapshot_name(ns) == name
+
+
+def test_a_run_started_from_a_host_snapshot_exports_it_back(tmp_path: Path) -> None:
+    """``initial_state: from_proc``: proc/start has the host's buddyinfo and pagetypeinfo."""
+    host = Path(__file__).resolve().parents[1] / "data" / "oracle" / "hugetlb-fresh" / "start"
+    cfg = tmp_path / "host.yaml"
+    cfg.write_text(f"name: host\nseed: 1\nduration: 10ms\nmachine: {{from_proc: {host}}}\n"
+                   "initial_state: from_proc\n")
+    run_dir = simulate(load_experiment(cfg), tmp_path / "runs", report=False).run_dir
+    start = run_dir / "proc" / "start"
+    for name in ("buddyinfo", "pagetypeinfo"):
+        assert (start / name).read_text() == (host / name).read_text(), name
+    free = [z.nr_free_pages for z in read_snapshot(start).zones]
+    assert free == [z.nr_free_pages for z in read_snapshot(host).zones]
