@@ -22,15 +22,16 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 def _read_int(path: Path) -> int | None:
     try:
         text = path.read_text().strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     return int(text) if text.isdigit() else None
 
 
 def _meminfo_available() -> int | None:
+    """``MemAvailable`` in bytes; None if the file cannot be read or has no such line."""
     try:
         lines = MEMINFO.read_text().splitlines()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     for line in lines:
         name, _, rest = line.partition(":")

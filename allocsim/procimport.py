@@ -25,16 +25,18 @@ def import_machine(snapshot_dir: Path, out: Path) -> list[str]:
     """Write ``out`` from the snapshot in ``snapshot_dir``; return notes for the user.
 
     The notes name each zone whose span the model could not reproduce exactly (see
-    :mod:`simcore.formats.procmachine`).
+    :mod:`simcore.formats.procmachine`), what 6.1 prints that the snapshot's kernel did
+    not, and CMA memory, which the model takes as ordinary memory
+    (:attr:`~simcore.formats.procfs.ProcSnapshot.notes`).
     """
     snap = read_snapshot(snapshot_dir)
+    notes = list(snap.notes)
     machine = machine_from_snapshot(snap, snapshot_dir)
     check_machine(machine, str(snapshot_dir / "zoneinfo"))
     sysctl = sysctl_from_snapshot(snap)
     spans = {(s.nid, ZONE_NAMES[s.zone_idx]): s for s in layout_machine(machine)}
     lines = [f"# Imported by `allocsim proc import` from {snapshot_dir}.",
              "# zone            start_pfn    spanned    present    managed   (host / model)"]
-    notes = []
     for zone in populated_zones(snap):
         span = spans[(zone.nid, zone.name)]
         host = (zone.start_pfn, zone.spanned, zone.present, zone.managed)

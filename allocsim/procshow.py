@@ -22,12 +22,13 @@ from pathlib import Path
 from simcore.formats import procmachine
 from simcore.formats.procfmt import (
     MAX_NR_ZONES_PRINTED,
-    ObservedZone,
+    ZoneInfo,
     format_zoneinfo,
     zoneinfo_views,
 )
 from simcore.formats.procfs import ProcParseError, ProcSnapshot, ZoneSnapshot, read_snapshot
 from simcore.formats.procmachine import populated_zones
+from simcore.formats.procstate import live_zones
 from simcore.mm.page_alloc import PageAllocator
 
 
@@ -76,17 +77,23 @@ def _apply_observed(mm: PageAllocator, zones: list[ZoneSnapshot]) -> None:
 def proc_show(path: Path, recompute: bool) -> str:
     """The ``/proc/zoneinfo``-layout text of the machine built from ``path``.
 
-    Optional files that could not be read are named in a note on stderr and ignored.
+    Optional files that could not be read are named in a note on stderr and ignored;
+    so are lines of 6.1's layout the snapshot's kernel did not print, and CMA memory
+    (:attr:`~simcore.formats.procfs.ProcSnapshot.notes`). The zones the machine holds
+    are printed with the model's own counters (a machine just built), the others as
+    the snapshot shows them.
     """
     snap = read_snapshot(path)
     for skipped in snap.skipped:
         print(f"allocsim: note: ignoring unreadable {skipped}", file=sys.stderr)
+    for note in snap.notes:
+        print(f"allocsim: note: {note}", file=sys.stderr)
     mm = machine_from_snapshot(snap, recompute)
     entries = max((len(z.protection) for z in snap.zones), default=MAX_NR_ZONES_PRINTED)
     # The snapshot's own list of zones is printed, in its order: the machine's zones
     # where it has them, and the unpopulated ones (an empty Movable, ZONE_DEVICE, a
     # second node's DMA) as the snapshot shows them.
     observed = {(z.nid, z.name): z for z in snap.zones}
-    views = zoneinfo_views(mm.zones, list(observed),
-                           lambda nid, name: ObservedZone.from_snapshot(observed[(nid, name)]))
+    views = zoneinfo_views(live_zones(mm), list(observed),
+                           lambda nid, name: ZoneInfo.from_snapshot(observed[(nid, name)]))
     return format_zoneinfo(views, nr_protection_entries=entries)

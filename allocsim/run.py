@@ -2,7 +2,9 @@
 
 Follows desmod's ``simulate(config)``: a directory per run holding the manifest
 (effective config, seed, versions, git commit, status), the Parquet traces and
-snapshots, ``summary.json``, end-of-run ``/proc``-format snapshots and the report.
+snapshots, ``summary.json``, ``/proc``-format snapshots (the end state as ``*.txt``, and
+``proc/start``, ``proc/end`` and ``proc/t=<seconds>s`` directories laid out like a real
+host's snapshot) and the report.
 
 The directory is built under a hidden temporary name (``.<name>.tmp-<pid>``) and takes
 its final name ``<name>-seed<seed>`` only once every file listed in
@@ -33,14 +35,21 @@ import yaml
 
 import simcore
 from allocsim.hostmem import check_fits_host
+from allocsim.procsnap import (
+    PROC_DIR,
+    PROC_END,
+    PROC_FILES,
+    PROC_START,
+    SIM_VMSTAT_FILE,
+    proc_snapshot_name,
+    write_proc_dir,
+)
 from allocsim.provenance import snapshot_digests, source_commit
 from simcore.atomic import atomic_write_text
 from simcore.config.types import ExperimentConfig
 from simcore.errors import AllocsimError, ConfigError, interruption_in
 from simcore.formats import trace_schema as ts
-from simcore.formats.procfmt import format_zoneinfo, kernel_zone_keys, zoneinfo_views
-from simcore.formats.snapshots import buddyinfo, pagetypeinfo
-from simcore.mm.fragmentation import format_extfrag_index, format_unusable_index
+from simcore.formats.procstate import proc_texts, simulator_vmstat_text
 from simcore.mm.oom_kill import KernelPanic
 from simcore.mm.tracepoints import NullTracer, Tracer
 from simcore.sim.actions import actions_process
@@ -65,9 +74,7 @@ STATUS_PANIC = "panic"
 there, and every output up to that moment is written, as for ``ok``."""
 TEXT_OUTPUTS = ("vmstat.txt", "buddyinfo.txt", "pagetypeinfo.txt", "zoneinfo.txt",
                 "extfrag_index.txt", "unusable_index.txt")
-"""End-state snapshots in the kernel's text formats."""
-
-
+"""End-state snapshots in the kernel's text formats (``NAME.txt`` for ``/proc/NAME``)."""
 GC_GEN0_THRESHOLD = 100_000
 """Young-generation threshold of the cyclic GC while a run simulates (Python's is 700)."""
 
@@ -110,25 +117,30 @@ class RunResult:
     report: list[Path]
 
 
-def expected_outputs(report: bool) -> list[str]:
+def expected_outputs(report: bool, proc_snapshots: tuple[str, ...] = ()) -> list[str]:
     """The files a complete run directory holds, relative to it (what the README lists).
 
     The report's PNGs depend on the machine's zones, so only ``report/report.pdf`` is
     named; :func:`missing_outputs` checks that at least one PNG sits beside it.
+    ``proc_snapshots`` names the ``proc/t=...`` directories taken on request (those the
+    run reached); ``proc/start`` and ``proc/end`` are always there.
     """
     names = [ts.MANIFEST_FILE, ts.CONFIG_FILE, ts.SUMMARY_FILE, ts.EVENTS_FILE,
-             ts.SPANS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, *TEXT_OUTPUTS]
+             ts.SPANS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, *TEXT_OUTPUTS, SIM_VMSTAT_FILE]
+    names += [f"{PROC_DIR}/{when}/{name}" for when in (PROC_START, *proc_snapshots, PROC_END)
+              for name in PROC_FILES]
     if report:
         names.append(f"{ts.REPORT_DIR}/report.pdf")
     return names
 
 
-def missing_outputs(run_dir: Path, report: bool, events: bool = True) -> list[str]:
+def missing_outputs(run_dir: Path, report: bool, events: bool = True,
+                    proc_snapshots: tuple[str, ...] = ()) -> list[str]:
     """What :func:`expected_outputs` names that ``run_dir`` lacks (empty: complete).
 
     ``events`` False (``trace.events: false``) exempts the events file.
     """
-    missing = [name for name in expected_outputs(report)
+    missing = [name for name in expected_outputs(report, proc_snapshots)
                if not (run_dir / name).is_file() and (events or name != ts.EVENTS_FILE)]
     if report and not any((run_dir / ts.REPORT_DIR).glob("*.png")):
         missing.append(f"{ts.REPORT_DIR}/*.png")
@@ -213,15 +225,35 @@ class _Run:
         self.recorder = SnapshotRecorder(self.machine.mm, self.machine.apply_pending_frees)
         self.actions_log: list[dict[str, Any]] = []
         self.panic: KernelPanic | None = None
+        self.proc_snapshots: list[str] = []
+        """The ``proc/t=...`` directories written so far."""
 
     def write_manifest(self) -> None:
         self.manifest["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
         atomic_write_text(self.tmp_dir / ts.MANIFEST_FILE,
                           json.dumps(self.manifest, indent=2, sort_keys=True) + "\n")
 
+    def write_proc_snapshot(self, when: str, texts: dict[str, str] | None = None) -> None:
+        """``proc/<when>/``: the machine now, as a real host's snapshot directory."""
+        write_proc_dir(self.tmp_dir / PROC_DIR / when, texts or proc_texts(self.machine.mm))
+
+    def proc_snapshot_process(self, env: Any) -> Any:
+        """SimPy process: ``proc/t=<seconds>s/`` at each ``trace.proc_snapshots`` time.
+
+        Deferred frees due by then are applied first, as for the periodic snapshots.
+        """
+        for time_ns in sorted(self.cfg.trace.proc_snapshot_times_ns):
+            yield env.timeout(time_ns - env.now)
+            self.machine.apply_pending_frees()
+            self.proc_snapshots.append(proc_snapshot_name(time_ns))
+            self.write_proc_snapshot(self.proc_snapshots[-1])
+
     def start_processes(self) -> None:
+        self.write_proc_snapshot(PROC_START)
         env = self.machine.env
         env.process(self.recorder.process(env, self.cfg.trace.snapshot_interval_ns))
+        if self.cfg.trace.proc_snapshot_times_ns:
+            env.process(self.proc_snapshot_process(env))
         if self.cfg.actions:
             env.process(actions_process(self.machine, self.cfg.actions, self.actions_log))
         rngs = self.machine.spawn_rngs(len(self.cfg.workloads))
@@ -257,15 +289,11 @@ class _Run:
         self.recorder.write(self.tmp_dir)
         d = self.tmp_dir
         self.machine.spans.write(d / ts.SPANS_FILE)
-        atomic_write_text(d / ts.VMSTAT_FILE,
-                          mm.vm.format(mm.nr_free_pages, mm.reclaim.node_stats()))
-        atomic_write_text(d / "buddyinfo.txt", buddyinfo(mm.zones))
-        atomic_write_text(d / "pagetypeinfo.txt", pagetypeinfo(mm.zones, show_cma=mm.cma))
-        keys = kernel_zone_keys(node.nid for node in mm.nodes)
-        atomic_write_text(d / "zoneinfo.txt", format_zoneinfo(zoneinfo_views(mm.zones, keys)))
-        rows = [(z.nid, z.name, tuple(z.free_area.nr_free)) for z in mm.zones]
-        atomic_write_text(d / "extfrag_index.txt", format_extfrag_index(rows))
-        atomic_write_text(d / "unusable_index.txt", format_unusable_index(rows))
+        texts = proc_texts(mm)
+        for name in TEXT_OUTPUTS:
+            atomic_write_text(d / name, texts[name.removesuffix(".txt")])
+        atomic_write_text(d / SIM_VMSTAT_FILE, simulator_vmstat_text(mm))
+        self.write_proc_snapshot(PROC_END, texts)
         atomic_write_text(d / ts.CONFIG_FILE, self._config_yaml())
         summary = self.summary(self.timings["simulate_seconds"])
         atomic_write_text(d / ts.SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -397,7 +425,8 @@ def simulate(
 
 
 def _check_complete(run: _Run) -> None:
-    missing = missing_outputs(run.tmp_dir, run.report, run.cfg.trace.events)
+    missing = missing_outputs(run.tmp_dir, run.report, run.cfg.trace.events,
+                              tuple(run.proc_snapshots))
     if missing:
         raise RuntimeError(f"run directory incomplete, missing: {', '.join(missing)}")
 
@@ -405,12 +434,15 @@ def _check_complete(run: _Run) -> None:
 def _abort(run: _Run, exc: BaseException, out_root: Path, base: str) -> None:
     """Record why the run stopped and rename it ``<base>.failed``/``.interrupted``.
 
-    Partial traces are dropped (every other file in the directory is complete, as each
-    is written atomically). If even that fails (the disk is full, the directory is
-    gone), the temporary directory is removed so nothing half-written stays.
+    Partial traces and the ``proc/`` snapshots taken so far are dropped (every other
+    file in the directory is complete, as each is written atomically). If even that
+    fails (the disk is full, the directory is gone), the temporary directory is removed
+    so nothing half-written stays.
     """
     if isinstance(run.tracer, RecordingTracer):
         run.tracer.abort()
+    # The proc/ snapshots taken so far are complete, but the run's set of them is not.
+    shutil.rmtree(run.tmp_dir / PROC_DIR, ignore_errors=True)
     interrupt = interruption_in(exc)
     status = STATUS_INTERRUPTED if interrupt is not None else STATUS_FAILED
     reason = interrupt if interrupt is not None else exc

@@ -125,9 +125,21 @@ SYSCTL_FIELDS: dict[str, tuple[str, FieldReader]] = {
     "swappiness": ("swappiness", _bounded(0, 200)),
 }
 
+def _proc_snapshot_times(value: object, key: str, source: str) -> tuple[int, ...]:
+    """``trace.proc_snapshots``: distinct times (``[1s, 5s]``), in the order given."""
+    times = [expect_duration_ns(v, child(key, i), source)
+             for i, v in enumerate(expect_list(value, key, source))]
+    for i, t in enumerate(times):
+        if t in times[:i]:
+            raise ConfigError(source, child(key, i), "a time not listed before it",
+                              format_duration(t))
+    return tuple(times)
+
+
 TRACE_FIELDS: dict[str, tuple[str, FieldReader]] = {
     "events": ("events", expect_bool),
     "snapshot_interval": ("snapshot_interval_ns", _positive_duration),
+    "proc_snapshots": ("proc_snapshot_times_ns", _proc_snapshot_times),
 }
 
 
@@ -220,7 +232,17 @@ def parse_config(
             raise ConfigError(source, f"actions[{i}].at", f"a time before the end of the run "
                               f"(duration {format_duration(cfg.duration_ns)})",
                               format_duration(action.at_ns))
+    _check_proc_snapshot_times(cfg, source)
     return cfg
+
+
+def _check_proc_snapshot_times(cfg: ExperimentConfig, source: str) -> None:
+    """Each ``trace.proc_snapshots`` time lies before the end (``proc/end`` is that one)."""
+    for i, t in enumerate(cfg.trace.proc_snapshot_times_ns):
+        if t >= cfg.duration_ns:
+            raise ConfigError(source, f"trace.proc_snapshots[{i}]", "a time before the end "
+                              f"of the run (duration {format_duration(cfg.duration_ns)}; "
+                              "proc/end is written at the end)", format_duration(t))
 
 
 def _proc_sysctl(snapshot_dir: str, data: object, source: str) -> SysctlConfig:
@@ -336,7 +358,9 @@ def dump_config(
         "machine": dump_machine(cfg.machine),
         "sysctl": dump_sysctl(cfg.sysctl),
         "trace": {"events": cfg.trace.events,
-                  "snapshot_interval": format_duration(cfg.trace.snapshot_interval_ns)},
+                  "snapshot_interval": format_duration(cfg.trace.snapshot_interval_ns),
+                  "proc_snapshots": [format_duration(t)
+                                     for t in cfg.trace.proc_snapshot_times_ns]},
         "workloads": [_dump_workload(w, workload_dumpers) for w in cfg.workloads],
         "cost": dump_cost(cfg.cost),
         "limits": dump_limits(cfg.limits),

@@ -163,6 +163,10 @@ class TraceConfig:
 
     events: bool = True
     snapshot_interval_ns: int = 100_000_000
+    proc_snapshot_times_ns: tuple[int, ...] = ()
+    """Simulated times at which the run writes a ``proc/t=<seconds>s/`` snapshot
+    directory (``trace.proc_snapshots``), as listed; ``proc/start`` and ``proc/end`` are
+    always written."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from simcore.formats.procfs import read_text_file
 from simcore.formats.proctables import ProcParseError, numbered_lines
 from simcore.mm.constants import PAGE_SIZE
 
@@ -68,10 +69,10 @@ def read_meminfo(path: Path) -> dict[str, int]:
         ProcParseError: it is missing, unreadable or malformed.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)  # binary input: an error naming its line
     except FileNotFoundError:
         raise ProcParseError(str(path), None, "a meminfo file (a copy of /proc/meminfo)",
                              "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProcParseError(str(path), None, "a readable UTF-8 file", str(exc)) from None
+    except OSError as exc:
+        raise ProcParseError(str(path), None, "a readable file", str(exc)) from None
     return parse_meminfo(text, str(path))

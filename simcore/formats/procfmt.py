@@ -1,28 +1,30 @@
 """Printer for zones in the kernel's ``/proc/zoneinfo`` layout.
 
-Mirrors zoneinfo_show() and zoneinfo_show_print() in mm/vmstat.c (Linux 6.1), so a
-simulated machine can be ``diff``-ed against a real host. The zone header, the ``pages
-free`` .. ``cma`` block, the ``protection:`` line, the ``pagesets`` block
-(``cpu``/``count``/``high``/``batch``) and ``start_pfn`` are printed with the kernel's
-exact spacing. The same printer serves the run directory's ``zoneinfo.txt`` and ``allocsim
-proc show``.
+Mirrors zoneinfo_show() and zoneinfo_show_print() in mm/vmstat.c (Linux 6.1) line for
+line, so a simulated machine can be ``diff``-ed against a real host: the zone header,
+the ``per-node stats`` block (under the first populated zone of each node,
+is_zone_first_populated()), the ``pages free`` .. ``cma`` block, the ``protection:``
+line, the zone's vmstat and NUMA counters, the ``pagesets`` block
+(``cpu``/``count``/``high``/``batch`` and ``vm stats threshold`` per CPU),
+``node_unreclaimable`` and ``start_pfn``, with the kernel's spacing (counters are
+``%-12s %lu``). The same printer serves the run directory's ``zoneinfo`` files and
+``allocsim proc show``; a real 6.1 file read by :mod:`simcore.formats.procfs` prints
+back byte for byte.
 
-Like the kernel, which walks all MAX_NR_ZONES zones of every online node whether they are
+What is printed is a :class:`ZoneInfo`: plain values, built from a parsed file
+(:meth:`ZoneInfo.from_snapshot`) or from the model's live zones
+(:mod:`simcore.formats.procstate`, which says where each counter comes from). Like the
+kernel, which walks all MAX_NR_ZONES zones of every online node whether they are
 populated or not, :func:`zoneinfo_views` yields one view per (node, zone type), with an
 all-zero :class:`EmptyZone` for a zone the model does not hold (a second node's DMA and
-DMA32, an empty Movable, and ZONE_DEVICE, which the model never has). An unpopulated zone
-(``present_pages == 0``) prints only its headline block and ``protection:`` line.
-
-SIMPLIFICATION: lines for state the model does not keep are omitted: the ``per-node
-stats`` block, the per-zone vmstat and NUMA counters, ``vm stats threshold`` and
-``node_unreclaimable``. ``cma`` is always 0 (no CONFIG_CMA pages are modelled).
+DMA32, an empty Movable, and ZONE_DEVICE, which the model never has). An unpopulated
+zone (``present_pages == 0``) prints only its headline block and ``protection:`` line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from simcore.formats.procfs import PcpSnapshot, ProcSnapshot, ZoneSnapshot
 from simcore.mm.constants import ZONE_NAMES
@@ -35,58 +37,92 @@ MAX_NR_ZONES_PRINTED = len(KERNEL_ZONE_NAMES)
 """Entries of each ``protection:`` line: the kernel's MAX_NR_ZONES (5 on Debian 6.1)."""
 
 
-class PcpView(Protocol):
-    """What the printer reads from one CPU's ``per_cpu_pages`` of a zone."""
-
-    @property
-    def cpu(self) -> int: ...  # noqa: D102
-    @property
-    def count(self) -> int: ...  # noqa: D102
-    @property
-    def high(self) -> int: ...  # noqa: D102
-    @property
-    def batch(self) -> int: ...  # noqa: D102
+Counters = tuple[tuple[str, int], ...]
+"""``(name, value)`` pairs, printed in order."""
 
 
-class ZoneInfoView(Protocol):
-    """What the printer reads from a zone (the simulator's Zone provides these names).
+@dataclass(frozen=True)
+class ZoneInfo:
+    """Everything zoneinfo_show_print() prints for one zone.
 
     ``watermark`` is the raw ``_watermark[]`` = ``[min, low, high, promo]`` without the
     boost; the printer adds ``watermark_boost`` as min_wmark_pages() and friends do.
-    ``lowmem_reserve`` has one entry per zone type. A zone with ``present_pages == 0``
-    is printed without pagesets and ``start_pfn``, as the kernel does.
+    ``lowmem_reserve`` has one entry per zone type. ``node_stats`` is the node's
+    ``per-node stats`` block, set on the node's first populated zone only (None
+    elsewhere); ``zone_stats`` the zone's counters (zone stat items, then NUMA events),
+    printed for a populated zone. The defaults are a zone no memory was ever given to:
+    every counter, watermark and ``lowmem_reserve`` entry 0
+    (setup_per_zone_lowmem_reserve() clears the row of a zone without managed pages)
+    and no pagesets.
     """
 
-    @property
-    def nid(self) -> int: ...  # noqa: D102
-    @property
-    def name(self) -> str: ...  # noqa: D102
-    @property
-    def zone_start_pfn(self) -> int: ...  # noqa: D102
-    @property
-    def spanned_pages(self) -> int: ...  # noqa: D102
-    @property
-    def present_pages(self) -> int: ...  # noqa: D102
-    @property
-    def managed_pages(self) -> int: ...  # noqa: D102
-    @property
-    def nr_free_pages(self) -> int: ...  # noqa: D102
-    @property
-    def watermark_boost(self) -> int: ...  # noqa: D102
-    @property
-    def watermark(self) -> Sequence[int]: ...  # noqa: D102
-    @property
-    def lowmem_reserve(self) -> Sequence[int]: ...  # noqa: D102
-    @property
-    def per_cpu_pageset(self) -> Sequence[PcpView]: ...  # noqa: D102
+    nid: int
+    name: str
+    zone_start_pfn: int = 0
+    spanned_pages: int = 0
+    present_pages: int = 0
+    managed_pages: int = 0
+    nr_free_pages: int = 0
+    watermark_boost: int = 0
+    watermark: tuple[int, int, int, int] = (0, 0, 0, 0)
+    lowmem_reserve: tuple[int, ...] = ()
+    per_cpu_pageset: tuple[PcpSnapshot, ...] = ()
+    cma_pages: int = 0
+    node_stats: Counters | None = None
+    zone_stats: Counters = ()
+    node_unreclaimable: int = 0
+
+    @classmethod
+    def from_snapshot(cls, zone: ZoneSnapshot) -> ZoneInfo:
+        """The values of a parsed :class:`ZoneSnapshot`.
+
+        ``watermark`` has the boost removed again. ``promo``, which 6.1 does not print,
+        is the file's own where it has one (6.12 prints it), else reconstructed as
+        ``high + (high - low)``, which is what __setup_per_zone_wmarks() sets (each
+        step adds the same delta).
+        """
+        printed = (zone.wmark_min, zone.wmark_low, zone.wmark_high)
+        wmin, low, high = (value - zone.boost for value in printed)
+        promo = high + (high - low) if zone.wmark_promo is None else zone.wmark_promo - zone.boost
+        return cls(
+            nid=zone.nid,
+            name=zone.name,
+            zone_start_pfn=zone.start_pfn,
+            spanned_pages=zone.spanned,
+            present_pages=zone.present,
+            managed_pages=zone.managed,
+            nr_free_pages=zone.nr_free_pages,
+            watermark_boost=zone.boost,
+            watermark=(wmin, low, high, promo),
+            lowmem_reserve=zone.protection,
+            per_cpu_pageset=zone.pcp,
+            cma_pages=zone.cma,
+            node_stats=zone.node_stats,
+            zone_stats=zone.zone_stats,
+            node_unreclaimable=zone.node_unreclaimable,
+        )
 
 
-def format_zone(zone: ZoneInfoView, nr_protection_entries: int = MAX_NR_ZONES_PRINTED) -> str:
-    """Format one zone's block, ending with a newline (see :func:`format_zoneinfo`)."""
+ObservedZone = ZoneInfo
+"""A zone read from a real ``/proc/zoneinfo`` (:meth:`ZoneInfo.from_snapshot`)."""
+EmptyZone = ZoneInfo
+"""``EmptyZone(nid, name)``: a zone with no pages, as the kernel prints it."""
+
+
+def _counter_lines(counters: Iterable[tuple[str, int]]) -> list[str]:
+    """One vmstat counter line of zoneinfo each (the kernel's ``%-12s %lu``)."""
+    return [f"      {name:<12} {value}" for name, value in counters]
+
+
+def format_zone(zone: ZoneInfo, nr_protection_entries: int = MAX_NR_ZONES_PRINTED) -> str:
+    """Format one zone's block, ending with a newline: mirrors zoneinfo_show_print()."""
     boost = zone.watermark_boost
     reserve = _padded(zone.lowmem_reserve, nr_protection_entries)
-    lines = [
-        f"Node {zone.nid}, zone {zone.name:>8}",
+    lines = [f"Node {zone.nid}, zone {zone.name:>8}"]
+    if zone.node_stats is not None:
+        lines.append("  per-node stats")
+        lines += _counter_lines(zone.node_stats)
+    lines += [
         f"  pages free     {zone.nr_free_pages}",
         f"        boost    {boost}",
         f"        min      {zone.watermark[0] + boost}",
@@ -95,16 +131,19 @@ def format_zone(zone: ZoneInfoView, nr_protection_entries: int = MAX_NR_ZONES_PR
         f"        spanned  {zone.spanned_pages}",
         f"        present  {zone.present_pages}",
         f"        managed  {zone.managed_pages}",
-        "        cma      0",
+        f"        cma      {zone.cma_pages}",
         f"        protection: ({', '.join(str(value) for value in reserve)})",
     ]
-    if zone.present_pages:
+    if zone.present_pages:  # populated_zone(): the rest is printed only then
+        lines += _counter_lines(zone.zone_stats)
         lines.append("  pagesets")
         for pcp in zone.per_cpu_pageset:
             lines.append(f"    cpu: {pcp.cpu}")
             lines.append(f"              count: {pcp.count}")
             lines.append(f"              high:  {pcp.high}")
             lines.append(f"              batch: {pcp.batch}")
+            lines.append(f"  vm stats threshold: {pcp.stat_threshold}")
+        lines.append(f"  node_unreclaimable:  {zone.node_unreclaimable}")
         lines.append(f"  start_pfn:           {zone.zone_start_pfn}")
     return "\n".join(lines) + "\n"
 
@@ -124,7 +163,7 @@ def _padded(values: Sequence[int], length: int) -> list[int]:
 
 
 def format_zoneinfo(
-    zones: Iterable[ZoneInfoView], nr_protection_entries: int = MAX_NR_ZONES_PRINTED
+    zones: Iterable[ZoneInfo], nr_protection_entries: int = MAX_NR_ZONES_PRINTED
 ) -> str:
     """Format zones as ``/proc/zoneinfo`` does, in the order given.
 
@@ -140,72 +179,9 @@ def format_zoneinfo(
     return "".join(format_zone(zone, nr_protection_entries) for zone in zones)
 
 
-@dataclass(frozen=True)
-class ObservedZone:
-    """A :class:`ZoneInfoView` over a zone read from a real ``/proc/zoneinfo``.
-
-    ``watermark`` has the boost removed again. ``promo`` is not printed by the kernel;
-    it is reconstructed as ``high + (high - low)``, which is what
-    __setup_per_zone_wmarks() sets (each step adds the same delta).
-    """
-
-    nid: int
-    name: str
-    zone_start_pfn: int
-    spanned_pages: int
-    present_pages: int
-    managed_pages: int
-    nr_free_pages: int
-    watermark_boost: int
-    watermark: tuple[int, int, int, int]
-    lowmem_reserve: tuple[int, ...]
-    per_cpu_pageset: tuple[PcpSnapshot, ...]
-
-    @classmethod
-    def from_snapshot(cls, zone: ZoneSnapshot) -> ObservedZone:
-        """Wrap a parsed :class:`ZoneSnapshot`."""
-        printed = (zone.wmark_min, zone.wmark_low, zone.wmark_high)
-        wmin, low, high = (value - zone.boost for value in printed)
-        return cls(
-            nid=zone.nid,
-            name=zone.name,
-            zone_start_pfn=zone.start_pfn,
-            spanned_pages=zone.spanned,
-            present_pages=zone.present,
-            managed_pages=zone.managed,
-            nr_free_pages=zone.nr_free_pages,
-            watermark_boost=zone.boost,
-            watermark=(wmin, low, high, high + (high - low)),
-            lowmem_reserve=zone.protection,
-            per_cpu_pageset=zone.pcp,
-        )
-
-
-def zones_from_snapshot(snap: ProcSnapshot) -> list[ZoneInfoView]:
+def zones_from_snapshot(snap: ProcSnapshot) -> list[ZoneInfo]:
     """Return the snapshot's zones (observed values) as printable views."""
-    return [ObservedZone.from_snapshot(zone) for zone in snap.zones]
-
-
-@dataclass(frozen=True)
-class EmptyZone:
-    """A :class:`ZoneInfoView` of a zone with no pages, as the kernel prints it.
-
-    A zone no memory was ever given to keeps every counter, watermark and
-    ``lowmem_reserve`` entry at 0 (setup_per_zone_lowmem_reserve() clears the row of a
-    zone without managed pages), and has no pagesets to print.
-    """
-
-    nid: int
-    name: str
-    zone_start_pfn: int = 0
-    spanned_pages: int = 0
-    present_pages: int = 0
-    managed_pages: int = 0
-    nr_free_pages: int = 0
-    watermark_boost: int = 0
-    watermark: tuple[int, int, int, int] = (0, 0, 0, 0)
-    lowmem_reserve: tuple[int, ...] = ()
-    per_cpu_pageset: tuple[PcpSnapshot, ...] = ()
+    return [ZoneInfo.from_snapshot(zone) for zone in snap.zones]
 
 
 ZoneKey = tuple[int, str]
@@ -218,14 +194,14 @@ def kernel_zone_keys(nids: Iterable[int]) -> list[ZoneKey]:
 
 
 def zoneinfo_views(
-    zones: Iterable[ZoneInfoView],
+    zones: Iterable[ZoneInfo],
     keys: Iterable[ZoneKey],
-    absent: Callable[[int, str], ZoneInfoView] = EmptyZone,
-) -> Iterator[ZoneInfoView]:
+    absent: Callable[[int, str], ZoneInfo] = EmptyZone,
+) -> Iterator[ZoneInfo]:
     """One view per ``(nid, zone_name)`` of ``keys``, as zoneinfo_show() walks them.
 
     Args:
-        zones: the zones the model holds (e.g. ``PageAllocator.zones``).
+        zones: the zones held (e.g. :func:`simcore.formats.procstate.live_zones`).
         keys: what to print, in order (e.g. :func:`kernel_zone_keys` of the nodes).
         absent: the view of a key no zone matches; by default an :class:`EmptyZone`.
     """

@@ -1,17 +1,19 @@
-"""Importer for snapshots of ``/proc`` and ``/sys`` files taken on a real Linux 6.1 host.
+"""Importer for snapshots of ``/proc`` and ``/sys`` files taken on a real Linux host.
 
 A snapshot directory holds ``zoneinfo`` (required) and, optionally, ``buddyinfo``,
 ``pagetypeinfo``, ``vmstat``, ``sysctl_vm`` (``vm.name = value`` lines),
 ``transparent_hugepage_enabled`` and ``nodeN.cpulist``. The layouts parsed are those
-printed by ``zoneinfo_show_print()`` in mm/vmstat.c (here), ``frag_show_print()``,
-``pagetypeinfo_show()`` and ``vmstat_show()`` (in :mod:`simcore.formats.proctables`, re-exported
-here), and by ``cpumap_print_list_to_buf()`` for
-``/sys/devices/system/node/nodeN/cpulist`` (empty for a node without CPUs).
+printed by ``zoneinfo_show_print()`` in mm/vmstat.c (:mod:`simcore.formats.zoneinfo`),
+``frag_show_print()``, ``pagetypeinfo_show()`` and ``vmstat_show()`` (in
+:mod:`simcore.formats.proctables`), all re-exported here, and by
+``cpumap_print_list_to_buf()`` for ``/sys/devices/system/node/nodeN/cpulist`` (empty for
+a node without CPUs). The pinned layout is 6.1's; files of other 5.x and 6.x kernels are
+read wherever their lines exist, and what 6.1 prints but they lack is listed in
+:attr:`ProcSnapshot.notes`.
 
 Broken input raises :class:`ProcParseError` naming the file, the line and what was expected,
-never a bare IndexError or ValueError. Lines the kernel prints that the model does not use
-(per-node and per-zone vmstat counters, ``vm stats threshold``) are checked for shape and
-skipped.
+never a bare IndexError or ValueError; that includes a file that is not text (the line
+of the first byte that is not UTF-8).
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from simcore.formats.proctables import (
     numbered_lines,
     parse_buddyinfo,
     parse_int,
-    parse_ints,
     parse_pagetypeinfo,
     parse_vmstat,
 )
+from simcore.formats.zoneinfo import OPTIONAL_LINES, PcpSnapshot, ZoneSnapshot, parse_zoneinfo
 from simcore.mm.constants import DEFAULT_PAGEBLOCK_ORDER
 
 __all__ = [
@@ -44,37 +46,6 @@ __all__ = [
 
 SysctlValue = int | tuple[int, ...] | str
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class PcpSnapshot:
-    """One CPU's pageset of a zone, as printed under ``pagesets``."""
-
-    cpu: int
-    count: int
-    high: int
-    batch: int
-
-
-@dataclass(frozen=True)
-class ZoneSnapshot:
-    """One zone of ``/proc/zoneinfo``; watermarks are as printed (boost included)."""
-
-    nid: int
-    name: str
-    start_pfn: int
-    spanned: int
-    present: int
-    managed: int
-    nr_free_pages: int
-    boost: int
-    wmark_min: int
-    wmark_low: int
-    wmark_high: int
-    protection: tuple[int, ...]
-    pcp: tuple[PcpSnapshot, ...]
-    line: int = 0
-    """Line of the ``Node N, zone NAME`` header, for error messages (0 if unknown)."""
 
 
 @dataclass(frozen=True)
@@ -92,25 +63,54 @@ class ProcSnapshot:
     vmstat: dict[str, int] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
     """Optional files that exist but could not be read (``path: reason``); ignored."""
+    notes: tuple[str, ...] = ()
+    """What the files say that the model does not use as it is, one sentence each: lines
+    6.1 prints that this kernel did not, CMA pageblocks (:func:`snapshot_notes`)."""
 
     def sysctl_int(self, name: str, default: int | None = None) -> int:
-        """Integer sysctl ``vm.<name>``; ``default`` if absent (KeyError if no default)."""
+        """Integer sysctl ``vm.<name>``; ``default`` if absent.
+
+        Raises:
+            ProcParseError: the value is absent with no default, or not one integer
+                (naming the ``sysctl_vm`` line).
+        """
         value = self.sysctl.get(name, default)
         if not isinstance(value, int):
-            raise KeyError(f"sysctl vm.{name} is not a single integer: {value!r}")
+            raise self.sysctl_error(name, "a single integer", value)
         return value
 
     def sysctl_ints(self, name: str) -> tuple[int, ...]:
         """List-valued sysctl ``vm.<name>`` (e.g. ``lowmem_reserve_ratio``)."""
-        value = self.sysctl[name]
+        value = self.sysctl.get(name)
         if isinstance(value, int):
             return (value,)
-        if isinstance(value, str):
-            raise KeyError(f"sysctl vm.{name} is not a list of integers: {value!r}")
+        if not isinstance(value, tuple):
+            raise self.sysctl_error(name, "a list of integers", value)
         return value
 
+    def sysctl_error(self, name: str, expected: str, value: object) -> ProcParseError:
+        """An error at the ``sysctl_vm`` line of ``vm.<name>`` (past the end if absent)."""
+        lines = getattr(self.sysctl, "lines", {})
+        line = lines.get(name, getattr(self.sysctl, "end_line", None))
+        got = "no such line" if value is None else f"vm.{name} = {value}"
+        return ProcParseError(self.sysctl_path, line, f"vm.{name} = <{expected}>", got)
 
-_ZONE_HEADER_RE = re.compile(r"Node (\d+), zone\s+(\S+)")
+    @property
+    def sysctl_path(self) -> str:
+        """The ``sysctl_vm`` file of the snapshot."""
+        return getattr(self.sysctl, "path", str(Path(self.path) / "sysctl_vm"))
+
+
+class SysctlValues(dict[str, SysctlValue]):
+    """``vm.name`` -> value, with the line each was read from (for error messages)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.lines: dict[str, int] = {}
+        self.end_line = 1
+
+
 _SYSCTL_RE = re.compile(r"vm\.([A-Za-z0-9_-]+) = ?(.*)")  # vm.page-cluster has a hyphen
 _THP_RE = re.compile(r"\[(\w+)\]")
 
@@ -143,14 +143,16 @@ def parse_sysctl_vm(text: str, path: str = "<sysctl_vm>") -> dict[str, SysctlVal
     A value that is one integer becomes an ``int``; a whitespace-separated list of
     integers (``lowmem_reserve_ratio``) a tuple; anything else stays a string.
     """
-    result: dict[str, SysctlValue] = {}
+    result = SysctlValues(path)
     for lineno, line in numbered_lines(text):
+        result.end_line = lineno + 1
         if not line.strip():
             continue
         match = _SYSCTL_RE.fullmatch(line.strip())
         if match is None:
             raise ProcParseError(path, lineno, "'vm.<name> = <value>'", line)
         name, raw = match.group(1), match.group(2).strip()
+        result.lines[name] = lineno
         tokens = raw.split()
         if tokens and all(INT_RE.fullmatch(tok) for tok in tokens):
             ints = tuple(int(tok) for tok in tokens)
@@ -160,138 +162,49 @@ def parse_sysctl_vm(text: str, path: str = "<sysctl_vm>") -> dict[str, SysctlVal
     return result
 
 
-_KEYVAL_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_ ]*?)(:?)\s+(\S+)\s*")
-_PROTECTION_RE = re.compile(r"\s*protection: \((.*)\)\s*")
-_ZONE_FIELDS = {
-    "pages free": "nr_free_pages",
-    "boost": "boost",
-    "min": "wmark_min",
-    "low": "wmark_low",
-    "high": "wmark_high",
-    "spanned": "spanned",
-    "present": "present",
-    "managed": "managed",
-    "cma": "cma",
-}
-_REQUIRED_FIELDS = tuple(v for v in _ZONE_FIELDS.values() if v != "cma")
-_PCP_FIELDS = ("count", "high", "batch")
+def read_text_file(path: Path) -> str:
+    """The file's text; a binary (non-UTF-8) file is malformed input (ProcParseError).
 
-
-class _ZoneBuilder:
-    """Accumulates the lines of one ``Node N, zone NAME`` block of /proc/zoneinfo."""
-
-    def __init__(self, nid: int, name: str, path: str, lineno: int) -> None:
-        self.nid = nid
-        self.name = name
-        self.path = path
-        self.lineno = lineno
-        self.fields: dict[str, int] = {}
-        self.lines: dict[str, tuple[int, str]] = {}
-        self.protection: tuple[int, ...] | None = None
-        self.pcp: list[dict[str, int]] = []
-        self.in_pagesets = False
-
-    def feed(self, lineno: int, line: str) -> None:
-        """Consume one line of the zone's block."""
-        stripped = line.strip()
-        if stripped in ("per-node stats", "pagesets"):
-            self.in_pagesets = self.in_pagesets or stripped == "pagesets"
-            return
-        protection = _PROTECTION_RE.fullmatch(line)
-        if protection is not None:
-            tokens = [tok.strip() for tok in protection.group(1).split(",")]
-            self.protection = parse_ints(tokens, self.path, lineno, "a protection entry")
-            return
-        match = _KEYVAL_RE.fullmatch(line)
-        if match is None:
-            raise ProcParseError(self.path, lineno, "'<name> <number>' zoneinfo line", line)
-        key, colon = match.group(1), match.group(2)
-        value = parse_int(match.group(3), self.path, lineno, f"a number for {key!r}")
-        if colon:
-            self._feed_colon(key, value, lineno, line)
-        elif key in _ZONE_FIELDS and not self.in_pagesets:
-            self._set(self.fields, _ZONE_FIELDS[key], value, lineno, line)
-
-    def _feed_colon(self, key: str, value: int, lineno: int, line: str) -> None:
-        if key == "cpu":
-            if not self.in_pagesets:
-                raise ProcParseError(self.path, lineno, "'pagesets' before 'cpu:'", line)
-            self.pcp.append({"cpu": value})
-        elif key in _PCP_FIELDS:
-            if not self.pcp:
-                raise ProcParseError(self.path, lineno, "'cpu: N' before pcp fields", line)
-            self._set(self.pcp[-1], key, value, lineno, line)
-        elif key == "start_pfn":
-            self._set(self.fields, key, value, lineno, line)
-
-    def _set(self, target: dict[str, int], key: str, value: int, lineno: int, line: str) -> None:
-        if key in target:
-            raise ProcParseError(self.path, lineno, f"{key!r} once per block", line)
-        target[key] = value
-        if target is self.fields:
-            self.lines[key] = (lineno, line)
-
-    def build(self, lineno: int, got: str) -> ZoneSnapshot:
-        """Check the block is complete (``lineno``/``got`` locate the block's end)."""
-        needed = _REQUIRED_FIELDS + (("start_pfn",) if self.fields.get("present") else ())
-        for key in needed:
-            if key not in self.fields:
-                raise ProcParseError(self.path, lineno, f"{key!r} of zone {self.name}", got)
-        if self.protection is None:
-            raise ProcParseError(self.path, lineno, f"'protection:' of zone {self.name}", got)
-        # The kernel keeps managed <= present <= spanned and free <= managed.
-        for key, bound in (("present", "spanned"), ("managed", "present"),
-                           ("nr_free_pages", "managed")):
-            if self.fields[key] > self.fields[bound]:
-                where, text = self.lines[key]
-                raise ProcParseError(self.path, where, f"{key} <= {bound} "
-                                     f"({self.fields[bound]}) in zone {self.name}", text.strip())
-        for entry in self.pcp:
-            if len(entry) != 1 + len(_PCP_FIELDS):
-                raise ProcParseError(self.path, lineno, "count, high and batch per cpu", got)
-        pcp = tuple(PcpSnapshot(e["cpu"], e["count"], e["high"], e["batch"]) for e in self.pcp)
-        counts = {key: self.fields[key] for key in _REQUIRED_FIELDS}
-        start_pfn = self.fields.get("start_pfn", 0)
-        return ZoneSnapshot(
-            self.nid, self.name, start_pfn, protection=self.protection, pcp=pcp,
-            line=self.lineno, **counts
-        )
-
-
-def parse_zoneinfo(text: str, path: str = "<zoneinfo>") -> tuple[ZoneSnapshot, ...]:
-    """Parse ``/proc/zoneinfo`` as printed by zoneinfo_show_print() in mm/vmstat.c.
-
-    Every zone is kept, including unpopulated ones (Movable, Device) with 0 present
-    pages; those have no pagesets and ``start_pfn`` 0.
+    The error names the line holding the first byte that is not UTF-8.
     """
-    zones: list[ZoneSnapshot] = []
-    current: _ZoneBuilder | None = None
-    last = 0
-    for lineno, line in numbered_lines(text):
-        last = lineno
-        if not line.strip():
-            continue
-        header = _ZONE_HEADER_RE.fullmatch(line.rstrip())
-        if header is not None:
-            if current is not None:
-                zones.append(current.build(lineno, line))
-            current = _ZoneBuilder(int(header.group(1)), header.group(2), path, lineno)
-        elif current is None:
-            raise ProcParseError(path, lineno, "'Node N, zone NAME'", line)
-        else:
-            current.feed(lineno, line)
-    if current is None:
-        raise ProcParseError(path, last or None, "at least one 'Node N, zone NAME' block", "")
-    zones.append(current.build(last + 1, "end of file"))
-    return tuple(zones)
-
-
-def _read(path: Path) -> str:
-    """The file's text; a binary (non-UTF-8) file is malformed input."""
+    data = path.read_bytes()
     try:
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ProcParseError(str(path), None, "a UTF-8 text file", str(exc)) from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start:exc.start + 4]
+        raise ProcParseError(str(path), line, "UTF-8 text (a /proc file is text)",
+                             f"the byte(s) {bad!r}") from None
+
+
+def _free_pages(info: PagetypeInfo, nid: int, zone: str, mt: str) -> int:
+    counts = info.free_counts.get((nid, zone, mt), ())
+    return sum(n << order for order, n in enumerate(counts))
+
+
+def snapshot_notes(path: Path, zones: tuple[ZoneSnapshot, ...],
+                   pagetype: PagetypeInfo | None) -> tuple[str, ...]:
+    """What the model takes differently from the files, one sentence each.
+
+    Lines 6.1 prints that the file's kernel did not (``boost``: 5.15 and older; ``cma``:
+    5.10 and older) are taken as 0. CMA pageblocks (``CONFIG_CMA``, a ``CMA`` row and
+    column in pagetypeinfo) are reported with their free pages: the model has no CMA
+    area, so that memory is modelled as ordinary memory of its zone.
+    """
+    zoneinfo = snapshot_file(path, "zoneinfo")
+    since = {"boost": "5.15 and older do not", "cma": "5.10 and older do not"}
+    notes = [f"{zoneinfo}: no {key!r} line (6.1 prints it; {since[key]}): taken as 0"
+             for key in OPTIONAL_LINES if any(key in zone.absent for zone in zones)]
+    if pagetype is not None and "CMA" in pagetype.block_types:
+        column = pagetype.block_types.index("CMA")
+        for (nid, zone), counts in pagetype.block_counts.items():
+            free = _free_pages(pagetype, nid, zone, "CMA")
+            if counts[column] or free:
+                notes.append(f"{snapshot_file(path, 'pagetypeinfo')}: node {nid} {zone} has "
+                             f"{counts[column]} CMA pageblocks ({free} free pages on the "
+                             "CMA lists); the model has no CMA area and takes them as "
+                             "ordinary memory of the zone")
+    return tuple(notes)
 
 
 class _OptionalFiles:
@@ -304,7 +217,7 @@ class _OptionalFiles:
     def text(self, path: Path) -> str | None:
         """The text of ``path``, or None if it is missing or cannot be read."""
         try:
-            return _read(path)
+            return read_text_file(path)
         except FileNotFoundError:
             return None
         except OSError as exc:  # permission denied, a directory, an I/O error ...
@@ -356,7 +269,7 @@ def read_snapshot(path: Path) -> ProcSnapshot:
     """
     zoneinfo = snapshot_file(path, "zoneinfo")
     try:
-        zones = parse_zoneinfo(_read(zoneinfo), str(zoneinfo))
+        zones = parse_zoneinfo(read_text_file(zoneinfo), str(zoneinfo))
     except FileNotFoundError:
         raise ProcParseError(str(zoneinfo), None, "a zoneinfo file (the one file a snapshot "
                              "directory must have)", "no such file") from None
@@ -375,4 +288,5 @@ def read_snapshot(path: Path) -> ProcSnapshot:
         pageblock_order=pagetype.pageblock_order if pagetype else DEFAULT_PAGEBLOCK_ORDER,
         vmstat=files.parse("vmstat", parse_vmstat) or {},
         skipped=tuple(files.skipped),
+        notes=snapshot_notes(path, zones, pagetype),
     )

@@ -27,7 +27,13 @@ import re
 from pathlib import Path
 
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.formats.procfs import ProcParseError, ProcSnapshot, ZoneSnapshot, read_snapshot
+from simcore.formats.procfs import (
+    ProcParseError,
+    ProcSnapshot,
+    ZoneSnapshot,
+    read_snapshot,
+    read_text_file,
+)
 from simcore.formats.proctables import numbered_lines
 from simcore.mm.constants import PAGE_SHIFT, ZONE_NAMES, ZoneType
 from simcore.mm.topology import PC_HOLE, Range, clip_ranges
@@ -103,14 +109,15 @@ def _node_ranges(zones: list[ZoneSnapshot], ram: list[Range] | None) -> list[Ran
 def read_iomem(path: Path) -> tuple[list[Range] | None, list[Range]]:
     """The ``System RAM`` and kernel-image pfn ranges of a ``/proc/iomem`` copy.
 
-    RAM is None if the file is absent or unreadable. Only top-level lines are RAM
+    RAM is None if the file is absent or unreadable; one that is not text is an error.
+    Only top-level lines are RAM
     (nested ones lie inside a parent resource); ``Kernel code``, ``Kernel rodata``,
     ``Kernel data`` and ``Kernel bss`` (nested in System RAM) are memblock-reserved. A
     copy made without root shows every address as 0: it says nothing, so it is ignored.
     """
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = read_text_file(path)
+    except OSError:
         return None, []
     ram: list[Range] = []
     kernel: list[Range] = []
@@ -138,8 +145,8 @@ def read_distances(directory: Path, nids: list[int]) -> tuple[tuple[int, ...], .
     for nid in nids:
         path = directory / f"node{nid}.distance"
         try:
-            text = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
+            text = read_text_file(path).strip()
+        except OSError:
             return None
         if not _DISTANCE_RE.match(text) or len(text.split()) != len(nids):
             raise ProcParseError(str(path), 1, f"{len(nids)} distances separated by spaces "
@@ -149,20 +156,19 @@ def read_distances(directory: Path, nids: list[int]) -> tuple[tuple[int, ...], .
 
 
 def sysctl_from_snapshot(snap: ProcSnapshot) -> SysctlConfig:
-    """The vm sysctls the model uses, from ``sysctl_vm`` (6.1's defaults where absent)."""
-    try:
-        return _sysctl_values(snap)
-    except KeyError as exc:  # missing or non-integer vm.* value
-        raise ProcParseError(snap.path + "/sysctl_vm", None, str(exc.args[0])) from None
+    """The vm sysctls the model uses, from ``sysctl_vm`` (6.1's defaults where absent).
 
-
-def _sysctl_values(snap: ProcSnapshot) -> SysctlConfig:
+    Raises:
+        ProcParseError: a value is not what the model can use (naming its line of
+            ``sysctl_vm``), or ``min_free_kbytes`` is missing from a ``sysctl_vm`` file
+            (a truncated copy).
+    """
     defaults = SysctlConfig()
     ratio = snap.sysctl_ints("lowmem_reserve_ratio") if "lowmem_reserve_ratio" in snap.sysctl \
         else defaults.lowmem_reserve_ratio
     if len(ratio) < len(ZONE_NAMES):
-        raise KeyError(f"vm.lowmem_reserve_ratio with one value per zone type (at least "
-                       f"{len(ZONE_NAMES)}), got {len(ratio)}")
+        raise snap.sysctl_error("lowmem_reserve_ratio", f"one value per zone type (at least "
+                                f"{len(ZONE_NAMES)})", " ".join(map(str, ratio)))
     # A snapshot without sysctl_vm gets min_free_kbytes as the kernel derives it at boot;
     # a sysctl_vm file without it is truncated, which is an error.
     min_free_kbytes = snap.sysctl_int("min_free_kbytes") if snap.sysctl else None

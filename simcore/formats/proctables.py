@@ -13,6 +13,7 @@ expected, never a bare IndexError or ValueError.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -77,8 +78,13 @@ def parse_ints(tokens: list[str], path: str, line: int, what: str) -> tuple[int,
 
 
 def parse_buddyinfo(text: str, path: str = "<buddyinfo>") -> dict[tuple[int, str], tuple[int, ...]]:
-    """Parse ``/proc/buddyinfo``: ``(nid, zone)`` -> free blocks per order."""
+    """Parse ``/proc/buddyinfo``: ``(nid, zone)`` -> free blocks per order.
+
+    Every row must have as many counts as the others (MAX_ORDER of the kernel): a row
+    with another number (a line cut short) is named, against the width most rows have.
+    """
     result: dict[tuple[int, str], tuple[int, ...]] = {}
+    where: dict[tuple[int, str], tuple[int, str]] = {}
     for lineno, line in numbered_lines(text):
         if not line.strip():
             continue
@@ -88,20 +94,25 @@ def parse_buddyinfo(text: str, path: str = "<buddyinfo>") -> dict[tuple[int, str
         key = (int(match.group(1)), match.group(2))
         if key in result:
             raise ProcParseError(path, lineno, "each zone once", line)
-        counts = parse_ints(match.group(3).split(), path, lineno, "a free block count")
-        width = len(next(iter(result.values()), counts))
+        result[key] = parse_ints(match.group(3).split(), path, lineno, "a free block count")
+        where[key] = (lineno, line)
+    # The width most rows have (the first row's on a tie): a row cut short is the odd one.
+    widths = Counter(len(counts) for counts in result.values())
+    width = widths.most_common(1)[0][0] if widths else 0
+    for key, counts in result.items():
         if len(counts) != width:
-            raise ProcParseError(path, lineno, f"{width} counts (orders 0..{width - 1})", line)
-        result[key] = counts
+            lineno, line = where[key]
+            raise ProcParseError(path, lineno, f"{width} counts (orders 0..{width - 1}, as "
+                                 "the other rows)", line)
     return result
 
 
 def parse_vmstat(text: str, path: str = "<vmstat>") -> dict[str, int]:
     """Parse ``/proc/vmstat`` (``name value`` lines, vmstat_show() in mm/vmstat.c).
 
-    Also reads the simulator's ``vmstat.txt``: its ``# simulator-only`` comment line
-    is skipped and the counters after it are returned with the others (their names do
-    not clash with kernel names).
+    Also reads the simulator's ``vmstat.txt`` and ``vmstat_simulator.txt`` (the same
+    layout), and the ``vmstat.txt`` of older run directories, whose simulator-only
+    counters follow a ``# simulator-only`` comment line: comment lines are skipped.
     """
     result: dict[str, int] = {}
     for lineno, line in numbered_lines(text):
@@ -126,9 +137,11 @@ def parse_pagetypeinfo(text: str, path: str = "<pagetypeinfo>") -> PagetypeInfo:
     migratetype columns, and every row of a section must belong to one node.
     """
     parser = _PagetypeParser(path)
+    last = 0
     for lineno, line in numbered_lines(text):
         parser.feed(lineno, line)
-    return parser.finish()
+        last = lineno
+    return parser.finish(last + 1)
 
 
 class _PagetypeParser:
@@ -248,10 +261,10 @@ class _PagetypeParser:
             raise self.error(lineno, "each zone once per table", line)
         table[key] = parse_ints(tokens, self.path, lineno, "a block count")
 
-    def finish(self) -> PagetypeInfo:
-        """Check the last section is complete and return the tables."""
+    def finish(self, lineno: int) -> PagetypeInfo:
+        """Check the last section is complete (``lineno``: past the last line)."""
         if self.section not in ("blocks", "mixed"):
-            raise self.error(None, "a 'Number of blocks type' table", "end of file")
+            raise self.error(lineno, "a 'Number of blocks type' table", "end of file")
         assert self.block_types is not None and self.order is not None
         return PagetypeInfo(self.order, self.free_counts, self.block_types,
                             self.tables["blocks"], self.tables["mixed"])

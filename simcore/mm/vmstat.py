@@ -4,11 +4,10 @@ Counter names are the literal ``/proc/vmstat`` names of Linux 6.1 where the kern
 the event, and they are printed in the order of ``vmstat_text[]`` in mm/vmstat.c (zone
 stat items, NUMA event items, node stat items, then ``enum vm_event_item`` of
 include/linux/vm_event_item.h) for the oracle kernel's config (CONFIG_NUMA,
-CONFIG_ZONE_DMA, CONFIG_ZONE_DMA32 and CONFIG_ZONE_DEVICE on, no CONFIG_HIGHMEM). The
-simulator prints only the counters it keeps, so the names it prints are a subsequence
-of a real host's ``/proc/vmstat`` and a ``diff`` lines up. A few counters exist only in
-the simulator; they are listed in :data:`SIM_ONLY` and printed after a
-``# simulator-only`` line.
+CONFIG_ZONE_DMA, CONFIG_ZONE_DMA32 and CONFIG_ZONE_DEVICE on, no CONFIG_HIGHMEM). A few
+counters exist only in the simulator; they are listed in :data:`SIM_ONLY`. The text of
+``/proc/vmstat`` (every line 6.1 prints, the ones the model does not keep as 0) and of
+the simulator-only counters is made by :mod:`simcore.formats.procstate`.
 
 Counters the model cannot raise stay 0, as they would on a kernel that never took the
 path: ``pgalloc_device`` (ZONE_DEVICE pages never come from the buddy allocator),
@@ -20,8 +19,6 @@ allocations; the model has no memory policies).
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -38,17 +35,6 @@ NUMA_EVENTS: tuple[str, ...] = (
     "numa_other",
 )
 """``enum numa_stat_item`` (CONFIG_NUMA), printed right after the zone stat items."""
-
-NODE_STATS: tuple[str, ...] = (
-    "nr_inactive_anon",
-    "nr_active_anon",
-    "nr_inactive_file",
-    "nr_active_file",
-    "nr_slab_reclaimable",
-)
-"""Node stat items (``enum node_stat_item``) the model keeps, printed after the NUMA
-events. They are levels, not events: the LRU list sizes and reclaimable slab, in pages,
-summed over nodes (:meth:`simcore.mm.vmscan.Reclaim.node_stats`)."""
 
 KERNEL_EVENTS: tuple[str, ...] = (
     *NUMA_EVENTS,
@@ -93,8 +79,8 @@ KERNEL_EVENTS: tuple[str, ...] = (
     "thp_fault_alloc",
     "thp_fault_fallback",
 )
-"""The kernel counters the model keeps, in ``vmstat_text[]`` order (after
-``nr_free_pages``, which :meth:`VmStat.format` prints first from the zones)."""
+"""The kernel event counters the model keeps, in ``vmstat_text[]`` order (the zone and
+node items come from the zones and LRU lists: :mod:`simcore.formats.procstate`)."""
 
 SIM_ONLY: tuple[str, ...] = (
     "pgalloc_fail",  # __alloc_pages() calls that returned NULL
@@ -109,31 +95,6 @@ SIM_ONLY: tuple[str, ...] = (
     "free_order_leaked_pages",  # pages leaked silently by __free_pages() with too small an order
     "alloc_order_warn",  # __alloc_pages() with order >= MAX_ORDER (NULL, no pgalloc_fail)
 )
-SIM_ONLY_MARKER = "# simulator-only"
-
-
-def format_vmstat(counters: Mapping[str, int], nr_free_pages: int,
-                  node_stats: Mapping[str, int] | None = None) -> str:
-    """Text in ``/proc/vmstat`` layout (``name value`` lines), as vmstat_show() prints.
-
-    ``nr_free_pages`` comes first, then :data:`KERNEL_EVENTS` in kernel order (with
-    ``node_stats``, the :data:`NODE_STATS` levels after the NUMA events), then
-    the ``# simulator-only`` line and the counters of ``counters`` that are not kernel
-    names (:data:`SIM_ONLY` first, then any others in their mapping order, so counters
-    added to the model later are printed too). Absent kernel counters print 0.
-    """
-    lines = [f"nr_free_pages {nr_free_pages}"]
-    lines += [f"{name} {counters.get(name, 0)}" for name in NUMA_EVENTS]
-    if node_stats is not None:
-        lines += [f"{name} {node_stats.get(name, 0)}" for name in NODE_STATS]
-    lines += [f"{name} {counters.get(name, 0)}" for name in KERNEL_EVENTS[len(NUMA_EVENTS):]]
-    lines.append(SIM_ONLY_MARKER)
-    kernel = {"nr_free_pages", *KERNEL_EVENTS, *(NODE_STATS if node_stats is not None else ())}
-    extra = [name for name in counters if name not in kernel and name not in SIM_ONLY]
-    lines += [f"{name} {counters.get(name, 0)}" for name in (*SIM_ONLY, *extra)]
-    return "\n".join(lines) + "\n"
-
-
 COUNTERS: tuple[str, ...] = KERNEL_EVENTS + SIM_ONLY
 """Every counter the model keeps; a counter's index here is its ``enum`` value."""
 VMSTAT_INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTERS)}
@@ -161,11 +122,3 @@ class VmStat:
     def as_dict(self) -> dict[str, int]:
         """A copy of every counter."""
         return {name: int(value) for name, value in zip(COUNTERS, self.values, strict=True)}
-
-    def format(self, nr_free_pages: int, node_stats: Mapping[str, int] | None = None) -> str:
-        """Text in ``/proc/vmstat`` layout (see :func:`format_vmstat`).
-
-        The simulator-only counters follow a ``# simulator-only`` comment line so that
-        a ``diff`` against a real host lines up.
-        """
-        return format_vmstat(self.as_dict(), nr_free_pages, node_stats)

@@ -320,7 +320,7 @@ def test_disk_full_in_the_cli_is_one_line_and_exit_2(
     def full(*args: Any, **kwargs: Any) -> str:
         raise OSError(28, "No space left on device", "zoneinfo.txt")
 
-    monkeypatch.setattr(run_mod, "format_zoneinfo", full)
+    monkeypatch.setattr(run_mod, "proc_texts", full)
     cfg = _write_config(tmp_path, CONFIG.replace("200ms", "20ms"))
     out = tmp_path / "runs"
     assert main(["run", str(cfg), "-o", str(out), "-q", "--no-report"]) == 2
@@ -332,10 +332,16 @@ def test_disk_full_in_the_cli_is_one_line_and_exit_2(
 def test_crash_while_writing_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash after the traces are closed: status failed, no summary, no temp leftovers."""
 
-    def broken(*args: Any, **kwargs: Any) -> str:
-        raise OSError(28, "No space left on device")
+    real = run_mod.proc_texts
+    calls = []
 
-    monkeypatch.setattr(run_mod, "format_zoneinfo", broken)
+    def broken(*args: Any, **kwargs: Any) -> dict[str, str]:
+        calls.append(1)
+        if len(calls) > 1:  # proc/start is written; the end-of-run files are not
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "proc_texts", broken)
     cfg = load_experiment(_write_config(tmp_path, CONFIG.replace("200ms", "20ms")))
     out = tmp_path / "runs"
     with pytest.raises(OSError, match="No space left"):

@@ -127,7 +127,7 @@ STAGES: dict[str, tuple[str, Callable[[pytest.MonkeyPatch], None]]] = {
     "mid-simulation": ("simulating", lambda mp: mp.setattr(
         SnapshotRecorder, "take", _raise_on_call(3, KeyboardInterrupt(), SnapshotRecorder.take))),
     "text snapshots": ("writing outputs", lambda mp: mp.setattr(
-        run_mod, "pagetypeinfo", _raise_on_call(1, KeyboardInterrupt(), run_mod.pagetypeinfo))),
+        run_mod, "proc_texts", _raise_on_call(2, KeyboardInterrupt(), run_mod.proc_texts))),
     "summary": ("writing outputs", lambda mp: mp.setattr(
         run_mod._Run, "summary", _raise_on_call(1, KeyboardInterrupt(), run_mod._Run.summary))),
     "report figures": ("building the report", lambda mp: mp.setattr(

@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
-from simcore.formats.procfmt import format_zoneinfo, kernel_zone_keys, zoneinfo_views
+from simcore.formats.procstate import zoneinfo_text
 from simcore.formats.proctables import PagetypeInfo
 from simcore.formats.snapshots import format_pagetypeinfo, pagetypeinfo, pagetypeinfo_tables
 from simcore.mm.gfp import GFP, GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
@@ -51,8 +51,7 @@ def _meminfo(kb: dict[str, int]) -> str:
 
 
 def _write_snapshot(directory: Path, source: Machine, ptinfo: str, kb: dict[str, int]) -> None:
-    keys = kernel_zone_keys(node.nid for node in source.mm.nodes)
-    (directory / "zoneinfo").write_text(format_zoneinfo(zoneinfo_views(source.mm.zones, keys)))
+    (directory / "zoneinfo").write_text(zoneinfo_text(source.mm))
     (directory / "pagetypeinfo").write_text(ptinfo)
     (directory / "meminfo").write_text(_meminfo(kb))
 

@@ -38,3 +38,14 @@ def test_cgroup_limit_lowers_what_is_available(host: Path) -> None:
 def test_nothing_readable_skips_the_check(host: Path) -> None:
     (host / "meminfo").unlink()
     assert hostmem.available_bytes() is None
+
+
+@pytest.mark.parametrize(("damaged", "available"), [
+    (b"MemTotal:       24000000 kB\nMemAvail", None),  # cut in the middle of the name
+    (b"MemAvailable: \xff\xfe\x00 kB\n", None),       # binary garbage
+    (b"MemAvailable:   200", 200 * 1024),             # a cut number cannot be told apart
+])
+def test_a_damaged_meminfo(host: Path, damaged: bytes, available: int | None) -> None:
+    """The host's own /proc/meminfo, damaged: no traceback; without a value, no check."""
+    (host / "meminfo").write_bytes(damaged)
+    assert hostmem.available_bytes() == available
