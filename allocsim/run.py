@@ -396,7 +396,6 @@ def simulate(
     tmp_dir = _make_tmp_dir(out_root, unique_run_dir(out_root, base).name)
     try:
         run = _Run(cfg, tmp_dir, report, setup)
-        run.write_manifest()
     except BaseException as exc:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if isinstance(exc, MemoryError):
@@ -404,6 +403,7 @@ def simulate(
                               "memory", "out of memory while building it") from None
         raise
     try:
+        run.write_manifest()  # from here on an interruption leaves a named directory
         run.start_processes()
         run.simulate(progress)
         summary = run.write_outputs()
