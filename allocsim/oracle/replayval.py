@@ -13,9 +13,11 @@ trace with ``--placement model`` from the ``start/`` state and compares, at the 
   (:mod:`simcore.formats.trace_metrics`) over the whole trace.
 
 :func:`hugepage_steps` validates each huge-page request of the run: the state just before
-the request is rebuilt with ``--placement real`` from ``start/``; the model's hugetlb
-caller then makes the request itself, with the sysctls the run had then (the snapshot
-taken after that step), and the pool it ends with is set against ``meta.txt``.
+the request is rebuilt with ``--placement real`` from ``start/`` (whatever the host did
+before it, a ``compact_memory`` write included, is in that state: its migrations are
+replayed as such); the model's hugetlb caller then makes the request itself, with the
+sysctls the run had then (the snapshot taken after that step), and the pool it ends with
+is set against ``meta.txt``.
 """
 
 from __future__ import annotations
@@ -275,9 +277,6 @@ def run_step(run: Path, table: Path, step: Step, prepare: Prepare | None) -> dic
     snapshot = step.snapshot if step.snapshot is not None else run / "end"
     if (snapshot / "sysctl_vm").is_file():
         _set_sysctls(m, snapshot)
-    if "compact_memory" in step.name:  # the step's own name says it wrote compact_memory
-        for node in mm.nodes:
-            mm.reclaim.compaction.compact_node(node.nid, mm.nodes[0].cpus[0], 0)
     pool = hugetlb_of(m)
     count = held + mm.managed_pages // (1 << mm.pageblock_order)  # as many as fit
     cpu = mm.nodes[0].cpus[0]

@@ -25,10 +25,13 @@ if TYPE_CHECKING:
 def take_block_off_buddy(zone: Zone, pfn: int, order: int) -> int:
     """Take the free block ``[pfn, pfn + 2**order)`` off ``zone``'s buddy lists.
 
-    Mirrors take_page_off_buddy() + break_down_buddy_pages(), for an aligned block of
+    After take_page_off_buddy() + break_down_buddy_pages(), for an aligned block of
     ``order`` instead of one page: the free block holding it is split, the halves that do
     not hold it go back on their free list (at the head, as ``expand()`` puts them), and
-    NR_FREE_PAGES drops by the block's pages. Returns the free list's migratetype, or -1
+    NR_FREE_PAGES drops by the block's pages. Unlike take_page_off_buddy(), which files
+    the halves under the pageblock's migratetype, they keep the free list's (as
+    ``expand()`` does in __rmqueue_smallest()), so the free table is what an allocation
+    of that block would have left. Returns the free list's migratetype, or -1
     when no free block holds the whole range (it is allocated, on a pcp list, or split).
     """
     flags = zone.pages.flags

@@ -18,11 +18,15 @@ first event) as a SimPy process, in one of two placements:
     pfn the model has busy, one in no zone of the model, one in a zone the request's
     gfp_mask does not allow.
 
-Frees of blocks the replay did not allocate were allocated before the trace began, or by
-the bulk allocator (which emits no ``mm_page_alloc``). Under ``real`` such a free is
-applied at its host pfn when the model has that pfn allocated (by a pre-existing owner,
-:mod:`simcore.sim.free_layout`), and counted either way; under ``model`` it is counted
-and skipped.
+Frees of blocks the replay did not allocate were allocated before the trace began, by
+the bulk allocator (``__alloc_pages_bulk()`` emits no ``mm_page_alloc`` except on its
+fallback to one ``__alloc_pages()``), or are compaction's: migration targets, which
+``isolate_freepages()`` takes off the free lists with no event, and free pages it
+isolated and gives back (``release_freepages()``). Under ``real`` such a free is applied
+at its host pfn when the model has that pfn allocated (by a host owner of a ``from_proc``
+initial state, :mod:`simcore.sim.initial_state`), and counted either way; under
+``model`` it is counted and skipped. With the host's compaction runs
+(:func:`compaction_runs`), frees inside them are migrations (:meth:`Replay._migrate`).
 
 Every replayed block belongs to the owner named after the host task's ``comm``, which
 the OOM killer never picks and reclaim never takes (the host's own reclaim is in the
@@ -35,8 +39,9 @@ recently freed free block of that size in the zone becomes reserved instead, so 
 and free pages are unchanged and the host's pfn is placed (``reserved_moved``).
 
 SIMPLIFICATIONS: the host's per-task CPU is used as is (the machine must have that many
-CPUs); events of the same nanosecond run in trace order; a free inside a compound block
-(which the kernel never does) is counted and skipped.
+CPUs); a free of part of a compound block (after a ``split_huge_page()``, which has no
+event) is counted and skipped; hugetlb pool pages are recognised by
+:func:`is_hugetlb_page`.
 """
 
 from __future__ import annotations
@@ -84,8 +89,6 @@ GFP_ZERO = int(GFP.ZERO)
 INT64_MAX = 2**63 - 1
 HOST_OWNER_PREFIX = "host:"
 """The owners of a ``from_proc`` initial state (:mod:`simcore.sim.hostowners`)."""
-CHUNK = 4096
-"""Pages the free-scanner search looks at per step."""
 Event = tuple[int, str, int, str, int, int, int, bool]
 """line, event, cpu, comm, pfn, order, gfp, inside a compaction run."""
 HUGETLB_GFP = int(GFP.RETRY_MAYFAIL | GFP.COMP)
@@ -96,7 +99,10 @@ def is_hugetlb_page(gfp: int, order: int, pageblock_order: int) -> bool:
     """Whether a traced allocation is a 2 MiB hugetlb pool page (not a THP).
 
     Its order is ``pageblock_order`` and its gfp_mask has ``__GFP_RETRY_MAYFAIL |
-    __GFP_COMP``, as alloc_buddy_huge_page() asks.
+    __GFP_COMP``, as alloc_buddy_huge_page() asks while it tries hard.
+    SIMPLIFICATION: after a node failed once in a resize, alloc_buddy_huge_page() asks it
+    with ``__GFP_NORETRY`` instead (``node_alloc_noretry``); such pages are missed. On one
+    node the resize stops at that failure, so none follow it.
     """
     return order == pageblock_order and gfp & HUGETLB_GFP == HUGETLB_GFP
 
@@ -421,32 +427,44 @@ class Replay:
             self.live[dest] = handle
         return True
 
-    def _free_scanner_page(self, zone: Zone, below: int) -> int:
-        """The highest free page above ``below`` in a MOVABLE pageblock of ``zone``, or -1.
+    def _free_scanner_page(self, zone: Zone, src: int) -> int:
+        """Where compaction's free scanner finds a target for a page migrated from ``src``.
 
-        Mirrors where isolate_freepages() finds migration targets (suitable_migration_target():
-        MOVABLE pageblocks), scanning down from where it last stopped
-        (``compact_cached_free_pfn``), and from the zone's end again once it has passed
-        ``below``.
+        Like isolate_freepages(): pageblocks from the top of the zone down, resuming where
+        it last stopped (``compact_cached_free_pfn``), above the source's pageblock
+        (``pageblock_end_pfn(migrate_pfn)``), only those suitable_migration_target()
+        accepts (MOVABLE, and not wholly free: a free block of pageblock order or more at
+        its start is left alone); in a pageblock, the lowest free page (isolate_freepages_block()
+        scans upward and compaction_alloc() takes the first page isolated). Returns -1 if
+        none. SIMPLIFICATION: no fast_isolate_freepages(), and the cursor is not reset at
+        each compaction run's start.
         """
+        pb = self.mm.pageblock_order
+        floor = ((src >> pb) + 1) << pb
         cursor = self.free_cursor.get(zone.zone_start_pfn, zone.end_pfn)
-        pfn = self._scan_down(zone, below, cursor)
+        pfn = self._scan_down(zone, floor, min(cursor, zone.end_pfn))
         if pfn < 0 and cursor < zone.end_pfn:
-            pfn = self._scan_down(zone, below, zone.end_pfn)
-        self.free_cursor[zone.zone_start_pfn] = pfn + 1 if pfn >= 0 else zone.end_pfn
+            pfn = self._scan_down(zone, floor, zone.end_pfn)
+        self.free_cursor[zone.zone_start_pfn] = (
+            ((pfn >> pb) + 1) << pb if pfn >= 0 else zone.end_pfn)
         return pfn
 
-    def _scan_down(self, zone: Zone, below: int, hi: int) -> int:
+    def _scan_down(self, zone: Zone, floor: int, top: int) -> int:
+        """The lowest free page of the highest suitable pageblock in ``[floor, top)``."""
         mm = self.mm
         flags = mm.pages.flags_np
         info = mm.pages.info_np
         pb = mm.pageblock_order
-        while hi > below + 1:
-            lo = max(below + 1, hi - CHUNK)
-            for head in (np.flatnonzero(flags[lo:hi] & PG_BUDDY)[::-1] + lo).tolist():
-                if mm.pageblock_mt[head >> pb] & 7 == MT_MOVABLE:
-                    return min(hi, head + (1 << int(info[head] & ORDER_MASK))) - 1
-            hi = lo
+        nr = 1 << pb
+        block = (top - 1) >> pb
+        while block << pb >= max(floor, zone.zone_start_pfn):
+            start = block << pb
+            if mm.pageblock_mt[block] & 7 == MT_MOVABLE and not (
+                    flags[start] & PG_BUDDY and int(info[start] & ORDER_MASK) >= pb):
+                heads = np.flatnonzero(flags[start:start + nr] & PG_BUDDY)
+                if len(heads):
+                    return start + int(heads[0])
+            block -= 1
         return -1
 
     def _owner(self, comm: str) -> str:
@@ -660,9 +678,11 @@ class Replay:
         the model must not reclaim the replayed blocks as well. Once the state is rebuilt
         and the model is to act on its own (a huge-page request), the host's page cache
         and anonymous memory become reclaimable as on the host. A zeroed block
-        (``__GFP_ZERO``) is anonymous memory, any other MOVABLE block page cache, except
+        (``__GFP_ZERO``: alloc_zeroed_user_highpage_movable(), the anonymous fault's page)
+        is anonymous memory, any other MOVABLE block page cache, except
         hugetlb pool pages (:func:`is_hugetlb_page`), which are on no LRU list.
-        SIMPLIFICATION: a copy-on-write anonymous page (not zeroed) counts as page cache.
+        SIMPLIFICATION: anonymous pages that are not zeroed at allocation (copy-on-write
+        copies, THPs cleared by clear_huge_page(), shmem) count as page cache.
         """
         reclaim = self.mm.reclaim
         moved = 0
