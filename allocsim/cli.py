@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import signal
 import sys
 from collections.abc import Sequence
@@ -166,7 +167,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             progress.close()
     s = result.summary
     r = s["replay"]
+    manifest = json.loads((result.run_dir / "manifest.json").read_text(encoding="utf-8"))
+    state = (manifest.get("initial_state") or {}).get("from_proc")
     print(f"run directory: {result.run_dir}")
+    print("  starting state: " + (f"the snapshot's (initial_state from_proc: {state})" if state
+                                  else "a freshly booted machine (initial_state fresh)"))
     print(f"  replayed {r['allocs']:,} allocations ({r['host_failed']:,} failed on the host) "
           f"and {r['frees']:,} frees over {s['simulated_seconds']:.3f} s, placement "
           f"{r['placement']}, in {s['wall_seconds']:.1f} s wall")
@@ -181,20 +186,25 @@ def _cmd_replay(args: argparse.Namespace) -> int:
               f"gfp_mask excludes; frees of blocks allocated before the trace or by the bulk "
               f"allocator: {r['frees_unmatched_applied']:,} applied, "
               f"{r['frees_unmatched_free']:,} already free in the model, "
-              f"{r['frees_unmatched_reserved']:,} reserved")
+              f"{r['frees_unmatched_reserved']:,} reserved; moved out of the host's way: "
+              f"{r['held_moved']:,} host-owner pages, {r['reserved_moved']:,} guessed "
+              f"reservations, {r['unseen_moved']:,} replayed pages")
+    if args.compaction_trace is not None:
+        print(f"  host compaction: {r['migrations']:,} frees inside its compaction runs "
+              f"replayed as migrations")
     if result.report:
         print(f"  report: {result.report[0]}")
     return 0
 
 
 def _cmd_validate_oracle(args: argparse.Namespace) -> int:
-    from allocsim.oracle.validate import format_table, to_json, validate_oracle
+    from allocsim.oracle.validate import LEGEND, format_table, to_json, validate_oracle
 
     def progress(run: str) -> None:
         print(f"validating {run} ...", file=sys.stderr, flush=True)
 
     results = validate_oracle(args.oracle_dir, progress=progress)
-    print(to_json(results) if args.json else format_table(results), end="")
+    print(to_json(results) if args.json else format_table(results) + LEGEND, end="")
     return 0
 
 

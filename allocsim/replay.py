@@ -81,6 +81,22 @@ def imported_trace(trace: Path) -> Iterator[Path]:
         yield out
 
 
+def check_cpus(table: Path, nr_cpus: int, shown_as: Path) -> None:
+    """Refuse a trace whose events name a CPU the machine does not have.
+
+    Raises:
+        TraceError: Naming ``shown_as`` (the file the user gave) and the first such line.
+    """
+    import pyarrow.compute as pc
+
+    cols = open_trace_table(table).read(columns=["line", "cpu"])
+    bad = pc.greater_equal(cols.column("cpu"), nr_cpus)
+    if pc.any(bad).as_py():
+        first = cols.filter(bad).slice(0, 1).to_pydict()
+        raise TraceError(str(shown_as), first["line"][0], f"a CPU of the machine (0-"
+                         f"{nr_cpus - 1})", f"CPU {first['cpu'][0]}")
+
+
 def trace_span_ns(trace: Path) -> int:
     """Nanoseconds from the first to the last event of an imported trace."""
     import pyarrow.compute as pc
@@ -113,6 +129,7 @@ def replay(
         span = trace_span_ns(table)
         cfg = replay_config(machine, seed, out.name, initial_state)
         cfg = dataclasses.replace(cfg, duration_ns=span + TAIL_NS)
+        check_cpus(table, sum(n.cpus for n in cfg.machine.nodes), trace)
 
         def setup(m: Machine) -> None:
             if prepare is not None:

@@ -434,15 +434,17 @@ def _check_complete(run: _Run) -> None:
 def _abort(run: _Run, exc: BaseException, out_root: Path, base: str) -> None:
     """Record why the run stopped and rename it ``<base>.failed``/``.interrupted``.
 
-    Partial traces and the ``proc/`` snapshots taken so far are dropped (every other
-    file in the directory is complete, as each is written atomically). If even that
-    fails (the disk is full, the directory is gone), the temporary directory is removed
-    so nothing half-written stays.
+    Partial traces, the ``proc/`` snapshots taken so far and a partial ``report/`` are
+    dropped (every other file in the directory is complete, as each is written
+    atomically). If even that fails (the disk is full, the directory is gone), the
+    temporary directory is removed so nothing half-written stays.
     """
     if isinstance(run.tracer, RecordingTracer):
         run.tracer.abort()
-    # The proc/ snapshots taken so far are complete, but the run's set of them is not.
+    # The proc/ snapshots taken so far are complete, but the run's set of them is not;
+    # nor is a report cut off while it was being built (its pages are, one by one).
     shutil.rmtree(run.tmp_dir / PROC_DIR, ignore_errors=True)
+    shutil.rmtree(run.tmp_dir / ts.REPORT_DIR, ignore_errors=True)
     interrupt = interruption_in(exc)
     status = STATUS_INTERRUPTED if interrupt is not None else STATUS_FAILED
     reason = interrupt if interrupt is not None else exc

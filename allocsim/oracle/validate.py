@@ -70,17 +70,24 @@ class RunResult:
 def run_dirs(root: Path) -> list[Path]:
     """The runs of ``root``: directories with ``start/`` or ``sNN-`` snapshots.
 
+    ``root`` itself if it is one.
+
     Raises:
         OracleDirError: There is none.
     """
     if not root.is_dir():
         raise OracleDirError(root, "no such directory")
-    runs = sorted(p for p in root.iterdir() if p.is_dir() and (
-        (p / "start").is_dir() or any(c.name[:1] == "s" and c.name[1:3].isdigit()
-                                      for c in p.iterdir())))
+    if _is_run(root):  # one run directory given on its own
+        return [root]
+    runs = sorted(p for p in root.iterdir() if p.is_dir() and _is_run(p))
     if not runs:
         raise OracleDirError(root, "no run directory in it")
     return runs
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "start").is_dir() or any(
+        c.is_dir() and c.name[:1] == "s" and c.name[1:3].isdigit() for c in path.iterdir())
 
 
 def trace_of(run: Path) -> Path | None:
@@ -170,6 +177,20 @@ def format_table(results: list[RunResult]) -> str:
             f"| {cell(v.get('pcp_share_sim'))} / {cell(v.get('pcp_share_real'))} "
             f"| {cell(v.get('extfrag_sim'))} / {cell(v.get('extfrag_real'))} | {steps} |")
     return "\n".join(lines) + "\n"
+
+
+LEGEND = """
+watermarks: exact if every sNN- snapshot's recomputed min/low/high, protection and pcp
+  high/batch equal the real zoneinfo ("-": the run has no snapshot taken after a sysctl
+  write). Replay columns ("-": no trace or no start/ snapshot) come from a replay of the
+  run's trace with --placement model from its start/ state, compared at the last
+  buddyinfo.periodic sample in the trace: buddyinfo L1 = sum |sim - real| * 2^order over
+  zones and orders / real free pages; pcp share and extfrag over the whole trace.
+huge pages: per request, the pool after the model's own request from the state a
+  --placement real replay rebuilt, against meta.txt. --json adds the slowpath counts and
+  the replay's own counts. The README's Validation section says where and why the model
+  disagrees.
+"""
 
 
 def to_json(results: list[RunResult]) -> str:

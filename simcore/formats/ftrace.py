@@ -193,7 +193,10 @@ def iter_rows(path: Path, report: ImportReport) -> Iterator[dict[str, Any]]:
                     continue
                 report.events[row["event"]] += 1
                 yield row
-    except (UnicodeDecodeError, EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
+    except EOFError:
+        raise TraceError(source, lineno + 1, "a complete compressed stream",
+                         "it ends early (a truncated file?)") from None
+    except (UnicodeDecodeError, lzma.LZMAError, gzip.BadGzipFile) as exc:
         raise TraceError(source, lineno + 1, "UTF-8 ftrace text",
                          f"undecodable data ({type(exc).__name__})") from None
 

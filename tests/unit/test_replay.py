@@ -333,3 +333,21 @@ def test_compaction_runs_of_a_real_slowpath_trace() -> None:
     runs = compaction_runs(DATA / "hugetlb-fragmented-nocompact" / "slowpath-trace.txt.xz")
     assert {pid: len(spans) for pid, spans in runs.items()} == {34: 6, 1: 65}  # 71 begins
     assert runs[34][0] == (15_760_568_000, 15_784_513_000)  # kcompactd0's first run
+
+
+def test_truncated_compressed_trace_and_a_cpu_named_in_the_users_file(
+        tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    cut = tmp_path / "cut.txt.xz"
+    cut.write_bytes((FRESH / "trace.txt.xz").read_bytes()[:3000])
+    assert main(["replay", str(cut), "--machine", str(FRESH / "start"), "-o",
+                 str(tmp_path / "o"), "-q", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert str(cut) in err and "ends early" in err and "Traceback" not in err
+    text = tmp_path / "cpu.txt"
+    text.write_text("# tracer: nop\n          task-1     [005] .....  1.000000: mm_page_free: "
+                    "page=(____ptrval____) pfn=0x1234 order=0\n")
+    assert main(["replay", str(text), "--machine", str(FRESH / "start"), "-o",
+                 str(tmp_path / "o2"), "-q", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert f"{text}:2:" in err and "CPU 5" in err
+    assert not (tmp_path / "o2").exists() and not list(tmp_path.glob("o2*"))

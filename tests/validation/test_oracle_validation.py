@@ -71,3 +71,12 @@ def test_readme_table_is_the_baselines() -> None:
     assert readme_with_table(readme, table) == readme, (
         f"README's validation table differs from {BASELINE.name}: run "
         "python -m allocsim.oracle.baseline")
+
+
+def test_one_run_directory_on_its_own(capsys: pytest.CaptureFixture[str]) -> None:
+    """validate-oracle also takes one run directory; the table has its legend."""
+    assert main(["validate-oracle", str(DATA / "wmark-recompute")]) == 0
+    out = capsys.readouterr().out
+    assert "| wmark-recompute | exact |" in out and "buddyinfo L1 = sum" in out
+    assert main(["validate-oracle", str(DATA / "wmark-recompute" / "s00-mfk128-wsf10")]) == 2
+    assert "expected a directory of runs" in capsys.readouterr().err
