@@ -22,8 +22,9 @@ from allocsim.run import ProgressFn, RunResult, simulate
 from simcore.config.parse import parse_config, read_yaml
 from simcore.config.types import ExperimentConfig
 from simcore.errors import ConfigError, TraceError
+from simcore.formats.trace_table import compaction_runs, open_trace_table
 from simcore.sim.machine import Machine
-from simcore.sim.replay import Replay, compaction_runs, open_trace_table
+from simcore.sim.replay import Replay
 
 MACHINE_FILE_KEYS = ("machine", "sysctl", "cost", "limits", "trace", "initial_state")
 """The sections of a ``--machine`` YAML file a replay uses."""

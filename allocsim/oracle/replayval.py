@@ -37,10 +37,11 @@ from simcore.formats.procfs import read_snapshot
 from simcore.formats.procmachine import sysctl_from_snapshot
 from simcore.formats.proctables import parse_buddyinfo
 from simcore.formats.trace_metrics import PageEvents, extfrag_events, served_from
+from simcore.formats.trace_table import compaction_runs
 from simcore.mm.sysctl import write_sysctl
 from simcore.sim.hugetlb import hugetlb_of
 from simcore.sim.machine import Machine
-from simcore.sim.replay import Replay, compaction_runs, is_hugetlb_page
+from simcore.sim.replay import Replay, is_hugetlb_page
 from simcore.sim.tracer import RecordingTracer
 
 Prepare = Callable[[Machine, Path], Any]

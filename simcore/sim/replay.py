@@ -46,12 +46,8 @@ event) is counted and skipped; hugetlb pool pages are recognised by
 
 from __future__ import annotations
 
-import gzip
-import lzma
-import re
-from bisect import bisect_right
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,36 +55,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from simcore.errors import TraceError
-from simcore.mm.constants import MIGRATE_TYPES, MT_MOVABLE, MT_RECLAIMABLE, MT_UNMOVABLE
+from simcore.formats.trace_table import ALLOC, FREE, read_batches
+from simcore.mm.constants import MT_MOVABLE
 from simcore.mm.gfp import GFP, gfp_migratetype, gfp_zone
 from simcore.mm.lru import KIND_ANON, KIND_FILE
 from simcore.mm.pages import (
-    MT_SHIFT,
     ORDER_MASK,
     PG_ALLOC,
-    PG_BUDDY,
     PG_HEAD,
-    PG_MOVABLE_OWNER,
-    PG_PCP,
     PG_RESERVED,
     PG_TAIL,
 )
-from simcore.mm.take_page import take_block_off_buddy, take_block_off_pcp
+from simcore.mm.take_page import take_block_off_pcp
 from simcore.sim.machine import Allocation, Machine
+from simcore.sim.replay_moves import HostMoves
 
 if TYPE_CHECKING:
-    from simcore.mm.zone import Zone
+    pass
 
 PLACEMENTS = ("model", "real")
-COLUMNS = ("line", "time_ns", "cpu", "comm", "pid", "event", "pfn", "order", "gfp")
-"""The columns of an imported trace the replay reads."""
 REPLAY_KEY = "replay"
 """Where the replay's counts live in :attr:`Machine.extras` (and ``summary.json``)."""
-_ALLOC, _FREE = "mm_page_alloc", "mm_page_free"
+_ALLOC, _FREE = ALLOC, FREE
 GFP_ZERO = int(GFP.ZERO)
-INT64_MAX = 2**63 - 1
-HOST_OWNER_PREFIX = "host:"
-"""The owners of a ``from_proc`` initial state (:mod:`simcore.sim.hostowners`)."""
 Event = tuple[int, str, int, str, int, int, int, bool]
 """line, event, cpu, comm, pfn, order, gfp, inside a compaction run."""
 HUGETLB_GFP = int(GFP.RETRY_MAYFAIL | GFP.COMP)
@@ -108,9 +97,6 @@ def is_hugetlb_page(gfp: int, order: int, pageblock_order: int) -> bool:
 
 
 
-MOVE_RESERVATION_FROM = (MT_UNMOVABLE, MT_RECLAIMABLE, MT_MOVABLE)
-"""Free lists a moved reservation is taken from, in order: memblock reservations sit in
-pageblocks that boot leaves UNMOVABLE or MOVABLE; never the highatomic reserve."""
 
 
 @dataclass
@@ -175,74 +161,7 @@ class ReplayCounts:
         return asdict(self)
 
 
-def open_trace_table(path: Path) -> Any:
-    """An imported trace as a ``pyarrow.parquet.ParquetFile``, its columns checked.
-
-    Raises:
-        TraceError: ``path`` is not an imported trace (a Parquet file with :data:`COLUMNS`).
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise TraceError(str(path), 0, "an imported trace (allocsim trace import TRACE -o "
-                         "trace.parquet)", f"unreadable Parquet ({exc})") from None
-    missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
-    if missing:
-        raise TraceError(str(path), 0, "an imported trace with columns " + ", ".join(COLUMNS),
-                         "no column " + ", ".join(missing))
-    return pf
-
-
-def read_batches(path: Path, batch_rows: int = 65536) -> Iterator[dict[str, list[Any]]]:
-    """The replayed events of an imported trace, a batch of columns at a time.
-
-    Raises:
-        TraceError: ``path`` is not an imported trace.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    pf = open_trace_table(path)
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=list(COLUMNS)):
-        keep = pc.is_in(batch.column("event"), pa.array([_ALLOC, _FREE]))
-        yield batch.filter(keep).to_pydict()
-
-
-_RUN_LINE = re.compile(r"-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+(?:\S+\s+)?(\d+)\.(\d+):"
-                       r"\s+mm_compaction_(begin|end):")
-
-
-def compaction_runs(path: Path) -> dict[int, list[tuple[int, int]]]:
-    """Each task's compaction runs (``mm_compaction_begin`` to ``_end``) in an ftrace.
-
-    ``path`` is ftrace text with the ``compaction:`` events (the oracle's
-    ``slowpath-trace.txt.xz``); other lines are ignored. Returns pid -> sorted
-    ``(begin_ns, end_ns)``.
-    """
-    from simcore.formats.ftrace import open_text
-
-    runs: dict[int, list[tuple[int, int]]] = {}
-    begun: dict[int, int] = {}
-    try:
-        with open_text(path) as f:
-            for text in f:
-                m = _RUN_LINE.search(text)
-                if m is None:
-                    continue
-                pid, t = int(m[1]), int(m[2]) * 1_000_000_000 + int(m[3].ljust(9, "0")[:9])
-                if m[4] == "begin":
-                    begun[pid] = t
-                elif pid in begun:
-                    runs.setdefault(pid, []).append((begun.pop(pid), t))
-    except (UnicodeDecodeError, EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
-        raise TraceError(str(path), 0, "UTF-8 ftrace text", type(exc).__name__) from None
-    return {pid: sorted(spans) for pid, spans in runs.items()}
-
-
-class Replay:
+class Replay(HostMoves):
     """One replay of a trace against ``machine`` (see the module docstring)."""
 
     def __init__(self, machine: Machine, trace: Path, placement: str = "model",
@@ -372,101 +291,6 @@ class Replay:
             return True
         return self._free(pfn, order, cpu)
 
-    # -- compaction's migrations ----------------------------------------------------------
-    def _migrating(self, pid: int, t: int) -> bool:
-        """Whether ``t`` is inside a compaction run of task ``pid``."""
-        spans = self.compaction_runs.get(pid)
-        if not spans:
-            return False
-        i = bisect_right(spans, (t, INT64_MAX)) - 1
-        return i >= 0 and spans[i][0] <= t <= spans[i][1]
-
-    def _migrate(self, pfn: int, order: int, cpu: int) -> bool:
-        """A free inside a compaction run: a migration's source, if the replay placed it.
-
-        Only order-0 blocks that are not compound migrate (as in 6.1). The page's
-        contents live on at a target that compaction's free scanner took off the free
-        lists, with no event. ``real``: the block moves to the highest free page of a
-        MOVABLE pageblock of its zone (where the free scanner, which starts at the zone's
-        end, finds targets) and its old page is freed. ``model``: the block stays
-        allocated and is freed by the next free of a block the replay does not know.
-        """
-        if order:
-            return False
-        handle, head = self._live_block(pfn, order)
-        held = self.real and handle is None and bool(self._held_mask(pfn, 1)[0])
-        if not held and (handle is None or head != pfn or handle.order
-                         or self.mm.pages.flags[pfn] & (PG_HEAD | PG_TAIL)):
-            return False
-        self.counts.migrations += 1
-        if handle is not None:
-            del self.live[pfn]
-            if not self.real:
-                self.migrated.append(handle)
-                return True
-        mm = self.mm
-        src = pfn if handle is None else handle.pfn
-        zone = mm.page_zone(src)
-        dest = self._free_scanner_page(zone, src)
-        if dest < 0:
-            if handle is not None:
-                self.live[pfn] = handle
-            return False
-        pages = mm.pages
-        take_block_off_buddy(zone, dest, 0)
-        pages.ref[dest] = 1
-        pages.info[dest] = pages.info[src]
-        pages.flags[dest] = pages.flags[src]
-        self.machine._moved(src, dest)  # the handle, or the host owner's page, follows
-        lv = mm.reclaim.lruvecs[zone.nid]
-        where = lv.on_list(src)
-        if where >= 0:
-            lv.put(dest, where, lv.delete(src))
-        mm.free_pages(src, 0, cpu)
-        if handle is not None:
-            self.live[dest] = handle
-        return True
-
-    def _free_scanner_page(self, zone: Zone, src: int) -> int:
-        """Where compaction's free scanner finds a target for a page migrated from ``src``.
-
-        Like isolate_freepages(): pageblocks from the top of the zone down, resuming where
-        it last stopped (``compact_cached_free_pfn``), above the source's pageblock
-        (``pageblock_end_pfn(migrate_pfn)``), only those suitable_migration_target()
-        accepts (MOVABLE, and not wholly free: a free block of pageblock order or more at
-        its start is left alone); in a pageblock, the lowest free page (isolate_freepages_block()
-        scans upward and compaction_alloc() takes the first page isolated). Returns -1 if
-        none. SIMPLIFICATION: no fast_isolate_freepages(), and the cursor is not reset at
-        each compaction run's start.
-        """
-        pb = self.mm.pageblock_order
-        floor = ((src >> pb) + 1) << pb
-        cursor = self.free_cursor.get(zone.zone_start_pfn, zone.end_pfn)
-        pfn = self._scan_down(zone, floor, min(cursor, zone.end_pfn))
-        if pfn < 0 and cursor < zone.end_pfn:
-            pfn = self._scan_down(zone, floor, zone.end_pfn)
-        self.free_cursor[zone.zone_start_pfn] = (
-            ((pfn >> pb) + 1) << pb if pfn >= 0 else zone.end_pfn)
-        return pfn
-
-    def _scan_down(self, zone: Zone, floor: int, top: int) -> int:
-        """The lowest free page of the highest suitable pageblock in ``[floor, top)``."""
-        mm = self.mm
-        flags = mm.pages.flags_np
-        info = mm.pages.info_np
-        pb = mm.pageblock_order
-        nr = 1 << pb
-        block = (top - 1) >> pb
-        while block << pb >= max(floor, zone.zone_start_pfn):
-            start = block << pb
-            if mm.pageblock_mt[block] & 7 == MT_MOVABLE and not (
-                    flags[start] & PG_BUDDY and int(info[start] & ORDER_MASK) >= pb):
-                heads = np.flatnonzero(flags[start:start + nr] & PG_BUDDY)
-                if len(heads):
-                    return start + int(heads[0])
-            block -= 1
-        return -1
-
     def _owner(self, comm: str) -> str:
         name = comm or "<idle>"
         if name not in self.machine.owners:
@@ -525,151 +349,6 @@ class Replay:
             self.skipped.discard(pfn)
             self.live[pfn] = handle
         return True
-
-    def _take(self, zone: Zone, pfn: int, order: int) -> bool:
-        """Take the block at ``pfn`` off the buddy lists.
-
-        Drains the zone's pcp lists, moves a guessed reservation, or moves the pages of
-        the host's owners that the model placed there (:meth:`_displace`), if that is what
-        stands in the way; False if a block the model allocated does.
-        """
-        if take_block_off_buddy(zone, pfn, order) >= 0:
-            return True
-        nr = 1 << order
-        flags = self.mm.pages.flags_np[pfn:pfn + nr]
-        if (flags & PG_PCP).any():
-            self.counts.pcp_drains += 1
-            self.mm.drain_all_pages(zone)
-            if take_block_off_buddy(zone, pfn, order) >= 0:
-                return True
-        held = self._held_mask(pfn, nr)
-        reserved = (flags & PG_RESERVED) != 0
-        stale = ((flags & PG_ALLOC) != 0) & ~held
-        if stale.any() and not self._unseen_migrations(zone, pfn, stale, pfn):
-            return False  # a block allocated in the model that cannot have moved
-        if self._allocated_head(pfn) not in (-1, pfn):
-            return False  # inside a block allocated in the model that starts before it
-        if not (held.any() or reserved.any()):
-            return take_block_off_buddy(zone, pfn, order) >= 0
-        if reserved.all() and self._move_reservation(zone, order, pfn):
-            flags[:] = 0
-            self.counts.reserved_moved += 1
-            return True
-        for i in np.flatnonzero(held | reserved).tolist():
-            if not self._displace(zone, pfn + i, bool(held[i]), pfn):
-                return False
-        return take_block_off_buddy(zone, pfn, order) >= 0
-
-    def _unseen_migrations(self, zone: Zone, pfn: int, stale: np.ndarray, keep: int) -> bool:
-        """Move the replayed order-0 blocks in the way of a host allocation at ``pfn``.
-
-        The host allocates only free pages, so a replayed block the model still has there
-        must have moved without an event (a migration whose target the trace does not
-        show, or one :meth:`_migrate` placed elsewhere). Each moves to a free page of its
-        migratetype (``unseen_moved``); False if one cannot (a larger or compound block).
-        """
-        owner_of = self.machine.owner_of
-        flags = self.mm.pages.flags
-        pages = self.mm.pages
-        for p in (np.flatnonzero(stale) + pfn).tolist():
-            handle = owner_of.get(p)
-            if handle is None or handle.order or flags[p] & (PG_HEAD | PG_TAIL) or \
-                    handle.owner.startswith(HOST_OWNER_PREFIX):
-                return False
-            dest = self._free_page(zone, pages.info[p] >> MT_SHIFT, keep)
-            if dest < 0:
-                return False
-            pages.ref[dest] = 1
-            pages.info[dest] = pages.info[p]
-            pages.flags[dest] = pages.flags[p]
-            self.machine._moved(p, dest)
-            if self.live.get(p) is handle:
-                del self.live[p]
-                self.live[dest] = handle
-            pages.ref[p] = 0
-            pages.flags[p] = 0
-            zone.free_one_page(p, 0, zone.get_pageblock_migratetype(p))
-            self.counts.unseen_moved += 1
-        return True
-
-    def _held_mask(self, pfn: int, nr: int) -> np.ndarray:
-        """Per page of ``[pfn, pfn + nr)``: held by a host owner (no handle)."""
-        held = self.machine.held
-        if held is None:
-            return np.zeros(nr, dtype=bool)
-        mask: np.ndarray = held.owner_np[pfn:pfn + nr] >= 0
-        return mask
-
-    def _displace(self, zone: Zone, p: int, held: bool, keep: int) -> bool:
-        """Free page ``p`` for the host: move what the model put there to a free page.
-
-        A guessed reservation moves (:meth:`_move_reservation`); a host owner's page
-        (:mod:`simcore.sim.initial_state`: the snapshot gave counts, not places) moves to
-        a free page of its own migratetype, with its LRU entry and owner, as compaction
-        would migrate it (``held_moved``). Then ``p`` goes back on the free lists.
-        """
-        mm = self.mm
-        pages = mm.pages
-        mt = pages.info[p] >> MT_SHIFT
-        if not held:
-            if not self._move_reservation(zone, 0, keep):
-                return False
-            self.counts.reserved_moved += 1
-        else:
-            dest = self._free_page(zone, mt, keep)
-            if dest < 0:
-                return False
-            movable = pages.flags[p] & PG_MOVABLE_OWNER
-            pages.ref[dest] = 1
-            pages.info[dest] = pages.info[p]
-            pages.flags[dest] = PG_ALLOC | movable
-            self.machine._moved(p, dest)  # the host owner's page follows (machine.held)
-            lv = mm.reclaim.lruvecs[zone.nid]
-            where = lv.on_list(p)
-            if where >= 0:
-                lv.put(dest, where, lv.delete(p))
-            pages.ref[p] = 0
-            self.counts.held_moved += 1
-        pages.flags[p] = 0
-        zone.free_one_page(p, 0, zone.get_pageblock_migratetype(p))
-        return True
-
-    def _move_reservation(self, zone: Zone, order: int, keep: int) -> bool:
-        """Reserve another free block of ``order`` in ``zone`` instead of the host's.
-
-        The least recently freed block (a list's tail) of the lowest order that has one,
-        outside the pageblock of ``keep`` (the block being placed); the block the host
-        allocated is managed from now on.
-        """
-        fa = zone.free_area
-        lists = fa.lists
-        blk = keep >> zone.pageblock_order
-        for o in range(order, zone.max_order + 1):
-            for mt in MOVE_RESERVATION_FROM:
-                pfn = lists.last(fa.heads[o * MIGRATE_TYPES + mt])
-                if pfn >= 0 and pfn >> zone.pageblock_order != blk:
-                    take_block_off_buddy(zone, pfn, order)
-                    self.mm.pages.flags_np[pfn:pfn + (1 << order)] = PG_RESERVED
-                    return True
-        return False
-
-    def _free_page(self, zone: Zone, mt: int, keep: int) -> int:
-        """Take one free page off ``zone``'s buddy lists, preferring migratetype ``mt``.
-
-        The least recently freed block (a list's tail) of the lowest order that has one,
-        outside the pageblock of ``keep``. Returns its pfn, or -1.
-        """
-        fa = zone.free_area
-        lists = fa.lists
-        blk = keep >> zone.pageblock_order
-        order_of_types = (mt, *(t for t in MOVE_RESERVATION_FROM if t != mt))
-        for o in range(zone.max_order + 1):
-            for t in order_of_types:
-                pfn = lists.last(fa.heads[o * MIGRATE_TYPES + t])
-                if pfn >= 0 and pfn >> zone.pageblock_order != blk:
-                    take_block_off_buddy(zone, pfn, 0)
-                    return int(pfn)
-        return -1
 
     def hand_over_to_reclaim(self) -> int:
         """Put the replayed MOVABLE blocks on the LRU lists, oldest first; returns them.

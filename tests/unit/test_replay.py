@@ -328,7 +328,7 @@ def test_frees_inside_a_compaction_run_are_migrations(tmp_path: Path) -> None:
 
 
 def test_compaction_runs_of_a_real_slowpath_trace() -> None:
-    from simcore.sim.replay import compaction_runs
+    from simcore.formats.trace_table import compaction_runs
 
     runs = compaction_runs(DATA / "hugetlb-fragmented-nocompact" / "slowpath-trace.txt.xz")
     assert {pid: len(spans) for pid, spans in runs.items()} == {34: 6, 1: 65}  # 71 begins
