@@ -110,6 +110,10 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
         start_ns = (data.summary.get("replay") or {}).get("trace_start_ns", 0)
         pages += overlay_pages(data.buddyinfo, Path(overlay), pb_order, start_ns / 1e9)
     out.mkdir(parents=True, exist_ok=True)
+    stems = {stem for stem, _ in pages if stem}
+    for old in out.glob("overlay_*.png"):  # a previous build's overlay, not asked for now
+        if old.stem not in stems:
+            old.unlink()
     title = f"allocsim report: {data.manifest['name']}"
     written = [write_pdf(out / PDF_NAME, [fig for _, fig in pages], title)]
     written += [write_png(out / f"{stem}.png", fig) for stem, fig in pages if stem]

@@ -65,3 +65,15 @@ def test_report_overlay_writes_one_png_per_host_zone(tmp_path: Path) -> None:
     bad = tmp_path / "bad.periodic"
     bad.write_text("nonsense\n")
     assert main(["report", str(run_dir), "--overlay", str(bad)]) == 2
+
+
+def test_rebuilding_without_overlay_drops_the_old_overlay_pages(tmp_path: Path) -> None:
+    """A report rebuilt without --overlay keeps no overlay PNG of an earlier build."""
+    fresh = Path(__file__).parent.parent / "data" / "oracle" / "hugetlb-fresh"
+    run = tmp_path / "r"
+    assert main(["replay", str(fresh / "trace.txt.xz"), "--machine", str(fresh / "start"),
+                 "-o", str(run), "--no-report", "-q"]) == 0
+    assert main(["report", str(run), "--overlay", str(fresh / "buddyinfo.periodic")]) == 0
+    assert list((run / "report").glob("overlay_*.png"))
+    assert main(["report", str(run)]) == 0
+    assert not list((run / "report").glob("overlay_*.png"))
