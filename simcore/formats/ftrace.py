@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -216,7 +217,11 @@ def import_trace(path: Path, out: Path) -> ImportReport:
     report = ImportReport()
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        writer = pq.ParquetWriter(tmp, schema)
+        try:
+            writer = pq.ParquetWriter(tmp, schema)
+        except OSError as exc:  # name the user's path, not the temporary file's
+            raise OSError(exc.errno, f"cannot write {out} "
+                                     f"({os.strerror(exc.errno) if exc.errno else exc})") from None
         try:
             batch: list[dict[str, Any]] = []
             for row in iter_rows(path, report):

@@ -115,3 +115,11 @@ def test_other_subsystems_events_are_skipped_by_name(
     assert main(["trace", "import", str(path), "-o", str(tmp_path / "o.parquet")]) == 0
     out = capsys.readouterr().out
     assert "1 mm_compaction_begin" in out and "1 sched_switch" in out
+
+
+def test_an_unwritable_output_is_named_not_its_temporary_file(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """The error names the -o path the user gave (here /proc, where no file can be made)."""
+    trace = Path(__file__).parent.parent / "data" / "oracle" / "hugetlb-fresh" / "trace.txt.xz"
+    assert main(["trace", "import", str(trace), "-o", "/proc/allocsim-test.parquet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write /proc/allocsim-test.parquet" in err and ".tmp-" not in err
