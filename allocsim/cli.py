@@ -349,7 +349,7 @@ def _cmd_proc(args: argparse.Namespace) -> int:
 
         for note in import_machine(args.snapshot_dir, args.out):
             print(f"allocsim: note: {note}", file=sys.stderr)
-        print(f"machine: {args.out}")
+        print(f"wrote {args.out}: the machine: and sysctl: sections of {args.snapshot_dir}")
         return 0
     from allocsim.procshow import proc_show
 

@@ -36,7 +36,8 @@ def import_machine(snapshot_dir: Path, out: Path) -> list[str]:
     sysctl = sysctl_from_snapshot(snap)
     spans = {(s.nid, ZONE_NAMES[s.zone_idx]): s for s in layout_machine(machine)}
     lines = [f"# Imported by `allocsim proc import` from {snapshot_dir}.",
-             "# zone            start_pfn    spanned    present    managed   (host / model)"]
+             "# zone            start_pfn    spanned    present    managed   (a model row "
+             "follows where the model lays the zone out differently)"]
     for zone in populated_zones(snap):
         span = spans[(zone.nid, zone.name)]
         host = (zone.start_pfn, zone.spanned, zone.present, zone.managed)
