@@ -22,7 +22,7 @@ from allocsim.run import ProgressFn, RunResult, simulate
 from simcore.config.parse import parse_config, read_yaml
 from simcore.config.types import ExperimentConfig
 from simcore.errors import ConfigError, TraceError
-from simcore.formats.trace_table import compaction_runs, open_trace_table
+from simcore.formats.trace_table import compaction_runs, open_trace_table, time_bounds
 from simcore.sim.machine import Machine
 from simcore.sim.replay import Replay
 
@@ -98,17 +98,6 @@ def check_cpus(table: Path, nr_cpus: int, shown_as: Path) -> None:
                          f"{nr_cpus - 1})", f"CPU {first['cpu'][0]}")
 
 
-def trace_span_ns(trace: Path) -> int:
-    """Nanoseconds from the first to the last event of an imported trace."""
-    import pyarrow.compute as pc
-
-    times = open_trace_table(trace).read(columns=["time_ns"]).column("time_ns")
-    if len(times) == 0:
-        return 0
-    span = pc.min_max(times)
-    return int(span["max"].as_py()) - int(span["min"].as_py())
-
-
 def replay(
     trace: Path, machine: Path, out: Path, placement: str = "model", seed: int = 0,
     progress: ProgressFn | None = None, report: bool = True,
@@ -127,7 +116,8 @@ def replay(
     """
     runs = compaction_runs(compaction_trace) if compaction_trace is not None else None
     with imported_trace(trace) as table:
-        span = trace_span_ns(table)
+        first_ns, last_ns = time_bounds(table)
+        span = last_ns - first_ns
         cfg = replay_config(machine, seed, out.name, initial_state)
         cfg = dataclasses.replace(cfg, duration_ns=span + TAIL_NS)
         check_cpus(table, sum(n.cpus for n in cfg.machine.nodes), trace)

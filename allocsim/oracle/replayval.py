@@ -37,7 +37,7 @@ from simcore.formats.procfs import read_snapshot
 from simcore.formats.procmachine import sysctl_from_snapshot
 from simcore.formats.proctables import parse_buddyinfo
 from simcore.formats.trace_metrics import PageEvents, extfrag_events, served_from
-from simcore.formats.trace_table import compaction_runs
+from simcore.formats.trace_table import compaction_runs, time_bounds
 from simcore.mm.sysctl import write_sysctl
 from simcore.sim.hugetlb import hugetlb_of
 from simcore.sim.machine import Machine
@@ -138,15 +138,9 @@ def buddyinfo_l1(sim: dict[tuple[int, str], list[int]],
     return (100.0 * dist / real_pages if real_pages else 0.0), sim_pages, real_pages
 
 
-def _time_bounds(table: Path) -> tuple[int, int]:
-    times = pq.read_table(table, columns=["time_ns"]).column("time_ns")
-    span = pc.min_max(times)
-    return int(span["min"].as_py()), int(span["max"].as_py())
-
-
 def replay_fidelity(run: Path, table: Path, work: Path, prepare: Prepare | None) -> Fidelity:
     """Replay ``table`` (the run's imported trace) with placement model; compare."""
-    first_ns, last_ns = _time_bounds(table)
+    _, last_ns = time_bounds(table)
     at_s, real = _real_buddyinfo(run, last_ns / 1e9)
     tracer = RecordingTracer(work / "events.parquet", clock=lambda: 0)
     m = _machine(run, run / "start", tracer, prepare)

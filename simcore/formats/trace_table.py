@@ -44,6 +44,21 @@ def open_trace_table(path: Path) -> Any:
     return pf
 
 
+def time_bounds(path: Path) -> tuple[int, int]:
+    """The first and last event times (ns) of an imported trace; ``(0, 0)`` if empty.
+
+    Raises:
+        TraceError: ``path`` is not an imported trace.
+    """
+    import pyarrow.compute as pc
+
+    times = open_trace_table(path).read(columns=["time_ns"]).column("time_ns")
+    if len(times) == 0:
+        return 0, 0
+    bounds = pc.min_max(times)
+    return int(bounds["min"].as_py()), int(bounds["max"].as_py())
+
+
 def read_batches(path: Path, batch_rows: int = 65536) -> Iterator[dict[str, list[Any]]]:
     """The replayed events of an imported trace, a batch of columns at a time.
 

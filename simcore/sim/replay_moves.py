@@ -30,7 +30,6 @@ from simcore.mm.pages import (
     PG_ALLOC,
     PG_BUDDY,
     PG_HEAD,
-    PG_MOVABLE_OWNER,
     PG_PCP,
     PG_RESERVED,
     PG_TAIL,
@@ -77,7 +76,6 @@ class HostMoves:
         i = bisect_right(spans, (t, INT64_MAX)) - 1
         return i >= 0 and spans[i][0] <= t <= spans[i][1]
 
-
     def _migrate(self, pfn: int, order: int, cpu: int) -> bool:
         """A free inside a compaction run: a migration's source, if the replay placed it.
 
@@ -109,21 +107,12 @@ class HostMoves:
             if handle is not None:
                 self.live[pfn] = handle
             return False
-        pages = mm.pages
         take_block_off_buddy(zone, dest, 0)
-        pages.ref[dest] = 1
-        pages.info[dest] = pages.info[src]
-        pages.flags[dest] = pages.flags[src]
-        self.machine._moved(src, dest)  # the handle, or the host owner's page, follows
-        lv = mm.reclaim.lruvecs[zone.nid]
-        where = lv.on_list(src)
-        if where >= 0:
-            lv.put(dest, where, lv.delete(src))
+        self._move_page(zone, src, dest)
         mm.free_pages(src, 0, cpu)
         if handle is not None:
             self.live[dest] = handle
         return True
-
 
     def _free_scanner_page(self, zone: Zone, src: int) -> int:
         """Where compaction's free scanner finds a target for a page migrated from ``src``.
@@ -147,7 +136,6 @@ class HostMoves:
             ((pfn >> pb) + 1) << pb if pfn >= 0 else zone.end_pfn)
         return pfn
 
-
     def _scan_down(self, zone: Zone, floor: int, top: int) -> int:
         """The lowest free page of the highest suitable pageblock in ``[floor, top)``."""
         mm = self.mm
@@ -165,7 +153,6 @@ class HostMoves:
                     return start + int(heads[0])
             block -= 1
         return -1
-
 
     def _take(self, zone: Zone, pfn: int, order: int) -> bool:
         """Take the block at ``pfn`` off the buddy lists.
@@ -201,7 +188,6 @@ class HostMoves:
                 return False
         return take_block_off_buddy(zone, pfn, order) >= 0
 
-
     def _unseen_migrations(self, zone: Zone, pfn: int, stale: np.ndarray, keep: int) -> bool:
         """Move the replayed order-0 blocks in the way of a host allocation at ``pfn``.
 
@@ -211,8 +197,8 @@ class HostMoves:
         migratetype (``unseen_moved``); False if one cannot (a larger or compound block).
         """
         owner_of = self.machine.owner_of
-        flags = self.mm.pages.flags
         pages = self.mm.pages
+        flags = pages.flags
         for p in (np.flatnonzero(stale) + pfn).tolist():
             handle = owner_of.get(p)
             if handle is None or handle.order or flags[p] & (PG_HEAD | PG_TAIL) or \
@@ -221,19 +207,14 @@ class HostMoves:
             dest = self._free_page(zone, pages.info[p] >> MT_SHIFT, keep)
             if dest < 0:
                 return False
-            pages.ref[dest] = 1
-            pages.info[dest] = pages.info[p]
-            pages.flags[dest] = pages.flags[p]
-            self.machine._moved(p, dest)
+            self._move_page(zone, p, dest)
             if self.live.get(p) is handle:
                 del self.live[p]
                 self.live[dest] = handle
             pages.ref[p] = 0
-            pages.flags[p] = 0
-            zone.free_one_page(p, 0, zone.get_pageblock_migratetype(p))
+            _give_back(zone, p)
             self.counts.unseen_moved += 1
         return True
-
 
     def _held_mask(self, pfn: int, nr: int) -> np.ndarray:
         """Per page of ``[pfn, pfn + nr)``: held by a host owner (no handle)."""
@@ -243,7 +224,6 @@ class HostMoves:
         mask: np.ndarray = held.owner_np[pfn:pfn + nr] >= 0
         return mask
 
-
     def _displace(self, zone: Zone, p: int, held: bool, keep: int) -> bool:
         """Free page ``p`` for the host: move what the model put there to a free page.
 
@@ -252,67 +232,77 @@ class HostMoves:
         a free page of its own migratetype, with its LRU entry and owner, as compaction
         would migrate it (``held_moved``). Then ``p`` goes back on the free lists.
         """
-        mm = self.mm
-        pages = mm.pages
-        mt = pages.info[p] >> MT_SHIFT
+        pages = self.mm.pages
         if not held:
             if not self._move_reservation(zone, 0, keep):
                 return False
             self.counts.reserved_moved += 1
         else:
-            dest = self._free_page(zone, mt, keep)
+            dest = self._free_page(zone, pages.info[p] >> MT_SHIFT, keep)
             if dest < 0:
                 return False
-            movable = pages.flags[p] & PG_MOVABLE_OWNER
-            pages.ref[dest] = 1
-            pages.info[dest] = pages.info[p]
-            pages.flags[dest] = PG_ALLOC | movable
-            self.machine._moved(p, dest)  # the host owner's page follows (machine.held)
-            lv = mm.reclaim.lruvecs[zone.nid]
-            where = lv.on_list(p)
-            if where >= 0:
-                lv.put(dest, where, lv.delete(p))
+            self._move_page(zone, p, dest)  # the host owner's page follows (machine.held)
             pages.ref[p] = 0
             self.counts.held_moved += 1
-        pages.flags[p] = 0
-        zone.free_one_page(p, 0, zone.get_pageblock_migratetype(p))
+        _give_back(zone, p)
         return True
 
+    def _move_page(self, zone: Zone, src: int, dest: int) -> None:
+        """Move the allocated order-0 page at ``src`` to ``dest``, as migration does.
+
+        ``dest`` is already off the free lists. The page's state, its owner (handle or
+        host owner) and its place on an LRU list move; ``src`` is left to the caller.
+        """
+        pages = self.mm.pages
+        pages.ref[dest] = 1
+        pages.info[dest] = pages.info[src]
+        pages.flags[dest] = pages.flags[src]
+        self.machine._moved(src, dest)
+        lv = self.mm.reclaim.lruvecs[zone.nid]
+        where = lv.on_list(src)
+        if where >= 0:
+            lv.put(dest, where, lv.delete(src))
 
     def _move_reservation(self, zone: Zone, order: int, keep: int) -> bool:
         """Reserve another free block of ``order`` in ``zone`` instead of the host's.
 
+        The block :meth:`_take_free` finds (the block the host allocated is managed from
+        now on); False if there is none.
+        """
+        pfn = self._take_free(zone, order, MOVE_RESERVATION_FROM, keep)
+        if pfn < 0:
+            return False
+        self.mm.pages.flags_np[pfn:pfn + (1 << order)] = PG_RESERVED
+        return True
+
+    def _free_page(self, zone: Zone, mt: int, keep: int) -> int:
+        """Take one free page off ``zone``'s buddy lists, preferring migratetype ``mt``.
+
+        Returns its pfn, or -1 (see :meth:`_take_free`).
+        """
+        types = (mt, *(t for t in MOVE_RESERVATION_FROM if t != mt))
+        return self._take_free(zone, 0, types, keep)
+
+    def _take_free(self, zone: Zone, order: int, types: tuple[int, ...], keep: int) -> int:
+        """Take a block of ``order`` off ``zone``'s free lists; returns its pfn, or -1.
+
         The least recently freed block (a list's tail) of the lowest order that has one,
-        outside the pageblock of ``keep`` (the block being placed); the block the host
-        allocated is managed from now on.
+        in the first of ``types`` that does, outside the pageblock of ``keep`` (the block
+        being placed).
         """
         fa = zone.free_area
         lists = fa.lists
         blk = keep >> zone.pageblock_order
         for o in range(order, zone.max_order + 1):
-            for mt in MOVE_RESERVATION_FROM:
-                pfn = lists.last(fa.heads[o * MIGRATE_TYPES + mt])
-                if pfn >= 0 and pfn >> zone.pageblock_order != blk:
-                    take_block_off_buddy(zone, pfn, order)
-                    self.mm.pages.flags_np[pfn:pfn + (1 << order)] = PG_RESERVED
-                    return True
-        return False
-
-
-    def _free_page(self, zone: Zone, mt: int, keep: int) -> int:
-        """Take one free page off ``zone``'s buddy lists, preferring migratetype ``mt``.
-
-        The least recently freed block (a list's tail) of the lowest order that has one,
-        outside the pageblock of ``keep``. Returns its pfn, or -1.
-        """
-        fa = zone.free_area
-        lists = fa.lists
-        blk = keep >> zone.pageblock_order
-        order_of_types = (mt, *(t for t in MOVE_RESERVATION_FROM if t != mt))
-        for o in range(zone.max_order + 1):
-            for t in order_of_types:
+            for t in types:
                 pfn = lists.last(fa.heads[o * MIGRATE_TYPES + t])
                 if pfn >= 0 and pfn >> zone.pageblock_order != blk:
-                    take_block_off_buddy(zone, pfn, 0)
+                    take_block_off_buddy(zone, pfn, order)
                     return int(pfn)
         return -1
+
+
+def _give_back(zone: Zone, p: int) -> None:
+    """Page ``p``, freed of what the model had there, back on ``zone``'s free lists."""
+    zone.pages.flags[p] = 0
+    zone.free_one_page(p, 0, zone.get_pageblock_migratetype(p))
