@@ -32,6 +32,7 @@ from simcore.errors import AllocsimError
 
 PROC_FILES = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "meminfo", "slabinfo",
               "iomem", "uptime")
+FS_FILES = ("dentry-state", "inode-state")
 DEBUGFS_FILES = ("extfrag_index", "unusable_index")
 NODE_FILES = {"cpulist": "cpulist", "meminfo": "meminfo", "distance": "distance",
               "nr_hugepages": "hugepages/hugepages-2048kB/nr_hugepages"}
@@ -104,6 +105,9 @@ def capture(out: Path, root: Path = Path("/")) -> list[str]:
                      "transparent_hugepage_enabled")) is not None:
         files["transparent_hugepage_enabled"] = text
     files["sysctl_vm"] = _sysctl_vm(root, missing)
+    for name in FS_FILES:  # the shrinkable share of SReclaimable
+        if (text := read(f"proc/sys/fs/{name}", name)) is not None:
+            files[name] = text
     nodes = root / "sys/devices/system/node"
     for node in sorted(nodes.glob("node[0-9]*"), key=lambda p: int(p.name[4:])):
         for name, rel in NODE_FILES.items():

@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from simcore.errors import interruption_in
 
@@ -172,6 +173,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     print(f"run directory: {result.run_dir}")
     print("  starting state: " + (f"the snapshot's (initial_state from_proc: {state})" if state
                                   else "a freshly booted machine (initial_state fresh)"))
+    _print_assumptions(manifest)
     print(f"  replayed {r['allocs']:,} allocations ({r['host_failed']:,} failed on the host) "
           f"and {r['frees']:,} frees over {s['simulated_seconds']:.3f} s, placement "
           f"{r['placement']}, in {s['wall_seconds']:.1f} s wall")
@@ -208,6 +210,12 @@ def _cmd_validate_oracle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_assumptions(manifest: dict[str, Any]) -> None:
+    """What a ``from_proc`` initial state assumed where its snapshot was silent."""
+    for text in (manifest.get("initial_state") or {}).get("assumptions", []):
+        print(f"  initial state: {text}")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -226,6 +234,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress.close()
     s = result.summary
     print(f"run directory: {result.run_dir}")
+    _print_assumptions(json.loads((result.run_dir / "manifest.json").read_text(encoding="utf-8")))
     print(f"  simulated {s['simulated_seconds']:.3f} s in {s['wall_seconds']:.1f} s wall; "
           f"{s['alloc_requests']} requests, {sum(s['failures']['by_order'].values())} failed, "
           f"{s['events_traced']} events traced")

@@ -6,6 +6,7 @@ from simcore.mm.freelist cimport PageLists
 # Module constants as C integers, for the ones nothing imports from this module; the
 # exported names (LRU_*, KIND_*, DIRTY, HOT, ...) stay Python objects.
 cdef int _NR_LISTS, _ENTRY_MASK, _LIST_SHIFT, _ORD, _ZSHIFT, _ZMASK, _DIRTY, _NLRU, _SLAB
+cdef int _SLAB_IN_USE
 cdef int _REF
 
 
@@ -25,6 +26,7 @@ cdef class Lruvec:
     cdef public long long[:] nr_dirty_zone
     cdef public long long[:] skipped
     cdef public long long nr_deferred
+    cdef public long long slab_in_use
 
     cdef void _link(self, Py_ssize_t pfn, int where, int packed, bint tail)
     @cython.locals(node=cython.int, m=cython.int, where=cython.int, packed=cython.int)
@@ -51,3 +53,4 @@ cdef class Lruvec:
     cpdef long long size(self, int lru, int max_zone_idx=*)
     @cython.locals(total=cython.longlong, z=cython.int)
     cpdef long long slab_pages(self)
+    cpdef long long shrinkable_slab_pages(self)

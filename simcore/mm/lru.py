@@ -56,8 +56,13 @@ NR_LRU_LISTS = 4
 LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file")
 SLAB = 4
 """Where-code of a reclaimable slab page (not an LRU list)."""
-_NR_LISTS = 5
-"""The four LRU lists and the slab list."""
+SLAB_IN_USE = 5
+"""Where-code of a slab page accounted reclaimable (``NR_SLAB_RECLAIMABLE_B``) whose
+objects are in use: a host's pinned dentries and inodes (:mod:`simcore.sim.hostowners`).
+No shrinker counts it (``super_cache_count()`` counts only the unused objects on its
+LRU lists), so reclaim never frees it."""
+_NR_LISTS = 6
+"""The four LRU lists, the slab list and the in-use slab list."""
 
 KIND_ANON, KIND_FILE, KIND_SLAB = 0, 1, 2
 """What a caller's reclaimable allocation is: anonymous memory, page cache, slab."""
@@ -72,8 +77,8 @@ HOT = 1 << 13
 scan (the caller's working set)."""
 PG_REFERENCED = 1 << 14
 """``PG_referenced``: set by reclaim when it first finds the page young."""
-_ORD, _ZSHIFT, _ZMASK, _DIRTY, _NLRU, _SLAB = (ORDER_MASK, ZONE_SHIFT, ZONE_MASK, DIRTY,
-                                               NR_LRU_LISTS, SLAB)
+_ORD, _ZSHIFT, _ZMASK, _DIRTY, _NLRU, _SLAB, _SLAB_IN_USE = (
+    ORDER_MASK, ZONE_SHIFT, ZONE_MASK, DIRTY, NR_LRU_LISTS, SLAB, SLAB_IN_USE)
 _REF = PG_REFERENCED
 """C copies of the constants for this module's compiled methods (the names above are
 imported by other modules, so they stay Python objects)."""
@@ -118,7 +123,9 @@ class Lruvec:
         nr_zone: Pages per zone and list, at ``zone_idx * NR_LRU_LISTS + lru``
             (``NR_ZONE_INACTIVE_ANON`` ...); see :meth:`zone_size`.
         nr_entries: Allocations on each list (the four LRU lists, then slab).
-        nr_slab_zone: Reclaimable slab pages per zone (``NR_SLAB_RECLAIMABLE_B``).
+        nr_slab_zone: Reclaimable slab pages per zone (``NR_SLAB_RECLAIMABLE_B``), on
+            either slab list.
+        slab_in_use: Pages on the :data:`SLAB_IN_USE` list (no shrinker counts them).
         nr_dirty_zone: Dirty page-cache pages per zone (``NR_ZONE_WRITE_PENDING``).
         nr_deferred: The shrinker's deferred scan count (``shrinker->nr_deferred``).
     """
@@ -145,6 +152,7 @@ class Lruvec:
         self.skipped = self.skipped_np.data
         """Pages the last :meth:`isolate` skipped, per zone (``nr_skipped[]``)."""
         self.nr_deferred = 0
+        self.slab_in_use = 0
 
     # -- linking ------------------------------------------------------------------------
     def _link(self, pfn: int, where: int, packed: int, tail: bool) -> None:
@@ -184,8 +192,10 @@ class Lruvec:
         per_zone = np.bincount(zones, weights=pages, minlength=self.nr_zone_types)
         dirty = np.bincount(zones, weights=pages * ((packed & _DIRTY) != 0),
                             minlength=self.nr_zone_types)
+        if where == _SLAB_IN_USE:
+            self.slab_in_use += int(per_zone.sum())
         for zone in range(self.nr_zone_types):
-            if where == _SLAB:
+            if where >= _SLAB:
                 self.nr_slab_zone[zone] += int(per_zone[zone])
             else:
                 self.nr_zone[zone * _NLRU + where] += int(per_zone[zone])
@@ -205,8 +215,10 @@ class Lruvec:
     def _count(self, where: int, packed: int, sign: int) -> None:
         pages = sign * (1 << (packed & _ORD))
         zone = packed >> _ZSHIFT & _ZMASK
-        if where == _SLAB:
+        if where >= _SLAB:
             self.nr_slab_zone[zone] += pages
+            if where == _SLAB_IN_USE:
+                self.slab_in_use += pages
             return
         self.nr_zone[zone * _NLRU + where] += pages
         if packed & _DIRTY:
@@ -250,7 +262,7 @@ class Lruvec:
         activated the page.
         """
         where = self.on_list(pfn)
-        if where < 0 or where == _SLAB:
+        if where < 0 or where >= _SLAB:
             return 0
         node = self.lru[pfn]
         packed = self.meta[node] & _ENTRY_MASK
@@ -271,7 +283,7 @@ class Lruvec:
         zone's dirty count (``NR_ZONE_WRITE_PENDING``) follows.
         """
         where = self.on_list(pfn)
-        if where < 0 or where == _SLAB:
+        if where < 0 or where >= _SLAB:
             return False
         node = self.lru[pfn]
         packed = self.meta[node] & _ENTRY_MASK
@@ -368,8 +380,12 @@ class Lruvec:
         return total
 
     def slab_pages(self) -> int:
-        """Reclaimable slab pages of the node (the shrinker's ``count_objects()``)."""
+        """Reclaimable slab pages of the node (``NR_SLAB_RECLAIMABLE_B``), in use or not."""
         total = 0
         for z in range(self.nr_zone_types):
             total += self.nr_slab_zone[z]
         return total
+
+    def shrinkable_slab_pages(self) -> int:
+        """The slab pages a shrinker counts (its ``count_objects()``): not those in use."""
+        return self.slab_pages() - self.slab_in_use

@@ -491,7 +491,7 @@ class Reclaim:
         SIMPLIFICATION: the shrinkers ignore ``__GFP_FS`` (the superblock shrinkers of
         the kernel stop without it).
         """
-        freeable = lv.slab_pages()
+        freeable = lv.shrinkable_slab_pages()
         if not freeable:
             return 0
         nr = lv.nr_deferred

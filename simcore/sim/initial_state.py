@@ -11,7 +11,9 @@ into the state a ``/proc`` snapshot describes:
   pcp pages);
 - every other managed page allocated to the host's owners, sized from ``meminfo``
   (:mod:`simcore.sim.hostowners`), on the LRU and slab lists where reclaim finds them;
-- the pcp lists empty (SIMPLIFICATION; the host's pcp pages stay with ``host:pcp``).
+- the host's pcp pages on the model's pcp lists of the same CPUs (their orders and
+  migratetypes, which zoneinfo does not give, are a SIMPLIFICATION: order 0, in the
+  pageblocks :func:`~simcore.sim.hostowners.assign_node` chose).
 
 The placement draws from its own stream of the run's seed, so two runs with the same
 seed start from the same state, byte for byte, and the workloads' streams are those of
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from simcore.formats.fsstate import DENTRY_STATE, INODE_STATE, read_fs_state
 from simcore.formats.meminfo import meminfo_pages, read_meminfo, require
 from simcore.formats.procfs import ProcParseError, ProcSnapshot, read_snapshot
 from simcore.formats.snapshots import pagetypeinfo_tables
@@ -38,7 +41,16 @@ from simcore.sim.freestate import (
     place_zone,
     write_free_lists,
 )
-from simcore.sim.hostowners import KERNEL, OWNERS, PCP, TYPES, assign_node, hold_pages, split
+from simcore.sim.hostowners import (
+    KERNEL,
+    OWNERS,
+    PCP,
+    TYPES,
+    assign_node,
+    fill_pcp_lists,
+    hold_pages,
+    split,
+)
 
 if TYPE_CHECKING:
     from simcore.sim.machine import Machine
@@ -77,26 +89,34 @@ class InitialState:
     Attributes:
         snapshot_dir: The snapshot (absolute path).
         owner_pages: Pages each host owner holds after setup.
-        wanted_pages: What meminfo (and zoneinfo's pcp counts) asked for each owner;
-            ``host:kernel`` is the rest of the allocated pages.
+        wanted_pages: What meminfo asked for each owner; ``host:kernel`` is the rest
+            of the allocated pages.
+        pcp_pages: The host's pcp pages (zoneinfo's ``count:``), on the model's pcp
+            lists.
         mismatches: Where the state differs from the snapshot (empty: it does not).
         zoneinfo_free: Zones whose zoneinfo ``pages free`` is not the page total of
             pagetypeinfo's free table: the files were read at different moments (both
             count the buddy lists only, not the pcp lists). The model follows
             pagetypeinfo; this says by how much zoneinfo differs.
+        assumptions: What the setup assumed where the snapshot is silent (e.g. the
+            shrinkable share of reclaimable slab without ``dentry-state``).
     """
 
     snapshot_dir: str
     owner_pages: dict[str, int]
     wanted_pages: dict[str, int]
+    pcp_pages: int = 0
     mismatches: tuple[str, ...] = field(default=())
     zoneinfo_free: tuple[str, ...] = field(default=())
+    assumptions: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for a manifest or summary."""
         return {"from_proc": self.snapshot_dir, "owner_pages": dict(self.owner_pages),
-                "wanted_pages": dict(self.wanted_pages), "mismatches": list(self.mismatches),
-                "zoneinfo_free": list(self.zoneinfo_free)}
+                "wanted_pages": dict(self.wanted_pages), "pcp_pages": self.pcp_pages,
+                "mismatches": list(self.mismatches),
+                "zoneinfo_free": list(self.zoneinfo_free),
+                "assumptions": list(self.assumptions)}
 
 
 def zone_mismatch(zones: list[ZoneLike], snap: ProcSnapshot) -> str | None:
@@ -156,20 +176,31 @@ def apply_initial_state(machine: Machine, snapshot_dir: Path) -> InitialState:
         write_free_lists(mm, i, placement)
         notes += placement.notes
         placements.append(placement)
-    wanted, active = _wanted(snapshot_dir, machine)
+    assumptions: list[str] = []
+    wanted, active = _wanted(snapshot_dir, machine, assumptions)
     pfns_by_owner = _assign(machine, snap, placements, wanted, rng)
     hold_pages(machine, pfns_by_owner, active, rng)
-    owner_pages = {o.name: machine.owners[o.name].pages for o in OWNERS}
+    pcp_pfns = pfns_by_owner.get(OWNERS.index(PCP), [])
+    notes += fill_pcp_lists(
+        machine, np.concatenate(pcp_pfns) if pcp_pfns else np.zeros(0, dtype=np.int64),
+        {i: [(p.cpu, p.count) for z in snap.zones if (z.nid, z.name) == (zone.nid, zone.name)
+             for p in z.pcp] for i, zone in enumerate(mm.zones)})
+    owner_pages = {o.name: machine.owners[o.name].pages for o in OWNERS if o is not PCP}
+    pcp_pages = sum(z.pcp_pages for z in mm.zones)
     wanted_total = {name: sum(w.get(name, 0) for w in wanted) for name in owner_pages}
-    wanted_total[PCP.name] = sum(_pcp_pages(snap, z.nid, z.name) for z in mm.zones)
+    wanted_pcp = sum(_pcp_pages(snap, z.nid, z.name) for z in mm.zones)
+    if pcp_pages < wanted_pcp:
+        notes.append(f"pcp lists: zoneinfo counts {wanted_pcp} pages, only {pcp_pages} "
+                     "were left for them")
     wanted_total[KERNEL.name] = owner_pages[KERNEL.name]
     for name, pages in owner_pages.items():
         if pages < wanted_total[name]:
             notes.append(f"{name}: meminfo asks for {wanted_total[name]} pages, only "
                          f"{pages} were left for it")
     notes += table_mismatches(machine, snap)
-    state = InitialState(str(snapshot_dir), owner_pages, wanted_total, tuple(notes),
-                         tuple(_zoneinfo_free(machine, snap)))
+    state = InitialState(str(snapshot_dir), owner_pages, wanted_total, pcp_pages,
+                         tuple(notes), tuple(_zoneinfo_free(machine, snap)),
+                         tuple(assumptions))
     machine.extras["initial_state"] = state
     return state
 
@@ -230,8 +261,11 @@ def _pcp_pages(snap: ProcSnapshot, nid: int, name: str) -> int:
     return sum(pcp.count for z in snap.zones if z.nid == nid and z.name == name for pcp in z.pcp)
 
 
-def _meminfo_wanted(info: dict[str, int], path: str) -> dict[str, int]:
-    """Owner pages from one meminfo file (the whole host's, or one node's)."""
+def _meminfo_wanted(info: dict[str, int], path: str, unused_share: float) -> dict[str, int]:
+    """Owner pages from one meminfo file (the whole host's, or one node's).
+
+    ``unused_share`` of ``SReclaimable`` is shrinkable (:func:`read_fs_state`).
+    """
     shmem = require(info, "Shmem", path)
     if "FilePages" in info:  # a node's meminfo
         file_kb = info["FilePages"] - shmem - require(info, "SwapCached", path)
@@ -240,7 +274,13 @@ def _meminfo_wanted(info: dict[str, int], path: str) -> dict[str, int]:
     return {"host:page_cache": meminfo_pages(max(0, file_kb)),
             "host:anon": meminfo_pages(require(info, "AnonPages", path)),
             "host:shmem": meminfo_pages(shmem),
-            "host:slab_reclaim": meminfo_pages(require(info, "SReclaimable", path))}
+            **_slab(meminfo_pages(require(info, "SReclaimable", path)), unused_share)}
+
+
+def _slab(pages: int, unused_share: float) -> dict[str, int]:
+    """``SReclaimable`` pages split into shrinkable and in-use slab."""
+    shrinkable = round(pages * unused_share)
+    return {"host:slab_reclaim": shrinkable, "host:slab_in_use": pages - shrinkable}
 
 
 def _active_share(info: dict[str, int]) -> dict[str, float]:
@@ -253,18 +293,24 @@ def _active_share(info: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def _wanted(snapshot_dir: Path,
-            machine: Machine) -> tuple[list[dict[str, int]], dict[str, float]]:
+def _wanted(snapshot_dir: Path, machine: Machine,
+            notes: list[str]) -> tuple[list[dict[str, int]], dict[str, float]]:
     """Per node: owner -> pages from meminfo; and the active shares."""
     mm = machine.mm
+    share = read_fs_state(snapshot_dir)
+    if share is None:
+        notes.append(f"no {DENTRY_STATE} and {INODE_STATE} (/proc/sys/fs): the shrinkable "
+                     "share of SReclaimable is unknown, so all of it is held as slab in "
+                     "use, which no shrinker frees")
+        share = 0.0
     path = snapshot_dir / "meminfo"
     total = read_meminfo(path)
     nids = [node.nid for node in mm.nodes]
     node_files = [snapshot_dir / f"node{nid}.meminfo" for nid in nids]
     if len(nids) > 1 and all(p.is_file() for p in node_files):
-        return ([_meminfo_wanted(read_meminfo(p), str(p)) for p in node_files],
+        return ([_meminfo_wanted(read_meminfo(p), str(p), share) for p in node_files],
                 _active_share(total))
-    whole = _meminfo_wanted(total, str(path))
+    whole = _meminfo_wanted(total, str(path), share)
     used = np.array([sum(z.managed_pages - z.nr_free_pages for z in node.zones)
                      for node in mm.nodes], dtype=np.int64)
     shares = {name: split(pages, used) for name, pages in whole.items()}

@@ -25,7 +25,8 @@ fallback to one ``__alloc_pages()``), or are compaction's: migration targets, wh
 isolated and gives back (``release_freepages()``). Under ``real`` such a free is applied
 at its host pfn when the model has that pfn allocated (by a host owner of a ``from_proc``
 initial state, :mod:`simcore.sim.initial_state`), and counted either way; under
-``model`` it is counted and skipped. With the host's compaction runs
+``model`` it is applied where a host owner holds that pfn in the model, and otherwise
+counted and skipped. With the host's compaction runs
 (:func:`compaction_runs`), frees inside them are migrations (:meth:`Replay._migrate`).
 
 Every replayed block belongs to the owner named after the host task's ``comm``, which
@@ -117,7 +118,8 @@ class ReplayCounts:
     frees_unmatched_skipped: int = 0
     """``model``: frees of blocks the replay did not allocate, skipped."""
     frees_unmatched_applied: int = 0
-    """``real``: frees of blocks the replay did not allocate, applied at the host pfn."""
+    """Frees of blocks the replay did not allocate, applied at the host pfn (``model``:
+    only where a host owner of the initial state holds it)."""
     frees_unmatched_free: int = 0
     """``real``: frees of blocks the replay did not allocate that the model has free."""
     frees_unmatched_reserved: int = 0
@@ -394,6 +396,8 @@ class Replay(HostMoves):
                 self.counts.migrated_freed += 1
                 self.machine.free(self.migrated.popleft(), cpu)
                 return True
+            if self._free_held_block(pfn, order, cpu):
+                return True
             self.counts.frees_unmatched_skipped += 1
             return True
         self._free_unmatched(pfn, order, cpu)
@@ -463,11 +467,7 @@ class Replay(HostMoves):
         if mm.pages.flags[pfn] & PG_RESERVED:
             counts.frees_unmatched_reserved += 1
             return
-        held = self._held_mask(pfn, nr)
-        if held.any():  # pages the initial state gave to a host owner
-            counts.frees_unmatched_applied += 1
-            for i in np.flatnonzero(held).tolist():
-                self._free_held(pfn + i, cpu)
+        if self._free_held_block(pfn, order, cpu):
             return
         head = self._allocated_head(pfn)
         if head < 0:
@@ -489,6 +489,25 @@ class Replay(HostMoves):
         elif mm.split_page(head, horder):
             for p in range(pfn, pfn + nr):
                 mm.free_pages(p, 0, cpu)
+
+    def _free_held_block(self, pfn: int, order: int, cpu: int) -> bool:
+        """Free the pages of ``[pfn, pfn + 2**order)`` a host owner holds, if any.
+
+        Under either placement: the host freed a page it had before the trace, and the
+        model holds that pfn for a host owner of a ``from_proc`` initial state, so the
+        page is the model's copy of pre-trace memory. Freeing it keeps the model's
+        free-page count, and the side effects of a free (a pcp list over its ``high``
+        draining, as when ``ZONE_RECLAIM_ACTIVE`` caps it), with the host's.
+        """
+        if not self._in_model(pfn, 1 << order):
+            return False
+        held = self._held_mask(pfn, 1 << order)
+        if not held.any():
+            return False
+        self.counts.frees_unmatched_applied += 1
+        for i in np.flatnonzero(held).tolist():
+            self._free_held(pfn + i, cpu)
+        return True
 
     def _free_held(self, p: int, cpu: int) -> None:
         """The host freed page ``p``, which a host owner holds in the model."""

@@ -65,7 +65,10 @@ def test_pagetypeinfo_is_the_snapshots_byte_for_byte(snapshot: Path) -> None:
 def test_every_managed_page_is_free_or_held_once(snapshot: Path) -> None:
     machine, _ = _setup(snapshot)
     check_invariants(machine.mm, _held(machine))  # coverage, no overlap, merging, counters
-    assert not any(zone.pcp_pages for zone in machine.mm.zones)  # pcp lists start empty
+    snap = read_snapshot(snapshot)  # the host's pcp pages are on the same CPUs' lists
+    for zone in machine.mm.zones:
+        theirs = next(z for z in snap.zones if z.nid == zone.nid and z.name == zone.name)
+        assert [p.count for p in zone.per_cpu_pageset] == [p.count for p in theirs.pcp]
 
 
 def test_nr_free_pages_is_zoneinfos_pages_free() -> None:
@@ -96,12 +99,16 @@ def test_owners_hold_what_meminfo_says(snapshot: Path) -> None:
         info["Cached"] + info["Buffers"] - info["Shmem"])
     assert pages["host:anon"] == meminfo_pages(info["AnonPages"])
     assert pages["host:shmem"] == meminfo_pages(info["Shmem"])
-    assert pages["host:slab_reclaim"] == meminfo_pages(info["SReclaimable"])
+    assert pages["host:slab_reclaim"] + pages["host:slab_in_use"] == meminfo_pages(
+        info["SReclaimable"])
+    assert pages["host:slab_reclaim"] == 0  # no dentry-state: none assumed shrinkable
+    assert "dentry-state" in state.assumptions[0]
     snap = read_snapshot(snapshot)
-    assert pages["host:pcp"] == sum(p.count for z in snap.zones for p in z.pcp)
+    assert state.pcp_pages == sum(p.count for z in snap.zones for p in z.pcp)
     mm = machine.mm
+    assert state.pcp_pages == sum(z.pcp_pages for z in mm.zones)
     allocated = mm.managed_pages - mm.nr_free_pages
-    assert sum(pages.values()) == allocated
+    assert sum(pages.values()) + state.pcp_pages == allocated
     kernel_known = meminfo_pages(info["SUnreclaim"] + info["KernelStack"] + info["PageTables"])
     assert pages["host:kernel"] >= kernel_known
     for name, n in pages.items():
@@ -120,7 +127,8 @@ def test_host_pages_are_on_their_lists_and_in_their_pageblocks() -> None:
     assert stats["nr_active_file"] == round(file_pages * share)
     assert stats["nr_inactive_anon"] + stats["nr_active_anon"] == (
         state.owner_pages["host:anon"] + state.owner_pages["host:shmem"])
-    assert stats["nr_slab_reclaimable"] == state.owner_pages["host:slab_reclaim"]
+    assert stats["nr_slab_reclaimable"] == (state.owner_pages["host:slab_reclaim"]
+                                            + state.owner_pages["host:slab_in_use"])
     assert machine.held is not None
     anon = np.flatnonzero(machine.held.owner_np == machine.owners["host:anon"].idx)
     assert (mm.pages.flags_np[anon] == PG_ALLOC | PG_MOVABLE_OWNER).all()
@@ -132,15 +140,16 @@ def test_host_pages_are_on_their_lists_and_in_their_pageblocks() -> None:
 @pytest.mark.parametrize("snapshot", SNAPSHOTS, ids=lambda p: p.name)
 @pytest.mark.parametrize(("mt", "names"), [
     (MT_MOVABLE, ("host:page_cache", "host:anon", "host:shmem")),
-    (2, ("host:slab_reclaim",)),  # RECLAIMABLE
+    (2, ("host:slab_reclaim", "host:slab_in_use")),  # RECLAIMABLE
 ])
 def test_owners_fill_their_own_pageblocks_first(snapshot: Path, mt: int,
                                                 names: tuple[str, ...]) -> None:
     """An owner's page lies outside its pageblock type only when that type is full.
 
-    Full: every allocated page of the type's pageblocks belongs to the pcp pages or to
-    an owner of that type. (Right after boot the host's Normal MOVABLE blocks are its
-    free order-10 blocks and its memblock-reserved memory, so shmem goes elsewhere.)
+    Full: every allocated page of the type's pageblocks belongs to an owner of that
+    type (the pcp pages are free, on pcp lists). (Right after boot the host's Normal
+    MOVABLE blocks are its free order-10 blocks and its memblock-reserved memory, so
+    shmem goes elsewhere.)
     """
     machine, _ = _setup(snapshot)
     mm = machine.mm
@@ -152,7 +161,7 @@ def test_owners_fill_their_own_pageblocks_first(snapshot: Path, mt: int,
     outside = np.isin(owner, list(mine)) & (label != mt)
     if outside.any():
         inside = np.unique(owner[(owner >= 0) & (label == mt)]).tolist()
-        assert set(inside) <= mine | {machine.owners["host:pcp"].idx}
+        assert set(inside) <= mine
 
 
 def test_setup_is_deterministic_and_seeded() -> None:
@@ -196,6 +205,26 @@ def test_reclaim_frees_the_hosts_page_cache() -> None:
     allocated = _held(machine)
     allocated.update({h.pfn: h.order for h in handles})
     check_invariants(machine.mm, allocated)
+
+
+def test_the_shrinker_frees_the_unused_share_of_reclaimable_slab_only(tmp_path: Path) -> None:
+    snap = tmp_path / "snap"
+    shutil.copytree(FRAGMENTED, snap)
+    (snap / "dentry-state").write_text("30000\t10000\t45\t0\t0\t0\n")  # 1/3 unused
+    (snap / "inode-state").write_text("0\t0\t0\t0\t0\t0\t0\n")
+    machine, state = _setup(snap)
+    shrinkable = state.owner_pages["host:slab_reclaim"]
+    in_use = state.owner_pages["host:slab_in_use"]
+    assert shrinkable == round((shrinkable + in_use) / 3) > 0
+    reclaim = machine.mm.reclaim
+    freed = 0
+    while done := reclaim.shrink_slab(reclaim.lruvecs[0], 0, 0):  # priority 0: scan all
+        freed += done
+    assert freed == shrinkable
+    assert machine.owners["host:slab_reclaim"].pages == 0
+    assert machine.owners["host:slab_in_use"].pages == in_use
+    assert reclaim.node_stats()["nr_slab_reclaimable"] == in_use
+    check_invariants(machine.mm, _held(machine))
 
 
 def test_compaction_migrates_the_hosts_movable_pages() -> None:
@@ -340,7 +369,9 @@ def test_bad_initial_state_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_the_run_directory_records_where_the_state_came_from(tmp_path: Path) -> None:
-    snap = _snapshot_copy(tmp_path)
+    snap = _snapshot_copy(tmp_path)  # a quarter of the dentries and inodes unused
+    (snap / "dentry-state").write_text("20000\t8000\t45\t0\t1200\t0\n")
+    (snap / "inode-state").write_text("20000\t2000\t0\t0\t0\t0\t0\n")
     cfg = load_experiment(_write_config(tmp_path, "{from_proc: snap}", "from_proc"))
     result = simulate(cfg, tmp_path / "runs", report=False)
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
@@ -349,7 +380,9 @@ def test_the_run_directory_records_where_the_state_came_from(tmp_path: Path) -> 
     assert recorded["sha256"] == {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
                                   for p in snap.iterdir()}
     assert recorded["mismatches"] == []
-    assert recorded["owner_pages"]["host:slab_reclaim"] == 4292
+    assert recorded["owner_pages"]["host:slab_reclaim"] == 1073  # 4292 / 4
+    assert recorded["owner_pages"]["host:slab_in_use"] == 3219
+    assert recorded["assumptions"] == []
     config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     assert config["initial_state"] == {"from_proc": str(snap.resolve())}
     assert (result.run_dir / "pagetypeinfo.txt").is_file()

@@ -25,6 +25,8 @@ def _fake_host(root: Path) -> Path:
         text = "\t".join(map(str, value)) if isinstance(value, tuple) else str(value)
         (proc / "sys" / "vm" / name).write_text(text + "\n")
     (proc / "sys" / "vm" / "page-cluster").write_text("3\n")
+    (proc / "sys" / "fs").mkdir()
+    (proc / "sys" / "fs" / "dentry-state").write_text("38254\t21532\t45\t0\t7186\t0\n")
     compact = proc / "sys" / "vm" / "compact_memory"
     compact.write_text("")
     compact.chmod(0o200)  # write-only, as in /proc
@@ -48,9 +50,10 @@ def test_a_capture_reads_back_as_the_snapshot_it_copied(tmp_path: Path) -> None:
     assert proc_show(out, False) == proc_show(ORACLE, False)
     assert (out / "node1.cpulist").exists()
     assert (out / "node1.distance").read_text() == "20 10\n"
+    assert (out / "dentry-state").read_text().startswith("38254\t21532")
     said = "\n".join(missing)
     for name in ("meminfo", "slabinfo", "iomem", "extfrag_index", "node0.meminfo",
-                 "transparent_hugepage_enabled"):
+                 "transparent_hugepage_enabled", "inode-state"):
         assert name in said
     assert (out / "capture.txt").read_text().count("not captured") == len(missing)
     assert not list(tmp_path.glob(".snap.tmp-*"))

@@ -41,6 +41,8 @@ OWNER_KEYS = ("Cached", "AnonPages", "Shmem", "SReclaimable")
 ops = st.lists(st.tuples(st.integers(0, len(GFPS) - 1), st.sampled_from((0, 0, 1, 2, 3, 5, 9)),
                          st.booleans()), max_size=400)
 meminfo_kb = st.fixed_dictionaries({k: st.integers(0, 8192) for k in OWNER_KEYS})
+fs_state = st.none() | st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)).map(sorted)
+"""``(unused, total)`` dentries and inodes together, or no dentry-state/inode-state."""
 
 
 def _meminfo(kb: dict[str, int]) -> str:
@@ -50,10 +52,15 @@ def _meminfo(kb: dict[str, int]) -> str:
             "Inactive(file): 3 kB\n")
 
 
-def _write_snapshot(directory: Path, source: Machine, ptinfo: str, kb: dict[str, int]) -> None:
+def _write_snapshot(directory: Path, source: Machine, ptinfo: str, kb: dict[str, int],
+                    fs: list[int] | None = None) -> None:
     (directory / "zoneinfo").write_text(zoneinfo_text(source.mm))
     (directory / "pagetypeinfo").write_text(ptinfo)
     (directory / "meminfo").write_text(_meminfo(kb))
+    if fs is not None:  # all of the unused objects are dentries, half of all objects
+        unused, total = fs
+        (directory / "dentry-state").write_text(f"{total - total // 2}\t{unused}\t45\t0\t0\t0\n")
+        (directory / "inode-state").write_text(f"{total // 2}\t0\t0\t0\t0\t0\t0\n")
 
 
 def _setup(directory: Path, seed: int) -> tuple[Machine, InitialState]:
@@ -66,15 +73,19 @@ def _check_state(machine: Machine, state: InitialState, ptinfo: str) -> None:
     assert machine.held is not None
     held = np.flatnonzero(machine.held.owner_np >= 0)
     check_invariants(mm, dict.fromkeys(held.tolist(), 0))
-    assert len(held) == mm.managed_pages - mm.nr_free_pages == sum(state.owner_pages.values())
+    pcp = sum(z.pcp_pages for z in mm.zones)
+    assert pcp == state.pcp_pages
+    assert len(held) == mm.managed_pages - mm.nr_free_pages - pcp == sum(
+        state.owner_pages.values())
     if not state.mismatches:
         assert pagetypeinfo(mm.zones) == ptinfo
 
 
 @settings(max_examples=25)
-@given(ops=ops, kb=meminfo_kb, seed=st.integers(0, 2**32))
+@given(ops=ops, kb=meminfo_kb, fs=fs_state, seed=st.integers(0, 2**32))
 def test_reachable_states_are_reproduced_exactly(ops: list[tuple[int, int, bool]],
-                                                 kb: dict[str, int], seed: int) -> None:
+                                                 kb: dict[str, int], fs: list[int] | None,
+                                                 seed: int) -> None:
     source = Machine(CFG, SysctlConfig(), 0)
     live = []
     for i, (g, order, free_later) in enumerate(ops):
@@ -85,19 +96,28 @@ def test_reachable_states_are_reproduced_exactly(ops: list[tuple[int, int, bool]
         source.free(handle)
     ptinfo = pagetypeinfo(source.mm.zones)
     with tempfile.TemporaryDirectory() as tmp:
-        _write_snapshot(Path(tmp), source, ptinfo, kb)
+        _write_snapshot(Path(tmp), source, ptinfo, kb, fs)
         machine, state = _setup(Path(tmp), seed)
     wanted_free = {k: (v * 1024) // 4096 for k, v in kb.items()}
     allocated = machine.mm.managed_pages - machine.mm.nr_free_pages
     table_notes = [m for m in state.mismatches if "meminfo asks" not in m]
     assert table_notes == []
     _check_state(machine, state, ptinfo)
-    assert state.owner_pages["host:pcp"] == sum(z.pcp_pages for z in source.mm.zones)
-    if sum(wanted_free.values()) + state.owner_pages["host:pcp"] <= allocated:
+    for theirs, ours in zip(source.mm.zones, machine.mm.zones, strict=True):  # same CPUs
+        assert [p.count for p in ours.per_cpu_pageset] == [
+            p.count for p in theirs.per_cpu_pageset]
+    assert (fs is None) == bool(state.assumptions)
+    if sum(wanted_free.values()) + state.pcp_pages <= allocated:
         assert state.owner_pages["host:anon"] == wanted_free["AnonPages"]
         assert state.owner_pages["host:page_cache"] == wanted_free["Cached"]
         assert state.owner_pages["host:shmem"] == wanted_free["Shmem"]
-        assert state.owner_pages["host:slab_reclaim"] == wanted_free["SReclaimable"]
+        slab = wanted_free["SReclaimable"]
+        shrinkable = round(slab * fs[0] / fs[1]) if fs and fs[1] else 0
+        assert state.owner_pages["host:slab_reclaim"] == shrinkable
+        assert state.owner_pages["host:slab_in_use"] == slab - shrinkable
+        stats = machine.mm.reclaim.node_stats()
+        assert stats["nr_slab_reclaimable"] == slab
+        assert machine.mm.reclaim.lruvecs[0].shrinkable_slab_pages() == shrinkable
         assert state.mismatches == ()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from simcore.mm.freelist import PageLists
 from simcore.mm.lru import (
     DIRTY,
@@ -13,6 +15,7 @@ from simcore.mm.lru import (
     LRU_INACTIVE_FILE,
     PG_REFERENCED,
     SLAB,
+    SLAB_IN_USE,
     Lruvec,
     pack,
 )
@@ -123,3 +126,17 @@ def test_set_dirty_keeps_the_place_and_counts_write_pending() -> None:
     assert dict(lv.entries(LRU_INACTIVE_FILE))[16] == pack(2, 1, dirty=True)
     assert lv.set_dirty(16, False) and lv.nr_dirty_zone[1] == 0
     assert not lv.set_dirty(40, True)
+
+
+def test_slab_in_use_counts_as_reclaimable_slab_but_no_shrinker_sees_it() -> None:
+    lv, _ = _lruvec()
+    lv.add(8, KIND_SLAB, pack(1, 2))  # a shrinkable page of two
+    lv.add_bulk(np.array([16, 17, 18]), SLAB_IN_USE, np.full(3, pack(0, 1), dtype=np.int32))
+    assert lv.slab_pages() == 5  # NR_SLAB_RECLAIMABLE_B counts both
+    assert lv.nr_slab_zone[1] == 3 and lv.nr_slab_zone[2] == 2
+    assert lv.shrinkable_slab_pages() == 2 and lv.slab_in_use == 3
+    assert lv.mark_accessed(16) == 0 and not lv.set_dirty(16, True)  # not an LRU page
+    assert lv.pop_oldest_slab() == (8, pack(1, 2))  # the shrinker's list holds only 8
+    assert lv.nr_entries[SLAB] == 0 and lv.shrinkable_slab_pages() == 0
+    assert lv.delete(17) == pack(0, 1)  # the host frees one (a replay)
+    assert lv.slab_pages() == 2 and lv.slab_in_use == 2
