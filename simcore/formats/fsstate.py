@@ -1,19 +1,26 @@
 """Importer for ``/proc/sys/fs/dentry-state`` and ``/proc/sys/fs/inode-state``.
 
-The slab shrinkers of the dentry and inode caches count only the objects on their LRU
-lists: dentries nobody holds and inodes nobody uses (``super_cache_count()``,
-fs/super.c, through ``list_lru_shrink_count()``). ``/proc/meminfo``'s ``SReclaimable``
-counts every page of a ``SLAB_RECLAIM_ACCOUNT`` cache, in-use objects included, so it
-says how much slab is *accounted* reclaimable, not how much a shrinker can free. These
-two files say that:
+The superblock shrinker, which frees the dentry and inode caches (the bulk of
+``SReclaimable`` on most hosts), counts only the objects on its LRU lists: dentries
+nobody holds and inodes nobody uses (``super_cache_count()``, fs/super.c, through
+``list_lru_shrink_count()``, plus a filesystem's own ``nr_cached_objects()``).
+``/proc/meminfo``'s ``SReclaimable`` counts every page of a ``SLAB_RECLAIM_ACCOUNT``
+cache, in-use objects included, so it says how much slab is *accounted* reclaimable,
+not how much a shrinker can free. These two files say that for dentries and inodes:
 
 ``dentry-state``
-    ``nr_dentry nr_unused age_limit want_pages nr_negative dummy`` (``struct
-    dentry_stat_t``, fs/dcache.c; 5.x kernels before 5.1 print four fields after the
-    first two, all kernels at least the first two).
+    ``nr_dentry nr_unused age_limit want_pages nr_negative dummy`` (6.1's ``struct
+    dentry_stat_t``, fs/dcache.c; every kernel prints six numbers, older ones with
+    ``dummy`` where ``nr_negative`` is now).
 ``inode-state``
-    ``nr_inodes nr_unused dummy...`` (``struct inodes_stat_t``, fs/inode.c; the second
-    field is ``get_nr_inodes_unused()``).
+    ``nr_inodes nr_unused`` and five dummies (``struct inodes_stat_t``, fs/inode.c; the
+    second field is ``get_nr_inodes_unused()``).
+
+SIMPLIFICATIONS: the share is of objects, not pages (an inode is larger than a dentry,
+and an unused dentry keeps its inode off the inode LRU); the other
+``SLAB_RECLAIM_ACCOUNT`` caches (``radix_tree_node``, freed by the workingset shadow
+shrinker; ``buffer_head``, freed with page-cache reclaim) are taken to have the same
+share.
 
 :func:`read_fs_state` gives the share of those objects on the shrinkers' lists, which
 :mod:`simcore.sim.initial_state` applies to ``SReclaimable``. Broken input raises
@@ -44,9 +51,11 @@ class CacheState:
 def parse_state(text: str, path: str) -> CacheState:
     """Parse one of the two files: its first line's first two numbers.
 
+    More unused objects than objects (the kernel sums the two per-CPU counters one
+    after the other, without a lock) is read as all of them unused.
+
     Raises:
-        ProcParseError: Not one line of at least two non-negative integers, or more
-            unused objects than objects.
+        ProcParseError: Not one line of at least two non-negative integers.
     """
     lines = [(n, line) for n, line in numbered_lines(text) if line.strip()]
     want = "one line of numbers, 'nr_total nr_unused ...' (a copy of /proc/sys/fs/*-state)"
@@ -58,10 +67,7 @@ def parse_state(text: str, path: str) -> CacheState:
     if len(fields) < 2 or not all(f.isdigit() for f in fields):
         raise ProcParseError(path, lineno, want, line)
     total, unused = int(fields[0]), int(fields[1])
-    if unused > total:
-        raise ProcParseError(path, lineno, f"at most nr_total ({total}) unused objects",
-                             str(unused))
-    return CacheState(total, unused)
+    return CacheState(total, min(unused, total))
 
 
 def read_fs_state(snapshot_dir: Path) -> float | None:

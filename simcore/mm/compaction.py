@@ -110,7 +110,8 @@ PB_SKIP = 0x80
 _LRU_FILE_LISTS = (2, 3)
 """LRU_INACTIVE_FILE, LRU_ACTIVE_FILE (page-cache pages need ``__GFP_FS``)."""
 _LRU_SLAB = 4
-"""The lruvec's reclaimable-slab list (never migrated)."""
+"""simcore.mm.lru.SLAB: this where-code and those above it (SLAB_IN_USE) are the lruvec's
+reclaimable-slab lists (never migrated: slab pages are neither PageLRU nor movable)."""
 
 
 def compact_gap(order: int) -> int:
@@ -636,7 +637,7 @@ class Compaction:
                     low_pfn += (1 << order) - 1  # compound (or multi-page): not migrated
                 else:
                     where = lruvec.on_list(low_pfn)
-                    if where == _LRU_SLAB:
+                    if where >= _LRU_SLAB:  # a slab page, shrinkable or in use: not on an LRU
                         pass
                     elif where >= 0:
                         file = where in _LRU_FILE_LISTS

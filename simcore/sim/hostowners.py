@@ -209,7 +209,8 @@ def fill_pcp_lists(machine: Machine, pfns: np.ndarray,
 
     SIMPLIFICATION: zoneinfo gives each CPU's page count only, not its orders or
     migratetypes; the host's pcp pages are taken as order 0 in the pageblocks
-    :func:`assign_node` chose (movable first).
+    :func:`assign_node` chose (movable first). A THP host's pcp lists can hold free
+    order-9 blocks (pageblock_order is a pcp order), which this scatters.
     """
     mm = machine.mm
     notes: list[str] = []

@@ -392,11 +392,11 @@ class Replay(HostMoves):
         if not self.final:
             return False  # its allocation may be later in this group
         if not self.real:
+            if self._free_held_block(pfn, order, cpu):
+                return True
             if self.migrated and not order:  # a migrated page's later free, perhaps
                 self.counts.migrated_freed += 1
                 self.machine.free(self.migrated.popleft(), cpu)
-                return True
-            if self._free_held_block(pfn, order, cpu):
                 return True
             self.counts.frees_unmatched_skipped += 1
             return True
@@ -493,30 +493,47 @@ class Replay(HostMoves):
     def _free_held_block(self, pfn: int, order: int, cpu: int) -> bool:
         """Free the pages of ``[pfn, pfn + 2**order)`` a host owner holds, if any.
 
-        Under either placement: the host freed a page it had before the trace, and the
-        model holds that pfn for a host owner of a ``from_proc`` initial state, so the
-        page is the model's copy of pre-trace memory. Freeing it keeps the model's
-        free-page count, and the side effects of a free (a pcp list over its ``high``
-        draining, as when ``ZONE_RECLAIM_ACTIVE`` caps it), with the host's.
+        The host freed a block it had before the trace, and the model holds pages there
+        for a host owner of a ``from_proc`` initial state (under ``model`` placement
+        only by chance: the initial state places owners where pagetypeinfo's counts
+        allow, not where the host had them). A block held whole is freed once, at its
+        order, as ``free_the_page()`` frees it (a pcp list for orders 0-3 and
+        pageblock_order, else the buddy lists); a block held in part gives back the
+        pages held.
         """
-        if not self._in_model(pfn, 1 << order):
+        nr = 1 << order
+        if not self._in_model(pfn, nr):
             return False
-        held = self._held_mask(pfn, 1 << order)
+        held = self._held_mask(pfn, nr)
         if not held.any():
             return False
         self.counts.frees_unmatched_applied += 1
+        if order and held.all():
+            for p in range(pfn, pfn + nr):
+                self._release_held(p)
+            pages = self.mm.pages
+            pages.ref_np[pfn + 1:pfn + nr] = 0
+            pages.flags_np[pfn + 1:pfn + nr] = 0
+            pages.info[pfn] = (pages.info[pfn] & ~ORDER_MASK) | order
+            pages.flags[pfn] = PG_ALLOC
+            pages.ref[pfn] = 1
+            self.mm.free_pages(pfn, order, cpu)
+            return True
         for i in np.flatnonzero(held).tolist():
             self._free_held(pfn + i, cpu)
         return True
 
-    def _free_held(self, p: int, cpu: int) -> None:
-        """The host freed page ``p``, which a host owner holds in the model."""
+    def _release_held(self, p: int) -> None:
+        """Page ``p`` leaves its host owner and its LRU or slab list."""
         machine = self.machine
         held = machine.held
         assert held is not None
-        owner = machine._owner_list[held.pop(p)]
-        owner.pages -= 1
+        machine._owner_list[held.pop(p)].pages -= 1
         self.mm.reclaim.lru_del(p)
+
+    def _free_held(self, p: int, cpu: int) -> None:
+        """The host freed page ``p``, which a host owner holds in the model."""
+        self._release_held(p)
         self.mm.free_pages(p, 0, cpu)
 
     def _allocated_head(self, pfn: int) -> int:

@@ -232,8 +232,12 @@ def test_compaction_migrates_the_hosts_movable_pages() -> None:
     assert machine.held is not None
     anon = machine.owners["host:anon"]
     before = set(machine.held.pfns_of(anon.idx).tolist())
+    slab = [machine.held.pfns_of(machine.owners[n].idx).tolist()
+            for n in ("host:slab_reclaim", "host:slab_in_use")]
     compaction = machine.mm.reclaim.compaction
     compaction.compact_node(0, 0)
+    assert [machine.held.pfns_of(machine.owners[n].idx).tolist()  # slab is not PageLRU
+            for n in ("host:slab_reclaim", "host:slab_in_use")] == slab
     moved = machine.mm.vm["pgmigrate_success"]
     assert moved > 0
     after = set(machine.held.pfns_of(anon.idx).tolist())

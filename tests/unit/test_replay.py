@@ -351,3 +351,32 @@ def test_truncated_compressed_trace_and_a_cpu_named_in_the_users_file(
     err = capsys.readouterr().err
     assert f"{text}:2:" in err and "CPU 5" in err
     assert not (tmp_path / "o2").exists() and not list(tmp_path.glob("o2*"))
+
+
+@pytest.mark.parametrize("placement", ["model", "real"])
+def test_a_pre_trace_block_a_host_owner_holds_is_freed_once_at_its_order(
+        tmp_path: Path, placement: str) -> None:
+    """free_the_page(): an order-2 block goes to a pcp list as one order-2 entry."""
+    from simcore.formats.procmachine import machine_from_proc
+    from simcore.sim.initial_state import apply_initial_state
+
+    start = FRESH / "start"
+    m = Machine(*machine_from_proc(start), 1)
+    apply_initial_state(m, start)
+    assert m.held is not None
+    owner = m.held.owner_np
+    heads = [p for p in np.flatnonzero(owner >= 0).tolist()
+             if not p & 3 and (owner[p:p + 4] >= 0).all()]
+    pfn = heads[len(heads) // 2]
+    zone = next(z for z in m.mm.zones
+                if z.zone_start_pfn <= pfn < z.zone_start_pfn + z.spanned_pages)
+    pcp = zone.per_cpu_pageset[0]
+    before = pcp.count
+    trace = trace_file(tmp_path, [(1.0, 0, "mm_page_free", pfn, 2, "")])
+    r = run_replay(m, trace, placement)
+    assert r.counts.frees_unmatched_applied == 1
+    assert (owner[pfn:pfn + 4] < 0).all()
+    assert pcp.count == before + 4  # one order-2 entry, not four order-0 frees
+    assert m.mm.pages.info[pfn] & 0xF == 2
+    held = dict.fromkeys(np.flatnonzero(owner >= 0).tolist(), 0)
+    check_invariants(m.mm, held)
