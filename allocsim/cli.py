@@ -65,8 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_seed, default=None, help="override the config's seed")
     run.add_argument("--no-report", action="store_true", help="skip the PDF/PNG report")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_set(run)
     val = sub.add_parser("validate", help="check experiment files without running them")
     val.add_argument("configs", type=Path, nargs="+")
+    _add_set(val)
     rep = sub.add_parser("report", help="(re)build the report of a run directory")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--overlay", type=Path, default=None, metavar="BUDDYINFO_PERIODIC",
@@ -99,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
                     "processes (default: 0)")
     rp.add_argument("--no-report", action="store_true", help="skip the PDF/PNG report")
     rp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from allocsim.sweep.cli import add_parser as add_sweep
+
+    add_sweep(sub, _add_set)
     vo = sub.add_parser(
         "validate-oracle", help="measure the model against real 6.1 data (a directory "
                                 "laid out like ../shared/oracle/)")
@@ -210,6 +215,25 @@ def _cmd_validate_oracle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY.PATH=VALUE``, repeatable: values set before the file is validated."""
+    parser.add_argument("--set", dest="set", action="append", default=[], type=_set_arg,
+                        metavar="KEY.PATH=VALUE",
+                        help="override one value of the experiment file, e.g. "
+                             "--set workloads[0].rate=200/s --set machine.nodes[0].memory=8GiB "
+                             "(the value is one YAML scalar; repeatable)")
+
+
+def _set_arg(text: str) -> tuple[str, object]:
+    from simcore.config.override import parse_set_arg
+    from simcore.errors import ConfigError
+
+    try:
+        return parse_set_arg(text)
+    except ConfigError as exc:  # argparse's usage error: one line, exit 2
+        raise argparse.ArgumentTypeError(_one_line(exc)) from None
+
+
 def _print_assumptions(manifest: dict[str, Any]) -> None:
     """What a ``from_proc`` initial state assumed where its snapshot was silent."""
     for text in (manifest.get("initial_state") or {}).get("assumptions", []):
@@ -222,7 +246,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from allocsim.run import simulate
     from workloads.registry import load_experiment
 
-    cfg = load_experiment(args.config)
+    cfg = load_experiment(args.config, args.set)
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     progress = None if args.quiet else _progress_bar(cfg.name, cfg.duration_ns)
@@ -323,7 +347,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     bad = 0
     for path in args.configs:
         try:
-            cfg = load_experiment(path)
+            cfg = load_experiment(path, args.set)
             footprint = check_fits_host(cfg)
         except ConfigError as exc:
             print(f"allocsim: error: {_one_line(exc)}", file=sys.stderr)
@@ -366,9 +390,15 @@ def _cmd_proc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from allocsim.sweep.cli import cmd_sweep
+
+    return cmd_sweep(args)
+
+
 COMMANDS = {"run": _cmd_run, "replay": _cmd_replay, "validate": _cmd_validate,
             "report": _cmd_report, "proc": _cmd_proc, "trace": _cmd_trace,
-            "validate-oracle": _cmd_validate_oracle}
+            "validate-oracle": _cmd_validate_oracle, "sweep": _cmd_sweep}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

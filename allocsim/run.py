@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 import simcore
@@ -326,6 +327,7 @@ class _Run:
 
     def _base_summary(self, wall_seconds: float) -> dict[str, Any]:
         st = self.machine.stats
+        owners = list(self.machine.owners.values())
         return {
             "simulated_seconds": self.machine.now_ns / 1e9,
             "wall_seconds": round(wall_seconds, 3),
@@ -334,16 +336,27 @@ class _Run:
             "pages_freed": st.pages_freed,
             "pages_reclaimed": st.pages_reclaimed,
             "pages_oom_killed": st.pages_oom_killed,
-            "requests": {"by_caller": {o.name: o.requests
-                                       for o in self.machine.owners.values() if o.requests}},
+            "requests": {"by_caller": {o.name: o.requests for o in owners if o.requests},
+                         "by_caller_order": {o.name: _by_order(o.requests_by_order)
+                                             for o in owners if o.requests}},
             "failures": {
                 "by_order": {str(k): v for k, v in sorted(st.failures_by_order.items())},
                 "by_caller": dict(sorted(st.failures_by_caller.items())),
+                "by_caller_order": {o.name: _by_order(o.failures_by_order)
+                                    for o in owners if o.first_failure_ns >= 0},
+                "first_ns": {o.name: o.first_failure_ns for o in owners
+                             if o.first_failure_ns >= 0},
             },
             "events_traced": self.tracer.events_traced,
             "snapshots": self.recorder.snapshots,
             "bad_page": self.machine.mm.vm["bad_page"],
         }
+
+
+def _by_order(counts: Any) -> dict[str, int]:
+    """A caller's per-order counts, the orders it used only (keys are orders, as text)."""
+    arr = np.asarray(counts)
+    return {str(order): int(arr[order]) for order in np.flatnonzero(arr).tolist()}
 
 
 def _make_tmp_dir(out_root: Path, final_name: str) -> Path:

@@ -7,7 +7,7 @@ dumper of its own YAML keys. :func:`load_experiment` hands the parsers to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from simcore.config.parse import WorkloadDumper, WorkloadParser, dump_config, load_config
+from simcore.config.override import scalar_text, set_value
+from simcore.config.parse import (
+    WorkloadDumper,
+    WorkloadParser,
+    dump_config,
+    parse_config,
+    read_yaml,
+)
 from simcore.config.types import ExperimentConfig, MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration
 from simcore.errors import ConfigError
@@ -148,22 +155,62 @@ def workload_dumpers() -> dict[str, WorkloadDumper]:
     return {name: kind.dump_params for name, kind in WORKLOADS.items()}
 
 
-def load_experiment(path: Path) -> ExperimentConfig:
+def load_experiment(path: Path,
+                    overrides: Sequence[tuple[str, object]] = ()) -> ExperimentConfig:
     """Load an experiment file, parsing each workload's parameters with its kind's parser.
+
+    ``overrides`` are ``--set`` values (:func:`simcore.config.override.parse_set_arg`),
+    set in the document before it is validated; an error in one names its argument.
 
     Raises:
         simcore.errors.ConfigError: On any problem, naming the file and key path.
     """
-    cfg = load_config(path, workload_parsers())
-    reserved = _reserved_names(cfg)
-    for i, spec in enumerate(cfg.workloads):
-        WORKLOADS[spec.kind].check(spec.params, cfg.machine, f"workloads[{i}]", cfg.source)
-        if spec.name in reserved:
-            raise ConfigError(cfg.source, f"workloads[{i}].name",
-                              "a name no caller of the model itself uses here (not "
-                              f"{', '.join(sorted(reserved))})", spec.name)
-        _check_resize_times(spec, cfg, f"workloads[{i}]")
+    doc = read_yaml(path)
+    if isinstance(doc, Mapping) and "sweep" in doc:
+        raise ConfigError(str(path), "sweep", "no sweep: section in a file for one run "
+                          "(run it with allocsim sweep)", "a sweep: section")
+    origins = {}
+    for key_path, value in overrides:
+        arg = f"--set {key_path}={scalar_text(value)}"
+        doc = set_value(doc, key_path, value, arg)
+        origins[key_path] = (arg, key_path)
+    return experiment_from_data(doc, str(path), origins)
+
+
+def experiment_from_data(doc: object, source: str,
+                         origins: Mapping[str, tuple[str, str]] | None = None,
+                         ) -> ExperimentConfig:
+    """Validate a loaded experiment document (:func:`load_experiment` without the file).
+
+    ``origins`` maps key paths whose values came from elsewhere (``--set``, a sweep
+    point) to the ``(source, key)`` an error in them should name instead.
+
+    Raises:
+        simcore.errors.ConfigError: On any problem, naming the file (or the origin) and
+            key path.
+    """
+    try:
+        cfg = parse_config(doc, source, workload_parsers())
+        reserved = _reserved_names(cfg)
+        for i, spec in enumerate(cfg.workloads):
+            WORKLOADS[spec.kind].check(spec.params, cfg.machine, f"workloads[{i}]",
+                                       cfg.source)
+            if spec.name in reserved:
+                raise ConfigError(cfg.source, f"workloads[{i}].name",
+                                  "a name no caller of the model itself uses here (not "
+                                  f"{', '.join(sorted(reserved))})", spec.name)
+            _check_resize_times(spec, cfg, f"workloads[{i}]")
+    except ConfigError as exc:
+        raise _from_origin(exc, origins or {}) from None
     return cfg
+
+
+def _from_origin(exc: ConfigError, origins: Mapping[str, tuple[str, str]]) -> ConfigError:
+    """``exc``, naming where its key's value came from if an origin set it."""
+    for key_path, (source, key) in origins.items():
+        if exc.key == key_path or exc.key.startswith((key_path + ".", key_path + "[")):
+            return ConfigError(source, key + exc.key[len(key_path):], exc.expected, exc.got)
+    return exc
 
 
 def _reserved_names(cfg: ExperimentConfig) -> frozenset[str]:

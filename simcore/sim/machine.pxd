@@ -24,6 +24,8 @@ cdef class Owner:
     cdef public long long pages, swap_pages, killed_ns, stall_ns
     cdef public int idx
     cdef public long long requests, extfrag, polluted
+    cdef public long long[:] requests_by_order, failures_by_order
+    cdef public long long first_failure_ns
 
 cdef class CallerStats:
     cdef public long long alloc_requests, pages_allocated, pages_freed, free_requests

@@ -114,6 +114,10 @@ class Allocation:
                 f"gfp={self.gfp:#x}, cpu={self.cpu}, alive={self.alive})")
 
 
+ORDER_SLOTS = 64
+"""Orders counted per caller (a request's order is below 64: the config allows 16 at most)."""
+
+
 class Owner:
     """One caller's memory, as ``oom_badness()`` and the summary see it.
 
@@ -135,10 +139,14 @@ class Owner:
         requests: Allocation requests it made (each page of a bulk call counts).
         extfrag: Fallback steals (``mm_page_alloc_extfrag``) made in its allocations.
         polluted: Pageblocks it was the first to pollute (see :mod:`simcore.sim.pollution`).
+        requests_by_order: Its requests per order (index: the order).
+        failures_by_order: Its failed requests per order.
+        first_failure_ns: When its first request failed (-1: none has).
     """
 
     __slots__ = ("name", "lru", "oom_score_adj", "killable", "pages", "swap_pages",
-                 "killed_ns", "stall_ns", "exited", "idx", "requests", "extfrag", "polluted")
+                 "killed_ns", "stall_ns", "exited", "idx", "requests", "extfrag", "polluted",
+                 "requests_by_order", "failures_by_order", "first_failure_ns")
 
     def __init__(self, name: str, lru: int = -1, oom_score_adj: int = 0,
                  killable: bool = True) -> None:
@@ -155,6 +163,9 @@ class Owner:
         self.requests = 0
         self.extfrag = 0
         self.polluted = 0
+        self.requests_by_order = np.zeros(ORDER_SLOTS, dtype=np.int64)
+        self.failures_by_order = np.zeros(ORDER_SLOTS, dtype=np.int64)
+        self.first_failure_ns = -1
 
 
 class CallerStats:
@@ -497,9 +508,13 @@ class Machine:
         stats = self.stats
         stats.alloc_requests += 1
         who.requests += 1
+        who.requests_by_order[order] += 1
         if pfn < 0:
             stats.failures_by_order[order] += 1
             stats.failures_by_caller[who.name] += 1
+            who.failures_by_order[order] += 1
+            if who.first_failure_ns < 0:
+                who.first_failure_ns = int(self.env.now)
             return None
         pages = 1 << order
         stats.pages_allocated += pages

@@ -1,0 +1,10 @@
+"""Sweeps: one experiment file run over a grid of values, each point several times.
+
+``allocsim sweep CONFIG -o DIR`` reads the file's ``sweep:`` section
+(:mod:`allocsim.sweep.spec`), plans one run per point and replicate
+(:mod:`allocsim.sweep.plan`), runs them on local processes or a Dask cluster
+(:mod:`allocsim.sweep.executors`), and writes ``sweep.parquet`` (one row per run and
+metric, :mod:`allocsim.sweep.metrics`) and ``summary.csv`` (mean, standard deviation and a
+95 % confidence interval per point and metric, :mod:`allocsim.sweep.stats`) into ``DIR``
+(:mod:`allocsim.sweep.runner`).
+"""

@@ -1,0 +1,103 @@
+"""The ``allocsim sweep`` command line (see :mod:`allocsim.sweep.runner`)."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+DEFAULT_SHOWN = ("failure_rate.*", "first_failure_s.*", "hugetlb*", "free_pageblocks.*",
+                 "stall_some_percent", "oom_kill")
+"""Metrics the closing table shows unless ``--metric`` says otherwise."""
+
+
+def add_parser(sub: Any, add_set: Any) -> None:
+    """The ``sweep`` subcommand's arguments."""
+    sw = sub.add_parser("sweep", help="run an experiment over a grid of values with "
+                                      "replicates; write sweep.parquet and summary.csv")
+    sw.add_argument("config", type=Path, help="experiment YAML file with a sweep: section")
+    sw.add_argument("-o", "--out", type=Path, required=True,
+                    help="sweep directory (run again on the same one to resume)")
+    sw.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                    help=f"local worker processes (default: the number of cores, "
+                         f"{os.cpu_count() or 1} here)")
+    sw.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="run on a Dask cluster instead, e.g. tcp://host:8786")
+    sw.add_argument("--metric", action="append", default=[], metavar="PATTERN",
+                    help="metrics the closing table shows (shell patterns; repeatable; "
+                         "summary.csv has them all)")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_set(sw)
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, got {text!r}")
+    return value
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Plan, run (or resume) and summarize a sweep."""
+    from allocsim.sweep.runner import plan_sweep, run_sweep
+
+    plan = plan_sweep(args.config, args.set)
+    jobs = args.jobs or os.cpu_count() or 1
+    where = (f"Dask scheduler {args.scheduler}" if args.scheduler
+             else f"{jobs} local process{'es' if jobs > 1 else ''}")
+    print(f"sweep {args.config}: {len(plan.spec.points)} points x {plan.spec.replicates} "
+          f"replicates = {len(plan.tasks)} runs on {where}", file=sys.stderr)
+    bar = None if args.quiet else _Bar(len(plan.tasks))
+    try:
+        result = run_sweep(plan, args.out, jobs, args.scheduler,
+                           None if bar is None else bar.update)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"sweep directory: {args.out}")
+    print(f"  {len(result.records) - len(result.failed)} runs complete "
+          f"({result.skipped} from an earlier attempt), {len(result.failed)} failed")
+    for record in result.failed:
+        print(f"  failed: runs/{record.dir_name}: {record.error}")
+    print(format_summary(result.summary, list(plan.spec.keys), args.metric or DEFAULT_SHOWN))
+    print("  (mean and 95 % CI over replicates; every metric is in summary.csv, "
+          "every run's value in sweep.parquet)")
+    return 0 if not result.failed else 1
+
+
+def format_summary(summary: pd.DataFrame, keys: list[str], patterns: Any) -> str:
+    """The closing table: one line per point and shown metric."""
+    if summary.empty:
+        return "  (no completed runs)"
+    shown = summary[summary.metric.map(
+        lambda m: any(fnmatch.fnmatchcase(m, p) for p in patterns))]
+    if shown.empty:
+        return "  (no metric matches " + ", ".join(patterns) + ")"
+    table = shown[["point", *keys, "metric", "n", "mean", "ci_low", "ci_high", "method"]]
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+class _Bar:
+    """tqdm over runs: done/total, ETA, failures."""
+
+    def __init__(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="run", desc="sweep", file=sys.stderr,
+                        dynamic_ncols=True)
+
+    def update(self, record: Any, done: int, failed: int) -> None:
+        self.bar.n = done
+        self.bar.set_postfix(failed=failed, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,133 @@
+"""Where a sweep's runs execute: this process, local processes, or a Dask cluster.
+
+Each executor calls :func:`run_task` on every task and yields its :class:`RunRecord` as
+runs finish, in whatever order they finish; the runner sorts. Nothing in the model knows
+which executor it runs on: a run depends only on its config and seed.
+
+``--jobs 1``
+    This process, one run after another.
+``--jobs N``
+    ``N`` worker processes (:class:`concurrent.futures.ProcessPoolExecutor`, started with
+    ``spawn``).
+``--scheduler tcp://HOST:PORT``
+    A Dask distributed cluster (:class:`distributed.Client`). Its workers must have
+    allocsim installed and see the sweep's output directory at the same path (a shared
+    file system, or one machine); start them with ``--nthreads 1``, as a run holds the
+    GIL for its whole length.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from allocsim.sweep.plan import RunTask, task_config
+from simcore.errors import AllocsimError
+
+OK_STATUSES = ("ok", "panic")
+"""A run directory with one of these statuses is complete (a kernel panic is a result)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run gave: its status, and its metrics if it completed."""
+
+    point: int
+    replicate: int
+    seed: int
+    config_hash: str
+    dir_name: str
+    status: str
+    error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def run_task(task: RunTask, runs: str) -> RunRecord:
+    """Run one task into ``runs/<task.dir_name>`` (no report) and read its metrics.
+
+    A run that fails is recorded with its error (its directory is ``<name>.failed``);
+    an interruption propagates.
+    """
+    from allocsim.run import simulate
+    from allocsim.sweep.metrics import run_metrics
+
+    root = Path(runs)
+    for stale in (root / f"{task.dir_name}.failed", root / f"{task.dir_name}.interrupted"):
+        shutil.rmtree(stale, ignore_errors=True)  # an earlier attempt's remains
+    try:
+        cfg = task_config(task)
+        result = simulate(cfg, root, None, report=False, dir_name=task.dir_name)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any crash of one run is recorded, not fatal
+        return _record(task, "failed", f"{type(exc).__name__}: {exc}")
+    return _record(task, result.status, None, run_metrics(result.summary))
+
+
+def _record(task: RunTask, status: str, error: str | None,
+            metrics: dict[str, float] | None = None) -> RunRecord:
+    return RunRecord(task.point, task.replicate, task.seed, task.config_hash, task.dir_name,
+                     status, error, metrics or {})
+
+
+def run_inline(tasks: Sequence[RunTask], runs: Path) -> Iterator[RunRecord]:
+    """Each task in this process, in order."""
+    for task in tasks:
+        yield run_task(task, str(runs))
+
+
+def run_local(tasks: Sequence[RunTask], runs: Path, jobs: int) -> Iterator[RunRecord]:
+    """The tasks on ``jobs`` local worker processes, yielded as they finish."""
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    try:
+        futures = [pool.submit(run_task, task, str(runs)) for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_dask(tasks: Sequence[RunTask], runs: Path, address: str) -> Iterator[RunRecord]:
+    """The tasks on the Dask cluster whose scheduler is at ``address``.
+
+    Raises:
+        SchedulerError: dask.distributed is not installed, or the scheduler cannot be
+            reached.
+    """
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise SchedulerError(address, "dask.distributed installed (pip install "
+                             "'allocsim[dask]')", "not installed") from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerError(address, "a Dask scheduler listening there", str(exc)) from None
+    try:
+        futures = [client.submit(run_task, task, str(runs.resolve()), pure=False,
+                                 key=f"allocsim-{task.dir_name}") for task in tasks]
+        for future in dask_completed(futures):
+            try:
+                record = future.result()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - run_task records its own errors
+                raise SchedulerError(address, "a scheduler and workers that import "
+                                     "allocsim from the same installation as this one",
+                                     " ".join(str(exc).split())[:300]) from None
+            yield record
+    finally:
+        client.close()
+
+
+class SchedulerError(AllocsimError):
+    """A ``--scheduler`` address that cannot be used (one line, exit 2)."""
+
+    def __init__(self, address: str, expected: str, got: str) -> None:
+        super().__init__(f"--scheduler {address}: expected {expected}, got {got}")
