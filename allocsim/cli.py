@@ -59,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment and write its run directory + report")
-    run.add_argument("config", type=Path, help="experiment YAML file")
+    run.add_argument("config", type=Path, nargs="?", help="experiment YAML file")
+    run.add_argument("--from", dest="from_manifest", type=Path, default=None,
+                     metavar="RUN_DIR/manifest.json",
+                     help="re-run a run directory's effective config (same seed: the same "
+                          "trace, byte for byte) instead of a file")
     run.add_argument("-o", "--out", type=Path, default=Path("runs"),
                      help="directory that receives the run directory (default: runs/)")
     run.add_argument("--seed", type=_seed, default=None, help="override the config's seed")
@@ -246,7 +250,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from allocsim.run import simulate
     from workloads.registry import load_experiment
 
-    cfg = load_experiment(args.config, args.set)
+    if (args.config is None) == (args.from_manifest is None):
+        raise UsageError("allocsim run: expected an experiment file or --from "
+                         "RUN_DIR/manifest.json (one of them)")
+    if args.from_manifest is not None:
+        from allocsim.rerun import load_manifest_experiment
+
+        cfg = load_manifest_experiment(args.from_manifest, args.set)
+    else:
+        cfg = load_experiment(args.config, args.set)
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     progress = None if args.quiet else _progress_bar(cfg.name, cfg.duration_ns)
@@ -406,11 +418,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from simcore.formats.procfs import ProcParseError
 
     errors: tuple[type[BaseException], ...] = (
-        AllocsimError, ProcParseError, FileNotFoundError, IsADirectoryError,
+        AllocsimError, ProcParseError, UsageError, FileNotFoundError, IsADirectoryError,
         NotADirectoryError, PermissionError)
     if "reports.load" in sys.modules:  # only a report can raise it; importing is slow
         errors += (sys.modules["reports.load"].ReportInputError,)
     return errors
+
+
+class UsageError(Exception):
+    """A command line that cannot be run (one line, exit 2)."""
 
 
 class Terminated(KeyboardInterrupt):

@@ -165,6 +165,7 @@ def _versions() -> dict[str, str]:
         "allocsim": simcore.__version__, "kernel_model": simcore.KERNEL_VERSION,
         "python": platform.python_version(), "simpy": _dist_version("simpy"),
         "numpy": numpy.__version__, "pyarrow": pyarrow.__version__,
+        **{name: _dist_version(name) for name in ("pandas", "matplotlib", "PyYAML")},
         "engine_build": simcore.build_description(),
     }
 
@@ -207,6 +208,7 @@ class _Run:
             "config": dump_experiment(cfg), "config_source": cfg.source,
             "min_free_kbytes_source": "auto" if cfg.sysctl.min_free_kbytes is None else "config",
             "versions": _versions(), "git_commit": source_commit(),
+            "compiled": bool(getattr(simcore, "COMPILED", False)),
             "report_requested": report, "started": _now(), "finished": None,
         }
         self.tracer: Tracer = NullTracer()
@@ -405,6 +407,7 @@ def simulate(
         OutputError: ``out_root`` cannot hold a run directory (nothing is left behind).
     """
     check_fits_host(cfg)
+    t_start = time.perf_counter()
     base = dir_name if dir_name is not None else f"{cfg.name}-seed{cfg.seed}"
     tmp_dir = _make_tmp_dir(out_root, unique_run_dir(out_root, base).name)
     try:
@@ -426,6 +429,7 @@ def simulate(
             run.manifest["panic"] = {"time_ns": run.panic.time_ns, "reason": run.panic.reason}
         run.write_manifest()
         paths = run.build_report() if report else []
+        run.manifest["wall_seconds"] = round(time.perf_counter() - t_start, 3)
         run.write_manifest()
         _check_complete(run)
         final_dir = unique_run_dir(out_root, base)

@@ -30,6 +30,9 @@ A load spike then slows both sides of the ratio instead of only one.
    multiplied by its children's R is shown beside it, as the children run at
    different times.
 
+5. Sweep (target >= 1.7x): wall time of a 16-run sweep, each run at least 5 s, on
+   ``--jobs 1`` over ``--jobs 2`` (see :mod:`benchmarks.sweep`).
+
 ``--quick`` shrinks everything (smaller machines for 3 and 4: the JSON's ``memory_gib``,
 ``growth_from_gib`` and ``growth_to_gib`` say which) for a smoke run. ``--json`` prints
 one JSON object on stdout instead of the table; progress always goes to stderr.
@@ -54,10 +57,11 @@ from benchmarks.children import scaling_and_memory
 from benchmarks.core import CoreBench, driver_ops_per_s
 from benchmarks.e2e import EndToEnd
 from benchmarks.reference import Paired, interleave, simpy_events_per_s
+from benchmarks.sweep import sweep_speedup
 from benchmarks.table import format_table
 
 TARGETS = {"bare_core_target_ratio": 3.0, "e2e_target_ratio": 0.5,
-           "bytes_per_page_target": 12.0, "growth_target": 1.5}
+           "bytes_per_page_target": 12.0, "growth_target": 1.5, "sweep_speedup_target": 1.7}
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,17 @@ class Plan:
     child_rounds: int
     child_passes: int
     """Children per size: passes up and down the sizes, pooled."""
+    sweep_run_seconds: float
+    """Least wall time of one run of the figure-5 sweep."""
+    sweep_runs: int
 
 
 FULL = Plan(r_steps=12_500, core_steps=60_000, core_rounds=7, e2e_duration_ms=5_000,
             e2e_rounds=5, sizes_gib=(4, 16, 64, 256, 1024), child_steps=20_000,
-            child_rounds=5, child_passes=2)
+            child_rounds=5, child_passes=2, sweep_run_seconds=5.0, sweep_runs=16)
 QUICK = Plan(r_steps=2_000, core_steps=5_000, core_rounds=2, e2e_duration_ms=300,
              e2e_rounds=1, sizes_gib=(4, 16), child_steps=2_000, child_rounds=1,
-             child_passes=1)
+             child_passes=1, sweep_run_seconds=0.3, sweep_runs=4)
 
 
 def _progress(msg: str) -> None:
@@ -141,19 +148,22 @@ def memory_and_scaling(plan: Plan) -> dict[str, Any]:
 def collect(plan: Plan, quick: bool = False) -> dict[str, Any]:
     """Run every benchmark of ``plan``; returns the JSON-ready results."""
     t0 = time.perf_counter()
-    _progress("1/4 bare core")
+    _progress("1/5 bare core")
     r: dict[str, Any] = bare_core(plan)
-    _progress("2/4 end to end")
+    _progress("2/5 end to end")
     r.update(end_to_end(plan))
-    _progress("3/4 and 4/4 memory and scaling (child processes)")
+    _progress("3/5 and 4/5 memory and scaling (child processes)")
     r.update(memory_and_scaling(plan))
-    r["R_samples"] = r["bare_core_R_samples"] + r["e2e_R_samples"]
+    _progress(f"5/5 a {plan.sweep_runs}-run sweep, --jobs 1 then --jobs 2")
+    r.update(sweep_speedup(plan.sweep_run_seconds, plan.sweep_runs, plan.r_steps))
+    r["R_samples"] = r["bare_core_R_samples"] + r["e2e_R_samples"] + r["sweep_R_samples"]
     r["R_events_per_s"] = statistics.median(r["R_samples"])
     r.update(TARGETS)
     r["bare_core_pass"] = r["bare_core_ratio"] >= r["bare_core_target_ratio"]
     r["e2e_pass"] = r["e2e_ratio"] >= r["e2e_target_ratio"]
     r["memory_pass"] = r["bytes_per_page_1tib"] <= r["bytes_per_page_target"]
     r["growth_pass"] = r["growth_16g_to_1t"] <= r["growth_target"]
+    r["sweep_pass"] = r["sweep_speedup"] >= r["sweep_speedup_target"]
     r.update(compiled=bool(getattr(simcore, "COMPILED", False)), quick=quick,
              date=date.today().isoformat(), git_commit=source_commit(),
              machine={"python": platform.python_version(), "cpus": os.cpu_count(),

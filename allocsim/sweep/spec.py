@@ -11,8 +11,13 @@
 or, instead of ``grid``, a list of points, each setting any key paths::
 
       points:
-        - {machine.nodes[0].memory: 4GiB, workloads[0].rate: 1000/s}
-        - {machine.nodes[0].memory: 16GiB, workloads[0].rate: 4000/s}
+        - machine.nodes[0].memory: 4GiB
+          workloads[0].rate: 1000/s
+        - machine.nodes[0].memory: 16GiB
+          workloads[0].rate: 4000/s
+
+(In YAML's flow style, ``{...}``, a key path holding ``[`` must be quoted:
+``{"workloads[0].rate": 1000/s}``.)
 
 A key path is written as error messages print it (:mod:`simcore.config.override`); its
 values are set in the document before it is validated, so each is checked as if it had

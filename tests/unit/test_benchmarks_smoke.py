@@ -13,7 +13,7 @@ from benchmarks.table import format_table
 
 TINY = run.Plan(r_steps=200, core_steps=300, core_rounds=1, e2e_duration_ms=50,
                 e2e_rounds=1, sizes_gib=(4, 16), child_steps=200, child_rounds=1,
-                child_passes=2)
+                child_passes=2, sweep_run_seconds=0.05, sweep_runs=2)
 REQUIRED = {"R_events_per_s", "bare_core_ops_per_s", "bare_core_ratio", "e2e_requests_per_s",
             "e2e_ratio", "bytes_per_page_1tib", "growth_16g_to_1t", "compiled"}
 
@@ -44,6 +44,13 @@ def test_ratios_are_figure_over_r(results: dict) -> None:
         figure, r = results[f"{name}_{unit}"], results[f"{name}_R_events_per_s"]
         assert results[f"{name}_ratio"] == pytest.approx(figure / r)
         assert r == pytest.approx(statistics.median(results[f"{name}_R_samples"]))
+
+
+def test_sweep_speedup_is_jobs1_over_jobs2(results: dict) -> None:
+    assert results["sweep_runs"] == 2
+    assert results["sweep_speedup"] == pytest.approx(
+        results["sweep_jobs1_seconds"] / results["sweep_jobs2_seconds"])
+    assert results["sweep_pass"] == (results["sweep_speedup"] >= 1.7)
 
 
 def test_memory_and_growth_follow_their_definitions(results: dict) -> None:
