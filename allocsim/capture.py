@@ -101,6 +101,8 @@ def capture(out: Path, root: Path = Path("/")) -> list[str]:
     for name in DEBUGFS_FILES:
         if (text := read(f"sys/kernel/debug/extfrag/{name}", name)) is not None:
             files[name] = text
+        elif not (root / "sys/kernel/debug/extfrag").is_dir():
+            missing[-1] += " (is debugfs mounted? mount -t debugfs none /sys/kernel/debug)"
     if (text := read("sys/kernel/mm/transparent_hugepage/enabled",
                      "transparent_hugepage_enabled")) is not None:
         files["transparent_hugepage_enabled"] = text

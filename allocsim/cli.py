@@ -239,9 +239,15 @@ def _set_arg(text: str) -> tuple[str, object]:
 
 
 def _print_assumptions(manifest: dict[str, Any]) -> None:
-    """What a ``from_proc`` initial state assumed where its snapshot was silent."""
-    for text in (manifest.get("initial_state") or {}).get("assumptions", []):
+    """What a ``from_proc`` state assumed, and where it differs from its snapshot."""
+    state = manifest.get("initial_state") or {}
+    for text in state.get("assumptions", []):
         print(f"  initial state: {text}")
+    mismatches = state.get("mismatches", [])
+    if mismatches:
+        print(f"  initial state: differs from the snapshot in {len(mismatches)} "
+              f"place{'s' if len(mismatches) > 1 else ''} (manifest.json "
+              f"initial_state.mismatches), e.g. {mismatches[0]}")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -270,7 +276,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress.close()
     s = result.summary
     print(f"run directory: {result.run_dir}")
-    _print_assumptions(json.loads((result.run_dir / "manifest.json").read_text(encoding="utf-8")))
+    manifest = json.loads((result.run_dir / "manifest.json").read_text(encoding="utf-8"))
+    state = (manifest.get("initial_state") or {}).get("from_proc")
+    if state:
+        print(f"  starting state: the snapshot's (initial_state from_proc: {state})")
+    _print_assumptions(manifest)
     print(f"  simulated {s['simulated_seconds']:.3f} s in {s['wall_seconds']:.1f} s wall; "
           f"{s['alloc_requests']} requests, {sum(s['failures']['by_order'].values())} failed, "
           f"{s['events_traced']} events traced")

@@ -53,6 +53,9 @@ def replay_config(machine: Path, seed: int, name: str,
         elif initial_state == "from_proc":
             kept["initial_state"] = "from_proc"  # parse_config names what is missing
         return parse_config({**base, **kept}, str(machine / "zoneinfo"))
+    if not machine.exists():
+        raise ConfigError(str(machine), "--machine", "a /proc snapshot directory or a YAML "
+                          "file with a machine: section", "no such file or directory")
     data = read_yaml(machine)
     if not isinstance(data, dict) or "machine" not in data:
         raise ConfigError(str(machine), "machine", "a /proc snapshot directory or a YAML file "

@@ -107,8 +107,11 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
     if overlay is not None:
         pb_order = int(data.manifest.get("config", {}).get("machine", {})
                        .get("pageblock_order", 9))
-        start_ns = (data.summary.get("replay") or {}).get("trace_start_ns", 0)
-        pages += overlay_pages(data.buddyinfo, Path(overlay), pb_order, start_ns / 1e9)
+        replay = data.summary.get("replay") or {}
+        start_ns = replay.get("trace_start_ns", 0)
+        what = (f"replay (placement {replay['placement']})" if "placement" in replay
+                else "model run")
+        pages += overlay_pages(data.buddyinfo, Path(overlay), pb_order, start_ns / 1e9, what)
     out.mkdir(parents=True, exist_ok=True)
     stems = {stem for stem, _ in pages if stem}
     for old in out.glob("overlay_*.png"):  # a previous build's overlay, not asked for now

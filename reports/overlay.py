@@ -72,17 +72,23 @@ def free_page_series(frame: pd.DataFrame, pageblock_order: int) -> dict[ZoneKey,
     return out
 
 
-def overlay_figure(key: ZoneKey, sim: pd.DataFrame | None, real: pd.DataFrame) -> Figure:
-    """Free pages of one zone over time: the run (lines) against the host (markers)."""
+def overlay_figure(key: ZoneKey, sim: pd.DataFrame | None, real: pd.DataFrame,
+                   what: str = "model run") -> Figure:
+    """Free pages of one zone over time: the run (steps) against the host (markers).
+
+    The run's line holds each sample's value until the next sample (``steps-post``), as
+    the state it samples does; ``what`` names the run in the legend and title.
+    """
     fig = new_figure()
     ax = fig.add_subplot()
     styles = (("total", "all free pages", "tab:blue"),
               ("huge", "free in blocks >= one pageblock", "tab:orange"))
     for column, label, color in styles:
         if sim is not None and not sim.empty:
-            ax.plot(sim.index, sim[column], color=color, label=f"model: {label}")
+            ax.plot(sim.index, sim[column], color=color, drawstyle="steps-post",
+                    label=f"{what}: {label}")
         ax.plot(real.index, real[column], color=color, linestyle="none", marker="o",
-                label=f"host: {label}")
+                markersize=7, markeredgecolor="black", label=f"host: {label}")
     ax.set_xlabel("time (s since boot, the trace's clock)")
     ax.set_ylabel("free pages (4 KiB)")
     ax.yaxis.set_major_formatter(StrMethodFormatter(THOUSANDS))
@@ -90,12 +96,18 @@ def overlay_figure(key: ZoneKey, sim: pd.DataFrame | None, real: pd.DataFrame) -
     ax.legend(loc="best")
     nid, zone = key
     note = "" if sim is not None and not sim.empty else " (the run has no such zone)"
-    ax.set_title(f"Node {nid}, zone {zone}: model vs host buddyinfo{note}")
+    ax.set_title(f"Node {nid}, zone {zone}: {what} vs host buddyinfo{note}")
+    if sim is not None and len(sim.index) > 1:
+        step = float(np.median(np.diff(sim.index.to_numpy())))
+        ax.text(0.01, 0.01, f"run sampled every {step * 1000:g} ms; host samples: "
+                f"{len(real.index)} (markers)", transform=ax.transAxes, fontsize=8,
+                va="bottom", ha="left", color="dimgray")
     return fig
 
 
 def overlay_pages(sim_buddyinfo: pd.DataFrame, real_path: Path, pageblock_order: int,
-                  start_s: float = 0.0) -> list[tuple[str, Figure]]:
+                  start_s: float = 0.0, what: str = "model run",
+                  ) -> list[tuple[str, Figure]]:
     """The overlay figures (PNG stem, figure) of a run against ``real_path``.
 
     ``sim_buddyinfo`` holds the run's BUDDYINFO_FILE rows (``time_ns``, ``nid``,
@@ -109,5 +121,6 @@ def overlay_pages(sim_buddyinfo: pd.DataFrame, real_path: Path, pageblock_order:
     sim_rows = sim_rows.groupby(["time_s", "nid", "zone", "order"], observed=True,
                                 as_index=False)["nr_free"].sum()
     sim = free_page_series(sim_rows, pageblock_order)
-    return [(f"overlay_node{nid}_{zone}", overlay_figure((nid, zone), sim.get((nid, zone)), table))
+    return [(f"overlay_node{nid}_{zone}",
+             overlay_figure((nid, zone), sim.get((nid, zone)), table, what))
             for (nid, zone), table in real.items()]

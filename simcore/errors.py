@@ -58,7 +58,8 @@ class TraceError(_InputError):
 
     Attributes:
         source: Path of the trace file.
-        line: 1-based line number.
+        line: 1-based line number; 0 for the file as a whole (it is missing, or not a
+            trace at all).
         expected: What the line should have held, in words.
         got: The offending text.
     """
@@ -70,8 +71,8 @@ class TraceError(_InputError):
 
     @property
     def where(self) -> str:
-        """``<source>:<line>``."""
-        return f"{self.source}:{self.line}"
+        """``<source>:<line>``, or ``<source>`` for the file as a whole (line 0)."""
+        return f"{self.source}:{self.line}" if self.line > 0 else self.source
 
 
 class ProcError(AllocsimError):

@@ -188,6 +188,10 @@ def iter_rows(path: Path, report: ImportReport) -> Iterator[dict[str, Any]]:
         with open_text(path) as f:
             for lineno, text in enumerate(f, 1):
                 report.lines = lineno
+                if not text.endswith("\n") and text.strip():
+                    raise TraceError(source, lineno, "a last line that ends in a newline, "
+                                     "as ftrace writes it (the file is cut mid-line?)",
+                                     text[-60:])
                 row = parse_line(text, source, lineno)
                 if isinstance(row, str):
                     report.skipped[row] += 1
@@ -197,7 +201,12 @@ def iter_rows(path: Path, report: ImportReport) -> Iterator[dict[str, Any]]:
     except EOFError:
         raise TraceError(source, lineno + 1, "a complete compressed stream",
                          "it ends early (a truncated file?)") from None
-    except (UnicodeDecodeError, lzma.LZMAError, gzip.BadGzipFile) as exc:
+    except (lzma.LZMAError, gzip.BadGzipFile) as exc:
+        kind = "xz" if path.suffix == ".xz" else "gzip"
+        raise TraceError(source, lineno + 1, f"{kind}-compressed ftrace text (the name ends "
+                         f"in {path.suffix})", f"data that is not {kind} "
+                         f"({type(exc).__name__})") from None
+    except UnicodeDecodeError as exc:
         raise TraceError(source, lineno + 1, "UTF-8 ftrace text",
                          f"undecodable data ({type(exc).__name__})") from None
 

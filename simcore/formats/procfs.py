@@ -19,7 +19,7 @@ of the first byte that is not UTF-8).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -254,6 +254,22 @@ def snapshot_file(directory: Path, name: str) -> Path:
     return exported if not plain.exists() and exported.exists() else plain
 
 
+def _check_buddyinfo(path: Path, zones: Sequence[ZoneSnapshot],
+                     buddyinfo: dict[tuple[int, str], tuple[int, ...]]) -> None:
+    """A buddyinfo read has a line for every zone zoneinfo shows populated.
+
+    ``frag_show()`` prints every populated zone (``populated_zone()``: present pages), so
+    a missing one means the file was cut short.
+    """
+    if not buddyinfo:
+        return
+    for zone in zones:
+        if zone.present > 0 and (zone.nid, zone.name) not in buddyinfo:
+            raise ProcParseError(str(path), len(buddyinfo) + 1, f"a line for node "
+                                 f"{zone.nid}, zone {zone.name} (zoneinfo shows it "
+                                 "populated)", "end of file (cut short?)")
+
+
 def read_snapshot(path: Path) -> ProcSnapshot:
     """Read a snapshot directory (see the module docstring for its files).
 
@@ -277,10 +293,12 @@ def read_snapshot(path: Path) -> ProcSnapshot:
         raise ProcParseError(str(zoneinfo), None, "a readable file", str(exc)) from None
     files = _OptionalFiles(path)
     pagetype = files.parse("pagetypeinfo", parse_pagetypeinfo)
+    buddyinfo = files.parse("buddyinfo", parse_buddyinfo) or {}
+    _check_buddyinfo(snapshot_file(path, "buddyinfo"), zones, buddyinfo)
     return ProcSnapshot(
         path=str(path),
         zones=zones,
-        buddyinfo=files.parse("buddyinfo", parse_buddyinfo) or {},
+        buddyinfo=buddyinfo,
         pagetypeinfo=pagetype,
         sysctl=files.parse("sysctl_vm", parse_sysctl_vm) or {},
         thp_enabled=files.parse("transparent_hugepage_enabled", parse_thp_enabled),

@@ -390,3 +390,22 @@ def test_the_run_directory_records_where_the_state_came_from(tmp_path: Path) -> 
     config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     assert config["initial_state"] == {"from_proc": str(snap.resolve())}
     assert (result.run_dir / "pagetypeinfo.txt").is_file()
+
+
+def test_run_says_where_its_state_came_from_what_it_assumed_and_where_it_differs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snap = _snapshot_copy(tmp_path)
+    path = _write_config(tmp_path, "{from_proc: snap}", "from_proc")
+    assert main(["run", str(path), "-o", str(tmp_path / "runs"), "--no-report", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert f"starting state: the snapshot's (initial_state from_proc: {snap.resolve()})" in out
+    assert "initial state: no dentry-state and inode-state" in out
+    assert "differs from the snapshot" not in out
+    # a snapshot counting more pageblocks than the zone has: the state differs, and says so
+    text = (snap / "pagetypeinfo").read_text()
+    line = "Node 0, zone   Normal           55          191           10"
+    assert line in text
+    (snap / "pagetypeinfo").write_text(text.replace(
+        line, "Node 0, zone   Normal           55          291           10"))
+    assert main(["run", str(path), "-o", str(tmp_path / "runs2"), "--no-report", "-q"]) == 0
+    assert "initial state: differs from the snapshot in" in capsys.readouterr().out

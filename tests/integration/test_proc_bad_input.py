@@ -61,6 +61,7 @@ CUT_LINES = {
 }
 CUT_FILES = {
     "zoneinfo": _cut_file(120),
+    "buddyinfo": _cut_file(1),  # DMA only: DMA32 and Normal are populated in zoneinfo
     "pagetypeinfo": _cut_file(12),
     "sysctl_vm": _cut_file(3),
 }

@@ -52,7 +52,7 @@ def test_overlay_pages_put_model_and_host_on_one_axis() -> None:
                                           "overlay_node0_Normal"]
     ax = pages[1][1].axes[0]
     model_total = next(line for line in ax.get_lines()
-                       if line.get_label() == "model: all free pages")
+                       if line.get_label() == "model run: all free pages")
     assert list(model_total.get_ydata()) == [106 * 1024]
     assert "no such zone" in pages[0][1].axes[0].get_title()
 

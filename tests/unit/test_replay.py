@@ -277,6 +277,32 @@ def test_cli_replay_bad_input(tmp_path: Path, capsys) -> None:
     assert "CPU 7" in err and ":2:" in err
 
 
+def _replay_error(tmp_path: Path, capsys, trace: Path, machine: Path) -> str:  # noqa: ANN001
+    assert main(["replay", str(trace), "--machine", str(machine), "-o", str(tmp_path / "o"),
+                 "-q", "--no-report"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    return err
+
+
+def test_cli_replay_names_what_is_wrong_with_its_inputs(tmp_path: Path, capsys) -> None:
+    start = FRESH / "start"
+    err = _replay_error(tmp_path, capsys, tmp_path / "none.txt", start)
+    assert err.endswith("none.txt: expected an ftrace text file or an imported "
+                        "trace.parquet, got 'no such file'")  # no ':0:' line
+    trace = trace_file(tmp_path, [(1.0, 0, "mm_page_alloc", 0x1000, 0, "GFP_KERNEL")])
+    err = _replay_error(tmp_path, capsys, trace, tmp_path / "nope")
+    assert "nope: --machine: expected a /proc snapshot directory or a YAML file" in err
+    cut = tmp_path / "cut.txt"  # a trace cut in the middle of its last line
+    cut.write_text((tmp_path / "trace.txt").read_text().rstrip("\n")[:-12])
+    err = _replay_error(tmp_path, capsys, cut, start)
+    assert "cut.txt:2: expected a last line that ends in a newline" in err
+    fake = tmp_path / "fake.txt.xz"
+    fake.write_bytes(b"not xz at all")
+    err = _replay_error(tmp_path, capsys, fake, start)
+    assert "expected xz-compressed ftrace text" in err and "data that is not xz" in err
+
+
 def test_gfp_strings_of_the_trace_parse() -> None:
     assert parse_gfp(MOVABLE + "|__GFP_COMP")
 
