@@ -19,7 +19,9 @@ which executor it runs on: a run depends only on its config and seed.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
+import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -88,8 +90,22 @@ def run_local(tasks: Sequence[RunTask], runs: Path, jobs: int) -> Iterator[RunRe
         futures = [pool.submit(run_task, task, str(runs)) for task in tasks]
         for future in as_completed(futures):
             yield future.result()
+    except BaseException:
+        _interrupt_workers(pool)  # Ctrl-C reaches them too; SIGTERM only reached us
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _interrupt_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGINT each live worker, so its run records ``interrupted`` and it stops."""
+    processes = getattr(pool, "_processes", None) or {}
+    for proc in list(processes.values()):
+        try:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGINT)
+        except (OSError, ValueError):
+            pass
 
 
 def run_dask(tasks: Sequence[RunTask], runs: Path, address: str) -> Iterator[RunRecord]:

@@ -209,3 +209,27 @@ def test_cli_prints_the_table_and_resumes(tmp_path: Path,
     shutil.rmtree(next((tmp_path / "runs").glob("p003-r02-*")))
     assert main(args) == 0
     assert "12 runs complete (11 from an earlier attempt)" in capsys.readouterr().out
+
+
+def test_sigterm_stops_a_local_sweep_and_its_workers(tmp_path: Path) -> None:
+    """The workers only get SIGTERM's effect through the parent: they stop as interrupted."""
+    from benchmarks.sweep import CONFIG
+
+    config = tmp_path / "long.yaml"
+    config.write_text(CONFIG.format(duration_ms=600_000, runs=2))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "allocsim", "sweep", str(config), "-o",
+                             str(out), "--jobs", "2", "-q"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 60
+    while len(list((out / "runs").glob(".*.tmp-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # both runs are simulating
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "allocsim: terminated" in err and "Traceback" not in err
+    assert sorted(p.name.split(".")[-1] for p in (out / "runs").iterdir()) == [
+        "interrupted", "interrupted"]
+    assert json.loads((out / "sweep.json").read_text())["status"] == "interrupted"
+    assert not (out / "sweep.parquet").exists()
