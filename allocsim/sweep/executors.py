@@ -18,6 +18,7 @@ which executor it runs on: a run depends only on its config and seed.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import shutil
@@ -126,8 +127,11 @@ def run_dask(tasks: Sequence[RunTask], runs: Path, address: str) -> Iterator[Run
     except (OSError, TimeoutError) as exc:
         raise SchedulerError(address, "a Dask scheduler listening there", str(exc)) from None
     try:
-        futures = [client.submit(run_task, task, str(runs.resolve()), pure=False,
-                                 key=f"allocsim-{task.dir_name}") for task in tasks]
+        root = str(runs.resolve())
+        sweep_id = hashlib.sha256(root.encode()).hexdigest()[:10]  # keys are cluster-wide
+        futures = [client.submit(run_task, task, root, pure=False,
+                                 key=f"allocsim-{sweep_id}-{task.dir_name}")
+                   for task in tasks]
         for future in dask_completed(futures):
             try:
                 record = future.result()
