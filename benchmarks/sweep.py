@@ -12,6 +12,7 @@ of them shows.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import tempfile
@@ -71,17 +72,26 @@ def sweep_speedup(min_run_seconds: float, runs: int, r_steps: int) -> dict[str, 
     """Figure 5: the wall times of the two sweeps, their ratio and R around them."""
     with tempfile.TemporaryDirectory(prefix="allocsim-bench-") as tmp:
         root = Path(tmp)
-        probe_ms = 500
+        probe_ms = 2000
+        _wall(_write(root, 100, 1), root / "warm", 1)  # imports and first-call costs
         per_sim_s = _wall(_write(root, probe_ms, 1), root / "probe", 1) / (probe_ms / 1000)
-        duration_ms = max(probe_ms, math.ceil(1.1 * min_run_seconds / per_sim_s * 1000))
+        duration_ms = max(100, math.ceil(1.2 * min_run_seconds / per_sim_s * 1000))
+        # a long run costs less per simulated second than a short one: measure once more
+        wall = _wall(_write(root, duration_ms, 1), root / "probe2", 1)
+        per_sim_s = wall / (duration_ms / 1000)
+        duration_ms = max(100, math.ceil(1.15 * min_run_seconds / per_sim_s * 1000))
         config = _write(root, duration_ms, runs)
         r = [simpy_events_per_s(r_steps)]
         one = _wall(config, root / "jobs1", 1)
         r.append(simpy_events_per_s(r_steps))
         two = _wall(config, root / "jobs2", 2)
         r.append(simpy_events_per_s(r_steps))
+        walls = [json.loads((d / "summary.json").read_text())["wall_seconds"]
+                 for d in sorted((root / "jobs1" / "runs").iterdir())]
     return {"sweep_runs": runs, "sweep_run_duration_ms": duration_ms,
             "sweep_run_wall_seconds_est": per_sim_s * duration_ms / 1000,
+            "sweep_run_wall_seconds_min": min(walls),
+            "sweep_run_wall_seconds_median": statistics.median(walls),
             "sweep_jobs1_seconds": one, "sweep_jobs2_seconds": two,
             "sweep_speedup": one / two, "sweep_R_events_per_s": statistics.median(r),
             "sweep_R_samples": r}
