@@ -30,27 +30,44 @@ class _InputError(AllocsimError):
 class ConfigError(_InputError):
     """A config file (or mapping) that does not match the schema.
 
+    ``str()`` is one line: ``<source>:<line>: <key>: expected <expected>, got <got!r>``
+    (``<source>: <key>: ...`` when the line is not known, e.g. for a ``--set`` value), or
+    ``<where>: <problem> (expected <expected>)`` when ``problem`` says what is wrong
+    (``unknown key; did you mean 'rate'?``).
+
     Attributes:
-        source: Path of the YAML file (or ``"<memory>"``).
+        source: Path of the YAML file (or ``"<memory>"``, or ``--set KEY=VALUE``).
         key: Dotted key path, e.g. ``machine.nodes[1].memory`` or ``workloads[0].order``;
             ``"<yaml>"`` for a YAML syntax error, ``"<file>"`` for an unreadable file,
             ``"<top>"`` for the document itself.
         expected: What the key should have held, in words.
         got: The offending value as read.
-        line: 1-based line in ``source`` when known (YAML syntax errors), else None.
+        line: 1-based line in ``source`` when known, else None.
+        problem: What is wrong, when "got <value>" would not say it (None: the value).
     """
 
     def __init__(
-        self, source: str, key: str, expected: str, got: object, line: int | None = None
+        self, source: str, key: str, expected: str, got: object, line: int | None = None,
+        problem: str | None = None,
     ) -> None:
-        super().__init__(source, key, expected, got, line)
+        super().__init__(source, key, expected, got, line, problem)
         self.source, self.key, self.line = source, key, line
-        self.expected, self.got = expected, got
+        self.expected, self.got, self.problem = expected, got, problem
 
     @property
     def where(self) -> str:
-        """``<source>: <key>``."""
-        return f"{self.source}: {self.key}"
+        """``<source>:<line>: <key>``, or ``<source>: <key>`` without a line."""
+        place = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{place}: {self.key}"
+
+    def __str__(self) -> str:
+        if self.problem is not None:
+            return f"{self.where}: {self.problem} (expected {self.expected})"
+        return super().__str__()
+
+    def moved(self, source: str, key: str, line: int | None) -> ConfigError:
+        """The same error at another place (the origin of a value set elsewhere)."""
+        return ConfigError(source, key, self.expected, self.got, line, self.problem)
 
 
 class TraceError(_InputError):

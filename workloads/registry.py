@@ -21,10 +21,10 @@ from simcore.config.parse import (
     WorkloadParser,
     dump_config,
     parse_config,
-    read_yaml,
 )
 from simcore.config.types import ExperimentConfig, MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration
+from simcore.config.yamlio import KeyLines, line_of, read_yaml_lines, with_line
 from simcore.errors import ConfigError
 from simcore.sim.hugetlb import POOL_OWNER
 from workloads.anon import anon_workload, check_anon_params, dump_anon_params, parse_anon_params
@@ -163,31 +163,35 @@ def load_experiment(path: Path,
     set in the document before it is validated; an error in one names its argument.
 
     Raises:
-        simcore.errors.ConfigError: On any problem, naming the file and key path.
+        simcore.errors.ConfigError: On any problem, naming the file, the line and the
+            key path (or the ``--set`` argument).
     """
-    doc = read_yaml(path)
+    doc, lines = read_yaml_lines(path)
     if isinstance(doc, Mapping) and "sweep" in doc:
         raise ConfigError(str(path), "sweep", "no sweep: section in a file for one run "
-                          "(run it with allocsim sweep)", "a sweep: section")
+                          "(run it with allocsim sweep)", "a sweep: section",
+                          line_of(lines, "sweep"))
     origins = {}
     for key_path, value in overrides:
         arg = f"--set {key_path}={scalar_text(value)}"
         doc = set_value(doc, key_path, value, arg)
         origins[key_path] = (arg, key_path)
-    return experiment_from_data(doc, str(path), origins)
+    return experiment_from_data(doc, str(path), origins, lines)
 
 
 def experiment_from_data(doc: object, source: str,
                          origins: Mapping[str, tuple[str, str]] | None = None,
-                         ) -> ExperimentConfig:
+                         lines: KeyLines | None = None) -> ExperimentConfig:
     """Validate a loaded experiment document (:func:`load_experiment` without the file).
 
     ``origins`` maps key paths whose values came from elsewhere (``--set``, a sweep
-    point) to the ``(source, key)`` an error in them should name instead.
+    point) to the ``(source, key)`` an error in them should name instead. ``lines``
+    (:func:`simcore.config.yamlio.read_yaml_lines`) gives the line of each key path of
+    ``source``, for the error's line.
 
     Raises:
-        simcore.errors.ConfigError: On any problem, naming the file (or the origin) and
-            key path.
+        simcore.errors.ConfigError: On any problem, naming the file (or the origin),
+            the line when known, and the key path.
     """
     try:
         cfg = parse_config(doc, source, workload_parsers())
@@ -201,16 +205,23 @@ def experiment_from_data(doc: object, source: str,
                                   f"{', '.join(sorted(reserved))})", spec.name)
             _check_resize_times(spec, cfg, f"workloads[{i}]")
     except ConfigError as exc:
-        raise _from_origin(exc, origins or {}) from None
+        raise _from_origin(exc, origins or {}, lines or {}) from None
     return cfg
 
 
-def _from_origin(exc: ConfigError, origins: Mapping[str, tuple[str, str]]) -> ConfigError:
-    """``exc``, naming where its key's value came from if an origin set it."""
+def _from_origin(exc: ConfigError, origins: Mapping[str, tuple[str, str]],
+                 lines: KeyLines) -> ConfigError:
+    """``exc``, naming where its key's value came from if an origin set it, and its line.
+
+    A value from the file itself (a sweep point) gets the line of its place there; a
+    ``--set`` value has no line.
+    """
     for key_path, (source, key) in origins.items():
         if exc.key == key_path or exc.key.startswith((key_path + ".", key_path + "[")):
-            return ConfigError(source, key + exc.key[len(key_path):], exc.expected, exc.got)
-    return exc
+            where = key + exc.key[len(key_path):]
+            line = line_of(lines, where) if source == exc.source else None
+            return exc.moved(source, where, line)
+    return with_line(exc, lines)
 
 
 def _reserved_names(cfg: ExperimentConfig) -> frozenset[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from allocsim.sweep.spec import SweepSpec, replicate_seeds
 from simcore.config.override import set_value
 from simcore.config.types import ExperimentConfig
+from simcore.config.yamlio import KeyLines
 from workloads.registry import dump_experiment, experiment_from_data
 
 HASH_CHARS = 12
@@ -57,7 +58,8 @@ def config_hash(cfg: ExperimentConfig) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def plan_runs(doc: Mapping[str, object], spec: SweepSpec, source: str) -> list[RunTask]:
+def plan_runs(doc: Mapping[str, object], spec: SweepSpec, source: str,
+              lines: KeyLines | None = None) -> list[RunTask]:
     """Every run of the sweep, points in order, replicates within each.
 
     Raises:
@@ -66,7 +68,7 @@ def plan_runs(doc: Mapping[str, object], spec: SweepSpec, source: str) -> list[R
             sweep sets a key to values that mean the same, such as ``1GiB`` and
             ``1024MiB``).
     """
-    base = experiment_from_data(doc, source)
+    base = experiment_from_data(doc, source, lines=lines)
     seeds = replicate_seeds(base.seed, spec.replicates)
     tasks = []
     seen: dict[str, tuple[int, int]] = {}
@@ -79,7 +81,7 @@ def plan_runs(doc: Mapping[str, object], spec: SweepSpec, source: str) -> list[R
         for r, seed in enumerate(seeds):
             run_doc = set_value(point_doc, "seed", seed, source)
             assert isinstance(run_doc, dict)
-            cfg = experiment_from_data(run_doc, source, origins)
+            cfg = experiment_from_data(run_doc, source, origins, lines)
             digest = config_hash(cfg)
             if digest in seen:
                 from simcore.errors import ConfigError

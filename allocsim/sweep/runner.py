@@ -54,7 +54,8 @@ from allocsim.sweep.spec import SweepSpec, parse_sweep, split_sweep
 from allocsim.sweep.stats import summarize
 from simcore.atomic import atomic_path, atomic_write_text
 from simcore.config.override import scalar_text, set_value
-from simcore.config.parse import read_yaml
+from simcore.config.yamlio import read_yaml_lines, with_line
+from simcore.errors import ConfigError
 
 ProgressFn = Callable[[RunRecord | None, int, int], None]
 """``progress(record, done, failed)`` after each run finishes (first with None and the
@@ -96,12 +97,16 @@ def plan_sweep(config: Path, overrides: Sequence[tuple[str, object]] = ()) -> Sw
         simcore.errors.ConfigError: The file, a ``--set`` value or a sweep value is bad.
     """
     source = str(config)
-    doc = read_yaml(config)
+    doc, lines = read_yaml_lines(config)
     for path, value in overrides:
         doc = set_value(doc, path, value, f"--set {path}={value}")
-    rest, sweep, study = split_sweep(doc, source)
-    spec = parse_sweep(sweep, source)
-    return SweepPlan(config, spec, plan_runs(rest, spec, source), study)
+    try:
+        rest, sweep, study = split_sweep(doc, source)
+        spec = parse_sweep(sweep, source)
+        tasks = plan_runs(rest, spec, source, lines)
+    except ConfigError as exc:
+        raise with_line(exc, lines) from None
+    return SweepPlan(config, spec, tasks, study)
 
 
 def run_sweep(plan: SweepPlan, out: Path, jobs: int = 1, scheduler: str | None = None,

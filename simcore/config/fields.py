@@ -9,6 +9,7 @@ every error in a config file reads the same way.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -58,6 +59,19 @@ def _range_text(lo: float | None, hi: float | None) -> str:
     return "" if hi is None else f" <= {hi}"
 
 
+def unknown_key_error(source: str, key: str, name: object,
+                      allowed: Collection[str]) -> ConfigError:
+    """An unknown key ``name`` at ``key``: the nearest allowed key suggested, all listed.
+
+    ``workloads[0].rat: unknown key; did you mean 'rate'? (expected one of the keys ...)``.
+    """
+    names = [str(a) for a in allowed]
+    near = difflib.get_close_matches(str(name), names, n=1, cutoff=0.6)
+    problem = "unknown key" + (f"; did you mean {near[0]!r}?" if near else "")
+    return ConfigError(source, key, f"one of the keys {', '.join(names)}", name,
+                       problem=problem)
+
+
 def expect_mapping(
     value: object,
     key: str,
@@ -67,7 +81,8 @@ def expect_mapping(
 ) -> Mapping[str, object]:
     """A mapping with only ``allowed`` keys (None: any keys) and every ``required`` one.
 
-    Unknown keys are reported at their own key path, with the allowed keys listed.
+    Unknown keys are reported at their own key path, with the nearest allowed key
+    suggested and all of them listed (:func:`unknown_key_error`).
     """
     if not isinstance(value, Mapping):
         keys = f" with keys {', '.join(allowed)}" if allowed else ""
@@ -75,8 +90,7 @@ def expect_mapping(
     if allowed is not None:
         for name in value:
             if name not in allowed:
-                raise ConfigError(source, child(key, str(name)),
-                                  f"one of the keys {', '.join(allowed)}", name)
+                raise unknown_key_error(source, child(key, str(name)), name, allowed)
     for name in required:
         if name not in value:
             raise ConfigError(source, child(key, name), "a value (this key is required)",

@@ -18,12 +18,10 @@ caller (``workloads.registry``), since ``simcore`` never imports ``workloads``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from simcore.config.fields import (
     FieldReader,
@@ -54,6 +52,7 @@ from simcore.config.types import (
     WorkloadConfig,
 )
 from simcore.config.units import format_duration
+from simcore.config.yamlio import read_yaml, read_yaml_lines, with_line
 from simcore.errors import ConfigError
 
 WorkloadParser = Callable[[Mapping[str, object], str, str], Mapping[str, object]]
@@ -164,8 +163,11 @@ def _workload(
     if parsers is None:
         return WorkloadConfig(name, kind, raw)
     if kind not in parsers:
+        near = difflib.get_close_matches(kind, sorted(parsers), n=1, cutoff=0.6)
         raise ConfigError(source, child(key, "type"),
-                          f"a registered workload type ({', '.join(sorted(parsers))})", kind)
+                          f"a registered workload type ({', '.join(sorted(parsers))})", kind,
+                          problem=f"unknown workload type {kind!r}"
+                          + (f"; did you mean {near[0]!r}?" if near else ""))
     return WorkloadConfig(name, kind, dict(parsers[kind](raw, key, source)))
 
 
@@ -255,63 +257,20 @@ def _proc_sysctl(snapshot_dir: str, data: object, source: str) -> SysctlConfig:
     return dataclasses.replace(base, **read_fields(raw or {}, "sysctl", source, SYSCTL_FIELDS))
 
 
-def _load_yaml(text: str, source: str) -> object:
-    """``yaml.safe_load`` that also rejects duplicate keys; errors name the line."""
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        where = f" (line {line}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(source, "<yaml>", f"valid YAML{where}", exc.problem, line) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, "<yaml>", "valid YAML", str(exc)) from exc
-
-
 def load_config(
     path: Path, workload_parsers: Mapping[str, WorkloadParser] | None = None
 ) -> ExperimentConfig:
     """Read and parse an experiment YAML file (see :func:`parse_config`).
 
     Raises:
-        ConfigError: If the file is unreadable, is not valid YAML, or breaks the schema.
+        ConfigError: If the file is unreadable, is not valid YAML, or breaks the schema;
+            the error names the line of its key.
     """
-    return parse_config(read_yaml(path), str(path), workload_parsers)
-
-
-def read_yaml(path: Path) -> object:
-    """A YAML file as loaded, safely and with duplicate keys refused.
-
-    Raises:
-        ConfigError: If the file is unreadable or is not valid YAML.
-    """
-    source = str(path)
+    doc, lines = read_yaml_lines(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, "<file>", "a readable UTF-8 YAML file", str(exc)) from exc
-    return _load_yaml(text, source)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
-
-
-def _construct_strict_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: list[object] = []
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                f"found duplicate key {key!r}", key_node.start_mark)
-        seen.append(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                              _construct_strict_mapping)
+        return parse_config(doc, str(path), workload_parsers)
+    except ConfigError as exc:
+        raise with_line(exc, lines) from None
 
 
 # ---------------------------------------------------------------- dumping
@@ -375,4 +334,5 @@ __all__ = [
     "dump_config",
     "load_config",
     "parse_config",
+    "read_yaml",
 ]

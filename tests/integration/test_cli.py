@@ -50,37 +50,44 @@ def _sub(old: str, new: str) -> str:
     return GOOD.replace(old, new, 1)
 
 
-# label -> (config text, the key path the error line names right after the file name)
+# label -> (config text, what the error line names right after the file name: the line
+# of the key in the file, when it is there, and the key path)
 BAD_CONFIGS: dict[str, tuple[str, str]] = {
-    "yaml-syntax": (_sub("seed: 1", "seed: [1, 2"), "<yaml>: expected valid YAML (line 4,"),
+    "yaml-syntax": (_sub("seed: 1", "seed: [1, 2"), ":4: <yaml>: expected valid YAML (column"),
     "yaml-duplicate-key": (_sub("seed: 1", "seed: 1\nseed: 2"),
-                           "<yaml>: expected valid YAML (line 4,"),
-    "unknown-top-key": (_sub("seed: 1", "seed: 1\ncolour: red"), "colour"),
+                           ":4: <yaml>: expected valid YAML (column"),
+    "unknown-top-key": (_sub("seed: 1", "seed: 1\ncolour: red"), ":4: colour: unknown key"),
     "unknown-node-key": (_sub("cpus: 2", "cpus: 2\n      colour: red"),
-                         "machine.nodes[0].colour"),
+                         ":9: machine.nodes[0].colour: unknown key"),
     "unknown-workload-key": (_sub("order: 0", "order: 0\n    colour: red"),
-                             "workloads[0].colour"),
-    "missing-required": (_sub("seed: 1\n", ""), "seed"),
-    "bad-duration-unit": (_sub("duration: 20ms", "duration: 20parsecs"), "duration"),
-    "bad-size-unit": (_sub("memory: 256MiB", "memory: 256MiBs"), "machine.nodes[0].memory"),
+                             ":17: workloads[0].colour: unknown key"),
+    "misspelt-workload-key": (_sub("rate: 1000/s", "rat: 1000/s"),
+                              ":15: workloads[0].rat: unknown key; did you mean 'rate'? "
+                              "(expected one of the keys rate, order,"),
+    "missing-required": (_sub("seed: 1\n", ""), ": seed: expected a value"),  # no line
+    "missing-required-nested": (_sub("lifetime: 5ms", "lifetime: {lognormal: {median: 1ms}}"),
+                                ":17: workloads[0].lifetime.lognormal.sigma"),  # its parent's
+    "bad-duration-unit": (_sub("duration: 20ms", "duration: 20parsecs"), ":4: duration"),
+    "bad-size-unit": (_sub("memory: 256MiB", "memory: 256MiBs"),
+                      ":7: machine.nodes[0].memory"),
     "size-not-pageblock-multiple": (_sub("memory: 256MiB", "memory: 255MiB"),
-                                    "machine.nodes[0].memory"),
-    "bad-rate": (_sub("rate: 1000/s", "rate: fast"), "workloads[0].rate"),
-    "wrong-type-seed": (_sub("seed: 1", "seed: one"), "seed"),
-    "wrong-type-events": (_sub("events: true", "events: 3"), "trace.events"),
-    "wrong-type-cpus": (_sub("cpus: 2", "cpus: [2]"), "machine.nodes[0].cpus"),
+                                    ":7: machine.nodes[0].memory"),
+    "bad-rate": (_sub("rate: 1000/s", "rate: fast"),
+                 ":15: workloads[0].rate: expected a rate like '200/s'"),
+    "wrong-type-seed": (_sub("seed: 1", "seed: one"), ":3: seed"),
+    "wrong-type-events": (_sub("events: true", "events: 3"), ":10: trace.events"),
+    "wrong-type-cpus": (_sub("cpus: 2", "cpus: [2]"), ":8: machine.nodes[0].cpus"),
     "sysctl-out-of-range": (_sub("seed: 1", "seed: 1\nsysctl:\n  watermark_scale_factor: 0"),
-                            "sysctl.watermark_scale_factor"),
-    "lifetime-missing-sigma": (_sub("lifetime: 5ms", "lifetime: {lognormal: {median: 1ms}}"),
-                               "workloads[0].lifetime.lognormal.sigma"),
-    "unknown-workload-type": (_sub("type: synthetic", "type: nonsense"), "workloads[0].type"),
+                            ":5: sysctl.watermark_scale_factor"),
+    "unknown-workload-type": (_sub("type: synthetic", "type: nonsense"),
+                              ":14: workloads[0].type"),
     "bad-gfp-token": (_sub("gfp: GFP_KERNEL", "gfp: GFP_KERNEL|__GFP_BOGUS"),
-                      "workloads[0].gfp"),
+                      ":18: workloads[0].gfp"),
     # Checked against the machine the same file describes.
     "cpus-the-machine-lacks": (_sub("gfp: GFP_KERNEL", "gfp: GFP_KERNEL\n    cpus: [0, 5]"),
-                               "workloads[0].cpus"),
+                               ":19: workloads[0].cpus"),
     "nid-the-machine-lacks": (_sub("gfp: GFP_KERNEL", "gfp: GFP_KERNEL\n    nid: 3"),
-                              "workloads[0].nid"),
+                              ":19: workloads[0].nid"),
 }
 
 
@@ -107,7 +114,7 @@ def _run_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, key:
         assert main(argv) == 2, argv
         captured = capsys.readouterr()
         assert captured.out == "", argv
-        _assert_one_error_line(captured.err, [f"{cfg}: {key}"])
+        _assert_one_error_line(captured.err, [f"{cfg}{key}"])
         _assert_empty(out)
 
 
@@ -208,9 +215,9 @@ def test_subprocess_exit_codes_and_stderr(tmp_path: Path) -> None:
     snap, lineno = _garble(tmp_path, "min")
     out = tmp_path / "runs"
     cases = [
-        (["run", "syntax.yaml", "-o", "runs"], ["syntax.yaml: <yaml>", "line 4"]),
+        (["run", "syntax.yaml", "-o", "runs"], ["syntax.yaml:4: <yaml>"]),
         (["run", "missing.yaml", "-o", "runs"], ["missing.yaml"]),
-        (["validate", "gfp.yaml"], ["gfp.yaml: workloads[0].gfp"]),
+        (["validate", "gfp.yaml"], ["gfp.yaml:18: workloads[0].gfp"]),
         (["proc", "show", "snap"], [f"snap/zoneinfo:{lineno}:"]),
     ]
     procs = [subprocess.Popen([sys.executable, "-m", "simcore", *argv], cwd=tmp_path, env=ENV,

@@ -194,7 +194,9 @@ def test_a_bad_value_is_named_by_its_place_in_the_sweep(
     bad.write_text(SMALL.read_text().replace("[1000/s, 3000/s]", "[1000/s, fast]"))
     assert main(["sweep", str(bad), "-o", str(tmp_path / "out"), "-q"]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}: sweep.grid.workloads[0].rate[1]: expected a rate like" in err
+    line = 1 + bad.read_text().splitlines().index(
+        next(t for t in bad.read_text().splitlines() if "[1000/s, fast]" in t))
+    assert f"{bad}:{line}: sweep.grid.workloads[0].rate[1]: expected a rate like" in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 

@@ -260,7 +260,10 @@ def test_bad_config_names_the_key(path: str, value: object, key: str, word: str)
     assert err.key == key
     assert err.source == "test.yaml"
     assert word in str(err)
-    assert str(err).startswith(f"test.yaml: {key}: expected ")
+    assert str(err).startswith(f"test.yaml: {key}: ")  # no file: no line
+    text = str(err).removeprefix(f"test.yaml: {key}: ")
+    assert text.startswith("expected ") or (
+        text.startswith("unknown ") and text.endswith(f"(expected {err.expected})"))
     assert "\n" not in str(err)
 
 
@@ -270,6 +273,30 @@ def test_unknown_key_lists_the_allowed_keys() -> None:
     assert info.value.got == "nodez"
     for allowed in ("nodes", "distance", "max_order", "pageblock_order"):
         assert allowed in info.value.expected
+    assert str(info.value).startswith("test.yaml: machine.nodez: unknown key; did you mean "
+                                      "'nodes'? (expected one of the keys nodes, distance,")
+
+
+@pytest.mark.parametrize(("path", "key", "hint"), [
+    ("workloads/0/rat", "workloads[0].rat", "; did you mean 'rate'?"),
+    ("sysctl/min_free_kbyte", "sysctl.min_free_kbyte", "; did you mean 'min_free_kbytes'?"),
+    ("machine/nodes/0/cpu", "machine.nodes[0].cpu", "; did you mean 'cpus'?"),
+    ("trace/zzzz", "trace.zzzz", ""),  # nothing near: no guess
+])
+def test_unknown_key_suggests_the_nearest_valid_key(path: str, key: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(with_change(path, 1))
+    assert info.value.key == key
+    assert str(info.value).startswith(f"test.yaml: {key}: unknown key{hint} "
+                                      "(expected one of the keys ")
+
+
+def test_unknown_workload_type_suggests_the_nearest() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(with_change("workloads/0/type", "synthetics"))
+    assert str(info.value).startswith("test.yaml: workloads[0].type: unknown workload type "
+                                      "'synthetics'; did you mean 'synthetic'? (expected a "
+                                      "registered workload type (")
 
 
 @pytest.mark.parametrize("top", [None, [1, 2], "name: x", 42])
@@ -303,7 +330,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
         load_config(path)
     assert info.value.key == "<yaml>"
     assert info.value.line == 5
-    assert str(info.value).startswith(f"{path}: <yaml>: expected valid YAML (line 5, column")
+    assert str(info.value).startswith(f"{path}:5: <yaml>: expected valid YAML (column")
 
 
 def test_duplicate_yaml_key_is_an_error(tmp_path: Path) -> None:
