@@ -54,12 +54,14 @@ from simcore.config.fields import (
     expect_rate_per_s,
     expect_str,
 )
+from simcore.config.schema import names, required
 from simcore.config.types import MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration, format_rate
 from simcore.errors import ConfigError
 from simcore.mm.gfp import GFP, GFP_HIGHUSER_MOVABLE, GFP_TRANSHUGE, GFP_TRANSHUGE_LIGHT
 from simcore.mm.lru import KIND_ANON
 from simcore.sim.machine import LRU_HOT, LRU_NONE, Allocation, Machine
+from workloads.schema import ANON
 from workloads.stats import caller_stats
 from workloads.synthetic import (
     FOREVER,
@@ -79,8 +81,8 @@ from workloads.synthetic_params import (
 from workloads.threads import PGTABLE_GFP
 from workloads.vmalloc import _size_weights, check_sizes_fit, dump_sizes
 
-ANON_KEYS = ("rate", "size", "lifetime", "madvise", "nohugepage", "defrag", "hot",
-             "page_tables", "cpus", "nid", "max_requests", "start", "oom_score_adj")
+ANON_KEYS = names(ANON)
+ANON_REQUIRED = required(ANON)
 DEFRAG_MODES = ("always", "defer", "defer+madvise", "madvise", "never")
 """``/sys/kernel/mm/transparent_hugepage/defrag`` (6.1's default: ``madvise``)."""
 HPAGE_PMD_ORDER = 9
@@ -149,7 +151,7 @@ def parse_anon_params(raw: Mapping[str, object], key_prefix: str,
     Raises:
         ConfigError: Naming e.g. ``workloads[0].defrag``.
     """
-    data = expect_mapping(raw, key_prefix, source, ANON_KEYS, ("rate", "size", "lifetime"))
+    data = expect_mapping(raw, key_prefix, source, ANON_KEYS, ANON_REQUIRED)
 
     def key(name: str) -> str:
         return child(key_prefix, name)

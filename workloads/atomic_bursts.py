@@ -55,12 +55,14 @@ from simcore.config.fields import (
     expect_mapping,
     expect_rate_per_s,
 )
+from simcore.config.schema import names, required
 from simcore.config.types import MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration, format_rate
 from simcore.errors import ConfigError
 from simcore.mm.constants import MIGRATE_TYPES, MT_HIGHATOMIC
 from simcore.mm.gfp import GFP, GFP_ATOMIC
 from simcore.sim.machine import Allocation, Machine
+from workloads.schema import ATOMIC_BURSTS
 from workloads.stats import caller_stats
 from workloads.synthetic import BATCH, FOREVER, _lifetimes, issuing_cpus, poisson_arrivals
 from workloads.synthetic_params import (
@@ -74,8 +76,8 @@ from workloads.synthetic_params import (
 )
 from workloads.threads import _burst
 
-ATOMIC_KEYS = ("rate", "burst", "order", "page_frag", "lifetime", "gfp", "spacing", "cpus",
-               "nid", "max_requests", "start")
+ATOMIC_KEYS = names(ATOMIC_BURSTS)
+ATOMIC_REQUIRED = required(ATOMIC_BURSTS)
 NAPI_POLL_WEIGHT = 64
 """The default NAPI budget: packets (and so RX buffers) per poll, the default burst."""
 PAGE_FRAG_CACHE_MAX_ORDER = 3
@@ -122,7 +124,7 @@ def parse_atomic_bursts_params(raw: Mapping[str, object], key_prefix: str,
     Raises:
         ConfigError: Naming e.g. ``workloads[0].gfp`` for a mask that may sleep.
     """
-    data = expect_mapping(raw, key_prefix, source, ATOMIC_KEYS, ("rate", "lifetime"))
+    data = expect_mapping(raw, key_prefix, source, ATOMIC_KEYS, ATOMIC_REQUIRED)
 
     def key(name: str) -> str:
         return child(key_prefix, name)

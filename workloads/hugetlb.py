@@ -32,18 +32,21 @@ from simcore.config.fields import (
     expect_mapping,
     expect_size_pages,
 )
+from simcore.config.schema import key_named, names, required
 from simcore.config.sections import HUGE_PAGE_SIZES
 from simcore.config.types import MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration, format_size
 from simcore.errors import ConfigError
 from simcore.sim.hugetlb import hugetlb_of
 from simcore.sim.machine import Machine
+from workloads.schema import HUGETLB
 from workloads.stats import caller_stats
 from workloads.synthetic import issuing_cpus
 from workloads.synthetic_params import _cpus, _fraction, check_cpus_and_node
 
-HUGETLB_KEYS = ("size", "resize", "use", "release", "cpus")
-RESIZE_KEYS = ("at", "count", "node")
+HUGETLB_KEYS = names(HUGETLB)
+HUGETLB_REQUIRED = required(HUGETLB)
+RESIZE_KEYS = names(key_named(HUGETLB, "resize").keys)
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ def _resizes(value: object, key: str, source: str) -> tuple[Resize, ...]:
     out = []
     for i, item in enumerate(expect_list(value, key, source, min_len=1)):
         sub = child(key, i)
-        data = expect_mapping(item, sub, source, RESIZE_KEYS, ("at", "count"))
+        data = expect_mapping(item, sub, source, RESIZE_KEYS,
+                              required(key_named(HUGETLB, "resize").keys))
         node = data.get("node")
         out.append(Resize(
             expect_duration_ns(data["at"], child(sub, "at"), source),
@@ -94,7 +98,7 @@ def parse_hugetlb_params(raw: Mapping[str, object], key_prefix: str,
     Raises:
         ConfigError: Naming e.g. ``workloads[2].resize[0].count``.
     """
-    data = expect_mapping(raw, key_prefix, source, HUGETLB_KEYS, ("resize",))
+    data = expect_mapping(raw, key_prefix, source, HUGETLB_KEYS, HUGETLB_REQUIRED)
 
     def key(name: str) -> str:
         return child(key_prefix, name)

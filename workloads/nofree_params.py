@@ -28,15 +28,17 @@ from simcore.config.fields import (
     expect_rate_per_s,
     expect_str,
 )
+from simcore.config.schema import names, required
 from simcore.config.types import MachineConfig
 from simcore.config.units import format_duration, format_rate, format_size
 from simcore.errors import ConfigError
 from simcore.mm.gfp import GFP
+from workloads.schema import NOFREE
 from workloads.synthetic_params import _cpus, _gfp, _optional_int, check_cpus_and_node
 from workloads.vmalloc import _size_weights
 
-NOFREE_KEYS = ("rate", "size", "gfp", "mode", "import_order", "import_gfp",
-               "partial_failure", "cpus", "nid", "max_requests", "start")
+NOFREE_KEYS = names(NOFREE)
+NOFREE_REQUIRED = required(NOFREE)
 MODES = ("nofree", "scattered")
 """``nofree``: clustered in imported chunks (FreeBSD); ``scattered``: plain order-0 pages."""
 POLICIES = ("leak", "free_to_nofree", "batch")
@@ -103,7 +105,7 @@ def parse_nofree_params(raw: Mapping[str, object], key_prefix: str,
     Raises:
         ConfigError: Naming e.g. ``workloads[0].partial_failure``.
     """
-    data = expect_mapping(raw, key_prefix, source, NOFREE_KEYS, ("rate", "size"))
+    data = expect_mapping(raw, key_prefix, source, NOFREE_KEYS, NOFREE_REQUIRED)
 
     def key(name: str) -> str:
         return child(key_prefix, name)

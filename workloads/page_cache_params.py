@@ -30,9 +30,11 @@ from simcore.config.fields import (
     expect_size_pages,
     expect_str,
 )
+from simcore.config.schema import names, required
 from simcore.config.types import MachineConfig
 from simcore.config.units import format_duration, format_rate, format_size
 from simcore.errors import ConfigError
+from workloads.schema import PAGE_CACHE
 from workloads.synthetic_params import (
     LifetimeSpec,
     _cpus,
@@ -42,9 +44,8 @@ from workloads.synthetic_params import (
     check_cpus_and_node,
 )
 
-PAGE_CACHE_KEYS = ("size", "rate", "chunk", "grow_by", "file_size", "lifetime", "reread_rate",
-                   "write_rate", "dirty_expire", "writeback_interval", "cpus", "nid",
-                   "max_requests", "start")
+PAGE_CACHE_KEYS = names(PAGE_CACHE)
+PAGE_CACHE_REQUIRED = required(PAGE_CACHE)
 GROW_BY = ("read", "write")
 VM_READAHEAD_PAGES = 32
 """``VM_READAHEAD_PAGES`` (128 KiB): the default ``read_ahead_kb`` of a block device."""
@@ -118,7 +119,7 @@ def parse_page_cache_params(raw: Mapping[str, object], key_prefix: str,
     Raises:
         ConfigError: Naming e.g. ``workloads[0].file_size``.
     """
-    data = expect_mapping(raw, key_prefix, source, PAGE_CACHE_KEYS, ("size", "rate"))
+    data = expect_mapping(raw, key_prefix, source, PAGE_CACHE_KEYS, PAGE_CACHE_REQUIRED)
 
     def key(name: str) -> str:
         return child(key_prefix, name)

@@ -29,10 +29,12 @@ from simcore.config.fields import (
     expect_mapping,
     expect_rate_per_s,
 )
+from simcore.config.schema import names, required
 from simcore.config.types import MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration, format_rate
 from simcore.mm.gfp import GFP, GFP_HIGHUSER, format_gfp
 from simcore.sim.machine import Allocation, Machine
+from workloads.schema import PINNED
 from workloads.stats import caller_stats
 from workloads.synthetic import (
     FOREVER,
@@ -51,7 +53,8 @@ from workloads.synthetic_params import (
     check_cpus_and_node,
 )
 
-PINNED_KEYS = ("rate", "pages", "lifetime", "gfp", "cpus", "nid", "max_requests", "start")
+PINNED_KEYS = names(PINNED)
+PINNED_REQUIRED = required(PINNED)
 PIPE_BUF_GFP = int(GFP_HIGHUSER | GFP.ACCOUNT)
 """``pipe_write()``: ``alloc_page(GFP_HIGHUSER | __GFP_ACCOUNT)``."""
 PIPE_MAX_PAGES = 256
@@ -95,7 +98,7 @@ def parse_pinned_params(raw: Mapping[str, object], key_prefix: str,
     Raises:
         ConfigError: Naming e.g. ``workloads[2].pages``.
     """
-    data = expect_mapping(raw, key_prefix, source, PINNED_KEYS, ("rate",))
+    data = expect_mapping(raw, key_prefix, source, PINNED_KEYS, PINNED_REQUIRED)
 
     def key(name: str) -> str:
         return child(key_prefix, name)

@@ -22,6 +22,8 @@ from simcore.config.parse import (
     dump_config,
     parse_config,
 )
+from simcore.config.schema import Key
+from simcore.config.schema_keys import experiment_keys
 from simcore.config.types import ExperimentConfig, MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration
 from simcore.config.yamlio import KeyLines, line_of, read_yaml_lines, with_line
@@ -59,6 +61,7 @@ from workloads.pinned import (
     parse_pinned_params,
     pinned_workload,
 )
+from workloads.schema import KINDS, WORKLOAD_KEYS
 from workloads.slab import check_slab_params, dump_slab_params, parse_slab_params, slab_workload
 from workloads.speculative_refs import (
     check_speculative_refs_params,
@@ -143,6 +146,11 @@ WORKLOADS: Mapping[str, WorkloadKind] = _build_registry(
                  check_speculative_refs_params),
 )
 """Workload kind name -> kind. Read-only."""
+
+
+def experiment_schema() -> Key:
+    """The catalog of every key of an experiment file, the workload kinds' included."""
+    return experiment_keys(WORKLOAD_KEYS, KINDS)
 
 
 def workload_parsers() -> dict[str, WorkloadParser]:

@@ -51,6 +51,7 @@ from simcore.config.fields import (
     expect_rate_per_s,
     expect_unit,
 )
+from simcore.config.schema import names, required
 from simcore.config.types import MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration, format_rate, parse_size_bytes
 from simcore.errors import ConfigError
@@ -58,6 +59,7 @@ from simcore.mm.constants import PAGE_SIZE
 from simcore.mm.gfp import GFP_KERNEL
 from simcore.mm.lru import KIND_SLAB
 from simcore.sim.machine import Allocation, Machine
+from workloads.schema import SLAB
 from workloads.slub import (
     GFP_SLAB_BUG_MASK,
     SLUB_MAX_ORDER,
@@ -78,8 +80,8 @@ from workloads.synthetic_params import (
     parse_placement,
 )
 
-SLAB_KEYS = ("object_size", "align", "reclaimable", "rate", "lifetime", "gfp",
-             "slub_max_order", "cpus", "nid", "max_requests", "start")
+SLAB_KEYS = names(SLAB)
+SLAB_REQUIRED = required(SLAB)
 MAX_OBJECT_SIZE = 4 << 20
 """Largest ``object_size`` accepted (an order-10 slab of one object)."""
 ROW_BITS = 32
@@ -138,8 +140,7 @@ def parse_slab_params(raw: Mapping[str, object], key_prefix: str,
     Raises:
         ConfigError: Naming e.g. ``workloads[0].object_size``.
     """
-    data = expect_mapping(raw, key_prefix, source, SLAB_KEYS,
-                          ("object_size", "rate", "lifetime"))
+    data = expect_mapping(raw, key_prefix, source, SLAB_KEYS, SLAB_REQUIRED)
 
     def key(name: str) -> str:
         return child(key_prefix, name)

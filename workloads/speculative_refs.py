@@ -41,15 +41,18 @@ from simcore.config.fields import (
     expect_rate_per_s,
     expect_str,
 )
+from simcore.config.schema import names, required
 from simcore.config.types import MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration, format_rate
 from simcore.sim.hugetlb import hugetlb_of, put_page
 from simcore.sim.machine import Machine
+from workloads.schema import SPECULATIVE_REFS
 from workloads.stats import caller_stats
 from workloads.synthetic import issuing_cpus
 from workloads.synthetic_params import _cpus, _optional_int, check_cpus_and_node
 
-SPECULATIVE_KEYS = ("rate", "hold", "mode", "race_window", "start", "max_requests", "cpus")
+SPECULATIVE_KEYS = names(SPECULATIVE_REFS)
+SPECULATIVE_REQUIRED = required(SPECULATIVE_REFS)
 MODES = ("pfn", "gup_fast")
 BATCH = 4096
 """Random draws per batch."""
@@ -81,7 +84,7 @@ class SpeculativeRefsParams:
 def parse_speculative_refs_params(raw: Mapping[str, object], key_prefix: str,
                                   source: str) -> Mapping[str, object]:
     """Parse a ``speculative_refs`` workload's keys; ``rate`` is required."""
-    data = expect_mapping(raw, key_prefix, source, SPECULATIVE_KEYS, ("rate",))
+    data = expect_mapping(raw, key_prefix, source, SPECULATIVE_KEYS, SPECULATIVE_REQUIRED)
 
     def key(name: str) -> str:
         return child(key_prefix, name)

@@ -32,15 +32,17 @@ from simcore.config.fields import (
     expect_rate_per_s,
     expect_str,
 )
+from simcore.config.schema import key_named, names, required
 from simcore.config.types import MachineConfig
 from simcore.config.units import format_duration, format_rate
 from simcore.errors import ConfigError
+from workloads.schema import LIFETIME, SYNTHETIC
 
 LifetimeKind = Literal["exponential", "fixed", "lognormal", "forever"]
 MAX_REQUEST_ORDER = 16
 """Largest order a request may name; the machine's ``max_order`` is checked at run time."""
-SYNTHETIC_KEYS = ("rate", "order", "lifetime", "gfp", "cpus", "nid", "max_requests", "start",
-                  "memory", "dirty", "hot", "oom_score_adj")
+SYNTHETIC_KEYS = names(SYNTHETIC)
+SYNTHETIC_REQUIRED = required(SYNTHETIC)
 MEMORY_KINDS = ("unreclaimable", "anon", "file", "slab")
 """What a workload's pages are: kernel memory reclaim cannot take (the default),
 anonymous memory (reclaimable with swap), page cache, or reclaimable slab."""
@@ -142,14 +144,15 @@ def _lifetime(value: object, key: str, source: str) -> LifetimeSpec:
         return LifetimeSpec("exponential", mean_ns=expect_duration_ns(value, key, source, 1))
     if not isinstance(value, Mapping) or len(value) != 1:
         raise ConfigError(source, key, LIFETIME_FORMAT, value)
-    data = expect_mapping(value, key, source, ("exponential", "fixed", "lognormal"))
+    data = expect_mapping(value, key, source, names(LIFETIME.keys))
     (kind, raw), = data.items()
     sub = child(key, kind)
     if kind == "exponential":
         return LifetimeSpec("exponential", mean_ns=expect_duration_ns(raw, sub, source, 1))
     if kind == "fixed":
         return LifetimeSpec("fixed", mean_ns=expect_duration_ns(raw, sub, source, 1))
-    params = expect_mapping(raw, sub, source, ("median", "sigma"), ("median", "sigma"))
+    forms = key_named(LIFETIME.keys, "lognormal").keys
+    params = expect_mapping(raw, sub, source, names(forms), required(forms))
     return LifetimeSpec(
         "lognormal",
         median_ns=expect_duration_ns(params["median"], child(sub, "median"), source, 1),
@@ -222,7 +225,7 @@ def parse_synthetic_params(
     Raises:
         ConfigError: Naming e.g. ``workloads[0].lifetime.lognormal.sigma``.
     """
-    data = expect_mapping(raw, key_prefix, source, SYNTHETIC_KEYS, ("rate", "lifetime"))
+    data = expect_mapping(raw, key_prefix, source, SYNTHETIC_KEYS, SYNTHETIC_REQUIRED)
 
     def key(name: str) -> str:
         return child(key_prefix, name)

@@ -54,11 +54,13 @@ from simcore.config.fields import (
     expect_number,
     expect_rate_per_s,
 )
+from simcore.config.schema import names, required
 from simcore.config.types import MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration, format_rate
 from simcore.errors import ConfigError
 from simcore.mm.gfp import GFP, THREADINFO_GFP
 from simcore.sim.machine import Allocation, Machine
+from workloads.schema import THREADS
 from workloads.stats import caller_stats
 from workloads.synthetic import FOREVER, _lifetimes, issuing_cpus, poisson_arrivals
 from workloads.synthetic_params import (
@@ -73,9 +75,8 @@ from workloads.synthetic_params import (
 from workloads.task_objects import TaskObjects, alloc_task_objects, free_task_objects
 from workloads.vmalloc import vfree, vmalloc
 
-THREADS_KEYS = ("rate", "burst", "lifetime", "vmap_stack", "new_mm", "pti", "page_tables",
-                "slab_objects", "vmas", "rcu_grace", "cpus", "nid", "max_requests", "start",
-                "oom_score_adj")
+THREADS_KEYS = names(THREADS)
+THREADS_REQUIRED = required(THREADS)
 THREAD_SIZE_ORDER = 2
 """x86_64 without KASAN: 16 KiB stacks."""
 NR_CACHED_STACKS = 2
@@ -148,7 +149,7 @@ def _burst(value: object, key: str, source: str) -> tuple[tuple[int, float], ...
 def parse_threads_params(raw: Mapping[str, object], key_prefix: str,
                          source: str) -> Mapping[str, object]:
     """Parse a ``threads`` workload's keys; ``rate`` and ``lifetime`` are required."""
-    data = expect_mapping(raw, key_prefix, source, THREADS_KEYS, ("rate", "lifetime"))
+    data = expect_mapping(raw, key_prefix, source, THREADS_KEYS, THREADS_REQUIRED)
 
     def key(name: str) -> str:
         return child(key_prefix, name)

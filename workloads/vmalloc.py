@@ -45,11 +45,13 @@ from simcore.config.fields import (
     expect_rate_per_s,
     expect_size_pages,
 )
+from simcore.config.schema import names, required
 from simcore.config.types import MachineConfig, WorkloadConfig
 from simcore.config.units import format_duration, format_rate, format_size
 from simcore.errors import ConfigError
 from simcore.mm.gfp import GFP
 from simcore.sim.machine import Allocation, Machine
+from workloads.schema import VMALLOC
 from workloads.stats import caller_stats
 from workloads.synthetic import FOREVER, _lifetimes, issuing_cpus, poisson_arrivals
 from workloads.synthetic_params import (
@@ -63,8 +65,8 @@ from workloads.synthetic_params import (
     check_cpus_and_node,
 )
 
-VMALLOC_KEYS = ("rate", "size", "lifetime", "gfp", "huge_vmap", "cpus", "nid", "max_requests",
-                "start", "oom_score_adj")
+VMALLOC_KEYS = names(VMALLOC)
+VMALLOC_REQUIRED = required(VMALLOC)
 BULK_CHUNK = 100
 """``vm_area_alloc_pages()``: at most this many pages per bulk call."""
 PMD_ORDER = 9
@@ -128,7 +130,7 @@ def parse_vmalloc_params(
     Raises:
         ConfigError: Naming e.g. ``workloads[1].size.16KiB``.
     """
-    data = expect_mapping(raw, key_prefix, source, VMALLOC_KEYS, ("rate", "size", "lifetime"))
+    data = expect_mapping(raw, key_prefix, source, VMALLOC_KEYS, VMALLOC_REQUIRED)
 
     def key(name: str) -> str:
         return child(key_prefix, name)

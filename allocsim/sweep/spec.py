@@ -37,10 +37,12 @@ import numpy as np
 
 from simcore.config.fields import child, expect_int, expect_mapping
 from simcore.config.override import parse_key_path
+from simcore.config.schema import names
+from simcore.config.schema_keys import SWEEP_KEYS as SWEEP_SCHEMA
 from simcore.errors import ConfigError
 
 SWEEP_KEY = "sweep"
-SWEEP_KEYS = ("grid", "points", "replicates")
+SWEEP_KEYS = names(SWEEP_SCHEMA)
 MAX_RUNS = 100_000
 """More runs than this is refused (a typo such as ``replicates: 1000000``)."""
 

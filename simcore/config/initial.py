@@ -48,8 +48,8 @@ def parse_initial_state(value: object, key: str, source: str,
                               "imported from /proc (from_proc alone means the snapshot of "
                               "machine: {from_proc: DIR})", value)
         path = Path(machine.from_proc)
-    elif isinstance(value, Mapping) and FROM_PROC in value:
-        data = expect_mapping(value, key, source, (FROM_PROC,))
+    elif isinstance(value, Mapping):
+        data = expect_mapping(value, key, source, (FROM_PROC,), (FROM_PROC,))
         path = resolve_proc_dir(data[FROM_PROC], child(key, FROM_PROC), source)
     else:
         raise ConfigError(source, key, INITIAL_STATE_FORMAT, value)

@@ -41,6 +41,9 @@ from simcore.config.fields import (
     expect_str,
     read_fields,
 )
+from simcore.config.schema import key_named, names, ordered_fields
+from simcore.config.schema_keys import FROM_PROC_EXTRAS, MACHINE_KEYS
+from simcore.config.schema_keys import NODE_KEYS as NODE_SCHEMA
 from simcore.config.types import MachineConfig, NodeConfig
 from simcore.config.units import format_size
 from simcore.errors import ConfigError
@@ -62,8 +65,6 @@ THP_MODES = ("always", "madvise", "never")
 LAYOUTS = ("flat", "x86")
 LAID_OUT_ZONES = ZONE_NAMES[: int(ZoneType.MOVABLE) + 1]
 """The zone types a node's ``reserved`` mapping may name."""
-FROM_PROC_EXTRAS = ("swap", "cma", "transparent_hugepage")
-"""Machine keys allowed beside ``from_proc`` (the snapshot does not say them)."""
 RANGE_RE = re.compile(r"^\s*(0x[0-9a-fA-F]+|\d+)\s*-\s*(0x[0-9a-fA-F]+|\d+)\s*$")
 RANGE_FORMAT = ("a physical address range 'START-END' with END inclusive, as /proc/iomem "
                 "prints it (e.g. '0x100000-0x1ffdcfff'), page aligned")
@@ -102,14 +103,14 @@ def _reserved(value: object, key: str, source: str) -> tuple[str, object]:
     """A size (split lowest zone first) or a mapping zone name -> size."""
     if not isinstance(value, dict):
         return "reserved_pages", expect_size_pages(value, key, source)
-    data = expect_mapping(value, key, source, LAID_OUT_ZONES)
+    data = expect_mapping(value, key, source, names(key_named(NODE_SCHEMA, "reserved").keys))
     per_zone = [0] * len(LAID_OUT_ZONES)
     for name, size in data.items():
         per_zone[LAID_OUT_ZONES.index(name)] = expect_size_pages(size, child(key, name), source)
     return "reserved_by_zone", tuple(per_zone)
 
 
-NODE_KEYS = ("memory", "present", "cpus", "movable", "reserved", "reserved_at")
+NODE_KEYS = names(NODE_SCHEMA)
 
 
 def _node(value: object, key: str, source: str) -> NodeConfig:
@@ -179,18 +180,21 @@ def _check_distance(matrix: tuple[tuple[int, ...], ...], nr_nodes: int, source: 
             expect_int(cell, child(row_key, j), source, lo, hi)
 
 
-MACHINE_FIELDS: dict[str, tuple[str, FieldReader]] = {
-    "nodes": ("nodes", _nodes),
-    "distance": ("distance", _distance),
-    "max_order": ("max_order", _bounded(MIN_MAX_ORDER, MAX_MAX_ORDER)),
-    "pageblock_order": ("pageblock_order", _bounded(1, MAX_MAX_ORDER)),
-    "transparent_hugepage": (
-        "transparent_hugepage", lambda v, k, s: expect_str(v, k, s, choices=THP_MODES)),
-    "cma": ("cma", expect_bool),
-    "swap": ("swap_pages", expect_size_pages),
-    "layout": ("layout", lambda v, k, s: expect_str(v, k, s, choices=LAYOUTS)),
-    "below_4g": ("below_4g_pages", lambda v, k, s: expect_size_pages(v, k, s, min_pages=1)),
-}
+MACHINE_FIELDS: dict[str, tuple[str, FieldReader]] = ordered_fields(
+    tuple(k for k in MACHINE_KEYS if k.name != "from_proc"), {
+        "nodes": ("nodes", _nodes),
+        "distance": ("distance", _distance),
+        "max_order": ("max_order", _bounded(MIN_MAX_ORDER, MAX_MAX_ORDER)),
+        "pageblock_order": ("pageblock_order", _bounded(1, MAX_MAX_ORDER)),
+        "transparent_hugepage": (
+            "transparent_hugepage", lambda v, k, s: expect_str(v, k, s, choices=THP_MODES)),
+        "cma": ("cma", expect_bool),
+        "swap": ("swap_pages", expect_size_pages),
+        "layout": ("layout", lambda v, k, s: expect_str(v, k, s, choices=LAYOUTS)),
+        "below_4g": ("below_4g_pages",
+                     lambda v, k, s: expect_size_pages(v, k, s, min_pages=1)),
+    })
+"""The machine keys besides ``from_proc`` (:func:`parse_machine` reads that one)."""
 
 
 def _check_node(machine: MachineConfig, i: int, node: NodeConfig, source: str) -> None:
@@ -284,7 +288,8 @@ def parse_machine(value: object, key: str, source: str) -> MachineConfig:
         kwargs = read_fields(extras, key, source, MACHINE_FIELDS)
         machine = MachineConfig(**{**base.__dict__, **kwargs})
     else:
-        kwargs = read_fields(value, key, source, MACHINE_FIELDS, required=("nodes",))
+        expect_mapping(value, key, source, names(MACHINE_KEYS), ("nodes",))
+        kwargs = read_fields(value, key, source, MACHINE_FIELDS)
         machine = MachineConfig(**kwargs)
     check_machine(machine, source)
     return machine

@@ -36,6 +36,8 @@ from simcore.config.fields import (
 )
 from simcore.config.initial import dump_initial_state, parse_initial_state
 from simcore.config.machine import dump_machine, parse_machine
+from simcore.config.schema import names, ordered_fields, required
+from simcore.config.schema_keys import SYSCTL_KEYS, TRACE_KEYS, experiment_keys
 from simcore.config.sections import (
     check_actions,
     dump_actions,
@@ -55,6 +57,10 @@ from simcore.config.units import format_duration
 from simcore.config.yamlio import read_yaml, read_yaml_lines, with_line
 from simcore.errors import ConfigError
 
+EXPERIMENT = experiment_keys((), ())
+"""The file's core keys (the workloads' are added by ``workloads.registry``)."""
+ONLY_FOR_SWEEPS = ("sweep", "study")
+"""Top-level keys that only ``allocsim sweep`` reads."""
 WorkloadParser = Callable[[Mapping[str, object], str, str], Mapping[str, object]]
 """``parser(raw_params, key_prefix, source)`` -> converted params; raises ConfigError."""
 WorkloadDumper = Callable[[Mapping[str, object]], dict[str, object]]
@@ -113,7 +119,7 @@ def _pcp_high_fraction(value: object, key: str, source: str) -> int:
     return fraction
 
 
-SYSCTL_FIELDS: dict[str, tuple[str, FieldReader]] = {
+SYSCTL_FIELDS: dict[str, tuple[str, FieldReader]] = ordered_fields(SYSCTL_KEYS, {
     "min_free_kbytes": ("min_free_kbytes", _min_free_kbytes),
     "watermark_scale_factor": ("watermark_scale_factor", _bounded(1, 3000)),
     "watermark_boost_factor": ("watermark_boost_factor", _bounded(0)),
@@ -122,7 +128,8 @@ SYSCTL_FIELDS: dict[str, tuple[str, FieldReader]] = {
     "extfrag_threshold": ("extfrag_threshold", _bounded(0, 1000)),
     "compaction_proactiveness": ("compaction_proactiveness", _bounded(0, 100)),
     "swappiness": ("swappiness", _bounded(0, 200)),
-}
+})
+
 
 def _proc_snapshot_times(value: object, key: str, source: str) -> tuple[int, ...]:
     """``trace.proc_snapshots``: distinct times (``[1s, 5s]``), in the order given."""
@@ -135,11 +142,11 @@ def _proc_snapshot_times(value: object, key: str, source: str) -> tuple[int, ...
     return tuple(times)
 
 
-TRACE_FIELDS: dict[str, tuple[str, FieldReader]] = {
+TRACE_FIELDS: dict[str, tuple[str, FieldReader]] = ordered_fields(TRACE_KEYS, {
     "events": ("events", expect_bool),
     "snapshot_interval": ("snapshot_interval_ns", _positive_duration),
     "proc_snapshots": ("proc_snapshot_times_ns", _proc_snapshot_times),
-}
+})
 
 
 def _sysctl(value: object, key: str, source: str) -> SysctlConfig:
@@ -220,8 +227,13 @@ def parse_config(
         "actions": ("actions", lambda v, k, s: parse_actions(v, k, s, SYSCTL_FIELDS)),
         "initial_state": ("initial_state", lambda v, k, s: v),  # needs the machine: below
     }
-    kwargs = read_fields(data, "", source, fields,
-                         required=("name", "seed", "duration", "machine"))
+    top = expect_mapping(data, "", source, names(EXPERIMENT.keys), required(EXPERIMENT.keys))
+    for name in ONLY_FOR_SWEEPS:
+        if name in top:
+            raise ConfigError(source, name, f"no {name}: section in a file for one run (run "
+                              "it with allocsim sweep)", f"a {name}: section")
+    kwargs = read_fields(data, "", source, ordered_fields(
+        tuple(k for k in EXPERIMENT.keys if k.name not in ONLY_FOR_SWEEPS), fields))
     if kwargs["machine"].from_proc is not None:
         kwargs["sysctl"] = _proc_sysctl(kwargs["machine"].from_proc, data, source)
     if "initial_state" in kwargs:

@@ -33,12 +33,15 @@ from simcore.config.fields import (
     expect_mapping,
     expect_size_pages,
     read_fields,
+    unknown_key_error,
 )
+from simcore.config.schema import key_named, names, ordered_fields, required
+from simcore.config.schema_keys import ACTION_KEYS, COST_KEYS, DO_KEYS, LIMITS_KEYS
 from simcore.config.types import ActionConfig, CostConfig, LimitsConfig, MachineConfig
 from simcore.config.units import format_duration, format_size
 from simcore.errors import ConfigError
 
-ACTION_KINDS = ("sysctl", "drop_caches", "compact_memory", "nr_hugepages")
+ACTION_KINDS = names(DO_KEYS)
 NOT_YET: dict[str, str] = {}
 """Action kinds the schema knows but the model refuses (kind -> why)."""
 DO_FORMAT = ("one of drop_caches (= 3), {drop_caches: 1|2|3}, compact_memory (or "
@@ -46,22 +49,22 @@ DO_FORMAT = ("one of drop_caches (= 3), {drop_caches: 1|2|3}, compact_memory (or
              "{nr_hugepages: {count: N, node: nid, size: 2MiB|1GiB}})")
 HUGE_PAGE_SIZES = {"2MiB": 512, "1GiB": 262144}
 """The x86_64 huge page sizes (PMD and PUD), in pages."""
-NR_HUGEPAGES_KEYS = ("count", "node", "size")
+NR_HUGEPAGES_KEYS = names(key_named(DO_KEYS, "nr_hugepages").keys)
 
 
 def _duration(value: object, key: str, source: str) -> int:
     return expect_duration_ns(value, key, source)
 
 
-COST_FIELDS: dict[str, tuple[str, FieldReader]] = {
-    name.removesuffix("_ns"): (name, _duration)
-    for name in (f.name for f in dataclasses.fields(CostConfig)) if name.endswith("_ns")
-}
-COST_FIELDS["hz"] = ("hz", lambda v, k, s: expect_int(v, k, s, 100, 1000))
+COST_FIELDS: dict[str, tuple[str, FieldReader]] = ordered_fields(COST_KEYS, {
+    **{name.removesuffix("_ns"): (name, _duration)
+       for name in (f.name for f in dataclasses.fields(CostConfig)) if name.endswith("_ns")},
+    "hz": ("hz", lambda v, k, s: expect_int(v, k, s, 100, 1000)),
+})
 
-LIMITS_FIELDS: dict[str, tuple[str, FieldReader]] = {
+LIMITS_FIELDS: dict[str, tuple[str, FieldReader]] = ordered_fields(LIMITS_KEYS, {
     "nofail_stall": ("nofail_stall_ns", lambda v, k, s: expect_duration_ns(v, k, s, 1)),
-}
+})
 
 
 def parse_cost(value: object, key: str, source: str) -> CostConfig:
@@ -83,7 +86,7 @@ def parse_actions(
     out: list[ActionConfig] = []
     for i, item in enumerate(expect_list(value, key, source)):
         at_key = child(key, i)
-        data = expect_mapping(item, at_key, source, ("at", "do"), ("at", "do"))
+        data = expect_mapping(item, at_key, source, names(ACTION_KEYS), required(ACTION_KEYS))
         at_ns = expect_duration_ns(data["at"], child(at_key, "at"), source)
         out.append(_action(data["do"], child(at_key, "do"), source, at_ns, sysctl_fields))
     return tuple(out)
@@ -98,6 +101,8 @@ def _action(value: object, key: str, source: str, at_ns: int,
     else:
         raise ConfigError(source, key, DO_FORMAT, value)
     if kind not in ACTION_KINDS:
+        if isinstance(value, Mapping):
+            raise unknown_key_error(source, child(key, str(kind)), kind, ACTION_KINDS)
         raise ConfigError(source, key, DO_FORMAT, value)
     if kind in NOT_YET:
         raise ConfigError(source, child(key, kind) if arg is not None else key,
@@ -131,7 +136,7 @@ def _nr_hugepages(value: object, key: str, source: str) -> tuple[tuple[str, Any]
         count = expect_int(value, key, source, 0, None,
                            "a huge page count, or {count: N, node: nid, size: 2MiB|1GiB}")
         return (("count", count), ("node", None), ("size_pages", HUGE_PAGE_SIZES["2MiB"]))
-    data = expect_mapping(value, key, source, NR_HUGEPAGES_KEYS, ("count",))
+    data = expect_mapping(value, key, source, NR_HUGEPAGES_KEYS, ("count",))  # schema: count
     count = expect_int(data["count"], child(key, "count"), source, 0)
     node = data.get("node")
     if node is not None:
