@@ -52,7 +52,7 @@ NODE_KEYS = (
         "lowest zones first, or a size per zone type.", 0,
         keys=tuple(Key(z, SIZE, ZONE_SIZE, 0) for z in ("DMA", "DMA32", "Normal", "Movable"))),
     Key("reserved_at", RANGES, "Ranges known to be reserved (e.g. the kernel image in "
-        "/proc/iomem); they count toward the zones' reserved memory.", []),
+        "/proc/iomem); they count toward the zones' reserved memory.", Derived("none")),
 )
 
 MACHINE_KEYS = (
@@ -179,7 +179,7 @@ DO_KEYS = (
 )
 ACTION_KEYS = (
     Key("at", DURATION, "When the action happens (before the end of the run; equal times "
-        "run in file order).", example="1s"),
+        "run in file order).", example="100ms"),
     Key("do", one_of("drop_caches | compact_memory, or a mapping of one action",
                      choice("drop_caches", "compact_memory")),
         "What to do: one of the keys below, or the string drop_caches or compact_memory.",
