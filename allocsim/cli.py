@@ -1,6 +1,7 @@
 """The ``allocsim`` command line.
 
 Subcommands: ``run`` (an experiment, then its report), ``validate`` (configs only),
+``describe`` (the keys of an experiment file),
 ``report`` (rebuild a run's report) and ``proc show`` (a real ``/proc`` snapshot as the
 simulator sees it). Bad input gets one line on stderr naming the file and the key or
 line, and exit status 2; there is never a traceback for it.
@@ -28,6 +29,7 @@ EXIT_TERMINATED = 143
 EPILOG = """examples:
   allocsim run configs/quickstart.yaml -o runs/
   allocsim validate configs/*.yaml
+  allocsim describe workloads.synthetic
   allocsim report runs/quickstart-seed42
   allocsim proc show tests/data/oracle/wmark-recompute/s00-mfk128-wsf10 --recompute
 """
@@ -108,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     from allocsim.sweep.cli import add_parser as add_sweep
 
     add_sweep(sub, _add_set)
+    from allocsim.describe import add_parser as add_describe
+
+    add_describe(sub)
     vo = sub.add_parser(
         "validate-oracle", help="measure the model against real 6.1 data (a directory "
                                 "laid out like ../shared/oracle/)")
@@ -418,9 +423,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return cmd_sweep(args)
 
 
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from allocsim.describe import cmd_describe
+
+    return cmd_describe(args)
+
+
 COMMANDS = {"run": _cmd_run, "replay": _cmd_replay, "validate": _cmd_validate,
             "report": _cmd_report, "proc": _cmd_proc, "trace": _cmd_trace,
-            "validate-oracle": _cmd_validate_oracle, "sweep": _cmd_sweep}
+            "validate-oracle": _cmd_validate_oracle, "sweep": _cmd_sweep,
+            "describe": _cmd_describe}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

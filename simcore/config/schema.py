@@ -19,6 +19,8 @@ Paths into the catalog are spelled as error messages spell key paths, with ``[]`
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,7 +234,7 @@ def _object(keys: tuple[Key, ...], extra: Mapping[str, Any], help_text: str = ""
 
 def key_json(key: Key) -> dict[str, Any]:
     """The JSON Schema (draft 07) of one key's value."""
-    desc = key.help + ("" if not key.type.unit else f" Unit: {key.type.unit}.")
+    desc = key.help + ("" if not key.type.unit else f" Written as: {key.type.unit}.")
     if key.open_keys:
         out: dict[str, Any] = {**key.type.json, "description": desc}
     elif key.type.form == "mapping":
@@ -263,3 +265,66 @@ def json_schema(root: Key) -> dict[str, Any]:
     """The JSON Schema of a whole experiment file (``allocsim describe --json-schema``)."""
     out = _object(root.keys, root.json_extra, root.help)
     return {"$schema": JSON_SCHEMA_DIALECT, "title": "allocsim experiment", **out}
+
+
+# ---------------------------------------------------------------- looking keys up
+
+
+def _bare(path: str) -> str:
+    return path.replace("[]", "")
+
+
+def _under(path: str, query: str) -> bool:
+    return path == query or path.startswith((query + ".", query + "["))
+
+
+def _spellings(root: Key) -> dict[str, str]:
+    """Other ways to name a workload kind: ``workloads.synthetic``, ``workloads[synthetic]``."""
+    out = {}
+    for path, key in flatten(root):
+        for kind, _, _ in key.variants:
+            for alias in (f"{path}.{kind}", f"{path}[{kind}]", f"{path}[].{kind}"):
+                out[alias] = f"{path}[type={kind}]"
+    return out
+
+
+def select(root: Key, query: str) -> list[tuple[str, Key]]:
+    """The keys at and below the key path ``query``; every key for an empty one.
+
+    ``query`` is e.g. ``machine.nodes``, ``workloads[0].rate`` or ``workloads.synthetic``.
+
+    A list index (``[0]``) and ``[]`` may be given or left out; a key that several
+    workload kinds have (``workloads[].rate``) is given for each of them.
+
+    Raises:
+        LookupError: No key has that path; its message is the nearest valid path.
+    """
+    flat = list(flatten(root))
+    q = re.sub(r"\[\d+\]", "[]", query.strip().strip("."))
+    if not q:
+        return flat
+    for alias, path in _spellings(root).items():
+        if _under(q, alias):
+            q = path + q[len(alias):]
+    found = [(p, k) for p, k in flat if _under(_bare(p), _bare(q))]
+    if not found:  # a key of several kinds: workloads.rate -> workloads[type=*].rate
+        for p, k in flat:
+            if k.variants and _bare(q).startswith(_bare(p) + "."):
+                rest = _bare(q)[len(_bare(p)):]
+                found += [(path, key) for path, key in flat if any(
+                    _under(_bare(path), f"{p}[type={kind}]{rest}") for kind, _, _ in k.variants)]
+    if not found:
+        raise LookupError(nearest_path(root, q))
+    return found
+
+
+def nearest_path(root: Key, query: str) -> str:
+    """The valid key path most like ``query`` (by the whole path, then its last key)."""
+    paths = [p for p, _ in flatten(root)]
+    near = difflib.get_close_matches(query, paths + list(_spellings(root)), n=1, cutoff=0.6)
+    if near:
+        return near[0]
+    last = re.split(r"[.\[\]]", query.rstrip("]"))[-1]
+    by_name = {p.rsplit(".", 1)[-1]: p for p in reversed(paths)}
+    near = difflib.get_close_matches(last, list(by_name), n=1, cutoff=0.0)
+    return by_name[near[0]] if near else paths[0]
