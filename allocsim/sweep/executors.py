@@ -59,8 +59,9 @@ def run_task(task: RunTask, runs: str) -> RunRecord:
     from allocsim.sweep.metrics import run_metrics
 
     root = Path(runs)
-    for stale in (root / f"{task.dir_name}.failed", root / f"{task.dir_name}.interrupted"):
-        shutil.rmtree(stale, ignore_errors=True)  # an earlier attempt's remains
+    for stale in (root / f"{task.dir_name}.failed", root / f"{task.dir_name}.interrupted",
+                  root / task.dir_name):  # an earlier attempt's remains (the last one only
+        shutil.rmtree(stale, ignore_errors=True)  # when the runner found it unreadable)
     try:
         cfg = task_config(task)
         result = simulate(cfg, root, None, report=False, dir_name=task.dir_name)

@@ -235,3 +235,14 @@ def test_sigterm_stops_a_local_sweep_and_its_workers(tmp_path: Path) -> None:
         "interrupted", "interrupted"]
     assert json.loads((out / "sweep.json").read_text())["status"] == "interrupted"
     assert not (out / "sweep.parquet").exists()
+
+
+def test_a_complete_run_whose_summary_is_damaged_is_run_again_in_place(
+        inline: Path, tmp_path: Path) -> None:
+    shutil.copytree(inline, tmp_path / "s")
+    victim = next((tmp_path / "s" / "runs").glob("p001-r01-*"))
+    (victim / "summary.json").write_text("{ cut")
+    result = run_sweep(plan_sweep(SMALL), tmp_path / "s", jobs=1)
+    assert result.skipped == 11 and result.status == "ok"
+    assert sorted(p.name for p in (tmp_path / "s" / "runs").glob("p001-r01-*")) == [victim.name]
+    pd.testing.assert_frame_equal(_model_values(tmp_path / "s"), _model_values(inline))
