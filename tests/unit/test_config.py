@@ -438,3 +438,29 @@ def test_parse_dump_parse_is_exact(mem_blocks: list[int], seed: int, order: dict
 
 def math_isclose_sum(order_weights: tuple[tuple[int, float], ...]) -> bool:
     return abs(sum(w for _, w in order_weights) - 1.0) < 1e-9
+
+
+def test_every_key_path_has_its_line(tmp_path: Path) -> None:
+    from simcore.config.yamlio import line_of, read_yaml_lines
+
+    path = tmp_path / "lines.yaml"
+    path.write_text("name: x\nmachine:\n  nodes:\n    - memory: 1GiB\n      cpus: 2\n"
+                    "    - {memory: 2GiB}\nworkloads:\n  - name: w\n    order: {0: 0.5, 3: 0.5}\n")
+    doc, lines = read_yaml_lines(path)
+    assert doc["machine"]["nodes"][1] == {"memory": "2GiB"}
+    assert lines["machine.nodes[0].cpus"] == 5
+    assert lines["machine.nodes[1]"] == lines["machine.nodes[1].memory"] == 6
+    assert lines["workloads[0].order.3"] == 9
+    assert line_of(lines, "workloads[0].rate") == 8  # not in the file: its entry's line
+    assert line_of(lines, "machine.nodes[1].memory.x") == 6
+    assert line_of(lines, "seed") is None
+
+
+def test_a_config_error_keeps_its_line_and_problem_through_pickle() -> None:
+    import pickle
+
+    err = ConfigError("x.yaml", "workloads[0].rat", "one of the keys rate", "rat", 7,
+                      problem="unknown key; did you mean 'rate'?")
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == str(err) == ("x.yaml:7: workloads[0].rat: unknown key; did you mean "
+                                      "'rate'? (expected one of the keys rate)")
