@@ -59,8 +59,11 @@ def config_hash(cfg: ExperimentConfig) -> str:
 
 
 def plan_runs(doc: Mapping[str, object], spec: SweepSpec, source: str,
-              lines: KeyLines | None = None) -> list[RunTask]:
+              lines: KeyLines | None = None,
+              set_origins: Mapping[str, tuple[str, str]] | None = None) -> list[RunTask]:
     """Every run of the sweep, points in order, replicates within each.
+
+    ``set_origins`` names the ``--set`` argument of each key path it set, for errors.
 
     Raises:
         simcore.errors.ConfigError: A point's value is bad (named by its place in
@@ -68,13 +71,13 @@ def plan_runs(doc: Mapping[str, object], spec: SweepSpec, source: str,
             sweep sets a key to values that mean the same, such as ``1GiB`` and
             ``1024MiB``).
     """
-    base = experiment_from_data(doc, source, lines=lines)
+    base = experiment_from_data(doc, source, dict(set_origins or {}), lines)
     seeds = replicate_seeds(base.seed, spec.replicates)
     tasks = []
     seen: dict[str, tuple[int, int]] = {}
     for point in spec.points:
         point_doc: object = doc
-        origins = {}
+        origins = dict(set_origins or {})
         for (path, value), (_, where) in zip(point.params, point.origin, strict=True):
             point_doc = set_value(point_doc, path, value, source)
             origins[path] = (source, where)

@@ -98,14 +98,20 @@ def plan_sweep(config: Path, overrides: Sequence[tuple[str, object]] = ()) -> Sw
     """
     source = str(config)
     doc, lines = read_yaml_lines(config)
+    set_origins = {}
     for path, value in overrides:
-        doc = set_value(doc, path, value, f"--set {path}={value}")
+        arg = f"--set {path}={scalar_text(value)}"
+        doc = set_value(doc, path, value, arg)
+        set_origins[path] = (arg, path)
     try:
         rest, sweep, study = split_sweep(doc, source)
         spec = parse_sweep(sweep, source)
-        tasks = plan_runs(rest, spec, source, lines)
+        tasks = plan_runs(rest, spec, source, lines, set_origins)
     except ConfigError as exc:
-        raise with_line(exc, lines) from None
+        for path, (arg, _) in set_origins.items():  # a --set value of sweep: itself
+            if exc.source == source and (exc.key == path or exc.key.startswith(path + ".")):
+                raise exc.moved(arg, exc.key, None) from None
+        raise (with_line(exc, lines) if exc.source == source else exc) from None
     return SweepPlan(config, spec, tasks, study)
 
 

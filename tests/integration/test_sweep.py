@@ -246,3 +246,13 @@ def test_a_complete_run_whose_summary_is_damaged_is_run_again_in_place(
     assert result.skipped == 11 and result.status == "ok"
     assert sorted(p.name for p in (tmp_path / "s" / "runs").glob("p001-r01-*")) == [victim.name]
     pd.testing.assert_frame_equal(_model_values(tmp_path / "s"), _model_values(inline))
+
+
+@pytest.mark.parametrize(("arg", "expected"), [
+    ("workloads[0].lifetime=soon", "--set workloads[0].lifetime=soon: workloads[0].lifetime:"),
+    ("sweep.replicates=0", "--set sweep.replicates=0: sweep.replicates: expected an integer"),
+])
+def test_a_bad_set_value_of_a_sweep_is_named_by_its_argument(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], arg: str, expected: str) -> None:
+    assert main(["sweep", str(SMALL), "-o", str(tmp_path / "o"), "-q", "--set", arg]) == 2
+    assert capsys.readouterr().err.startswith(f"allocsim: error: {expected}")
