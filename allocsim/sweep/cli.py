@@ -46,31 +46,56 @@ def _jobs(text: str) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Plan, run (or resume) and summarize a sweep."""
-    from allocsim.sweep.runner import plan_sweep, run_sweep
+    """Plan, run (or resume) and summarize a sweep; answer its study, if it has one."""
+    from allocsim.sweep.runner import plan_sweep
+    from allocsim.sweep.studyrun import plan_study
 
     plan = plan_sweep(args.config, args.set)
+    study = plan_study(plan, args.set)
     jobs = args.jobs or os.cpu_count() or 1
     where = (f"Dask scheduler {args.scheduler}" if args.scheduler
              else f"{jobs} local process{'es' if jobs > 1 else ''}")
+    extra = "" if study is None else (f" (and a fresh-box baseline of "
+                                      f"{len(study.baseline.plan.tasks)} runs)")
     print(f"sweep {args.config}: {len(plan.spec.points)} points x {plan.spec.replicates} "
-          f"replicates = {len(plan.tasks)} runs on {where}", file=sys.stderr)
-    bar = None if args.quiet else _Bar(len(plan.tasks))
-    try:
-        result = run_sweep(plan, args.out, jobs, args.scheduler,
-                           None if bar is None else bar.update)
-    finally:
-        if bar is not None:
-            bar.close()
+          f"replicates = {len(plan.tasks)} runs{extra} on {where}", file=sys.stderr)
+    result = _run(plan, args.out, jobs, args)
+    base = None
+    if study is not None:
+        from allocsim.sweep.studyrun import baseline_dir
+
+        base = _run(study.baseline.plan, baseline_dir(args.out), jobs, args)
+    failed = [*result.failed, *([] if base is None else base.failed)]
     print(f"sweep directory: {args.out}")
     print(f"  {len(result.records) - len(result.failed)} runs complete "
           f"({result.skipped} from an earlier attempt), {len(result.failed)} failed")
+    if base is not None:
+        print(f"  baseline: {len(base.records) - len(base.failed)} runs complete "
+              f"({base.skipped} from an earlier attempt), {len(base.failed)} failed")
     for record in result.failed:
         print(f"  failed: runs/{record.dir_name}: {record.error}")
+    for record in [] if base is None else base.failed:
+        print(f"  failed: baseline/runs/{record.dir_name}: {record.error}")
     print(format_summary(result.summary, list(plan.spec.keys), args.metric or DEFAULT_SHOWN))
     print("  (mean and 95 % CI over replicates; every metric is in summary.csv, "
           "every run's value in sweep.parquet)")
-    return 0 if not result.failed else 1
+    if study is not None and base is not None:
+        from allocsim.sweep.studyrun import write_study
+
+        print()
+        print(write_study(study, result, base), end="")
+    return 0 if not failed else 1
+
+
+def _run(plan: Any, out: Path, jobs: int, args: argparse.Namespace) -> Any:
+    from allocsim.sweep.runner import run_sweep
+
+    bar = None if args.quiet else _Bar(len(plan.tasks))
+    try:
+        return run_sweep(plan, out, jobs, args.scheduler, None if bar is None else bar.update)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def format_summary(summary: pd.DataFrame, keys: list[str], patterns: Any) -> str:

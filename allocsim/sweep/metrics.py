@@ -8,6 +8,7 @@ first failure of a caller that never failed). Names use the kernel's where one e
 ``requests.CALLER``                 one caller's requests (``failures.CALLER``, its failures)
 ``failure_rate.CALLER``             failures / requests (a rate: see :mod:`.stats`)
 ``failure_rate.CALLER.orderN``      the same for its order-N requests
+``requests.CALLER.orderN``          its order-N requests (``failures.CALLER.orderN``, failed)
 ``first_failure_s.CALLER``          simulated seconds to its first failure (NaN: none)
 ``hugetlb[I].obtained``             huge pages the I-th pool resize obtained
 ``hugetlb[I].obtained.nodeN``       of which on node N
@@ -31,12 +32,33 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 WALL_METRICS = frozenset({"wall_seconds"})
 VMSTAT_METRICS = ("pgsteal_kswapd", "pgsteal_direct", "compact_stall", "compact_success",
                   "pgmigrate_success", "oom_kill")
+
+
+_CALLER = r"[^.]+"
+_FAMILIES = re.compile("|".join((
+    rf"(requests|failures)(\.{_CALLER}(\.order\d+)?)?",
+    rf"failure_rate\.{_CALLER}(\.order\d+)?(\.node\d+)?",
+    rf"first_failure_s\.{_CALLER}(\.node\d+)?",
+    r"hugetlb\[\d+\]\.obtained(\.node\d+)?",
+    r"free_pageblocks\.node\d+",
+    r"latency_p99_ns\.[^.]+",
+    "free_pages|mixed_pageblocks|stall_some_percent|allocstall|kswapd_wakeup|wall_seconds",
+    "|".join(VMSTAT_METRICS),
+)))
+"""The metric names above (``.nodeN`` also on a per-node caller's, see
+:mod:`allocsim.sweep.study`)."""
+
+
+def is_known_metric(name: str) -> bool:
+    """A name :func:`run_metrics` (or a study's per-node callers) can give."""
+    return _FAMILIES.fullmatch(name) is not None
 
 
 def is_rate(name: str) -> bool:
@@ -69,6 +91,8 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
         for order, asked in sorted(requests.get("by_caller_order", {}).get(caller, {}).items(),
                                    key=lambda kv: int(kv[0])):
             lost = by_caller_order.get(caller, {}).get(order, 0)
+            out[f"requests.{caller}.order{order}"] = float(asked)
+            out[f"failures.{caller}.order{order}"] = float(lost)
             out[f"failure_rate.{caller}.order{order}"] = lost / asked if asked else math.nan
     for i, req in enumerate((summary.get("hugetlb") or {}).get("requests", [])):
         out[f"hugetlb[{i}].obtained"] = float(req["obtained"])

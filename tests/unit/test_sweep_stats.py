@@ -61,6 +61,8 @@ def test_metrics_of_a_summary() -> None:
     m = run_metrics(summary)
     assert m["failure_rate.thp"] == 0.2 and m["failure_rate.thp.order9"] == 0.8
     assert m["failure_rate.thp.order0"] == 0 and m["failure_rate.slab"] == 0
+    assert m["requests.thp.order9"] == 5 and m["failures.thp.order9"] == 4
+    assert m["requests.thp.order0"] == 15 and m["failures.thp.order0"] == 0
     assert m["first_failure_s.thp"] == 2.5 and math.isnan(m["first_failure_s.slab"])
     assert m["hugetlb[0].obtained"] == 7 and m["hugetlb[0].obtained.node1"] == 4
     assert m["free_pageblocks.node0"] == 9 and m["allocstall"] == 3
