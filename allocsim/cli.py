@@ -374,6 +374,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     bad = 0
     for path in args.configs:
         try:
+            if _is_sweep_file(path):
+                print(_validate_sweep(path, args.set))
+                continue
             cfg = load_experiment(path, args.set)
             footprint = check_fits_host(cfg)
         except ConfigError as exc:
@@ -385,6 +388,37 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if bad and len(args.configs) > 1:
         print(f"allocsim: {bad} of {len(args.configs)} files failed validation", file=sys.stderr)
     return EXIT_USAGE if bad else 0
+
+
+def _is_sweep_file(path: Path) -> bool:
+    """A file with a ``sweep:`` section (a bad file is left to the ordinary check)."""
+    from simcore.config.parse import read_yaml
+    from simcore.errors import ConfigError
+
+    try:
+        doc = read_yaml(path)
+    except ConfigError:
+        return False
+    return isinstance(doc, dict) and "sweep" in doc
+
+
+def _validate_sweep(path: Path, overrides: list[tuple[str, object]]) -> str:
+    """Plan every run of a sweep file (and of its study's baseline); one line about it."""
+    from allocsim.hostmem import check_fits_host, describe
+    from allocsim.sweep.plan import task_config
+    from allocsim.sweep.runner import plan_sweep
+    from allocsim.sweep.studyrun import plan_study
+
+    plan = plan_sweep(path, overrides)
+    study = plan_study(plan, overrides)
+    largest = max((check_fits_host(task_config(t)) for t in plan.tasks if t.replicate == 0),
+                  key=lambda f: f.total)
+    extra = "" if study is None else (
+        f"; study: {len(study.spec.questions)} questions, a baseline of "
+        f"{len(study.baseline.plan.tasks)} runs")
+    return (f"{path}: ok (sweep: {len(plan.spec.points)} points x {plan.spec.replicates} "
+            f"replicates = {len(plan.tasks)} runs{extra}; the largest machine needs "
+            f"{describe(largest)})")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
