@@ -13,9 +13,11 @@ first failure of a caller that never failed). Names use the kernel's where one e
 ``hugetlb[I].obtained``             huge pages the I-th pool resize obtained
 ``hugetlb[I].obtained.nodeN``       of which on node N
 ``free_pageblocks.nodeN``           wholly free pageblocks of node N at the end
+``free_pageblocks``                 of the whole machine
 ``free_pages``                      ``nr_free_pages`` at the end
 ``mixed_pageblocks``                pageblocks holding more than one migratetype's pages
 ``stall_some_percent``              PSI-like share of time some caller stalled
+``stall_s.CALLER``                  simulated seconds the caller spent stalled
 ``latency_p99_ns.PATH``             99th percentile allocation latency of a path
 VMSTAT names                        ``pgsteal_kswapd``, ``pgsteal_direct``, ``allocstall``,
                                     ``compact_stall``, ``compact_success``,
@@ -47,7 +49,8 @@ _FAMILIES = re.compile("|".join((
     rf"failure_rate\.{_CALLER}(\.order\d+)?(\.node\d+)?",
     rf"first_failure_s\.{_CALLER}(\.node\d+)?",
     r"hugetlb\[\d+\]\.obtained(\.node\d+)?",
-    r"free_pageblocks\.node\d+",
+    r"free_pageblocks(\.node\d+)?",
+    rf"stall_s\.{_CALLER}(\.node\d+)?",
     r"latency_p99_ns\.[^.]+",
     "free_pages|mixed_pageblocks|stall_some_percent|allocstall|kswapd_wakeup|wall_seconds",
     "|".join(VMSTAT_METRICS),
@@ -99,8 +102,11 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
         for nid, n in enumerate(req.get("obtained_by_node") or []):
             out[f"hugetlb[{i}].obtained.node{nid}"] = float(n)
     pollution = summary.get("pollution", {})
-    for nid, counts in sorted(pollution.get("by_node", {}).items(), key=lambda kv: int(kv[0])):
+    by_node = sorted(pollution.get("by_node", {}).items(), key=lambda kv: int(kv[0]))
+    for nid, counts in by_node:
         out[f"free_pageblocks.node{nid}"] = float(counts.get("free", 0))
+    if by_node:
+        out["free_pageblocks"] = float(sum(c.get("free", 0) for _, c in by_node))
     if "mixed_pageblocks" in pollution:
         out["mixed_pageblocks"] = float(pollution["mixed_pageblocks"])
     vmstat = summary.get("vmstat", {})
@@ -113,7 +119,11 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
     sim = summary.get("vmstat_simulator", {})
     if "kswapd_wakeup" in sim:
         out["kswapd_wakeup"] = float(sim["kswapd_wakeup"])
-    out["stall_some_percent"] = float(summary.get("stall_ns", {}).get("some_percent", 0.0))
+    stall = summary.get("stall_ns", {})
+    out["stall_some_percent"] = float(stall.get("some_percent", 0.0))
+    for caller, ns in sorted(stall.get("by_caller", {}).items()):
+        if caller in requests.get("by_caller", {}):
+            out[f"stall_s.{caller}"] = ns / 1e9
     for path, lat in sorted(summary.get("latency_ns", {}).items()):
         if isinstance(lat, dict) and "p99" in lat:
             out[f"latency_p99_ns.{path}"] = float(lat["p99"])

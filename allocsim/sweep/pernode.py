@@ -12,7 +12,9 @@ metrics (:mod:`allocsim.sweep.metrics`):
     member ``I``'s rate;
 ``first_failure_s.thp``
     the earliest of the members' first failures (NaN: none failed), and
-    ``first_failure_s.thp.nodeI``, member ``I``'s.
+    ``first_failure_s.thp.nodeI``, member ``I``'s;
+``stall_s.thp``
+    the members' stalls summed, and ``stall_s.thp.nodeI``, member ``I``'s.
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ def group_metrics(metrics: Mapping[str, float], members: Sequence[str],
             rate = metrics.get(f"failure_rate.{member}{suffix}")
             if rate is not None:
                 out[f"failure_rate.{group}{suffix}.node{nid}"] = rate
+    _first_failure(metrics, members, group, out)
+    stalls = [metrics.get(f"stall_s.{m}") for m in members]
+    if any(v is not None for v in stalls):
+        out[f"stall_s.{group}"] = sum(v for v in stalls if v is not None)
+        out.update({f"stall_s.{group}.node{nid}": v for nid, v in enumerate(stalls)
+                    if v is not None})
+    return out
+
+
+def _first_failure(metrics: Mapping[str, float], members: Sequence[str], group: str,
+                   out: dict[str, float]) -> None:
     firsts = [metrics.get(f"first_failure_s.{m}") for m in members]
     if any(f is not None for f in firsts):
         failed = [f for f in firsts if f is not None and not math.isnan(f)]
@@ -59,7 +72,6 @@ def group_metrics(metrics: Mapping[str, float], members: Sequence[str],
         for nid, first in enumerate(firsts):
             if first is not None:
                 out[f"first_failure_s.{group}.node{nid}"] = first
-    return out
 
 
 def per_node_rows(rows: pd.DataFrame,

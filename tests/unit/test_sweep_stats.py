@@ -52,10 +52,10 @@ def test_metrics_of_a_summary() -> None:
         "failures": {"by_order": {"9": 4}, "by_caller": {"thp": 4},
                      "by_caller_order": {"thp": {"9": 4}}, "first_ns": {"thp": 2_500_000_000}},
         "hugetlb": {"requests": [{"obtained": 7, "obtained_by_node": [3, 4]}]},
-        "pollution": {"by_node": {"0": {"free": 9}}, "mixed_pageblocks": 2},
+        "pollution": {"by_node": {"0": {"free": 9}, "1": {"free": 4}}, "mixed_pageblocks": 2},
         "vmstat": {"nr_free_pages": 100, "allocstall_normal": 2, "allocstall_dma32": 1,
                    "compact_stall": 5},
-        "stall_ns": {"some_percent": 1.25},
+        "stall_ns": {"some_percent": 1.25, "by_caller": {"thp": 2_000_000, "idle": 5}},
         "latency_ns": {"fast": {"p99": 100}},
     }
     m = run_metrics(summary)
@@ -66,4 +66,7 @@ def test_metrics_of_a_summary() -> None:
     assert m["first_failure_s.thp"] == 2.5 and math.isnan(m["first_failure_s.slab"])
     assert m["hugetlb[0].obtained"] == 7 and m["hugetlb[0].obtained.node1"] == 4
     assert m["free_pageblocks.node0"] == 9 and m["allocstall"] == 3
+    assert m["free_pageblocks.node1"] == 4 and m["free_pageblocks"] == 13
+    assert m["stall_s.thp"] == 0.002
+    assert "stall_s.idle" not in m and "stall_s.slab" not in m  # no request / no entry
     assert m["latency_p99_ns.fast"] == 100 and m["wall_seconds"] == 1.5
