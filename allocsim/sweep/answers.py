@@ -169,10 +169,11 @@ def threshold(question: Question, summary: pd.DataFrame,
     groups = []
     for other, points in grouped.items():
         points.sort(key=lambda p: tuple(magnitude(v) for v in key_values[p]))
-        names = [metric, *(f"{metric}.node{n}" for n in nodes)]
-        found = [smallest_from([qualifies(have.get((p, name)), question.limit,
-                                          question.below) for p in points])
-                 for name in names]
+        limits = [(metric, question.limit),
+                  *((f"{metric}.node{n}", question.node_limit) for n in nodes)]
+        found = [smallest_from([qualifies(have.get((p, name)), limit, question.below)
+                                for p in points])
+                 for name, limit in limits]
         groups.append(ThresholdGroup(other, tuple(points), found[0], tuple(found[1:])))
     return ThresholdAnswer(question, others, nodes, key_values, have, tuple(groups))
 

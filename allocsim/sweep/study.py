@@ -15,6 +15,7 @@
           key: [machine.nodes[0].memory, machine.nodes[1].memory]
           below: 1%                    # or above: N
           ask: What is the smallest machine for which THP faults fall back < 1 %?
+          # node_limit: N              # the limit of each node's value (default: below's)
 
 An ``estimate`` gives a metric's mean and 95 % interval at every point, for the whole
 machine and, where the metric has ``.nodeN`` values, per node. A ``threshold`` gives,
@@ -54,7 +55,7 @@ STUDY_KEY = "study"
 STUDY_KEYS = ("baseline", "per_node_callers", "questions")
 BASELINE_KEYS = ("remove", "set")
 ESTIMATE_KEYS = ("estimate", "ask")
-THRESHOLD_KEYS = ("threshold", "ask", "key", "below", "above")
+THRESHOLD_KEYS = ("threshold", "ask", "key", "below", "above", "node_limit")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class Question:
 
     For a threshold, ``keys`` is the swept key (or keys moving together), ``limit`` the
     limit and ``below`` whether the upper bound must lie below it (else the lower bound
-    above it).
+    above it); ``node_limit`` is the limit of each node's value (a count's share of a
+    node is smaller than the machine's; a rate's is not).
     """
 
     kind: str
@@ -90,6 +92,7 @@ class Question:
     keys: tuple[str, ...] = ()
     limit: float = math.nan
     below: bool = True
+    node_limit: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,13 @@ def _question(raw: object, key: str, source: str, sweep: SweepSpec) -> Question:
         return Question(kind, metric, ask)
     keys = _threshold_keys(data.get("key"), child(key, "key"), source, sweep)
     below, limit = _limit(data, key, source)
-    return Question(kind, metric, ask, keys, limit, below)
+    node_limit = limit
+    if "node_limit" in data:
+        node_limit = parse_limit(data["node_limit"])  # type: ignore[assignment]
+        if node_limit is None:
+            raise ConfigError(source, child(key, "node_limit"), "a number or a percentage "
+                              "like '1%'", data["node_limit"])
+    return Question(kind, metric, ask, keys, limit, below, node_limit)
 
 
 def _threshold_keys(raw: object, key: str, source: str,

@@ -170,8 +170,10 @@ def render_threshold(number: int, ans: ThresholdAnswer) -> str:
     sentence = (f"The smallest {key} from which on the {bound} bound of the 95 % CI of "
                 f"`{q.metric}` (whole machine) stays {side} {fmt(q.limit, q.metric)} is "
                 + "; ".join(clauses) + ".")
+    node_limit = "" if q.node_limit == q.limit else \
+        f" (limit {fmt(q.node_limit, q.metric)})"
     header = [*ans.other_keys, f"smallest {key}: whole machine",
-              *(f"node {n}" for n in ans.nodes)]
+              *(f"node {n}{node_limit}" for n in ans.nodes)]
     rows = [[*g.others, _answer_text(ans, g, g.whole),
              *(_answer_text(ans, g, i) for i in g.nodes)] for g in ans.groups]
     return (f"## {number}. {title}\n\n{sentence}\n\n{table(header, rows)}\n\n"
@@ -201,7 +203,9 @@ def _evidence(ans: ThresholdAnswer) -> str:
     for g in ans.groups:
         for p in g.points:
             found = [ans.cells.get((p, name)) for name in names]
-            marks = [f"{fmt_cell(c, q.metric)} {_mark(c, q.limit, q.below)}" for c in found]
+            limits = [q.limit, *(q.node_limit for _ in ans.nodes)]
+            marks = [f"{fmt_cell(c, q.metric)} {_mark(c, limit, q.below)}"
+                     for c, limit in zip(found, limits, strict=True)]
             rows.append([*g.others, ans.value_text(p), *marks, _methods(found)])
     return table(header, rows)
 
