@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from allocsim.sweep.answers import (
     Cell,
     EstimateAnswer,
+    EstimateRow,
     FailureRow,
     FirstFailureAnswer,
     ThresholdAnswer,
@@ -130,8 +131,8 @@ def render_estimate(number: int, ans: EstimateAnswer) -> str:
         lo = min(valued, key=lambda r: r.whole.mean)  # type: ignore[union-attr]
         hi = max(valued, key=lambda r: r.whole.mean)  # type: ignore[union-attr]
         sentence = (f"For the whole machine, `{metric}` is lowest at "
-                    f"{where(ans.keys, lo.values)}, {_ci_text(lo.whole, metric)}, and "
-                    f"highest at {where(ans.keys, hi.values)}, {_ci_text(hi.whole, metric)}"
+                    f"{_at(ans, valued, lo)}, {_ci_text(lo.whole, metric)}, and "
+                    f"highest at {_at(ans, valued, hi)}, {_ci_text(hi.whole, metric)}"
                     f"{_baseline_text(valued, metric)}.")
     header = [*ans.keys, "whole machine", *(f"node {n}" for n in ans.nodes),
               "fresh-box baseline", "CI"]
@@ -139,6 +140,14 @@ def render_estimate(number: int, ans: EstimateAnswer) -> str:
              fmt_cell(r.baseline, metric), _methods([r.whole, *r.nodes, r.baseline])]
             for r in ans.rows]
     return f"## {number}. {title}\n\n{sentence}\n\n{table(header, rows)}"
+
+
+def _at(ans: EstimateAnswer, rows: Sequence[EstimateRow], row: EstimateRow) -> str:
+    """Where ``row`` is, and how many other points have the same mean."""
+    assert row.whole is not None
+    same = sum(r.whole is not None and r.whole.mean == row.whole.mean for r in rows) - 1
+    also = "" if not same else f" (and {same} other point{'s' if same > 1 else ''})"
+    return where(ans.keys, row.values) + also
 
 
 def _nodes_text(ans: EstimateAnswer, row: object) -> str:
