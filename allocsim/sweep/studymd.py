@@ -230,12 +230,15 @@ def render_first_failures(number: int, ans: FirstFailureAnswer, baseline: str) -
     base = _earliest(ans.rows, study=False)
     failing = {r.caller for r in ans.rows if r.study.n}
     base_failing = {r.caller for r in ans.rows if r.baseline is not None and r.baseline.n}
-    text = (f"In the study {len(failing)} of {len(ans.callers)} callers fail in some run"
-            + (f", the first {_failure_text(ans, study, study=True)}" if study else "")
-            + f"; on the fresh-box baseline ({baseline}) {len(base_failing)} of "
-            f"{len(ans.baseline_callers)} do"
-            + (f", the first {_failure_text(ans, base, study=False)}" if base else "")
-            + ".")
+    if not failing and not base_failing:
+        text = (f"No caller fails in any run of the study or of its fresh-box baseline "
+                f"({baseline}).")
+    else:
+        text = (f"In the study {len(failing)} of {len(ans.callers)} callers fail in some "
+                "run" + (f", the first {_failure_text(ans, study, True)}" if study else "")
+                + f"; on the fresh-box baseline ({baseline}) {len(base_failing)} of "
+                f"{len(ans.baseline_callers)} do"
+                + (f", the first {_failure_text(ans, base, False)}" if base else "") + ".")
     note = ("Times are simulated seconds from the start of the run: the mean over the "
             "runs in which the caller failed (\"failed in\" counts them; the others never "
             "failed, so the mean is over the earliest failures only).")
