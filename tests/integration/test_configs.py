@@ -1,6 +1,8 @@
 """Every shipped ``configs/*.yaml`` validates and explains itself; the small ones run.
 
 Parametrized over the files found, so a new config is covered without touching this file.
+A file with a ``sweep:`` section (a study) is validated here run by run, and smoke-run at
+a small size in ``test_studies.py``.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from allocsim.run import simulate
+from allocsim.sweep.plan import task_config
+from allocsim.sweep.runner import plan_sweep
+from allocsim.sweep.studyrun import plan_study
 from simcore.config.types import ExperimentConfig, TraceConfig
 from simcore.errors import ConfigError
 from simcore.formats import trace_schema as ts
@@ -22,6 +28,8 @@ from workloads.speculative_refs import SpeculativeRefsParams
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+SWEEPS = [p for p in CONFIGS if "sweep" in (yaml.safe_load(p.read_text(encoding="utf-8")) or {})]
+RUNS = [p for p in CONFIGS if p not in SWEEPS]
 MAX_REQUESTS_IN_SUITE = 150_000
 """Configs expected to issue more allocation requests (or caller calls) than this are only
 validated."""
@@ -65,6 +73,14 @@ def test_there_are_configs() -> None:
 def test_config_validates_and_opens_with_a_comment(path: Path) -> None:
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("# ") and len(first) > 3, f"{path.name} must open with a comment"
+    if path in SWEEPS:
+        plan = plan_sweep(path)
+        study = plan_study(plan)
+        assert study is not None and study.spec.questions, f"{path.name}: no questions"
+        assert "Expect" in path.read_text(encoding="utf-8"), f"{path.name}: no answer"
+        tasks = [*plan.tasks, *study.baseline.plan.tasks]
+        assert all(task_config(t).workloads for t in tasks if t.replicate == 0)
+        return
     cfg = load_experiment(path)
     assert cfg.workloads, f"{path.name} has no workloads"
     assert cfg.source == str(path)
@@ -77,7 +93,7 @@ def _is_small(path: Path) -> bool:
         return True  # run it anyway, so the error shows up as a failing test, not at import
 
 
-SMALL = [p for p in CONFIGS if _is_small(p)]
+SMALL = [p for p in RUNS if _is_small(p)]
 
 
 @pytest.mark.parametrize("path", SMALL, ids=_ids(SMALL))
