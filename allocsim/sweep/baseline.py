@@ -62,8 +62,8 @@ def plan_baseline(config: Path, doc: Mapping[str, object], spec: SweepSpec,
         assert isinstance(base_doc, dict)
         tasks = plan_runs(base_doc, base_spec, source)
     except ConfigError as exc:
-        raise ConfigError(source, f"{where} (its runs' {exc.key})", exc.expected,
-                          exc.got) from None
+        raise ConfigError(source, where, f"a baseline whose runs are valid experiments "
+                          f"(its {exc.key}: expected {exc.expected})", exc.got) from None
     same = [t for t in tasks if t.config_hash in study_hashes]
     if same:
         raise ConfigError(source, where, "a baseline whose runs differ from the study's "

@@ -24,8 +24,9 @@ from allocsim.sweep.stats import summarize
 from allocsim.sweep.study import StudySpec, parse_study
 from allocsim.sweep.studymd import StudyContext, render
 from simcore.atomic import atomic_write_text
-from simcore.config.override import set_value
-from simcore.config.parse import read_yaml
+from simcore.config.override import scalar_text, set_value
+from simcore.config.yamlio import read_yaml_lines, with_line
+from simcore.errors import ConfigError
 
 STUDY_FILE = "study.md"
 
@@ -49,13 +50,16 @@ def plan_study(plan: SweepPlan,
     if plan.study is None:
         return None
     source = str(plan.source)
-    doc: object = read_yaml(plan.source)
+    doc, lines = read_yaml_lines(plan.source)
     for path, value in overrides:
-        doc = set_value(doc, path, value, f"--set {path}={value}")
-    rest, _, raw = split_sweep(doc, source)
-    spec = parse_study(raw, source, rest, plan.spec)
-    hashes = {t.config_hash for t in plan.tasks}
-    baseline = plan_baseline(plan.source, rest, plan.spec, spec.baseline, hashes)
+        doc = set_value(doc, path, value, f"--set {path}={scalar_text(value)}")
+    try:
+        rest, _, raw = split_sweep(doc, source)
+        spec = parse_study(raw, source, rest, plan.spec)
+        hashes = {t.config_hash for t in plan.tasks}
+        baseline = plan_baseline(plan.source, rest, plan.spec, spec.baseline, hashes)
+    except ConfigError as exc:
+        raise (with_line(exc, lines) if exc.source == source else exc) from None
     return StudyPlan(spec, baseline, str(rest.get("name", plan.source.stem)))
 
 

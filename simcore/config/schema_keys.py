@@ -230,6 +230,7 @@ def experiment_keys(workload_keys: tuple[Key, ...],
         Key("sweep", MAPPING, "Only for allocsim sweep: the points and replicates to run "
             "(exactly one of grid and points).", Derived("absent: one run"), SWEEP_KEYS),
         Key("study", Type("mapping", {"type": "object"}, form="mapping"), "Only for allocsim "
-            "sweep: a study's options (read by the sweep, not checked here).",
+            "sweep: the questions the sweep answers (estimate, threshold), its fresh-box "
+            "baseline and per-node callers; checked by allocsim.sweep.study.",
             Derived("absent"), open_keys=True),
     ))

@@ -148,7 +148,8 @@ def test_a_bad_study_key_is_one_error_before_anything_runs(
         "key: machine.nodes[0].memory", "key: duration"))
     assert main(["sweep", str(bad), "-o", str(tmp_path / "out"), "-q"]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}: study.questions[1].key: expected a swept key" in err
+    line = bad.read_text().splitlines().index("      key: duration") + 1
+    assert f"{bad}:{line}: study.questions[1].key: expected a swept key" in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
     assert main(["validate", str(bad)]) == 2
     assert "study.questions[1].key" in capsys.readouterr().err
