@@ -7,4 +7,11 @@
 metric, :mod:`allocsim.sweep.metrics`) and ``summary.csv`` (mean, standard deviation and a
 95 % confidence interval per point and metric, :mod:`allocsim.sweep.stats`) into ``DIR``
 (:mod:`allocsim.sweep.runner`).
+
+A ``study:`` section (:mod:`allocsim.sweep.study`) names the questions the sweep
+answers; the study runs a fresh-box baseline beside the sweep
+(:mod:`allocsim.sweep.baseline`), adds per-node callers' metrics
+(:mod:`allocsim.sweep.pernode`), answers each question from the per-point statistics
+(:mod:`allocsim.sweep.answers`) and writes ``study.md`` (:mod:`allocsim.sweep.studymd`,
+:mod:`allocsim.sweep.studyrun`).
 """

@@ -7,9 +7,12 @@ import fnmatch
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from allocsim.sweep.runner import SweepPlan, SweepResult
 
 DEFAULT_SHOWN = ("failure_rate.*", "first_failure_s.*", "hugetlb*", "free_pageblocks.*",
                  "stall_some_percent", "oom_kill")
@@ -87,7 +90,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if not failed else 1
 
 
-def _run(plan: Any, out: Path, jobs: int, args: argparse.Namespace) -> Any:
+def _run(plan: SweepPlan, out: Path, jobs: int, args: argparse.Namespace) -> SweepResult:
     from allocsim.sweep.runner import run_sweep
 
     bar = None if args.quiet else _Bar(len(plan.tasks))
