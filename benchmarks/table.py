@@ -49,7 +49,8 @@ def figure_rows(r: dict[str, Any]) -> list[str]:
              "", "", "", "info"),
         _row(f"5. sweep of {r['sweep_runs']} runs, jobs 1 / jobs 2 (x)",
              f"{r['sweep_speedup']:.2f}", f"{r['sweep_R_events_per_s']:,.0f}", "-",
-             f">= {r['sweep_speedup_target']:g}x", _verdict(r["sweep_pass"])),
+             f">= {r['sweep_speedup_target']:g}x",
+             "n/a" if r["sweep_pass"] is None else _verdict(r["sweep_pass"])),
         _row(f"   {r['sweep_jobs1_seconds']:.1f} s on 1 process, {r['sweep_jobs2_seconds']:.1f}"
              f" s on 2; runs of {r['sweep_run_duration_ms'] / 1000:g} simulated s, "
              f"{r['sweep_run_wall_seconds_min']:.1f}-{r['sweep_run_wall_seconds_median']:.1f}"

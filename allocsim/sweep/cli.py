@@ -123,6 +123,8 @@ class _Bar:
                         dynamic_ncols=True)
 
     def update(self, record: Any, done: int, failed: int) -> None:
+        if record is None:  # the runs an earlier attempt completed: not this one's rate
+            self.bar.initial = done
         self.bar.n = done
         self.bar.set_postfix(failed=failed, refresh=False)
         self.bar.refresh()

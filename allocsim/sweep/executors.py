@@ -58,7 +58,11 @@ def run_task(task: RunTask, runs: str) -> RunRecord:
     from allocsim.run import simulate
     from allocsim.sweep.metrics import run_metrics
 
+    if _stopping:  # this worker was interrupted: start nothing more
+        raise KeyboardInterrupt
     root = Path(runs)
+    for tmp in root.glob(f".{task.dir_name}.tmp-*"):  # a run killed while it ran
+        shutil.rmtree(tmp, ignore_errors=True)
     for stale in (root / f"{task.dir_name}.failed", root / f"{task.dir_name}.interrupted",
                   root / task.dir_name):  # an earlier attempt's remains (the last one only
         shutil.rmtree(stale, ignore_errors=True)  # when the runner found it unreadable)
@@ -87,7 +91,8 @@ def run_inline(tasks: Sequence[RunTask], runs: Path) -> Iterator[RunRecord]:
 def run_local(tasks: Sequence[RunTask], runs: Path, jobs: int) -> Iterator[RunRecord]:
     """The tasks on ``jobs`` local worker processes, yielded as they finish."""
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                               initializer=_worker_signals)
     try:
         futures = [pool.submit(run_task, task, str(runs)) for task in tasks]
         for future in as_completed(futures):
@@ -97,6 +102,27 @@ def run_local(tasks: Sequence[RunTask], runs: Path, jobs: int) -> Iterator[RunRe
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+_stopping = False
+"""Set in a worker process once it has been interrupted (:func:`_worker_signals`)."""
+
+
+def _worker_signals() -> None:
+    """In a worker: SIGINT or SIGTERM interrupts the run, and the worker starts no more.
+
+    The pool hands a worker its next queued task after an interrupted one; with this
+    flag set, :func:`run_task` refuses it at once, so an interrupted sweep stops within
+    the run each worker was in.
+    """
+    signal.signal(signal.SIGINT, _on_stop_signal)
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    global _stopping
+    _stopping = True
+    raise KeyboardInterrupt
 
 
 def _interrupt_workers(pool: ProcessPoolExecutor) -> None:

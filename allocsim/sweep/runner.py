@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,6 +126,8 @@ def run_sweep(plan: SweepPlan, out: Path, jobs: int = 1, scheduler: str | None =
     """
     runs = runs_dir(out)
     runs.mkdir(parents=True, exist_ok=True)
+    for tmp in runs.glob(".*.tmp-*"):  # a run an earlier attempt was killed in
+        shutil.rmtree(tmp, ignore_errors=True)
     records: dict[str, RunRecord] = {}
     todo = []
     for task in plan.tasks:

@@ -8,9 +8,10 @@ failure of a caller that never failed, are left out and counted):
     standard deviation (``ddof=1``). The default.
 ``bootstrap``
     For a rate (:func:`allocsim.sweep.metrics.is_rate`) whose mean is within 0.05 of 0
-    or 1, where the t interval would cross the bound: the 2.5th and 97.5th percentiles of
+    or 1, or whose t interval would cross 0 or 1: the 2.5th and 97.5th percentiles of
     the means of 10,000 resamples with replacement, drawn from a generator seeded by the
-    point and the metric's name (the same interval every time).
+    point and the metric's name (the same interval every time). With few replicates it
+    is narrow (with 3, about their range): read it with ``n``.
 ``none``
     Fewer than two values: no interval.
 """
@@ -56,13 +57,14 @@ def interval(values: np.ndarray, name: str, point: int) -> Interval:
     if n < 2:
         return Interval(n, missing, mean, math.nan, math.nan, math.nan, "none")
     std = float(ok.std(ddof=1))
-    if is_rate(name) and (mean <= NEAR_BOUND or mean >= 1 - NEAR_BOUND):
+    half = float(sps.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * std / math.sqrt(n)
+    if is_rate(name) and (mean <= NEAR_BOUND or mean >= 1 - NEAR_BOUND
+                          or mean - half < 0 or mean + half > 1):
         seed = int.from_bytes(hashlib.sha256(f"{point}:{name}".encode()).digest()[:8], "big")
         rng = np.random.default_rng(seed)
         means = rng.choice(ok, size=(BOOTSTRAP_RESAMPLES, n), replace=True).mean(axis=1)
         lo, hi = np.quantile(means, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
         return Interval(n, missing, mean, std, float(lo), float(hi), "bootstrap")
-    half = float(sps.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * std / math.sqrt(n)
     return Interval(n, missing, mean, std, mean - half, mean + half, "t")
 
 

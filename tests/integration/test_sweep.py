@@ -218,7 +218,7 @@ def test_sigterm_stops_a_local_sweep_and_its_workers(tmp_path: Path) -> None:
     from benchmarks.sweep import CONFIG
 
     config = tmp_path / "long.yaml"
-    config.write_text(CONFIG.format(duration_ms=600_000, runs=2))
+    config.write_text(CONFIG.format(duration_ms=600_000, runs=6))  # 4 wait in the queue
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "allocsim", "sweep", str(config), "-o",
                              str(out), "--jobs", "2", "-q"], cwd=REPO,
@@ -231,9 +231,12 @@ def test_sigterm_stops_a_local_sweep_and_its_workers(tmp_path: Path) -> None:
     proc.terminate()
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "allocsim: terminated" in err and "Traceback" not in err
+    time.sleep(2.0)  # nothing the pool had queued may start now
     assert sorted(p.name.split(".")[-1] for p in (out / "runs").iterdir()) == [
-        "interrupted", "interrupted"]
-    assert json.loads((out / "sweep.json").read_text())["status"] == "interrupted"
+        "interrupted", "interrupted"]  # no complete run, no temporary directory
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["completed"] == 0
+    assert (pd.read_csv(out / "runs.csv").status == "not run").sum() == 6
     assert not (out / "sweep.parquet").exists()
 
 

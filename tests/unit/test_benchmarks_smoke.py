@@ -50,7 +50,7 @@ def test_sweep_speedup_is_jobs1_over_jobs2(results: dict) -> None:
     assert results["sweep_runs"] == 2
     assert results["sweep_speedup"] == pytest.approx(
         results["sweep_jobs1_seconds"] / results["sweep_jobs2_seconds"])
-    assert results["sweep_pass"] == (results["sweep_speedup"] >= 1.7)
+    assert results["sweep_pass"] is None  # --quick: too short to judge
 
 
 def test_memory_and_growth_follow_their_definitions(results: dict) -> None:

@@ -70,3 +70,10 @@ def test_metrics_of_a_summary() -> None:
     assert m["stall_s.thp"] == 0.002
     assert "stall_s.idle" not in m and "stall_s.slab" not in m  # no request / no entry
     assert m["latency_p99_ns.fast"] == 100 and m["wall_seconds"] == 1.5
+
+
+def test_a_rate_whose_t_interval_crosses_zero_gets_the_bootstrap() -> None:
+    values = np.array([0.0138, 0.196, 0.0109])  # mean 0.07: the t interval goes below 0
+    iv = interval(values, "failure_rate.thp.order9", 3)
+    assert iv.method == "bootstrap" and 0.0 <= iv.ci_low <= iv.ci_high <= 1.0
+    assert interval(values, "stall_s", 3).ci_low < 0  # not a rate: t as it is
