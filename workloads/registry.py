@@ -213,11 +213,11 @@ def experiment_from_data(doc: object, source: str,
                                   f"{', '.join(sorted(reserved))})", spec.name)
             _check_resize_times(spec, cfg, f"workloads[{i}]")
     except ConfigError as exc:
-        raise _from_origin(exc, origins or {}, lines or {}) from None
+        raise from_origin(exc, origins or {}, lines or {}) from None
     return cfg
 
 
-def _from_origin(exc: ConfigError, origins: Mapping[str, tuple[str, str]],
+def from_origin(exc: ConfigError, origins: Mapping[str, tuple[str, str]],
                  lines: KeyLines) -> ConfigError:
     """``exc``, naming where its key's value came from if an origin set it, and its line.
 

@@ -55,8 +55,9 @@ from allocsim.sweep.spec import SweepSpec, parse_sweep, split_sweep
 from allocsim.sweep.stats import summarize
 from simcore.atomic import atomic_path, atomic_write_text
 from simcore.config.override import scalar_text, set_value
-from simcore.config.yamlio import read_yaml_lines, with_line
+from simcore.config.yamlio import read_yaml_lines
 from simcore.errors import ConfigError
+from workloads.registry import from_origin
 
 ProgressFn = Callable[[RunRecord | None, int, int], None]
 """``progress(record, done, failed)`` after each run finishes (first with None and the
@@ -108,11 +109,8 @@ def plan_sweep(config: Path, overrides: Sequence[tuple[str, object]] = ()) -> Sw
         rest, sweep, study = split_sweep(doc, source)
         spec = parse_sweep(sweep, source)
         tasks = plan_runs(rest, spec, source, lines, set_origins)
-    except ConfigError as exc:
-        for path, (arg, _) in set_origins.items():  # a --set value of sweep: itself
-            if exc.source == source and (exc.key == path or exc.key.startswith(path + ".")):
-                raise exc.moved(arg, exc.key, None) from None
-        raise (with_line(exc, lines) if exc.source == source else exc) from None
+    except ConfigError as exc:  # named by its --set argument, or by its line in the file
+        raise (from_origin(exc, set_origins, lines) if exc.source == source else exc) from None
     return SweepPlan(config, spec, tasks, study)
 
 
