@@ -15,6 +15,7 @@ EVENTS_FILE = "trace/events.parquet"
 SPANS_FILE = "trace/spans.parquet"
 BUDDYINFO_FILE = "trace/buddyinfo.parquet"
 ZONESTAT_FILE = "trace/zonestat.parquet"
+PAGEBLOCKS_FILE = "trace/pageblocks.parquet"
 MANIFEST_FILE = "manifest.json"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
@@ -120,10 +121,15 @@ SPAN_ACTION = "action"  # a scheduled action from the config's actions: list (in
 SPAN_NOFREE_PARTIAL = "kmem_back_partial_failure"
 SPAN_HUGETLB_RESIZE = "hugetlb_resize"  # one nr_hugepages write: start to end, pages allocated
 SPAN_HUGETLB_WARN = "hugetlb_warn"  # a hugetlb pr_warn() (instant; the kernel's text)
+# simulator-only (the kernel records no polluter): a pageblock became mixed and was charged
+# to ``caller`` (simcore.sim.pollution), instant; nid: its node; pages: the pageblock's
+# pages; detail: "pfn=<first pfn of the pageblock> zone=<zone name>"
+SPAN_PAGEBLOCK_POLLUTED = "pageblock_polluted"
 SPAN_NAMES = (SPAN_KSWAPD_WAKE, SPAN_KSWAPD_RUN, SPAN_KSWAPD_SLEEP, SPAN_WAKEUP_KSWAPD,
               SPAN_DIRECT_RECLAIM, SPAN_COMPACTION, SPAN_COMPACTION_DEFER,
               SPAN_COMPACTION_DEFERRED, SPAN_KCOMPACTD_WAKE, SPAN_OOM_KILL, SPAN_ACTION,
-              SPAN_NOFREE_PARTIAL, SPAN_HUGETLB_RESIZE, SPAN_HUGETLB_WARN)
+              SPAN_NOFREE_PARTIAL, SPAN_HUGETLB_RESIZE, SPAN_HUGETLB_WARN,
+              SPAN_PAGEBLOCK_POLLUTED)
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "string"),  # SPAN_NAMES
     ("nid", "int16"),  # the node (-1: machine-wide)
@@ -163,4 +169,26 @@ ZONESTAT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("wmark_high", "int64"),
     ("watermark_boost", "int64"),
     ("nr_reserved_highatomic", "int64"),
+    # The zone's pageblocks by what they hold (simcore.sim.pollution.pageblock_census):
+    # allocations that are all MOVABLE (what compaction could turn into free huge pages),
+    # at least one allocation that is not MOVABLE, and mixed (polluted) ones among all.
+    ("pageblocks_movable_only", "int64"),
+    ("pageblocks_unmovable", "int64"),
+    ("pageblocks_mixed", "int64"),
+)
+
+# The pageblock map at the end of the run: one row per pageblock of every zone.
+CENSUS_FREE = "free"  # part of a free buddy block of at least pageblock order
+CENSUS_MOVABLE_ONLY = "movable_only"  # holds allocations, all MOVABLE
+CENSUS_UNMOVABLE = "unmovable"  # holds an allocation that is not MOVABLE
+CENSUS_NO_ALLOCATION = "no_allocation"  # no allocation, yet not wholly free
+CENSUS_CLASSES = (CENSUS_FREE, CENSUS_MOVABLE_ONLY, CENSUS_UNMOVABLE, CENSUS_NO_ALLOCATION)
+PAGEBLOCKS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("nid", "int16"),
+    ("zone", "string"),
+    ("pfn", "int64"),  # the pageblock's first pfn (a zone's edge block may be partial)
+    ("migratetype", "string"),  # get_pageblock_migratetype(), MIGRATETYPE_NAMES spelling
+    ("census", "string"),  # CENSUS_CLASSES
+    ("mixed", "int16"),  # 1: holds an allocation of another migratetype (page_owner's mixed)
+    ("caller", "string"),  # the caller charged with polluting it ("" if none)
 )
