@@ -135,8 +135,7 @@ def pageblock_map_figure(pageblocks: pd.DataFrame) -> Figure:
     colors: list[Any] = []
     for mt in types:
         colors += [MIGRATETYPE_COLORS[mt], _light(MIGRATETYPE_COLORS[mt])]
-    cmap = ListedColormap(colors)
-    cmap.set_under("white")
+    cmap = ListedColormap(colors).with_extremes(under="white")
     axes = fig.subplots(len(nodes), 1, squeeze=False)[:, 0]
     for ax, nid in zip(axes, nodes, strict=True):
         mine = pageblocks[pageblocks["nid"] == nid]
