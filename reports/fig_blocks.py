@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -18,7 +19,6 @@ from reports.style import (
     new_figure,
     no_data,
     sampling_note,
-    series_style,
 )
 from simcore.formats import trace_schema as ts
 
@@ -118,7 +118,7 @@ def huge_free_blocks(matrices: dict[ZoneKey, BlockMatrix], pageblock_order: int)
 
 def huge_figure(free: pd.DataFrame, movable_only: pd.DataFrame, spans: pd.DataFrame,
                 pageblock_order: int, end_s: float, unit: TimeUnit) -> Figure:
-    """Figure 9: free huge-page blocks per node, and what compaction could add.
+    """Figure 9: per node, free huge-page blocks and what compaction could add on top.
 
     Args:
         free: :func:`huge_free_blocks`.
@@ -128,42 +128,50 @@ def huge_figure(free: pd.DataFrame, movable_only: pd.DataFrame, spans: pd.DataFr
         end_s: The end of the run (seconds).
         unit: The time axis unit.
     """
-    fig = new_figure()
-    ax = fig.add_subplot()
+    rows = max(len(free.columns), 1)
+    fig = new_figure((FIGSIZE[0], max(FIGSIZE[1], 1.6 + 2.6 * rows)), margins=False)
+    fig.subplots_adjust(left=0.08, right=0.97, top=1 - 0.75 / fig.get_figheight(),
+                        bottom=1.5 / fig.get_figheight(), hspace=0.35)
     size = format_bytes((1 << pageblock_order) * 4096)
-    ax.set_title(f"Huge-page availability: free {size} blocks, and movable-only pageblocks "
-                 "compaction could empty", fontsize=11)
+    fig.suptitle(f"Huge-page availability per node: free {size} blocks now, and movable-only "
+                 "pageblocks compaction could empty")
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
     if free.empty:
-        no_data(ax, "no snapshots (trace.snapshot_interval is off)")
+        no_data(axes[0], "no snapshots (trace.snapshot_interval is off)")
         return fig
-    for i, column in enumerate(free.columns):
-        style = series_style(i)
-        x = unit.scale(np.append(free.index.to_numpy(), end_s))
+    runs = spans[spans["name"].astype(str) == ts.SPAN_COMPACTION]
+    pool = spans[spans["name"].astype(str) == ts.SPAN_HUGETLB_RESIZE]
+    x = unit.scale(np.append(free.index.to_numpy(), end_s))
+    for ax, column in zip(axes, free.columns, strict=True):
+        nid = int(column.split()[-1])
         y = free[column].to_numpy()
-        ax.stairs(y, x, color=style["color"], linewidth=2, gid=f"huge free {column}",
-                  label=f"{column}: free blocks of order >= {pageblock_order}")
+        ax.stairs(y, x, fill=True, color="tab:blue", alpha=0.8, gid=f"huge free {column}",
+                  label=f"free blocks of order >= {pageblock_order} (a huge page each)")
         if column in movable_only.columns:
             extra = movable_only[column].reindex(free.index, method="ffill").fillna(0)
-            ax.stairs(y + extra.to_numpy(), x, baseline=y, fill=True, alpha=0.25,
-                      gid=f"huge movable {column}",
-                      color=style["color"], hatch="//" if i % 2 else "\\\\",
-                      label=f"{column}: + movable-only pageblocks (compaction could free)")
-    runs = spans[spans["name"].astype(str) == ts.SPAN_COMPACTION]
-    if not runs.empty:
-        ax.plot(unit.scale(runs["start_ns"].to_numpy() / 1e9), np.zeros(len(runs)), "|",
-                color="black", markersize=12, clip_on=False,
-                label=f"compaction run ({len(runs):,} compact_zone() calls)")
-    pool = spans[spans["name"].astype(str) == ts.SPAN_HUGETLB_RESIZE]
-    for j, start in enumerate(pool["start_ns"].to_numpy() / 1e9):
-        ax.axvline(unit.scale(start), color="0.2", linestyle=":",
-                   label="nr_hugepages write (hugetlb pool)" if j == 0 else None)
-    ax.set_xlim(0, unit.scale(end_s))
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel(unit.label)
-    ax.set_ylabel(f"pageblocks ({size} each)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    fig.subplots_adjust(right=0.68)
+            ax.stairs(y + extra.to_numpy(), x, baseline=y, fill=True, color="tab:orange",
+                      alpha=0.35, hatch="//", gid=f"huge movable {column}",
+                      label="+ movable-only pageblocks (compaction could free them)")
+        mine = runs[runs["nid"] == nid]
+        if not mine.empty:
+            ax.plot(unit.scale(mine["start_ns"].to_numpy() / 1e9), np.zeros(len(mine)), "|",
+                    color="black", markersize=14, clip_on=False,
+                    label="a compact_zone() run (direct, kcompactd or compact_memory)")
+        for j, start in enumerate(pool["start_ns"].to_numpy() / 1e9):
+            ax.axvline(unit.scale(start), color="0.2", linestyle=":",
+                       label="nr_hugepages write (hugetlb pool)" if j == 0 else None)
+        ax.set_title(f"{column}: {len(mine):,} compact_zone() runs", loc="left", fontsize=10)
+        ax.set_ylabel(f"pageblocks ({size})")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+    axes[-1].set_xlim(0, unit.scale(end_s))
+    axes[-1].set_xlabel(unit.label)
+    handles: dict[str, Artist] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncols=2,
+               fontsize=8, bbox_to_anchor=(0.5, 0.35 / fig.get_figheight()))
     caption(fig, f"Free blocks from /proc/pagetypeinfo, {sampling_note(free.index)}; pcp "
             "pages not counted. Movable-only: every allocation in the pageblock is MOVABLE.")
     return fig

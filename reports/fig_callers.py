@@ -183,7 +183,7 @@ def latency_figure(events: pd.DataFrame, table: pd.DataFrame) -> Figure:
     ax.set_ylabel("fraction of requests at or below")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8, title="path (requests)")
-    fig.text(0.58, 0.88, latency_text(table), family="monospace", fontsize=8, va="top",
+    fig.text(0.565, 0.88, latency_text(table), family="monospace", fontsize=7, va="top",
              gid="latency table")
     caption(fig, "Latency is the model's cost of each step (config cost:), not a host "
             "measurement; path: where the page came from; stage: the deepest slow-path step.")
@@ -205,9 +205,9 @@ def cdf_steps(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def latency_text(table: pd.DataFrame) -> str:
     """The quantile table as monospace text."""
-    head = f"{'':<20}{'count':>9}{'p50':>10}{'p99':>10}{'p99.9':>10}{'max':>10}"
+    head = f"{'':<22}{'count':>9}{'p50':>10}{'p99':>10}{'p99.9':>10}{'max':>10}"
     lines = [head]
     for name, row in table.iterrows():
-        lines.append(f"{name:<20}{int(row['count']):>9,}" + "".join(
+        lines.append(f"{name:<22}{int(row['count']):>9,}" + "".join(
             f"{format_ns(row[c]):>10}" for c in ("p50", "p99", "p99.9", "max")))
     return "\n".join(lines)

@@ -117,7 +117,7 @@ def format_ns(ns: float) -> str:
     """A duration given in ns, in the unit that reads best (ns, µs, ms, s, min, h)."""
     for unit, name in ((3600e9, "h"), (60e9, "min"), (1e9, "s"), (1e6, "ms"), (1e3, "µs")):
         if abs(ns) >= unit:
-            return f"{ns / unit:.3g} {name}"
+            return f"{ns / unit:.4g} {name}"
     return f"{ns:.0f} ns"
 
 
@@ -153,6 +153,8 @@ def fix_positions(fig: Figure) -> None:
     from matplotlib.transforms import offset_copy
 
     for ax in fig.axes:
+        if getattr(ax, "_colorbar", None) is not None:  # a colorbar keeps its own layout
+            continue
         if ax.get_xlabel():
             ax.xaxis.set_label_coords(0.5, 0.0, transform=offset_copy(
                 ax.transAxes, fig=fig, x=0.0, y=-0.36, units="inches"))

@@ -294,7 +294,7 @@ def test_outcome_bars_count_requests_by_caller_order_and_gfp(run: Path,
                 "failure" if a["outcome"] == ts.OUTCOME_FAIL else "success")
         counts[(a["caller"], a["order"], format_gfp(a["gfp"]), kind)] += 1
     rows = sorted({k[:3] for k in counts})
-    labels = [t.get_text() for t in ax.get_yticklabels()][::-1]  # bars run top to bottom
+    labels = [t.get_text() for t in ax.get_yticklabels()]  # the first row is drawn on top
     assert labels == [f"{c} · order {o} · {g}" if len(f"{c} · order {o} · {g}") < 70
                       else f"{c} · order {o} · {g}"[:67] + "..." for c, o, g in rows]
     for container in ax.containers:
@@ -312,7 +312,8 @@ def test_latency_table_and_cdf(run: Path, pages: dict[str, Figure]) -> None:
     drawn = gids(pages["08_latency"])
     allocs = [a for a in _allocs(run) if a["latency_ns"] >= 0]
     (text,) = drawn["latency table"]
-    lines = {line[:20].strip(): line[20:].split() for line in text.get_text().splitlines()[1:]}
+    lines = {" ".join(line.split()[:2]): line.split()[2:]
+             for line in text.get_text().splitlines()[1:]}
     for key in ("path", "stage"):
         for name in {a[key] for a in allocs}:
             lat = [a["latency_ns"] for a in allocs if a[key] == name]
