@@ -32,6 +32,9 @@ A load spike then slows both sides of the ratio instead of only one.
 
 5. Sweep (target >= 1.7x): wall time of a 16-run sweep, each run at least 5 s, on
    ``--jobs 1`` over ``--jobs 2`` (see :mod:`benchmarks.sweep`).
+6. Report (target <= 1): the time ``build_report()`` takes over its budget, the larger of
+   25 % of the run's wall time and 3 s, for the end-to-end callers' runs of about 100,000
+   and 1,000,000 allocation requests (see :mod:`benchmarks.report`).
 
 ``--quick`` shrinks everything (smaller machines for 3 and 4: the JSON's ``memory_gib``,
 ``growth_from_gib`` and ``growth_to_gib`` say which) for a smoke run. ``--json`` prints
@@ -57,11 +60,13 @@ from benchmarks.children import scaling_and_memory
 from benchmarks.core import CoreBench, driver_ops_per_s
 from benchmarks.e2e import EndToEnd
 from benchmarks.reference import Paired, interleave, simpy_events_per_s
+from benchmarks.report import report_speed
 from benchmarks.sweep import sweep_speedup
 from benchmarks.table import format_table
 
 TARGETS = {"bare_core_target_ratio": 3.0, "e2e_target_ratio": 0.5,
-           "bytes_per_page_target": 12.0, "growth_target": 1.5, "sweep_speedup_target": 1.7}
+           "bytes_per_page_target": 12.0, "growth_target": 1.5, "sweep_speedup_target": 1.7,
+           "report_over_budget_target": 1.0}
 
 
 @dataclass(frozen=True)
@@ -85,14 +90,19 @@ class Plan:
     sweep_run_seconds: float
     """Least wall time of one run of the figure-5 sweep."""
     sweep_runs: int
+    report_sizes: tuple[int, ...]
+    """Allocation requests of the runs whose reports figure 6 times."""
+    report_rounds: int
 
 
 FULL = Plan(r_steps=12_500, core_steps=60_000, core_rounds=7, e2e_duration_ms=5_000,
             e2e_rounds=5, sizes_gib=(4, 16, 64, 256, 1024), child_steps=20_000,
-            child_rounds=5, child_passes=2, sweep_run_seconds=5.0, sweep_runs=16)
+            child_rounds=5, child_passes=2, sweep_run_seconds=5.0, sweep_runs=16,
+            report_sizes=(100_000, 1_000_000), report_rounds=3)
 QUICK = Plan(r_steps=2_000, core_steps=5_000, core_rounds=2, e2e_duration_ms=300,
              e2e_rounds=1, sizes_gib=(4, 16), child_steps=2_000, child_rounds=1,
-             child_passes=1, sweep_run_seconds=0.3, sweep_runs=4)
+             child_passes=1, sweep_run_seconds=0.3, sweep_runs=4, report_sizes=(10_000,),
+             report_rounds=1)
 
 
 def _progress(msg: str) -> None:
@@ -148,15 +158,18 @@ def memory_and_scaling(plan: Plan) -> dict[str, Any]:
 def collect(plan: Plan, quick: bool = False) -> dict[str, Any]:
     """Run every benchmark of ``plan``; returns the JSON-ready results."""
     t0 = time.perf_counter()
-    _progress("1/5 bare core")
+    _progress("1/6 bare core")
     r: dict[str, Any] = bare_core(plan)
-    _progress("2/5 end to end")
+    _progress("2/6 end to end")
     r.update(end_to_end(plan))
-    _progress("3/5 and 4/5 memory and scaling (child processes)")
+    _progress("3/6 and 4/6 memory and scaling (child processes)")
     r.update(memory_and_scaling(plan))
-    _progress(f"5/5 a {plan.sweep_runs}-run sweep, --jobs 1 then --jobs 2")
+    _progress(f"5/6 a {plan.sweep_runs}-run sweep, --jobs 1 then --jobs 2")
     r.update(sweep_speedup(plan.sweep_run_seconds, plan.sweep_runs, plan.r_steps))
-    r["R_samples"] = r["bare_core_R_samples"] + r["e2e_R_samples"] + r["sweep_R_samples"]
+    _progress("6/6 report time against its run")
+    r.update(report_speed(plan.report_sizes, plan.report_rounds, plan.r_steps))
+    r["R_samples"] = (r["bare_core_R_samples"] + r["e2e_R_samples"] + r["sweep_R_samples"]
+                      + r["report_R_samples"])
     r["R_events_per_s"] = statistics.median(r["R_samples"])
     r.update(TARGETS)
     r["bare_core_pass"] = r["bare_core_ratio"] >= r["bare_core_target_ratio"]
@@ -165,6 +178,7 @@ def collect(plan: Plan, quick: bool = False) -> dict[str, Any]:
     r["growth_pass"] = r["growth_16g_to_1t"] <= r["growth_target"]
     # --quick runs are too short for a speedup: process start-up dominates them
     r["sweep_pass"] = None if quick else r["sweep_speedup"] >= r["sweep_speedup_target"]
+    r["report_pass"] = r["report_over_budget"] <= r["report_over_budget_target"]
     r.update(compiled=bool(getattr(simcore, "COMPILED", False)), quick=quick,
              date=date.today().isoformat(), git_commit=source_commit(),
              machine={"python": platform.python_version(), "cpus": os.cpu_count(),

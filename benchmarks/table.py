@@ -55,6 +55,12 @@ def figure_rows(r: dict[str, Any]) -> list[str]:
              f" s on 2; runs of {r['sweep_run_duration_ms'] / 1000:g} simulated s, "
              f"{r['sweep_run_wall_seconds_min']:.1f}-{r['sweep_run_wall_seconds_median']:.1f}"
              " s (min-median) each", "", "", "", "", "info"),
+        _row("6. report time / budget (x)", f"{r['report_over_budget']:.2f}",
+             f"{r['report_R_events_per_s']:,.0f}", "-",
+             f"<= {r['report_over_budget_target']:g}", _verdict(r["report_pass"])),
+        *(_row(f"   {s['requests']:,} requests: report {s['report_seconds']:.2f} s, run "
+               f"{s['run_wall_seconds']:.1f} s, {s['us_per_request']:.1f} us/request",
+               "", "", "", "", "info") for s in r["report_sizes"]),
     ]
 
 

@@ -13,7 +13,8 @@ from benchmarks.table import format_table
 
 TINY = run.Plan(r_steps=200, core_steps=300, core_rounds=1, e2e_duration_ms=50,
                 e2e_rounds=1, sizes_gib=(4, 16), child_steps=200, child_rounds=1,
-                child_passes=2, sweep_run_seconds=0.05, sweep_runs=2)
+                child_passes=2, sweep_run_seconds=0.05, sweep_runs=2,
+                report_sizes=(2_000,), report_rounds=1)
 REQUIRED = {"R_events_per_s", "bare_core_ops_per_s", "bare_core_ratio", "e2e_requests_per_s",
             "e2e_ratio", "bytes_per_page_1tib", "growth_16g_to_1t", "compiled"}
 
@@ -71,8 +72,18 @@ def test_the_runs_did_real_work(results: dict) -> None:
     assert all(s["failed_slots"] == 0 and s["children"] == 2 for s in results["scaling"])
 
 
+def test_report_time_is_held_to_its_budget(results: dict) -> None:
+    (size,) = results["report_sizes"]
+    assert size["requests"] > 0 and size["report_seconds"] > 0
+    assert size["budget_seconds"] == max(0.25 * size["run_wall_seconds"], 3.0)
+    assert results["report_over_budget"] == pytest.approx(
+        size["report_seconds"] / size["budget_seconds"])
+    assert results["report_pass"] == (results["report_over_budget"] <= 1.0)
+
+
 def test_table_names_every_figure_with_a_verdict(results: dict) -> None:
     rows = format_table(results).splitlines()
-    for prefix in ("1. bare core", "2. end to end", "3. memory", "4. ns/op growth"):
+    for prefix in ("1. bare core", "2. end to end", "3. memory", "4. ns/op growth",
+                   "6. report time"):
         (row,) = [r for r in rows if r.startswith(prefix)]
         assert row.endswith(("pass", "short"))
