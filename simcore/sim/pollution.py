@@ -37,7 +37,6 @@ not depend on the snapshot interval. Only the end-of-run :func:`rescan` clears t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -54,24 +53,16 @@ CENSUS_UNMOVABLE = ts.CENSUS_CLASSES.index(ts.CENSUS_UNMOVABLE)
 CENSUS_NO_ALLOCATION = ts.CENSUS_CLASSES.index(ts.CENSUS_NO_ALLOCATION)
 
 
+_NOT_A_HEAD = PG_ALLOC | PG_TAIL | PG_RESERVED
+"""The flags :func:`_allocated` reads: an allocated head has the first alone."""
+
+
 def _allocated(flags: np.ndarray) -> np.ndarray:
     """Which of these pages begin an allocation page_owner records.
 
     Allocated heads: not compound tails, not reserved memory.
     """
-    return (flags & PG_ALLOC).astype(bool) & ~(flags & (PG_TAIL | PG_RESERVED)).astype(bool)
-
-
-def _later_blocks(info: np.ndarray, pfns: np.ndarray, pb: int,
-                  hi: int) -> Iterator[tuple[int, range]]:
-    """Each allocation larger than a pageblock among the heads ``pfns``.
-
-    Yields ``(migratetype, the pageblocks after the head's)``, clipped to the zone end
-    ``hi``.
-    """
-    for head in pfns[(info[pfns] & ORDER_MASK) > pb].tolist():
-        last = min(head + (1 << (int(info[head]) & ORDER_MASK)), hi)
-        yield int(info[head]) >> MT_SHIFT, range((head >> pb) + 1, ((last - 1) >> pb) + 1)
+    return (flags & _NOT_A_HEAD) == PG_ALLOC
 
 
 class ZoneCensus(NamedTuple):
@@ -90,59 +81,97 @@ class ZoneCensus(NamedTuple):
 def zone_census(mm: Any, zone: Any) -> ZoneCensus:
     """Classify each pageblock of ``zone`` and find its foreign allocations.
 
-    One vectorised pass over the zone's pages (plus a loop over the rare allocations
-    larger than a pageblock). The classes, in ``CENSUS_CLASSES`` order: ``free`` (part
-    of a free buddy block of at least pageblock order: a huge page at once),
-    ``movable_only`` (holds allocations, all MOVABLE: what compaction could recover),
-    ``unmovable`` (holds an allocation that is not MOVABLE: no compaction can empty it)
-    and ``no_allocation`` (no allocation, yet not part of one free block: free
-    fragments, pcp pages, reserved memory). A partial pageblock at a zone's edge is
-    classified by the zone's part of it.
+    The classes, in ``CENSUS_CLASSES`` order: ``free`` (part of a free buddy block of
+    at least pageblock order: a huge page at once), ``movable_only`` (holds
+    allocations, all MOVABLE: what compaction could recover), ``unmovable`` (holds an
+    allocation that is not MOVABLE: no compaction can empty it) and ``no_allocation``
+    (no allocation, yet not part of one free block: free fragments, pcp pages, reserved
+    memory). A partial pageblock at a zone's edge is classified by the zone's part.
+
+    Free pageblocks are found from their first pages alone; the others' pages are read
+    as one (pageblocks x pages) numpy array, reduced per row, so a mostly free machine
+    costs little and a full one a few passes over its page flags. Only the rare
+    allocations larger than a pageblock are looped over.
     """
     pb = mm.pageblock_order
     lo, hi = zone.zone_start_pfn, zone.end_pfn
     first = lo >> pb
     nblocks = max(0, ((hi - 1) >> pb) - first + 1) if hi > lo else 0
-    info = mm.pages.info_np
-    block_mt = np.frombuffer(mm.pageblock_mt, dtype=np.uint8) & 0x7
-    pfns = np.flatnonzero(_allocated(mm.pages.flags_np[lo:hi])) + lo
-    mts = info[pfns] >> MT_SHIFT
-    blk = pfns >> pb
-    has_alloc = np.zeros(nblocks, dtype=bool)
-    has_alloc[blk - first] = True
-    held = np.zeros(nblocks, dtype=bool)
-    held[blk[mts != MT_MOVABLE] - first] = True
-    foreign = np.zeros(nblocks, dtype=bool)
-    foreign[blk[mts != block_mt[blk]] - first] = True
-    # An allocation larger than a pageblock: the kernel's scan starts each later
-    # pageblock on one of its pages, which page_owner records with the head's migratetype.
-    for mt, blocks in _later_blocks(info, pfns, pb, hi):
-        span = slice(blocks.start - first, blocks.stop - first)
-        has_alloc[span] = True
-        held[span] |= mt != MT_MOVABLE
-        foreign[span] |= block_mt[blocks.start : blocks.stop] != mt
+    block_mt = np.frombuffer(mm.pageblock_mt, dtype=np.uint8)[first : first + nblocks] & 0x7
     census = np.full(nblocks, CENSUS_NO_ALLOCATION, dtype=np.int8)
     census[_free_pageblocks(mm, zone, first, nblocks)] = CENSUS_FREE
+    rows = np.flatnonzero(census != CENSUS_FREE)
+    has_alloc, held, foreign = _held_by(mm, zone, first, nblocks, rows, block_mt)
     census[has_alloc] = CENSUS_MOVABLE_ONLY
     census[held] = CENSUS_UNMOVABLE
     return ZoneCensus(zone, first, census, foreign)
 
 
-def _free_pageblocks(mm: Any, zone: Any, first: int, nblocks: int) -> np.ndarray:
-    """The zone's pageblocks (from 0 at ``first``) inside free buddy blocks of order >= pb.
+def _held_by(mm: Any, zone: Any, first: int, nblocks: int, rows: np.ndarray,
+             block_mt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pageblock of the zone: holds an allocation, a non-MOVABLE one, a foreign one.
 
-    Such a block begins on a pageblock boundary, so only those pages are read.
+    Only the pageblocks ``rows`` (from 0 at ``first``) are read; pages outside the
+    zone (in its edge pageblocks) are left out. The ``mem_map`` spans whole
+    pageblocks (it is sized in MAX_ORDER blocks), so every row is a full one.
     """
     pb = mm.pageblock_order
-    starts = np.arange(first, first + nblocks, dtype=np.int64) << pb
-    starts = starts[(starts >= zone.zone_start_pfn) & (starts < zone.end_pfn)]
-    orders = (mm.pages.info_np[starts] & ORDER_MASK).astype(np.int64)
-    heads = (mm.pages.flags_np[starts] & PG_BUDDY).astype(bool) & (orders >= pb)
-    starts, orders = starts[heads], orders[heads]
-    counts = np.left_shift(1, orders - pb)  # pageblocks per free block
-    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    blocks = np.repeat((starts >> pb) - first, counts) + offsets
-    return blocks[blocks < nblocks]
+    span = slice(first << pb, (first + nblocks) << pb)
+    flags = mm.pages.flags_np[span].reshape(nblocks, 1 << pb)
+    info = mm.pages.info_np[span].reshape(nblocks, 1 << pb)
+    if len(rows) < nblocks:
+        flags, info = flags[rows], info[rows]
+    allocated = _allocated(flags)
+    _clip_to_zone(allocated, rows, zone, first, nblocks, pb)
+    mts = info >> MT_SHIFT
+    has_alloc = np.zeros(nblocks, dtype=bool)
+    has_alloc[rows] = allocated.any(axis=1)
+    held = np.zeros(nblocks, dtype=bool)
+    held[rows] = (allocated & (mts != MT_MOVABLE)).any(axis=1)
+    foreign = np.zeros(nblocks, dtype=bool)
+    foreign[rows] = (allocated & (mts != block_mt[rows, None])).any(axis=1)
+    # An allocation larger than a pageblock begins on a pageblock boundary; the kernel's
+    # scan starts each later pageblock on one of its pages, which page_owner records
+    # with the head's migratetype.
+    heads = rows[allocated[:, 0] & ((info[:, 0] & ORDER_MASK) > pb)] + first
+    for head in (heads << pb).tolist():
+        mt = int(mm.pages.info[head]) >> MT_SHIFT
+        last = min(head + (1 << (int(mm.pages.info[head]) & ORDER_MASK)), zone.end_pfn)
+        later = slice((head >> pb) + 1 - first, ((last - 1) >> pb) + 1 - first)
+        has_alloc[later] = True
+        held[later] |= mt != MT_MOVABLE
+        foreign[later] |= block_mt[later] != mt
+    return has_alloc, held, foreign
+
+
+def _clip_to_zone(allocated: np.ndarray, rows: np.ndarray, zone: Any, first: int,
+                  nblocks: int, pb: int) -> None:
+    """Clear the pages of ``allocated`` (rows ``rows``) outside the zone, in place."""
+    head_pages = zone.zone_start_pfn - (first << pb)
+    tail_pages = ((first + nblocks) << pb) - zone.end_pfn
+    if head_pages and len(rows) and rows[0] == 0:
+        allocated[0, :head_pages] = False
+    if tail_pages and len(rows) and rows[-1] == nblocks - 1:
+        allocated[-1, (1 << pb) - tail_pages :] = False
+
+
+def _free_pageblocks(mm: Any, zone: Any, first: int, nblocks: int) -> np.ndarray:
+    """Per pageblock of the zone (from 0 at ``first``): in a free block of order >= pb.
+
+    A free buddy block of at least pageblock order begins on a pageblock boundary, so
+    only those pages are read (one strided view); it covers ``1 << (order - pb)`` of them.
+    """
+    pb = mm.pageblock_order
+    start = max(first, -(-zone.zone_start_pfn >> pb)) << pb  # the first whole pageblock
+    step = 1 << pb
+    orders = mm.pages.info_np[start : zone.end_pfn : step] & ORDER_MASK
+    heads = (mm.pages.flags_np[start : zone.end_pfn : step] & PG_BUDDY).astype(bool)
+    free = np.zeros(nblocks, dtype=bool)
+    offset = (start >> pb) - first
+    for extra in range(1 << max(0, zone.max_order - pb)):  # the first pageblock, the next...
+        blocks = np.flatnonzero(heads & (orders >= pb + extra.bit_length())) + offset + extra
+        free[blocks[blocks < nblocks]] = True
+    return free
 
 
 def machine_census(mm: Any) -> list[ZoneCensus]:
