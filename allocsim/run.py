@@ -57,7 +57,8 @@ from simcore.mm.tracepoints import NullTracer, Tracer
 from simcore.sim.actions import actions_process
 from simcore.sim.initial_state import apply_initial_state
 from simcore.sim.machine import Machine
-from simcore.sim.pollution import pollution_summary
+from simcore.sim.pageblock_map import write_pageblock_map
+from simcore.sim.pollution import ZoneCensus, pollution_summary, rescan_census
 from simcore.sim.pressure import pressure_summary
 from simcore.sim.recorder import SnapshotRecorder
 from simcore.sim.tracer import RecordingTracer
@@ -128,7 +129,8 @@ def expected_outputs(report: bool, proc_snapshots: tuple[str, ...] = ()) -> list
     run reached); ``proc/start`` and ``proc/end`` are always there.
     """
     names = [ts.MANIFEST_FILE, ts.CONFIG_FILE, ts.SUMMARY_FILE, ts.EVENTS_FILE,
-             ts.SPANS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, *TEXT_OUTPUTS, SIM_VMSTAT_FILE]
+             ts.SPANS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, ts.PAGEBLOCKS_FILE,
+             *TEXT_OUTPUTS, SIM_VMSTAT_FILE]
     names += [f"{PROC_DIR}/{when}/{name}" for when in (PROC_START, *proc_snapshots, PROC_END)
               for name in PROC_FILES]
     if report:
@@ -301,6 +303,10 @@ class _Run:
         self.tracer.close()
         self.recorder.write(self.tmp_dir)
         d = self.tmp_dir
+        # The final rescan charges the last claims (pageblock_polluted spans): before the
+        # spans are written.
+        scan = rescan_census(self.machine)
+        write_pageblock_map(self.machine, scan, d / ts.PAGEBLOCKS_FILE)
         self.machine.spans.write(d / ts.SPANS_FILE)
         texts = proc_texts(mm)
         for name in TEXT_OUTPUTS:
@@ -308,7 +314,7 @@ class _Run:
         atomic_write_text(d / SIM_VMSTAT_FILE, simulator_vmstat_text(mm))
         self.write_proc_snapshot(PROC_END, texts)
         atomic_write_text(d / ts.CONFIG_FILE, self._config_yaml())
-        summary = self.summary(self.timings["simulate_seconds"])
+        summary = self.summary(self.timings["simulate_seconds"], scan)
         atomic_write_text(d / ts.SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return summary
 
@@ -329,9 +335,11 @@ class _Run:
         self.timings["report_seconds"] = time.perf_counter() - t0
         return paths
 
-    def summary(self, wall_seconds: float) -> dict[str, Any]:
+    def summary(self, wall_seconds: float,
+                scan: tuple[list[ZoneCensus], np.ndarray]) -> dict[str, Any]:
+        """``summary.json``; ``scan`` is :func:`rescan_census` at the end of the run."""
         return {**self._base_summary(wall_seconds), **pressure_summary(self.machine),
-                "pollution": pollution_summary(self.machine),
+                "pollution": pollution_summary(self.machine, scan),
                 "actions": self.actions_log,
                 **extras_summary(self.machine),
                 "panic": None if self.panic is None else {

@@ -58,6 +58,8 @@ cdef class Machine:
     cpdef void _enter(self, str owner, int cpu)
     cpdef void charge_context(self)
     cpdef void _pollute(self, Owner who, Py_ssize_t pfn)
+    @cython.locals(blk=Py_ssize_t, now=cython.longlong)
+    cpdef void _charge(self, Owner who, Py_ssize_t pfn)
     cpdef Owner _owner(self, str name)
     cpdef tuple _fast_path(self, str owner, long long gfp, int order, int cpu, object nid)
     @cython.locals(blk=Py_ssize_t, lru=cython.int)

@@ -484,10 +484,19 @@ class Machine:
 
     def _pollute(self, who: Owner, pfn: int) -> None:
         """Charge ``pfn``'s pageblock to ``who`` unless a first polluter is already charged."""
+        if self._polluter[pfn >> self._pb_order] < 0:
+            self._charge(who, pfn)
+
+    def _charge(self, who: Owner, pfn: int) -> None:
+        """Charge ``pfn``'s pageblock to ``who``, with a ``pageblock_polluted`` instant."""
         blk = pfn >> self._pb_order
-        if self._polluter[blk] < 0:
-            self._polluter[blk] = who.idx
-            who.polluted += 1
+        self._polluter[blk] = who.idx
+        who.polluted += 1
+        now = self.trace_now()
+        first = blk << self._pb_order
+        zone = self.mm.page_zone(pfn)
+        self.spans.add(ts.SPAN_PAGEBLOCK_POLLUTED, zone.nid, who.name, now, now,
+                       1 << self._pb_order, f"pfn={first} zone={zone.name}")
 
     def _slow_done(self, who: Owner, pfn: int, gfp: int, order: int, nid: int,
                    ac: Any, req: SlowRequest) -> int:
@@ -525,8 +534,7 @@ class Machine:
         blk = pfn >> self._pb_order
         if self._polluter[blk] < 0 and (
                 self.mm.pages.info[pfn] >> MT_SHIFT) != (self._pb_mt[blk] & 0x7):
-            self._polluter[blk] = who.idx  # the first foreign allocation in the block
-            who.polluted += 1
+            self._charge(who, pfn)  # the first foreign allocation in the block
         if lru >= 0:
             self.mm.reclaim.lru_add(pfn, order, who.lru, bool(lru_flags & LRU_DIRTY),
                                     bool(lru_flags & LRU_HOT))

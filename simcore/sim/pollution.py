@@ -20,23 +20,41 @@ charged to that caller until a scan (:func:`rescan`, at the end of the run) find
 clean; it could then be charged again. So ``charged_by_caller`` counts the blocks each
 caller was the first to pollute during the run, and ``by_caller`` the blocks mixed at
 the end of the run, by the caller charged with them. A mixed block nobody was charged
-with (for example one compaction relabelled) is listed as ``(unattributed)``.
+with (for example one compaction relabelled) is listed as ``(unattributed)``. Each
+charge is also an instant in the spans (``pageblock_polluted``, at the time of the
+charge), so their count per caller is ``charged_by_caller``.
 
-SIMPLIFICATION: a block that became clean during the run keeps its first charge (the
-scan costs a pass over every page, so it is not run at every snapshot).
+The census (:func:`zone_census`) sorts a zone's pageblocks by what they hold (free,
+movable only, unmovable, no allocation) and finds the mixed ones, in one vectorised pass
+over the zone's pages. The periodic snapshots record it per zone (``zonestat``), the
+summary per node (the sum of its zones) and the end of the run per pageblock
+(``trace/pageblocks.parquet``, :mod:`simcore.sim.pageblock_map`).
+
+SIMPLIFICATION: a block that became clean during the run keeps its first charge: the
+snapshots count mixed blocks but clear no charge, so the charges (and their instants) do
+not depend on the snapshot interval. Only the end-of-run :func:`rescan` clears them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from simcore.formats import trace_schema as ts
 from simcore.mm.constants import MIGRATETYPE_NAMES, MT_CMA, MT_MOVABLE
-from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_ALLOC, PG_RESERVED, PG_TAIL
+from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_ALLOC, PG_BUDDY, PG_RESERVED, PG_TAIL
 
 UNATTRIBUTED = "(unattributed)"
+CENSUS_FREE = ts.CENSUS_CLASSES.index(ts.CENSUS_FREE)
+"""The census classes as codes: their index in ``trace_schema.CENSUS_CLASSES``."""
+CENSUS_MOVABLE_ONLY = ts.CENSUS_CLASSES.index(ts.CENSUS_MOVABLE_ONLY)
+CENSUS_UNMOVABLE = ts.CENSUS_CLASSES.index(ts.CENSUS_UNMOVABLE)
+CENSUS_NO_ALLOCATION = ts.CENSUS_CLASSES.index(ts.CENSUS_NO_ALLOCATION)
+
+
+_NOT_A_HEAD = PG_ALLOC | PG_TAIL | PG_RESERVED
+"""The flags :func:`_allocated` reads: an allocated head has the first alone."""
 
 
 def _allocated(flags: np.ndarray) -> np.ndarray:
@@ -44,45 +62,144 @@ def _allocated(flags: np.ndarray) -> np.ndarray:
 
     Allocated heads: not compound tails, not reserved memory.
     """
-    return (flags & PG_ALLOC).astype(bool) & ~(flags & (PG_TAIL | PG_RESERVED)).astype(bool)
+    return (flags & _NOT_A_HEAD) == PG_ALLOC
 
 
-def _later_blocks(info: np.ndarray, pfns: np.ndarray, pb: int,
-                  hi: int) -> Iterator[tuple[int, range]]:
-    """Each allocation larger than a pageblock among the heads ``pfns``.
+class ZoneCensus(NamedTuple):
+    """One zone's pageblocks, by what they hold (see :func:`zone_census`)."""
 
-    Yields ``(migratetype, the pageblocks after the head's)``, clipped to the zone end
-    ``hi``.
-    """
-    for head in pfns[(info[pfns] & ORDER_MASK) > pb].tolist():
-        last = min(head + (1 << (int(info[head]) & ORDER_MASK)), hi)
-        yield int(info[head]) >> MT_SHIFT, range((head >> pb) + 1, ((last - 1) >> pb) + 1)
+    zone: Any
+    first: int
+    """The machine-wide index of the zone's first pageblock (``zone_start_pfn >> pb``)."""
+    census: np.ndarray
+    """Per pageblock of the zone (int8): its index in ``CENSUS_CLASSES``."""
+    foreign: np.ndarray
+    """Per pageblock of the zone (bool): holds a page of the zone whose migratetype is
+    not the pageblock's."""
 
 
-def mixed_pageblocks(mm: Any) -> np.ndarray:
-    """Per pageblock (machine-wide numbering): True if it is mixed now.
+def zone_census(mm: Any, zone: Any) -> ZoneCensus:
+    """Classify each pageblock of ``zone`` and find its foreign allocations.
 
-    Mirrors the block scan of ``pagetypeinfo_showmixedcount_print()``, over every zone.
+    The classes, in ``CENSUS_CLASSES`` order: ``free`` (part of a free buddy block of
+    at least pageblock order: a huge page at once), ``movable_only`` (holds
+    allocations, all MOVABLE: what compaction could recover), ``unmovable`` (holds an
+    allocation that is not MOVABLE: no compaction can empty it) and ``no_allocation``
+    (no allocation, yet not part of one free block: free fragments, pcp pages, reserved
+    memory). A partial pageblock at a zone's edge is classified by the zone's part.
+
+    Free pageblocks are found from their first pages alone; the others' pages are read
+    as one (pageblocks x pages) numpy array, reduced per row, so a mostly free machine
+    costs little and a full one a few passes over its page flags. Only the rare
+    allocations larger than a pageblock are looped over.
     """
     pb = mm.pageblock_order
-    flags = mm.pages.flags_np
-    info = mm.pages.info_np
-    block_mt = np.frombuffer(mm.pageblock_mt, dtype=np.uint8) & 0x7
-    mixed = np.zeros(len(block_mt), dtype=bool)
-    for zone in mm.zones:
-        lo, hi = zone.zone_start_pfn, zone.end_pfn
-        pfns = np.flatnonzero(_allocated(flags[lo:hi])) + lo
-        if not len(pfns):
-            continue
-        foreign = (info[pfns] >> MT_SHIFT) != block_mt[pfns >> pb]
-        mixed[pfns[foreign] >> pb] = True
-        # An allocation larger than a pageblock: the scan starts each later pageblock
-        # on one of its pages, which page_owner records with the head's migratetype.
-        for mt, blocks in _later_blocks(info, pfns, pb, hi):
-            for blk in blocks:
-                if block_mt[blk] != mt:
-                    mixed[blk] = True
+    lo, hi = zone.zone_start_pfn, zone.end_pfn
+    first = lo >> pb
+    nblocks = max(0, ((hi - 1) >> pb) - first + 1) if hi > lo else 0
+    block_mt = np.frombuffer(mm.pageblock_mt, dtype=np.uint8)[first : first + nblocks] & 0x7
+    census = np.full(nblocks, CENSUS_NO_ALLOCATION, dtype=np.int8)
+    census[_free_pageblocks(mm, zone, first, nblocks)] = CENSUS_FREE
+    rows = np.flatnonzero(census != CENSUS_FREE)
+    has_alloc, held, foreign = _held_by(mm, zone, first, nblocks, rows, block_mt)
+    census[has_alloc] = CENSUS_MOVABLE_ONLY
+    census[held] = CENSUS_UNMOVABLE
+    return ZoneCensus(zone, first, census, foreign)
+
+
+def _held_by(mm: Any, zone: Any, first: int, nblocks: int, rows: np.ndarray,
+             block_mt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pageblock of the zone: holds an allocation, a non-MOVABLE one, a foreign one.
+
+    Only the pageblocks ``rows`` (from 0 at ``first``) are read; pages outside the
+    zone (in its edge pageblocks) are left out. The ``mem_map`` spans whole
+    pageblocks (it is sized in MAX_ORDER blocks), so every row is a full one.
+    """
+    pb = mm.pageblock_order
+    span = slice(first << pb, (first + nblocks) << pb)
+    flags = mm.pages.flags_np[span].reshape(nblocks, 1 << pb)
+    info = mm.pages.info_np[span].reshape(nblocks, 1 << pb)
+    if len(rows) < nblocks:
+        flags, info = flags[rows], info[rows]
+    allocated = _allocated(flags)
+    _clip_to_zone(allocated, rows, zone, first, nblocks, pb)
+    mts = info >> MT_SHIFT
+    has_alloc = np.zeros(nblocks, dtype=bool)
+    has_alloc[rows] = allocated.any(axis=1)
+    held = np.zeros(nblocks, dtype=bool)
+    held[rows] = (allocated & (mts != MT_MOVABLE)).any(axis=1)
+    foreign = np.zeros(nblocks, dtype=bool)
+    foreign[rows] = (allocated & (mts != block_mt[rows, None])).any(axis=1)
+    # An allocation larger than a pageblock begins on a pageblock boundary; the kernel's
+    # scan starts each later pageblock on one of its pages, which page_owner records
+    # with the head's migratetype.
+    heads = rows[allocated[:, 0] & ((info[:, 0] & ORDER_MASK) > pb)] + first
+    for head in (heads << pb).tolist():
+        mt = int(mm.pages.info[head]) >> MT_SHIFT
+        last = min(head + (1 << (int(mm.pages.info[head]) & ORDER_MASK)), zone.end_pfn)
+        later = slice((head >> pb) + 1 - first, ((last - 1) >> pb) + 1 - first)
+        has_alloc[later] = True
+        held[later] |= mt != MT_MOVABLE
+        foreign[later] |= block_mt[later] != mt
+    return has_alloc, held, foreign
+
+
+def _clip_to_zone(allocated: np.ndarray, rows: np.ndarray, zone: Any, first: int,
+                  nblocks: int, pb: int) -> None:
+    """Clear the pages of ``allocated`` (rows ``rows``) outside the zone, in place."""
+    head_pages = zone.zone_start_pfn - (first << pb)
+    tail_pages = ((first + nblocks) << pb) - zone.end_pfn
+    if head_pages and len(rows) and rows[0] == 0:
+        allocated[0, :head_pages] = False
+    if tail_pages and len(rows) and rows[-1] == nblocks - 1:
+        allocated[-1, (1 << pb) - tail_pages :] = False
+
+
+def _free_pageblocks(mm: Any, zone: Any, first: int, nblocks: int) -> np.ndarray:
+    """Per pageblock of the zone (from 0 at ``first``): in a free block of order >= pb.
+
+    A free buddy block of at least pageblock order begins on a pageblock boundary, so
+    only those pages are read (one strided view); it covers ``1 << (order - pb)`` of them.
+    """
+    pb = mm.pageblock_order
+    start = max(first, -(-zone.zone_start_pfn >> pb)) << pb  # the first whole pageblock
+    step = 1 << pb
+    orders = mm.pages.info_np[start : zone.end_pfn : step] & ORDER_MASK
+    heads = (mm.pages.flags_np[start : zone.end_pfn : step] & PG_BUDDY).astype(bool)
+    free = np.zeros(nblocks, dtype=bool)
+    offset = (start >> pb) - first
+    for extra in range(1 << max(0, zone.max_order - pb)):  # the first pageblock, the next...
+        blocks = np.flatnonzero(heads & (orders >= pb + extra.bit_length())) + offset + extra
+        free[blocks[blocks < nblocks]] = True
+    return free
+
+
+def machine_census(mm: Any) -> list[ZoneCensus]:
+    """:func:`zone_census` of every zone, in ``mm.zones`` order."""
+    return [zone_census(mm, zone) for zone in mm.zones]
+
+
+def mixed_pageblocks(mm: Any, census: list[ZoneCensus] | None = None) -> np.ndarray:
+    """Per pageblock (machine-wide numbering): True if it is mixed now.
+
+    Mirrors the block scan of ``pagetypeinfo_showmixedcount_print()``, over every zone
+    (a pageblock two zones share is mixed if either part is). ``census`` is
+    :func:`machine_census` of now (computed if not given).
+    """
+    if census is None:
+        census = machine_census(mm)
+    mixed = np.zeros(len(mm.pageblock_mt), dtype=bool)
+    for zc in census:
+        mixed[zc.first : zc.first + len(zc.foreign)] |= zc.foreign
     return mixed
+
+
+def census_counts(zc: ZoneCensus, mixed: np.ndarray) -> dict[str, int]:
+    """One zone's pageblocks: how many in all, in each class, and mixed (``mixed`` mask)."""
+    counts = np.bincount(zc.census, minlength=len(ts.CENSUS_CLASSES))
+    return {"pageblocks": len(zc.census),
+            **{name: int(counts[i]) for i, name in enumerate(ts.CENSUS_CLASSES)},
+            "mixed": int(mixed[zc.first : zc.first + len(zc.census)].sum())}
 
 
 def first_foreign_pfn(mm: Any, pfn: int) -> int:
@@ -110,61 +227,42 @@ def mixed_count_by_type(mm: Any, mixed: np.ndarray) -> dict[str, int]:
     return {MIGRATETYPE_NAMES[mt]: int(counts[mt]) for mt in mm.migratetypes}
 
 
-def pageblock_census(mm: Any, mixed: np.ndarray) -> dict[str, dict[str, int]]:
-    """Per node: how many pageblocks are mixed, and what huge pages they could give.
+def pageblock_census(mm: Any, mixed: np.ndarray,
+                     census: list[ZoneCensus] | None = None) -> dict[str, dict[str, int]]:
+    """Per node: the sum of its zones' :func:`census_counts`.
 
-    The pageblocks of each node fall in four classes: ``free`` (parts of free blocks of
-    at least pageblock order: a huge page at once), ``movable_only`` (they hold
-    allocations, all MOVABLE: what compaction could recover, the report's huge-page
-    availability), ``unmovable`` (they hold an allocation that is not MOVABLE: no
-    compaction can empty them) and ``no_allocation`` (no allocation, yet not one free
-    block: free fragments, pcp pages, reserved memory). ``mixed`` counts the polluted
-    ones among them. Partial pageblocks at a zone's edge count as whole ones.
+    Partial pageblocks at a zone's edge count as whole ones (in each zone they touch).
+    ``census`` is :func:`machine_census` of now (computed if not given).
     """
-    pb = mm.pageblock_order
-    flags = mm.pages.flags_np
-    info = mm.pages.info_np
-    out: dict[str, dict[str, int]] = {}
-    for node in mm.nodes:
-        counts = {"pageblocks": 0, "free": 0, "movable_only": 0, "unmovable": 0,
-                  "no_allocation": 0, "mixed": 0}
-        for zone in node.zones:
-            lo, hi = zone.zone_start_pfn, zone.end_pfn
-            first, last = lo >> pb, (hi - 1) >> pb
-            nblocks = last - first + 1
-            pfns = np.flatnonzero(_allocated(flags[lo:hi])) + lo
-            unmovable = (info[pfns] >> MT_SHIFT) != MT_MOVABLE
-            has_alloc = np.zeros(nblocks, dtype=bool)
-            has_alloc[(pfns >> pb) - first] = True
-            held = np.zeros(nblocks, dtype=bool)
-            held[(pfns[unmovable] >> pb) - first] = True
-            for mt, blocks in _later_blocks(info, pfns, pb, hi):  # several pageblocks
-                span = slice(blocks.start - first, blocks.stop - first)
-                has_alloc[span] = True
-                held[span] |= mt != MT_MOVABLE
-            free = sum(zone.free_area.count_of(order, mt) << (order - pb)
-                       for order in range(pb, zone.max_order + 1) for mt in mm.migratetypes)
-            movable_only = int((has_alloc & ~held).sum())
-            counts["pageblocks"] += nblocks
-            counts["free"] += free
-            counts["movable_only"] += movable_only
-            counts["unmovable"] += int(held.sum())
-            counts["no_allocation"] += max(0, nblocks - free - movable_only - int(held.sum()))
-            counts["mixed"] += int(mixed[first : last + 1].sum())
-        out[str(node.nid)] = counts
+    if census is None:
+        census = machine_census(mm)
+    out: dict[str, dict[str, int]] = {
+        str(node.nid): dict.fromkeys(("pageblocks", *ts.CENSUS_CLASSES, "mixed"), 0)
+        for node in mm.nodes}
+    for zc in census:
+        node = out[str(zc.zone.nid)]
+        for name, value in census_counts(zc, mixed).items():
+            node[name] += value
     return out
 
 
-def rescan(machine: Any) -> np.ndarray:
-    """Find the mixed blocks now and forget the charge of every block that is clean.
+def rescan_census(machine: Any) -> tuple[list[ZoneCensus], np.ndarray]:
+    """Census the pageblocks now and forget the charge of every block that is clean.
 
-    Returns the mixed mask (see :func:`mixed_pageblocks`).
+    Deferred frees due by now are applied and the current context's claims charged
+    first. Returns :func:`machine_census` and the mixed mask (:func:`mixed_pageblocks`).
     """
     machine.apply_pending_frees()
     machine.charge_context()
-    mixed = mixed_pageblocks(machine.mm)
+    census = machine_census(machine.mm)
+    mixed = mixed_pageblocks(machine.mm, census)
     machine.pb_polluter[~mixed] = -1
-    return mixed
+    return census, mixed
+
+
+def rescan(machine: Any) -> np.ndarray:
+    """:func:`rescan_census`'s mixed mask."""
+    return rescan_census(machine)[1]
 
 
 def mixed_by_caller(machine: Any, mixed: np.ndarray) -> dict[str, int]:
@@ -178,15 +276,19 @@ def mixed_by_caller(machine: Any, mixed: np.ndarray) -> dict[str, int]:
     return out
 
 
-def pollution_summary(machine: Any) -> dict[str, Any]:
-    """``summary.json``'s ``pollution`` section at the end of a run."""
-    mixed = rescan(machine)
+def pollution_summary(machine: Any,
+                      scan: tuple[list[ZoneCensus], np.ndarray] | None = None) -> dict[str, Any]:
+    """``summary.json``'s ``pollution`` section at the end of a run.
+
+    ``scan`` is :func:`rescan_census` of now (run here if not given).
+    """
+    census, mixed = scan if scan is not None else rescan_census(machine)
     owners = machine._owner_list
     return {
         "mixed_pageblocks": int(mixed.sum()),
         "mixed_by_pageblock_type": mixed_count_by_type(machine.mm, mixed),
         "by_caller": mixed_by_caller(machine, mixed),
-        "by_node": pageblock_census(machine.mm, mixed),
+        "by_node": pageblock_census(machine.mm, mixed, census),
         "charged_by_caller": {o.name: o.polluted for o in owners if o.polluted},
         "extfrag_by_caller": {o.name: o.extfrag for o in owners if o.extfrag},
     }

@@ -2,10 +2,13 @@
 
 Every ``snapshot_interval_ns`` of simulated time a SimPy process records, per zone,
 the ``/proc/pagetypeinfo`` free-block levels (blocks per order and migratetype) and
-the ``/proc/zoneinfo`` headline numbers (free pages, pcp pages, watermarks, boost).
+the ``/proc/zoneinfo`` headline numbers (free pages, pcp pages, watermarks, boost) and
+the zone's pageblock census (:func:`simcore.sim.pollution.zone_census`: pageblocks
+holding only movable allocations, holding an unmovable one, and mixed).
 Rows go into columnar ``array.array`` buffers; nothing per row is a Python object.
-A snapshot costs O(zones x (orders x migratetypes + CPUs)), whatever the number of
-events so far.
+A snapshot costs O(zones x (orders x migratetypes + CPUs)), plus one vectorised numpy
+pass over the page flags for the census, whatever the number of events so far. It
+changes no state: the census reads pages, and no charge of a polluted block is cleared.
 
 Before each snapshot the recorder calls its ``catch_up`` hook (the machine's
 :meth:`~simcore.sim.machine.Machine.apply_pending_frees`), so a deferred free due at
@@ -23,6 +26,7 @@ from simcore.atomic import atomic_path
 from simcore.formats import trace_schema as ts
 from simcore.mm.constants import MIGRATETYPE_NAMES
 from simcore.mm.page_alloc import PageAllocator
+from simcore.sim.pollution import census_counts, machine_census, mixed_pageblocks
 
 _TYPECODE = {"int64": "q", "int16": "h"}
 
@@ -68,7 +72,9 @@ class SnapshotRecorder:
             self.catch_up()
         b = self.buddy.cols
         z = self.zonestat.cols
-        for zone in self.mm.zones:
+        census = machine_census(self.mm)
+        mixed = mixed_pageblocks(self.mm, census)
+        for zone, zc in zip(self.mm.zones, census, strict=True):
             for mt in self.mm.migratetypes:  # no CMA rows without CONFIG_CMA
                 for order in range(zone.max_order + 1):
                     b["time_ns"].append(now_ns)
@@ -86,6 +92,10 @@ class SnapshotRecorder:
                 ("nr_reserved_highatomic", zone.nr_reserved_highatomic),
             ):
                 z[name].append(value)
+            counts = census_counts(zc, mixed)
+            z["pageblocks_movable_only"].append(counts[ts.CENSUS_MOVABLE_ONLY])
+            z["pageblocks_unmovable"].append(counts[ts.CENSUS_UNMOVABLE])
+            z["pageblocks_mixed"].append(counts["mixed"])
         self.snapshots += 1
 
     def process(self, env: Any, interval_ns: int) -> Generator[Any, Any, None]:
