@@ -68,6 +68,15 @@ def rates_figure(rates: pd.DataFrame, edges: np.ndarray, unit: TimeUnit) -> Figu
     return fig
 
 
+def _alloc_rows(events: pd.DataFrame) -> pd.DataFrame:
+    """The ``mm_page_alloc`` rows of ``events``.
+
+    String columns are compared as they are: categoricals stay categoricals, which a
+    million-row report cannot afford to turn into Python strings.
+    """
+    return events[events["event"] == ts.MM_PAGE_ALLOC]
+
+
 def outcomes_table(events: pd.DataFrame) -> pd.DataFrame:
     """Requests per caller, order and gfp mask: successes, fallbacks and failures.
 
@@ -76,19 +85,19 @@ def outcomes_table(events: pd.DataFrame) -> pd.DataFrame:
         from pcp or the requested migratetype), ``fallback`` (served by
         __rmqueue_fallback()) and ``failure``, sorted by caller, order and gfp.
     """
-    allocs = events[events["event"].astype(str) == ts.MM_PAGE_ALLOC]
-    path = allocs["path"].astype(str)
-    outcome = np.where(path == ts.PATH_FALLBACK, "fallback",
-                       np.where(allocs["outcome"].astype(str) == ts.OUTCOME_FAIL, "failure",
-                                "success"))
-    keys = pd.DataFrame({"caller": allocs["caller"].astype(str).to_numpy(),
-                         "order": allocs["order"].to_numpy(dtype=np.int64),
-                         "gfp": allocs["gfp"].to_numpy(dtype=np.int64), "outcome": outcome})
-    table = keys.groupby(["caller", "order", "gfp", "outcome"]).size().unstack(
-        "outcome", fill_value=0)
-    table = table.reindex(columns=[name for name, _, _ in OUTCOME_BARS], fill_value=0)
+    allocs = _alloc_rows(events)
+    kind = np.where((allocs["path"] == ts.PATH_FALLBACK).to_numpy(), 1,
+                    np.where((allocs["outcome"] == ts.OUTCOME_FAIL).to_numpy(), 2, 0))
+    keys = pd.DataFrame({"caller": allocs["caller"].to_numpy(), "order": allocs["order"],
+                         "gfp": allocs["gfp"], "kind": kind})
+    counts = keys.groupby(["caller", "order", "gfp", "kind"], observed=True).size()
+    table = counts.unstack("kind", fill_value=0).reindex(columns=[0, 1, 2], fill_value=0)
+    table.columns = [name for name, _, _ in OUTCOME_BARS]
     table = table.reset_index()
+    table["caller"] = [str(c) for c in table["caller"]]
+    table["order"] = table["order"].astype(np.int64)
     table["gfp"] = [format_gfp(int(g)) for g in table["gfp"]]
+    table = table.groupby(["caller", "order", "gfp"], as_index=False).sum()  # same spelling
     return table.sort_values(["caller", "order", "gfp"], kind="stable").reset_index(drop=True)
 
 
@@ -127,9 +136,28 @@ def outcomes_figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def _quantile(values: np.ndarray, q: float) -> int:
-    """The smallest value with at least ``q`` of the values at or below it."""
-    return int(np.quantile(values, q, method="inverted_cdf"))
+def latency_counts(events: pd.DataFrame, column: str) -> dict[str, tuple[np.ndarray,
+                                                                       np.ndarray]]:
+    """Per value of ``column`` (path or stage): its distinct latencies and their counts.
+
+    The model's latencies are sums of a few step costs, so a million requests have few
+    distinct values; one group-by finds them all, sorted.
+    """
+    allocs = _alloc_rows(events)
+    allocs = allocs[allocs["latency_ns"] >= 0]
+    counts = allocs.groupby([allocs[column], allocs["latency_ns"]], observed=True).size()
+    out = {}
+    for name, group in counts.groupby(level=0, observed=True):
+        values = group.index.get_level_values(1).to_numpy(dtype=np.int64)
+        order = np.argsort(values, kind="stable")
+        out[str(name)] = (values[order], group.to_numpy()[order])
+    return out
+
+
+def quantile(values: np.ndarray, counts: np.ndarray, q: float) -> int:
+    """The smallest value with at least ``q`` of the requests at or below it."""
+    cumulative = np.cumsum(counts)
+    return int(values[np.searchsorted(cumulative, q * cumulative[-1], side="left")])
 
 
 def latency_table(events: pd.DataFrame) -> pd.DataFrame:
@@ -139,16 +167,15 @@ def latency_table(events: pd.DataFrame) -> pd.DataFrame:
         Index ``"path pcp"`` .. ``"stage fail"`` (only those with requests); columns
         ``count``, ``p50``, ``p99``, ``p99.9``, ``max``.
     """
-    allocs = events[(events["event"].astype(str) == ts.MM_PAGE_ALLOC)
-                    & (events["latency_ns"] >= 0)]
     rows = {}
     for column, names in (("path", LATENCY_PATHS), ("stage", ts.STAGES)):
-        values = allocs[column].astype(str)
+        groups = latency_counts(events, column)
         for name in names:
-            lat = allocs.loc[values == name, "latency_ns"].to_numpy()
-            if len(lat):
-                rows[f"{column} {name}"] = {"count": len(lat), **{
-                    label: _quantile(lat, q) for label, q in QUANTILES}, "max": int(lat.max())}
+            if name in groups:
+                values, counts = groups[name]
+                rows[f"{column} {name}"] = {"count": int(counts.sum()), **{
+                    label: quantile(values, counts, q) for label, q in QUANTILES},
+                    "max": int(values[-1])}
     return pd.DataFrame.from_dict(rows, orient="index",
                                   columns=["count", *(lb for lb, _ in QUANTILES), "max"])
 
@@ -160,20 +187,18 @@ def latency_figure(events: pd.DataFrame, table: pd.DataFrame) -> Figure:
     ax = fig.add_subplot()
     fig.suptitle("Allocation latency: cumulative distribution by path (__alloc_pages() "
                  "entry to return)")
-    allocs = events[(events["event"].astype(str) == ts.MM_PAGE_ALLOC)
-                    & (events["latency_ns"] >= 0)]
-    if allocs.empty:
+    groups = latency_counts(events, "path")
+    if not groups:
         no_data(ax, "no allocation latency traced")
         return fig
-    paths = allocs["path"].astype(str)
     for i, path in enumerate(LATENCY_PATHS):
-        lat = np.sort(allocs.loc[paths == path, "latency_ns"].to_numpy()) / 1e3
-        if not len(lat):
+        if path not in groups:
             continue
+        values, counts = groups[path]
         style = series_style(i)
-        x, cdf = cdf_steps(lat)
+        x, cdf = cdf_steps(values / 1e3, counts)
         ax.step(x, cdf, where="post", color=style["color"], linestyle=style["linestyle"],
-                label=f"{path} ({len(lat):,})", gid=f"cdf {path}")
+                label=f"{path} ({int(counts.sum()):,})", gid=f"cdf {path}")
         ax.plot(x[-1], 1.0, marker=style["marker"], color=style["color"])
     ax.set_xscale("log")
     low, high = ax.get_xlim()
@@ -190,16 +215,22 @@ def latency_figure(events: pd.DataFrame, table: pd.DataFrame) -> Figure:
     return fig
 
 
-def cdf_steps(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cdf_steps(values: np.ndarray, counts: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """The empirical CDF as steps: one point per distinct value, starting at 0.
+
+    Args:
+        values: The values, or (with ``counts``) the distinct values in ascending order.
+        counts: How many times each distinct value occurs.
 
     Returns:
         ``(x, fraction at or below x)``: the first point is the smallest value at 0, then
         each distinct value with the fraction of values at or below it, so a million
         requests draw as few points as they have distinct latencies.
     """
-    values, counts = np.unique(sorted_values, return_counts=True)
-    cdf = np.cumsum(counts) / max(len(sorted_values), 1)
+    if counts is None:
+        values, counts = np.unique(values, return_counts=True)
+    cdf = np.cumsum(counts) / max(int(counts.sum()), 1)
     return np.concatenate([values[:1], values]), np.concatenate([[0.0], cdf])
 
 

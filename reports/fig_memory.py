@@ -44,11 +44,15 @@ def y_range(table: pd.DataFrame) -> tuple[str, float, float]:
 
 
 def _kswapd_spans(ax: Axes, spans: pd.DataFrame, nid: int, unit: TimeUnit) -> bool:
-    runs = spans[(spans["name"].astype(str) == ts.SPAN_KSWAPD_RUN) & (spans["nid"] == nid)]
-    for start, end in zip(runs["start_ns"] / 1e9, runs["end_ns"] / 1e9, strict=True):
-        ax.axvspan(unit.scale(start), unit.scale(max(end, start)), color="tab:green",
-                   alpha=0.18, linewidth=0)
-    return not runs.empty
+    runs = spans[(spans["name"] == ts.SPAN_KSWAPD_RUN) & (spans["nid"] == nid)]
+    if runs.empty:
+        return False
+    start = unit.scale(runs["start_ns"].to_numpy() / 1e9)
+    width = np.maximum(unit.scale(runs["end_ns"].to_numpy() / 1e9) - start, 0.0)
+    ax.broken_barh(list(zip(start, width, strict=True)), (0, 1), facecolors="tab:green",
+                   alpha=0.18, linewidth=0, transform=ax.get_xaxis_transform(),
+                   gid=f"kswapd {nid}")
+    return True
 
 
 def _zone_axes(ax: Axes, key: ZoneKey, table: pd.DataFrame, spans: pd.DataFrame,

@@ -42,11 +42,11 @@ class CallerLine:
 def caller_lines(data: RunData) -> list[CallerLine]:
     """Every configured caller, failing or not, in config order (then any other caller)."""
     allocs = data.alloc_events
-    fails = allocs[allocs["outcome"].astype(str) == ts.OUTCOME_FAIL]
-    callers = allocs["caller"].astype(str)
-    requests = callers.value_counts().to_dict()
-    failures = fails["caller"].astype(str).value_counts().to_dict()
-    first = fails.groupby(fails["caller"].astype(str))["time_ns"].min().to_dict()
+    fails = allocs[allocs["outcome"] == ts.OUTCOME_FAIL]
+    requests = {str(k): int(v) for k, v in allocs["caller"].value_counts().items()}
+    failures = {str(k): int(v) for k, v in fails["caller"].value_counts().items()}
+    first = {str(k): int(v) for k, v in
+             fails.groupby("caller", observed=True)["time_ns"].min().items()}
     traced = not allocs.empty or (data.run_dir / ts.EVENTS_FILE).exists()
     by_summary = data.summary.get("requests", {}).get("by_caller", {})
     fail_summary = data.summary.get("failures", {})
@@ -89,7 +89,7 @@ def huge_pages(data: RunData) -> HugePages:
     """Huge-page allocations and hugetlb pool writes of the run."""
     allocs = data.alloc_events
     huge = allocs[allocs["order"].to_numpy() >= data.pageblock_order]
-    obtained = int((huge["outcome"].astype(str) == ts.OUTCOME_OK).sum())
+    obtained = int((huge["outcome"] == ts.OUTCOME_OK).sum())
     writes = []
     rows = data.spans[data.spans["name"].astype(str) == ts.SPAN_HUGETLB_RESIZE]
     for row in rows.sort_values("start_ns", kind="stable").itertuples():

@@ -175,17 +175,19 @@ def rates_over_time(events: pd.DataFrame, edges: np.ndarray) -> pd.DataFrame:
         Index: the bins' start times (s). Columns: a MultiIndex ``(caller, order,
         outcome)`` with outcome ``ok`` or ``fail``; values: events per second.
     """
-    allocs = events[events["event"].astype(str) == ts.MM_PAGE_ALLOC]
+    allocs = events[events["event"] == ts.MM_PAGE_ALLOC]
     width = float(edges[1] - edges[0]) if len(edges) > 1 else 1.0
     index = pd.Index(edges[:-1], name="time_s")
     if allocs.empty:
         return pd.DataFrame(index=index)
     bins = np.clip(np.searchsorted(edges, allocs["time_ns"].to_numpy() / NS_PER_S,
                                    side="right") - 1, 0, len(edges) - 2)
-    keys = pd.DataFrame({"caller": allocs["caller"].astype(str).to_numpy(),
-                         "order": allocs["order"].to_numpy(dtype=np.int64),
-                         "outcome": allocs["outcome"].astype(str).to_numpy(), "bin": bins})
-    counts = keys.groupby(["caller", "order", "outcome", "bin"]).size()
+    keys = pd.DataFrame({"caller": allocs["caller"].to_numpy(), "order": allocs["order"],
+                         "outcome": allocs["outcome"].to_numpy(), "bin": bins})
+    counts = keys.groupby(["caller", "order", "outcome", "bin"], observed=True).size()
+    counts.index = counts.index.set_levels(
+        [[str(v) for v in counts.index.levels[0]], counts.index.levels[1].astype(np.int64),
+         [str(v) for v in counts.index.levels[2]], counts.index.levels[3]])
     table = counts.unstack(["caller", "order", "outcome"], fill_value=0)
     table = table.reindex(range(len(edges) - 1), fill_value=0).sort_index(axis=1)
     table.index = index
