@@ -4,7 +4,9 @@
 (:mod:`allocsim.sweep.study`) plans the baseline with the sweep, before anything runs
 (:func:`plan_study`), runs it into ``DIR/baseline/`` after the sweep, and then writes
 ``DIR/study.md`` (:func:`write_study`): each answer as one sentence and a table, from the
-two sweeps' tables, so a resumed study whose runs are all complete rewrites it at once.
+two sweeps' tables, so a resumed study whose runs are all complete rewrites it at once;
+and ``DIR/study.json``, the same answers for the study report
+(:mod:`allocsim.sweep.studyjson`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from allocsim.sweep.runner import SweepPlan, SweepResult
 from allocsim.sweep.spec import split_sweep
 from allocsim.sweep.stats import summarize
 from allocsim.sweep.study import StudySpec, parse_study
+from allocsim.sweep.studyjson import study_record, write_study_json
 from allocsim.sweep.studymd import StudyContext, render
 from simcore.atomic import atomic_write_text
 from simcore.config.override import scalar_text, set_value
@@ -97,6 +100,8 @@ def write_study(study: StudyPlan, main: SweepResult, base: SweepResult) -> str:
             answers.append(threshold(q, summary, keys))
     failures = first_failures(summary, keys, base_summary, point_of)
     text = render(_context(study, main, base), answers, failures)
+    baseline = study.spec.baseline.describe()
+    write_study_json(main.out, study_record(study.name, baseline, answers, failures))
     atomic_write_text(main.out / STUDY_FILE, text)
     return text
 
