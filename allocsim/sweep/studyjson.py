@@ -3,8 +3,10 @@
 Each question's heading and answer sentence are the very text ``study.md`` prints
 (:mod:`allocsim.sweep.studymd`), with what a figure needs to draw the answer: the metric,
 the threshold's key(s), limit and side, and its answer per combination of the other
-swept keys. The study report (:mod:`reports.study`) reads it, so its cover states the
-same answers as ``study.md`` without running the study again.
+swept keys (the keys' values at the smallest point that qualifies, or null: none does;
+for the whole machine and each node). The study report (:mod:`reports.study`) reads
+it, so its cover states the same answers as ``study.md`` without running the study
+again.
 
 ::
 
@@ -14,7 +16,8 @@ same answers as ``study.md`` without running the study again.
        {"kind": "threshold", "metric": "...", "title": "...", "sentence": "...",
         "keys": [...], "limit": 0.01, "below": true, "node_limit": 0.01,
         "other_keys": [...],
-        "groups": [{"others": [...], "whole": "1GiB" or null, "nodes": [...]}]},
+        "groups": [{"others": [...], "whole": ["1GiB", ...] or null,
+                    "nodes": [...]}]},
        {"kind": "first_failures", "title": "...", "sentence": "..."}]}
 """
 
@@ -71,8 +74,8 @@ def _threshold(ans: ThresholdAnswer) -> dict[str, Any]:
 
 
 def _group(ans: ThresholdAnswer, group: ThresholdGroup) -> dict[str, Any]:
-    def value(index: int | None) -> str | None:
-        return None if index is None else ans.value_text(group.points[index])
+    def value(index: int | None) -> list[str] | None:
+        return None if index is None else list(ans.values[group.points[index]])
 
     return {"others": list(group.others), "whole": value(group.whole),
             "nodes": [value(i) for i in group.nodes]}
