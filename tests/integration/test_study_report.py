@@ -85,10 +85,10 @@ def test_each_line_is_the_mean_of_the_replicates_and_its_band_the_ci(small: Path
     assert rate_ax.get_xlabel() == f"{RATE} (/s)"
     cases = [(memory_ax, ["48MiB", "64MiB"], [48.0, 64.0], ["1000/s", "3000/s"], False),
              (rate_ax, ["1000/s", "3000/s"], [1000.0, 3000.0], ["48MiB", "64MiB"], True)]
+    labels = {"1000/s": "1,000/s", "3000/s": "3,000/s", "48MiB": "48 MiB", "64MiB": "64 MiB"}
     for ax, xs, positions, series, by_rate in cases:
         lines, bands = _lines(ax), [c for c in ax.collections if isinstance(c, PolyCollection)]
-        assert [line.get_label() for line in lines] == \
-            [s.replace("MiB", " MiB") for s in series]
+        assert [line.get_label() for line in lines] == [labels[s] for s in series]
         assert len({(line.get_linestyle(), line.get_marker()) for line in lines}) == len(lines)
         for line, band, other in zip(lines, bands, series, strict=True):
             cells = [(other, x) if by_rate else (x, other) for x in xs]
