@@ -141,7 +141,7 @@ def cover(data: SweepData, params: Sequence[Param], answers: Sequence[dict[str, 
 def facts(data: SweepData, params: Sequence[Param]) -> list[str]:
     """The cover's lines about the sweep: parameters, runs, executor, file."""
     m = data.manifest
-    lines = [f"Swept: {p.name} = {', '.join(p.values)}" for p in params] or \
+    lines = [f"Swept: {p.describe()}" for p in params] or \
         [f"Swept: {', '.join(data.keys)}"]
     points, replicates = len(m["points"]), m["replicates"]
     runs = m.get("runs", points * replicates)

@@ -57,6 +57,15 @@ class Param:
     unit: str
     scale: float
     values: tuple[str, ...]
+    key_values: tuple[tuple[str, ...], ...] = ()
+    """Each key's text at the points of ``values`` (keys set alike may be spelt apart)."""
+
+    def describe(self) -> str:
+        """``name = v1, v2`` (each key's values if they are spelt differently)."""
+        if len(set(self.key_values)) <= 1:
+            return f"{self.name} = {', '.join(self.values)}"
+        return "; ".join(f"{k} = {', '.join(v)}"
+                         for k, v in zip(self.keys, self.key_values, strict=True))
 
     @property
     def name(self) -> str:
@@ -122,9 +131,11 @@ def swept_params(points: pd.DataFrame, keys: Sequence[str]) -> list[Param]:
 def _param(points: pd.DataFrame, keys: tuple[str, ...]) -> Param:
     texts = tuple(dict.fromkeys(str(v) for v in points[keys[0]]))
     kind = value_kind(texts)
+    ordered = texts if kind is None else tuple(sorted(texts, key=magnitude))
+    first = points[keys[0]].astype(str).tolist()
+    spelt = tuple(tuple(str(points[k].iloc[first.index(t)]) for t in ordered) for k in keys)
     if kind is None:
-        return Param(keys, "category", "", 1.0, texts)
-    ordered = tuple(sorted(texts, key=magnitude))
+        return Param(keys, "category", "", 1.0, texts, spelt)
     largest = max(abs(magnitude(t)) for t in texts)
     if kind == "size":
         unit, scale = size_unit(largest)
@@ -133,7 +144,7 @@ def _param(points: pd.DataFrame, keys: tuple[str, ...]) -> Param:
         scale *= 1e9
     else:
         unit, scale = ("/s", 1.0) if kind == "rate" else ("", 1.0)
-    return Param(keys, kind, unit, scale, ordered)
+    return Param(keys, kind, unit, scale, ordered, spelt)
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,7 @@ def test_allocsim_report_rebuilds_a_sweep_report(small: Path, tmp_path: Path,
     copy = tmp_path / "sweep"
     copy.mkdir()
     shutil.copy(small / "sweep.json", copy / "sweep.json")
-    summary = pd.read_csv(small / "summary.csv")  # two metrics: a report of four pages
+    summary = pd.read_csv(small / "summary.csv")  # two metrics: a report of three pages
     summary[summary.metric.isin(["free_pageblocks", "oom_kill"])].to_csv(
         copy / "summary.csv", index=False)
     (copy / "report").mkdir()
