@@ -25,6 +25,12 @@ class MetricAxis:
     label: str
     factor: float
     count: bool
+    unit: str = ""
+
+    def value_text(self, value: float) -> str:
+        """A raw ``value`` in the axis unit, e.g. a limit: ``1 ms``, ``10 %``."""
+        shown = f"{value * self.factor:.4g}"
+        return f"{shown} {self.unit}" if self.unit else shown
 
 
 _COUNTS = (
@@ -48,18 +54,18 @@ _TIMES = (
 def metric_axis(metric: str, largest: float) -> MetricAxis:
     """The axis of ``metric`` whose largest absolute value is ``largest`` (raw units)."""
     if metric.startswith("failure_rate."):
-        return MetricAxis("failure rate (%)", 100.0, False)
+        return MetricAxis("failure rate (%)", 100.0, False, "%")
     if metric == "stall_some_percent":
-        return MetricAxis("share of time some caller stalled, PSI some (%)", 1.0, False)
+        return MetricAxis("share of time some caller stalled, PSI some (%)", 1.0, False, "%")
     if metric == "free_pages":
         unit, size = size_unit(largest * PAGE_SIZE)
         return MetricAxis(f"free memory at the end, nr_free_pages ({unit})",
-                          PAGE_SIZE / size, False)
+                          PAGE_SIZE / size, False, unit)
     for pattern, what, seconds in _TIMES:
         if re.fullmatch(pattern, metric):
             unit, scale = time_unit(largest * seconds)
-            return MetricAxis(f"{what} ({unit})", seconds / scale, False)
+            return MetricAxis(f"{what} ({unit})", seconds / scale, False, unit)
     for pattern, what, unit in _COUNTS:
         if re.fullmatch(pattern, metric):
-            return MetricAxis(f"{what or metric} ({unit})", 1.0, True)
+            return MetricAxis(f"{what or metric} ({unit})", 1.0, True, unit)
     return MetricAxis(metric, 1.0, True)

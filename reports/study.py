@@ -93,9 +93,9 @@ def draw_study(data: SweepData) -> list[tuple[str, Figure]]:
                    metric_lines(by_metric[metric], p, [o for o in varying if o is not p]))
                   for p in varying]
         pages.append((stem("metric", metric), metric_figure(metric, panels)))
-    if split.constant or split.empty:
+    if split.constant or split.same or split.empty:
         constant = [(m, fmt(v, m)) for m, v in split.constant]
-        pages.append(("", text_page(unplotted_blocks(constant, split.empty))))
+        pages.append(("", text_page(unplotted_blocks(constant, split.same, split.empty))))
     return pages
 
 
@@ -129,9 +129,10 @@ def cover(data: SweepData, params: Sequence[Param], answers: Sequence[dict[str, 
     notes = [f"Each point of a figure is the mean over the point's replicates, with its "
              f"95 % confidence interval (summary.csv). {len(split.plotted)} metrics vary "
              f"and are drawn against each swept parameter"
-             + (f"; {len(split.constant)} are the same at every point and "
-                f"{len(split.empty)} were never recorded (listed on the last page)."
-                if split.constant or split.empty else ".")]
+             + (f"; {len(split.constant)} are the same at every point, "
+                f"{len(split.same)} the same as one drawn and {len(split.empty)} never "
+                "recorded (listed on the last page)."
+                if split.constant or split.same or split.empty else ".")]
     kind = "study" if data.study is not None else "sweep"
     blocks = cover_blocks(kind, sweep_name(data), question(data), facts(data, params),
                           shown, notes)
@@ -195,8 +196,7 @@ def answer_figure(number: int, answer: dict[str, Any], by_metric: dict[str, pd.D
         limit, marks = None, []
         if answer["kind"] == "threshold":
             value = float(answer["limit"] if i == 0 else answer["node_limit"])
-            side = "below" if answer["below"] else "above"
-            limit = (value, f"limit: {fmt(value, metric)} (CI must stay {side})")
+            limit = (value, bool(answer["below"]))
             marks = answer_marks(answer, lines, param, others, None if i == 0 else i - 1)
         answer_panel(ax, name, lines, param, others, limit, marks)
         where = "whole machine" if i == 0 else f"node {nodes[i - 1]}"

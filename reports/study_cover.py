@@ -93,13 +93,21 @@ def cover_blocks(kind: str, name: str, question: str, facts: Sequence[str],
     return blocks
 
 
-def unplotted_blocks(constant: Sequence[tuple[str, str]], empty: Sequence[str]) -> list[Block]:
-    """The last page: metrics the same at every point (name, value), and never recorded."""
+def unplotted_blocks(constant: Sequence[tuple[str, str]], same: Sequence[tuple[str, str]],
+                     empty: Sequence[str]) -> list[Block]:
+    """The last page: the metrics not drawn, with why.
+
+    ``constant``: the same at every point (name, value); ``same``: the same as one drawn
+    (name, that one's); ``empty``: never recorded.
+    """
     blocks = [Block("Metrics not drawn", 16.0, "bold", before=0.0)]
     if constant:
         blocks.append(heading("The same at every point (mean and interval), with the "
                               "value"))
         blocks.append(Block("\n".join(f"{m} = {v}" for m, v in constant), 9.0))
+    if same:
+        blocks.append(heading("The same as a metric drawn, at every point"))
+        blocks.append(Block("\n".join(f"{m}: as {o}" for m, o in same), 9.0))
     if empty:
         blocks.append(heading("Recorded by no completed run"))
         blocks.append(Block(", ".join(empty), 9.0))

@@ -151,13 +151,19 @@ def mark_answers(ax: Axes, marks: Sequence[tuple[float, float]], what: str) -> l
 
 
 def answer_panel(ax: Axes, metric: str, lines: Sequence[Line], param: Param,
-                 others: Sequence[Param], limit: tuple[float, str] | None,
+                 others: Sequence[Param], limit: tuple[float, bool] | None,
                  marks: Sequence[tuple[float, float]]) -> None:
-    """One panel of a study's answer: the lines, the limit and the answer points."""
+    """One panel of a study's answer: the lines, the limit and the answer points.
+
+    ``limit`` is the threshold's limit and whether the CI must stay below it.
+    """
     axis = metric_panel(ax, metric, lines, param, others)
     extra: list[Artist] = []
     if limit is not None:
-        extra.append(ax.axhline(limit[0] * axis.factor, label=limit[1], **LIMIT_STYLE))
+        side = "below" if limit[1] else "above"
+        extra.append(ax.axhline(limit[0] * axis.factor, **LIMIT_STYLE,
+                                label=f"limit: {axis.value_text(limit[0])} "
+                                      f"(CI must stay {side})"))
     scaled = [(x, y * axis.factor) for x, y in marks]
     extra += mark_answers(ax, scaled, "smallest value that qualifies")
     legend(ax, others, extra)

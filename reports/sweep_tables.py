@@ -204,20 +204,28 @@ def point_rows(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class MetricSplit:
-    """The metrics to plot, and those that are the same at every point or never set."""
+    """The metrics to plot, and those not.
+
+    Not plotted: the same at every point, the same as a metric plotted
+    (``(metric, the one plotted)``), or never recorded.
+    """
 
     plotted: tuple[str, ...]
     constant: tuple[tuple[str, float], ...]
+    same: tuple[tuple[str, str], ...]
     empty: tuple[str, ...]
 
 
 def split_metrics(summary: pd.DataFrame) -> MetricSplit:
-    """Which metrics vary (plotted), which are constant, and which no run recorded.
+    """Which metrics vary (plotted), are constant, repeat another, or were never recorded.
 
     A constant metric has the same mean and a zero-width interval at every point with
-    values; it is listed, not drawn.
+    values; a repeat has the statistics of a metric before it in name order at every
+    point (``requests.C.order0`` of a caller that asks for order 0 only is
+    ``requests.C``). Both are listed, not drawn.
     """
-    plotted, constant, empty = [], [], []
+    plotted, constant, same, empty = [], [], [], []
+    seen: dict[tuple[object, ...], str] = {}
     for metric, rows in summary.groupby("metric", sort=True):
         valued = rows[rows["n"] > 0]
         if valued.empty:
@@ -226,17 +234,18 @@ def split_metrics(summary: pd.DataFrame) -> MetricSplit:
         spread = pd.concat([valued["mean"], valued["ci_low"], valued["ci_high"]]).dropna()
         if spread.nunique() == 1 and valued["std"].fillna(0).eq(0).all():
             constant.append((str(metric), float(spread.iloc[0])))
+            continue
+        stats = valued.sort_values("point")[["point", "n", "mean", "ci_low", "ci_high"]]
+        key = tuple(stats.fillna(-math.inf).itertuples(index=False, name=None))
+        if key in seen:
+            same.append((str(metric), seen[key]))
         else:
+            seen[key] = str(metric)
             plotted.append(str(metric))
-    return MetricSplit(tuple(plotted), tuple(constant), tuple(empty))
+    return MetricSplit(tuple(plotted), tuple(constant), tuple(same), tuple(empty))
 
 
 def wide_range(values: np.ndarray) -> bool:
     """Whether positive values span two decades or more (a log axis reads them)."""
     positive = values[np.isfinite(values) & (values > 0)]
     return bool(positive.size) and float(positive.max() / positive.min()) >= 100.0
-
-
-def finite(values: Sequence[float]) -> list[float]:
-    """The finite entries."""
-    return [v for v in values if math.isfinite(v)]

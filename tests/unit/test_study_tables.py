@@ -71,12 +71,16 @@ def test_metric_axes_name_their_units() -> None:
 def test_constant_and_empty_metrics_are_not_plotted() -> None:
     nan = float("nan")
     summary = pd.DataFrame({
-        "metric": ["a", "a", "b", "b", "c", "c"], "n": [3, 3, 3, 3, 0, 0],
-        "mean": [1.0, 2.0, 0.0, 0.0, nan, nan], "std": [0.5, 0.5, 0.0, 0.0, nan, nan],
-        "ci_low": [0.5, 1.5, 0.0, 0.0, nan, nan], "ci_high": [1.5, 2.5, 0.0, 0.0, nan, nan]})
+        "point": [0, 1] * 4, "metric": ["a", "a", "b", "b", "c", "c", "d", "d"],
+        "n": [3, 3, 3, 3, 0, 0, 3, 3], "mean": [1.0, 2.0, 0.0, 0.0, nan, nan, 1.0, 2.0],
+        "std": [0.5, 0.5, 0.0, 0.0, nan, nan, 0.5, 0.5],
+        "ci_low": [0.5, 1.5, 0.0, 0.0, nan, nan, 0.5, 1.5],
+        "ci_high": [1.5, 2.5, 0.0, 0.0, nan, nan, 1.5, 2.5]})
     split = split_metrics(summary)
     assert split.plotted == ("a",) and split.constant == (("b", 0.0),)
-    assert split.empty == ("c",)
+    assert split.same == (("d", "a"),) and split.empty == ("c",)
+    summary.loc[7, "ci_high"] = 2.6
+    assert split_metrics(summary).plotted == ("a", "d")
 
 
 @given(st.lists(st.text(alphabet="abcdefghij`%()-_.,:;=0123456789", min_size=1,
