@@ -81,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--overlay", type=Path, default=None, metavar="BUDDYINFO_PERIODIC",
                      help="draw a real host's buddyinfo.periodic (t=SECONDS lines, then "
                           "/proc/buddyinfo rows) against the run, e.g. a replay of its trace")
+    cmp_ = sub.add_parser(
+        "compare", help="compare runs (baseline first) or a sweep's points: overlaid "
+                        "figures and metric differences with confidence intervals",
+        description="Runs whose configs differ only in the seed are replicates of one "
+                    "variant; the first variant is the baseline. Writes compare.pdf, one "
+                    "PNG per figure and compare.csv.")
+    cmp_.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR_OR_SWEEP_DIR")
+    cmp_.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
+                      help="output directory (default: SWEEP_DIR/compare for one sweep, "
+                           "else ./compare)")
     rp = sub.add_parser(
         "replay", help="replay a real trace's allocations and frees against the model",
         description="Replay the mm_page_alloc/mm_page_free sequence of a real ftrace "
@@ -422,6 +432,21 @@ def _validate_sweep(path: Path, overrides: list[tuple[str, object]]) -> str:
             f"{describe(largest)})")
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from reports.compare import SWEEP_FILE
+    from reports.compare_report import build_compare_report
+
+    out = args.out
+    if out is None:
+        lone_sweep = len(args.runs) == 1 and (args.runs[0] / SWEEP_FILE).is_file()
+        out = args.runs[0] / "compare" if lone_sweep else Path("compare")
+    paths = build_compare_report(args.runs, out)
+    print(f"compare report: {paths[0]}")
+    for path in paths[1:]:
+        print(f"  {path}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from reports import build_report
     from reports.sweep_load import is_sweep_dir
@@ -475,7 +500,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "replay": _cmd_replay, "validate": _cmd_validate,
-            "report": _cmd_report, "proc": _cmd_proc, "trace": _cmd_trace,
+            "report": _cmd_report, "compare": _cmd_compare, "proc": _cmd_proc, "trace": _cmd_trace,
             "validate-oracle": _cmd_validate_oracle, "sweep": _cmd_sweep,
             "describe": _cmd_describe}
 

@@ -48,6 +48,7 @@ from allocsim.procsnap import (
 from allocsim.provenance import snapshot_digests, source_commit
 from simcore.atomic import atomic_write_text
 from simcore.config.types import ExperimentConfig
+from simcore.config.yamlio import opening_comment
 from simcore.errors import AllocsimError, ConfigError, interruption_in
 from simcore.formats import trace_schema as ts
 from simcore.formats.procstate import proc_texts, simulator_vmstat_text
@@ -192,6 +193,14 @@ def effective_config(cfg: ExperimentConfig, min_free_kbytes: int) -> ExperimentC
         cfg, sysctl=dataclasses.replace(cfg.sysctl, min_free_kbytes=min_free_kbytes))
 
 
+def _question(source: str) -> str:
+    """The opening comment of the config file the run came from ("" if none or unreadable)."""
+    try:
+        return opening_comment(Path(source).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 class _Run:
     """The state of one run while it executes."""
 
@@ -210,6 +219,7 @@ class _Run:
             "versions": _versions(), "git_commit": source_commit(),
             "compiled": bool(getattr(simcore, "COMPILED", False)),
             "report_requested": report, "started": _now(), "finished": None,
+            "question": _question(cfg.source),
         }
         self.tracer: Tracer = NullTracer()
         if cfg.trace.events:

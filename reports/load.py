@@ -21,7 +21,10 @@ import pyarrow.parquet as pq
 from simcore.formats import trace_schema as ts
 
 # The event columns the report aggregates; the rest of EVENTS_FILE is not read.
-REPORT_EVENT_COLUMNS = ("time_ns", "event", "caller", "nid", "zone", "order", "outcome", "path")
+REPORT_EVENT_COLUMNS = ("time_ns", "event", "caller", "nid", "zone", "order", "gfp", "outcome",
+                        "path", "stage", "latency_ns")
+ZONEINFO_FILE = "zoneinfo.txt"
+"""The end-of-run ``/proc/zoneinfo``: zone sizes and ``lowmem_reserve`` (``protection:``)."""
 
 SUMMARY_KEYS = (
     "simulated_seconds",
@@ -51,6 +54,10 @@ class RunData:
         buddyinfo: BUDDYINFO_FILE, all columns (free blocks per migratetype and order).
         zonestat: ZONESTAT_FILE, all columns (free pages and watermarks per zone).
         spans: SPANS_FILE, all columns (kswapd, direct reclaim, OOM kills, actions).
+        pageblocks: PAGEBLOCKS_FILE: the pageblock map at the end of the run.
+        zones: One row per populated zone of the end-of-run zoneinfo: ``nid``, ``zone``,
+            ``present``, ``managed``, ``spanned``, ``start_pfn`` and ``protection`` (the
+            zone's ``lowmem_reserve[]``, a tuple indexed by the requested zone).
     """
 
     run_dir: Path
@@ -60,6 +67,20 @@ class RunData:
     buddyinfo: pd.DataFrame
     zonestat: pd.DataFrame
     spans: pd.DataFrame
+    pageblocks: pd.DataFrame
+    zones: pd.DataFrame
+    vmstat: dict[str, int]
+
+    @property
+    def duration_s(self) -> float:
+        """Simulated seconds of the run."""
+        return float(self.summary["simulated_seconds"])
+
+    @property
+    def pageblock_order(self) -> int:
+        """The machine's pageblock order (9 on x86_64)."""
+        machine = self.manifest.get("config", {}).get("machine", {})
+        return int(machine.get("pageblock_order", 9))
 
 
 def _type_matches(actual: pa.DataType, expected: str) -> bool:
@@ -185,6 +206,54 @@ def _alloc_events(run_dir: Path, manifest: dict[str, Any]) -> pd.DataFrame:
                         read_columns=REPORT_EVENT_COLUMNS, event=ts.MM_PAGE_ALLOC)
 
 
+def read_zones(run_dir: Path) -> pd.DataFrame:
+    """The populated zones of the run's end-of-run ``zoneinfo.txt``, as RunData.zones.
+
+    Raises:
+        ReportInputError: If the file is missing or is not a zoneinfo.
+    """
+    from simcore.errors import AllocsimError
+    from simcore.formats.zoneinfo import parse_zoneinfo
+
+    path = run_dir / ZONEINFO_FILE
+    try:
+        zones = parse_zoneinfo(path.read_text(encoding="utf-8"), str(path))
+    except FileNotFoundError as exc:
+        raise ReportInputError(f"{ZONEINFO_FILE}: missing (expected /proc/zoneinfo text "
+                               f"at {path})") from exc
+    except (OSError, UnicodeDecodeError, AllocsimError) as exc:
+        raise ReportInputError(f"{ZONEINFO_FILE}: not a readable zoneinfo ({exc})") from exc
+    rows = [{"nid": z.nid, "zone": z.name, "present": z.present, "managed": z.managed,
+             "spanned": z.spanned, "start_pfn": z.start_pfn, "protection": tuple(z.protection)}
+            for z in zones if z.present]
+    return pd.DataFrame(rows, columns=["nid", "zone", "present", "managed", "spanned",
+                                       "start_pfn", "protection"])
+
+
+def read_vmstat(run_dir: Path) -> dict[str, int]:
+    """The run's ``vmstat.txt`` (``name value`` lines), in file order.
+
+    Raises:
+        ReportInputError: If the file is missing or a line is not ``name value``.
+    """
+    path = run_dir / ts.VMSTAT_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ReportInputError(f"{ts.VMSTAT_FILE}: missing (expected /proc/vmstat text at "
+                               f"{path})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportInputError(f"{ts.VMSTAT_FILE}: not readable ({exc})") from exc
+    out: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise ReportInputError(f"{ts.VMSTAT_FILE}:{number}: expected 'name value', "
+                                   f"got {line[:60]!r}")
+        out[parts[0]] = int(parts[1])
+    return out
+
+
 def load_run(run_dir: Path) -> RunData:
     """Read and check everything the report needs from ``run_dir``.
 
@@ -204,4 +273,7 @@ def load_run(run_dir: Path) -> RunData:
         buddyinfo=read_parquet(run_dir, ts.BUDDYINFO_FILE, ts.BUDDYINFO_COLUMNS),
         zonestat=read_parquet(run_dir, ts.ZONESTAT_FILE, ts.ZONESTAT_COLUMNS),
         spans=read_parquet(run_dir, ts.SPANS_FILE, ts.SPAN_COLUMNS),
+        pageblocks=read_parquet(run_dir, ts.PAGEBLOCKS_FILE, ts.PAGEBLOCKS_COLUMNS),
+        zones=read_zones(run_dir),
+        vmstat=read_vmstat(run_dir),
     )

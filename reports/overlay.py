@@ -21,8 +21,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import StrMethodFormatter
 
 from reports.aggregate import ZoneKey
-from reports.figures import THOUSANDS, new_figure
 from reports.load import ReportInputError
+from reports.style import fix_positions, new_figure
+
+THOUSANDS = "{x:,.0f}"
 
 _T_RE = re.compile(r"^t=(\d+(?:\.\d+)?)$")
 _ROW_RE = re.compile(r"^Node (\d+), zone\s+(\S+)((?:\s+\d+)+)\s*$")
@@ -94,6 +96,7 @@ def overlay_figure(key: ZoneKey, sim: pd.DataFrame | None, real: pd.DataFrame,
     ax.yaxis.set_major_formatter(StrMethodFormatter(THOUSANDS))
     ax.set_ylim(bottom=0)
     ax.legend(loc="best")
+    fix_positions(fig)
     nid, zone = key
     note = "" if sim is not None and not sim.empty else " (the run has no such zone)"
     ax.set_title(f"Node {nid}, zone {zone}: {what} vs host buddyinfo{note}")

@@ -131,14 +131,34 @@ def zonestat_rows() -> list[dict[str, Any]]:
             "wmark_high": managed[zone] // 66,
             "watermark_boost": 0,
             "nr_reserved_highatomic": 0,
+            "pageblocks_movable_only": 3 + i,
+            "pageblocks_unmovable": 2,
+            "pageblocks_mixed": i,
         }
         for i, t in enumerate(SNAPSHOT_NS)
         for nid, zone in ZONES
     ]
 
 
+PAGEBLOCK_TYPES = ("Movable", "Movable", "Unmovable", "Movable", "Reclaimable", "Movable")
+"""The synthetic pageblock map: node 0, DMA's one block then Normal's five."""
+ORACLE_ZONEINFO = Path(__file__).parent / "data" / "oracle" / "boot-idle" / "end" / "zoneinfo"
+
+
+def pageblock_rows() -> list[dict[str, Any]]:
+    """Six pageblocks; the third (Unmovable) is mixed, charged to ``slab``."""
+    return [{"nid": 0, "zone": "DMA" if i == 0 else "Normal", "pfn": 512 * i,
+             "migratetype": mt, "census": ts.CENSUS_FREE if i == 5 else ts.CENSUS_MOVABLE_ONLY,
+             "mixed": int(i == 2), "caller": "slab" if i == 2 else ""}
+            for i, mt in enumerate(PAGEBLOCK_TYPES)]
+
+
 def write_run_dir(run_dir: Path, *, status: str = "ok") -> Path:
     """Write a complete synthetic run directory and return it."""
+    write_table(run_dir / ts.PAGEBLOCKS_FILE, ts.PAGEBLOCKS_COLUMNS, pageblock_rows())
+    (run_dir / "zoneinfo.txt").write_text(ORACLE_ZONEINFO.read_text())
+    (run_dir / ts.VMSTAT_FILE).write_text("nr_free_pages 1000\npgsteal_kswapd 700\n"
+                                          "allocstall_normal 2\ncompact_stall 0\n")
     write_table(run_dir / ts.EVENTS_FILE, ts.EVENT_COLUMNS, event_rows())
     write_table(run_dir / ts.BUDDYINFO_FILE, ts.BUDDYINFO_COLUMNS, buddyinfo_rows())
     write_table(run_dir / ts.ZONESTAT_FILE, ts.ZONESTAT_COLUMNS, zonestat_rows())
@@ -164,7 +184,11 @@ def write_run_dir(run_dir: Path, *, status: str = "ok") -> Path:
         "name": "synthetic-fragmentation",
         "seed": 42,
         "status": status,
-        "config": {"machine": {"nodes": 1}},
+        "config": {"machine": {"nodes": [{"memory": "4GiB", "cpus": 2}]},
+                   "sysctl": {"min_free_kbytes": 67584, "compaction_proactiveness": 20},
+                   "workloads": [{"name": n, "type": "synthetic", "gfp": "GFP_KERNEL"}
+                                 for n in ("kbuild", "slab", "thp", "hugetlb")]},
+        "question": "What does a synthetic run look like?",
         "versions": {"python": "3.11"},
         "git_commit": "0123abcd",
         "started": "2024-01-01T00:00:00Z",
@@ -188,4 +212,6 @@ def span_rows() -> list[dict[str, Any]]:
         span(ts.SPAN_DIRECT_RECLAIM, "slab", 200_000_000, 200_043_600, 32),
         span(ts.SPAN_DIRECT_RECLAIM, "slab", 800_000_000, 800_090_000, 32),
         span(ts.SPAN_OOM_KILL, "slab", 900_000_000, 910_000_000, 300, "victim=hugetlb"),
+        span(ts.SPAN_PAGEBLOCK_POLLUTED, "slab", 300_000_000, 300_000_000, 512,
+             "pfn=1024 zone=Normal"),
     ]

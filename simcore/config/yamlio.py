@@ -130,3 +130,24 @@ def with_line(exc: ConfigError, lines: KeyLines) -> ConfigError:
         return exc
     line = line_of(lines, exc.key)
     return exc if line is None else exc.moved(exc.source, exc.key, line)
+
+
+def opening_comment(text: str) -> str:
+    """The comment block a config file opens with: the experiment's question.
+
+    Comment lines (``#``) from the top of the file up to the first line that is neither a
+    comment nor blank, with the ``#`` and one following space removed; a blank line ends a
+    paragraph. Returns ``""`` if the file does not open with a comment.
+    """
+    lines: list[str] = []
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if not stripped:
+            if lines and lines[-1]:
+                lines.append("")
+            continue
+        if not stripped.startswith("#"):
+            break
+        body = stripped[1:]
+        lines.append(body[1:] if body.startswith(" ") else body)
+    return "\n".join(lines).strip()

@@ -60,7 +60,11 @@ from simcore.mm.constants import (
     PAGE_ALLOC_COSTLY_ORDER,
 )
 from simcore.mm.fallback import find_suitable_fallback
-from simcore.mm.fragmentation import extfrag_for_order, fragmentation_index
+from simcore.mm.fragmentation import (
+    extfrag_for_order,
+    fragmentation_index,
+    fragmentation_score_weighted,
+)
 from simcore.mm.gfp import GFP, gfp_migratetype
 from simcore.mm.gfp import GFP_KERNEL as GFP_KERNEL_MASK
 from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_ALLOC, PG_BUDDY, PG_HEAD, PG_MOVABLE_OWNER
@@ -784,7 +788,8 @@ class Compaction:
         """``fragmentation_score_zone_weighted()``: scaled by the zone's share of the node."""
         node_present = sum(z.present_pages for z in self.mm.nodes[zone.nid].node_zones
                            if z is not None)
-        return zone.present_pages * self.fragmentation_score_zone(zone) // (node_present + 1)
+        return fragmentation_score_weighted(zone.present_pages, node_present,
+                                            self.fragmentation_score_zone(zone))
 
     def fragmentation_score_node(self, nid: int) -> int:
         """``fragmentation_score_node()``: the node's weighted score, 0..100."""

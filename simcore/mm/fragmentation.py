@@ -113,6 +113,18 @@ def extfrag_for_order(nr_free: Sequence[int], order: int) -> int:
     return (info.free_pages - usable) * 100 // info.free_pages
 
 
+def fragmentation_score_weighted(present_pages: int, node_present_pages: int,
+                                 zone_score: int) -> int:
+    """A zone's share of its node's proactive-compaction fragmentation score.
+
+    Mirrors fragmentation_score_zone_weighted() in mm/compaction.c: the zone's score
+    (``extfrag_for_order()`` at COMPACTION_HPAGE_ORDER, fragmentation_score_zone()) times
+    its ``present_pages``, divided by the node's ``node_present_pages + 1``. The node's
+    score, fragmentation_score_node(), is the sum of these over its zones.
+    """
+    return present_pages * zone_score // (node_present_pages + 1)
+
+
 def _c_divmod(value: int, divisor: int) -> tuple[int, int]:
     """C's ``/`` and ``%`` on signed ints: the quotient truncates toward zero."""
     quotient = abs(value) // divisor * (-1 if value < 0 else 1)
