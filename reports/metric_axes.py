@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from reports.sweep_tables import size_unit, time_unit
-from simcore.mm.constants import PAGE_SIZE
+from reports.style import PAGE_SIZE, size_unit
+from reports.sweep_tables import time_unit
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@
 - one figure per metric that varies: its mean and 95 % CI against each swept parameter;
 - a last page listing the metrics that are the same at every point or never recorded.
 
-Everything is drawn before anything is written, and every file is written atomically
-(:func:`reports.build.write_pdf`, :func:`reports.build.write_png`).
+Everything is drawn before anything is written, and the files are written all or none,
+the PNGs rendered beside the PDF in a second process (:func:`reports.build.write_report`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from allocsim.sweep.studymd import fmt
-from reports.build import write_pdf, write_png
+from reports.build import write_report
 from reports.study_cover import cover_blocks, text_page, unplotted_blocks
-from reports.study_figures import answer_panel, metric_figure, panel_figure, panel_title
+from reports.study_figures import (
+    answer_panel,
+    metric_figure,
+    panel_figure,
+    panel_title,
+    pin_labels,
+)
 from reports.sweep_load import SweepData, load_sweep
 from reports.sweep_tables import (
     Line,
@@ -69,10 +75,8 @@ def build_study_report(sweep_dir: Path, out_dir: Path | None = None) -> list[Pat
     for old in [*out.glob("answer_*.png"), *out.glob("metric_*.png")]:
         if old.stem not in stems:  # a previous build's figure of a metric gone since
             old.unlink()
-    title = f"allocsim study report: {sweep_name(data)}"
-    written = [write_pdf(out / PDF_NAME, [fig for _, fig in pages], title)]
-    written += [write_png(out / f"{stem}.png", fig) for stem, fig in pages if stem]
-    return written
+    return write_report(out, pages, f"allocsim study report: {sweep_name(data)}",
+                        pdf_name=PDF_NAME)
 
 
 def draw_study(data: SweepData) -> list[tuple[str, Figure]]:
@@ -201,6 +205,7 @@ def answer_figure(number: int, answer: dict[str, Any], by_metric: dict[str, pd.D
         answer_panel(ax, name, lines, param, others, limit, marks)
         where = "whole machine" if i == 0 else f"node {nodes[i - 1]}"
         panel_title(ax, f"{name} ({where}) against {param.name}")
+    pin_labels(fig)
     return fig
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from matplotlib.figure import Figure
 
-from reports.figures import new_figure
+from reports.style import new_figure
 
 WIDTH = 10.0
 MARGIN = 0.6  # inches, each side and at the top and bottom
@@ -56,7 +56,7 @@ def text_page(blocks: Sequence[Block]) -> Figure:
         laid.append((block, lines, block.before + step))
         height += block.before + step
     height = max(MIN_HEIGHT, height)
-    fig = new_figure((WIDTH, height), layout=None)
+    fig = new_figure((WIDTH, height), margins=False)
     y = height - MARGIN
     for block, lines, step in laid:
         y -= block.before

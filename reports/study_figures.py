@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.transforms import offset_copy
 
-from reports.figures import LINESTYLES, MARKERS, new_figure
 from reports.metric_axes import MetricAxis, metric_axis
+from reports.style import fix_positions, new_figure, series_style
 from reports.sweep_tables import Line, Param, number_text, wide_range
 
 WIDTH = 10.0
@@ -34,7 +34,7 @@ LIMIT_STYLE: dict[str, Any] = {"color": "black", "linestyle": (0, (6, 3)), "line
 def panel_figure(panels: int, title: str) -> tuple[Figure, list[Axes]]:
     """A figure of ``panels`` stacked axes with fixed margins and a legend column."""
     height = TOP + BOTTOM + panels * PANEL + (panels - 1) * GAP
-    fig = new_figure((WIDTH, height), layout=None)
+    fig = new_figure((WIDTH, height), margins=False)
     # fig.text, not suptitle or Axes.set_title: those place themselves at each draw by
     # measuring the axes' tick labels, a quarter of the drawing time of these figures.
     fig.text(LEFT / WIDTH, 1 - 0.2 / height, title, ha="left", va="top", fontsize=13)
@@ -52,11 +52,15 @@ def panel_title(ax: Axes, text: str) -> None:
             va="bottom", fontsize=10)
 
 
-def style(i: int) -> dict[str, Any]:
-    """The ``i``-th line's colour, line style and marker."""
-    palette = colormaps["tab10"]
-    return {"color": palette(i % palette.N), "linestyle": LINESTYLES[i % len(LINESTYLES)],
-            "marker": MARKERS[i % len(MARKERS)]}
+def pin_labels(fig: Figure) -> None:
+    """Pin titles and axis labels at fixed offsets, as :func:`reports.style.fix_positions`.
+
+    The y label sits further out, clear of tick labels as wide as ``1,000,000``.
+    """
+    fix_positions(fig)
+    for ax in fig.axes:
+        ax.yaxis.set_label_coords(0.0, 0.5, transform=offset_copy(
+            ax.transAxes, fig=fig, x=-(LEFT - 0.12), y=0.0, units="inches"))
 
 
 def series_label(others: Sequence[Param], values: Sequence[str]) -> str:
@@ -68,7 +72,7 @@ def draw_lines(ax: Axes, lines: Sequence[Line], others: Sequence[Param],
                axis: MetricAxis) -> None:
     """Each line's mean and its 95 % interval, in ``axis``' unit."""
     for i, line in enumerate(lines):
-        look = style(i)
+        look: dict[str, Any] = series_style(i)
         mean, low, high = (v * axis.factor for v in (line.mean, line.ci_low, line.ci_high))
         ax.plot(line.x, mean, label=series_label(others, line.others), markersize=6,
                 **look)
@@ -137,6 +141,7 @@ def metric_figure(metric: str, panels: Sequence[tuple[Param, Sequence[Param],
         metric_panel(ax, metric, lines, param, others)
         panel_title(ax, f"against {param.name}")
         legend(ax, others)
+    pin_labels(fig)
     return fig
 
 

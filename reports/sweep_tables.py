@@ -19,22 +19,23 @@ import numpy as np
 import pandas as pd
 
 from allocsim.sweep.study import magnitude, value_kind
+from reports.style import size_unit
+from reports.style import time_unit as style_time_unit
 
-KIB = 1024
-SIZE_UNITS = (("GiB", KIB**3), ("MiB", KIB**2), ("KiB", KIB), ("B", 1))
-TIME_UNITS = (("h", 3600.0), ("min", 60.0), ("s", 1.0), ("ms", 1e-3), ("µs", 1e-6),
-              ("ns", 1e-9))
+SHORT_TIMES = (("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
 _INDEX = re.compile(r"\[(\d+)\]")
 
 
-def size_unit(largest_bytes: float) -> tuple[str, float]:
-    """The binary unit (name, bytes) in which ``largest_bytes`` is at least 1."""
-    return next(((u, f) for u, f in SIZE_UNITS if largest_bytes >= f), SIZE_UNITS[-1])
-
-
 def time_unit(largest_s: float) -> tuple[str, float]:
-    """The time unit (name, seconds) in which ``largest_s`` is at least 1."""
-    return next(((u, f) for u, f in TIME_UNITS if largest_s >= f), TIME_UNITS[-1])
+    """The time unit (name, seconds) for values up to ``largest_s``.
+
+    s, min or h as the run report's (:func:`reports.style.time_unit`); ms, µs or ns
+    below a second.
+    """
+    if largest_s >= 1.0:
+        unit = style_time_unit(largest_s)
+        return unit.name, unit.seconds
+    return next(((u, f) for u, f in SHORT_TIMES if largest_s >= f), SHORT_TIMES[-1])
 
 
 def number_text(value: float) -> str:
