@@ -55,12 +55,12 @@ def panel_title(ax: Axes, text: str) -> None:
 def pin_labels(fig: Figure) -> None:
     """Pin titles and axis labels at fixed offsets, as :func:`reports.style.fix_positions`.
 
-    The y label sits further out, clear of tick labels as wide as ``1,000,000``.
+    The y label sits further out, clear of tick labels as wide as ``1000000``.
     """
     fix_positions(fig)
     for ax in fig.axes:
         ax.yaxis.set_label_coords(0.0, 0.5, transform=offset_copy(
-            ax.transAxes, fig=fig, x=-(LEFT - 0.12), y=0.0, units="inches"))
+            ax.transAxes, fig=fig, x=-(LEFT - 0.25), y=0.0, units="inches"))
 
 
 def series_label(others: Sequence[Param], values: Sequence[str]) -> str:
