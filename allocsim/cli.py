@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("configs", type=Path, nargs="+")
     _add_set(val)
     rep = sub.add_parser("report", help="(re)build the report of a run directory")
-    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("run_dir", type=Path, help="a run directory, or a sweep directory "
+                     "(allocsim sweep -o DIR): its study report")
     rep.add_argument("--overlay", type=Path, default=None, metavar="BUDDYINFO_PERIODIC",
                      help="draw a real host's buddyinfo.periodic (t=SECONDS lines, then "
                           "/proc/buddyinfo rows) against the run, e.g. a replay of its trace")
@@ -448,8 +449,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from reports import build_report
+    from reports.sweep_load import is_sweep_dir
 
-    for path in build_report(args.run_dir, overlay=args.overlay):
+    if is_sweep_dir(args.run_dir):  # a sweep's directory (sweep.json): its study report
+        from reports.study import build_study_report
+
+        if args.overlay is not None:
+            raise UsageError("allocsim report: --overlay is for a run directory, and "
+                             f"{args.run_dir} is a sweep's")
+        written = build_study_report(args.run_dir)
+    else:
+        written = build_report(args.run_dir, overlay=args.overlay)
+    for path in written:
         print(path)
     return 0
 

@@ -13,5 +13,8 @@ answers; the study runs a fresh-box baseline beside the sweep
 (:mod:`allocsim.sweep.baseline`), adds per-node callers' metrics
 (:mod:`allocsim.sweep.pernode`), answers each question from the per-point statistics
 (:mod:`allocsim.sweep.answers`) and writes ``study.md`` (:mod:`allocsim.sweep.studymd`,
-:mod:`allocsim.sweep.studyrun`).
+:mod:`allocsim.sweep.studyrun`) and ``study.json`` (:mod:`allocsim.sweep.studyjson`).
+
+The command then builds the sweep's report, ``DIR/report/study.pdf`` and its PNGs
+(:mod:`reports.study`), unless ``--no-report``.
 """

@@ -34,6 +34,9 @@ def add_parser(sub: Any, add_set: Any) -> None:
     sw.add_argument("--metric", action="append", default=[], metavar="PATTERN",
                     help="metrics the closing table shows (shell patterns; repeatable; "
                          "summary.csv has them all)")
+    sw.add_argument("--no-report", action="store_true",
+                    help="skip the study report (report/study.pdf and PNGs; build it later "
+                         "with allocsim report DIR)")
     sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_set(sw)
 
@@ -49,7 +52,11 @@ def _jobs(text: str) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Plan, run (or resume) and summarize a sweep; answer its study, if it has one."""
+    """Plan, run (or resume) and summarize a sweep; answer its study; build its report.
+
+    The study is answered if the file has one; the report (:mod:`reports.study`) is
+    built unless ``--no-report``.
+    """
     from allocsim.sweep.runner import plan_sweep
     from allocsim.sweep.studyrun import plan_study
 
@@ -87,6 +94,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         print()
         print(write_study(study, result, base), end="")
+    if not args.no_report:
+        from reports.study import build_study_report
+
+        print(f"  report: {build_study_report(args.out)[0]}")
     return 0 if not failed else 1
 
 

@@ -17,8 +17,9 @@
     Per point and metric: ``n``, ``missing``, ``mean``, ``std``, ``ci_low``, ``ci_high``
     and ``method`` (:mod:`allocsim.sweep.stats`).
 ``sweep.json``
-    The sweep's manifest: the file and its SHA-256, the swept keys, points, replicates and
-    seeds, the executor, the counts and the status (``ok``, ``failed`` when some run
+    The sweep's manifest: the experiment's name, the file's opening comment
+    (``description``: what it asks), the file and its SHA-256, the swept keys, points,
+    replicates and seeds, the executor, the counts and the status (``ok``, ``failed`` when some run
     failed, ``interrupted``).
 
 Resume: the same command on the same ``DIR`` skips every run whose directory is complete
@@ -90,6 +91,8 @@ class SweepPlan:
     spec: SweepSpec
     tasks: list[RunTask]
     study: object
+    name: str = ""
+    """The experiment's ``name`` (the file's stem without one)."""
 
 
 def plan_sweep(config: Path, overrides: Sequence[tuple[str, object]] = ()) -> SweepPlan:
@@ -111,7 +114,7 @@ def plan_sweep(config: Path, overrides: Sequence[tuple[str, object]] = ()) -> Sw
         tasks = plan_runs(rest, spec, source, lines, set_origins)
     except ConfigError as exc:  # named by its --set argument, or by its line in the file
         raise (from_origin(exc, set_origins, lines) if exc.source == source else exc) from None
-    return SweepPlan(config, spec, tasks, study)
+    return SweepPlan(config, spec, tasks, study, str(rest.get("name") or config.stem))
 
 
 def run_sweep(plan: SweepPlan, out: Path, jobs: int = 1, scheduler: str | None = None,
@@ -234,6 +237,7 @@ def _manifest(plan: SweepPlan, jobs: int, scheduler: str | None) -> dict[str, An
 
     data = plan.source.read_bytes()
     return {
+        "name": plan.name or plan.source.stem, "description": opening_comment(data),
         "config": str(plan.source.resolve()), "config_sha256": hashlib.sha256(data).hexdigest(),
         "keys": list(plan.spec.keys),
         "points": [dict(p.params) for p in plan.spec.points],
@@ -243,6 +247,19 @@ def _manifest(plan: SweepPlan, jobs: int, scheduler: str | None) -> dict[str, An
         "git_commit": source_commit(), "started": _now(), "status": "running",
         "host_pid": os.getpid(),
     }
+
+
+def opening_comment(data: bytes) -> str:
+    """The comment lines a file opens with, without their ``#`` (one line each).
+
+    Each ``configs/*.yaml`` opens with what it asks and what to expect.
+    """
+    lines = []
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[1:].strip())
+    return "\n".join(lines).strip()
 
 
 def _now() -> str:

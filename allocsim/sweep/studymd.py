@@ -116,24 +116,33 @@ def where(keys: Sequence[str], values: Sequence[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)) or "every point"
 
 
+def estimate_title(ans: EstimateAnswer) -> str:
+    """The estimate's heading: its question."""
+    return ans.question.ask or f"What is {ans.question.metric} at each point?"
+
+
+def estimate_sentence(ans: EstimateAnswer) -> str:
+    """The estimate's answer in one sentence."""
+    metric = ans.question.metric
+    valued = [r for r in ans.rows if r.whole is not None and r.whole.n]
+    if not valued:
+        return f"No completed run recorded `{metric}`."
+    if len(valued) == 1:
+        r = valued[0]
+        return (f"At {where(ans.keys, r.values)}, `{metric}` is "
+                f"{_ci_text(r.whole, metric)} for the whole machine{_nodes_text(ans, r)}.")
+    lo = min(valued, key=lambda r: r.whole.mean)  # type: ignore[union-attr]
+    hi = max(valued, key=lambda r: r.whole.mean)  # type: ignore[union-attr]
+    return (f"For the whole machine, `{metric}` is lowest at "
+            f"{_at(ans, valued, lo)}, {_ci_text(lo.whole, metric)}, and "
+            f"highest at {_at(ans, valued, hi)}, {_ci_text(hi.whole, metric)}"
+            f"{_baseline_text(valued, metric)}.")
+
+
 def render_estimate(number: int, ans: EstimateAnswer) -> str:
     """One estimate: its sentence and table."""
     metric = ans.question.metric
-    title = ans.question.ask or f"What is {metric} at each point?"
-    valued = [r for r in ans.rows if r.whole is not None and r.whole.n]
-    if not valued:
-        sentence = f"No completed run recorded `{metric}`."
-    elif len(valued) == 1:
-        r = valued[0]
-        sentence = (f"At {where(ans.keys, r.values)}, `{metric}` is "
-                    f"{_ci_text(r.whole, metric)} for the whole machine{_nodes_text(ans, r)}.")
-    else:
-        lo = min(valued, key=lambda r: r.whole.mean)  # type: ignore[union-attr]
-        hi = max(valued, key=lambda r: r.whole.mean)  # type: ignore[union-attr]
-        sentence = (f"For the whole machine, `{metric}` is lowest at "
-                    f"{_at(ans, valued, lo)}, {_ci_text(lo.whole, metric)}, and "
-                    f"highest at {_at(ans, valued, hi)}, {_ci_text(hi.whole, metric)}"
-                    f"{_baseline_text(valued, metric)}.")
+    title, sentence = estimate_title(ans), estimate_sentence(ans)
     header = [*ans.keys, "whole machine", *(f"node {n}" for n in ans.nodes),
               "fresh-box baseline", "CI"]
     rows = [[*r.values, fmt_cell(r.whole, metric), *(fmt_cell(c, metric) for c in r.nodes),
@@ -167,18 +176,32 @@ def _baseline_text(rows: Sequence[object], metric: str) -> str:
     return f" (the fresh-box baseline: {span})"
 
 
+def threshold_title(ans: ThresholdAnswer) -> str:
+    """The threshold's heading: its question."""
+    q = ans.question
+    side = "below" if q.below else "above"
+    return q.ask or (f"What is the smallest {', '.join(q.keys)} for which {q.metric} "
+                     f"stays {side} {fmt(q.limit, q.metric)}?")
+
+
+def threshold_sentence(ans: ThresholdAnswer) -> str:
+    """The threshold's answer in one sentence: the smallest value per group."""
+    q = ans.question
+    bound = "upper" if q.below else "lower"
+    side = "below" if q.below else "above"
+    clauses = [_group_clause(ans, g) for g in ans.groups]
+    return (f"The smallest {', '.join(q.keys)} from which on the {bound} bound of the 95 % "
+            f"CI of `{q.metric}` (whole machine) stays {side} {fmt(q.limit, q.metric)} is "
+            + "; ".join(clauses) + ".")
+
+
 def render_threshold(number: int, ans: ThresholdAnswer) -> str:
     """One threshold: its sentence, the answer per group, and the evidence per point."""
     q = ans.question
     bound = "upper" if q.below else "lower"
     side = "below" if q.below else "above"
     key = ", ".join(q.keys)
-    title = q.ask or f"What is the smallest {key} for which {q.metric} stays {side} " \
-                     f"{fmt(q.limit, q.metric)}?"
-    clauses = [_group_clause(ans, g) for g in ans.groups]
-    sentence = (f"The smallest {key} from which on the {bound} bound of the 95 % CI of "
-                f"`{q.metric}` (whole machine) stays {side} {fmt(q.limit, q.metric)} is "
-                + "; ".join(clauses) + ".")
+    title, sentence = threshold_title(ans), threshold_sentence(ans)
     node_limit = "" if q.node_limit == q.limit else \
         f" (limit {fmt(q.node_limit, q.metric)})"
     header = [*ans.other_keys, f"smallest {key}: whole machine",
@@ -223,22 +246,29 @@ def _mark(cell: Cell | None, limit: float, below: bool) -> str:
     return "✓" if qualifies(cell, limit, below) else "✗"
 
 
-def render_first_failures(number: int, ans: FirstFailureAnswer, baseline: str) -> str:
-    """Every caller's first failure against the fresh-box baseline."""
-    title = f"## {number}. When does each caller first fail, against a fresh box?"
+FIRST_FAILURES_TITLE = "When does each caller first fail, against a fresh box?"
+
+
+def first_failures_sentence(ans: FirstFailureAnswer, baseline: str) -> str:
+    """Which callers fail, and the earliest, in the study and on the baseline."""
     study = _earliest(ans.rows, study=True)
     base = _earliest(ans.rows, study=False)
     failing = {r.caller for r in ans.rows if r.study.n}
     base_failing = {r.caller for r in ans.rows if r.baseline is not None and r.baseline.n}
     if not failing and not base_failing:
-        text = (f"No caller fails in any run of the study or of its fresh-box baseline "
+        return (f"No caller fails in any run of the study or of its fresh-box baseline "
                 f"({baseline}).")
-    else:
-        text = (f"In the study {len(failing)} of {len(ans.callers)} callers fail in some "
-                "run" + (f", the first {_failure_text(ans, study, True)}" if study else "")
-                + f"; on the fresh-box baseline ({baseline}) {len(base_failing)} of "
-                f"{len(ans.baseline_callers)} do"
-                + (f", the first {_failure_text(ans, base, False)}" if base else "") + ".")
+    return (f"In the study {len(failing)} of {len(ans.callers)} callers fail in some "
+            "run" + (f", the first {_failure_text(ans, study, True)}" if study else "")
+            + f"; on the fresh-box baseline ({baseline}) {len(base_failing)} of "
+            f"{len(ans.baseline_callers)} do"
+            + (f", the first {_failure_text(ans, base, False)}" if base else "") + ".")
+
+
+def render_first_failures(number: int, ans: FirstFailureAnswer, baseline: str) -> str:
+    """Every caller's first failure against the fresh-box baseline."""
+    title = f"## {number}. {FIRST_FAILURES_TITLE}"
+    text = first_failures_sentence(ans, baseline)
     note = ("Times are simulated seconds from the start of the run: the mean over the "
             "runs in which the caller failed (\"failed in\" counts them; the others never "
             "failed, so the mean is over the earliest failures only).")

@@ -4,7 +4,10 @@
 (:mod:`allocsim.sweep.study`) plans the baseline with the sweep, before anything runs
 (:func:`plan_study`), runs it into ``DIR/baseline/`` after the sweep, and then writes
 ``DIR/study.md`` (:func:`write_study`): each answer as one sentence and a table, from the
-two sweeps' tables, so a resumed study whose runs are all complete rewrites it at once.
+two sweeps' tables, so a resumed study whose runs are all complete rewrites it at once;
+and ``DIR/study.json``, the same answers for the study report
+(:mod:`allocsim.sweep.studyjson`), with ``DIR/study_summary.csv``, the statistics of the
+per-node callers' metrics (summary.csv's columns) the answers also read.
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ from allocsim.sweep.runner import SweepPlan, SweepResult
 from allocsim.sweep.spec import split_sweep
 from allocsim.sweep.stats import summarize
 from allocsim.sweep.study import StudySpec, parse_study
+from allocsim.sweep.studyjson import study_record, write_study_json
 from allocsim.sweep.studymd import StudyContext, render
-from simcore.atomic import atomic_write_text
+from simcore.atomic import atomic_path, atomic_write_text
 from simcore.config.override import scalar_text, set_value
 from simcore.config.yamlio import read_yaml_lines, with_line
 from simcore.errors import ConfigError
 
 STUDY_FILE = "study.md"
+PER_NODE_FILE = "study_summary.csv"
+"""The statistics of the per-node callers' metrics (summary.csv's columns)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ def write_study(study: StudyPlan, main: SweepResult, base: SweepResult) -> str:
     """Answer every question, write ``study.md`` into the sweep's directory; its text."""
     keys = list(main.spec.keys)
     summary = study_summary(main.out, main.summary, keys, study.spec)
+    _write_per_node(main.out, summary.iloc[len(main.summary):])
     base_summary = study_summary(base.out, base.summary, list(base.spec.keys), study.spec)
     point_of: Mapping[int, int] = study.baseline.point_of
     answers: list[object] = []
@@ -97,8 +104,20 @@ def write_study(study: StudyPlan, main: SweepResult, base: SweepResult) -> str:
             answers.append(threshold(q, summary, keys))
     failures = first_failures(summary, keys, base_summary, point_of)
     text = render(_context(study, main, base), answers, failures)
+    baseline = study.spec.baseline.describe()
+    write_study_json(main.out, study_record(study.name, baseline, answers, failures))
     atomic_write_text(main.out / STUDY_FILE, text)
     return text
+
+
+def _write_per_node(out: Path, rows: pd.DataFrame) -> None:
+    """``study_summary.csv``: the per-node callers' rows, as summary.csv has the others."""
+    path = out / PER_NODE_FILE
+    if rows.empty:
+        path.unlink(missing_ok=True)
+        return
+    with atomic_path(path) as tmp:
+        rows.to_csv(tmp, index=False, float_format="%.10g")
 
 
 def _context(study: StudyPlan, main: SweepResult, base: SweepResult) -> StudyContext:
