@@ -1,24 +1,20 @@
-"""Build a run's report: one PDF with every figure, plus one PNG per figure.
+"""Build a run's report: a cover and ten figures, as one PDF and a PNG per figure.
 
-All figures are drawn before anything is written, and every file is written through
-:func:`simcore.atomic.atomic_path`, so a crash mid-report never leaves a file named
-``report.pdf`` (or any PNG) that is incomplete; a previous complete report stays in place.
+:func:`page_builders` lists the pages as functions that draw them, so the renderer
+(:mod:`reports.render`) can share them between two processes; every file is written
+whole or not at all, and a previous complete report stays in place until a new one is.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import shutil
-import signal
-import tempfile
+from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
-from matplotlib.backends.backend_pdf import PdfPages
+import numpy as np
 from matplotlib.figure import Figure
 
-from reports.aggregate import zone_free_pages
+from reports.aggregate import ZoneKey, zone_free_pages
 from reports.cover import cover_page
 from reports.fig_blocks import free_blocks_figure, huge_figure, huge_free_blocks
 from reports.fig_callers import (
@@ -33,7 +29,9 @@ from reports.fig_memory import free_memory_figure
 from reports.fig_vmstat import vmstat_figure
 from reports.load import RunData, load_run
 from reports.overlay import overlay_pages
+from reports.render import PDF_NAME, Page, write_report
 from reports.series import (
+    BlockMatrix,
     block_matrices,
     fragmentation_over_time,
     pollution_over_time,
@@ -42,18 +40,9 @@ from reports.series import (
     zonestat_by_node,
 )
 from reports.style import fix_positions, time_unit
-from simcore.atomic import atomic_path, atomic_write_bytes
 from simcore.formats import trace_schema as ts
 
-PDF_NAME = "report.pdf"
-PNG_DPI = 120
-PNG_OPTIONS = {"compress_level": 3}
-"""zlib level 3: a few percent larger than the default 6, in half the encoding time."""
-STAGING_PREFIX = ".report-staging-"
-CHILD_SPARES = 2
-"""PNGs this process renders after the PDF while the child renders the others: a PNG
-costs about 1.7 times a PDF page, so this balances the two processes."""
-
+__all__ = ["FIGURE_STEMS", "PDF_NAME", "build_report", "draw_figures", "page_builders"]
 
 FIGURE_STEMS = ("01_free_blocks", "02_free_memory", "03_fragmentation", "04_pageblock_map",
                 "05_polluted_pageblocks", "06_rates", "07_outcomes", "08_latency",
@@ -61,138 +50,82 @@ FIGURE_STEMS = ("01_free_blocks", "02_free_memory", "03_fragmentation", "04_page
 """The PNG file stem of each figure, in page order (page 1, the cover, has no PNG)."""
 
 
+class _Tables:
+    """The aggregates several figures share, each computed on first use.
+
+    A report's pages are drawn in two processes (:mod:`reports.render`); each computes
+    only what its own pages need.
+    """
+
+    def __init__(self, data: RunData) -> None:
+        self.data = data
+        self.end = data.duration_s
+        self.unit = time_unit(self.end)
+
+    @cached_property
+    def matrices(self) -> dict[ZoneKey, BlockMatrix]:
+        return block_matrices(self.data.buddyinfo)
+
+    @cached_property
+    def collapsed(self) -> set[ZoneKey]:
+        return {key for key, m in self.matrices.items() if m.untouched}
+
+    @cached_property
+    def edges(self) -> np.ndarray:
+        return rate_bins(self.end, self.data.zonestat["time_ns"].unique() / 1e9)
+
+    def fragmentation(self) -> Figure:
+        present = {(int(r.nid), str(r.zone)): int(r.present) for r in self.data.zones.itertuples()}
+        per_zone, score = fragmentation_over_time(
+            {k: m for k, m in self.matrices.items() if k not in self.collapsed}, present)
+        proactiveness = int(self.data.manifest.get("config", {}).get("sysctl", {})
+                            .get("compaction_proactiveness", 20))
+        return fragmentation_figure(per_zone, score, proactiveness, self.end, self.unit)
+
+    def huge_pages(self) -> Figure:
+        d = self.data
+        return huge_figure(huge_free_blocks(self.matrices, d.pageblock_order),
+                           zonestat_by_node(d.zonestat, "pageblocks_movable_only"), d.spans,
+                           d.pageblock_order, self.end, self.unit)
+
+
+def _finished(draw: Callable[[], Figure]) -> Callable[[], Figure]:
+    """``draw`` with the report's fixed title and label positions applied."""
+    def page() -> Figure:
+        fig = draw()
+        fix_positions(fig)
+        return fig
+    return page
+
+
+def page_builders(data: RunData) -> list[Page]:
+    """The report's pages in order, each as (PNG stem, function that draws it)."""
+    t = _Tables(data)
+    d, end, unit = data, t.end, t.unit
+    events = d.alloc_events
+    drawers: list[Callable[[], Figure]] = [
+        lambda: free_blocks_figure(t.matrices, end, unit),
+        lambda: free_memory_figure(zone_free_pages(d.zonestat), d.zones, d.spans, end, unit,
+                                   t.collapsed),
+        t.fragmentation,
+        lambda: pageblock_map_figure(d.pageblocks),
+        lambda: pollution_figure(pollution_over_time(d.spans),
+                                 zonestat_by_node(d.zonestat, "pageblocks_mixed"), end, unit),
+        lambda: rates_figure(rates_over_time(events, t.edges), t.edges, unit),
+        lambda: outcomes_figure(outcomes_table(events)),
+        lambda: latency_figure(events, latency_table(events)),
+        t.huge_pages,
+        lambda: vmstat_figure(d.vmstat),
+    ]
+    return [("", lambda: cover_page(data)),
+            *((stem, _finished(draw)) for stem, draw in zip(FIGURE_STEMS, drawers,
+                                                             strict=True))]
+
+
 def draw_figures(data: RunData) -> list[tuple[str, Figure]]:
     """Draw the report's pages in order, each with its PNG file stem (the cover's is "")."""
-    end = data.duration_s
-    unit = time_unit(end)
-    matrices = block_matrices(data.buddyinfo)
-    collapsed = {key for key, m in matrices.items() if m.untouched}
-    present = {(int(r.nid), str(r.zone)): int(r.present) for r in data.zones.itertuples()}
-    per_zone, score = fragmentation_over_time(
-        {k: m for k, m in matrices.items() if k not in collapsed}, present)
-    proactiveness = int(data.manifest.get("config", {}).get("sysctl", {})
-                        .get("compaction_proactiveness", 20))
-    events = data.alloc_events
-    edges = rate_bins(end, data.zonestat["time_ns"].unique() / 1e9)
-    outcomes = outcomes_table(events)
-    figures = [
-        free_blocks_figure(matrices, end, unit),
-        free_memory_figure(zone_free_pages(data.zonestat), data.zones, data.spans, end, unit,
-                           collapsed),
-        fragmentation_figure(per_zone, score, proactiveness, end, unit),
-        pageblock_map_figure(data.pageblocks),
-        pollution_figure(pollution_over_time(data.spans),
-                         zonestat_by_node(data.zonestat, "pageblocks_mixed"), end, unit),
-        rates_figure(rates_over_time(events, edges), edges, unit),
-        outcomes_figure(outcomes),
-        latency_figure(events, latency_table(events)),
-        huge_figure(huge_free_blocks(matrices, data.pageblock_order),
-                    zonestat_by_node(data.zonestat, "pageblocks_movable_only"), data.spans,
-                    data.pageblock_order, end, unit),
-        vmstat_figure(data.vmstat),
-    ]
-    for fig in figures:
-        fix_positions(fig)
-    return [("", cover_page(data)), *zip(FIGURE_STEMS, figures, strict=True)]
-
-
-def write_png(path: Path, fig: Figure) -> Path:
-    """Write ``fig`` as a PNG at ``path``, atomically; return ``path``."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=PNG_DPI, pil_kwargs=PNG_OPTIONS)
-    return path
-
-
-def pdf_bytes(figures: list[Figure], title: str) -> bytes:
-    """``figures`` as the pages of one PDF document."""
-    # CreationDate None keeps the PDF byte-identical for the same run.
-    metadata = {"Title": title, "Creator": "allocsim reports", "CreationDate": None}
-    # The PDF is assembled in memory, and PdfPages is closed only after every page is in.
-    # Its context manager would finalize a half-built document on the way out of an
-    # exception (Ctrl-C, SIGTERM) and raise a second error that hides the first.
-    buffer = io.BytesIO()
-    pdf = PdfPages(buffer, metadata=metadata)
-    for fig in figures:
-        pdf.savefig(fig)
-    pdf.close()
-    return buffer.getvalue()
-
-
-def write_pdf(path: Path, figures: list[Figure], title: str) -> Path:
-    """Write ``figures`` as the pages of one PDF at ``path``, atomically; return ``path``."""
-    atomic_write_bytes(path, pdf_bytes(figures, title))
-    return path
-
-
-def _stage_pngs(stage: Path, pngs: list[tuple[str, Figure]]) -> None:
-    """Render PNGs into the staging directory (plain writes: it is not the output)."""
-    for stem, fig in pngs:
-        fig.savefig(stage / f"{stem}.png", format="png", dpi=PNG_DPI, pil_kwargs=PNG_OPTIONS)
-
-
-def _fork_renderer(stage: Path, pngs: list[tuple[str, Figure]]) -> int:
-    """Render ``pngs`` in a forked child process; returns its pid (0: not forked).
-
-    The child shares the drawn figures copy-on-write, so nothing is pickled. It exits 0
-    when every PNG is staged, 1 on any error or signal (SIGTERM, Ctrl-C).
-    """
-    if not pngs or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
-        return 0
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1  # pragma: no cover - runs in the child, which os._exit()s
-    try:  # pragma: no cover
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        _stage_pngs(stage, pngs)
-        code = 0
-    except BaseException:  # noqa: BLE001 - the parent renders the PNGs itself  # pragma: no cover
-        pass
-    finally:  # pragma: no cover
-        os._exit(code)
-
-
-def _reap(pid: int, kill: bool) -> bool:
-    """Wait for the renderer child (after SIGTERM if ``kill``); True if it succeeded."""
-    if kill:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
-
-
-def write_report(out: Path, pages: list[tuple[str, Figure]], title: str,
-                 jobs: int = 2, pdf_name: str = PDF_NAME) -> list[Path]:
-    """Write ``report.pdf`` and one PNG per page with a stem, all or none.
-
-    Everything is rendered into a hidden staging directory inside ``out`` first; with
-    ``jobs`` 2 a forked child renders most PNGs while this process renders the PDF and
-    the rest. Only when every file is complete are they renamed into place, so a crash
-    or Ctrl-C leaves the previous report as it was (and at worst a stale staging
-    directory, removed by the next build).
-    """
-    for stale in out.glob(f"{STAGING_PREFIX}*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
-    pngs = [(stem, fig) for stem, fig in pages if stem]
-    split = max(0, len(pngs) - CHILD_SPARES) if jobs > 1 else 0
-    pid = _fork_renderer(stage, pngs[:split])
-    mine = pngs[split:] if pid else pngs
-    try:
-        (stage / pdf_name).write_bytes(pdf_bytes([fig for _, fig in pages], title))
-        _stage_pngs(stage, mine)
-        if pid:
-            child_ok, pid = _reap(pid, kill=False), 0
-            if not child_ok:
-                _stage_pngs(stage, pngs[:split])
-        written = [out / pdf_name, *(out / f"{stem}.png" for stem, _ in pngs)]
-        for path in written:
-            os.replace(stage / path.name, path)
-        return written
-    finally:
-        if pid:
-            _reap(pid, kill=True)
-        shutil.rmtree(stage, ignore_errors=True)
+    return [(stem, build() if callable(build) else build)
+            for stem, build in page_builders(data)]
 
 
 def build_report(run_dir: Path, out_dir: Path | None = None,
@@ -204,8 +137,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
         out_dir: Where to write; default ``<run_dir>/report/`` (created if missing).
         overlay: A real host's ``buddyinfo.periodic`` to draw against the run's free
             pages (:mod:`reports.overlay`), one extra page per zone.
-        jobs: 2 renders the PNGs in a forked child while this process renders the PDF
-            (where ``os.fork`` exists and there are two CPUs); 1 renders everything here.
+        jobs: 2 shares the pages with a forked child process (where ``os.fork`` exists
+            and there are two CPUs, see :mod:`reports.render`); 1 renders them all here.
 
     Returns:
         The paths written: ``report.pdf`` first, then one PNG per figure in page order.
@@ -216,7 +149,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
     """
     data = load_run(Path(run_dir))
     out = Path(out_dir) if out_dir is not None else data.run_dir / ts.REPORT_DIR
-    pages = draw_figures(data)
+    pages = page_builders(data)
     if overlay is not None:
         pb_order = data.pageblock_order
         replay = data.summary.get("replay") or {}

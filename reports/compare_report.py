@@ -8,9 +8,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from reports.build import write_report
 from reports.compare import MetricRow, Variant, load_variants
 from reports.compare_figures import series_pages, table_pages, write_metric_csv
+from reports.render import write_report
 from reports.style import new_figure
 
 PDF_NAME = "compare.pdf"

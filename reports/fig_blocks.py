@@ -71,7 +71,7 @@ def free_blocks_figure(matrices: dict[ZoneKey, BlockMatrix], end_s: float,
             ax = axes[r, c]
             grid = m.by_type.get(mt, np.zeros((len(m.orders), len(m.times_s)), np.int64))
             mesh = ax.pcolormesh(x, y, np.ma.masked_equal(grid, 0), cmap=HEATMAP_CMAP,
-                                 norm=norm, shading="flat",
+                                 norm=norm, shading="flat", rasterized=True,
                                  gid=f"free_blocks {key[0]} {key[1]} {mt}")
             ax.set_facecolor("white")
             if r == 0:

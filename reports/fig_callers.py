@@ -14,6 +14,7 @@ from reports.style import (
     format_seconds,
     new_figure,
     no_data,
+    plain_log_ticks,
     series_style,
 )
 from simcore.formats import trace_schema as ts
@@ -56,6 +57,7 @@ def rates_figure(rates: pd.DataFrame, edges: np.ndarray, unit: TimeUnit) -> Figu
                 ax.plot(centres[hit], fails[hit], "x", color="tab:red", markersize=5,
                         label=f"order {order} failed")
         ax.set_yscale("symlog", linthresh=1.0)
+        plain_log_ticks(ax.yaxis)
         ax.set_ylim(bottom=0)
         ax.set_title(caller or "(kernel)", loc="left", fontsize=9)
         ax.set_ylabel("per s")
@@ -126,6 +128,7 @@ def outcomes_figure(table: pd.DataFrame) -> Figure:
     ax.set_yticks(y, [lbl if len(lbl) < 70 else lbl[:67] + "..." for lbl in labels],
                   fontsize=7)
     ax.set_xscale("log")
+    plain_log_ticks(ax.xaxis)
     peak = max(int(table[[n for n, _, _ in OUTCOME_BARS]].to_numpy().max()), 1)
     ax.set_xlim(0.8, peak * 4)
     ax.set_xlabel("allocation requests (log scale)")
@@ -201,6 +204,7 @@ def latency_figure(events: pd.DataFrame, table: pd.DataFrame) -> Figure:
                 label=f"{path} ({int(counts.sum()):,})", gid=f"cdf {path}")
         ax.plot(x[-1], 1.0, marker=style["marker"], color=style["color"])
     ax.set_xscale("log")
+    plain_log_ticks(ax.xaxis)
     low, high = ax.get_xlim()
     ax.set_xlim(low / 1.5, high * 1.5)
     ax.set_ylim(0, 1.02)

@@ -17,6 +17,7 @@ from reports.style import (
     format_bytes,
     new_figure,
     no_data,
+    plain_log_ticks,
     sampling_note,
     size_unit,
 )
@@ -87,6 +88,8 @@ def _zone_axes(ax: Axes, key: ZoneKey, table: pd.DataFrame, spans: pd.DataFrame,
     if kswapd:
         ax.axvspan(0, 0, color="tab:green", alpha=0.18, label="kswapd running (this node)")
     ax.set_yscale(yscale)
+    if yscale == "log":
+        plain_log_ticks(ax.yaxis)
     ax.set_ylim(bottom_pages * mib, top_pages * mib)
     over = table["nr_free_pages"].max()
     if over > top_pages:

@@ -13,7 +13,7 @@
 - a last page listing the metrics that are the same at every point or never recorded.
 
 Everything is drawn before anything is written, and the files are written all or none,
-the PNGs rendered beside the PDF in a second process (:func:`reports.build.write_report`).
+the PNGs rendered beside the PDF in a second process (:func:`reports.render.write_report`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from allocsim.sweep.studymd import fmt
-from reports.build import write_report
+from reports.render import write_report
 from reports.study_cover import cover_blocks, text_page, unplotted_blocks
 from reports.study_figures import (
     answer_panel,

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -167,3 +168,21 @@ def fix_positions(fig: Figure) -> None:
             title.set_transform(offset_copy(ax.transAxes, fig=fig, x=0.0, y=0.06,
                                             units="inches"))
         setattr(ax, "_autotitlepos", False)  # noqa: B010 - matplotlib's private switch
+
+
+def plain_log_ticks(axis: Axis) -> None:
+    """Label a log or symlog axis 1, 10, 100, 1,000 in plain text, not ``10^n`` mathtext.
+
+    Mathtext labels cost a parser and glyph layout each; plain numbers read as well.
+    """
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    def label(value: float, _pos: int) -> str:
+        if value <= 0:
+            return "0"
+        if value < 1:
+            return f"{value:g}"
+        return f"{value:,.0f}"
+
+    axis.set_major_formatter(FuncFormatter(label))
+    axis.set_minor_formatter(NullFormatter())

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from matplotlib.figure import Figure
 
 import allocsim.hostmem as hostmem
 import allocsim.run as run_mod
 import reports.build as report_build
+import reports.render as report_render
 from allocsim.cli import main
 from allocsim.run import expected_outputs, missing_outputs
 from simcore.config.footprint import estimate_footprint
@@ -131,12 +133,15 @@ STAGES: dict[str, tuple[str, Callable[[pytest.MonkeyPatch], None]]] = {
     "summary": ("writing outputs", lambda mp: mp.setattr(
         run_mod._Run, "summary", _raise_on_call(1, KeyboardInterrupt(), run_mod._Run.summary))),
     "report figures": ("building the report", lambda mp: mp.setattr(
-        report_build, "draw_figures",
-        _raise_on_call(1, KeyboardInterrupt(), report_build.draw_figures))),
+        report_build, "page_builders",
+        _raise_on_call(1, KeyboardInterrupt(), report_build.page_builders))),
     "report PDF": ("building the report", lambda mp: mp.setattr(
-        report_build, "write_pdf", _raise_on_call(1, KeyboardInterrupt(), report_build.write_pdf))),
+        report_render, "pdf_bytes", _raise_on_call(1, KeyboardInterrupt(),
+                                                   report_render.pdf_bytes))),
     "report PNGs": ("building the report", lambda mp: mp.setattr(
-        report_build, "write_png", _raise_on_call(2, KeyboardInterrupt(), report_build.write_png))),
+        Figure, "savefig", _raise_on_call(3, KeyboardInterrupt(), Figure.savefig))),
+    "report PDF merge": ("building the report", lambda mp: mp.setattr(
+        report_render, "_merge", _raise_on_call(1, KeyboardInterrupt(), report_render._merge))),
     "final manifest": ("building the report", lambda mp: mp.setattr(
         run_mod._Run, "write_manifest",
         _raise_on_call(3, KeyboardInterrupt(), run_mod._Run.write_manifest))),
@@ -167,9 +172,9 @@ def test_ctrl_c_at_any_stage_leaves_a_directory_that_says_so(
 def test_a_failing_report_fails_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(report_build, "write_png",
+    monkeypatch.setattr(report_render, "pdf_bytes",
                         _raise_on_call(1, OSError(errno.ENOSPC, "No space left on device"),
-                                       report_build.write_png))
+                                       report_render.pdf_bytes))
     out = tmp_path / "runs"
     with pytest.raises(OSError, match="No space left"):
         run_mod.simulate(load_experiment(_config(tmp_path)), out)

@@ -11,6 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 import reports.build
+import reports.render
 from reports import ReportInputError, build_report
 from reports.__main__ import main
 from reports.load import load_run
@@ -144,7 +145,7 @@ def test_exception_mid_pdf_keeps_old_report_and_no_temp(
     out = run_dir / ts.REPORT_DIR
     out.mkdir()
     (out / "report.pdf").write_bytes(b"previous complete report")
-    real_savefig = reports.build.PdfPages.savefig
+    real_savefig = reports.render.PdfPages.savefig
     calls = {"n": 0}
 
     def fail_on_third_page(self: object, *args: object, **kwargs: object) -> None:
@@ -153,7 +154,7 @@ def test_exception_mid_pdf_keeps_old_report_and_no_temp(
             raise KeyboardInterrupt
         real_savefig(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(reports.build.PdfPages, "savefig", fail_on_third_page)
+    monkeypatch.setattr(reports.render.PdfPages, "savefig", fail_on_third_page)
     (out / "01_free_blocks.png").write_bytes(b"previous figure")
     with pytest.raises(KeyboardInterrupt):
         build_report(run_dir)
@@ -179,7 +180,7 @@ def test_a_failed_renderer_child_is_replaced_by_this_process(
     run_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The child's PNGs are rendered again here when it exits non-zero."""
-    monkeypatch.setattr(reports.build, "_reap", lambda pid, kill: (
+    monkeypatch.setattr(reports.render, "_reap", lambda pid, kill: (
         __import__("os").waitpid(pid, 0) and False))
     written = build_report(run_dir)
     for path in written[1:]:
