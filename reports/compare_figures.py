@@ -27,6 +27,7 @@ from reports.style import (
     no_data,
     series_style,
     size_unit,
+    steps,
     time_unit,
 )
 from simcore.formats import trace_schema as ts
@@ -91,10 +92,10 @@ def _overlay(ax: Axes, variants: list[Variant], extract: Extract, unit: TimeUnit
         top = max(top, float(band["high"].max()))
         style = series_style(i)
         x = unit.scale(np.append(band.index.to_numpy(dtype=float), end_s))
-        ax.stairs(band["mean"].to_numpy(), x, color=style["color"], linestyle=style["linestyle"],
+        steps(ax, band["mean"].to_numpy(), x, color=style["color"], linestyle=style["linestyle"],
                   linewidth=1.6, label=f"{variant.label} (n={n})", gid=f"{gid} {i}")
         if n > 1:
-            ax.stairs(band["high"].to_numpy(), x, baseline=band["low"].to_numpy(), fill=True,
+            steps(ax, band["high"].to_numpy(), x, baseline=band["low"].to_numpy(), fill=True,
                       color=style["color"], alpha=0.2, gid=f"{gid} band {i}")
     ax.set_xlim(0, unit.scale(end_s))
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), top * 1.12 or 1.0)

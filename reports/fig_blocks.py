@@ -19,6 +19,7 @@ from reports.style import (
     new_figure,
     no_data,
     sampling_note,
+    steps,
 )
 from simcore.formats import trace_schema as ts
 
@@ -145,11 +146,11 @@ def huge_figure(free: pd.DataFrame, movable_only: pd.DataFrame, spans: pd.DataFr
     for ax, column in zip(axes, free.columns, strict=True):
         nid = int(column.split()[-1])
         y = free[column].to_numpy()
-        ax.stairs(y, x, fill=True, color="tab:blue", alpha=0.8, gid=f"huge free {column}",
+        steps(ax, y, x, fill=True, color="tab:blue", alpha=0.8, gid=f"huge free {column}",
                   label=f"free blocks of order >= {pageblock_order} (a huge page each)")
         if column in movable_only.columns:
             extra = movable_only[column].reindex(free.index, method="ffill").fillna(0)
-            ax.stairs(y + extra.to_numpy(), x, baseline=y, fill=True, color="tab:orange",
+            steps(ax, y + extra.to_numpy(), x, baseline=y, fill=True, color="tab:orange",
                       alpha=0.35, hatch="//", gid=f"huge movable {column}",
                       label="+ movable-only pageblocks (compaction could free them)")
         mine = runs[runs["nid"] == nid]

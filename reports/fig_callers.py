@@ -16,6 +16,7 @@ from reports.style import (
     no_data,
     plain_log_ticks,
     series_style,
+    steps,
 )
 from simcore.formats import trace_schema as ts
 from simcore.mm.gfp import format_gfp
@@ -45,12 +46,12 @@ def rates_figure(rates: pd.DataFrame, edges: np.ndarray, unit: TimeUnit) -> Figu
         for order in sorted({o for o, _ in mine.columns}):
             style = series_style(int(order))  # an order looks the same in every panel
             if (order, ts.OUTCOME_OK) in mine.columns:
-                ax.stairs(mine[(order, ts.OUTCOME_OK)].to_numpy(), x, color=style["color"],
+                steps(ax, mine[(order, ts.OUTCOME_OK)].to_numpy(), x, color=style["color"],
                           linestyle=style["linestyle"], label=f"order {order}",
                           gid=f"rate {caller} {order} ok")
             if (order, ts.OUTCOME_FAIL) in mine.columns:
                 fails = mine[(order, ts.OUTCOME_FAIL)].to_numpy()
-                ax.stairs(fails, x, color="tab:red", linestyle=style["linestyle"], linewidth=1.6,
+                steps(ax, fails, x, color="tab:red", linestyle=style["linestyle"], linewidth=1.6,
                           gid=f"rate {caller} {order} fail")
                 hit = fails > 0
                 centres = (x[:-1] + x[1:]) / 2

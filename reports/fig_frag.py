@@ -21,6 +21,7 @@ from reports.style import (
     no_data,
     sampling_note,
     series_style,
+    steps,
 )
 from simcore.formats import trace_schema as ts
 
@@ -51,7 +52,7 @@ def fragmentation_figure(per_zone: dict[ZoneKey, pd.DataFrame], score: pd.DataFr
         for i, (key, table) in enumerate(per_zone.items()):
             style = series_style(i)
             x = unit.scale(np.append(table.index.to_numpy(), end_s))
-            ax.stairs(table[column].to_numpy() / 1000, x, color=style["color"],
+            steps(ax, table[column].to_numpy() / 1000, x, color=style["color"],
                       linestyle=style["linestyle"], label=f"node {key[0]} {key[1]}",
                       gid=f"{column} {key[0]} {key[1]}")
             ax.plot(unit.scale(table.index.to_numpy()), table[column].to_numpy() / 1000,
@@ -66,7 +67,7 @@ def fragmentation_figure(per_zone: dict[ZoneKey, pd.DataFrame], score: pd.DataFr
     for i, column in enumerate(score.columns):
         style = series_style(i)
         x = unit.scale(np.append(score.index.to_numpy(), end_s))
-        ax.stairs(score[column].to_numpy(), x, color=style["color"],
+        steps(ax, score[column].to_numpy(), x, color=style["color"],
                   linestyle=style["linestyle"], label=column, gid=f"score {column}")
     low = max(100 - proactiveness, 5)
     ax.axhline(min(low + 10, 100), color="0.3", linestyle="--",
@@ -194,13 +195,13 @@ def pollution_figure(charges: pd.DataFrame, mixed_now: pd.DataFrame, end_s: floa
         style = series_style(i)
         x = np.concatenate([[0.0], rows["time_s"].to_numpy(), [end_s]])
         y = np.concatenate([[0], rows["polluted"].to_numpy()])
-        ax.stairs(y, unit.scale(x), color=style["color"], linestyle=style["linestyle"],
+        steps(ax, y, unit.scale(x), color=style["color"], linestyle=style["linestyle"],
                   linewidth=1.6, label=f"{caller}: {int(y[-1]):,} pageblocks first polluted",
                   gid=f"polluted {caller}")
     if not mixed_now.empty:
         total = mixed_now.sum(axis=1)
         x = unit.scale(np.append(total.index.to_numpy(), end_s))
-        ax.stairs(total.to_numpy(), x, color="black", linewidth=2, gid="mixed total",
+        steps(ax, total.to_numpy(), x, color="black", linewidth=2, gid="mixed total",
                   label="mixed now, all nodes (page_owner's count)")
     ax.set_xlim(0, unit.scale(end_s))
     ax.set_ylim(bottom=0)

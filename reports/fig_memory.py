@@ -20,6 +20,7 @@ from reports.style import (
     plain_log_ticks,
     sampling_note,
     size_unit,
+    steps,
 )
 from simcore.formats import trace_schema as ts
 
@@ -65,19 +66,19 @@ def _zone_axes(ax: Axes, key: ZoneKey, table: pd.DataFrame, spans: pd.DataFrame,
     mib = PAGE_SIZE / scale
 
     def stairs(column: str, **kw: object) -> None:
-        ax.stairs(table[column].to_numpy() * mib, x, gid=f"{column} {key[0]} {key[1]}",
+        steps(ax, table[column].to_numpy() * mib, x, gid=f"{column} {key[0]} {key[1]}",
                   **kw)  # type: ignore[arg-type]
 
     below = np.full(len(table), bottom_pages)
     for band, color in BAND_COLORS:
         level = table[f"wmark_{band}"].to_numpy()
-        ax.stairs(level * mib, x, baseline=below * mib, fill=True, color=color, alpha=0.45,
+        steps(ax, level * mib, x, baseline=below * mib, fill=True, color=color, alpha=0.45,
                   label=f"below {band} watermark (incl. boost)",
                   gid=f"wmark_{band} {key[0]} {key[1]}")
         below = level
     if table["watermark_boost"].any():
         base = (table["wmark_high"] - table["watermark_boost"]).to_numpy()
-        ax.stairs(base * mib, x, color="0.35", linestyle="--", label="high watermark without boost")
+        steps(ax, base * mib, x, color="0.35", linestyle="--", label="high watermark without boost")
     if table["nr_reserved_highatomic"].any():
         stairs("nr_reserved_highatomic", color="tab:purple", linestyle="-.",
                label="highatomic reserve")

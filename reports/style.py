@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -186,3 +187,28 @@ def plain_log_ticks(axis: Axis) -> None:
 
     axis.set_major_formatter(FuncFormatter(label))
     axis.set_minor_formatter(NullFormatter())
+
+
+def steps(ax: Axes, values: np.ndarray, edges: np.ndarray,
+          baseline: np.ndarray | float | None = 0.0, fill: bool = False,
+          **kw: Any) -> Artist:
+    """``ax.stairs()`` drawn as a steps-post line, or a step fill between two levels.
+
+    ``stairs()`` updates the data limits by walking its path segment by segment in
+    Python: for a run with a thousand snapshots that was a third of a report's drawing
+    time. A line and ``fill_between()`` do the same vectorised. The values, edges and
+    baseline drawn are kept on the artist as ``step_data``, as ``stairs()`` keeps them.
+    """
+    values = np.asarray(values, dtype=float)
+    edges = np.asarray(edges, dtype=float)
+    last = values[-1:] if len(values) else values
+    if fill:
+        base = np.broadcast_to(np.asarray(0.0 if baseline is None else baseline, dtype=float),
+                               values.shape)
+        art: Artist = ax.fill_between(edges, np.append(base, base[-1:]),
+                                      np.append(values, last), step="post", **kw)
+    else:
+        base = np.zeros_like(values)
+        (art,) = ax.plot(edges, np.append(values, last), drawstyle="steps-post", **kw)
+    art.step_data = (values, edges, base)  # type: ignore[attr-defined]
+    return art

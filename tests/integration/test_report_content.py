@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from allocsim.run import simulate
 from reports.build import FIGURE_STEMS, draw_figures
@@ -67,7 +68,17 @@ def table(run: Path, rel: str) -> dict[str, list[Any]]:
 
 
 def stair_values(artist: Any) -> np.ndarray:
-    return np.asarray(artist.get_data().values, dtype=float)
+    """The values a step line shows (its last point repeats the last value); a step fill
+    keeps what it was drawn from."""
+    if isinstance(artist, Line2D):
+        return np.asarray(artist.get_ydata(), dtype=float)[:-1]
+    return np.asarray(artist.step_data[0], dtype=float)
+
+
+def stair_edges(artist: Any) -> np.ndarray:
+    if isinstance(artist, Line2D):
+        return np.asarray(artist.get_xdata(), dtype=float)
+    return np.asarray(artist.step_data[1], dtype=float)
 
 
 def axis_bytes(artist: Any) -> int:
@@ -140,7 +151,7 @@ def test_free_memory_steps_are_zonestat_pages_in_binary_units(run: Path,
             (art,) = drawn[gid]
             pages_shown = stair_values(art) * axis_bytes(art) / PAGE
             assert np.allclose(pages_shown, [t[column][i] for _, i in rows]), gid
-            edges = art.get_data().edges
+            edges = stair_edges(art)
             assert np.allclose(edges[:-1], [time / 1e9 for time, _ in rows])
             shown += 1
     assert shown >= 10
@@ -275,7 +286,7 @@ def test_rates_are_events_per_second_in_each_bin(run: Path, pages: dict[str, Fig
         if not gid.startswith("rate "):
             continue
         _, caller, order, outcome = gid.split(" ")
-        edges = np.asarray(art.get_data().edges)
+        edges = stair_edges(art)
         times = [a["time_ns"] / 1e9 for a in allocs if a["caller"] == caller
                  and a["order"] == int(order) and a["outcome"] == outcome]
         counts, _ = np.histogram(np.minimum(times, edges[-1] - 1e-12), bins=edges)
