@@ -100,12 +100,14 @@ def sweep_run_dirs(sweep_dir: Path) -> list[Path]:
     path = sweep_dir / RUNS_FILE
     try:
         with path.open(encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())
     except FileNotFoundError as exc:
         raise ReportInputError(f"{path}: missing (a sweep directory has {RUNS_FILE})") from exc
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ReportInputError(f"{path}: not readable as CSV ({exc})") from exc
-    if rows and not {"point", "run_dir", "status"} <= set(rows[0]):
+    if not {"point", "run_dir", "status"} <= columns:
         raise ReportInputError(f"{path}: expected the columns point, run_dir and status")
     done = [r for r in rows if r["status"] == "ok"]
     done.sort(key=lambda r: (int(r["point"]), int(r.get("replicate") or 0)))
