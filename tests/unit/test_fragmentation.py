@@ -25,6 +25,7 @@ from simcore.mm.fragmentation import (
     format_extfrag_index,
     format_unusable_index,
     fragmentation_index,
+    fragmentation_score_weighted,
     unusable_free_index,
 )
 from simcore.mm.gfp import parse_gfp
@@ -106,6 +107,34 @@ def test_extfrag_for_order_is_the_percent_version_of_unusable_index() -> None:
                 assert extfrag_for_order(nr_free, order) == (
                     unusable_free_index(nr_free, order) // 10
                 )
+
+
+def test_fragmentation_score_of_a_node_hand_computed() -> None:
+    """fragmentation_score_node(): each zone's extfrag_for_order(9) weighted by its
+    present pages over the node's present pages + 1 (integer division per zone)."""
+    # DMA32: 1 free order-9 block and 512 order-0 pages: half its free memory is in
+    # blocks smaller than order 9, so its score is 50; Normal: no free block of order 9
+    # or more (1000 order-3 blocks), so 100.
+    dma32 = [512, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]
+    normal = [0, 0, 0, 1000, 0, 0, 0, 0, 0, 0, 0]
+    assert extfrag_for_order(dma32, 9) == 50 and extfrag_for_order(normal, 9) == 100
+    present = {"DMA32": 262_144, "Normal": 786_432}
+    node = sum(present.values())  # 1,048,576
+    assert fragmentation_score_weighted(present["DMA32"], node, 50) == 12  # 13107200 // 1048577
+    assert fragmentation_score_weighted(present["Normal"], node, 100) == 74  # 78643200 // 1048577
+    # the "+ 1" matters: one zone holding the whole node scores one less than its own score
+    assert fragmentation_score_weighted(node, node, 100) == 99
+
+
+def test_the_model_and_the_report_share_the_score() -> None:
+    """compaction's fragmentation_score_zone_weighted() is fragmentation_score_weighted()."""
+    from pathlib import Path
+
+    import simcore.mm
+
+    source = (Path(simcore.mm.__file__).parent / "compaction.py").read_text()
+    assert "fragmentation_score_weighted(" in source
+    assert "node_present + 1" not in source  # no second copy of the rule
 
 
 # -- debugfs text -------------------------------------------------------------------------
