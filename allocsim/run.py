@@ -196,10 +196,16 @@ def effective_config(cfg: ExperimentConfig, min_free_kbytes: int) -> ExperimentC
 
 
 def _question(source: str) -> str:
-    """The opening comment of the config file the run came from ("" if none or unreadable)."""
+    """The opening comment of the config file the run came from ("" if none or unreadable).
+
+    A rerun (``run --from RUN/manifest.json``) keeps the question that run recorded.
+    """
     try:
-        return opening_comment(Path(source).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
+        text = Path(source).read_text(encoding="utf-8")
+        if source.endswith(".json"):
+            return str(json.loads(text).get("question") or "")
+        return opening_comment(text)
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return ""
 
 

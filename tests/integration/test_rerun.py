@@ -35,7 +35,12 @@ def test_a_rerun_from_the_manifest_writes_the_same_trace(
     assert "events.parquet" in traces
     for name in traces:
         assert (first / "trace" / name).read_bytes() == (second / "trace" / name).read_bytes()
-    assert json.loads((second / "manifest.json").read_text())["config"] == manifest["config"]
+    rerun = json.loads((second / "manifest.json").read_text())
+    assert rerun["config"] == manifest["config"]
+    # the question is the file's opening comment, and a rerun keeps it
+    assert manifest["question"] == ("A small sweep for the tests: does a busier caller leave "
+                                    "fewer free pageblocks?")
+    assert rerun["question"] == manifest["question"]
     # a run directory works too, and --set still applies
     assert main(["run", "--from", str(first), "-o", str(tmp_path / "c"), "--no-report", "-q",
                  "--set", "duration=100ms"]) == 0

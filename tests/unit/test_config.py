@@ -464,3 +464,12 @@ def test_a_config_error_keeps_its_line_and_problem_through_pickle() -> None:
     again = pickle.loads(pickle.dumps(err))
     assert str(again) == str(err) == ("x.yaml:7: workloads[0].rat: unknown key; did you mean "
                                       "'rate'? (expected one of the keys rate)")
+
+
+def test_opening_comment_is_the_question() -> None:
+    from simcore.config.yamlio import opening_comment
+
+    text = "# What does X do?\n#  indented\n#\n# Expect: Y.\n\nname: x  # not this\n# nor this\n"
+    assert opening_comment(text) == "What does X do?\n indented\n\nExpect: Y."
+    assert opening_comment("name: x\n# late comment\n") == ""
+    assert opening_comment("\n\n# after blank lines\nname: x\n") == "after blank lines"
