@@ -14,6 +14,7 @@ from reports.style import (
     format_seconds,
     new_figure,
     no_data,
+    order_style,
     plain_log_ticks,
     series_style,
     steps,
@@ -44,7 +45,7 @@ def rates_figure(rates: pd.DataFrame, edges: np.ndarray, unit: TimeUnit) -> Figu
     for ax, caller in zip(axes, callers, strict=True):
         mine = rates[caller]
         for order in sorted({o for o, _ in mine.columns}):
-            style = series_style(int(order))  # an order looks the same in every panel
+            style = order_style(int(order))  # an order looks the same in every panel
             if (order, ts.OUTCOME_OK) in mine.columns:
                 steps(ax, mine[(order, ts.OUTCOME_OK)].to_numpy(), x, color=style["color"],
                           linestyle=style["linestyle"], label=f"order {order}",

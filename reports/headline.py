@@ -43,8 +43,9 @@ def caller_lines(data: RunData) -> list[CallerLine]:
     """Every configured caller, failing or not, in config order (then any other caller)."""
     allocs = data.alloc_events
     fails = allocs[allocs["outcome"] == ts.OUTCOME_FAIL]
-    requests = {str(k): int(v) for k, v in allocs["caller"].value_counts().items()}
-    failures = {str(k): int(v) for k, v in fails["caller"].value_counts().items()}
+    # a categorical column counts its unused categories too: keep the callers with events
+    requests = {str(k): int(v) for k, v in allocs["caller"].value_counts().items() if v}
+    failures = {str(k): int(v) for k, v in fails["caller"].value_counts().items() if v}
     first = {str(k): int(v) for k, v in
              fails.groupby("caller", observed=True)["time_ns"].min().items()}
     traced = not allocs.empty or (data.run_dir / ts.EVENTS_FILE).exists()
@@ -159,6 +160,8 @@ def sysctl_text(data: RunData) -> str:
 
 def caller_text(line: CallerLine) -> str:
     """One caller's headline: failures and when the first one happened."""
+    if not line.requests and line.kind == "hugetlb":
+        return "its nr_hugepages writes allocate as caller 'hugetlb'"
     if line.failures:
         when = f"first at {format_seconds(line.first_failure_ns / 1e9)}"
         return (f"{line.failures:,} of {line.requests:,} requests failed "

@@ -49,6 +49,17 @@ def new_figure(figsize: tuple[float, float] = FIGSIZE, margins: bool = True) -> 
     return fig
 
 
+def order_style(order: int) -> dict[str, object]:
+    """The style of an allocation order, the same in every panel.
+
+    Never red: red marks failures.
+    """
+    colors = [c for c in COLORS if c != "tab:red"]
+    return {"color": colors[order % len(colors)],
+            "linestyle": LINESTYLES[order % len(LINESTYLES)],
+            "marker": MARKERS[order % len(MARKERS)]}
+
+
 def series_style(i: int) -> dict[str, object]:
     """Colour, line style and marker of the ``i``-th series of a figure."""
     return {"color": COLORS[i % len(COLORS)], "linestyle": LINESTYLES[i % len(LINESTYLES)],
@@ -117,6 +128,8 @@ def format_pages(pages: float) -> str:
 
 def format_ns(ns: float) -> str:
     """A duration given in ns, in the unit that reads best (ns, µs, ms, s, min, h)."""
+    if ns == 0:
+        return "0 s"
     for unit, name in ((3600e9, "h"), (60e9, "min"), (1e9, "s"), (1e6, "ms"), (1e3, "µs")):
         if abs(ns) >= unit:
             return f"{ns / unit:.4g} {name}"

@@ -314,7 +314,7 @@ def test_compact_memory_action_compacts_every_zone_of_every_node(tmp_path: Path)
     zones = {(int(r.nid), r.detail.split()[0]) for r in manual.itertuples()}
     populated = {(z.nid, f"zone={z.name}") for z in _machine(2).mm.zones}
     assert populated <= zones
-    assert (result.run_dir / ts.REPORT_DIR / "compaction.png").is_file()
+    assert (result.run_dir / ts.REPORT_DIR / "09_huge_pages.png").is_file()
 
 
 @pytest.mark.parametrize("gfp", [int(GFP_KERNEL), MOVABLE_NO_RECLAIM])

@@ -463,7 +463,7 @@ def test_pressure_config_reclaims_stalls_and_keeps_order0_requests_alive(
     assert s["stall_ns"]["some"] > 0 and s["latency_ns"][ts.STAGE_SLOW_RECLAIM]["count"]
     assert [a["do"] for a in s["actions"]] == ["drop_caches 1", "sysctl min_free_kbytes=32768"]
     assert not s["oom_kills"] and s["panic"] is None
-    assert (result.run_dir / ts.REPORT_DIR / "memory_pressure.png").is_file()
+    assert (result.run_dir / ts.REPORT_DIR / "02_free_memory.png").is_file()
     spans = pq.read_table(result.run_dir / ts.SPANS_FILE).to_pandas()
     names = set(spans["name"].astype(str))
     assert {ts.SPAN_KSWAPD_RUN, ts.SPAN_DIRECT_RECLAIM, ts.SPAN_WAKEUP_KSWAPD,
