@@ -76,8 +76,10 @@ class _Tables:
 
     def fragmentation(self) -> Figure:
         present = {(int(r.nid), str(r.zone)): int(r.present) for r in self.data.zones.itertuples()}
-        per_zone, score = fragmentation_over_time(
-            {k: m for k, m in self.matrices.items() if k not in self.collapsed}, present)
+        # the node score sums every zone (fragmentation_score_node()); only the per-zone
+        # panels leave out the zones whose free lists never changed
+        per_zone, score = fragmentation_over_time(self.matrices, present)
+        per_zone = {k: v for k, v in per_zone.items() if k not in self.collapsed}
         proactiveness = int(self.data.manifest.get("config", {}).get("sysctl", {})
                             .get("compaction_proactiveness", 20))
         return fragmentation_figure(per_zone, score, proactiveness, self.end, self.unit)

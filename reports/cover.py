@@ -25,7 +25,7 @@ from reports.style import new_figure
 WRAP = 68
 """Characters per line in a column of the cover."""
 COLUMNS = ((0.03, ("Failures by caller", "Huge pages", "Worst stalls",
-                   "Time below the watermarks (free pages < wmark + boost)")),
+                   "Time with NR_FREE_PAGES below a watermark (+ boost)")),
            (0.52, ("Machine", "Callers (name, type, gfp_mask)", "Key sysctls (vm.*)")))
 """The cover's two columns: where each starts and its blocks (answers left, setup right)."""
 
@@ -56,7 +56,7 @@ def cover_lines(data: RunData) -> dict[str, list[str]]:
         or ["no callers"],
         "Huge pages": huge_text(huge_pages(data)),
         "Worst stalls": stall_text(worst_stalls(data)),
-        "Time below the watermarks (free pages < wmark + boost)": watermark_text(data),
+        "Time with NR_FREE_PAGES below a watermark (+ boost)": watermark_text(data),
         "Machine": machine_text(data).splitlines(),
         "Callers (name, type, gfp_mask)": [f"{c.name:<{width}}  {c.kind or '-'}  {c.gfp or '-'}"
                                            for c in callers],

@@ -136,8 +136,10 @@ def outcomes_figure(table: pd.DataFrame) -> Figure:
     ax.set_xlabel("allocation requests (log scale)")
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8, title="outcome")
-    caption(fig, "success: served from a pcp list or the requested migratetype's free lists; "
-            "fallback: stolen from another migratetype (mm_page_alloc_extfrag); failure: NULL.")
+    caption(fig, "success: served without a fallback (a pcp list, the requested "
+            "migratetype's free lists, or the highatomic reserve); fallback: served after "
+            "__rmqueue_fallback() took a block of another migratetype, directly or to refill "
+            "a pcp list (mm_page_alloc_extfrag); failure: NULL.")
     return fig
 
 

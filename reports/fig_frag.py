@@ -29,9 +29,9 @@ PANELS = (
     ("unusable_9", "unusable_index at order 9 (unusable_free_index())",
      "(free pages − 2^9 · blocks of order ≥ 9 as order-9 blocks) / free pages"),
     ("extfrag_4", "extfrag_index at order 4 (__fragmentation_index())",
-     "1 − (1 + free pages / 2^4) / free blocks;  −1: a free order-4 block exists"),
+     "1 − (1 + free pages / 2^4) / free blocks;  −1: a free block of order ≥ 4 exists"),
     ("extfrag_9", "extfrag_index at order 9 (__fragmentation_index())",
-     "1 − (1 + free pages / 2^9) / free blocks;  −1: a free order-9 block exists"),
+     "1 − (1 + free pages / 2^9) / free blocks;  −1: a free block of order ≥ 9 exists"),
 )
 MAP_WIDTH = 64
 """Pageblocks per row of the pageblock map (doubled until a node fits in 64 rows)."""
@@ -71,8 +71,11 @@ def fragmentation_figure(per_zone: dict[ZoneKey, pd.DataFrame], score: pd.DataFr
                   linestyle=style["linestyle"], label=column, gid=f"score {column}")
     low = max(100 - proactiveness, 5)
     ax.axhline(min(low + 10, 100), color="0.3", linestyle="--",
-               label="kcompactd starts\nproactive compaction above")
-    ax.axhline(low, color="0.3", linestyle=":", label="and stops below")
+               label="high mark: kcompactd starts\nproactive compaction when\nthe node's "
+                     "score is above it")
+    ax.axhline(low, color="0.3", linestyle=":",
+               label="low mark: a zone being\ncompacted proactively stops\nwhen its own "
+                     "score is at\nor below it")
     ax.set_title("proactive-compaction fragmentation score per node "
                  "(fragmentation_score_node())\nΣ zones present / (node present + 1) · "
                  "extfrag_for_order(zone, 9), in %", loc="left", fontsize=9)

@@ -81,7 +81,7 @@ def _zone_axes(ax: Axes, key: ZoneKey, table: pd.DataFrame, spans: pd.DataFrame,
         steps(ax, base * mib, x, color="0.35", linestyle="--", label="high watermark without boost")
     if table["nr_reserved_highatomic"].any():
         stairs("nr_reserved_highatomic", color="tab:purple", linestyle="-.",
-               label="highatomic reserve")
+               label="nr_reserved_highatomic (HIGHATOMIC\npageblocks' pages, free or used)")
     stairs("pcp_pages", color="tab:blue", linestyle=":", linewidth=1.6,
            label="pages on per-CPU (pcp) lists")
     stairs("nr_free_pages", color="black", linewidth=1.8, label="free pages (NR_FREE_PAGES)")

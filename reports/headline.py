@@ -19,7 +19,8 @@ from reports.series import time_below_watermarks
 from reports.style import format_bytes, format_ns, format_seconds
 from simcore.formats import trace_schema as ts
 
-_KV_RE = re.compile(r"(\w+)=(-?\d+)")
+_KV_RE = re.compile(r"(\w+)=(-?\d+)\b")
+_SIZE_RE = re.compile(r"size=(\S+)")
 
 KEY_SYSCTLS = ("min_free_kbytes", "watermark_scale_factor", "watermark_boost_factor",
                "lowmem_reserve_ratio", "compaction_proactiveness", "extfrag_threshold",
@@ -77,13 +78,13 @@ class HugePages:
     Attributes:
         requested: ``mm_page_alloc`` events at order >= pageblock order.
         obtained: Those that succeeded.
-        pool_writes: Each ``nr_hugepages`` write: ``(time_s, caller, pages asked for,
-            pages the pool held after it)``.
+        pool_writes: Each ``nr_hugepages`` write: ``(time_s, caller, page size, node (-1:
+            all), pages asked for, pages the pool of that size held after it)``.
     """
 
     requested: int
     obtained: int
-    pool_writes: list[tuple[float, str, int, int]]
+    pool_writes: list[tuple[float, str, str, int, int, int]]
 
 
 def huge_pages(data: RunData) -> HugePages:
@@ -95,8 +96,9 @@ def huge_pages(data: RunData) -> HugePages:
     rows = data.spans[data.spans["name"].astype(str) == ts.SPAN_HUGETLB_RESIZE]
     for row in rows.sort_values("start_ns", kind="stable").itertuples():
         kv = {k: int(v) for k, v in _KV_RE.findall(str(row.detail))}
-        writes.append((row.start_ns / 1e9, str(row.caller), kv.get("count", -1),
-                       kv.get("nr_hugepages", -1)))
+        size = _SIZE_RE.search(str(row.detail))
+        writes.append((row.start_ns / 1e9, str(row.caller), size.group(1) if size else "?",
+                       kv.get("node", -1), kv.get("count", -1), kv.get("nr_hugepages", -1)))
     return HugePages(len(huge), obtained, writes)
 
 
@@ -194,11 +196,12 @@ def stall_text(stalls: list[Stall]) -> list[str]:
 
 def huge_text(h: HugePages) -> list[str]:
     """Huge pages requested and obtained, and each hugetlb pool write."""
-    lines = [f"order >= pageblock allocations: {h.obtained:,} obtained of {h.requested:,} "
-             "requested" if h.requested else "no allocation at pageblock order or above"]
-    for when, caller, asked, got in h.pool_writes:
-        lines.append(f"nr_hugepages = {asked:,} by {caller} at {format_seconds(when)}: "
-                     f"the pool holds {got:,}")
+    lines = [f"allocation attempts at order >= pageblock: {h.obtained:,} succeeded of "
+             f"{h.requested:,}" if h.requested else "no allocation at pageblock order or above"]
+    for when, caller, size, node, asked, got in h.pool_writes:
+        where = f" on node {node}" if node >= 0 else ""
+        lines.append(f"nr_hugepages{where} = {asked:,} ({size}) by {caller} at "
+                     f"{format_seconds(when)}: the {size} pool holds {got:,}")
     return lines
 
 

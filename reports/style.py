@@ -26,7 +26,7 @@ PAGE_SIZE = 4096
 FIGSIZE = (11.0, 7.0)
 """Landscape, close to A4 / US letter; every page of report.pdf has this size."""
 
-MARGINS = {"left": 0.08, "right": 0.97, "bottom": 0.09, "top": 0.90}
+MARGINS = {"left": 0.08, "right": 0.97, "bottom": 0.12, "top": 0.90}
 
 # Colours: matplotlib's tab10 (distinct hues) paired with line styles and markers that
 # repeat on different cycles, so no two of the first 28 series share all three.

@@ -169,9 +169,9 @@ ZONESTAT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("wmark_high", "int64"),
     ("watermark_boost", "int64"),
     ("nr_reserved_highatomic", "int64"),
-    # The zone's pageblocks by what they hold (simcore.sim.pollution.pageblock_census):
-    # allocations that are all MOVABLE (what compaction could turn into free huge pages),
-    # at least one allocation that is not MOVABLE, and mixed (polluted) ones among all.
+    # The zone's pageblocks by what they hold (simcore.sim.pollution.zone_census):
+    # allocations compaction migrates, all of them (what compaction could turn into free
+    # huge pages), at least one it does not migrate, and mixed (polluted) ones among all.
     ("pageblocks_movable_only", "int64"),
     ("pageblocks_unmovable", "int64"),
     ("pageblocks_mixed", "int64"),
@@ -179,8 +179,8 @@ ZONESTAT_COLUMNS: tuple[tuple[str, str], ...] = (
 
 # The pageblock map at the end of the run: one row per pageblock of every zone.
 CENSUS_FREE = "free"  # part of a free buddy block of at least pageblock order
-CENSUS_MOVABLE_ONLY = "movable_only"  # holds allocations, all MOVABLE
-CENSUS_UNMOVABLE = "unmovable"  # holds an allocation that is not MOVABLE
+CENSUS_MOVABLE_ONLY = "movable_only"  # holds allocations, all of which compaction migrates
+CENSUS_UNMOVABLE = "unmovable"  # holds an allocation compaction does not migrate
 CENSUS_NO_ALLOCATION = "no_allocation"  # no allocation, yet not wholly free
 CENSUS_CLASSES = (CENSUS_FREE, CENSUS_MOVABLE_ONLY, CENSUS_UNMOVABLE, CENSUS_NO_ALLOCATION)
 PAGEBLOCKS_COLUMNS: tuple[tuple[str, str], ...] = (

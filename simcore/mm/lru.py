@@ -42,6 +42,8 @@ objects, and a slab page is freed only once all its objects are.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from simcore.mm.freelist import PageLists
@@ -235,6 +237,16 @@ class Lruvec:
         if node < 0 or node >= self.links.capacity or self.links.pfn[node] != pfn:
             return -1
         return self.meta[node] >> _LIST_SHIFT
+
+    def lists_of(self, pfns: Any) -> Any:
+        """:meth:`on_list` of every pfn of a numpy array, as an int64 array (-1: none)."""
+        node = np.asarray(self.lru)[pfns].astype(np.int64)
+        where = np.full(len(node), -1, dtype=np.int64)
+        ok = (node >= 0) & (node < self.links.capacity)
+        hit = np.flatnonzero(ok)
+        hit = hit[np.asarray(self.links.pfn_np)[node[hit]] == pfns[hit]]
+        where[hit] = np.asarray(self.meta_np)[node[hit]] >> _LIST_SHIFT
+        return where
 
     # -- the owners' side ---------------------------------------------------------------
     def add(self, pfn: int, kind: int, packed: int) -> None:

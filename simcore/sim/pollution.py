@@ -43,7 +43,17 @@ import numpy as np
 
 from simcore.formats import trace_schema as ts
 from simcore.mm.constants import MIGRATETYPE_NAMES, MT_CMA, MT_MOVABLE
-from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_ALLOC, PG_BUDDY, PG_RESERVED, PG_TAIL
+from simcore.mm.lru import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON
+from simcore.mm.lru import SLAB as LRU_SLAB
+from simcore.mm.pages import (
+    MT_SHIFT,
+    ORDER_MASK,
+    PG_ALLOC,
+    PG_BUDDY,
+    PG_MOVABLE_OWNER,
+    PG_RESERVED,
+    PG_TAIL,
+)
 
 UNATTRIBUTED = "(unattributed)"
 CENSUS_FREE = ts.CENSUS_CLASSES.index(ts.CENSUS_FREE)
@@ -83,8 +93,10 @@ def zone_census(mm: Any, zone: Any) -> ZoneCensus:
 
     The classes, in ``CENSUS_CLASSES`` order: ``free`` (part of a free buddy block of
     at least pageblock order: a huge page at once), ``movable_only`` (holds
-    allocations, all MOVABLE: what compaction could recover), ``unmovable`` (holds an
-    allocation that is not MOVABLE: no compaction can empty it) and ``no_allocation``
+    allocations, every one of which compaction migrates, :func:`_migratable`: what
+    compaction could recover), ``unmovable`` (holds an allocation compaction does not
+    migrate: slab, kernel memory, pinned pages, THP and hugetlb pages, anything of order
+    > 0; no compaction can empty it) and ``no_allocation``
     (no allocation, yet not part of one free block: free fragments, pcp pages, reserved
     memory). A partial pageblock at a zone's edge is classified by the zone's part.
 
@@ -107,13 +119,35 @@ def zone_census(mm: Any, zone: Any) -> ZoneCensus:
     return ZoneCensus(zone, first, census, foreign)
 
 
+def _migratable(mm: Any, zone: Any, pfns: np.ndarray, flags: np.ndarray,
+                info: np.ndarray) -> np.ndarray:
+    """Which allocated heads compaction would migrate: the model's own test.
+
+    As :meth:`simcore.mm.compaction.Compaction._isolate_migratepages_block` (and 6.1's
+    isolate_migratepages_block()): an order-0 page on an anon or file LRU list (an anon
+    page only without an extra reference: not pinned), or one on no list whose owner can
+    move it (``__PageMovable()``). Compound and other order > 0 allocations (THP, the
+    hugetlb pool's pages), slab pages and kernel allocations are not migrated. Page
+    cache counts as migratable (the ``__GFP_FS`` of the request that compacts decides).
+    """
+    lists = mm.reclaim.lruvecs[zone.nid].lists_of(pfns)
+    order0 = (info & ORDER_MASK) == 0
+    on_lru = (lists >= 0) & (lists < LRU_SLAB)
+    anon = (lists == LRU_INACTIVE_ANON) | (lists == LRU_ACTIVE_ANON)
+    pinned = anon & (mm.pages.ref_np[pfns] > 1)
+    movable_owner = (lists < 0) & ((flags & PG_MOVABLE_OWNER) != 0)
+    return order0 & ((on_lru & ~pinned) | movable_owner)
+
+
 def _held_by(mm: Any, zone: Any, first: int, nblocks: int, rows: np.ndarray,
              block_mt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pageblock of the zone: holds an allocation, a non-MOVABLE one, a foreign one.
+    """Per pageblock of the zone: holds an allocation, an unmigratable one, a foreign one.
 
-    Only the pageblocks ``rows`` (from 0 at ``first``) are read; pages outside the
-    zone (in its edge pageblocks) are left out. The ``mem_map`` spans whole
-    pageblocks (it is sized in MAX_ORDER blocks), so every row is a full one.
+    Unmigratable: compaction does not migrate it (:func:`_migratable`); foreign: its
+    migratetype is not the pageblock's. Only the pageblocks ``rows`` (from 0 at
+    ``first``) are read; pages outside the zone (in its edge pageblocks) are left out.
+    The ``mem_map`` spans whole pageblocks (it is sized in MAX_ORDER blocks), so every
+    row is a full one.
     """
     pb = mm.pageblock_order
     span = slice(first << pb, (first + nblocks) << pb)
@@ -126,20 +160,26 @@ def _held_by(mm: Any, zone: Any, first: int, nblocks: int, rows: np.ndarray,
     mts = info >> MT_SHIFT
     has_alloc = np.zeros(nblocks, dtype=bool)
     has_alloc[rows] = allocated.any(axis=1)
+    r, c = np.nonzero(allocated)
+    pfns = ((rows[r] + first) << pb) + c
+    stuck = np.zeros(allocated.shape, dtype=bool)
+    stuck[r, c] = ~_migratable(mm, zone, pfns, flags[r, c], info[r, c])
     held = np.zeros(nblocks, dtype=bool)
-    held[rows] = (allocated & (mts != MT_MOVABLE)).any(axis=1)
+    held[rows] = stuck.any(axis=1)
     foreign = np.zeros(nblocks, dtype=bool)
     foreign[rows] = (allocated & (mts != block_mt[rows, None])).any(axis=1)
-    # An allocation larger than a pageblock begins on a pageblock boundary; the kernel's
-    # scan starts each later pageblock on one of its pages, which page_owner records
-    # with the head's migratetype.
+    # An allocation larger than a pageblock begins on a pageblock boundary and fills the
+    # later pageblocks too: they hold it (never migrated), and the model counts them
+    # mixed when their type is not its migratetype. SIMPLIFICATION: the kernel's
+    # page_owner walk jumps over them when the head's own pageblock is not mixed, so it
+    # counts them only after a mixed first pageblock (order-10 allocations only).
     heads = rows[allocated[:, 0] & ((info[:, 0] & ORDER_MASK) > pb)] + first
     for head in (heads << pb).tolist():
         mt = int(mm.pages.info[head]) >> MT_SHIFT
         last = min(head + (1 << (int(mm.pages.info[head]) & ORDER_MASK)), zone.end_pfn)
         later = slice((head >> pb) + 1 - first, ((last - 1) >> pb) + 1 - first)
         has_alloc[later] = True
-        held[later] |= mt != MT_MOVABLE
+        held[later] = True
         foreign[later] |= block_mt[later] != mt
     return has_alloc, held, foreign
 

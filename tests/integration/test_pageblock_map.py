@@ -24,7 +24,16 @@ from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.formats import trace_schema as ts
 from simcore.mm.constants import MIGRATETYPE_NAMES, MT_CMA, MT_MOVABLE
 from simcore.mm.gfp import GFP, GFP_KERNEL, GFP_NOWAIT
-from simcore.mm.pages import MT_SHIFT, ORDER_MASK, PG_ALLOC, PG_BUDDY, PG_RESERVED, PG_TAIL
+from simcore.mm.lru import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON, SLAB
+from simcore.mm.pages import (
+    MT_SHIFT,
+    ORDER_MASK,
+    PG_ALLOC,
+    PG_BUDDY,
+    PG_MOVABLE_OWNER,
+    PG_RESERVED,
+    PG_TAIL,
+)
 from simcore.sim.machine import Machine
 from simcore.sim.pageblock_map import pageblock_columns, string_names
 from simcore.sim.pollution import (
@@ -129,15 +138,28 @@ def _reference_census(m: Machine) -> list[tuple[str, list[str], list[bool]]]:
             if not f & PG_ALLOC or f & (PG_TAIL | PG_RESERVED):
                 continue
             mt = int(info[pfn]) >> MT_SHIFT
+            stuck = not _compaction_would_migrate(m, zone.nid, pfn, f, order)
             for b in blocks:
                 alloc[b] = True
-                held[b] |= mt != MT_MOVABLE
+                held[b] |= stuck
                 foreign[b] |= mt != zone.get_pageblock_migratetype((b + first) << pb)
         classes = [ts.CENSUS_UNMOVABLE if held[b] else ts.CENSUS_MOVABLE_ONLY if alloc[b]
                    else ts.CENSUS_FREE if free[b] else ts.CENSUS_NO_ALLOCATION
                    for b in range(n)]
         out.append((zone.name, classes, foreign))
     return out
+
+
+def _compaction_would_migrate(m: Machine, nid: int, pfn: int, f: int, order: int) -> bool:
+    """The scalar test of isolate_migratepages_block(), page by page (on_list(), not the
+    vectorised lists_of()): an order-0 LRU page not pinned, or a __PageMovable() one."""
+    if order:
+        return False
+    where = m.mm.reclaim.lruvecs[nid].on_list(pfn)
+    if 0 <= where < SLAB:
+        anon = where in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON)
+        return not (anon and int(m.mm.pages.ref_np[pfn]) > 1)
+    return where < 0 and bool(f & PG_MOVABLE_OWNER)
 
 
 def _machine(pages: int = 64 << 8) -> Machine:
@@ -186,9 +208,15 @@ def test_a_huge_page_a_kernel_page_and_a_relabelled_block() -> None:
     m = _machine()
     huge = m.alloc_now("thp", THP, m.mm.pageblock_order, 0)
     kernel = m.alloc_now("kernel", KERNEL, 0, 0)  # claims a whole free block: clean
-    assert huge is not None and kernel is not None
-    assert _class_of(m, huge.pfn) == (ts.CENSUS_MOVABLE_ONLY, False)
+    small = m.alloc_now("user", MOVABLE_NOWAIT, 0, 0)
+    assert huge is not None and kernel is not None and small is not None
+    # a THP is MOVABLE, but compaction does not migrate compound pages: it holds its block
+    assert _class_of(m, huge.pfn) == (ts.CENSUS_UNMOVABLE, False)
     assert _class_of(m, kernel.pfn) == (ts.CENSUS_UNMOVABLE, False)
+    assert _class_of(m, small.pfn) == (ts.CENSUS_MOVABLE_ONLY, False)
+    m.mm.pages.ref[small.pfn] = 2  # an extra reference: a pinned anon page stays put ...
+    assert _class_of(m, small.pfn) == (ts.CENSUS_MOVABLE_ONLY, False)  # ... on an LRU only
+    m.mm.pages.ref[small.pfn] = 1
     # relabelled MOVABLE behind the machine's back: mixed, charged to nobody
     m.mm.zones[-1].set_pageblock_migratetype(kernel.pfn, MT_MOVABLE)
     assert _class_of(m, kernel.pfn) == (ts.CENSUS_UNMOVABLE, True)
@@ -246,7 +274,8 @@ def test_the_summary_census_per_node_is_the_sum_of_its_zones() -> None:
             {"pageblocks": len(classes), **Counter(classes)})
     for nid, counts in by_node.items():
         assert {k: v for k, v in counts.items() if v and k != "mixed"} == dict(expected[nid])
-        assert counts["movable_only"] == counts["unmovable"] == 1
+        # the kernel page's pageblock and the THP's (compaction migrates neither)
+        assert counts["movable_only"] == 0 and counts["unmovable"] == 2
 
 
 # -- a whole run ----------------------------------------------------------------------------

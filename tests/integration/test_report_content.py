@@ -406,12 +406,16 @@ def test_cover_answers_come_from_the_trace(run: Path, data: RunData) -> None:
         assert workload["name"] in text  # callers that never failed are listed too
     huge = [a for a in allocs if a["order"] >= 9]
     ok = sum(1 for a in huge if a["outcome"] == ts.OUTCOME_OK)
-    assert lines["Huge pages"][0] == (f"order >= pageblock allocations: {ok:,} obtained "
-                                      f"of {len(huge):,} requested")
+    assert lines["Huge pages"][0] == (f"allocation attempts at order >= pageblock: {ok:,} "
+                                      f"succeeded of {len(huge):,}")
     spans = table(run, ts.SPANS_FILE)
     pool = [d for n, d in zip(spans["name"], spans["detail"], strict=True)
             if n == ts.SPAN_HUGETLB_RESIZE]
     assert len(lines["Huge pages"]) == 1 + len(pool)
+    for line, detail in zip(lines["Huge pages"][1:], pool, strict=True):
+        fields = dict(kv.split("=") for kv in detail.split())
+        assert f"= {int(fields['count']):,} ({fields['size']})" in line
+        assert line.endswith(f"the {fields['size']} pool holds {int(fields['nr_hugepages']):,}")
     reclaim = [e - s for n, s, e in zip(spans["name"], spans["start_ns"], spans["end_ns"],
                                         strict=True) if n == ts.SPAN_DIRECT_RECLAIM]
     if reclaim:
@@ -432,7 +436,7 @@ def test_time_below_watermarks_on_the_cover(run: Path, data: RunData) -> None:
                                         strict=True):
             if free < high:
                 below[key] += (nxt - t) / 1e9
-    text = "\n".join(cover_lines(data)["Time below the watermarks (free pages < wmark + boost)"])
+    text = "\n".join(cover_lines(data)["Time with NR_FREE_PAGES below a watermark (+ boost)"])
     assert any(below.values()), "the story run must go below a high watermark"
     for (nid, zone), seconds in below.items():
         if seconds:
