@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -230,3 +231,18 @@ def fragment_to_single_pages(machine: Machine) -> list[Allocation]:
             machine.free(handle)
     machine.mm.drain_all_pages()
     return [h for h in taken if h.alive]
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run of ``configs/quickstart.yaml`` at its own seed, without a report.
+
+    The golden digests and the quickstart's story both read it, so the suite pays for
+    the run (about 3 s compiled, 10 s pure Python) once.
+    """
+    from allocsim.run import simulate
+    from tests.golden import CONFIGS
+    from workloads.registry import load_experiment
+
+    out = tmp_path_factory.mktemp("quickstart")
+    return Path(simulate(load_experiment(CONFIGS["quickstart"]), out, report=False).run_dir)
