@@ -440,6 +440,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if out is None:
         lone_sweep = len(args.runs) == 1 and (args.runs[0] / SWEEP_FILE).is_file()
         out = args.runs[0] / "compare" if lone_sweep else Path("compare")
+    if out.exists() and not out.is_dir():
+        from reports.load import ReportInputError
+
+        raise ReportInputError(f"{out}: exists and is not a directory (-o names the output "
+                               "directory)")
     paths = build_compare_report(args.runs, out)
     print(f"compare report: {paths[0]}")
     for path in paths[1:]:
@@ -543,7 +548,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     SIGTERM is turned into an exception like Ctrl-C, so a run stopped by ``kill`` or a
     job scheduler records ``interrupted`` instead of leaving a directory behind.
     """
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command line is still being read
+        print("allocsim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     previous = _on_sigterm(_raise_terminated)
     try:
         return COMMANDS[args.command](args)

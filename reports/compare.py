@@ -26,6 +26,8 @@ from allocsim.sweep.stats import CONFIDENCE, interval
 from reports.load import ReportInputError, RunData, load_run
 
 SWEEP_FILE = "sweep.json"
+MAX_LABEL_KEYS = 4
+"""A variant's label names at most this many of the keys that set it apart."""
 RUNS_FILE = "runs.csv"
 
 
@@ -80,6 +82,9 @@ def group_variants(runs: list[RunData]) -> list[Variant]:
                         if len({other.get(k) for other in keys}) > 1})
     for variant, ident in zip(variants, keys, strict=True):
         parts = [f"{k}={ident.get(k, '(unset)')}" for k in differing if k != "name"]
+        if len(parts) > MAX_LABEL_KEYS:  # unrelated experiments: name the first few
+            parts = [*parts[:MAX_LABEL_KEYS - 1],
+                     f"... {len(parts) - MAX_LABEL_KEYS + 1} more keys differ (compare.csv)"]
         name = str(variant.runs[0].manifest["name"])
         label = ", ".join(parts) if parts else name
         if "name" in differing and parts:
@@ -123,14 +128,30 @@ def load_variants(paths: list[Path]) -> list[Variant]:
     """
     dirs: list[Path] = []
     for path in paths:
+        if not path.is_dir():
+            raise ReportInputError(f"{path}: no such directory (expected a run directory or "
+                                   "a sweep directory)")
         if (path / SWEEP_FILE).is_file():
             dirs += sweep_run_dirs(path)
         else:
             dirs.append(path)
+    seen: set[Path] = set()
+    for d in dirs:
+        if d.resolve() in seen:
+            raise ReportInputError(f"{d}: given twice (one run would count as two replicates)")
+        seen.add(d.resolve())
     if len(dirs) < 2:
         raise ReportInputError(f"{' '.join(map(str, paths))}: compare needs at least two runs "
                                "(run directories, or a sweep directory with completed runs)")
-    return group_variants([load_run(d) for d in dirs])
+    runs = []
+    for d in dirs:
+        try:
+            runs.append(load_run(d))
+        except ReportInputError as exc:  # say which run, there are several
+            message = str(exc)
+            raise ReportInputError(message if message.startswith(str(d)) else
+                                   f"{d}/{message}") from exc
+    return group_variants(runs)
 
 
 @dataclass(frozen=True)
@@ -185,12 +206,15 @@ def metric_table(variants: list[Variant]) -> list[MetricRow]:
     return rows
 
 
-def mean_band(series: list[pd.Series]) -> pd.DataFrame:
+def mean_band(series: list[pd.Series], low: float = 0.0,
+              high: float = math.inf) -> pd.DataFrame:
     """Replicates' step series on their common sample times: mean and 95 % t band.
 
     Each series is forward-filled onto the union of the sample times (a snapshot holds
     until the next). Returns columns ``mean``, ``low``, ``high`` (``low``/``high`` equal
-    the mean with one replicate).
+    the mean with one replicate). The band is clipped to ``[low, high]``, the range the
+    quantity can take (pages, blocks and counts are never negative): with two or three
+    replicates a t interval easily reaches past it.
     """
     frame = pd.concat(series, axis=1).sort_index().ffill().bfill()
     values = frame.to_numpy(dtype=float)
@@ -200,5 +224,5 @@ def mean_band(series: list[pd.Series]) -> pd.DataFrame:
         return pd.DataFrame({"mean": mean, "low": mean, "high": mean}, index=frame.index)
     half = (float(sps.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * values.std(axis=1, ddof=1)
             / math.sqrt(n))
-    return pd.DataFrame({"mean": mean, "low": mean - half, "high": mean + half},
-                        index=frame.index)
+    return pd.DataFrame({"mean": mean, "low": np.clip(mean - half, low, high),
+                         "high": np.clip(mean + half, low, high)}, index=frame.index)

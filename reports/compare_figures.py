@@ -23,8 +23,10 @@ from reports.style import (
     TimeUnit,
     caption,
     fix_positions,
+    format_ns,
     new_figure,
     no_data,
+    plain_log_ticks,
     series_style,
     size_unit,
     steps,
@@ -78,7 +80,8 @@ def _overlay(ax: Axes, variants: list[Variant], extract: Extract, unit: TimeUnit
     bands = []
     for variant in variants:
         series = [s for s in (extract(run) for run in variant.runs) if len(s)]
-        bands.append((mean_band(series), len(series)) if series else (None, 0))
+        top = 100.0 if "score" in gid else math.inf  # fragmentation_score_node(): 0..100
+        bands.append((mean_band(series, high=top), len(series)) if series else (None, 0))
     if scale == 0:
         peak = max((float(b["high"].max()) for b, _ in bands if b is not None), default=1.0)
         name, size = size_unit(max(peak, 1.0) * PAGE_SIZE)
@@ -123,7 +126,8 @@ def _series_page(title: str, panels: list[tuple[str, str, Extract, float]],
                bbox_to_anchor=(0.73, 1 - 0.75 / fig.get_figheight()), fontsize=7.5,
                title="variant (replicates)")
     caption(fig, "Lines: the mean over a variant's replicates at each snapshot (steps); "
-            "bands: the 95 % t interval where there are two or more.")
+            "bands: the 95 % t interval where there are two or more, clipped to the "
+            "quantity's range (never below 0).")
     return fig
 
 
@@ -182,6 +186,7 @@ def latency_page(variants: list[Variant]) -> Figure:
         no_data(ax, "no allocation latency traced")
         return fig
     ax.set_xscale("log")
+    plain_log_ticks(ax.xaxis)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("latency (µs, log scale)")
     ax.set_ylabel("fraction of requests at or below")
@@ -192,6 +197,17 @@ def latency_page(variants: list[Variant]) -> Figure:
     return fig
 
 
+def _value(metric: str, value: float) -> str:
+    """A metric's value in its unit: ns and s metrics as durations, others as numbers."""
+    if math.isnan(value):
+        return "-"
+    if metric.startswith("latency_") or metric.endswith("_ns") or "_ns." in metric:
+        return format_ns(value)
+    if metric.startswith(("stall_s.", "first_failure_s.")):
+        return format_ns(value * 1e9)
+    return _num(value)
+
+
 def _num(value: float) -> str:
     if math.isnan(value):
         return "-"
@@ -200,35 +216,51 @@ def _num(value: float) -> str:
     return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
-def _ci(low: float, high: float) -> str:
-    return "" if math.isnan(low) else f" [{_num(low)}, {_num(high)}]"
+def table_blocks(variants: list[Variant], rows: list[MetricRow]) -> list[list[str]]:
+    """The metric table as text, one block of lines per metric.
 
-
-def table_lines(variants: list[Variant], rows: list[MetricRow]) -> list[str]:
-    """The metric table as text.
-
-    Per metric, each variant's mean [95 % CI] and its difference from the baseline
-    [95 % CI]; ``*`` marks a difference whose interval excludes 0. Metrics with one
-    value in every run are named together at the end.
+    Per metric, each variant's mean [95 % CI, clipped at 0: no metric is negative] and
+    its difference from the baseline [Welch 95 % CI]; ``*`` marks a difference whose
+    interval excludes 0. Durations are in their unit. Metrics with one value in every
+    run are named together in a last block.
     """
-    lines = []
+    blocks = []
     same = [row.metric for row in rows if _unchanged(row)]
     for row in rows:
         if _unchanged(row):
             continue
-        lines.append(row.metric)
+        m = row.metric
+        block = [m]
         for i in range(len(variants)):
             diff = "baseline" if i == 0 else (
-                f"Δ {_num(row.diffs[i])}{_ci(row.diff_lows[i], row.diff_highs[i])}"
+                f"Δ {_signed(m, row.diffs[i])}{_ci_of(m, row.diff_lows[i], row.diff_highs[i])}"
                 + (" *" if not math.isnan(row.diff_lows[i])
                    and (row.diff_lows[i] > 0 or row.diff_highs[i] < 0) else ""))
-            lines.append(f"  {i + 1}. n={row.ns[i]:<3} {_num(row.means[i]):>12}"
-                         f"{_ci(row.lows[i], row.highs[i]):<28} {diff}")
+            ci = _ci_of(m, max(row.lows[i], 0.0), row.highs[i])
+            block.append(f"  {i + 1}. n={row.ns[i]:<3} {_value(m, row.means[i]):>12}{ci:<28} "
+                         f"{diff}")
+        blocks.append(block)
     if same:
-        lines += ["", "the same in every run (left out above):",
-                  *textwrap.wrap(", ".join(same), 95, initial_indent="  ",
-                                 subsequent_indent="  ")]
-    return lines
+        blocks.append(["", "the same in every run (left out above):",
+                       *textwrap.wrap(", ".join(same), 95, initial_indent="  ",
+                                      subsequent_indent="  ")])
+    return blocks
+
+
+def table_lines(variants: list[Variant], rows: list[MetricRow]) -> list[str]:
+    """:func:`table_blocks` as one list of lines."""
+    return [line for block in table_blocks(variants, rows) for line in block]
+
+
+def _signed(metric: str, value: float) -> str:
+    text = _value(metric, abs(value))
+    return text if math.isnan(value) or value >= 0 else f"-{text}"
+
+
+def _ci_of(metric: str, low: float, high: float) -> str:
+    if math.isnan(low):
+        return ""
+    return f" [{_signed(metric, low)}, {_signed(metric, high)}]"
 
 
 def _unchanged(row: MetricRow) -> bool:
@@ -242,23 +274,25 @@ def _unchanged(row: MetricRow) -> bool:
 def table_pages(variants: list[Variant]) -> tuple[list[tuple[str, Figure]], list[MetricRow]]:
     """The metric table, as many pages as it takes (two columns of text each)."""
     rows = metric_table(variants)
-    lines = table_lines(variants, rows)
+    blocks = table_blocks(variants, rows)
     legend = [f"{i + 1}. {v.label}" + (" (baseline)" if i == 0 else "")
               for i, v in enumerate(variants)]
-    per_page = 2 * TABLE_LINES
+    columns: list[list[str]] = [[]]
+    for block in blocks:  # a metric's lines stay in one column
+        if columns[-1] and len(columns[-1]) + len(block) > TABLE_LINES:
+            columns.append([])
+        columns[-1].extend(block)
     pages: list[tuple[str, Figure]] = []
-    for start in range(0, max(len(lines), 1), per_page):
+    for start in range(0, len(columns), 2):
         fig = new_figure(margins=False)
         fig.text(0.03, 0.965, "Metrics per variant: mean [95 % CI over replicates], "
                  "difference from the baseline [Welch 95 % CI]; * : the interval excludes 0",
                  fontsize=10, weight="bold", va="top")
-        fig.text(0.03, 0.935, "\n".join(legend[:6]), fontsize=7.5, va="top", family="monospace")
-        chunk = lines[start:start + per_page]
-        for col in range(2):
-            part = chunk[col * TABLE_LINES:(col + 1) * TABLE_LINES]
-            if part:
-                fig.text(0.02 + 0.49 * col, 0.86, "\n".join(part), family="monospace",
-                         fontsize=6.3, va="top", gid=f"metrics {start // per_page} {col}")
+        fig.text(0.03, 0.935, "\n".join(textwrap.shorten(t, 160) for t in legend[:6]),
+                 fontsize=7.5, va="top", family="monospace")
+        for col, part in enumerate(columns[start:start + 2]):
+            fig.text(0.02 + 0.49 * col, 0.86, "\n".join(part), family="monospace",
+                     fontsize=6.3, va="top", gid=f"metrics {start // 2} {col}")
         pages.append((f"{5 + len(pages):02d}_metrics", fig))
     return pages, rows
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from reports.compare import MetricRow, Variant, load_variants
-from reports.compare_figures import series_pages, table_pages, write_metric_csv
+from reports.compare_figures import _value, series_pages, table_pages, write_metric_csv
 from reports.render import write_report
 from reports.style import new_figure
 
@@ -36,8 +36,8 @@ def headline_differences(variants: list[Variant], rows: list[MetricRow]) -> list
                 continue
             rel = abs(diff) / abs(base) if base and not math.isnan(base) else math.inf
             why = "95 % CI excludes 0" if sure else "single runs: no interval"
-            found.append((rel, f"{row.metric}: {base:,.4g} -> {row.means[i]:,.4g} in variant "
-                               f"{i + 1} ({why})"))
+            found.append((rel, f"{row.metric}: {_value(row.metric, base)} -> "
+                               f"{_value(row.metric, row.means[i])} in variant {i + 1} ({why})"))
     found.sort(key=lambda item: -item[0] if not math.isinf(item[0]) else -1e300)
     lines = [text for _, text in found[:HEADLINES]]
     return lines or ["no metric differs from the baseline beyond its 95 % interval"]

@@ -17,6 +17,7 @@ from reports.headline import (
     stall_text,
     sysctl_text,
     watermark_text,
+    work_text,
     worst_stalls,
 )
 from reports.load import RunData
@@ -26,7 +27,8 @@ WRAP = 68
 """Characters per line in a column of the cover."""
 COLUMNS = ((0.03, ("Failures by caller", "Huge pages", "Worst stalls",
                    "Time with NR_FREE_PAGES below a watermark (+ boost)")),
-           (0.52, ("Machine", "Callers (name, type, gfp_mask)", "Key sysctls (vm.*)")))
+           (0.52, ("Reclaim and compaction", "Machine", "Callers (name, type, gfp_mask)",
+                   "Key sysctls (vm.*)")))
 """The cover's two columns: where each starts and its blocks (answers left, setup right)."""
 
 
@@ -57,6 +59,7 @@ def cover_lines(data: RunData) -> dict[str, list[str]]:
         "Huge pages": huge_text(huge_pages(data)),
         "Worst stalls": stall_text(worst_stalls(data)),
         "Time with NR_FREE_PAGES below a watermark (+ boost)": watermark_text(data),
+        "Reclaim and compaction": work_text(data),
         "Machine": machine_text(data).splitlines(),
         "Callers (name, type, gfp_mask)": [f"{c.name:<{width}}  {c.kind or '-'}  {c.gfp or '-'}"
                                            for c in callers],

@@ -203,10 +203,10 @@ def latency_figure(events: pd.DataFrame, table: pd.DataFrame) -> Figure:
             continue
         values, counts = groups[path]
         style = series_style(i)
-        x, cdf = cdf_steps(values / 1e3, counts)
+        # a log axis has no 0: a request that took no modelled time is drawn at 1 ns
+        x, cdf = cdf_steps(np.maximum(values, 1) / 1e3, counts)
         ax.step(x, cdf, where="post", color=style["color"], linestyle=style["linestyle"],
                 label=f"{path} ({int(counts.sum()):,})", gid=f"cdf {path}")
-        ax.plot(x[-1], 1.0, marker=style["marker"], color=style["color"])
     ax.set_xscale("log")
     plain_log_ticks(ax.xaxis)
     low, high = ax.get_xlim()
@@ -215,11 +215,12 @@ def latency_figure(events: pd.DataFrame, table: pd.DataFrame) -> Figure:
     ax.set_xlabel("latency (µs, log scale)")
     ax.set_ylabel("fraction of requests at or below")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8, title="path (requests)")
+    ax.legend(loc="upper left", fontsize=8, title="path (requests)")
     fig.text(0.565, 0.88, latency_text(table), family="monospace", fontsize=7, va="top",
              gid="latency table")
     caption(fig, "Latency is the model's cost of each step (config cost:), not a host "
-            "measurement; path: where the page came from; stage: the deepest slow-path step.")
+            "measurement; path: where the page came from; stage: the deepest slow-path step. "
+            "A latency of 0 is drawn at 1 ns.")
     return fig
 
 

@@ -169,16 +169,27 @@ def pageblock_map_figure(pageblocks: pd.DataFrame) -> Figure:
 
 
 def _row_labels(ax: Axes, mine: pd.DataFrame, width: int) -> None:
-    """Label rows with the pfn they start at, and the rows where a zone starts."""
-    pfns = mine.sort_values("pfn", kind="stable")["pfn"].to_numpy()
-    zones = mine.sort_values("pfn", kind="stable")["zone"].astype(str).to_numpy()
+    """Label rows with the pfn they start at; mark and name where each zone starts.
+
+    A zone that starts inside a row (DMA32 after DMA's few pageblocks) gets a boundary
+    line at its first pageblock and its name beside the row.
+    """
+    ordered = mine.sort_values("pfn", kind="stable")
+    pfns = ordered["pfn"].to_numpy()
+    zones = ordered["zone"].astype(str).to_numpy()
     rows = -(-len(pfns) // width)
     step = max(1, rows // 8)
     ticks = {r: f"pfn {pfns[r * width]:,}" for r in range(0, rows, step)}
     starts = np.flatnonzero(np.r_[True, zones[1:] != zones[:-1]])
-    for i in starts:
-        r = int(i) // width
-        ticks[r] = f"{zones[i]} ▸ pfn {pfns[i]:,}"
+    names: dict[int, list[str]] = {}
+    for i in starts.tolist():
+        r, c = divmod(i, width)
+        names.setdefault(r, []).append(f"{zones[i]} from pfn {pfns[i]:,}")
+        if c:
+            ax.plot([c - 0.5, c - 0.5], [r - 0.5, r + 0.5], color="black", linewidth=2.5,
+                    gid=f"zone start {zones[i]}")
+    for r, parts in names.items():
+        ticks[r] = "\n".join(parts)
     ax.set_yticks(list(ticks), list(ticks.values()), fontsize=7)
 
 
@@ -199,7 +210,8 @@ def pollution_figure(charges: pd.DataFrame, mixed_now: pd.DataFrame, end_s: floa
         x = np.concatenate([[0.0], rows["time_s"].to_numpy(), [end_s]])
         y = np.concatenate([[0], rows["polluted"].to_numpy()])
         steps(ax, y, unit.scale(x), color=style["color"], linestyle=style["linestyle"],
-                  linewidth=1.6, label=f"{caller}: {int(y[-1]):,} pageblocks first polluted",
+                  linewidth=1.6, label=f"{caller}: {int(y[-1]):,} pageblock"
+                                       f"{'' if int(y[-1]) == 1 else 's'} first polluted",
                   gid=f"polluted {caller}")
     if not mixed_now.empty:
         total = mixed_now.sum(axis=1)

@@ -146,6 +146,9 @@ def free_memory_figure(tables: dict[ZoneKey, pd.DataFrame], zones: pd.DataFrame,
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncols=4,
                fontsize=8, bbox_to_anchor=(0.5, 0.3 / fig.get_figheight()))
     left_out = ", ".join(f"node {n} {z}" for n, z in sorted(collapsed))
+    boosted = any(t["watermark_boost"].any() for t in shown.values())
     caption(fig, sampling_note(next(iter(shown.values())).index)
+            + ("" if boosted else "; watermark_boost was 0 at every snapshot (a boost "
+               "lasts until kswapd's next balance_pgdat() run)")
             + (f". Not drawn (unchanged): {left_out}" if left_out else ""))
     return fig

@@ -38,6 +38,8 @@ class CallerLine:
     requests: int
     failures: int
     first_failure_ns: int
+    by_order: tuple[tuple[int, int, int], ...] = ()
+    """``(order, failures, requests)`` for each order the caller failed at."""
 
 
 def caller_lines(data: RunData) -> list[CallerLine]:
@@ -49,6 +51,14 @@ def caller_lines(data: RunData) -> list[CallerLine]:
     failures = {str(k): int(v) for k, v in fails["caller"].value_counts().items() if v}
     first = {str(k): int(v) for k, v in
              fails.groupby("caller", observed=True)["time_ns"].min().items()}
+    per_order: dict[str, list[tuple[int, int, int]]] = {}
+    if not fails.empty:
+        asked = allocs.groupby(["caller", "order"], observed=True).size()
+        failed = fails.groupby(["caller", "order"], observed=True).size()
+        for (caller, order), n in failed.items():
+            if n:
+                per_order.setdefault(str(caller), []).append(
+                    (int(order), int(n), int(asked[(caller, order)])))
     traced = not allocs.empty or (data.run_dir / ts.EVENTS_FILE).exists()
     by_summary = data.summary.get("requests", {}).get("by_caller", {})
     fail_summary = data.summary.get("failures", {})
@@ -67,7 +77,7 @@ def caller_lines(data: RunData) -> list[CallerLine]:
             n_fail = int(fail_summary.get("by_caller", {}).get(name, 0))
             first_ns = int(fail_summary.get("first_ns", {}).get(name, -1))
         out.append(CallerLine(name, kinds.get(name, ""), gfps.get(name, ""), n_req, n_fail,
-                              first_ns))
+                              first_ns, tuple(sorted(per_order.get(name, [])))))
     return out
 
 
@@ -166,8 +176,10 @@ def caller_text(line: CallerLine) -> str:
         return "its nr_hugepages writes allocate as caller 'hugetlb'"
     if line.failures:
         when = f"first at {format_seconds(line.first_failure_ns / 1e9)}"
+        orders = "; ".join(f"order {o}: {n:,} of {asked:,}" for o, n, asked in line.by_order)
         return (f"{line.failures:,} of {line.requests:,} requests failed "
-                f"({100 * line.failures / max(line.requests, 1):.2g} %), {when}")
+                f"({100 * line.failures / max(line.requests, 1):.2g} %), {when}"
+                + (f" ({orders})" if orders else ""))
     return f"no failure in {line.requests:,} requests"
 
 
@@ -177,13 +189,31 @@ def watermark_text(data: RunData) -> list[str]:
     lines = []
     for row in table.itertuples():
         if row.below_high <= 0:
+            lines.append(f"node {row.nid} {row.zone}: never below high")
             continue
         lines.append(f"node {row.nid} {row.zone}: below high {format_seconds(row.below_high)}, "
                      f"low {format_seconds(row.below_low)}, min {format_seconds(row.below_min)}"
                      f" (of {format_seconds(row.sampled)} sampled)")
     if not lines:
-        lines.append("every zone stayed above its high watermark at every snapshot")
+        lines.append("no zone snapshots")
     return lines
+
+
+def work_text(data: RunData) -> list[str]:
+    """What kswapd, direct reclaim and compaction did (``/proc/vmstat`` names)."""
+    v = data.vmstat
+    spans = data.spans
+    runs = int((spans["name"] == ts.SPAN_KSWAPD_RUN).sum())
+    stalls = sum(n for k, n in v.items() if k.startswith("allocstall_"))
+    return [
+        f"kswapd: {runs:,} balance_pgdat() runs, pgsteal_kswapd {v.get('pgsteal_kswapd', 0):,}",
+        f"direct reclaim: allocstall {stalls:,}, pgsteal_direct {v.get('pgsteal_direct', 0):,}",
+        f"compaction: compact_stall {v.get('compact_stall', 0):,} (success "
+        f"{v.get('compact_success', 0):,}, fail {v.get('compact_fail', 0):,}), "
+        f"compact_daemon_wake {v.get('compact_daemon_wake', 0):,}, "
+        f"pgmigrate_success {v.get('pgmigrate_success', 0):,}",
+        f"OOM kills: {v.get('oom_kill', 0):,}",
+    ]
 
 
 def stall_text(stalls: list[Stall]) -> list[str]:

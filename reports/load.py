@@ -265,11 +265,19 @@ def load_run(run_dir: Path) -> RunData:
         raise ReportInputError(f"{run_dir}: not a run directory")
     manifest = read_json(run_dir, ts.MANIFEST_FILE, MANIFEST_KEYS)
     check_finished(run_dir, manifest)
+    summary = read_json(run_dir, ts.SUMMARY_FILE, SUMMARY_KEYS)
+    events = _alloc_events(run_dir, manifest)
+    traced = (run_dir / ts.EVENTS_FILE).exists()
+    if traced and events.empty and int(summary["alloc_requests"]):
+        raise ReportInputError(
+            f"{ts.EVENTS_FILE}: no mm_page_alloc rows, but {ts.SUMMARY_FILE} counts "
+            f"{int(summary['alloc_requests']):,} allocation requests: the trace is not this "
+            "run's")
     return RunData(
         run_dir=run_dir,
         manifest=manifest,
-        summary=read_json(run_dir, ts.SUMMARY_FILE, SUMMARY_KEYS),
-        alloc_events=_alloc_events(run_dir, manifest),
+        summary=summary,
+        alloc_events=events,
         buddyinfo=read_parquet(run_dir, ts.BUDDYINFO_FILE, ts.BUDDYINFO_COLUMNS),
         zonestat=read_parquet(run_dir, ts.ZONESTAT_FILE, ts.ZONESTAT_COLUMNS),
         spans=read_parquet(run_dir, ts.SPANS_FILE, ts.SPAN_COLUMNS),

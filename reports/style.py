@@ -36,8 +36,10 @@ LINESTYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 # Migratetypes in /proc/pagetypeinfo order, each with a colour of its own lightness.
-MIGRATETYPE_COLORS = {"Unmovable": "#b2182b", "Movable": "#92c5de", "Reclaimable": "#f4a582",
-                      "HighAtomic": "#4d4d4d", "CMA": "#2166ac", "Isolate": "#ffffff"}
+MIGRATETYPE_COLORS = {"Unmovable": "#8c1c13", "Movable": "#a6cee3", "Reclaimable": "#ff7f00",
+                      "HighAtomic": "#1a1a1a", "CMA": "#1f78b4", "Isolate": "#e0e0e0"}
+"""Each migratetype's colour, of its own lightness too (greyscale: Movable lightest, then
+Reclaimable, CMA, Unmovable, HighAtomic darkest)."""
 
 
 def new_figure(figsize: tuple[float, float] = FIGSIZE, margins: bool = True) -> Figure:

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 if TYPE_CHECKING:
+    import pandas as pd
+
     from allocsim.sweep.runner import SweepPlan, SweepResult
 
 DEFAULT_SHOWN = ("failure_rate.*", "first_failure_s.*", "hugetlb*", "free_pageblocks.*",

@@ -81,7 +81,11 @@ def test_mean_band_is_a_t_interval_on_common_sample_times() -> None:
     for row, (x, y) in zip(band.itertuples(), pairs, strict=True):
         half = stats.t.ppf(0.975, 1) * np.std([x, y], ddof=1) / math.sqrt(2)
         assert row.mean == pytest.approx((x + y) / 2)
-        assert (row.low, row.high) == pytest.approx(((x + y) / 2 - half, (x + y) / 2 + half))
+        # two replicates: t(0.975, 1) = 12.7, so the band reaches below 0 and is clipped
+        assert (row.low, row.high) == pytest.approx((max((x + y) / 2 - half, 0.0),
+                                                     (x + y) / 2 + half))
+    assert band["low"].min() >= 0 and band.loc[0.0, "low"] == 0  # clipped, not -10.7
+    assert (mean_band([s1, s2], high=4.0)["high"] <= 4.0).all()
 
 
 def _zonestat_total(run: Path, column: str) -> dict[int, int]:
@@ -154,7 +158,21 @@ def test_cli_compare_and_its_errors(runs: list[Path], tmp_path: Path,
     assert not (tmp_path / "d").exists()
     missing = tmp_path / "nope"
     assert main(["compare", str(runs[0]), str(missing), "-o", str(tmp_path / "e")]) == 2
-    assert str(missing) in capsys.readouterr().err
+    assert f"{missing}: no such directory" in capsys.readouterr().err
+    assert main(["compare", str(runs[0]), str(runs[0]), "-o", str(tmp_path / "f")]) == 2
+    assert "given twice" in capsys.readouterr().err
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert main(["compare", str(runs[0]), str(runs[2]), "-o", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert "exists and is not a directory" in err and "Traceback" not in err
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(runs[2], broken)
+    (broken / ts.EVENTS_FILE).write_bytes(b"not parquet")
+    assert main(["compare", str(runs[0]), str(broken), "-o", str(tmp_path / "g")]) == 2
+    assert f"{broken}/trace/events.parquet" in capsys.readouterr().err  # which run
 
 
 def test_a_sweep_directory_gives_its_points_as_variants(tmp_path: Path) -> None:

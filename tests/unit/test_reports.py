@@ -225,3 +225,9 @@ def test_main_exits_2_with_one_line(run_dir: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "trace/buddyinfo.parquet" in err and "Traceback" not in err
+
+
+def test_an_empty_trace_that_the_summary_contradicts_is_refused(run_dir: Path) -> None:
+    fx.write_table(run_dir / ts.EVENTS_FILE, ts.EVENT_COLUMNS, [])
+    with pytest.raises(ReportInputError, match=r"events\.parquet: no mm_page_alloc rows.*14"):
+        load_run(run_dir)
