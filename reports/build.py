@@ -44,6 +44,12 @@ from simcore.formats import trace_schema as ts
 
 __all__ = ["FIGURE_STEMS", "PDF_NAME", "build_report", "draw_figures", "page_builders"]
 
+PAGE_WEIGHTS = {"": 0.9, "01_free_blocks": 2.0, "02_free_memory": 1.1, "03_fragmentation": 1.3,
+                "04_pageblock_map": 0.6, "05_polluted_pageblocks": 0.4, "06_rates": 1.6,
+                "07_outcomes": 0.8, "08_latency": 0.7, "09_huge_pages": 0.6,
+                "10_vmstat": 0.5}
+"""Each page's relative cost to draw and render (measured on the quickstart), so the two
+rendering processes get equal shares; an overlay page counts as 0.6."""
 FIGURE_STEMS = ("01_free_blocks", "02_free_memory", "03_fragmentation", "04_pageblock_map",
                 "05_polluted_pageblocks", "06_rates", "07_outcomes", "08_latency",
                 "09_huge_pages", "10_vmstat")
@@ -164,4 +170,6 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
     for old in out.glob("*.png"):  # a previous build's figure that this build does not draw
         if old.stem not in stems:
             old.unlink()
-    return write_report(out, pages, f"allocsim report: {data.manifest['name']}", jobs)
+    weights = [PAGE_WEIGHTS.get(stem, 0.6) for stem, _ in pages]
+    return write_report(out, pages, f"allocsim report: {data.manifest['name']}", jobs,
+                        weights=weights)

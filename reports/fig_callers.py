@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from reports.series import alloc_rows, codes
 from reports.style import (
     FIGSIZE,
     TimeUnit,
@@ -72,13 +73,7 @@ def rates_figure(rates: pd.DataFrame, edges: np.ndarray, unit: TimeUnit) -> Figu
     return fig
 
 
-def _alloc_rows(events: pd.DataFrame) -> pd.DataFrame:
-    """The ``mm_page_alloc`` rows of ``events``.
-
-    String columns are compared as they are: categoricals stay categoricals, which a
-    million-row report cannot afford to turn into Python strings.
-    """
-    return events[events["event"] == ts.MM_PAGE_ALLOC]
+_alloc_rows = alloc_rows
 
 
 def outcomes_table(events: pd.DataFrame) -> pd.DataFrame:
@@ -90,17 +85,24 @@ def outcomes_table(events: pd.DataFrame) -> pd.DataFrame:
         __rmqueue_fallback()) and ``failure``, sorted by caller, order and gfp.
     """
     allocs = _alloc_rows(events)
+    columns = [name for name, _, _ in OUTCOME_BARS]
+    if allocs.empty:
+        return pd.DataFrame(columns=["caller", "order", "gfp", *columns])
     kind = np.where((allocs["path"] == ts.PATH_FALLBACK).to_numpy(), 1,
                     np.where((allocs["outcome"] == ts.OUTCOME_FAIL).to_numpy(), 2, 0))
-    keys = pd.DataFrame({"caller": allocs["caller"].to_numpy(), "order": allocs["order"],
-                         "gfp": allocs["gfp"], "kind": kind})
-    counts = keys.groupby(["caller", "order", "gfp", "kind"], observed=True).size()
-    table = counts.unstack("kind", fill_value=0).reindex(columns=[0, 1, 2], fill_value=0)
-    table.columns = [name for name, _, _ in OUTCOME_BARS]
-    table = table.reset_index()
-    table["caller"] = [str(c) for c in table["caller"]]
-    table["order"] = table["order"].astype(np.int64)
-    table["gfp"] = [format_gfp(int(g)) for g in table["gfp"]]
+    caller_codes, callers = codes(allocs["caller"])
+    gfp_codes, gfps = codes(allocs["gfp"])
+    orders = allocs["order"].to_numpy(dtype=np.int64)
+    span = int(orders.max()) + 1
+    key = (caller_codes * span + orders) * len(gfps) + gfp_codes
+    counts = np.bincount(key * 3 + kind, minlength=len(callers) * span * len(gfps) * 3)
+    counts = counts.reshape(-1, 3)
+    rows = []
+    for k in np.flatnonzero(counts.sum(axis=1)).tolist():
+        rest, g = divmod(k, len(gfps))
+        c, o = divmod(rest, span)
+        rows.append((str(callers[c]), o, format_gfp(int(gfps[g])), *counts[k].tolist()))
+    table = pd.DataFrame(rows, columns=["caller", "order", "gfp", *columns])
     table = table.groupby(["caller", "order", "gfp"], as_index=False).sum()  # same spelling
     return table.sort_values(["caller", "order", "gfp"], kind="stable").reset_index(drop=True)
 

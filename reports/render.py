@@ -35,6 +35,10 @@ PNG_OPTIONS = {"compress_level": 3}
 """zlib level 3: a few percent larger than the default 6, in half the encoding time."""
 STAGING_PREFIX = ".report-staging-"
 PART = "part-{}.pdf"
+CHILD_START_WEIGHT = 0.3
+"""The forked child's extra cost, in units of a page: it starts cold (its first touch of
+each shared page of memory copies it) and was measured about this much slower, more than
+the PDF merge this process does at the end."""
 
 Page = tuple[str, Figure | Callable[[], Figure]]
 """A page: its PNG file stem ("" for none, e.g. a cover) and its figure or its drawer."""
@@ -138,9 +142,36 @@ def _merge(stage: Path, owners: list[int], title: str) -> bytes:
     return buffer.getvalue()
 
 
+def share_pages(weights: Sequence[float], jobs: int) -> list[int]:
+    """Which process renders each page: 0 (this one) or 1 (the child).
+
+    Longest page first, each to the process with less work so far (the child starts
+    with :data:`CHILD_START_WEIGHT`), so both finish at about the same time.
+    """
+    owners = [0] * len(weights)
+    if jobs < 2:
+        return owners
+    load = [0.0, CHILD_START_WEIGHT]
+    for i in sorted(range(len(weights)), key=lambda i: -weights[i]):
+        owner = 0 if load[0] <= load[1] else 1
+        owners[i] = owner
+        load[owner] += weights[i]
+    return owners
+
+
 def write_report(out: Path, pages: Sequence[Page], title: str, jobs: int = 2,
-                 pdf_name: str = PDF_NAME) -> list[Path]:
+                 pdf_name: str = PDF_NAME, weights: Sequence[float] | None = None
+                 ) -> list[Path]:
     """Write the pages as ``pdf_name`` and one PNG per page with a stem, all or none.
+
+    Args:
+        out: The output directory (created if missing).
+        pages: The pages in order (see :data:`Page`).
+        title: The PDF's title.
+        jobs: 2 shares the pages with a forked child process; 1 renders them all here.
+        pdf_name: The PDF's file name.
+        weights: Each page's relative cost to draw and render (default: all equal), for
+            sharing the pages between the two processes.
 
     Returns:
         The PDF's path, then the PNGs' in page order.
@@ -150,7 +181,7 @@ def write_report(out: Path, pages: Sequence[Page], title: str, jobs: int = 2,
         shutil.rmtree(stale, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
     numbered = [(i, stem, page) for i, (stem, page) in enumerate(pages)]
-    owners = [i % 2 if jobs > 1 else 0 for i in range(len(pages))]
+    owners = share_pages(weights or [1.0] * len(pages), jobs)
     theirs = [p for p, owner in zip(numbered, owners, strict=True) if owner == 1]
     pid = _fork(stage, theirs, title)
     mine = [p for p, owner in zip(numbered, owners, strict=True) if owner == 0 or not pid]

@@ -400,8 +400,13 @@ def test_cover_answers_come_from_the_trace(run: Path, data: RunData) -> None:
     for caller, n in fails.items():
         requests = sum(1 for a in allocs if a["caller"] == caller)
         when = re.escape(format_ns(first[caller]))
+        orders = "; ".join(
+            f"order {o}: {sum(1 for a in allocs if a['caller'] == caller and a['order'] == o and a['outcome'] == ts.OUTCOME_FAIL):,} of "  # noqa: E501
+            f"{sum(1 for a in allocs if a['caller'] == caller and a['order'] == o):,}"
+            for o in sorted({a["order"] for a in allocs if a["caller"] == caller
+                             and a["outcome"] == ts.OUTCOME_FAIL}))
         assert re.search(rf"^{re.escape(caller)}\s+{n:,} of {requests:,} requests failed .*"
-                         rf"first at {when}$", text, re.M), text
+                         rf"first at {when} \({re.escape(orders)}\)$", text, re.M), text
     for workload in data.manifest["config"]["workloads"]:
         assert workload["name"] in text  # callers that never failed are listed too
     huge = [a for a in allocs if a["order"] >= 9]

@@ -231,3 +231,15 @@ def test_an_empty_trace_that_the_summary_contradicts_is_refused(run_dir: Path) -
     fx.write_table(run_dir / ts.EVENTS_FILE, ts.EVENT_COLUMNS, [])
     with pytest.raises(ReportInputError, match=r"events\.parquet: no mm_page_alloc rows.*14"):
         load_run(run_dir)
+
+
+def test_pages_are_shared_longest_first_to_the_less_loaded_process() -> None:
+    from reports.render import CHILD_START_WEIGHT, share_pages
+
+    weights = [2.0, 1.0, 1.0, 0.5, 0.5]
+    owners = share_pages(weights, 2)
+    loads = [sum(w for w, o in zip(weights, owners, strict=True) if o == p) for p in (0, 1)]
+    loads[1] += CHILD_START_WEIGHT
+    assert abs(loads[0] - loads[1]) <= max(weights)  # no process gets a second big page first
+    assert owners[0] == 0  # the largest goes to this process, which starts with no load
+    assert share_pages(weights, 1) == [0] * len(weights)
