@@ -84,9 +84,9 @@ def cover_blocks(kind: str, name: str, question: str, facts: Sequence[str],
               Block(question, 11.0, before=0.2)]
     if answers:
         blocks.append(heading("Answers (as study.md states them)"))
-        for i, (title, sentence) in enumerate(answers, 1):
-            blocks.append(Block(f"{i}. {title}", 10.5, "bold", before=0.12))
-            blocks.append(Block(sentence, 10.0, indent=0.25, before=0.03))
+        for i, (title, sentence) in enumerate(answers, 1):  # study.md's Markdown marks off
+            blocks.append(Block(f"{i}. {_plain(title)}", 10.5, "bold", before=0.12))
+            blocks.append(Block(_plain(sentence), 10.0, indent=0.25, before=0.03))
     blocks.append(heading("The sweep"))
     blocks += [Block(f, 10.0, before=0.04) for f in facts]
     blocks += [Block(n, 9.5, color="0.25", before=0.12) for n in notes]
@@ -112,3 +112,8 @@ def unplotted_blocks(constant: Sequence[tuple[str, str]], same: Sequence[tuple[s
         blocks.append(heading("Recorded by no completed run"))
         blocks.append(Block(", ".join(empty), 9.0))
     return blocks
+
+
+def _plain(markdown: str) -> str:
+    """A study.md sentence as plain text: code and bold marks removed."""
+    return markdown.replace("`", "").replace("**", "")
