@@ -101,7 +101,15 @@ def huge_pages(data: RunData) -> HugePages:
     """Huge-page allocations and hugetlb pool writes of the run."""
     allocs = data.alloc_events
     huge = allocs[allocs["order"].to_numpy() >= data.pageblock_order]
-    obtained = int((huge["outcome"] == ts.OUTCOME_OK).sum())
+    requested, obtained = len(huge), int((huge["outcome"] == ts.OUTCOME_OK).sum())
+    if not (data.run_dir / ts.EVENTS_FILE).exists():  # trace.events off: summary.json's
+        pb = data.pageblock_order
+        asked = data.summary.get("requests", {}).get("by_caller_order", {})
+        failed = data.summary.get("failures", {}).get("by_caller_order", {})
+        requested = sum(int(n) for orders in asked.values() for o, n in orders.items()
+                        if int(o) >= pb)
+        obtained = requested - sum(int(n) for orders in failed.values()
+                                   for o, n in orders.items() if int(o) >= pb)
     writes = []
     rows = data.spans[data.spans["name"].astype(str) == ts.SPAN_HUGETLB_RESIZE]
     for row in rows.sort_values("start_ns", kind="stable").itertuples():
@@ -109,7 +117,7 @@ def huge_pages(data: RunData) -> HugePages:
         size = _SIZE_RE.search(str(row.detail))
         writes.append((row.start_ns / 1e9, str(row.caller), size.group(1) if size else "?",
                        kv.get("node", -1), kv.get("count", -1), kv.get("nr_hugepages", -1)))
-    return HugePages(len(huge), obtained, writes)
+    return HugePages(requested, obtained, writes)
 
 
 @dataclass(frozen=True)

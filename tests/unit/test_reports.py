@@ -243,3 +243,16 @@ def test_pages_are_shared_longest_first_to_the_less_loaded_process() -> None:
     assert abs(loads[0] - loads[1]) <= max(weights)  # no process gets a second big page first
     assert owners[0] == 0  # the largest goes to this process, which starts with no load
     assert share_pages(weights, 1) == [0] * len(weights)
+
+
+def test_huge_pages_come_from_the_summary_when_events_were_not_traced(run_dir: Path) -> None:
+    from reports.headline import huge_pages
+
+    traced = huge_pages(load_run(run_dir))
+    assert (traced.requested, traced.obtained) == (4, 1)  # thp's 1 ok, hugetlb's 3 failed
+    (run_dir / ts.EVENTS_FILE).unlink()
+    manifest = json.loads((run_dir / ts.MANIFEST_FILE).read_text())
+    manifest["config"]["trace"] = {"events": False}
+    (run_dir / ts.MANIFEST_FILE).write_text(json.dumps(manifest))
+    untraced = huge_pages(load_run(run_dir))
+    assert (untraced.requested, untraced.obtained) == (4, 1)
