@@ -148,10 +148,12 @@ def read_parquet(
     names = list(read_columns or (name for name, _ in columns))
     filters = [("event", "=", event)] if event is not None else None
     try:
-        table = pq.read_table(path, columns=names, filters=filters)
+        # no Arrow worker threads: the report forks (reports.render), and a thread holding
+        # a lock at that moment would leave the child waiting on it for ever
+        table = pq.read_table(path, columns=names, filters=filters, use_threads=False)
     except (OSError, pa.ArrowException) as exc:
         raise ReportInputError(f"{rel}: cannot read rows ({exc})") from exc
-    return table.to_pandas()
+    return table.to_pandas(use_threads=False)
 
 
 def read_json(run_dir: Path, rel: str, keys: tuple[str, ...]) -> dict[str, Any]:

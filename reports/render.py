@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,6 +36,10 @@ PNG_OPTIONS = {"compress_level": 3}
 """zlib level 3: a few percent larger than the default 6, in half the encoding time."""
 STAGING_PREFIX = ".report-staging-"
 PART = "part-{}.pdf"
+KILL_GRACE_S = 2.0
+"""How long a child told to stop (SIGTERM) has before it is killed (SIGKILL)."""
+CHILD_PATIENCE_S = 20.0
+"""The least time the child has, after this process rendered its own share, to finish."""
 CHILD_START_WEIGHT = 0.3
 """The forked child's extra cost, in units of a page: it starts cold (its first touch of
 each shared page of memory copies it) and was measured about this much slower, more than
@@ -117,13 +122,27 @@ def _fork(stage: Path, share: list[tuple[int, str, Figure | Callable[[], Figure]
         os._exit(1)
 
 
-def _reap(pid: int, kill: bool) -> bool:
-    """Wait for the child (after SIGTERM if ``kill``); True if it succeeded."""
+def _reap(pid: int, kill: bool, patience: float = KILL_GRACE_S) -> bool:
+    """Wait for the child; True if it rendered its pages.
+
+    With ``kill``, SIGTERM first. A child that has not exited after ``patience`` seconds
+    is killed outright (SIGKILL): a child forked while another thread held a lock can
+    hang where no signal handler runs, and the report must not hang with it.
+    """
     if kill:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+    deadline = time.monotonic() + patience
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) == 0
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return False
+        time.sleep(0.01)
 
 
 def _merge(stage: Path, owners: list[int], title: str) -> bytes:
@@ -187,8 +206,12 @@ def write_report(out: Path, pages: Sequence[Page], title: str, jobs: int = 2,
     mine = [p for p, owner in zip(numbered, owners, strict=True) if owner == 0 or not pid]
     try:
         if pid:
+            started = time.monotonic()
             _render(stage, mine, 0, title)
-            child_ok, pid = _reap(pid, kill=False), 0
+            # the child's share weighs about as much as ours: give it that long three times
+            # over (and at least CHILD_PATIENCE_S more) before rendering its pages here
+            patience = max(CHILD_PATIENCE_S, 3 * (time.monotonic() - started))
+            child_ok, pid = _reap(pid, kill=False, patience=patience), 0
             if not child_ok:
                 _render(stage, theirs, 1, title)
             document = _merge(stage, owners, title)

@@ -179,12 +179,21 @@ def test_serial_and_forked_rendering_write_the_same_files(run_dir: Path, tmp_pat
 def test_a_failed_renderer_child_is_replaced_by_this_process(
     run_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The child's PNGs are rendered again here when it exits non-zero."""
-    monkeypatch.setattr(reports.render, "_reap", lambda pid, kill: (
-        __import__("os").waitpid(pid, 0) and False))
+    """The child's pages are rendered again here when it exits non-zero."""
+    real = reports.render._render
+    main_pid = __import__("os").getpid()
+
+    def fail_in_the_child(stage: Path, share: list, part: int, title: str) -> None:
+        if __import__("os").getpid() != main_pid:
+            raise OSError("the child's disk is full")
+        real(stage, share, part, title)
+
+    monkeypatch.setattr(reports.render, "_render", fail_in_the_child)
     written = build_report(run_dir)
+    assert {p.name for p in written} == EXPECTED_PNGS | {"report.pdf"}
     for path in written[1:]:
         assert path.read_bytes().startswith(PNG_MAGIC)
+    assert len(PdfReader(written[0]).pages) == 1 + len(EXPECTED_PNGS)
 
 
 @pytest.mark.parametrize("nth_stream", [1, 2, 5])
@@ -256,3 +265,27 @@ def test_huge_pages_come_from_the_summary_when_events_were_not_traced(run_dir: P
     (run_dir / ts.MANIFEST_FILE).write_text(json.dumps(manifest))
     untraced = huge_pages(load_run(run_dir))
     assert (untraced.requested, untraced.obtained) == (4, 1)
+
+
+def test_a_hung_renderer_child_is_killed_and_its_pages_rendered_here(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child stuck where no signal handler runs (a lock inherited at fork) must not
+    hang the report: after its time it is SIGKILLed and this process renders its pages."""
+    import time
+
+    real = reports.render._render
+    main_pid = __import__("os").getpid()
+
+    def hang_in_the_child(stage: Path, share: list, part: int, title: str) -> None:
+        if __import__("os").getpid() != main_pid:
+            time.sleep(3600)
+        real(stage, share, part, title)
+
+    monkeypatch.setattr(reports.render, "_render", hang_in_the_child)
+    monkeypatch.setattr(reports.render, "CHILD_PATIENCE_S", 0.5)
+    started = time.monotonic()
+    written = build_report(run_dir, tmp_path / "out")
+    assert time.monotonic() - started < 60
+    assert {p.name for p in written} == EXPECTED_PNGS | {"report.pdf"}
+    assert len(PdfReader(written[0]).pages) == 1 + len(EXPECTED_PNGS)
