@@ -6,9 +6,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from reports.aggregate import ZoneKey
@@ -156,11 +158,13 @@ def pageblock_map_figure(pageblocks: pd.DataFrame) -> Figure:
         width = cells.shape[1]
         ax.set_xlabel(f"pageblock within the row ({width} per row, pfn order)", fontsize=8)
         _row_labels(ax, mine, width)
-    handles = [Patch(facecolor=MIGRATETYPE_COLORS[mt], edgecolor="0.5", label=mt)
-               for mt in types]
+    handles: list[Artist] = [Patch(facecolor=MIGRATETYPE_COLORS[mt], edgecolor="0.5", label=mt)
+                             for mt in types]
     handles += [Patch(facecolor=_light(MIGRATETYPE_COLORS[mt]), edgecolor="0.5",
                       label=f"{mt}, wholly free") for mt in types]
     handles.append(Patch(facecolor="white", edgecolor="0.5", label="past the node's end"))
+    handles.append(Line2D([], [], color="tab:purple", linewidth=2, linestyle=(0, (2, 1)),
+                          label="a zone starts here"))
     handles.append(axes[0].scatter([], [], marker="x", color="black",
                                    label="mixed: holds an allocation\nof another migratetype"))
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.75, 1 - 0.8 /
@@ -186,8 +190,8 @@ def _row_labels(ax: Axes, mine: pd.DataFrame, width: int) -> None:
         r, c = divmod(i, width)
         names.setdefault(r, []).append(f"{zones[i]} from pfn {pfns[i]:,}")
         if c:
-            ax.plot([c - 0.5, c - 0.5], [r - 0.5, r + 0.5], color="black", linewidth=2.5,
-                    gid=f"zone start {zones[i]}")
+            ax.plot([c - 0.5, c - 0.5], [r - 0.7, r + 0.7], color="tab:purple", linewidth=2,
+                    linestyle=(0, (2, 1)), clip_on=False, gid=f"zone start {zones[i]}")
     for r, parts in names.items():
         ticks[r] = "\n".join(parts)
     ax.set_yticks(list(ticks), list(ticks.values()), fontsize=7)
