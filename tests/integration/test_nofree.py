@@ -346,7 +346,7 @@ def _simulate(tmp_path: Path, text: str, out: str) -> Any:
 
     path = tmp_path / f"{out}.yaml"
     path.write_text(text)
-    return simulate(load_experiment(path), tmp_path / out)
+    return simulate(load_experiment(path), tmp_path / out, report=False)
 
 
 def test_nofree_workload_runs_and_counts_in_summary(tmp_path: Path) -> None:

@@ -184,7 +184,7 @@ def test_threads_workload_runs(tmp_path: Path) -> None:
 
     path = tmp_path / "th.yaml"
     path.write_text(THREADS_YAML)
-    result = simulate(load_experiment(path), tmp_path / "out")
+    result = simulate(load_experiment(path), tmp_path / "out", report=False)
     s = result.summary
     assert s["alloc_requests"] > 0 and s["pages_freed"] > 0
     assert not s["failures"]["by_order"]
@@ -226,5 +226,5 @@ def test_max_requests_counts_forks_even_inside_a_burst(tmp_path: Path) -> None:
                                 "    burst: 4\n    max_requests: 10\n    oom_score_adj: -1000\n")
     path = tmp_path / "th.yaml"
     path.write_text(text)
-    s = simulate(load_experiment(path), tmp_path / "out").summary
+    s = simulate(load_experiment(path), tmp_path / "out", report=False).summary
     assert s["callers"]["forks"]["forks"] == 10

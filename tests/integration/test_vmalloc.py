@@ -191,7 +191,7 @@ def test_vmalloc_workload_runs_and_frees_its_areas(tmp_path: Path) -> None:
     path = tmp_path / "vm.yaml"
     path.write_text(VMALLOC_YAML)
     cfg = load_experiment(path)
-    result = simulate(cfg, tmp_path / "out")
+    result = simulate(cfg, tmp_path / "out", report=False)
     s = result.summary
     assert s["alloc_requests"] > 0 and s["pages_freed"] > 0
     assert not s["failures"]["by_order"]

@@ -65,7 +65,7 @@ def _config(tmp_path: Path) -> ExperimentConfig:
 
 
 def _hashes(cfg: ExperimentConfig, out: Path) -> dict[str, str]:
-    run_dir = simulate(cfg, out).run_dir
+    run_dir = simulate(cfg, out, report=False).run_dir
     return {name: hashlib.sha256((run_dir / name).read_bytes()).hexdigest()
             for name in TRACE_FILES}
 
