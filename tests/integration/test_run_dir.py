@@ -365,7 +365,8 @@ def test_real_sigint_exits_130(tmp_path: Path) -> None:
     long = CONFIG.replace("duration: 200ms", "duration: 1000s")
     _write_config(tmp_path, long)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simcore", "run", "rundir.yaml", "-o", "runs", "-q"],
+        [sys.executable, "-X", "faulthandler", "-m", "simcore", "run", "rundir.yaml", "-o",
+         "runs", "-q"],
         cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = tmp_path / "runs"
     deadline = time.monotonic() + 60
@@ -377,7 +378,13 @@ def test_real_sigint_exits_130(tmp_path: Path) -> None:
             time.sleep(0.05)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        try:
+            _, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # say where it was stuck: faulthandler's stacks
+            proc.send_signal(signal.SIGABRT)
+            _, stuck = proc.communicate(timeout=30)
+            raise AssertionError(f"no exit 60 s after SIGINT; its stacks:\n{stuck[-3000:]}") \
+                from None
     finally:
         if proc.poll() is None:
             proc.kill()
