@@ -27,6 +27,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
+from pypdf import PdfReader, PdfWriter
 
 from simcore.atomic import atomic_path, atomic_write_bytes
 
@@ -147,8 +148,6 @@ def _reap(pid: int, kill: bool, patience: float = KILL_GRACE_S) -> bool:
 
 def _merge(stage: Path, owners: list[int], title: str) -> bytes:
     """The PDF parts' pages in page order: ``owners[i]`` is the part page ``i`` is in."""
-    from pypdf import PdfReader, PdfWriter
-
     readers = {part: PdfReader(stage / PART.format(part)) for part in set(owners)}
     taken = dict.fromkeys(readers, 0)
     writer = PdfWriter()
