@@ -109,7 +109,11 @@ def _fork(stage: Path, share: list[tuple[int, str, Figure | Callable[[], Figure]
     # child up the parent's call stack.
     blocked = {signal.SIGINT, signal.SIGTERM}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        raise
     if pid:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
         return pid

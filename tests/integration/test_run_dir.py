@@ -360,6 +360,16 @@ def test_crash_while_writing_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyP
             assert pq.read_table(run_dir / name).num_rows > 0
 
 
+def _as_from_a_shell() -> None:
+    """Start the run as a shell starts a foreground command: SIGINT at its default, and
+    neither it nor SIGTERM blocked. In whole-suite runs of a fresh clone the test process
+    had come to hold SIGINT ignored or blocked (the faulthandler dump showed the run
+    still simulating 60 s after the signal), and a program started that way ignores
+    Ctrl-C, as it should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def test_real_sigint_exits_130(tmp_path: Path) -> None:
     """Ctrl-C to a real ``allocsim run`` process mid-simulation."""
     long = CONFIG.replace("duration: 200ms", "duration: 1000s")
@@ -367,7 +377,8 @@ def test_real_sigint_exits_130(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-X", "faulthandler", "-m", "simcore", "run", "rundir.yaml", "-o",
          "runs", "-q"],
-        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_as_from_a_shell)
     out = tmp_path / "runs"
     deadline = time.monotonic() + 60
     try:
