@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.artist import Artist
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -14,6 +13,7 @@ from reports.series import BlockMatrix, hold_durations
 from reports.style import (
     FIGSIZE,
     TimeUnit,
+    bottom_legend,
     caption,
     format_bytes,
     new_figure,
@@ -167,12 +167,8 @@ def huge_figure(free: pd.DataFrame, movable_only: pd.DataFrame, spans: pd.DataFr
         ax.grid(True, alpha=0.3)
     axes[-1].set_xlim(0, unit.scale(end_s))
     axes[-1].set_xlabel(unit.label)
-    handles: dict[str, Artist] = {}
-    for ax in axes:
-        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, h)
-    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncols=2,
-               fontsize=8, bbox_to_anchor=(0.5, 0.35 / fig.get_figheight()))
+    bottom_legend(fig, axes, ncols=2, inches=0.35)
     caption(fig, f"Free blocks from /proc/pagetypeinfo, {sampling_note(free.index)}; pcp "
-            "pages not counted. Movable-only: every allocation in the pageblock is MOVABLE.")
+            "pages not counted. Movable-only: compaction migrates every allocation in the "
+            "pageblock (order-0 LRU pages not pinned, __PageMovable() pages).")
     return fig

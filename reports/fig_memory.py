@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -13,6 +12,7 @@ from reports.style import (
     FIGSIZE,
     PAGE_SIZE,
     TimeUnit,
+    bottom_legend,
     caption,
     format_bytes,
     new_figure,
@@ -139,12 +139,7 @@ def free_memory_figure(tables: dict[ZoneKey, pd.DataFrame], zones: pd.DataFrame,
         _zone_axes(ax, key, table, spans, protection_text(zones, key), end_s, unit)
     axes[-1].set_xlim(0, unit.scale(end_s))
     axes[-1].set_xlabel(unit.label)
-    handles: dict[str, Artist] = {}
-    for ax in axes:
-        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, h)
-    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncols=4,
-               fontsize=8, bbox_to_anchor=(0.5, 0.3 / fig.get_figheight()))
+    bottom_legend(fig, axes, ncols=4, inches=0.3)
     left_out = ", ".join(f"node {n} {z}" for n, z in sorted(collapsed))
     boosted = any(t["watermark_boost"].any() for t in shown.values())
     caption(fig, sampling_note(next(iter(shown.values())).index)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from reports.load import RunData
 from reports.series import time_below_watermarks
@@ -252,11 +251,6 @@ def run_facts(data: RunData) -> str:
             f"{format_seconds(data.duration_s)} simulated in "
             f"{format_seconds(float(s['wall_seconds']))} ({build}) · "
             f"{int(s['events_traced']):,} events · commit {str(m.get('git_commit') or '?')[:10]}")
-
-
-def frame_or_empty(frame: pd.DataFrame | None) -> pd.DataFrame:
-    """``frame``, or an empty one."""
-    return pd.DataFrame() if frame is None else frame
 
 
 def manifest_question(manifest: dict[str, Any]) -> str:

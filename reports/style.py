@@ -9,7 +9,7 @@ told apart by line style or marker as well as colour, so a greyscale print reads
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -227,3 +227,13 @@ def steps(ax: Axes, values: np.ndarray, edges: np.ndarray,
         (art,) = ax.plot(edges, np.append(values, last), drawstyle="steps-post", **kw)
     art.step_data = (values, edges, base)  # type: ignore[attr-defined]
     return art
+
+
+def bottom_legend(fig: Figure, axes: Iterable[Axes], ncols: int, inches: float) -> None:
+    """One legend for all ``axes`` (each label once), centred ``inches`` above the bottom."""
+    handles: dict[str, Artist] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncols=ncols,
+               fontsize=8, bbox_to_anchor=(0.5, inches / fig.get_figheight()))
