@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from simcore.atomic import atomic_path
 from simcore.formats import trace_schema as ts
 from simcore.mm.constants import MIGRATETYPE_NAMES
 from simcore.sim.pollution import ZoneCensus
+from simcore.sim.recorder import write_parquet
 
 
 def pageblock_columns(machine: Any, census: list[ZoneCensus],
@@ -69,7 +69,6 @@ def write_pageblock_map(machine: Any, scan: tuple[list[ZoneCensus], np.ndarray],
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     census, mixed = scan
     columns = pageblock_columns(machine, census, mixed)
@@ -82,8 +81,4 @@ def write_pageblock_map(machine: Any, scan: tuple[list[ZoneCensus], np.ndarray],
             arrays.append(strings.dictionary_encode())
         else:
             arrays.append(pa.array(values, type=pa.from_numpy_dtype(typ)))
-    table = pa.Table.from_arrays(arrays, names=[n for n, _ in ts.PAGEBLOCKS_COLUMNS])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return table.num_rows
+    return write_parquet(path, arrays, ts.PAGEBLOCKS_COLUMNS)

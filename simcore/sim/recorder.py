@@ -40,7 +40,6 @@ class _Columns:
 
     def write(self, path: Path) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         arrays = []
         for name, typ in self.schema:
@@ -49,10 +48,22 @@ class _Columns:
                 arrays.append(pa.array(col, pa.string()).dictionary_encode())
             else:
                 arrays.append(pa.array(col, type=pa.from_numpy_dtype(typ)))
-        table = pa.Table.from_arrays(arrays, names=[n for n, _ in self.schema])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
+        write_parquet(path, arrays, self.schema)
+
+
+def write_parquet(path: Path, arrays: list[Any], schema: tuple[tuple[str, str], ...]) -> int:
+    """Write Arrow ``arrays`` as the columns of ``schema`` to ``path``, atomically.
+
+    Returns the number of rows written.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_arrays(arrays, names=[n for n, _ in schema])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return int(table.num_rows)
 
 
 class SnapshotRecorder:
