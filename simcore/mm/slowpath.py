@@ -101,10 +101,14 @@ class SlowRequest:
         oom_victims: Owners the OOM killer chose for this request.
         nofail_warned: ``WARN_ON_ONCE_GFP`` for a ``__GFP_NOFAIL`` request that cannot
             reclaim directly (it fails).
+        captured: The block direct compaction captured for this request while the
+            caller spends the compaction's time (``capture_control.page``), -1 if none:
+            the request owns it then (the invariant audit counts it as allocated).
+        order: The request's order.
     """
 
     __slots__ = ("stage", "stall_ns", "reclaim_rounds", "reclaimed", "oom_victims",
-                 "nofail_warned", "ac", "killed_self")
+                 "nofail_warned", "ac", "killed_self", "captured", "order")
 
     def __init__(self) -> None:
         self.stage = ts.STAGE_SLOW_RETRY
@@ -115,6 +119,8 @@ class SlowRequest:
         self.nofail_warned = False
         self.killed_self = False
         """The OOM killer chose the caller making this request."""
+        self.captured = -1
+        self.order = 0
         self.ac: AllocContext | None = None
         """The context the slow path ended with (the retry may drop the nodemask, and
         warn_alloc() prints the one left)."""
@@ -232,7 +238,9 @@ def direct_compact(mm: PageAllocator, gfp: int, order: int, alloc_flags: int,
     result, cost, pfn = compaction.try_to_compact_pages(
         gfp, order, alloc_flags, ac.zonelist, ac.highest_zoneidx, priority, cpu)
     if cost:
+        req.captured, req.order = pfn, order
         yield cost
+        req.captured = -1
     if result == COMPACT_SKIPPED:
         return -1, result
     req.reach(ts.STAGE_SLOW_COMPACTION)

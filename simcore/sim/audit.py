@@ -95,9 +95,11 @@ def holdings(m: Machine) -> tuple[dict[int, int], set[int]]:
     """Every allocated block the machine knows an owner of: ``({pfn: order}, frozen)``.
 
     The owners: live handles (``owner_of``), pages held without a handle, the hugetlb
-    pool's gigantic pages (which have no handle), and pages only a speculative reference
-    still keeps (their owner freed them while a walker held a reference). ``frozen``:
-    the hugetlb pool's free pages, whose refcount is frozen at 0.
+    pool's gigantic pages (which have no handle), blocks direct compaction captured for
+    a request that is still spending the compaction's time, and pages only a speculative
+    reference still keeps (their owner freed them while a walker held a reference). ``frozen``:
+    the blocks whose refcount is 0 although they are not free: the hugetlb pool's free
+    pages (frozen) and captured blocks.
     """
     pages = m.mm.pages
     allocated = {pfn: h.order for pfn, h in m.owner_of.items()}
@@ -114,6 +116,10 @@ def holdings(m: Machine) -> tuple[dict[int, int], set[int]]:
                 for pfn in freelist:
                     allocated.setdefault(pfn, h.order)
                     frozen.add(pfn)
+    for req in m.slow_requests.values():  # captured by direct compaction, in flight
+        if req.captured >= 0:  # off the free lists, not yet prep_new_page()'d: refcount 0
+            allocated[req.captured] = req.order
+            frozen.add(req.captured)
     for pfn in m.extra_refs:
         if pfn not in allocated:  # the owner freed it; the reference keeps it
             head = pages.flags[pfn] & PG_HEAD

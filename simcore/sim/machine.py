@@ -211,6 +211,9 @@ class Machine:
 
         Handles whose deferred free is due but not yet applied are still in it: call
         :meth:`apply_pending_frees` before reading it."""
+        self.slow_requests: dict[int, SlowRequest] = {}
+        """The requests stalled in the slow path now (``id`` -> request): a block direct
+        compaction captured for one is the request's while it stalls."""
         self.extra_refs: dict[int, int] = {}
         """pfn -> references held on it besides its owner's (speculative walkers'
         ``get_page_unless_zero()``): what the invariant audit expects on top of the
@@ -352,6 +355,7 @@ class Machine:
             env = self.env
             self.in_slowpath[id(req)] = (owner, int(env.now), format_gfp(gfp), order,
                                          bool(gfp & GFP_NOFAIL))
+            self.slow_requests[id(req)] = req
             try:
                 ns = next(steps)
                 while True:
@@ -374,6 +378,7 @@ class Machine:
                 raise
             finally:
                 del self.in_slowpath[id(req)]
+                del self.slow_requests[id(req)]
             pfn = self._slow_done(who, pfn, gfp, order, nid, ac, req)
             if who.killed_ns >= 0:  # killed while it stalled: the page goes as it exits
                 if pfn >= 0:

@@ -18,6 +18,7 @@ import pytest
 
 from allocsim.cli import main
 from allocsim.run import simulate
+from allocsim.soak import soak, soak_config
 from simcore.formats import trace_schema as ts
 from simcore.mm.invariants import InvariantError
 from simcore.sim.audit import Audit, check_machine
@@ -39,6 +40,7 @@ workloads:
   - {name: cache, type: page_cache, size: 8MiB, rate: 2000/s}
 """
 CORRUPT_AT_NS = 6_000_000
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp_path: Path) -> Path:
@@ -160,3 +162,32 @@ def test_the_audit_checks_a_quiet_machine_too(tmp_path: Path) -> None:
     m.mm.pages.ref[m.mm.zones[-1].zone_start_pfn + 5] = 3  # a free page with references
     with pytest.raises(InvariantError, match="refcount"):
         check_machine(m)
+
+
+SMALL_MACHINE_PAGES = 1 << 18
+"""Configs whose machine has at most this many pages (1 GiB) are soaked in the suite;
+``benchmarks/soak.py`` soaks every config for longer."""
+
+
+def _small_configs() -> list[Path]:
+    small = []
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        cfg = soak_config(path)
+        if sum(node.memory_pages for node in cfg.machine.nodes) <= SMALL_MACHINE_PAGES:
+            small.append(path)
+    return small
+
+
+SMALL = _small_configs()
+
+
+def test_the_soak_covers_most_configs() -> None:
+    assert len(SMALL) >= 8 and any(p.name == "quickstart.yaml" for p in SMALL)
+
+
+@pytest.mark.parametrize("path", SMALL, ids=[p.name for p in SMALL])
+def test_soak_small_config(path: Path) -> None:
+    """Every small shipped config, audited every 50 events for its first 4,000."""
+    result = soak(soak_config(path), every=50, max_events=4000)
+    assert result.violation is None, result.violation
+    assert result.checks >= min(result.events, 4000) // 50 and result.events > 500
