@@ -40,13 +40,15 @@ class SoakResult:
     simulated_ns: int
     seconds: float
     violation: str | None
+    migrated: int
+    """Pages compaction migrated (``pgmigrate_success``): handles the audit followed."""
 
     def line(self) -> str:
         """One line for the terminal."""
         verdict = "ok" if self.violation is None else f"VIOLATION: {self.violation}"
         return (f"{self.name:<32} {self.events:>9,} events {self.checks:>6,} checks "
-                f"{self.simulated_ns / 1e9:8.3f} s simulated {self.seconds:7.1f} s wall  "
-                f"{verdict}")
+                f"{self.simulated_ns / 1e9:8.3f} s simulated {self.migrated:>8,} migrated "
+                f"{self.seconds:7.1f} s wall  {verdict}")
 
 
 def soak_config(path: Path) -> ExperimentConfig:
@@ -80,7 +82,8 @@ def soak(cfg: ExperimentConfig, every: int, max_events: int) -> SoakResult:
         if run.violation is not None:
             violation = run.violation.describe()
         return SoakResult(cfg.name, audit.events, audit.checks, int(run.machine.env.now),
-                          time.perf_counter() - t0, violation)
+                          time.perf_counter() - t0, violation,
+                          run.machine.mm.vm["pgmigrate_success"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

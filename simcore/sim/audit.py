@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from simpy.core import StopSimulation
 
 from simcore.mm.invariants import InvariantError, check_invariants
 from simcore.mm.pages import ORDER_MASK, PG_ALLOC, PG_HEAD
@@ -277,7 +278,12 @@ class Audit:
         proc = _describe_next(m.env) if due else ""
         rows0 = m.tracer.events_traced
         self.events = n
-        self._step()  # may raise StopSimulation (a chunk's end): nothing changed then
+        try:
+            self._step()
+        except StopSimulation:  # a chunk's end (env.run(until=...)): it is an event too
+            if due:
+                self._check(proc, rows0)
+            raise
         if due:
             self._check(proc, rows0)
 
