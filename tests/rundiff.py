@@ -45,6 +45,15 @@ WALL_CLOCK: dict[str, tuple[str, ...]] = {
 BUILD_FIELDS: dict[str, tuple[str, ...]] = {"manifest.json": ("compiled",
                                                               "versions.engine_build")}
 """Fields that name the build (compared except across the compiled and pure builds)."""
+MIXED_ARGS = ("configs/mixed_callers.yaml", "--set", "duration=300ms",
+              "--set", "workloads[12].resize[0].at=250ms",
+              "--set", "machine.nodes[0].memory=128MiB",
+              "--set", "machine.nodes[1].memory=128MiB")
+"""``allocsim run`` arguments (from the checkout's root) of the run the determinism tests
+repeat: every caller kind at once (``configs/mixed_callers.yaml``) on a machine small
+enough that 300 ms reach kswapd and direct reclaim, compaction with migration, an OOM
+kill, failed requests and a hugetlb pool resize. Callers, owners and victims are keyed
+by name, so a set or dict of names iterated into the run would show across hash seeds."""
 SWEEP_EXCLUDED = ("started", "finished", "executor", "host_pid")
 """``sweep.json`` keys that say when, where and on what executor the sweep ran."""
 

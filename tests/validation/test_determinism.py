@@ -22,7 +22,7 @@ import pytest
 from allocsim.run import simulate
 from simcore.config.types import ExperimentConfig
 from simcore.formats import trace_schema as ts
-from tests.rundiff import assert_same_run, run_differences
+from tests.rundiff import MIXED_ARGS, assert_same_run, run_differences
 from workloads.registry import load_experiment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,29 +103,20 @@ def test_no_global_rng(tmp_path: Path) -> None:
     assert_same_run(first, _run(cfg, tmp_path / "b"))
 
 
-
-
-# Every caller kind at once (configs/mixed_callers.yaml) on a machine small enough that
-# 300 ms reach kswapd and direct reclaim, compaction with migration, an OOM kill, failed
-# requests and a hugetlb pool resize: callers, owners and victims are keyed by name, so
-# iteration over a set or dict of names leaking into the run would show across hash seeds.
-MIXED = ("configs/mixed_callers.yaml", "--set", "duration=300ms",
-         "--set", "workloads[12].resize[0].at=250ms",
-         "--set", "machine.nodes[0].memory=128MiB", "--set", "machine.nodes[1].memory=128MiB")
 HASH_SEEDS = {"a": "0", "b": "0", "c": "1", "d": "random"}
 """Run name -> its ``PYTHONHASHSEED``: a and b differ only in being separate processes."""
 
 
 @pytest.fixture(scope="module")
 def mixed_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The MIXED run in four ``python -m allocsim run`` processes at once."""
+    """The MIXED_ARGS run in four ``python -m allocsim run`` processes at once."""
     out = tmp_path_factory.mktemp("processes")
     procs = {}
     for name, hash_seed in HASH_SEEDS.items():
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": hash_seed}
         procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "allocsim", "run", *MIXED, "-o", str(out / name), "-q",
-             "--no-report"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "allocsim", "run", *MIXED_ARGS, "-o", str(out / name),
+             "-q", "--no-report"], cwd=REPO, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
     for proc in procs.values():
         _, err = proc.communicate(timeout=100)
