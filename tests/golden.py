@@ -3,7 +3,8 @@
 ``file_order`` hashes the events in the order they were written; ``multiset`` hashes
 them sorted by time and then by every column, so two runs that differ only in the
 order of events with equal timestamps share it. Snapshots and the summary counters
-are hashed in full (the summary without its wall-clock timings).
+are hashed in full (the summary without its wall-clock fields, those
+:data:`tests.rundiff.WALL_CLOCK` names).
 
 Regenerate the stored digests (only when a change to the model is intended) with
 ``python -m tests.golden --write``.
@@ -18,13 +19,16 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from tests.rundiff import WALL_CLOCK
+
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 CONFIGS = {
     "det": GOLDEN / "det.yaml",
     "quickstart": Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml",
     "atomic-reserves": Path(__file__).resolve().parents[1] / "configs" / "atomic-reserves.yaml",
 }
-SUMMARY_SKIP = ("timings", "wall", "seconds", "commit", "version", "build", "path", "dir")
+SUMMARY_SKIP = WALL_CLOCK["summary.json"]
+"""Top-level keys of ``summary.json`` left out of its digest."""
 
 
 def _frame_digest(path: Path, sort: bool) -> str:
@@ -37,13 +41,8 @@ def _frame_digest(path: Path, sort: bool) -> str:
     return hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()
 
 
-def _strip(obj: object) -> object:
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in sorted(obj.items())
-                if not any(s in k for s in SUMMARY_SKIP)}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    return obj
+def _strip(summary: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in summary.items() if k not in SUMMARY_SKIP}
 
 
 def digests(run_dir: Path) -> dict[str, str]:

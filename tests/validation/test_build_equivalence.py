@@ -1,12 +1,22 @@
-"""The compiled and the pure-Python engine write byte-identical run outputs.
+"""The compiled and the pure-Python engine write the same run, file for file.
 
-One source, two builds: the compiled build (when it is installed) runs in this
-process; the pure build runs in a child with ``ALLOCSIM_PURE_PYTHON=1``. Every trace
-file and every end-of-run ``/proc`` file must match byte for byte, on several configs.
+One source, two builds: each config runs in two child processes at once, one on the
+compiled build (no ``ALLOCSIM_PURE_PYTHON``) and one on the pure build
+(``ALLOCSIM_PURE_PYTHON=1``). Their run directories must be the same run
+(:func:`tests.rundiff.assert_same_run` across builds): every trace file, the
+end-of-run and ``/proc`` files, ``config.yaml``, and ``summary.json`` and
+``manifest.json`` (the report's inputs) but for their wall-clock fields and the two
+that name the build, which must say compiled and pure.
+
+A run of the suite is a pure run when ``ALLOCSIM_PURE_PYTHON`` is set, and a compiled
+run otherwise (``pip install -e '.[test]'`` compiles the engine). In a compiled run,
+these tests fail if the compiled engine of this checkout is missing or stale; in a pure
+run they are skipped (it tests the pure build; the compiled run compares the two).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,14 +24,36 @@ from pathlib import Path
 
 import pytest
 
-import simcore
-from simcore.formats import trace_schema as ts
+from simcore.engine import PURE_ENV, pure_requested
 from tests.golden import CONFIGS
+from tests.rundiff import MIXED_ARGS, assert_same_run
 
 REPO = Path(__file__).resolve().parents[2]
-COMPARED = (ts.EVENTS_FILE, ts.SPANS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, "vmstat.txt",
-            "buddyinfo.txt", "pagetypeinfo.txt", "zoneinfo.txt", "extfrag_index.txt",
-            "unusable_index.txt")
+
+
+def _env(pure: bool) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop(PURE_ENV, None)
+    if pure:
+        env[PURE_ENV] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def compiled_engine() -> None:
+    """Skip in a pure run; in a compiled run, fail unless this checkout's engine is."""
+    if pure_requested():
+        pytest.skip(f"a pure run ({PURE_ENV} is set): the compiled run compares the builds")
+    probe = "import simcore; print(simcore.COMPILED, simcore.build_description())"
+    r = subprocess.run([sys.executable, "-c", probe], env=_env(pure=False), cwd=REPO,
+                       capture_output=True, text=True, check=True)
+    compiled, _, build = r.stdout.strip().partition(" ")
+    if compiled != "True":
+        pytest.fail(f"a compiled run ({PURE_ENV} is not set), but the engine runs {build}. "
+                    f"Build it (pip install -e .), or set {PURE_ENV}=1 for a pure run.",
+                    pytrace=False)
+
+
 # A third machine shape: NUMA spill and THISNODE-free fallback on three small nodes.
 THREE_NODES = """\
 name: three-nodes
@@ -71,21 +103,19 @@ actions:
 """
 
 
-def _run(config: Path, out: Path, pure: bool) -> Path:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("ALLOCSIM_PURE_PYTHON", None)
-    if pure:
-        env["ALLOCSIM_PURE_PYTHON"] = "1"
-    probe = "import simcore, sys; sys.stdout.write(str(simcore.COMPILED))"
-    r = subprocess.run([sys.executable, "-c", probe], env=env, cwd=REPO,
-                       capture_output=True, text=True, check=True)
-    assert r.stdout == str(not pure and simcore.COMPILED), r.stderr
-    r = subprocess.run([sys.executable, "-m", "simcore", "run", str(config), "-o", str(out),
-                        "-q", "--no-report"], env=env, cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    (run_dir,) = out.iterdir()
-    return run_dir
+def _run_both(args: list[str], out: Path) -> tuple[Path, Path]:
+    """``allocsim run ARGS`` on the compiled and the pure build at once."""
+    procs = [subprocess.Popen([sys.executable, "-m", "allocsim", "run", *args, "-o",
+                               str(out / build), "-q", "--no-report"], env=_env(pure),
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+             for build, pure in (("compiled", False), ("pure", True))]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    (compiled,) = (out / "compiled").iterdir()
+    (pure,) = (out / "pure").iterdir()
+    return compiled, pure
 
 
 # Compaction: churned page cache around long-lived anon pages, order-9 requests that
@@ -162,20 +192,26 @@ actions:
 """
 
 
-@pytest.mark.skipif(not simcore.COMPILED, reason="no compiled engine is installed")
+@pytest.mark.usefixtures("compiled_engine")
 @pytest.mark.parametrize("name", ["det", "atomic-reserves", "three-nodes", "pressure-small",
-                                  "compaction-small", "hugetlb-small", "gigantic-small"])
-def test_compiled_and_pure_builds_write_the_same_bytes(name: str, tmp_path: Path) -> None:
+                                  "compaction-small", "hugetlb-small", "gigantic-small",
+                                  "mixed"])
+def test_compiled_and_pure_builds_write_the_same_run(name: str, tmp_path: Path) -> None:
     inline = {"three-nodes": THREE_NODES, "pressure-small": PRESSURE,
               "compaction-small": COMPACTION, "hugetlb-small": HUGETLB,
               "gigantic-small": GIGANTIC}
-    config = tmp_path / f"{name}.yaml" if name in inline else CONFIGS[name]
-    if name in inline:
-        config.write_text(inline[name])
-    compiled = _run(config, tmp_path / "compiled", pure=False)
-    pure = _run(config, tmp_path / "pure", pure=True)
-    for rel in COMPARED:
-        assert (compiled / rel).read_bytes() == (pure / rel).read_bytes(), rel
+    if name == "mixed":
+        args = list(MIXED_ARGS)
+    elif name in inline:
+        (tmp_path / f"{name}.yaml").write_text(inline[name])
+        args = [str(tmp_path / f"{name}.yaml")]
+    else:
+        args = [str(CONFIGS[name])]
+    compiled, pure = _run_both(args, tmp_path)
+    builds = [json.loads((d / "manifest.json").read_text()) for d in (compiled, pure)]
+    assert [m["compiled"] for m in builds] == [True, False]
+    assert builds[1]["versions"]["engine_build"] == f"pure Python: {PURE_ENV} is set"
+    assert_same_run(compiled, pure, across_builds=True)
 
 
 def test_pure_python_switch_is_honoured() -> None:

@@ -1,9 +1,15 @@
-"""Same config and seed give a byte-identical trace; the seed, and only the seed, matters."""
+"""Same config and seed give the same run: in one process, across processes and
+``PYTHONHASHSEED`` values, with no global RNG; the seed, and only the seed, matters.
+
+"The same run" is :func:`tests.rundiff.assert_same_run`: every file of the run directory
+byte for byte, wall-clock fields aside. The same holds across executors
+(``test_determinism_executors.py``) and builds (``test_build_equivalence.py``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import json
 import os
 import random
 import subprocess
@@ -11,14 +17,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from allocsim.run import simulate
 from simcore.config.types import ExperimentConfig
 from simcore.formats import trace_schema as ts
+from tests.rundiff import MIXED_ARGS, assert_same_run, run_differences
 from workloads.registry import load_experiment
 
 REPO = Path(__file__).resolve().parents[2]
-TRACE_FILES = (ts.EVENTS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE)
 
 # Two nodes and every random draw the synthetic workload makes: order mix, CPU choice,
 # exponential and lognormal lifetimes, Poisson arrivals.
@@ -64,24 +71,22 @@ def _config(tmp_path: Path) -> ExperimentConfig:
     return load_experiment(path)
 
 
-def _hashes(cfg: ExperimentConfig, out: Path) -> dict[str, str]:
-    run_dir = simulate(cfg, out, report=False).run_dir
-    return {name: hashlib.sha256((run_dir / name).read_bytes()).hexdigest()
-            for name in TRACE_FILES}
+def _run(cfg: ExperimentConfig, out: Path) -> Path:
+    return simulate(cfg, out, report=False).run_dir
 
 
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
-    first = _hashes(cfg, tmp_path / "a")
-    second = _hashes(cfg, tmp_path / "b")
-    assert first == second
+    assert_same_run(_run(cfg, tmp_path / "a"), _run(cfg, tmp_path / "b"))
 
 
 def test_different_seed_different_events(tmp_path: Path) -> None:
+    """The comparison sees a change of seed, in the events and beyond."""
     cfg = _config(tmp_path)
-    first = _hashes(cfg, tmp_path / "a")
-    other = _hashes(dataclasses.replace(cfg, seed=cfg.seed + 1), tmp_path / "b")
-    assert first[ts.EVENTS_FILE] != other[ts.EVENTS_FILE]
+    first = _run(cfg, tmp_path / "a")
+    other = _run(dataclasses.replace(cfg, seed=cfg.seed + 1), tmp_path / "b")
+    differing = {d.split(":")[0] for d in run_differences(first, other)}
+    assert {ts.EVENTS_FILE, ts.BUDDYINFO_FILE, "manifest.json", "summary.json"} <= differing
 
 
 def test_no_global_rng(tmp_path: Path) -> None:
@@ -89,33 +94,55 @@ def test_no_global_rng(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     np.random.seed(0)
     random.seed(0)
-    first = _hashes(cfg, tmp_path / "a")
+    first = _run(cfg, tmp_path / "a")
     np.random.seed(1)
     random.seed(1)
     # Also move the global streams on by a different amount before the second run.
     np.random.random(17)
     random.random()
-    second = _hashes(cfg, tmp_path / "b")
-    assert first == second
+    assert_same_run(first, _run(cfg, tmp_path / "b"))
 
 
-def test_same_bytes_across_processes(tmp_path: Path) -> None:
-    """Two fresh interpreters with different string-hash seeds write the same bytes.
+HASH_SEEDS = {"a": "0", "b": "0", "c": "1", "d": "random"}
+"""Run name -> its ``PYTHONHASHSEED``: a and b differ only in being separate processes."""
 
-    In-process runs share one ``PYTHONHASHSEED``; iteration over a set of strings (or
-    anything keyed by ``id()``) leaking into the trace would only show across processes.
-    """
-    (tmp_path / "det.yaml").write_text(CONFIG)
-    procs = []
-    for hash_seed in ("1", "2"):
+
+@pytest.fixture(scope="module")
+def mixed_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The MIXED_ARGS run in four ``python -m allocsim run`` processes at once."""
+    out = tmp_path_factory.mktemp("processes")
+    procs = {}
+    for name, hash_seed in HASH_SEEDS.items():
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": hash_seed}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "simcore", "run", "det.yaml", "-o", f"out{hash_seed}",
-             "-q", "--no-report"],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-    runs = [tmp_path / f"out{s}" / "det-seed11" for s in ("1", "2")]
-    for name in TRACE_FILES:
-        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "allocsim", "run", *MIXED_ARGS, "-o", str(out / name),
+             "-q", "--no-report"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+    for proc in procs.values():
+        _, err = proc.communicate(timeout=100)
+        assert proc.returncode == 0, err
+    return {name: out / name / "mixed_callers-seed3" for name in HASH_SEEDS}
+
+
+def test_the_mixed_run_reaches_every_keyed_path(mixed_runs: dict[str, Path]) -> None:
+    """The run compared below does go through reclaim, compaction, OOM and failures."""
+    summary = json.loads((mixed_runs["a"] / "summary.json").read_text())
+    vmstat = summary["vmstat"]
+    assert vmstat["pgsteal_kswapd"] and vmstat["pgsteal_direct"] and vmstat["compact_stall"]
+    assert vmstat["pgmigrate_success"] and summary["oom_kills"]
+    assert summary["failures"]["by_caller"] and summary["pollution"]
+    assert len(summary["requests"]["by_caller"]) >= 20  # workloads and their slab caches
+
+
+def test_same_run_across_processes(mixed_runs: dict[str, Path]) -> None:
+    assert_same_run(mixed_runs["a"], mixed_runs["b"])
+
+
+def test_same_run_across_hash_seeds(mixed_runs: dict[str, Path]) -> None:
+    """``PYTHONHASHSEED`` 0, 1 and random: string hashing (set and dict order) differs."""
+    probe = [subprocess.run([sys.executable, "-c", "print(hash('allocsim'))"],
+                            env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True,
+                            text=True, check=True).stdout for seed in ("0", "1")]
+    assert probe[0] != probe[1]
+    assert_same_run(mixed_runs["a"], mixed_runs["c"])
+    assert_same_run(mixed_runs["a"], mixed_runs["d"])
