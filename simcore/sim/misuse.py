@@ -46,7 +46,8 @@ def live_block(machine: Machine, pfn: int, order: int) -> str:
         head = pfn + int(inside[0])
         have = pages.order_of(head)
     handle = machine.owner_of.get(head)
-    holder = f"{handle.owner} holds it" if handle is not None else "held without a handle"
+    holder = f"{handle.owner} holds it" if handle is not None else \
+        "held without a handle, or leaked by a bad free"
     return f"in the allocated order-{have} block at {head:#x} ({holder})"
 
 
