@@ -133,12 +133,16 @@ def zone_bad_page(zone: Zone, pfn: int, order: int, reason: str, leaked: int) ->
 
 
 def _put_below_zero(mm: FreePagesMixin, pfn: int) -> tuple[int, int]:
-    """``put_page_testzero()`` on a count <= 0: it goes down, silently. Returns (old, new)."""
+    """``put_page_testzero()`` on a count <= 0: it goes down, silently. Returns (old, new).
+
+    SIMPLIFICATION: the count stops at the int16 floor (the kernel's atomic_t goes on).
+    """
     ref = mm.pages.ref
     old = int(ref[pfn])
-    ref[pfn] = old - 1
+    new = max(old - 1, -(1 << 15))
+    ref[pfn] = new
     mm.page_zone(pfn).refcount_underflows += 1
-    return old, old - 1
+    return old, new
 
 
 # -- the checks that find the damage ----------------------------------------------------------
