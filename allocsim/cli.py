@@ -21,6 +21,8 @@ from typing import Any
 from simcore.errors import interruption_in
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
+"""The run itself failed (the invariant audit found the model in a broken state)."""
 _OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 """Errors of the place being written (disk full, quota, read-only): one line, exit 2."""
 EXIT_INTERRUPTED = 130
@@ -53,6 +55,21 @@ def _seed(text: str) -> int:
     return value
 
 
+AUDIT_EVERY = 1000
+"""``--check-invariants`` without a value: a full audit every 1,000 SimPy events."""
+
+
+def _audit_every(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of events N >= 1 (--check-invariants=N), got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of events N >= 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="allocsim", description="Simulate the Linux 6.1 page allocator.",
@@ -71,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_seed, default=None, help="override the config's seed")
     run.add_argument("--no-report", action="store_true", help="skip the PDF/PNG report")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--check-invariants", type=_audit_every, nargs="?", const=AUDIT_EVERY,
+                     default=None, metavar="N",
+                     help="audit every allocator invariant every N SimPy events (default "
+                          f"{AUDIT_EVERY:,}); a violation stops the run, names the first bad "
+                          "event and keeps the trace (slow: for debugging the model)")
     _add_set(run)
     val = sub.add_parser("validate", help="check experiment files without running them")
     val.add_argument("configs", type=Path, nargs="+")
@@ -286,13 +308,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else _progress_bar(cfg.name, cfg.duration_ns)
     _note_pure_build()
     try:
-        result = simulate(cfg, args.out, progress, report=not args.no_report)
+        result = simulate(cfg, args.out, progress, report=not args.no_report,
+                          check_invariants=args.check_invariants)
     finally:
         if progress is not None:
             progress.close()
+    manifest = json.loads((result.run_dir / "manifest.json").read_text(encoding="utf-8"))
+    if manifest.get("invariant_violation"):
+        print(f"allocsim: {manifest['error'].removeprefix('InvariantViolation: ')}",
+              file=sys.stderr)
+        print(f"allocsim: the run stopped there; its trace up to it is in {result.run_dir}",
+              file=sys.stderr)
+        return EXIT_FAILED
     s = result.summary
     print(f"run directory: {result.run_dir}")
-    manifest = json.loads((result.run_dir / "manifest.json").read_text(encoding="utf-8"))
     state = (manifest.get("initial_state") or {}).get("from_proc")
     if state:
         print(f"  starting state: the snapshot's (initial_state from_proc: {state})")

@@ -55,6 +55,7 @@ from simcore.formats.procstate import proc_texts, simulator_vmstat_text
 from simcore.mm.oom_kill import KernelPanic
 from simcore.mm.tracepoints import NullTracer, Tracer
 from simcore.sim.actions import actions_process
+from simcore.sim.audit import Audit, InvariantViolation, Violation, WindowDone
 from simcore.sim.initial_state import apply_initial_state
 from simcore.sim.machine import Machine
 from simcore.sim.pageblock_map import write_pageblock_map
@@ -213,8 +214,9 @@ class _Run:
     """The state of one run while it executes."""
 
     def __init__(self, cfg: ExperimentConfig, tmp_dir: Path, report: bool,
-                 setup: SetupFn | None = None) -> None:
+                 setup: SetupFn | None = None, audit_every: int | None = None) -> None:
         self.cfg = cfg
+        self.audit_every = audit_every
         self.setup = setup
         self.tmp_dir = tmp_dir
         self.report = report
@@ -246,6 +248,10 @@ class _Run:
         self.recorder = SnapshotRecorder(self.machine.mm, self.machine.apply_pending_frees)
         self.actions_log: list[dict[str, Any]] = []
         self.panic: KernelPanic | None = None
+        self.audit = None if audit_every is None else Audit(self.machine, audit_every)
+        if self.audit is not None:
+            self.audit.install()
+        self.violation: Violation | None = None
         self.proc_snapshots: list[str] = []
         """The ``proc/t=...`` directories written so far."""
 
@@ -295,8 +301,14 @@ class _Run:
                     env.run(until=min(end, int(env.now) + step))
                     if progress is not None:
                         progress(int(env.now), end)
+                if self.audit is not None:
+                    self.audit.finish()
             except KernelPanic as panic:  # the run ends here, as the kernel would
                 self.panic = panic
+            except InvariantViolation as exc:  # the model is wrong: stop, keep the trace
+                self.violation = exc.violation
+                self.timings["simulate_seconds"] = time.perf_counter() - t0
+                return
         # SimPy events at exactly `end` do not run, but deferred frees due by `end` are
         # applied: they are in the last snapshot and the end-of-run files.
         self.machine.apply_pending_frees()
@@ -416,6 +428,7 @@ def extras_summary(machine: Machine) -> dict[str, Any]:
 def simulate(
     cfg: ExperimentConfig, out_root: Path, progress: ProgressFn | None = None,
     report: bool = True, setup: SetupFn | None = None, dir_name: str | None = None,
+    check_invariants: int | None = None,
 ) -> RunResult:
     """Run one experiment and write its run directory under ``out_root``.
 
@@ -424,6 +437,10 @@ def simulate(
     error and the stage) or ``interrupted``; exceptions are re-raised after the
     directory is renamed ``.failed``/``.interrupted``. ``setup`` adds the run's own
     processes (:data:`SetupFn`); ``dir_name`` replaces ``<name>-seed<seed>``.
+    ``check_invariants=N`` audits the machine every N SimPy events
+    (:mod:`simcore.sim.audit`); a violation stops the run, which is written as
+    ``.failed`` with the trace up to it and the first bad event in its manifest
+    (``invariant_violation``).
 
     Raises:
         simcore.errors.ConfigError: The machine would not fit in this host's memory
@@ -431,11 +448,13 @@ def simulate(
         OutputError: ``out_root`` cannot hold a run directory (nothing is left behind).
     """
     check_fits_host(cfg)
+    if check_invariants is not None and check_invariants < 1:
+        raise ValueError(f"check_invariants: expected N >= 1 events, got {check_invariants}")
     t_start = time.perf_counter()
     base = dir_name if dir_name is not None else f"{cfg.name}-seed{cfg.seed}"
     tmp_dir = _make_tmp_dir(out_root, unique_run_dir(out_root, base).name)
     try:
-        run = _Run(cfg, tmp_dir, report, setup)
+        run = _Run(cfg, tmp_dir, report, setup, check_invariants)
     except BaseException as exc:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if isinstance(exc, MemoryError):
@@ -446,6 +465,12 @@ def simulate(
         run.write_manifest()  # from here on an interruption leaves a named directory
         run.start_processes()
         run.simulate(progress)
+        if run.audit is not None:
+            run.manifest["invariant_audit"] = {"every": run.audit.every,
+                                               "events": run.audit.events,
+                                               "checks": run.audit.checks}
+        if run.violation is not None:
+            return _stop_at_violation(run, out_root, base)
         summary = run.write_outputs()
         status = STATUS_OK if run.panic is None else STATUS_PANIC
         run.manifest.update(status=status, finished=_now())
@@ -497,3 +522,59 @@ def _abort(run: _Run, exc: BaseException, out_root: Path, base: str) -> None:
         os.replace(run.tmp_dir, unique_run_dir(out_root, f"{base}.{status}"))
     except OSError:
         shutil.rmtree(run.tmp_dir, ignore_errors=True)
+
+
+def _stop_at_violation(run: _Run, out_root: Path, base: str) -> RunResult:
+    """The audit found a broken invariant: name the first bad event, keep the trace.
+
+    A check every N events found it up to N - 1 events late: the run is replayed (it is
+    deterministic) with a check after every event of that window (:func:`pin_violation`).
+    The trace files up to the violation are written (the end-of-run tables that read the
+    broken state are attempted, and left out if they fail); no report. The directory is
+    ``<base>.failed``; its manifest's ``invariant_violation`` names the event.
+    """
+    assert run.violation is not None
+    if not run.violation.pinned:
+        run.stage = "pinning the first bad event"
+        run.violation = pin_violation(run.cfg, run.setup, run.violation, run.tmp_dir)
+    run.stage = "writing outputs"
+    summary: dict[str, Any] = {}
+    try:
+        summary = run.write_outputs()
+    except Exception as exc:  # the broken state may break the end-of-run tables too
+        run.tracer.close()
+        run.manifest["outputs_error"] = f"{type(exc).__name__}: {exc}"
+    run.manifest.update(status=STATUS_FAILED, finished=_now(), stage="simulating",
+                        error=f"InvariantViolation: {run.violation.describe()}",
+                        invariant_violation=run.violation.as_dict(),
+                        simulated_ns=run.machine.now_ns)
+    run.write_manifest()
+    final_dir = unique_run_dir(out_root, f"{base}.{STATUS_FAILED}")
+    os.replace(run.tmp_dir, final_dir)
+    return RunResult(final_dir, STATUS_FAILED, summary, [])
+
+
+def pin_violation(cfg: ExperimentConfig, setup: SetupFn | None, found: Violation,
+                  scratch_root: Path) -> Violation:
+    """Replay the run, checking every event after ``found.last_good``: the first bad one.
+
+    The replay builds the same machine and processes and runs them the same way (and
+    traces, to count each event's trace rows) in a scratch directory it then removes.
+    If the replay does not break where the run did (that would be a determinism bug),
+    ``found`` is returned unchanged.
+    """
+    scratch = scratch_root / ".pin"
+    scratch.mkdir()
+    replay: _Run | None = None
+    try:
+        replay = _Run(cfg, scratch, report=False, setup=setup)
+        replay.audit = Audit(replay.machine, 1, first=found.last_good, last=found.event)
+        replay.audit.install()
+        replay.start_processes()
+        with contextlib.suppress(WindowDone):
+            replay.simulate(None)
+        return replay.violation if replay.violation is not None else found
+    finally:
+        if replay is not None and isinstance(replay.tracer, RecordingTracer):
+            replay.tracer.abort()
+        shutil.rmtree(scratch, ignore_errors=True)

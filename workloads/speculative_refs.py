@@ -141,13 +141,18 @@ class Walker:
         if not m.mm.get_page_unless_zero(pfn):
             return False
         self.stats["refs"] += 1
+        m.extra_refs[pfn] = m.extra_refs.get(pfn, 0) + 1
         m.env.process(self._put_later(pfn, cpu))
         return True
 
     def _put_later(self, pfn: int, cpu: int) -> Generator[Any, Any, None]:
         yield self.machine.env.timeout(self.p.hold_ns)
-        self.machine._enter(self.name, cpu)
-        put_page(self.machine, pfn, cpu)
+        m = self.machine
+        m._enter(self.name, cpu)
+        left = m.extra_refs.pop(pfn) - 1
+        if left:
+            m.extra_refs[pfn] = left
+        put_page(m, pfn, cpu)
 
     def race(self, pfn: int, nr_pages: int, compound: bool) -> None:
         """A fresh huge page before its freeze: maybe one of our takes lands on it."""

@@ -233,6 +233,7 @@ def unreserve_highatomic_pageblock(zones: Iterable[Zone], mt: int, force: bool) 
                     pageblock_nr_pages, zone.nr_reserved_highatomic
                 )
             zone.set_pageblock_migratetype(pfn, mt)
+            zone.highatomic_unreserved += 1
             zone.pb_claims.append(pfn)
             moved, _ = move_freepages_block(zone, pfn, mt)
             if moved:

@@ -20,8 +20,9 @@ the counters, and checks what mm/page_alloc.c (6.1) relies on without checking:
 
 SIMPLIFICATION: merging completeness compares the *current* pageblock types. After
 ``unreserve_highatomic_pageblock()`` relabels a HIGHATOMIC pageblock, two buddies the
-kernel refused to merge may legitimately sit side by side with equal types; callers
-that unreserve should pass ``check_merging=False``.
+kernel refused to merge may legitimately sit side by side with equal types: in a zone
+that has unreserved a pageblock (``zone.highatomic_unreserved``), merging is not
+checked at orders >= pageblock_order.
 """
 
 from __future__ import annotations
@@ -103,9 +104,8 @@ def check_invariants(
         blocks += [(pfn, 1 << order, f"free order-{order} block in {zone}")
                    for pfn, (order, _) in free.items()]
         blocks += _check_pcp_lists(mm, zone)
-    if allocated is not None:
-        blocks += _check_allocated(mm, allocated, frozen)
-    _check_coverage(mm, blocks, allocated is not None)
+    alloc_pfns, alloc_sizes = _check_allocated(mm, allocated or {}, frozen)
+    _check_coverage(mm, blocks, alloc_pfns, alloc_sizes, allocated is not None)
 
 
 def _check_free_lists(mm: PageAllocator, zone: Zone) -> dict[int, tuple[int, int]]:
@@ -196,6 +196,8 @@ def _check_merging(zone: Zone, free: Mapping[int, tuple[int, int]]) -> None:
         if buddy < pfn or buddy not in free or free[buddy][0] != order:
             continue
         if order >= pb_order:
+            if zone.highatomic_unreserved:
+                continue
             mt_a = zone.get_pageblock_migratetype(pfn)
             mt_b = zone.get_pageblock_migratetype(buddy)
             if mt_a != mt_b and (mt_a >= MIGRATE_PCPTYPES or mt_b >= MIGRATE_PCPTYPES):
@@ -253,44 +255,80 @@ def _check_pcp_mt(pindex: int, cached_mt: int, where: str) -> None:
 
 def _check_allocated(
     mm: PageAllocator, allocated: Mapping[int, int], frozen: Collection[int]
-) -> list[Block]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Allocated heads: not free, refcount >= 1 (0 if frozen), tails refcount 0.
 
     In a zone that recorded a caller's put below 0 (``refcount_underflows``) a frozen
     head and the tails may be negative (the owner's put while frozen, a ``put_page()``
     on an inner page), as the kernel keeps them until the block's free reports them.
+    Vectorized over the blocks (a run holds up to millions); the message names the
+    lowest bad block. Returns the blocks' first pfns and sizes.
     """
     pages = mm.pages
-    blocks: list[Block] = []
-    for pfn, order in allocated.items():
-        where = f"allocated order-{order} block {pfn:#x}"
-        if pfn & ((1 << order) - 1):
-            _fail(f"{where}: not aligned to its order")
-        if pages.flags[pfn] & (PG_BUDDY | PG_PCP):
-            _fail(f"{where}: head flags {pages.flags[pfn]:#x} say it is free")
-        ref = pages.ref[pfn]
-        negative_ok = mm.page_zone(pfn).refcount_underflows > 0
-        if pfn in frozen:
-            if ref > 0 or (ref < 0 and not negative_ok):
-                _fail(f"{where}: frozen but refcount is {ref}")
-        elif ref < 1:
-            _fail(f"{where}: head refcount is {ref}")
-        tails = pages.ref_np[pfn + 1 : pfn + (1 << order)]
-        if order and (tails > 0 if negative_ok else tails != 0).any():
-            _fail(f"{where}: a tail page has a non-zero refcount")
-        blocks.append((pfn, 1 << order, where))
-    return blocks
+    pfns = np.fromiter(allocated.keys(), dtype=np.int64, count=len(allocated))
+    orders = np.fromiter(allocated.values(), dtype=np.int64, count=len(allocated))
+    sizes = np.left_shift(np.int64(1), orders)
+    if not pfns.size:
+        return pfns, sizes
+    is_frozen = np.isin(pfns, np.fromiter(frozen, dtype=np.int64, count=len(frozen)))
+    negative_ok = _negative_ok(mm, pfns)
+    refs = pages.ref_np[pfns]
+    bad = ((pfns & (sizes - 1)) != 0) | ((pages.flags_np[pfns] & (PG_BUDDY | PG_PCP)) != 0)
+    bad |= np.where(is_frozen, (refs > 0) | ((refs < 0) & ~negative_ok), refs < 1)
+    for k in np.flatnonzero(orders > 0).tolist():
+        pfn, nr = int(pfns[k]), int(sizes[k])
+        tails = pages.ref_np[pfn + 1 : pfn + nr]
+        if (tails > 0 if negative_ok[k] else tails != 0).any():
+            bad[k] = True
+    if bad.any():
+        k = int(np.flatnonzero(bad)[np.argmin(pfns[bad])])
+        _explain_allocated(pages, int(pfns[k]), int(orders[k]), bool(is_frozen[k]))
+    return pfns, sizes
 
 
-def _check_coverage(mm: PageAllocator, blocks: list[Block], complete: bool) -> None:
+def _negative_ok(mm: PageAllocator, pfns: np.ndarray) -> np.ndarray:
+    """Per pfn: its zone recorded a caller's put below 0 (``Zone.refcount_underflows``)."""
+    ok = np.zeros(pfns.size, dtype=bool)
+    for zone in mm.zones:
+        if zone.refcount_underflows:
+            ok |= (pfns >= zone.zone_start_pfn) & (pfns < zone.end_pfn)
+    return ok
+
+
+def _explain_allocated(pages: PageArray, pfn: int, order: int, frozen: bool) -> None:
+    where = f"allocated order-{order} block {pfn:#x}"
+    if pfn & ((1 << order) - 1):
+        _fail(f"{where}: not aligned to its order")
+    if pages.flags[pfn] & (PG_BUDDY | PG_PCP):
+        _fail(f"{where}: head flags {pages.flags[pfn]:#x} say it is free")
+    ref = pages.ref[pfn]
+    if frozen and ref > 0:
+        _fail(f"{where}: frozen but refcount is {ref}")
+    if frozen and ref < 0:
+        _fail(f"{where}: frozen but refcount is {ref} (and its zone recorded no put below 0)")
+    if not frozen and ref < 1:
+        _fail(f"{where}: head refcount is {ref}")
+    _fail(f"{where}: a tail page has a non-zero refcount")
+
+
+def _check_coverage(mm: PageAllocator, blocks: list[Block], alloc_pfns: np.ndarray,
+                    alloc_sizes: np.ndarray, complete: bool) -> None:
     """No overlaps; with ``complete``, managed pages are covered except leaked ones."""
-    cover = np.zeros(mm.pages.nr_pages, dtype=np.int32)
-    for pfn, nr, _ in blocks:
-        cover[pfn : pfn + nr] += 1
+    nr_pages = mm.pages.nr_pages
+    starts = np.concatenate([np.fromiter((b[0] for b in blocks), np.int64, len(blocks)),
+                             alloc_pfns])
+    ends = starts + np.concatenate([np.fromiter((b[1] for b in blocks), np.int64,
+                                                len(blocks)), alloc_sizes])
+    diff = np.zeros(nr_pages + 1, dtype=np.int64)
+    np.add.at(diff, starts, 1)
+    np.add.at(diff, ends, -1)
+    cover = np.cumsum(diff[:-1])
     over = np.flatnonzero(cover > 1)
     if over.size:
         pfn = int(over[0])
         owners = [d for p, n, d in blocks if p <= pfn < p + n]
+        owners += [f"allocated block {int(p):#x} of {int(n)} pages"
+                   for p, n in zip(alloc_pfns, alloc_sizes, strict=True) if p <= pfn < p + n]
         _fail(f"pfn {pfn:#x} is covered by {len(owners)} blocks: " + "; ".join(owners))
     managed = managed_mask(mm)
     outside = np.flatnonzero(cover.astype(bool) & ~managed)

@@ -33,6 +33,7 @@ cdef class Zone:
     cdef public long long watermark_boost, watermark_boost_factor
     cdef public list lowmem_reserve
     cdef public long long nr_reserved_highatomic, nr_isolate_pageblock
+    cdef public long long highatomic_unreserved
     cdef public bint boosted_watermark, reclaim_active, fell_back
     cdef public list per_cpu_pageset
     cdef public int pcp_high, pcp_batch

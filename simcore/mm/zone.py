@@ -109,6 +109,9 @@ class Zone:
         """sysctl ``vm.watermark_boost_factor`` (copied here for boost_watermark())."""
         self.lowmem_reserve = [0, 0, 0, 0]
         self.nr_reserved_highatomic = 0
+        self.highatomic_unreserved = 0
+        """Pageblocks ``unreserve_highatomic_pageblock()`` gave back (buddies on either side
+        of one may stay unmerged: see :mod:`simcore.mm.invariants`)."""
         self.nr_isolate_pageblock = 0
         """``zone->nr_isolate_pageblock``: pageblocks labelled MIGRATE_ISOLATE, kept by
         :mod:`simcore.mm.page_isolation`; ``has_isolate_pageblock()`` tests it."""

@@ -37,7 +37,7 @@ cdef class Machine:
     cdef public Tracer tracer
     cdef public PageAllocator mm
     cdef public CallerStats stats
-    cdef public dict owner_of, _pending_at
+    cdef public dict owner_of, _pending_at, extra_refs
     cdef public object held
     cdef public list _pending
     cdef public long long _nr_pending, _stamp_ns

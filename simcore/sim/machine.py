@@ -212,6 +212,10 @@ class Machine:
 
         Handles whose deferred free is due but not yet applied are still in it: call
         :meth:`apply_pending_frees` before reading it."""
+        self.extra_refs: dict[int, int] = {}
+        """pfn -> references held on it besides its owner's (speculative walkers'
+        ``get_page_unless_zero()``): what the invariant audit expects on top of the
+        owner's reference (:mod:`simcore.sim.audit`)."""
         self.held: HeldPages | None = None
         """Order-0 pages held by owners without a handle each (a snapshot's memory, see
         :mod:`simcore.sim.initial_state`); None until someone holds any."""
