@@ -17,6 +17,7 @@ from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.formats import trace_schema as ts
 from simcore.mm.gfp import GFP, GFP_KERNEL
 from simcore.mm.invariants import check_invariants
+from simcore.sim.audit import check_machine
 from simcore.sim.machine import Machine
 from simcore.sim.tracer import RecordingTracer
 
@@ -73,6 +74,7 @@ def test_a_buggy_caller_mid_run_leaves_events_and_the_run_completes(tmp_path: Pa
     tracer.close()
     assert done == list(range(40))
     check_invariants(m.mm, {h.pfn: h.order for h in m.owner_of.values()})
+    check_machine(m)  # the --check-invariants audit: refcounts, reverse map, owners' pages
 
     events = pq.read_table(path).to_pandas()
     warnings = events[events.event == ts.SIM_WARNING]
