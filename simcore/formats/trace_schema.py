@@ -39,8 +39,41 @@ NULL at its ``WARN_ON_ONCE_GFP()``, before ``trace_mm_page_alloc`` (so there is 
 printed its one-time WARNING (not with ``__GFP_NOWARN``, and only the first time)."""
 
 SIM_WARNING = "sim_warning"
-"""Simulator event: a misuse the kernel does not report (it goes silently wrong there), such
-as ``__free_pages()`` with an order smaller than the block's: ``reason`` says what."""
+"""Simulator-only event (no kernel tracepoint, no kernel message): a caller's misuse that
+the kernel does not report (it goes silently wrong there), such as ``__free_pages()``
+with an order smaller than the block's. ``reason`` is ``"<kind>: <what happened>"``,
+the kind one of :data:`MISUSE_KINDS` (read it with :func:`misuse_kind`); the text says
+what 6.1 does and, where the model refuses to corrupt itself as the kernel would, what
+the model did instead (see :mod:`simcore.mm.page_misuse`)."""
+
+# -- sim_warning reasons: "<kind>: <text>" ------------------------------------------------
+MISUSE_DOUBLE_FREE = "double free"
+"""``__free_pages()`` or ``put_page()`` of a page whose reference was already dropped."""
+MISUSE_WRONG_ORDER = "wrong order"
+"""A block freed with another order than it was allocated with (too small: the rest
+leaks; too large over clean pages: the kernel would free pages it does not own)."""
+MISUSE_FROZEN_PAGE = "frozen page"
+"""A reference dropped while ``page_ref_freeze()`` holds the count at 0."""
+MISUSE_USE_AFTER_FREE = "use after free"
+"""A caller touched the memory of a block it had freed (:meth:`Machine.touch`)."""
+MISUSE_TAIL_PAGE = "tail page"
+"""A reference dropped on a page inside a block that is not a compound tail
+(``page_folio()`` is the page itself), or ``__free_pages()`` on a compound tail."""
+MISUSE_UNFREEZE = "page_ref_unfreeze"
+"""``page_ref_unfreeze()`` of a page that is not frozen, or with a count <= 0."""
+MISUSE_SPLIT_PAGE = "split_page"
+"""``split_page()`` of a page that is not an allocated non-compound block of that order."""
+MISUSE_BAD_PFN = "bad pfn"
+"""A free of a pfn that is no block: beyond the memory map or not aligned to its order."""
+MISUSE_KINDS = (MISUSE_DOUBLE_FREE, MISUSE_WRONG_ORDER, MISUSE_FROZEN_PAGE,
+                MISUSE_USE_AFTER_FREE, MISUSE_TAIL_PAGE, MISUSE_UNFREEZE, MISUSE_SPLIT_PAGE,
+                MISUSE_BAD_PFN)
+
+
+def misuse_kind(reason: str) -> str:
+    """The kind of a ``sim_warning`` reason (one of :data:`MISUSE_KINDS`)."""
+    return reason.partition(": ")[0]
+
 
 EVENT_NAMES = (
     MM_PAGE_ALLOC,
@@ -96,7 +129,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("fallback_migratetype", "int16"),  # mm_page_alloc_extfrag only
     ("change_ownership", "int16"),  # mm_page_alloc_extfrag only (0/1)
     ("percpu_refill", "int16"),  # mm_page_alloc_zone_locked only (0/1)
-    ("reason", "string"),  # bad_page reason, failure reason; "" otherwise
+    ("reason", "string"),  # bad_page (kernel's) / sim_warning ("kind: text") / failure reason
     ("stage", "string"),  # mm_page_alloc only: STAGES; "" otherwise
     ("latency_ns", "int64"),  # mm_page_alloc only: the request's latency; -1 otherwise
 )

@@ -47,7 +47,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from simcore.mm import contig
+from simcore.mm import contig, page_misuse
 from simcore.mm.constants import MT_MOVABLE
 from simcore.mm.gfp import GFP, gfp_zone
 from simcore.mm.hstate import (
@@ -364,8 +364,8 @@ class Hugetlb:
     def put_page(self, pfn: int, be: PoolBackend) -> None:
         """``put_page()`` on a pool page: the last reference runs :meth:`free_huge_page`."""
         ref = self.mm.pages.ref
-        if ref[pfn] <= 0:
-            self.mm.bad_page(pfn, 0, "put_page on a page with _refcount 0")
+        if ref[pfn] <= 0:  # folio_put() takes it below 0, silently
+            page_misuse.put_page_unreferenced(self.mm, pfn)
             return
         ref[pfn] -= 1
         if not ref[pfn]:

@@ -5,7 +5,9 @@ the counters, and checks what mm/page_alloc.c (6.1) relies on without checking:
 
 * every listed free block is aligned to its order, lies in its zone's managed range,
   has ``PageBuddy`` set on its head only, carries ``order | mt << 4`` in its info byte
-  and refcount 0 on every page (``page_is_buddy()``, ``page_expected_state()``);
+  and refcount 0 on every page (``page_is_buddy()``, ``page_expected_state()``), or a
+  negative one in a zone where a caller's put went below 0 (``Zone.refcount_underflows``,
+  :mod:`simcore.mm.page_misuse`: the kernel keeps it until a check finds the page);
 * free, pcp and (if given) allocated blocks never overlap, and together cover every
   managed page exactly once, apart from pages leaked by ``bad_page()``;
 * merging is complete (``__free_one_page()``): no two free buddies of equal order
@@ -125,7 +127,7 @@ def _check_free_lists(mm: PageAllocator, zone: Zone) -> dict[int, tuple[int, int
                     _fail(f"{where}: not aligned to order {order}")
                 if not _managed(mask, pfn, 1 << order):
                     _fail(f"{where}: not wholly in the zone's managed pages")
-                _check_free_pages(pages, pfn, order, where)
+                _check_free_pages(pages, pfn, order, where, zone.refcount_underflows > 0)
                 if pages.info[pfn] != order | (mt << MT_SHIFT):
                     _fail(f"{where}: info byte {pages.info[pfn]:#x} says order "
                           f"{pages.order_of(pfn)} mt {pages.mt_of(pfn)}")
@@ -162,12 +164,18 @@ def _check_isolate_count(zone: Zone) -> None:
               f"{isolated} pageblocks are labelled ISOLATE")
 
 
-def _check_free_pages(pages: PageArray, pfn: int, order: int, where: str) -> None:
-    """A free (buddy or pcp) block: refcount 0 everywhere, no allocator flags inside."""
+def _check_free_pages(pages: PageArray, pfn: int, order: int, where: str,
+                      negative_ok: bool = False) -> None:
+    """A free (buddy or pcp) block: refcount 0 everywhere, no allocator flags inside.
+
+    With ``negative_ok`` (the zone recorded a caller's put below 0) a negative count is
+    accepted, as the kernel keeps it until a check finds the page.
+    """
     nr = 1 << order
     refs = pages.ref_np[pfn : pfn + nr]
-    if refs.any():
-        bad = pfn + int(np.flatnonzero(refs)[0])
+    wrong = refs > 0 if negative_ok else refs != 0
+    if wrong.any():
+        bad = pfn + int(np.flatnonzero(wrong)[0])
         _fail(f"{where}: pfn {bad:#x} has refcount {pages.ref[bad]} (free pages have 0)")
     if pages.flags[pfn] & (PG_ALLOC | PG_RESERVED):
         _fail(f"{where}: head flags {pages.flags[pfn]:#x} include PG_ALLOC/PG_RESERVED")
@@ -220,7 +228,7 @@ def _check_pcp_lists(mm: PageAllocator, zone: Zone) -> list[Block]:
                           "zone's managed pages")
                 if pages.flags[pfn] & (PG_BUDDY | PG_PCP) != PG_PCP:
                     _fail(f"{where}: head flags {pages.flags[pfn]:#x} (want PG_PCP only)")
-                _check_free_pages(pages, pfn, order, where)
+                _check_free_pages(pages, pfn, order, where, zone.refcount_underflows > 0)
                 _check_pcp_mt(pindex, cached_mt, where)
                 blocks.append((pfn, 1 << order, where))
                 count += 1 << order
@@ -250,6 +258,9 @@ def _check_allocated(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Allocated heads: not free, refcount >= 1 (0 if frozen), tails refcount 0.
 
+    In a zone that recorded a caller's put below 0 (``refcount_underflows``) a frozen
+    head and the tails may be negative (the owner's put while frozen, a ``put_page()``
+    on an inner page), as the kernel keeps them until the block's free reports them.
     Vectorized over the blocks (a run holds up to millions); the message names the
     lowest bad block. Returns the blocks' first pfns and sizes.
     """
@@ -260,17 +271,28 @@ def _check_allocated(
     if not pfns.size:
         return pfns, sizes
     is_frozen = np.isin(pfns, np.fromiter(frozen, dtype=np.int64, count=len(frozen)))
+    negative_ok = _negative_ok(mm, pfns)
     refs = pages.ref_np[pfns]
     bad = ((pfns & (sizes - 1)) != 0) | ((pages.flags_np[pfns] & (PG_BUDDY | PG_PCP)) != 0)
-    bad |= np.where(is_frozen, refs != 0, refs < 1)
+    bad |= np.where(is_frozen, (refs > 0) | ((refs < 0) & ~negative_ok), refs < 1)
     for k in np.flatnonzero(orders > 0).tolist():
         pfn, nr = int(pfns[k]), int(sizes[k])
-        if pages.ref_np[pfn + 1 : pfn + nr].any():
+        tails = pages.ref_np[pfn + 1 : pfn + nr]
+        if (tails > 0 if negative_ok[k] else tails != 0).any():
             bad[k] = True
     if bad.any():
         k = int(np.flatnonzero(bad)[np.argmin(pfns[bad])])
         _explain_allocated(pages, int(pfns[k]), int(orders[k]), bool(is_frozen[k]))
     return pfns, sizes
+
+
+def _negative_ok(mm: PageAllocator, pfns: np.ndarray) -> np.ndarray:
+    """Per pfn: its zone recorded a caller's put below 0 (``Zone.refcount_underflows``)."""
+    ok = np.zeros(pfns.size, dtype=bool)
+    for zone in mm.zones:
+        if zone.refcount_underflows:
+            ok |= (pfns >= zone.zone_start_pfn) & (pfns < zone.end_pfn)
+    return ok
 
 
 def _explain_allocated(pages: PageArray, pfn: int, order: int, frozen: bool) -> None:
@@ -280,8 +302,10 @@ def _explain_allocated(pages: PageArray, pfn: int, order: int, frozen: bool) -> 
     if pages.flags[pfn] & (PG_BUDDY | PG_PCP):
         _fail(f"{where}: head flags {pages.flags[pfn]:#x} say it is free")
     ref = pages.ref[pfn]
-    if frozen and ref != 0:
+    if frozen and ref > 0:
         _fail(f"{where}: frozen but refcount is {ref}")
+    if frozen and ref < 0:
+        _fail(f"{where}: frozen but refcount is {ref} (and its zone recorded no put below 0)")
     if not frozen and ref < 1:
         _fail(f"{where}: head refcount is {ref}")
     _fail(f"{where}: a tail page has a non-zero refcount")

@@ -14,7 +14,7 @@ import numpy as np
 
 from simcore.config.types import CostConfig, MachineConfig, SysctlConfig
 from simcore.formats import trace_schema as ts
-from simcore.mm import kswapd, slowpath
+from simcore.mm import kswapd, page_misuse, slowpath
 from simcore.mm import watermarks as wm
 from simcore.mm.constants import (
     ALLOC_HARDER,
@@ -503,17 +503,23 @@ class PageAllocator(FreePagesMixin):
         return pfn
 
     def rmqueue_buddy(self, zone: Zone, order: int, alloc_flags: int, mt: int) -> int:
-        """``rmqueue_buddy()``: highatomic first for order>0 ALLOC_HARDER, then __rmqueue."""
-        pfn = -1
-        if order and alloc_flags & ALLOC_HARDER:
-            pfn = zone.rmqueue_smallest(order, MT_HIGHATOMIC)
-        if pfn < 0:
-            pfn = zone.rmqueue(order, mt, alloc_flags)
+        """``rmqueue_buddy()``: highatomic first for order>0 ALLOC_HARDER, then __rmqueue.
+
+        A block that fails ``check_new_pages()`` (a page a caller's put left with a
+        negative refcount) is reported and leaked, and the kernel takes another.
+        """
+        while True:
+            pfn = -1
+            if order and alloc_flags & ALLOC_HARDER:
+                pfn = zone.rmqueue_smallest(order, MT_HIGHATOMIC)
             if pfn < 0:
-                return -1
-        if (self.pages.info[pfn] >> MT_SHIFT) != MT_ISOLATE:
-            zone.nr_free_pages -= 1 << order
-        return pfn
+                pfn = zone.rmqueue(order, mt, alloc_flags)
+                if pfn < 0:
+                    return -1
+            if (self.pages.info[pfn] >> MT_SHIFT) != MT_ISOLATE:
+                zone.nr_free_pages -= 1 << order
+            if not zone.refcount_underflows or not page_misuse.check_new_pages(zone, pfn, order):
+                return pfn
 
     def prep_new_page(self, pfn: int, order: int, gfp: int, mt: int) -> None:
         """``prep_new_page()``: head refcount 1, compound metadata for __GFP_COMP.

@@ -10,9 +10,7 @@ from simcore.mm.zone cimport Zone
 # Module constants as C integers (the .py binds them; nothing imports them from here).
 cdef int MIGRATE_PCPTYPES, CLEAR_ORDER, ORDER_MASK, PG_ALLOC, PG_HEAD, PG_RESERVED
 cdef int PG_TAIL, CLEAR_PG_MOVABLE_OWNER, MT_MOVABLE, MT_ISOLATE, _VM_PGFREE, _VM_BAD_PAGE
-cdef int _VM_BAD_PAGE_LEAKED, PG_BUDDY, _VM_FREE_ORDER_LEAKED
-
-cpdef str _excess_page_reason(PageArray pages, Py_ssize_t pfn, int compound)
+cdef int _VM_BAD_PAGE_LEAKED
 
 cdef class FreePagesMixin:
     cdef public PageArray pages
@@ -25,8 +23,6 @@ cdef class FreePagesMixin:
     cpdef bint pcp_allowed_order(self, int order)
     cpdef bint _check_pfn(self, Py_ssize_t pfn, int order, str what)
     cpdef bint free_pages(self, Py_ssize_t pfn, int order, int cpu)
-    cpdef bint _free_wrong_order(self, Py_ssize_t pfn, int order, int cpu)
-    cpdef void _short_free_warning(self, Py_ssize_t pfn, int order, int have)
     cpdef void free_the_page(self, Py_ssize_t pfn, int order, int cpu)
     cpdef bint free_pages_prepare(self, Py_ssize_t pfn, int order, Zone zone)
     @cython.locals(pcp=PerCpuPages)

@@ -7,21 +7,23 @@ Mirrors, from Linux 6.1: ``__free_pages()``, ``free_the_page()``,
 ``page_ref_unfreeze()`` and ``get_page_unless_zero()`` (include/linux/page_ref.h,
 include/linux/mm.h).
 
-Misuse is reported as a ``bad_page`` trace event with a reason and the page is leaked,
-as the kernel does after "BUG: Bad page state"; the model never crashes on it.
+A caller's misuse (a double free, a wrong order, a frozen page, a tail page) leaves the
+fast path at one branch for :mod:`simcore.mm.page_misuse`, which does what 6.1 does:
+a ``bad_page`` event with the kernel's reason where the kernel reports it, a
+simulator-only ``sim_warning`` where it does not; the model never crashes on it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from simcore.mm import page_misuse
 from simcore.mm.constants import MIGRATE_PCPTYPES, MT_ISOLATE, MT_MOVABLE
 from simcore.mm.pages import (
     CLEAR_ORDER,
     CLEAR_PG_MOVABLE_OWNER,
     ORDER_MASK,
     PG_ALLOC,
-    PG_BUDDY,
     PG_HEAD,
     PG_RESERVED,
     PG_TAIL,
@@ -37,29 +39,6 @@ if TYPE_CHECKING:
 _VM_PGFREE = VMSTAT_INDEX["pgfree"]
 _VM_BAD_PAGE = VMSTAT_INDEX["bad_page"]
 _VM_BAD_PAGE_LEAKED = VMSTAT_INDEX["bad_page_leaked_pages"]
-_VM_FREE_ORDER_LEAKED = VMSTAT_INDEX["free_order_leaked_pages"]
-
-
-def _excess_page_reason(pages: PageArray, pfn: int, compound: int) -> str:
-    """Why ``free_pages_prepare()`` finds a page past the block bad ("" if it does not).
-
-    Mirrors ``page_bad_reason()``, where the last matching check wins. ``compound``:
-    the block being freed is compound, so ``free_tail_pages_check()`` has just cleared
-    the page's ``mapping`` (without DEBUG_VM it reports nothing itself).
-    SIMPLIFICATION: PG_lru, PG_slab and the other PAGE_FLAGS_CHECK_AT_FREE flags of a
-    live page are not modelled; such a page reads "nonzero _refcount".
-    """
-    flags = pages.flags[pfn]
-    reason = ""
-    if flags & PG_BUDDY:
-        reason = "nonzero mapcount"  # PageBuddy lives in page_type, over _mapcount
-    if flags & PG_TAIL and not compound:
-        reason = "non-NULL mapping"  # a compound tail's mapping is TAIL_MAPPING
-    if pages.ref[pfn] != 0:
-        reason = "nonzero _refcount"
-    if flags & PG_RESERVED:
-        reason = "PAGE_FLAGS_CHECK_AT_FREE flag(s) set"  # PG_reserved
-    return reason
 
 
 class FreePagesMixin:
@@ -88,11 +67,10 @@ class FreePagesMixin:
             self.tracer.bad_page(zone, pfn, order, reason)
 
     def _check_pfn(self, pfn: int, order: int, what: str) -> bool:
-        if not 0 <= pfn < self.pages.nr_pages or pfn & ((1 << order) - 1):
-            self.bad_page(pfn, order, f"{what}: pfn {pfn:#x} is not an order-{order} block")
-            return False
-        if self.pages.flags[pfn] & PG_RESERVED:
-            self.bad_page(pfn, order, f"{what}: pfn {pfn:#x} is reserved memory")
+        """Whether ``pfn`` can be an order-``order`` block (else see page_misuse.bad_pfn())."""
+        if not 0 <= pfn < self.pages.nr_pages or pfn & ((1 << order) - 1) or \
+                self.pages.flags[pfn] & PG_RESERVED:
+            page_misuse.bad_pfn(self, pfn, order, what)
             return False
         return True
 
@@ -110,14 +88,10 @@ class FreePagesMixin:
             return False
         pages = self.pages
         flags = pages.flags[pfn]
-        if pages.ref[pfn] <= 0:
-            self.bad_page(pfn, order, "double free: _refcount already 0")
-            return False
-        if flags & PG_TAIL:
-            self.bad_page(pfn, order, "__free_pages on a compound tail page")
-            return False
+        if pages.ref[pfn] <= 0 or flags & PG_TAIL:  # no reference to drop: misuse
+            return page_misuse.free_pages_unreferenced(self, pfn, order, cpu)
         if flags & PG_ALLOC and pages.info[pfn] & ORDER_MASK != order:
-            return self._free_wrong_order(pfn, order, cpu)
+            return page_misuse.free_wrong_order(self, pfn, order, cpu)
         head = flags & PG_HEAD
         pages.ref[pfn] -= 1
         if pages.ref[pfn] == 0:
@@ -133,75 +107,6 @@ class FreePagesMixin:
                 self.free_the_page(pfn + (1 << order), order, cpu)
         return True
 
-    def _free_wrong_order(self, pfn: int, order: int, cpu: int) -> bool:
-        """``__free_pages(page, order)`` of a block allocated with another order.
-
-        The kernel does not know a block's order; it frees what it is told (LDD3's
-        warning):
-
-        - Too large: ``free_pages_prepare()`` checks every page past the block and
-          reports each bad one (:func:`_excess_page_reason`) with ``bad_page()``; then
-          it frees nothing and the block is leaked. SIMPLIFICATION: ``bad_page()``'s
-          ``page_mapcount_reset()``, which strips PageBuddy from a free block's head
-          past ours (it can then no longer merge), is not modelled. If no page past the
-          block is bad (pcp pages, tails of a non-compound block) the kernel frees them
-          all with the block and corrupts its lists; the model refuses, leaks the block
-          and records a simulator-only ``sim_warning``.
-        - Too small: the first ``2**order`` pages are freed and the rest of the block
-          leaks silently; the model records a ``sim_warning``.
-
-        Leaks the kernel does not report count in ``free_order_leaked_pages``. With
-        another reference on the first page, the kernel frees only the pieces after it
-        (behaviour 41) of the order it was given; the model does so for too small an
-        order (SIMPLIFICATION: too large an order then frees nothing now).
-        """
-        pages = self.pages
-        have = pages.info[pfn] & ORDER_MASK
-        compound = pages.flags[pfn] & PG_HEAD
-        pages.ref[pfn] -= 1
-        if pages.ref[pfn]:  # a speculative holder's put_page() frees the first page later
-            pages.flags[pfn] = pages.flags[pfn] & CLEAR_PG_MOVABLE_OWNER
-            if compound or order > have:
-                return True
-            self._short_free_warning(pfn, order, have)
-            pages.info[pfn] = pages.info[pfn] & CLEAR_ORDER
-            while order > 0:
-                order -= 1
-                self.free_the_page(pfn + (1 << order), order, cpu)
-            return True
-        if order < have:
-            self._short_free_warning(pfn, order, have)
-            pages.info[pfn] = (pages.info[pfn] & CLEAR_ORDER) | order
-            self.free_the_page(pfn, order, cpu)
-            return True
-        bad = 0
-        for p in range(pfn + (1 << have), min(pfn + (1 << order), pages.nr_pages)):
-            reason = _excess_page_reason(pages, p, compound)
-            if reason:
-                self.bad_page(p, 0, reason)
-                bad += 1
-        if bad:
-            self.vm.v[_VM_BAD_PAGE_LEAKED] += 1 << have
-            return False
-        self.vm.v[_VM_FREE_ORDER_LEAKED] += 1 << have
-        if self.tracing:
-            self.tracer.sim_warning(
-                self.page_zone(pfn), pfn, order,
-                f"__free_pages order {order} on an order-{have} block: the kernel frees the "
-                f"{(1 << order) - (1 << have)} pages after it too, corrupting its free lists;"
-                " the model leaks the block instead")
-        return True
-
-    def _short_free_warning(self, pfn: int, order: int, have: int) -> None:
-        """Count and trace the pages too small an order leaves behind."""
-        leaked = (1 << have) - (1 << order)
-        self.vm.v[_VM_FREE_ORDER_LEAKED] += leaked
-        if self.tracing:
-            self.tracer.sim_warning(
-                self.page_zone(pfn), pfn, order,
-                f"__free_pages order {order} on an order-{have} block: "
-                f"{leaked} pages leaked (the kernel does not notice)")
-
     def free_the_page(self, pfn: int, order: int, cpu: int) -> None:
         """``free_the_page()``: pcp for pcp-allowed orders, else straight to buddy."""
         zone = self.page_zone(pfn)
@@ -213,15 +118,18 @@ class FreePagesMixin:
     def free_pages_prepare(self, pfn: int, order: int, zone: Zone) -> bool:
         """``free_pages_prepare()``: trace, check every page, clear the page state.
 
-        A tail page with a non-zero refcount (for example after split_page() the
-        block is freed whole) fails the check: the block is reported and leaked.
+        A page after the first with a non-zero refcount (a stray reference, or one a
+        caller's put took below 0) fails ``free_page_is_bad()``: each is reported
+        ("nonzero _refcount") and the block is leaked. SIMPLIFICATION: the first page is
+        checked on the pcp path too (the kernel checks it there only at the drain, with
+        DEBUG_VM off); the model never gets here with a referenced first page.
         """
         pages = self.pages
         if self.tracing:
             self.tracer.mm_page_free(zone, pfn, order)
         nr = 1 << order
         if order and pages.any_ref(pfn + 1, pfn + nr):
-            self.bad_page(pfn, order, "nonzero _refcount on a tail page")
+            page_misuse.report_referenced_tails(self, pfn, order)
             self.vm.v[_VM_BAD_PAGE_LEAKED] += nr
             return False
         if pages.ref[pfn] != 0:
@@ -263,13 +171,16 @@ class FreePagesMixin:
 
     # -- refcounts ----------------------------------------------------------------------
     def split_page(self, pfn: int, order: int) -> bool:
-        """``split_page()``: give every sub-page refcount 1 so each frees alone."""
+        """``split_page()``: give every sub-page refcount 1 so each frees alone.
+
+        Anything but an allocated, referenced, non-compound block of that order is
+        refused with a ``sim_warning`` (:func:`simcore.mm.page_misuse.split_page_misuse`).
+        """
         pages = self.pages
-        if pages.flags[pfn] & (PG_HEAD | PG_TAIL):
-            self.bad_page(pfn, order, "split_page on a compound page")
-            return False
-        if not pages.ref[pfn] or pages.info[pfn] & ORDER_MASK != order:
-            self.bad_page(pfn, order, "split_page on a page that is not an allocated block")
+        flags = pages.flags[pfn]
+        if flags & (PG_HEAD | PG_TAIL) or not flags & PG_ALLOC or pages.ref[pfn] <= 0 or \
+                pages.info[pfn] & ORDER_MASK != order:
+            page_misuse.split_page_misuse(self, pfn, order)
             return False
         nr = 1 << order
         pages.ref_np[pfn + 1 : pfn + nr] = 1
@@ -286,14 +197,23 @@ class FreePagesMixin:
         return False
 
     def page_ref_unfreeze(self, pfn: int, count: int) -> None:
-        """``page_ref_unfreeze()``: give a frozen page its refcount back."""
+        """``page_ref_unfreeze()``: set the refcount to ``count``.
+
+        The kernel's checks (the count was 0, ``count`` is not) are VM_BUG_ONs, compiled
+        out without DEBUG_VM: it sets the count whatever it was. The model does the same
+        and records a ``sim_warning`` when a check would have failed.
+        """
         if count <= 0 or self.pages.ref[pfn] != 0:
-            self.bad_page(pfn, 0, "page_ref_unfreeze on a page that is not frozen")
-            return
+            page_misuse.unfreeze_misuse(self, pfn, count)
         self.pages.ref[pfn] = count
 
     def get_page_unless_zero(self, pfn: int) -> bool:
-        """``get_page_unless_zero()``: take a reference unless the count is 0."""
+        """``get_page_unless_zero()``: take a reference unless the count is 0.
+
+        SIMPLIFICATION: a negative count (a caller's put below 0) also fails; the
+        kernel's ``atomic_add_unless(..., 0)`` would take it to 0, after which the
+        walker's ``put_page()`` would take it below 0 again.
+        """
         if self.pages.ref[pfn] > 0:
             self.pages.ref[pfn] += 1
             return True
@@ -302,18 +222,28 @@ class FreePagesMixin:
     def put_page(self, pfn: int, cpu: int) -> None:
         """``put_page()``: drop a reference; the last one frees the page.
 
+        ``page_folio()`` first: on a compound tail the head's reference is dropped (legal).
         A compound head frees the whole compound page (``free_compound_page``); any
-        other page is freed as order 0 (``__folio_put_small``).
+        other page is freed as order 0 (``__folio_put_small``), so the last put on the
+        first page of a non-compound order>0 block leaks the rest of it. A put on a
+        page with no reference takes its count below 0
+        (:func:`simcore.mm.page_misuse.put_page_unreferenced`).
         """
         pages = self.pages
+        flags = pages.flags[pfn]
+        if flags & PG_TAIL:  # page_folio(): the compound head
+            pfn = pages.compound_head(pfn, self.max_order)
+            flags = pages.flags[pfn]
         if pages.ref[pfn] <= 0:
-            self.bad_page(pfn, 0, "put_page on a page with _refcount 0")
+            page_misuse.put_page_unreferenced(self, pfn)
             return
         pages.ref[pfn] -= 1
         if pages.ref[pfn]:
             return
-        if pages.flags[pfn] & PG_HEAD:
+        if flags & PG_HEAD:
             self.free_the_page(pfn, pages.info[pfn] & ORDER_MASK, cpu)
         else:
+            if pages.info[pfn] & ORDER_MASK:
+                page_misuse.put_page_leaks_tails(self, pfn)
             pages.info[pfn] = pages.info[pfn] & CLEAR_ORDER
             self.free_the_page(pfn, 0, cpu)

@@ -27,5 +27,6 @@ cdef class PerCpuPages:
     cpdef void free_commit(self, Py_ssize_t pfn, int order, int pcp_mt, int cached_mt)
     cpdef int nr_pcp_high(self, bint free_high)
     cpdef long long nr_pcp_free(self, int high, bint free_high)
+    @cython.locals(check=cython.bint)
     cpdef void free_bulk(self, long long count, int pindex)
     cpdef void drain(self)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from simcore.mm import page_misuse
 from simcore.mm.constants import MIGRATE_PCPTYPES, PAGE_ALLOC_COSTLY_ORDER
 from simcore.mm.pages import CLEAR_PG_PCP, MT_SHIFT, PG_PCP
 
@@ -149,11 +150,13 @@ class PerCpuPages:
         with the migratetype cached when it entered the list, unless the zone has
         isolated pageblocks: then the pageblock's current type is re-read, so a page of
         a pageblock isolated meanwhile lands on the ISOLATE list (and is not counted in
-        NR_FREE_PAGES).
+        NR_FREE_PAGES). A page that fails ``bulkfree_pcp_prepare()`` (a negative refcount
+        left by a caller's put) is reported and leaked instead.
         """
         count = min(self.count, count)
         zone = self.zone
         isolated_pageblocks = zone.nr_isolate_pageblock  # has_isolate_pageblock()
+        check = zone.refcount_underflows != 0
         flags = self.pages.flags
         info = self.pages.info
         tracing = zone.tracing
@@ -182,11 +185,14 @@ class PerCpuPages:
                 flags[pfn] &= CLEAR_PG_PCP
                 count -= nr_pages
                 self.count -= nr_pages
-                if isolated_pageblocks:
-                    mt = zone.get_pageblock_migratetype(pfn)
-                zone.free_one_page(pfn, order, mt, False)
-                if tracing:
-                    zone.tracer.mm_page_pcpu_drain(zone, pfn, order, mt)
+                if check and self.pages.ref[pfn]:  # bulkfree_pcp_prepare(): free_page_is_bad()
+                    page_misuse.free_page_is_bad(zone, pfn, order)
+                else:
+                    if isolated_pageblocks:
+                        mt = zone.get_pageblock_migratetype(pfn)
+                    zone.free_one_page(pfn, order, mt, False)
+                    if tracing:
+                        zone.tracer.mm_page_pcpu_drain(zone, pfn, order, mt)
                 if count <= 0 or lists.first(head) < 0:
                     break
 

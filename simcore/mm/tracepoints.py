@@ -2,9 +2,12 @@
 
 Mirrors the tracepoints of include/trace/events/kmem.h (6.1): ``mm_page_alloc``,
 ``mm_page_free``, ``mm_page_alloc_zone_locked``, ``mm_page_pcpu_drain`` and
-``mm_page_alloc_extfrag``, plus three simulator events: ``mm_page_alloc_fail`` (the
-kernel's warn_alloc), ``bad_page`` and ``alloc_order_warn`` (the ``WARN_ON_ONCE_GFP``
-of an order >= MAX_ORDER). Method arguments are the tracepoints' fields; time, caller
+``mm_page_alloc_extfrag``, plus three simulator events for kernel messages:
+``mm_page_alloc_fail`` (the kernel's warn_alloc), ``bad_page`` ("BUG: Bad page state",
+with the kernel's reason) and ``alloc_order_warn`` (the ``WARN_ON_ONCE_GFP`` of an order
+>= MAX_ORDER), and one simulator-only event, ``sim_warning`` (a caller's misuse the
+kernel does not report; its reason is ``"<kind>: <text>"``, see
+``trace_schema.MISUSE_KINDS``). Method arguments are the tracepoints' fields; time, caller
 and CPU come from the tracer's context, which the allocator sets.
 
 :class:`NullTracer` costs one attribute test on the hot path (``tracer.enabled``). The
@@ -77,7 +80,10 @@ class Tracer:
         """``WARN_ON_ONCE_GFP(order >= MAX_ORDER)`` in ``__alloc_pages()`` (returns NULL)."""
 
     def sim_warning(self, zone: Zone | None, pfn: int, order: int, reason: str) -> None:
-        """A simulator-only warning: a misuse the kernel lets pass silently."""
+        """A simulator-only warning: a misuse the kernel lets pass silently.
+
+        ``reason`` is ``"<kind>: <text>"``, the kind one of ``trace_schema.MISUSE_KINDS``.
+        """
 
     def close(self) -> None:
         """Flush and finish any output."""

@@ -91,8 +91,8 @@ SIM_ONLY: tuple[str, ...] = (
     "kcompactd_wakeup",  # wakeup_kcompactd() calls that woke kcompactd (its tracepoint)
     "highatomic_reserved",  # reserve_highatomic_pageblock() conversions
     "bad_page",  # "BUG: Bad page state" reports
-    "bad_page_leaked_pages",  # pages leaked because a free failed its checks
-    "free_order_leaked_pages",  # pages leaked silently by __free_pages() with too small an order
+    "bad_page_leaked_pages",  # pages leaked because a free, drain or allocation check failed
+    "free_order_leaked_pages",  # pages leaked silently by a free of too small an order
     "alloc_order_warn",  # __alloc_pages() with order >= MAX_ORDER (NULL, no pgalloc_fail)
 )
 COUNTERS: tuple[str, ...] = KERNEL_EVENTS + SIM_ONLY

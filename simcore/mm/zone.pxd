@@ -45,6 +45,7 @@ cdef class Zone:
     cdef public int capture_order, capture_mt
     cdef public Py_ssize_t captured_pfn
     cdef public list pb_claims
+    cdef public long long refcount_underflows
 
     cpdef int get_pageblock_migratetype(self, Py_ssize_t pfn)
     cpdef void set_pageblock_migratetype(self, Py_ssize_t pfn, int mt)
@@ -56,6 +57,7 @@ cdef class Zone:
     cpdef void expand(self, Py_ssize_t pfn, int low, int high, int mt)
     cpdef Py_ssize_t rmqueue_smallest(self, int order, int mt)
     cpdef Py_ssize_t rmqueue(self, int order, int mt, int alloc_flags)
+    @cython.locals(leaked=cython.longlong)
     cpdef list rmqueue_bulk(self, int order, int count, int mt, int alloc_flags)
     cpdef long long watermark_unusable_free(self, int order, int alloc_flags)
     @cython.locals(lowmem=cython.longlong)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from simcore.mm import page_misuse
 from simcore.mm.constants import (
     ALLOC_HARDER,
     ALLOC_HIGH,
@@ -141,6 +142,12 @@ class Zone:
         """The capturing compactor's ``cc->migratetype``."""
         self.captured_pfn = -1
         """The block a capture took (``capc->page``), or -1."""
+        self.refcount_underflows = 0
+        """Caller puts that took a page's ``_refcount`` below 0 in this zone (a double free,
+        a free of a frozen page: :mod:`simcore.mm.page_misuse`). Simulator bookkeeping:
+        while it is 0 (every run without misuse) the checks that find such a page
+        (``check_new_pages()``, ``bulkfree_pcp_prepare()``) are skipped, as they would
+        find nothing; the kernel always runs them."""
         self.pb_claims: list[int] = []
         """Pageblocks whose migratetype a steal or the highatomic reserve changed while
         they held allocations (shared by all zones, set by the allocator): the machine
@@ -274,14 +281,22 @@ class Zone:
                 return -1
 
     def rmqueue_bulk(self, order: int, count: int, mt: int, alloc_flags: int) -> list[int]:
-        """Take ``count`` blocks for a pcp refill, in the order taken: rmqueue_bulk()."""
+        """Take ``count`` blocks for a pcp refill, in the order taken: rmqueue_bulk().
+
+        A block that fails ``check_pcp_refill()`` (a page a caller's put left with a
+        negative refcount) is reported and leaked, and still leaves NR_FREE_PAGES.
+        """
         out: list[int] = []
+        leaked = 0
         for _ in range(count):
             pfn = self.rmqueue(order, mt, alloc_flags)
             if pfn < 0:
                 break
+            if self.refcount_underflows and page_misuse.check_new_pages(self, pfn, order):
+                leaked += 1
+                continue
             out.append(pfn)
-        self.nr_free_pages -= len(out) << order
+        self.nr_free_pages -= (len(out) + leaked) << order
         return out
 
     # -- watermarks ---------------------------------------------------------------------

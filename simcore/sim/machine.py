@@ -57,6 +57,7 @@ from simcore.mm.pages import MT_SHIFT
 from simcore.mm.slowpath import SlowRequest
 from simcore.mm.tracepoints import NullTracer, Tracer
 from simcore.mm.vmstat import VMSTAT_INDEX
+from simcore.sim import misuse
 from simcore.sim.heldpages import HeldPages
 from simcore.sim.pollution import first_foreign_pfn
 from simcore.sim.pressure import LatencyStats, SpanRecorder, StallClock
@@ -553,7 +554,9 @@ class Machine:
         """``__free_pages(page, order)`` by the handle's owner (on ``cpu``).
 
         A handle reclaim or the OOM killer took is already gone: freeing it only
-        releases its swap slots, if it was swapped out.
+        releases its swap slots, if it was swapped out. Freeing a handle already freed is
+        a double free, passed on as the kernel would see it
+        (:func:`simcore.sim.misuse.free_again`): the run goes on.
         """
         if handle is None:  # e.g. a failed alloc() (the compiled build must not read it)
             raise TypeError("free() of None: the allocation it came from failed")
@@ -567,8 +570,9 @@ class Machine:
                 owner = self.owners[handle.owner]
                 owner.swap_pages -= min(pages, owner.swap_pages)
             return
-        if not handle.alive:
-            raise ValueError(f"{handle.owner}: handle for pfn {handle.pfn:#x} already freed")
+        if not handle.alive:  # a double free
+            misuse.free_again(self, handle, cpu)
+            return
         cpu = handle.cpu if cpu is None else cpu
         self.tracer.set_context(handle.owner, cpu)
         handle.alive = False
@@ -584,11 +588,15 @@ class Machine:
     def split(self, handle: Allocation) -> list[Allocation]:
         """``split_page()``: one order-0 handle per page, each freed on its own.
 
-        SIMPLIFICATION: reclaimable (LRU) allocations are not split.
+        A split the kernel would get wrong (a compound page, a handle already freed) is
+        refused with a ``sim_warning`` (:func:`simcore.mm.page_misuse.split_page_misuse`)
+        and returns ``[handle]``. SIMPLIFICATION: reclaimable (LRU) allocations are not
+        split.
         """
         self.apply_pending_frees()
         if handle.lru >= 0:
             raise ValueError(f"{handle.owner}: split_page() of a reclaimable allocation")
+        self.tracer.set_context(handle.owner, handle.cpu)
         if not self.mm.split_page(handle.pfn, handle.order):
             return [handle]
         self.owner_of.pop(handle.pfn, None)
@@ -600,6 +608,40 @@ class Machine:
         for part in parts:
             self.owner_of[part.pfn] = part
         return parts
+
+    def put_page(self, handle: Allocation, index: int = 0, cpu: int | None = None) -> None:
+        """``put_page(page + index)`` by the handle's owner: it drops its reference.
+
+        On a compound page's first page or any tail (``page_folio()`` is the head) and on
+        an order-0 page this is :meth:`free` (legal). On page ``index`` > 0 of a
+        non-compound block it drops that page's own count, which is 0: it goes to -1, the
+        kernel reports nothing, the handle stays live and its later free reports "nonzero
+        _refcount" and leaks the block. On the first page of a non-compound order>0 block
+        it frees that page only (``__folio_put_small()``) and the rest leaks. On a handle
+        already freed it is a double free (:mod:`simcore.sim.misuse`).
+
+        Raises:
+            ValueError: ``index`` is not a page of the block.
+        """
+        if not 0 <= index < 1 << handle.order:
+            raise ValueError(f"{handle.owner}: put_page() of page {index} of an order-"
+                             f"{handle.order} block")
+        if self._stamp_ns < 0:
+            self.apply_pending_frees()
+        misuse.put_page(self, handle, index, cpu)
+
+    def touch(self, handle: Allocation) -> None:
+        """The handle's owner reads or writes its block's memory.
+
+        No page state changes. After the block was freed this is a use after free, which
+        a kernel without KASAN or debug_pagealloc does not detect: a ``sim_warning``
+        (:func:`simcore.sim.misuse.use_after_free`). A handle reclaim or the OOM killer
+        took is not misuse (SIMPLIFICATION: no refault is modelled).
+        """
+        if self._stamp_ns < 0:
+            self.apply_pending_frees()
+        if not handle.alive and not handle.gone:
+            misuse.use_after_free(self, handle)
 
     # -- reclaim and the OOM killer -----------------------------------------------------
     def _reclaimed(self, pfn: int, order: int, cpu: int, kind: int) -> None:

@@ -4,8 +4,10 @@ Mirrors the tracepoints of include/trace/events/kmem.h (6.1): ``mm_page_alloc``,
 ``mm_page_free``, ``mm_page_alloc_zone_locked``, ``mm_page_pcpu_drain`` and
 ``mm_page_alloc_extfrag``, plus three simulator events: ``mm_page_alloc_fail`` (the
 kernel's warn_alloc), ``bad_page`` and ``alloc_order_warn`` (the ``WARN_ON_ONCE_GFP``
-of an order >= MAX_ORDER). Method arguments are the tracepoints' fields; time, caller
-and CPU come from the tracer's context, which the allocator sets.
+of an order >= MAX_ORDER), and the simulator-only ``sim_warning`` (a caller's misuse the
+kernel does not report: :mod:`simcore.mm.page_misuse`). Method arguments are the
+tracepoints' fields; time, caller and CPU come from the tracer's context, which the
+allocator sets.
 
 Migratetypes are passed in the model's internal numbering (``MigrateType``); the
 recording tracer writes them in the kernel's numbering for the machine's config, with

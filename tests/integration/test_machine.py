@@ -83,7 +83,7 @@ def test_gfp_nowait_below_min_fails_without_advancing_time() -> None:
     _drained_all_free(m)
 
 
-def test_double_free_raises_and_allocator_stays_consistent() -> None:
+def test_double_free_goes_on_and_allocator_stays_consistent() -> None:
     m = _machine()
     a = m.alloc_now("w", GFP_KERNEL, 2, 0)
     b = m.alloc_now("w", GFP_KERNEL, 0, 1)
@@ -91,16 +91,15 @@ def test_double_free_raises_and_allocator_stays_consistent() -> None:
     m.free(a)
     assert not a.alive
     freed = m.stats.pages_freed
-    with pytest.raises(ValueError, match="already freed"):
-        m.free(a)
-    with pytest.raises(ValueError, match="already freed"):
-        m.free(a, cpu=1)
+    m.free(a)  # a double free: the count of the block on the pcp list goes below 0
+    m.free(a, cpu=1)
+    assert m.mm.pages.ref[a.pfn] == -2
     assert m.stats.pages_freed == freed
-    assert m.stats.free_requests == 1
-    _assert_accounted(m)
-    # The allocator still works: the same block can be allocated and freed again.
+    assert m.stats.free_requests == 3
+    # The allocator still works: the pcp list hands the block out again, and the
+    # allocation resets its count (check_new_pcp() checks nothing without DEBUG_VM).
     c = m.alloc_now("w", GFP_KERNEL, 2, 0)
-    assert c is not None
+    assert c is not None and c.pfn == a.pfn and m.mm.pages.ref[c.pfn] == 1
     m.free(c)
     m.free(b)
     _assert_accounted(m)

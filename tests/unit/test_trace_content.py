@@ -151,7 +151,7 @@ def _direct_calls(zone: Zone) -> list[tuple[str, int, tuple[Any, ...]]]:
         ("user", 1, ("mm_page_alloc_extfrag", zone, 12800, 1, 3, m, r, False)),
         ("user", 1, ("mm_page_alloc_extfrag", zone, 13312, 2, 4, c, iso, False)),
         ("user", 1, ("mm_page_alloc_fail", 1, 3, int(GFP_ATOMIC), h, "no zone; x")),
-        ("user", 1, ("bad_page", zone, 4103, 0, "double free: _refcount already 0")),
+        ("user", 1, ("bad_page", zone, 4103, 0, "nonzero _refcount")),
         ("user", 1, ("bad_page", None, 1 << 40, 2, "pfn out of range")),
         ("user", 1, ("alloc_order_warn", 0, 11, int(GFP_KERNEL | GFP.NOWARN), "order:11")),
         ("user", 1, ("sim_warning", zone, 4108, 0, "3 pages leaked")),
@@ -188,8 +188,11 @@ def test_allocator_session_round_trip(lab: Lab, tmp_path: Path) -> None:
     assert mm.free_pages(pfn, 0, 0)
     tracer.set_context("beta", 1)
     mm.drain_all_pages()  # pcpu_drain
-    assert not mm.free_pages(pfn, 0, 1)  # double free: bad_page with a zone
-    assert not mm.free_pages(mm.pages.nr_pages + 8, 0, 1)  # bad_page without one
+    assert mm.free_pages(pfn, 0, 1)  # double free: a sim_warning (the count goes to -1)
+    assert not mm.free_pages(mm.pages.nr_pages + 8, 0, 1)  # a sim_warning without a zone
+    split = mm.alloc_pages(kernel, 2, 0, 1)
+    assert mm.split_page(split, 2)
+    assert not mm.free_pages(split, 2, 1)  # freed whole: bad_page "nonzero _refcount" x3
     assert mm.alloc_pages(kernel, 11, 0, 1) == -1  # alloc_order_warn
     block = mm.alloc_pages(kernel, 1, 0, 1)
     assert mm.free_pages(block, 0, 1)  # too small an order: sim_warning
