@@ -1,4 +1,4 @@
-"""The long invariant soak: every ``configs/*.yaml``, audited, for 200,000 events each.
+"""The long invariant soak: every ``configs/*.yaml``, audited, for 100,000 events each.
 
 ``python -m benchmarks.soak [--every N] [--events K] [CONFIG ...]`` runs
 :func:`allocsim.soak.main` with longer defaults than the test suite's soak
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from allocsim.soak import main as soak_main
 
 EVERY = 200
-EVENTS = 200_000
+EVENTS = 100_000
 
 
 def main(argv: Sequence[str] | None = None) -> int:

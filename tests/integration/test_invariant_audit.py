@@ -187,8 +187,8 @@ def test_the_soak_covers_most_configs() -> None:
 
 @pytest.mark.parametrize("path", SMALL, ids=[p.name for p in SMALL])
 def test_soak_small_config(path: Path) -> None:
-    """Every small shipped config, audited every 50 events for its first 4,000."""
-    result = soak(soak_config(path), every=50, max_events=4000)
+    """Every small shipped config, audited every 50 events for its first 2,500."""
+    result = soak(soak_config(path), every=50, max_events=2500)
     assert result.violation is None, result.violation
     assert result.checks >= result.events // 50 and result.events > 400
 
