@@ -24,7 +24,8 @@ cdef class FreePagesMixin:
     cpdef bint _check_pfn(self, Py_ssize_t pfn, int order, str what)
     cpdef bint free_pages(self, Py_ssize_t pfn, int order, int cpu)
     cpdef void free_the_page(self, Py_ssize_t pfn, int order, int cpu)
-    cpdef bint free_pages_prepare(self, Py_ssize_t pfn, int order, Zone zone)
+    cpdef bint free_pages_prepare(self, Py_ssize_t pfn, int order, Zone zone,
+                                  bint check_free)
     @cython.locals(pcp=PerCpuPages)
     cpdef void free_unref_page(self, Py_ssize_t pfn, int order, int cpu, Zone zone)
     cpdef void free_pages_ok(self, Py_ssize_t pfn, int order, Zone zone)

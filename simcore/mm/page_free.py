@@ -60,7 +60,13 @@ class FreePagesMixin:
 
     # -- reporting ----------------------------------------------------------------------
     def bad_page(self, pfn: int, order: int, reason: str) -> None:
-        """``bad_page()``: count and trace "BUG: Bad page state"; the page is leaked."""
+        """``bad_page()``: count and trace "BUG: Bad page state".
+
+        What leaks is the caller's decision (here: the block being freed). The kernel's
+        ``bad_page()`` also resets the page's ``_mapcount`` (``page_mapcount_reset()``,
+        which strips PageBuddy) and taints the kernel (TAINT_BAD_PAGE); neither is
+        modelled.
+        """
         self.vm.v[_VM_BAD_PAGE] += 1
         zone = self.page_zone(pfn) if 0 <= pfn < self.pages.nr_pages else None
         if self.tracing:
@@ -115,27 +121,25 @@ class FreePagesMixin:
         else:
             self.free_pages_ok(pfn, order, zone)
 
-    def free_pages_prepare(self, pfn: int, order: int, zone: Zone) -> bool:
-        """``free_pages_prepare()``: trace, check every page, clear the page state.
+    def free_pages_prepare(self, pfn: int, order: int, zone: Zone, check_free: bool) -> bool:
+        """``free_pages_prepare()``: trace, check the pages, clear the page state.
 
-        A page after the first with a non-zero refcount (a stray reference, or one a
-        caller's put took below 0) fails ``free_page_is_bad()``: each is reported
-        ("nonzero _refcount") and the block is leaked. SIMPLIFICATION: the first page is
-        checked on the pcp path too (the kernel checks it there only at the drain, with
-        DEBUG_VM off); the model never gets here with a referenced first page.
+        Every page after the first gets ``free_page_is_bad()``; the first one only with
+        ``check_free``, which ``__free_pages_ok()`` passes and the pcp path
+        (``free_pcp_prepare()`` without DEBUG_VM) does not: there a first page with a
+        count a caller's put took below 0 goes on the pcp list, and the drain's
+        ``bulkfree_pcp_prepare()`` reports it, unless a pcp allocation resets the count
+        first. Each bad page is a ``bad_page()`` (:func:`page_misuse.prepare_check`) and
+        the block is leaked.
         """
         pages = self.pages
         if self.tracing:
             self.tracer.mm_page_free(zone, pfn, order)
         nr = 1 << order
-        if order and pages.any_ref(pfn + 1, pfn + nr):
-            page_misuse.report_referenced_tails(self, pfn, order)
-            self.vm.v[_VM_BAD_PAGE_LEAKED] += nr
-            return False
-        if pages.ref[pfn] != 0:
-            self.bad_page(pfn, order, "nonzero _refcount")
-            self.vm.v[_VM_BAD_PAGE_LEAKED] += nr
-            return False
+        if (order and pages.any_ref(pfn + 1, pfn + nr)) or (check_free and pages.ref[pfn]):
+            if page_misuse.prepare_check(self, pfn, order, check_free):
+                self.vm.v[_VM_BAD_PAGE_LEAKED] += nr
+                return False
         if order:
             pages.fill_flags(pfn, pfn + nr, 0)
         else:
@@ -149,7 +153,7 @@ class FreePagesMixin:
         HIGHATOMIC and CMA pages go on the MOVABLE list but remember their pageblock
         type; ISOLATE pages bypass the pcp (behaviour 21).
         """
-        if not self.free_pages_prepare(pfn, order, zone):
+        if not self.free_pages_prepare(pfn, order, zone, False):  # free_pcp_prepare()
             return
         mt = zone.get_pageblock_migratetype(pfn)
         pcp_mt = mt
@@ -164,7 +168,7 @@ class FreePagesMixin:
 
     def free_pages_ok(self, pfn: int, order: int, zone: Zone) -> None:
         """``__free_pages_ok()``: non-pcp orders go straight to the buddy lists."""
-        if not self.free_pages_prepare(pfn, order, zone):
+        if not self.free_pages_prepare(pfn, order, zone, True):
             return
         zone.free_one_page(pfn, order, zone.get_pageblock_migratetype(pfn), False)
         self.vm.v[_VM_PGFREE] += 1 << order

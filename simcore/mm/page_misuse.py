@@ -172,20 +172,13 @@ def free_page_is_bad(zone: Zone, pfn: int, order: int) -> None:
     zone_bad_page(zone, pfn, order, "nonzero _refcount", 1 << order)
 
 
-def report_referenced_tails(mm: FreePagesMixin, pfn: int, order: int) -> None:
-    """``free_pages_prepare()``'s ``free_page_is_bad()`` on each referenced page after the first."""
-    refs = mm.pages.ref_np[pfn + 1 : pfn + (1 << order)]
-    for i in np.flatnonzero(refs).tolist():
-        mm.bad_page(pfn + 1 + i, 0, "nonzero _refcount")
-
-
-def prepare_check(mm: FreePagesMixin, pfn: int, order: int) -> int:
+def prepare_check(mm: FreePagesMixin, pfn: int, order: int, check_free: bool) -> int:
     """The bad pages ``free_pages_prepare()`` reports in a block; returns how many.
 
-    Every page after the first gets ``free_page_is_bad()``; the first only on the
-    ``__free_pages_ok()`` path (``check_free``: the pcp path skips it without
-    DEBUG_VM). Each bad page is a ``bad_page()``; the kernel then frees nothing of the
-    block. SIMPLIFICATION: ``bad_page()``'s ``page_mapcount_reset()``, which strips
+    Every page after the first gets ``free_page_is_bad()``, then the first one if
+    ``check_free`` (the ``__free_pages_ok()`` path; the pcp path skips it without
+    DEBUG_VM): each bad page is a ``bad_page()``, and the kernel then frees nothing of
+    the block. SIMPLIFICATION: ``bad_page()``'s ``page_mapcount_reset()``, which strips
     PageBuddy from a free block's first page (it can then no longer merge), is not
     modelled.
     """
@@ -197,7 +190,7 @@ def prepare_check(mm: FreePagesMixin, pfn: int, order: int) -> int:
         if reason:
             mm.bad_page(page, 0, reason)
             bad += 1
-    if not mm.pcp_allowed_order(order):
+    if check_free:
         reason = page_bad_reason(pages, pfn, 0)
         if reason:
             mm.bad_page(pfn, order, reason)
@@ -226,7 +219,7 @@ def free_pieces(mm: FreePagesMixin, pfn: int, order: int, cpu: int,
         if piece + (1 << order) <= pfn + own:
             mm.free_the_page(piece, order, cpu)
         elif piece < mm.pages.nr_pages:
-            found = prepare_check(mm, piece, order)
+            found = prepare_check(mm, piece, order, not mm.pcp_allowed_order(order))
             if found:
                 bad += found
             else:
@@ -350,7 +343,7 @@ def free_wrong_order(mm: FreePagesMixin, pfn: int, order: int, cpu: int) -> bool
         pages.info[pfn] = (pages.info[pfn] & CLEAR_ORDER) | order
         mm.free_the_page(pfn, order, cpu)
         return True
-    if prepare_check(mm, pfn, order):
+    if prepare_check(mm, pfn, order, not mm.pcp_allowed_order(order)):
         mm.vm.v[_VM_BAD_PAGE_LEAKED] += 1 << have
         return False
     mm.vm.v[_VM_FREE_ORDER_LEAKED] += 1 << have

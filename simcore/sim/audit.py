@@ -14,7 +14,8 @@ would if it checked everything at once:
 * handles against the reverse map (what compaction rewrites when it migrates a block):
   ``owner_of[pfn].pfn == pfn``, the handle is alive, and the page there is an allocated
   block of the handle's order; every handle a deferred free is waiting for is still in
-  the map (or was taken by reclaim or the OOM killer);
+  the map (or was taken by reclaim or the OOM killer, or its caller freed or split it
+  meanwhile: a misuse the deferred free records as a double free when it is applied);
 * each caller's page count (``Owner.pages``) against the handles and held pages it owns.
 
 The audit runs between SimPy events, where no allocator call is half done: a SimPy event
@@ -29,6 +30,7 @@ zone that has unreserved a highatomic pageblock (see :mod:`simcore.mm.invariants
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,12 +98,21 @@ def holdings(m: Machine) -> tuple[dict[int, int], set[int]]:
     """Every allocated block the machine knows an owner of: ``({pfn: order}, frozen)``.
 
     The owners: live handles (``owner_of``), pages held without a handle, the hugetlb
-    pool's gigantic pages (which have no handle), blocks direct compaction captured for
-    a request that is still spending the compaction's time, and pages only a speculative
-    reference still keeps (their owner freed them while a walker held a reference). ``frozen``:
-    the blocks whose refcount is 0 although they are not free: the hugetlb pool's free
-    pages (frozen) and captured blocks.
+    pool's gigantic pages (which have no handle) and the gigantic ranges a resize is
+    still spending the allocation time of, blocks direct compaction captured for a
+    request that is still spending the compaction's time, and pages only a speculative
+    reference still keeps (their owner freed them while a walker held a reference:
+    :func:`kept_by_references`). ``frozen``: the blocks whose refcount is 0 although
+    they are not free: the hugetlb pool's free pages, a prepared gigantic range in
+    flight, and captured blocks.
     """
+    allocated, frozen = _owned(m)
+    _add_kept(m, allocated, kept_by_references(m, allocated))
+    return allocated, frozen
+
+
+def _owned(m: Machine) -> tuple[dict[int, int], set[int]]:
+    """:func:`holdings` but for the pages only speculative references keep."""
     pages = m.mm.pages
     allocated = {pfn: h.order for pfn, h in m.owner_of.items()}
     if m.held is not None:
@@ -117,23 +128,39 @@ def holdings(m: Machine) -> tuple[dict[int, int], set[int]]:
                 for pfn in freelist:
                     allocated.setdefault(pfn, h.order)
                     frozen.add(pfn)
+        for pfn, nr in pool.contig_in_flight.items():
+            if pages.flags[pfn] & PG_HEAD:  # prep_compound_gigantic_page() froze it
+                allocated[pfn] = nr.bit_length() - 1
+                frozen.add(pfn)
+            else:  # alloc_contig_range()'s order-0 pages
+                allocated.update(dict.fromkeys(range(pfn, pfn + nr), 0))
     for req in m.slow_requests.values():  # captured by direct compaction, in flight
         if req.captured >= 0:  # off the free lists, not yet prep_new_page()'d: refcount 0
             allocated[req.captured] = req.order
             frozen.add(req.captured)
-    for pfn in m.extra_refs:
-        if pfn not in allocated:  # the owner freed it; the reference keeps it
-            head = pages.flags[pfn] & PG_HEAD
-            allocated[pfn] = pages.info[pfn] & ORDER_MASK if head else 0
     return allocated, frozen
+
+
+def kept_by_references(m: Machine, owned: Mapping[int, int]) -> list[int]:
+    """The pages a speculative reference keeps that no owner in ``owned`` holds."""
+    return [pfn for pfn in m.extra_refs if pfn not in owned]
+
+
+def _add_kept(m: Machine, allocated: dict[int, int], kept: list[int]) -> None:
+    """A kept compound page is whole; a non-compound block kept its first page only."""
+    pages = m.mm.pages
+    for pfn in kept:
+        allocated[pfn] = pages.info[pfn] & ORDER_MASK if pages.flags[pfn] & PG_HEAD else 0
 
 
 def check_machine(m: Machine) -> None:
     """Raise :class:`InvariantError` if any invariant of the module notes is broken."""
-    allocated, frozen = holdings(m)
+    allocated, frozen = _owned(m)
+    kept = kept_by_references(m, allocated)
+    _add_kept(m, allocated, kept)
     keys, handles = _handles(m)
     _check_reverse_map(m, keys, handles)
-    _check_refcounts(m, keys, handles, frozen)
+    _check_refcounts(m, keys, handles, frozen, kept)
     _check_owner_pages(m, handles)
     check_invariants(m.mm, allocated, frozen)
 
@@ -161,8 +188,8 @@ def _check_reverse_map(m: Machine, keys: np.ndarray, handles: list[Any]) -> None
         k = int(np.flatnonzero(bad)[0])
         _explain_handle(m, int(keys[k]), handles[k])
     for due in m._pending_at.values():
-        for h in due:
-            if not h.gone and m.owner_of.get(h.pfn) is not h:
+        for h in due:  # a dead one its caller freed or split: a double free when applied
+            if h.alive and not h.gone and m.owner_of.get(h.pfn) is not h:
                 raise InvariantError(f"deferred free of {h.owner}'s order-{h.order} block "
                                      f"{h.pfn:#x}: the handle is not in the reverse map")
 
@@ -182,8 +209,11 @@ def _explain_handle(m: Machine, pfn: int, h: Any) -> None:
 
 
 def _check_refcounts(m: Machine, keys: np.ndarray, handles: list[Any],
-                     frozen: set[int]) -> None:
-    """Each handle's head: the owner's reference plus the speculative ones."""
+                     frozen: set[int], kept: list[int]) -> None:
+    """Each handle's head: the owner's reference plus the speculative ones.
+
+    ``kept``, the pages only speculative references keep: exactly those references.
+    """
     ref = m.mm.pages.ref_np
     pool = m.extras.get(HUGETLB_KEY)
     want = np.ones(keys.size, dtype=np.int64)
@@ -212,8 +242,9 @@ def _check_refcounts(m: Machine, keys: np.ndarray, handles: list[Any],
             pfn = int(held[hbad[0]])
             raise InvariantError(f"held page {pfn:#x} has refcount {int(ref[pfn])}, "
                                  f"expected {int(hwant[hbad[0]])}")
-    for pfn, n in extra.items():
-        if pfn not in m.owner_of and ref[pfn] != n and (m.held is None or m.held.owner[pfn] < 0):
+    for pfn in kept:
+        n = extra[pfn]
+        if ref[pfn] != n:
             raise InvariantError(f"pfn {pfn:#x}, kept only by {n} speculative references, "
                                  f"has refcount {int(ref[pfn])}")
 
@@ -232,6 +263,7 @@ def _check_owner_pages(m: Machine, handles: list[Any]) -> None:
         for h in pool.state.hstates.values():
             if h.gigantic:
                 owned["hugetlb"] += h.nr_huge_pages * h.nr_pages
+        owned["hugetlb"] += sum(pool.contig_in_flight.values())
     for name, owner in m.owners.items():
         if owner.pages != owned[name]:
             raise InvariantError(f"caller {name} counts {owner.pages} pages, its handles and "

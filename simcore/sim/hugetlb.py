@@ -43,6 +43,8 @@ class MachineBackend:
         self.machine = pool.machine
         self.cpu = cpu
         self._cost_ns = 0
+        self._in_flight: list[int] = []
+        """Ranges :meth:`alloc_contig_pages` gave since the last :meth:`stall`."""
 
     def alloc_pages(self, gfp: int, order: int, nid: int) -> Generator[Any, Any, int]:
         """``__alloc_pages()`` by the pool owner, with its slow path in simulated time."""
@@ -67,6 +69,8 @@ class MachineBackend:
         self._cost_ns += cost
         if pfn >= 0:
             machine.owners[POOL_OWNER].pages += nr_pages
+            self.pool.contig_in_flight[pfn] = nr_pages
+            self._in_flight.append(pfn)
         return pfn
 
     def free_contig_range(self, pfn: int, nr_pages: int) -> int:
@@ -78,14 +82,23 @@ class MachineBackend:
         machine._enter(POOL_OWNER, self.cpu)
         busy = contig.free_contig_range(machine.mm, pfn, nr_pages, self.cpu)
         machine.owners[POOL_OWNER].pages -= nr_pages
+        self.pool.contig_in_flight.pop(pfn, None)
         return busy
 
     def stall(self) -> Generator[Any, Any, None]:
-        """Spend the contiguous-range work done since the last call."""
+        """Spend the contiguous-range work done since the last call.
+
+        The ranges allocated before it are in flight meanwhile
+        (:attr:`HugetlbPool.contig_in_flight`); after it the caller makes each a pool
+        page or frees it in the same SimPy event (``alloc_fresh_huge_page()``).
+        """
         ns, self._cost_ns = self._cost_ns, 0
         if ns:
             yield self.machine.env.timeout(ns)
             self.machine.apply_pending_frees()
+        for pfn in self._in_flight:
+            self.pool.contig_in_flight.pop(pfn, None)
+        self._in_flight.clear()
 
 
 @dataclass
@@ -114,6 +127,11 @@ class HugetlbPool:
         self.state.on_warn = self._warned
         self.handles: dict[int, Allocation] = {}
         """Head pfn -> the machine's handle of each 2 MiB pool block."""
+        self.contig_in_flight: dict[int, int] = {}
+        """First pfn -> pages of each gigantic range ``alloc_contig_pages()`` gave a resize
+        that is spending the allocation's time (:meth:`MachineBackend.stall`): the pool's,
+        but not yet a pool page (frozen and compound if ``prep_compound_gigantic_page()``
+        succeeded, else order-0 pages of refcount 1). The invariant audit counts them."""
         self.requests: list[_Request] = []
         self._resize_lock: dict[int, simpy.Resource] = {}
         if POOL_OWNER not in machine.owners:

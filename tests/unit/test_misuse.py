@@ -325,6 +325,50 @@ def test_machine_put_page_on_a_non_compound_first_page_frees_it_alone() -> None:
     check_invariants(m.mm, _live(m))
 
 
+def test_a_pcp_free_does_not_check_the_first_page_the_drain_does(
+    lab: Lab, call_log: CallLog
+) -> None:
+    # A walker holds an order-2 non-compound block and a buggy put_page() took page 2 to
+    # -1. The owner's __free_pages() leaves the count at 1 and frees the pieces after the
+    # first page: the order-1 piece at page 2 goes through free_unref_page(), whose
+    # free_pcp_prepare() does not check its first page without DEBUG_VM, so it goes on
+    # the pcp list as it is; the drain's bulkfree_pcp_prepare() reports and leaks it.
+    mm = lab.machine(tracer=call_log)
+    pfn = mm.alloc_pages(KERNEL, 2, 0, 0)
+    assert mm.get_page_unless_zero(pfn)
+    mm.put_page(pfn + 2, 0)
+    assert mm.pages.ref[pfn + 2] == -1
+    assert mm.free_pages(pfn, 2, 0)
+    assert [(a[1], a[2]) for a in call_log.named("mm_page_free")] == [(pfn + 2, 1), (pfn + 1, 0)]
+    assert _bad(call_log) == [] and mm.vm["bad_page"] == 0
+    assert mm.pages.flags[pfn + 2] & PG_PCP and mm.pages.ref[pfn + 2] == -1
+    check_invariants(mm, {pfn: 0})
+    mm.drain_all_pages()
+    assert _bad(call_log) == [(pfn + 2, 1, "nonzero _refcount")]
+    assert mm.vm["bad_page_leaked_pages"] == 2
+    mm.put_page(pfn, 0)  # the walker's put frees the first page
+    check_invariants(mm, {})
+    _still_works(mm, {})
+
+
+def test_free_pages_ok_checks_the_first_page_at_the_free(lab: Lab, call_log: CallLog) -> None:
+    # The same with an order-5 block and page 16: the order-4 piece is no pcp order, so
+    # __free_pages_ok() runs free_pages_prepare() with check_free and reports it at once.
+    mm = lab.machine(tracer=call_log)
+    pfn = mm.alloc_pages(KERNEL, 5, 0, 0)
+    assert mm.get_page_unless_zero(pfn)
+    mm.put_page(pfn + 16, 0)
+    mm.free_pages(pfn, 5, 0)
+    assert _bad(call_log) == [(pfn + 16, 4, "nonzero _refcount")]
+    assert mm.vm["bad_page_leaked_pages"] == 16
+    frees = [(a[1], a[2]) for a in call_log.named("mm_page_free")]
+    assert frees == [(pfn + 16, 4), (pfn + 8, 3), (pfn + 4, 2), (pfn + 2, 1), (pfn + 1, 0)]
+    check_invariants(mm, {pfn: 0})
+    mm.put_page(pfn, 0)
+    check_invariants(mm, {})
+    _still_works(mm, {})
+
+
 def test_free_pages_on_a_compound_tail_is_caught_when_the_page_is_freed(
     lab: Lab, call_log: CallLog
 ) -> None:
