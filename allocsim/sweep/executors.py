@@ -30,6 +30,7 @@ from pathlib import Path
 
 from allocsim.sweep.plan import RunTask, task_config
 from simcore.errors import AllocsimError
+from simcore.parent_death import exit_with_parent
 
 OK_STATUSES = ("ok", "panic")
 """A run directory with one of these statuses is complete (a kernel panic is a result)."""
@@ -92,7 +93,7 @@ def run_local(tasks: Sequence[RunTask], runs: Path, jobs: int) -> Iterator[RunRe
     """The tasks on ``jobs`` local worker processes, yielded as they finish."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                               initializer=_worker_signals)
+                               initializer=_worker_signals, initargs=(os.getpid(),))
     try:
         futures = [pool.submit(run_task, task, str(runs)) for task in tasks]
         for future in as_completed(futures):
@@ -108,13 +109,15 @@ _stopping = False
 """Set in a worker process once it has been interrupted (:func:`_worker_signals`)."""
 
 
-def _worker_signals() -> None:
+def _worker_signals(parent: int) -> None:
     """In a worker: SIGINT or SIGTERM interrupts the run, and the worker starts no more.
 
     The pool hands a worker its next queued task after an interrupted one; with this
     flag set, :func:`run_task` refuses it at once, so an interrupted sweep stops within
-    the run each worker was in.
+    the run each worker was in. A sweep killed outright (SIGKILL) takes its workers
+    with it: one left running would write its run beside the resumed sweep's.
     """
+    exit_with_parent(parent)
     signal.signal(signal.SIGINT, _on_stop_signal)
     signal.signal(signal.SIGTERM, _on_stop_signal)
 

@@ -20,13 +20,16 @@
     The sweep's manifest: the experiment's name, the file's opening comment
     (``description``: what it asks), the file and its SHA-256, the swept keys, points,
     replicates and seeds, the executor, the counts and the status (``ok``, ``failed`` when some run
-    failed, ``interrupted``).
+    failed, ``interrupted``; ``running`` from its start, so a sweep killed outright says
+    so).
 
 Resume: the same command on the same ``DIR`` skips every run whose directory is complete
 (found by its config hash, so editing the file re-runs exactly the runs it changes) and
 runs the rest; the tables are always rebuilt from the run directories, so an interrupted
 and resumed sweep ends with the same values as one that was not. An interrupted sweep
-writes ``runs.csv`` and ``sweep.json`` (``interrupted``), not the result tables.
+writes ``runs.csv`` and ``sweep.json`` (``interrupted``), not the result tables; one
+killed outright leaves ``sweep.json`` (``running``) and no result tables either, as each
+attempt removes the previous one's when it starts.
 """
 
 from __future__ import annotations
@@ -142,6 +145,7 @@ def run_sweep(plan: SweepPlan, out: Path, jobs: int = 1, scheduler: str | None =
         progress(None, skipped, 0)
     executor = _executor(todo, runs, jobs, scheduler)
     manifest = _manifest(plan, jobs, scheduler)
+    _start(out, manifest)
     status = "interrupted"  # unless the loop below ends
     try:
         failed = 0
@@ -168,6 +172,21 @@ def run_sweep(plan: SweepPlan, out: Path, jobs: int = 1, scheduler: str | None =
                         failed=sum(r.status not in OK_STATUSES for r in ordered))
         atomic_write_text(out / "sweep.json", json.dumps(manifest, indent=2) + "\n")
     return SweepResult(out, plan.spec, plan.tasks, ordered, skipped, status, summary)
+
+
+RESULT_TABLES = ("sweep.parquet", "summary.csv")
+"""Written only by a sweep that ends (``ok`` or ``failed``), from every run directory."""
+
+
+def _start(out: Path, manifest: dict[str, Any]) -> None:
+    """Record the sweep as ``running`` and drop an earlier attempt's result tables.
+
+    A sweep killed outright (SIGKILL) then leaves ``sweep.json`` saying ``running`` and
+    no tables, rather than an earlier attempt's tables beside runs they do not cover.
+    """
+    atomic_write_text(out / "sweep.json", json.dumps(manifest, indent=2) + "\n")
+    for name in RESULT_TABLES:
+        (out / name).unlink(missing_ok=True)
 
 
 def _executor(todo: list[RunTask], runs: Path, jobs: int,
