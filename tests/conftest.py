@@ -259,6 +259,17 @@ SESSION_SIGNALS = _signal_state()
 """The signal state this test process started with (before any test or fixture ran)."""
 
 
+def pytest_report_header() -> list[str]:
+    """Say so when this process started with SIGINT ignored: a shell without job control
+    starts a background job (``cmd &``) that way, and every process a test starts
+    inherits it unless started as from a shell (``tests.crashkit.as_from_a_shell``)."""
+    if SESSION_SIGNALS[0] is not signal.SIG_IGN:
+        return []
+    return ["signals: this process started with SIGINT ignored (SIG_IGN), as a background "
+            "job of a non-interactive shell does; tests that send SIGINT reset it in "
+            "their child processes"]
+
+
 @pytest.fixture(autouse=True)
 def _signals_left_as_found(request: pytest.FixtureRequest) -> Generator[None, None, None]:
     """Each test, and the fixtures it set up, leave SIGINT and SIGTERM as the session
