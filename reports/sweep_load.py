@@ -71,7 +71,7 @@ def load_sweep(sweep_dir: Path) -> SweepData:
     manifest = read_json(sweep_dir, SWEEP_JSON, SWEEP_KEYS)
     keys = _keys(manifest)
     status = manifest.get("status")
-    if status in ("interrupted", "running") and not (sweep_dir / SUMMARY_CSV).exists():
+    if status in ("interrupted", "running"):  # tables, if any, are not the sweep's results
         how = ("was interrupted" if status == "interrupted" else
                f"is still running (pid {manifest.get('host_pid')}) or was killed outright")
         raise ReportInputError(

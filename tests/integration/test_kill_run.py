@@ -33,7 +33,7 @@ from tests.crashkit import (
 )
 
 SEED = 13
-SPREAD = 5
+SPREAD = 3
 REPO = Path(__file__).resolve().parents[2]
 
 
