@@ -45,6 +45,7 @@ from allocsim.cli import main
 from allocsim.run import expected_outputs, missing_outputs
 from reports.render import STAGING_PREFIX
 from simcore.formats import trace_schema as ts
+from tests.rundiff import WALL_CLOCK, assert_same_run
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -69,8 +70,6 @@ PHASES = ("startup", "simulating", "writing outputs", "report: loading",
           "report: rendering", "report: renderer child", "final rename", "finished")
 """A run's phases in order, as :func:`phase_now` tells them apart from outside."""
 POLL_S = 0.005
-JSON_VOLATILE = {ts.SUMMARY_FILE: ("wall_seconds",)}
-"""Keys of a complete JSON file that differ from run to run (wall-clock time)."""
 
 
 def as_from_a_shell() -> None:
@@ -277,7 +276,7 @@ def check_final_file(path: Path, rel: str, reference: Path) -> None:
         assert (manifest["name"], manifest["seed"]) == (want["name"], want["seed"])
     elif rel.endswith(".json"):
         got, want = json.loads(path.read_text()), json.loads(ref.read_text())
-        for key in JSON_VOLATILE.get(rel, ()):
+        for key in WALL_CLOCK.get(rel, ()):
             got.pop(key), want.pop(key)
         assert got == want, rel
     elif rel.endswith(".pdf"):
@@ -332,6 +331,8 @@ def check_out_dir(out: Path, reference: Path, report: bool) -> str:
         assert missing_outputs(run_dir, report) == []
         assert report or not (run_dir / ts.REPORT_DIR).exists()
         check_rows_as_summary_says(run_dir)
+        if report:  # the reference's manifest says report_requested too
+            assert_same_run(run_dir, reference)
         return "complete"
     code, err = report_cli(run_dir)
     lines = err.strip().splitlines()
