@@ -229,12 +229,11 @@ def kill_run(config: Path, out: Path, kill: Kill) -> str:
         if proc.poll() is not None:
             return "exited"
         victim = proc.pid if kill.victim == "run" else renderer(proc.pid)
-        if victim is None:  # the renderer finished first: the run goes on as it would
-            return "renderer gone"
-        os.kill(victim, signal.SIGKILL)
-        if kill.victim == "renderer":
+        if victim is not None:
+            os.kill(victim, signal.SIGKILL)
+        if kill.victim == "renderer":  # the run goes on, and completes
             assert proc.wait(timeout=120) == 0, "the run failed after its renderer was killed"
-            return phase
+            return phase if victim is not None else "renderer gone"
         proc.wait(timeout=60)
         assert_session_ends(proc.pid)
         return phase
