@@ -11,14 +11,31 @@ they stay as before.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 """``prctl()`` option, from ``include/uapi/linux/prctl.h``."""
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """The C library's ``prctl``, looked up once, at import.
+
+    A forked child must not ``dlopen``: another thread of its parent may have held the
+    loader's lock at the fork.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
 
 
 def exit_with_parent(parent_pid: int) -> None:
@@ -29,9 +46,7 @@ def exit_with_parent(parent_pid: int) -> None:
     The kernel sends it when the parent's *thread* that created the child exits; both
     callers' threads outlive their children (each waits for them before it returns).
     """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent_pid:
         os._exit(1)
