@@ -230,7 +230,8 @@ def kill_run(config: Path, out: Path, kill: Kill) -> str:
             return "exited"
         victim = proc.pid if kill.victim == "run" else renderer(proc.pid)
         if victim is not None:
-            os.kill(victim, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # the renderer just ended
+                os.kill(victim, signal.SIGKILL)
         if kill.victim == "renderer":  # the run goes on, and completes
             assert proc.wait(timeout=120) == 0, "the run failed after its renderer was killed"
             return phase if victim is not None else "renderer gone"
