@@ -493,6 +493,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
                              f"{args.run_dir} is a sweep's")
         written = build_study_report(args.run_dir)
     else:
+        from allocsim.rundir import unfinished_run
+
+        killed = unfinished_run(args.run_dir)  # a run's hidden temporary directory
+        if killed is not None:
+            raise UsageError(killed)
         written = build_report(args.run_dir, overlay=args.overlay)
     for path in written:
         print(path)

@@ -15,12 +15,17 @@ from simcore.atomic import atomic_write_text
 SIM_VMSTAT_FILE = "vmstat_simulator.txt"
 """The simulator-only counters at the end, in ``/proc/vmstat`` layout."""
 PROC_DIR = "proc"
-PROC_FILES = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat")
-"""Files of each ``proc/<when>/`` snapshot directory that
-:func:`allocsim.run.expected_outputs` names (the directory also has ``sysctl_vm``,
-``iomem``, ``nodeN.cpulist`` and the rest of a snapshot:
-:func:`simcore.formats.procstate.proc_texts`)."""
+PROC_FILES = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "extfrag_index",
+              "unusable_index", "sysctl_vm", "transparent_hugepage_enabled", "iomem")
+"""Files of every ``proc/<when>/`` snapshot directory, besides each node's
+(:func:`proc_node_files`): together, what :func:`simcore.formats.procstate.proc_texts`
+writes, and what :func:`allocsim.run.expected_outputs` requires."""
 PROC_START, PROC_END = "start", "end"
+
+
+def proc_node_files(nid: int) -> tuple[str, str]:
+    """The files of node ``nid`` in a snapshot directory."""
+    return f"node{nid}.cpulist", f"node{nid}.distance"
 
 
 def proc_snapshot_name(time_ns: int) -> str:

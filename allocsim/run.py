@@ -42,10 +42,12 @@ from allocsim.procsnap import (
     PROC_FILES,
     PROC_START,
     SIM_VMSTAT_FILE,
+    proc_node_files,
     proc_snapshot_name,
     write_proc_dir,
 )
 from allocsim.provenance import snapshot_digests, source_commit
+from allocsim.rundir import tmp_dir_name
 from simcore.atomic import atomic_write_text
 from simcore.config.types import ExperimentConfig
 from simcore.config.yamlio import opening_comment
@@ -121,35 +123,37 @@ class RunResult:
     report: list[Path]
 
 
-def expected_outputs(report: bool, proc_snapshots: tuple[str, ...] = ()) -> list[str]:
+def expected_outputs(report: bool, proc_snapshots: tuple[str, ...] = (),
+                     nids: tuple[int, ...] = (0,)) -> list[str]:
     """The files a complete run directory holds, relative to it (what the README lists).
 
-    The report's PNGs depend on the machine's zones, so only ``report/report.pdf`` is
-    named; :func:`missing_outputs` checks that at least one PNG sits beside it.
     ``proc_snapshots`` names the ``proc/t=...`` directories taken on request (those the
-    run reached); ``proc/start`` and ``proc/end`` are always there.
+    run reached); ``proc/start`` and ``proc/end`` are always there, each with the files
+    of every node in ``nids``. With ``report``, the report's PDF and every figure's PNG.
     """
     names = [ts.MANIFEST_FILE, ts.CONFIG_FILE, ts.SUMMARY_FILE, ts.EVENTS_FILE,
              ts.SPANS_FILE, ts.BUDDYINFO_FILE, ts.ZONESTAT_FILE, ts.PAGEBLOCKS_FILE,
              *TEXT_OUTPUTS, SIM_VMSTAT_FILE]
+    proc = [*PROC_FILES, *(name for nid in nids for name in proc_node_files(nid))]
     names += [f"{PROC_DIR}/{when}/{name}" for when in (PROC_START, *proc_snapshots, PROC_END)
-              for name in PROC_FILES]
+              for name in proc]
     if report:
-        names.append(f"{ts.REPORT_DIR}/report.pdf")
+        from reports.build import FIGURE_STEMS  # a report's run has imported it already
+
+        names += [f"{ts.REPORT_DIR}/report.pdf",
+                  *(f"{ts.REPORT_DIR}/{stem}.png" for stem in FIGURE_STEMS)]
     return names
 
 
 def missing_outputs(run_dir: Path, report: bool, events: bool = True,
-                    proc_snapshots: tuple[str, ...] = ()) -> list[str]:
+                    proc_snapshots: tuple[str, ...] = (),
+                    nids: tuple[int, ...] = (0,)) -> list[str]:
     """What :func:`expected_outputs` names that ``run_dir`` lacks (empty: complete).
 
     ``events`` False (``trace.events: false``) exempts the events file.
     """
-    missing = [name for name in expected_outputs(report, proc_snapshots)
-               if not (run_dir / name).is_file() and (events or name != ts.EVENTS_FILE)]
-    if report and not any((run_dir / ts.REPORT_DIR).glob("*.png")):
-        missing.append(f"{ts.REPORT_DIR}/*.png")
-    return missing
+    return [name for name in expected_outputs(report, proc_snapshots, nids)
+            if not (run_dir / name).is_file() and (events or name != ts.EVENTS_FILE)]
 
 
 def unique_run_dir(out_root: Path, base_name: str) -> Path:
@@ -256,6 +260,8 @@ class _Run:
         """The ``proc/t=...`` directories written so far."""
 
     def write_manifest(self) -> None:
+        if self.manifest["status"] == "running":  # what a run killed outright was doing
+            self.manifest["stage"] = self.stage
         self.manifest["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
         atomic_write_text(self.tmp_dir / ts.MANIFEST_FILE,
                           json.dumps(self.manifest, indent=2, sort_keys=True) + "\n")
@@ -317,6 +323,7 @@ class _Run:
 
     def write_outputs(self) -> dict[str, Any]:
         self.stage = "writing outputs"
+        self.write_manifest()
         mm = self.machine.mm
         self.tracer.close()
         self.recorder.write(self.tmp_dir)
@@ -405,7 +412,7 @@ def _make_tmp_dir(out_root: Path, final_name: str) -> Path:
     """
     if out_root.exists() and not out_root.is_dir():
         raise OutputError(out_root, "a directory to hold run directories", "an existing file")
-    tmp_dir = out_root / f".{final_name}.tmp-{os.getpid()}"
+    tmp_dir = out_root / tmp_dir_name(final_name, os.getpid())
     try:
         out_root.mkdir(parents=True, exist_ok=True)
         if tmp_dir.exists():
@@ -462,6 +469,7 @@ def simulate(
                               "memory", "out of memory while building it") from None
         raise
     try:
+        run.stage = "simulating"
         run.write_manifest()  # from here on an interruption leaves a named directory
         run.start_processes()
         run.simulate(progress)
@@ -474,6 +482,7 @@ def simulate(
         summary = run.write_outputs()
         status = STATUS_OK if run.panic is None else STATUS_PANIC
         run.manifest.update(status=status, finished=_now())
+        run.manifest.pop("stage")
         if run.panic is not None:
             run.manifest["panic"] = {"time_ns": run.panic.time_ns, "reason": run.panic.reason}
         run.write_manifest()
@@ -492,7 +501,8 @@ def simulate(
 
 def _check_complete(run: _Run) -> None:
     missing = missing_outputs(run.tmp_dir, run.report, run.cfg.trace.events,
-                              tuple(run.proc_snapshots))
+                              tuple(run.proc_snapshots),
+                              tuple(node.nid for node in run.machine.mm.nodes))
     if missing:
         raise RuntimeError(f"run directory incomplete, missing: {', '.join(missing)}")
 

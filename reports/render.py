@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from pypdf import PdfReader, PdfWriter
 
 from simcore.atomic import atomic_path, atomic_write_bytes
+from simcore.parent_death import exit_with_parent
 
 PDF_NAME = "report.pdf"
 PNG_DPI = 120
@@ -108,6 +109,7 @@ def _fork(stage: Path, share: list[tuple[int, str, Figure | Callable[[], Figure]
     # child before its try block would run the parent's handler there and send the
     # child up the parent's call stack.
     blocked = {signal.SIGINT, signal.SIGTERM}
+    parent = os.getpid()
     old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
         pid = os.fork()
@@ -118,6 +120,7 @@ def _fork(stage: Path, share: list[tuple[int, str, Figure | Callable[[], Figure]
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
         return pid
     try:  # pragma: no cover - runs in the child, which always os._exit()s
+        exit_with_parent(parent)  # a parent killed outright (SIGKILL) cannot stop it
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, old)

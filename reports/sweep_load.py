@@ -70,10 +70,13 @@ def load_sweep(sweep_dir: Path) -> SweepData:
         raise ReportInputError(f"{sweep_dir}: not a sweep directory")
     manifest = read_json(sweep_dir, SWEEP_JSON, SWEEP_KEYS)
     keys = _keys(manifest)
-    if manifest.get("status") == "interrupted" and not (sweep_dir / SUMMARY_CSV).exists():
+    status = manifest.get("status")
+    if status in ("interrupted", "running"):  # tables, if any, are not the sweep's results
+        how = ("was interrupted" if status == "interrupted" else
+               f"is still running (pid {manifest.get('host_pid')}) or was killed outright")
         raise ReportInputError(
-            f"{sweep_dir}: the sweep was interrupted before its tables were written; run "
-            "the same allocsim sweep command again to finish it")
+            f"{sweep_dir}: the sweep {how} before its tables were written; run the same "
+            "allocsim sweep command again to finish it")
     summary = read_summary_csv(sweep_dir / SUMMARY_CSV, keys)
     study = None
     if (sweep_dir / STUDY_JSON).exists():

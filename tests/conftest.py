@@ -7,6 +7,7 @@ two cores) and ``dev`` (many more examples). Select with ``HYPOTHESIS_PROFILE=de
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,41 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("quickstart")
     return Path(simulate(load_experiment(CONFIGS["quickstart"]), out, report=False).run_dir)
+
+
+def _signal_state() -> tuple[object, object, frozenset[int]]:
+    """SIGINT's and SIGTERM's handlers and the blocked signals of this thread."""
+    blocked = frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    return signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), blocked
+
+
+SESSION_SIGNALS = _signal_state()
+"""The signal state this test process started with (before any test or fixture ran)."""
+
+
+def pytest_report_header() -> list[str]:
+    """Say so when this process started with SIGINT ignored: a shell without job control
+    starts a background job (``cmd &``) that way, and every process a test starts
+    inherits it unless started as from a shell (``tests.crashkit.as_from_a_shell``)."""
+    if SESSION_SIGNALS[0] is not signal.SIG_IGN:
+        return []
+    return ["signals: this process started with SIGINT ignored (SIG_IGN), as a background "
+            "job of a non-interactive shell does; tests that send SIGINT reset it in "
+            "their child processes"]
+
+
+@pytest.fixture(autouse=True)
+def _signals_left_as_found(request: pytest.FixtureRequest) -> Generator[None, None, None]:
+    """Each test, and the fixtures it set up, leave SIGINT and SIGTERM as the session
+    found them (handlers and mask).
+
+    A process started by a later test inherits an ignored or blocked signal and then,
+    as it should, ignores Ctrl-C or SIGTERM; that test would fail for another's fault.
+    Compared with the session's start, not the test's, so a module fixture that changed
+    them is caught too.
+    """
+    yield
+    now = _signal_state()
+    if now != SESSION_SIGNALS:
+        raise AssertionError(f"after {request.node.nodeid}, (SIGINT, SIGTERM, blocked "
+                             f"signals) is {now}, not {SESSION_SIGNALS} as at the start")

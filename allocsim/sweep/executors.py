@@ -30,6 +30,7 @@ from pathlib import Path
 
 from allocsim.sweep.plan import RunTask, task_config
 from simcore.errors import AllocsimError
+from simcore.parent_death import exit_with_parent
 
 OK_STATUSES = ("ok", "panic")
 """A run directory with one of these statuses is complete (a kernel panic is a result)."""
@@ -92,9 +93,16 @@ def run_local(tasks: Sequence[RunTask], runs: Path, jobs: int) -> Iterator[RunRe
     """The tasks on ``jobs`` local worker processes, yielded as they finish."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                               initializer=_worker_signals)
+                               initializer=_worker_signals, initargs=(os.getpid(),))
     try:
-        futures = [pool.submit(run_task, task, str(runs)) for task in tasks]
+        # The workers start (in submit) with the stop signals blocked, and unblock them
+        # once their handler is in (_worker_signals): Ctrl-C as they import would
+        # otherwise end each with a traceback.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            futures = [pool.submit(_run_in_worker, task, str(runs)) for task in tasks]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
         for future in as_completed(futures):
             yield future.result()
     except BaseException:
@@ -104,25 +112,50 @@ def run_local(tasks: Sequence[RunTask], runs: Path, jobs: int) -> Iterator[RunRe
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _stopping = False
 """Set in a worker process once it has been interrupted (:func:`_worker_signals`)."""
+_in_task = False
+"""True in a worker process while it runs a task (:func:`_run_in_worker`)."""
 
 
-def _worker_signals() -> None:
+def _run_in_worker(task: RunTask, runs: str) -> RunRecord:
+    """:func:`run_task` in a local worker, which a stop signal interrupts only meanwhile."""
+    global _in_task
+    _in_task = True
+    try:
+        return run_task(task, runs)
+    finally:
+        _in_task = False
+
+
+def _worker_signals(parent: int) -> None:
     """In a worker: SIGINT or SIGTERM interrupts the run, and the worker starts no more.
 
     The pool hands a worker its next queued task after an interrupted one; with this
     flag set, :func:`run_task` refuses it at once, so an interrupted sweep stops within
-    the run each worker was in.
+    the run each worker was in. A sweep killed outright (SIGKILL) takes its workers
+    with it: one left running would write its run beside the resumed sweep's.
     """
+    exit_with_parent(parent)
     signal.signal(signal.SIGINT, _on_stop_signal)
     signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by run_local
 
 
 def _on_stop_signal(signum: int, frame: object) -> None:
-    global _stopping
+    """Interrupt the task under way, once; an idle worker only remembers the signal.
+
+    Ctrl-C in a terminal reaches the workers, and the sweep's process then sends them
+    SIGINT too (:func:`_interrupt_workers`): a second KeyboardInterrupt would cut
+    short the run's own cleanup, which names its directory ``.interrupted``. One
+    raised in the pool's own loop would end the worker with a traceback.
+    """
+    global _stopping, _in_task
     _stopping = True
-    raise KeyboardInterrupt
+    if _in_task:
+        _in_task = False
+        raise KeyboardInterrupt
 
 
 def _interrupt_workers(pool: ProcessPoolExecutor) -> None:

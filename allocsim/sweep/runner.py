@@ -20,21 +20,26 @@
     The sweep's manifest: the experiment's name, the file's opening comment
     (``description``: what it asks), the file and its SHA-256, the swept keys, points,
     replicates and seeds, the executor, the counts and the status (``ok``, ``failed`` when some run
-    failed, ``interrupted``).
+    failed, ``interrupted``; ``running`` from its start, so a sweep killed outright says
+    so).
 
 Resume: the same command on the same ``DIR`` skips every run whose directory is complete
 (found by its config hash, so editing the file re-runs exactly the runs it changes) and
 runs the rest; the tables are always rebuilt from the run directories, so an interrupted
 and resumed sweep ends with the same values as one that was not. An interrupted sweep
-writes ``runs.csv`` and ``sweep.json`` (``interrupted``), not the result tables.
+writes ``runs.csv`` and ``sweep.json`` (``interrupted``), not the result tables; one
+killed outright leaves ``sweep.json`` (``running``) and no result tables either, as each
+attempt removes the previous one's when it starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -144,6 +149,7 @@ def run_sweep(plan: SweepPlan, out: Path, jobs: int = 1, scheduler: str | None =
     manifest = _manifest(plan, jobs, scheduler)
     status = "interrupted"  # unless the loop below ends
     try:
+        _start(out, manifest)
         failed = 0
         for record in executor:
             records[record.dir_name] = record
@@ -153,21 +159,72 @@ def run_sweep(plan: SweepPlan, out: Path, jobs: int = 1, scheduler: str | None =
         status = "ok" if not failed and all(
             r.status in OK_STATUSES for r in records.values()) else "failed"
     finally:
-        ordered = [records[t.dir_name] for t in plan.tasks if t.dir_name in records]
-        _write_runs_csv(out, plan, ordered)
-        summary = pd.DataFrame()
-        if status != "interrupted":
-            rows = tidy(plan, ordered)
-            summary = summarize(rows[~rows.wall], list(plan.spec.keys))
-            _write_parquet(out / "sweep.parquet", rows)
-            with atomic_path(out / "summary.csv") as tmp:
-                summary.to_csv(tmp, index=False, float_format="%.10g")
-        manifest.update(status=status, finished=_now(), runs=len(plan.tasks),
-                        skipped=skipped, completed=sum(r.status in OK_STATUSES
-                                                       for r in ordered),
-                        failed=sum(r.status not in OK_STATUSES for r in ordered))
-        atomic_write_text(out / "sweep.json", json.dumps(manifest, indent=2) + "\n")
+        manifest.update(runs=len(plan.tasks), skipped=skipped)
+        with _interrupts_held():
+            ordered, summary = _finish(out, plan, records, status, manifest)
     return SweepResult(out, plan.spec, plan.tasks, ordered, skipped, status, summary)
+
+
+def _finish(out: Path, plan: SweepPlan, records: dict[str, RunRecord], status: str,
+            manifest: dict[str, Any]) -> tuple[list[RunRecord], pd.DataFrame]:
+    """Write ``runs.csv``, the result tables unless ``interrupted``, then ``sweep.json``."""
+    ordered = [records[t.dir_name] for t in plan.tasks if t.dir_name in records]
+    _write_runs_csv(out, plan, ordered)
+    summary = pd.DataFrame()
+    if status != "interrupted":
+        rows = tidy(plan, ordered)
+        summary = summarize(rows[~rows.wall], list(plan.spec.keys))
+        _write_parquet(out / "sweep.parquet", rows)
+        with atomic_path(out / "summary.csv") as tmp:
+            summary.to_csv(tmp, index=False, float_format="%.10g")
+    manifest.update(status=status, finished=_now(),
+                    completed=sum(r.status in OK_STATUSES for r in ordered),
+                    failed=sum(r.status not in OK_STATUSES for r in ordered))
+    atomic_write_text(out / "sweep.json", json.dumps(manifest, indent=2) + "\n")
+    return ordered, summary
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then act on the first one.
+
+    The sweep's bookkeeping (:func:`_finish`) is then whole: an interrupt landing in it
+    would leave tables beside a ``sweep.json`` that still says ``running``. Off the main
+    thread (where handlers cannot be set) the block runs as it is.
+    """
+    held: list[int] = []
+    try:
+        previous = {sig: signal.signal(sig, lambda signum, _: held.append(signum))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held:
+            handler = previous[signal.Signals(held[0])]
+            if callable(handler):  # e.g. KeyboardInterrupt, or the CLI's Terminated
+                handler(held[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(held[0])
+
+
+RESULT_TABLES = ("sweep.parquet", "summary.csv")
+"""Written only by a sweep that ends (``ok`` or ``failed``), from every run directory."""
+
+
+def _start(out: Path, manifest: dict[str, Any]) -> None:
+    """Record the sweep as ``running`` and drop an earlier attempt's result tables.
+
+    A sweep killed outright (SIGKILL) then leaves ``sweep.json`` saying ``running`` and
+    no tables, rather than an earlier attempt's tables beside runs they do not cover.
+    """
+    atomic_write_text(out / "sweep.json", json.dumps(manifest, indent=2) + "\n")
+    for name in RESULT_TABLES:
+        (out / name).unlink(missing_ok=True)
 
 
 def _executor(todo: list[RunTask], runs: Path, jobs: int,

@@ -362,10 +362,11 @@ def test_crash_while_writing_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def _as_from_a_shell() -> None:
     """Start the run as a shell starts a foreground command: SIGINT at its default, and
-    neither it nor SIGTERM blocked. In whole-suite runs of a fresh clone the test process
-    had come to hold SIGINT ignored or blocked (the faulthandler dump showed the run
-    still simulating 60 s after the signal), and a program started that way ignores
-    Ctrl-C, as it should."""
+    neither it nor SIGTERM blocked. A pytest started as a background job of a shell
+    without job control (``.ci/run > log &`` in a script) holds SIGINT ignored from its
+    start, and so does every process it starts unless told otherwise: the run then
+    ignored the signal, as it should (the faulthandler dump showed it still simulating
+    60 s later). No test changes the signal state (``tests/conftest.py`` checks)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
