@@ -7,6 +7,33 @@ and what was found, so that the command line can print it without a traceback.
 
 from __future__ import annotations
 
+import reprlib
+
+MAX_GOT_CHARS = 200
+"""Longest ``got ...`` part of a message: a hostile value (a megabyte string, a list an
+alias bomb expanded) is shown cut short, never printed whole."""
+
+
+class _ShortRepr(reprlib.Repr):
+    """``reprlib``'s bounded repr that also survives ints Python will not print in full."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:  # str() refuses more than 4300 digits; nobody reads 78
+            return f"<an integer of {len(format(abs(x), 'x'))} hex digits>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _ShortRepr()
+_SHORT.maxstring = _SHORT.maxother = MAX_GOT_CHARS
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = _SHORT.maxfrozenset = 12
+_SHORT.maxlevel = 4
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)``, cut to :data:`MAX_GOT_CHARS` characters (12 entries, 4 levels deep)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= MAX_GOT_CHARS else text[:MAX_GOT_CHARS - 3] + "..."
+
 
 class AllocsimError(Exception):
     """Base class of every error allocsim raises on purpose."""
@@ -24,7 +51,7 @@ class _InputError(AllocsimError):
         raise NotImplementedError
 
     def __str__(self) -> str:
-        return f"{self.where}: expected {self.expected}, got {self.got!r}"
+        return f"{self.where}: expected {self.expected}, got {short_repr(self.got)}"
 
 
 class ConfigError(_InputError):

@@ -65,7 +65,9 @@ THP_MODES = ("always", "madvise", "never")
 LAYOUTS = ("flat", "x86")
 LAID_OUT_ZONES = ZONE_NAMES[: int(ZoneType.MOVABLE) + 1]
 """The zone types a node's ``reserved`` mapping may name."""
-RANGE_RE = re.compile(r"^\s*(0x[0-9a-fA-F]+|\d+)\s*-\s*(0x[0-9a-fA-F]+|\d+)\s*$")
+RANGE_RE = re.compile(r"^\s*(0x[0-9a-fA-F]+|[0-9]+)\s*-\s*(0x[0-9a-fA-F]+|[0-9]+)\s*$")
+MAX_PHYS_ADDR = 1 << 52
+"""x86_64's ``MAX_PHYSMEM_BITS`` with 5-level paging (arch/x86/include/asm/sparsemem.h)."""
 RANGE_FORMAT = ("a physical address range 'START-END' with END inclusive, as /proc/iomem "
                 "prints it (e.g. '0x100000-0x1ffdcfff'), page aligned")
 
@@ -83,9 +85,14 @@ def _range(value: object, key: str, source: str) -> Range:
     match = RANGE_RE.match(value) if isinstance(value, str) else None
     if match is None:
         raise ConfigError(source, key, RANGE_FORMAT, value)
-    start, last = (int(g, 0) for g in match.groups())
+    if any(len(g) > 20 for g in match.groups()):  # int() of 4300+ digits would raise
+        raise ConfigError(source, key, f"{RANGE_FORMAT}, below {MAX_PHYS_ADDR:#x}", value)
+    start, last = (int(g, 16 if g.startswith("0x") else 10) for g in match.groups())
     if start % PAGE_SIZE or (last + 1) % PAGE_SIZE or last < start:
         raise ConfigError(source, key, RANGE_FORMAT, value)
+    if last >= MAX_PHYS_ADDR:
+        raise ConfigError(source, key, f"{RANGE_FORMAT}, below {MAX_PHYS_ADDR:#x} "
+                          "(x86_64's MAX_PHYSMEM_BITS, 52)", value)
     return start >> PAGE_SHIFT, (last + 1) >> PAGE_SHIFT
 
 
