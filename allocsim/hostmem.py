@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from simcore.config.footprint import Footprint, estimate_footprint
-from simcore.config.types import ExperimentConfig
+from simcore.config.types import ExperimentConfig, MachineConfig
 from simcore.config.units import format_size, format_size_approx
 from simcore.errors import ConfigError
 
@@ -67,12 +67,17 @@ def check_fits_host(cfg: ExperimentConfig) -> Footprint:
     Raises:
         ConfigError: Naming ``machine``, with the estimate and what is available.
     """
-    footprint = estimate_footprint(cfg.machine)
+    return check_machine_fits(cfg.machine, cfg.source)
+
+
+def check_machine_fits(machine: MachineConfig, source: str) -> Footprint:
+    """:func:`check_fits_host` for a machine alone (``source`` names it in the error)."""
+    footprint = estimate_footprint(machine)
     available = available_bytes()
     if available is not None and footprint.total > available:
         raise ConfigError(
-            cfg.source, "machine",
+            source, "machine",
             f"a machine that fits in this host's available memory "
             f"({format_size_approx(available)}); it needs {describe(footprint)}",
-            format_size(sum(n.memory_pages for n in cfg.machine.nodes) << 12))
+            format_size(sum(n.memory_pages for n in machine.nodes) << 12))
     return footprint

@@ -34,7 +34,7 @@ MAX_INT_DIGITS = 4300
 """Longest integer (Python's own limit on converting decimal text, sys.int_info)."""
 
 
-def _yaml_error(problem: str, mark: yaml.Mark | None) -> yaml.MarkedYAMLError:
+def _yaml_error(problem: str, mark: Any) -> yaml.MarkedYAMLError:
     return yaml.composer.ComposerError(None, None, problem, mark)
 
 
@@ -54,13 +54,13 @@ class _StrictLoader(yaml.SafeLoader):
         self.expanded: dict[int, int] = {}
         """id of a composed node -> values in it, aliases expanded."""
 
-    def count(self, values: int, mark: yaml.Mark) -> None:
+    def count(self, values: int, mark: Any) -> None:
         self.values += values
         if self.values > MAX_VALUES:
             raise _yaml_error(f"a document of at most {MAX_VALUES:,} values with its aliases "
                               "expanded (an alias bomb?)", mark)
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             node = super().compose_node(parent, index)

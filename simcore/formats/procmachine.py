@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from simcore.config.machine import MAX_NODES
+from simcore.config.machine import MAX_NODES, MAX_RANGES
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.formats.procfs import (
     ProcParseError,
@@ -141,6 +141,9 @@ def read_iomem(path: Path) -> tuple[list[Range] | None, list[Range]]:
         if not last:
             continue
         if name == "System RAM" and not line.startswith(" "):
+            if len(ram) == MAX_RANGES:
+                raise ProcParseError(str(path), lineno, f"at most {MAX_RANGES} System RAM "
+                                     "ranges (x86_64's E820_MAX_ENTRIES)", line)
             ram.append((-(-start >> PAGE_SHIFT), (last + 1) >> PAGE_SHIFT))
         elif name in KERNEL_IMAGE:
             kernel.append(pfns)
