@@ -29,6 +29,11 @@ _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = _SHORT.maxfr
 _SHORT.maxlevel = 4
 
 
+def clip(text: str, limit: int = MAX_GOT_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (a key path or problem quoting hostile input)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def short_repr(value: object) -> str:
     """``repr(value)``, cut to :data:`MAX_GOT_CHARS` characters (12 entries, 4 levels deep)."""
     text = _SHORT.repr(value)
@@ -85,12 +90,14 @@ class ConfigError(_InputError):
     def where(self) -> str:
         """``<source>:<line>: <key>``, or ``<source>: <key>`` without a line."""
         place = self.source if self.line is None else f"{self.source}:{self.line}"
-        return f"{place}: {self.key}"
+        return f"{place}: {clip(self.key)}"
 
     def __str__(self) -> str:
         if self.problem is not None:
-            return f"{self.where}: {self.problem} (expected {self.expected})"
-        return super().__str__()
+            return f"{self.where}: {clip(self.problem, 2 * MAX_GOT_CHARS)} (expected " \
+                f"{clip(self.expected, 4 * MAX_GOT_CHARS)})"
+        return f"{self.where}: expected {clip(self.expected, 4 * MAX_GOT_CHARS)}, got " \
+            f"{short_repr(self.got)}"
 
     def moved(self, source: str, key: str, line: int | None) -> ConfigError:
         """The same error at another place (the origin of a value set elsewhere)."""

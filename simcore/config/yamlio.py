@@ -23,11 +23,11 @@ from simcore.errors import ConfigError
 KeyLines = Mapping[str, int]
 """Key path -> 1-based line of its key (a list entry: of the entry)."""
 _LAST_STEP = re.compile(r"(\[\d+\]|\.[^.\[\]]*|^[^.\[\]]+)$")
-MAX_YAML_BYTES = 4 << 20
+MAX_YAML_BYTES = 1 << 20
 """Largest YAML file read: an experiment or sweep file is a few KiB of text a person wrote."""
 MAX_DEPTH = 64
 """Deepest nesting of lists and mappings (the schema needs 6 levels)."""
-MAX_VALUES = 100_000
+MAX_VALUES = 50_000
 """Most values (scalars, lists and mappings) in a document, counting each value an alias
 repeats as often as it is repeated: no "billion laughs" alias bomb gets expanded."""
 MAX_INT_DIGITS = 4300

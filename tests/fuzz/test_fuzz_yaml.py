@@ -1,0 +1,248 @@
+"""Fuzz the experiment loader: every ``configs/*.yaml`` damaged, retyped and rebuilt.
+
+What ``allocsim validate`` and ``allocsim run`` do with a file: ``load_experiment`` (the
+strict YAML loader, the schema, every workload kind's parser and checks) and the host
+footprint check. Each input must give an :class:`ExperimentConfig` or one
+:class:`ConfigError` (or, through ``from_proc``, one ``ProcParseError``) naming the file
+and the key or line (:func:`tests.fuzz.fuzzing.check_error`). The sweep loader
+(``allocsim validate`` of a ``sweep:`` file) is fuzzed the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from allocsim.hostmem import check_fits_host
+from allocsim.sweep.runner import plan_sweep
+from allocsim.sweep.studyrun import plan_study
+from simcore.config.types import ExperimentConfig
+from simcore.errors import ConfigError
+from tests.fuzz.fuzzing import fuzz_settings, note_class, outcome
+from tests.fuzz.hostile import alias_bomb, mutated, yaml_construct_in
+from workloads.registry import load_experiment
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_FILES = sorted((REPO / "configs").glob("*.yaml"))
+SNAPSHOT = REPO / "tests" / "data" / "oracle" / "hugetlb-fresh" / "start"
+SWEEP_FILES = sorted((REPO / "tests" / "data" / "sweep").glob("*.yaml"))
+"""Sweep files (``configs/capacity_*.yaml`` are sweeps too)."""
+WORK = Path(tempfile.mkdtemp(prefix="allocsim-fuzz-yaml-"))
+
+
+def _config_text(path: Path) -> str:
+    """A config's text, its ``from_proc`` directory made absolute (the copy lives in /tmp)."""
+    return path.read_text().replace("../tests/data/oracle/hugetlb-fresh/start", str(SNAPSHOT))
+
+
+def _is_sweep(text: str) -> bool:
+    return any(line.startswith("sweep:") for line in text.split("\n"))
+
+
+TEXTS = tuple(t for t in map(_config_text, CONFIG_FILES) if not _is_sweep(t))
+SMALL = _config_text(REPO / "configs" / "quickstart.yaml")
+SWEEP_TEXTS = tuple(t for t in map(_config_text, [*CONFIG_FILES, *SWEEP_FILES]) if _is_sweep(t))
+
+
+def load(path: Path) -> ExperimentConfig:
+    """What ``allocsim validate FILE`` does with an experiment file."""
+    cfg = load_experiment(path)
+    check_fits_host(cfg)
+    return cfg
+
+
+def _write(data: bytes | str, name: str = "config.yaml") -> Path:
+    path = WORK / name
+    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"))
+    return path
+
+
+def _check_config(data: bytes | str, parser: str = "yaml") -> object:
+    path = _write(data)
+    return outcome(parser, str(path), lambda: load(path))
+
+
+def test_every_base_file_is_valid() -> None:
+    """The fuzzers start from valid files (so every error below is the damage's)."""
+    assert len(TEXTS) > 10 and len(SWEEP_TEXTS) > 5
+    for text in TEXTS:
+        assert isinstance(_check_config(text, "yaml-base"), ExperimentConfig)
+    for text in SWEEP_TEXTS:
+        assert not isinstance(_check_sweep(text), ConfigError)
+
+
+@fuzz_settings(60)
+@given(mutated(TEXTS, "yaml"))
+def test_damaged_config_files(case: tuple[bytes, tuple[str, ...]]) -> None:
+    _check_config(case[0])
+
+
+@fuzz_settings(40)
+@given(st.data())
+def test_hostile_yaml_constructs(data: st.DataObject) -> None:
+    text = data.draw(yaml_construct_in(data.draw(st.sampled_from(TEXTS)), "yaml"))
+    result = _check_config(text)
+    if isinstance(result, ExperimentConfig):  # a tag never builds an object
+        assert "python" not in repr(result)
+
+
+# ---------------------------------------------------------------- structural mutations
+
+HOSTILE_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(),
+    st.text(max_size=30),
+    st.sampled_from(("1PiB", "1EiB", "16EiB", "-4KiB", "0", "1e400s", "-1ms", "200/ms",
+                     "GFP_KERNEL|__GFP_BOGUS", "0x0-0xffffffffffffffffff", "auto", "fresh",
+                     "from_proc", "synthetic", "{}", "[]", "~", "1ns", "292y", "4.5pages")),
+    st.lists(st.integers(-5, 300), max_size=5),
+    st.dictionaries(st.sampled_from(("a", "count", "node", "0", "rate", "at", "do")),
+                    st.integers(-1, 5) | st.text(max_size=5), max_size=3),
+    st.recursive(st.integers(0, 3), lambda c: st.lists(c, max_size=3), max_leaves=20),
+)
+"""Values of the wrong type, or of the right type and out of range, for any key."""
+
+
+def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key path of a loaded document (mapping keys and list indices)."""
+    out = []
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(
+        doc, list) else ()
+    for k, v in items:
+        out.append((*prefix, k))
+        out.extend(_paths(v, (*prefix, k)))
+    return out
+
+
+def _parent(doc: Any, path: tuple[Any, ...]) -> Any:
+    for step in path[:-1]:
+        doc = doc[step]
+    return doc
+
+
+@st.composite
+def retyped(draw: st.DrawFn) -> tuple[str, str, tuple[Any, ...], object]:
+    """A config with one structural change: ``(YAML text, change, key path, value)``."""
+    doc = copy.deepcopy(yaml.safe_load(draw(st.sampled_from(TEXTS))))
+    path = draw(st.sampled_from(_paths(doc)))
+    parent, last = _parent(doc, path), path[-1]
+    change = draw(st.sampled_from(("wrong value", "key deleted", "unknown key",
+                                   "value wrapped in a list", "mapping for a value")))
+    value: object = None
+    if change == "wrong value":
+        value = draw(HOSTILE_VALUES)
+        parent[last] = value
+    elif change == "key deleted":
+        del parent[last]
+    elif change == "unknown key":
+        value = draw(st.sampled_from(("rat", "nodez", "x", "memory_pages", "__class__")))
+        target = parent[last] if isinstance(parent[last], dict) else parent
+        if isinstance(target, dict):
+            target[value] = 1
+        else:
+            doc[value] = 1
+    elif change == "value wrapped in a list":
+        parent[last] = [parent[last]]
+    else:
+        parent[last] = {"value": parent[last]}
+    note_class("yaml", change)
+    style = draw(st.sampled_from((False, True, None)))
+    return yaml.safe_dump(doc, default_flow_style=style, sort_keys=False), change, path, value
+
+
+@fuzz_settings(80)
+@given(retyped())
+def test_retyped_keys(case: tuple[str, str, tuple[Any, ...], object]) -> None:
+    text, change, path, value = case
+    result = _check_config(text)
+    if isinstance(result, ConfigError) and change == "unknown key" and \
+            "unknown key" in str(result):
+        assert result.key.endswith(str(value)), (result.key, value)
+        assert result.line is not None, str(result)
+
+
+@fuzz_settings(30)
+@given(st.sampled_from(TEXTS), st.sampled_from((False, True, None)), st.booleans(),
+       st.integers(1, 8))
+def test_valid_rewrites_parse_to_the_same_config(text: str, style: bool | None,
+                                                 sort_keys: bool, indent: int) -> None:
+    """Rewriting a valid file (flow or block style, keys sorted, other indents, comments
+    and blank lines added) is still that config: the fuzzers do not pass by refusing all."""
+    original = _check_config(text)
+    doc = yaml.safe_load(text)
+    rewritten = yaml.safe_dump(doc, default_flow_style=style, sort_keys=sort_keys,
+                               indent=indent + 1)
+    rewritten = "# a comment\n\n" + rewritten.replace("\n", "\n\n", 3)
+    again = _check_config(rewritten)
+    assert isinstance(again, ExperimentConfig) and isinstance(original, ExperimentConfig)
+    assert again.machine == original.machine and again.workloads == original.workloads
+
+
+# ---------------------------------------------------------------- sweep files
+
+
+def _check_sweep(data: bytes | str) -> object:
+    path = _write(data, "sweep.yaml")
+
+    def plan() -> object:
+        sweep = plan_sweep(path)
+        plan_study(sweep)
+        return sweep
+    return outcome("sweep", str(path), plan)
+
+
+@fuzz_settings(30)
+@given(mutated(SWEEP_TEXTS, "sweep"))
+def test_damaged_sweep_files(case: tuple[bytes, tuple[str, ...]]) -> None:
+    _check_sweep(case[0])
+
+
+@fuzz_settings(20)
+@given(st.data())
+def test_hostile_yaml_in_sweep_files(data: st.DataObject) -> None:
+    _check_sweep(data.draw(yaml_construct_in(data.draw(st.sampled_from(SWEEP_TEXTS)), "sweep")))
+
+
+# ---------------------------------------------------------------- regressions
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    (alias_bomb(9, 9), "alias bomb"),
+    ("[" * 5000 + "]" * 5000, "levels of nested"),
+    ("&r [1, *r]", "recursive alias"),
+    ("9" * 5000, "at most 4300 digits"),
+    ("!!python/object/apply:os.system ['true']", "could not determine a constructor"),
+    ("!!python/name:os.system", "could not determine a constructor"),
+    ("!custom 1", "could not determine a constructor"),
+    ("!!timestamp 2001-13-45", "a valid timestamp"),
+    ("\x00", "printable characters only"),
+], ids=lambda v: v if len(v) < 40 else f"{v[:20]}...")
+def test_hostile_yaml_is_one_error_at_its_line(value: str, problem: str) -> None:
+    lines = SMALL.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith("seed:"))
+    lines[at] = f"seed: {value}"
+    result = _check_config("\n".join(lines))
+    assert isinstance(result, ConfigError) and problem in str(result), result
+    assert result.key == "<yaml>" and result.line == at + 1
+
+
+@pytest.mark.parametrize(("old", "new", "key", "expected"), [
+    ("rate: 2500/s", "rate: " + "9" * 400, "workloads[0].rate", "finite"),
+    ("size: 768MiB", "size: " + "9" * 5000 + "MiB", "workloads[0].size", "at most 40 digits"),
+    ("duration: 3s", "duration: 300000000h", "duration", "292 years"),
+    ("memory: 256MiB", "present: ['0x0-0x" + "f" * 5000 + "']", "machine.nodes[0].present[0]",
+     "below 0x10000000000000"),
+    ("memory: 256MiB", "present: ['0100000-01fffff']", "machine.nodes[0].present[0]",
+     "page aligned"),
+], ids=lambda v: v if len(v) < 40 else f"{v[:20]}...")
+def test_hostile_values_are_one_error_naming_their_key(old: str, new: str, key: str,
+                                                       expected: str) -> None:
+    result = _check_config(SMALL.replace(old, new, 1))
+    assert isinstance(result, ConfigError) and result.key == key, result
+    assert expected in str(result) and result.line is not None
