@@ -34,6 +34,11 @@ def clip(text: str, limit: int = MAX_GOT_CHARS) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def shown(place: str) -> str:
+    """A file name or ``--set`` argument as a message shows it: one printable line."""
+    return clip(place if place.isprintable() else repr(place)[1:-1], 5 * MAX_GOT_CHARS)
+
+
 def short_repr(value: object) -> str:
     """``repr(value)``, cut to :data:`MAX_GOT_CHARS` characters (12 entries, 4 levels deep)."""
     text = _SHORT.repr(value)
@@ -89,8 +94,8 @@ class ConfigError(_InputError):
     @property
     def where(self) -> str:
         """``<source>:<line>: <key>``, or ``<source>: <key>`` without a line."""
-        place = self.source if self.line is None else f"{self.source}:{self.line}"
-        return f"{place}: {clip(self.key)}"
+        place = shown(self.source) if self.line is None else f"{shown(self.source)}:{self.line}"
+        return f"{place}: {clip(shown(self.key))}"
 
     def __str__(self) -> str:
         if self.problem is not None:
@@ -123,7 +128,7 @@ class TraceError(_InputError):
     @property
     def where(self) -> str:
         """``<source>:<line>``, or ``<source>`` for the file as a whole (line 0)."""
-        return f"{self.source}:{self.line}" if self.line > 0 else self.source
+        return f"{shown(self.source)}:{self.line}" if self.line > 0 else shown(self.source)
 
 
 class ProcError(AllocsimError):

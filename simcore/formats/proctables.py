@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from simcore.errors import AllocsimError
+from simcore.errors import AllocsimError, shown
 
 MAX_NUMNODES = 1024
 """x86_64's largest ``MAX_NUMNODES`` (``1 << NODES_SHIFT``, NODES_SHIFT at most 10 in
@@ -41,7 +41,7 @@ class ProcParseError(AllocsimError):
         self.line = line
         self.expected = expected
         self.got = got if len(got) <= 60 else got[:57] + "..."
-        where = path if line is None else f"{path}:{line}"
+        where = shown(path) if line is None else f"{shown(path)}:{line}"
         super().__init__(f"{where}: expected {expected}, got {self.got!r}")
 
 
