@@ -40,6 +40,7 @@ import gzip
 import lzma
 import os
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -132,10 +133,10 @@ def _int(value: str, name: str, where: tuple[str, int], text: str) -> int:
     lo, hi, why = BOUNDS.get(name, (0, 2**63 - 1, "int64"))
     hexa = value[:2].lower() == "0x"
     digits = value[2:] if hexa else value.removeprefix("-")
-    if not digits.isascii() or not digits.isalnum() or len(digits) > 20:
+    if not digits.isascii() or not digits.isalnum():
         raise TraceError(where[0], where[1], f"an integer {name}=", text)
     try:
-        number = int(value, 16) if hexa else int(value)
+        number = int(value, 16) if hexa else int(value) if len(digits) <= 20 else hi + 1
     except ValueError:
         raise TraceError(where[0], where[1], f"an integer {name}=", text) from None
     if not lo <= number <= hi:
@@ -237,7 +238,7 @@ def iter_rows(path: Path, report: ImportReport) -> Iterator[dict[str, Any]]:
     except EOFError:
         raise TraceError(source, lineno + 1, "a complete compressed stream",
                          "it ends early (a truncated file?)") from None
-    except (lzma.LZMAError, gzip.BadGzipFile) as exc:
+    except (lzma.LZMAError, gzip.BadGzipFile, zlib.error) as exc:
         kind = "xz" if path.suffix == ".xz" else "gzip"
         raise TraceError(source, lineno + 1, f"{kind}-compressed ftrace text (the name ends "
                          f"in {path.suffix})", f"data that is not {kind} "

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from simcore.config.machine import MAX_NODES, MAX_RANGES
+from simcore.config.machine import LOCAL_DISTANCE, MAX_DISTANCE, MAX_NODES, MAX_RANGES
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.formats.procfs import (
     ProcParseError,
@@ -162,7 +162,13 @@ def read_distances(directory: Path, nids: list[int]) -> tuple[tuple[int, ...], .
         if not _DISTANCE_RE.match(text) or len(text.split()) != len(nids):
             raise ProcParseError(str(path), 1, f"{len(nids)} distances (0..255) separated by "
                                  "spaces (one per node)", text)
-        rows.append(tuple(int(v) for v in text.split()))
+        row = tuple(int(v) for v in text.split())
+        if any(not (v == LOCAL_DISTANCE if i == nid else LOCAL_DISTANCE < v <= MAX_DISTANCE)
+               for i, v in enumerate(row)):
+            raise ProcParseError(str(path), 1, f"{LOCAL_DISTANCE} to node {nid} itself and "
+                                 f"{LOCAL_DISTANCE + 1}..{MAX_DISTANCE} to the others (a "
+                                 "SLIT row, as slit_valid() accepts it)", text)
+        rows.append(row)
     return tuple(rows)
 
 

@@ -106,18 +106,19 @@ def check_error(exc: BaseException, source: str, also: tuple[str, ...] = ()) -> 
     assert "\n" not in text and "\r" not in text, f"not one line: {text!r}"
     assert len(text) <= MAX_MESSAGE, f"a {len(text)}-character message"
     assert "Traceback" not in text
+    places = (source, *also)
     if isinstance(exc, ConfigError | TraceError | ProcParseError):
         assert "expected " in text, text
     if isinstance(exc, ConfigError):
-        assert exc.source in (source, *also) or exc.source.startswith("--set"), exc.source
+        assert exc.source.startswith((*places, "--set ")), (exc.source, places)
         assert text.startswith(shown(exc.source)), text
         assert exc.key, text
         if exc.key == "<yaml>":
-            assert exc.line is not None and f"{source}:{exc.line}: " in text, text
+            assert exc.line is not None and f"{shown(exc.source)}:{exc.line}: " in text, text
     elif isinstance(exc, TraceError):
-        assert exc.source == source and text.startswith(shown(source)), (text, source)
+        assert exc.source in places and text.startswith(shown(exc.source)), (text, places)
     elif isinstance(exc, ProcParseError):
-        assert exc.path.startswith(source), (exc.path, source)
+        assert exc.path.startswith(places), (exc.path, places)
         assert text.startswith(shown(exc.path)), text
     else:  # e.g. a GfpParseError: no file, but the token it could not read
         assert source in text or getattr(exc, "token", None) is not None, text
