@@ -49,7 +49,7 @@ from typing import IO, Any
 
 from simcore.atomic import atomic_path
 from simcore.errors import TraceError
-from simcore.mm.gfp import format_gfp, parse_gfp
+from simcore.mm.gfp import format_gfp, gfp_migratetype, gfp_zone, parse_gfp
 
 PAGE_EVENTS = ("mm_page_alloc", "mm_page_free", "mm_page_alloc_zone_locked",
                "mm_page_pcpu_drain", "mm_page_alloc_extfrag")
@@ -203,7 +203,9 @@ def parse_line(text: str, source: str, lineno: int) -> dict[str, Any] | str:
     if event == "mm_page_alloc":
         row["gfp_flags"] = fields["gfp_flags"]
         try:
-            row["gfp"] = int(parse_gfp(fields["gfp_flags"]))
+            row["gfp"] = gfp = int(parse_gfp(fields["gfp_flags"]))
+            gfp_zone(gfp)  # GfpError for masks the kernel would BUG on: never traced
+            gfp_migratetype(gfp)
         except ValueError as exc:
             raise TraceError(source, lineno, f"gfp_flags the model knows ({exc})",
                              fields["gfp_flags"]) from None
