@@ -20,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from simcore.config.machine import MAX_NODES
 from simcore.config.types import ExperimentConfig, MachineConfig
 from simcore.mm.constants import MIGRATE_TYPES
-from simcore.mm.topology import layout_machine
+from simcore.mm.topology import layout_machine, node_ranges
 
 PAGE_STATE_BYTES = 8
 """``ref`` (int16) + ``info`` (uint8) + ``flags`` (uint8) + ``lru`` (int32) per pfn."""
@@ -67,7 +68,9 @@ def nr_pfns(machine: MachineConfig) -> int:
     max-order block.
     """
     align = 1 << machine.max_order
-    end = max(span.end_pfn for span in layout_machine(machine))
+    # The highest zone of a node ends where its memory does: no zone is laid out for this
+    # (a config of a million nodes is estimated in a second, not built in minutes).
+    end = max(ranges[-1][1] for ranges in node_ranges(machine))
     return -(-end // align) * align
 
 
@@ -94,5 +97,6 @@ def estimate_run_footprint(cfg: ExperimentConfig) -> Footprint:
     count = cfg.duration_ns // cfg.trace.snapshot_interval_ns + 1
     per_zone = MIGRATE_TYPES * (cfg.machine.max_order + 1) * SNAPSHOT_ROW_BYTES \
         + SNAPSHOT_ZONE_BYTES
-    zones = len(layout_machine(cfg.machine))
+    nodes = cfg.machine.nodes
+    zones = len(layout_machine(cfg.machine)) if len(nodes) <= MAX_NODES else 4 * len(nodes)
     return dataclasses.replace(machine, snapshots=count * zones * per_zone, nr_snapshots=count)
