@@ -36,8 +36,8 @@ QUICKSTART = REPO / "configs" / "quickstart.yaml"
 SNAPSHOT = REPO / "tests" / "data" / "oracle" / "hugetlb-fresh" / "start"
 PWNED = Path("/tmp/allocsim-fuzz-pwned")
 """What ``!!python/object/apply:os.system ['touch ...']`` would create if a tag ran."""
-SMALL_RSS = 600 << 20
-"""A refused input leaves the process this small (the interpreter and numpy: ~150 MiB)."""
+SMALL_RSS = 256 << 20
+"""A refused input leaves the process this small (it is about 45 MiB)."""
 QUICK_CPU_S = 30.0
 
 
@@ -82,13 +82,25 @@ class Finished:
     cpu_s: float
 
 
+HWM = """import atexit, runpy, sys
+out = sys.argv.pop(1)
+def hwm():  # peak RSS of this program alone (ru_maxrss would count the forking parent's)
+    lines = open("/proc/self/status").read().splitlines()
+    kib = next(line.split()[1] for line in lines if line.startswith("VmHWM:"))
+    open(out, "w").write(kib)
+atexit.register(hwm)
+runpy.run_module("allocsim", run_name="__main__", alter_sys=True)
+"""
+"""``python -m allocsim ARGV``, as ``runpy`` runs it, writing its peak RSS at exit."""
+
+
 def _run_all(tmp_path: Path, argvs: list[list[str]]) -> list[Finished]:
-    """Run each argv as ``python -m allocsim ARGV`` (in parallel), with its own rusage."""
+    """Run each argv as ``python -m allocsim ARGV`` (in parallel): output, peak RSS, CPU."""
     procs = []
     for i, argv in enumerate(argvs):
         out, err = (tmp_path / f"{i}.out").open("w"), (tmp_path / f"{i}.err").open("w")
-        procs.append(subprocess.Popen([sys.executable, "-m", "allocsim", *argv], cwd=tmp_path,
-                                      env=ENV, stdout=out, stderr=err))
+        procs.append(subprocess.Popen([sys.executable, "-c", HWM, str(tmp_path / f"{i}.hwm"),
+                                       *argv], cwd=tmp_path, env=ENV, stdout=out, stderr=err))
         out.close()
         err.close()
     done = []
@@ -96,7 +108,8 @@ def _run_all(tmp_path: Path, argvs: list[list[str]]) -> list[Finished]:
         _, status, usage = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
         done.append(Finished(p.returncode, (tmp_path / f"{i}.out").read_text(),
-                             (tmp_path / f"{i}.err").read_text(), usage.ru_maxrss * 1024,
+                             (tmp_path / f"{i}.err").read_text(),
+                             int((tmp_path / f"{i}.hwm").read_text()) * 1024,
                              usage.ru_utime + usage.ru_stime))
     return done
 

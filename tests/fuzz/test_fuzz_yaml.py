@@ -11,6 +11,7 @@ and the key or line (:func:`tests.fuzz.fuzzing.check_error`). The sweep loader
 from __future__ import annotations
 
 import copy
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,12 @@ from hypothesis import strategies as st
 from allocsim.hostmem import check_fits_host
 from allocsim.sweep.runner import plan_sweep
 from allocsim.sweep.studyrun import plan_study
+from simcore.config.schema import REQUIRED, Derived, Key, flatten
 from simcore.config.types import ExperimentConfig
 from simcore.errors import ConfigError
 from tests.fuzz.fuzzing import fuzz_settings, note_class, outcome
 from tests.fuzz.hostile import alias_bomb, mutated, yaml_construct_in
-from workloads.registry import load_experiment
+from workloads.registry import experiment_schema, load_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_FILES = sorted((REPO / "configs").glob("*.yaml"))
@@ -182,6 +184,76 @@ def test_valid_rewrites_parse_to_the_same_config(text: str, style: bool | None,
     again = _check_config(rewritten)
     assert isinstance(again, ExperimentConfig) and isinstance(original, ExperimentConfig)
     assert again.machine == original.machine and again.workloads == original.workloads
+
+
+# ---------------------------------------------------------------- schema-shaped documents
+
+CATALOG = tuple((path, key) for path, key in flatten(experiment_schema())
+                if not path.startswith(("sweep", "study", "machine.from_proc", "initial_state")))
+_STEP = re.compile(r"([^.\[\]]+)((?:\[[^\]]*\])?)")
+TYPE_SAMPLES = {"size": "64MiB", "duration": "10ms", "rate": "100/s", "true|false": True,
+                "gfp flags": "GFP_KERNEL", "name": "w1", "number": 0.5, "mapping": {}}
+
+
+def _skeleton() -> dict[str, Any]:
+    return {"name": "schema", "seed": 1, "duration": "100ms",
+            "machine": {"nodes": [{"memory": "64MiB", "cpus": 1}]}}
+
+
+def _put(doc: dict[str, Any], path: str, value: object) -> None:
+    """Set a catalog path (``workloads[type=anon].lifetime.fixed``) in ``doc``, making the
+    sections, the first list entry and its ``type:`` on the way."""
+    node: Any = doc
+    steps = _STEP.findall(path)
+    for i, (name, index) in enumerate(steps):
+        last = i == len(steps) - 1
+        if not isinstance(node, dict):
+            return  # an earlier value replaced a section: nothing below it to set
+        if not index:
+            if last:
+                node[name] = value
+            elif not isinstance(node.get(name), dict):
+                node[name] = {}
+            node = node.get(name)
+            continue
+        entries = node.get(name)
+        if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
+            entries = node[name] = [{"name": "w0"} if name == "workloads" else {}]
+        kind = re.search(r"type=(\w+)", index)
+        if kind:
+            entries[0]["type"] = kind[1]
+        if last:
+            entries[0] = value
+        node = entries[0]
+
+
+def _valid_sample(key: Key) -> object:
+    if key.example is not None:
+        return key.example
+    if key.default is not REQUIRED and not isinstance(key.default, Derived):
+        return key.default
+    return TYPE_SAMPLES.get(key.type.text.split(",")[0].split(" or ")[0], 1)
+
+
+@st.composite
+def schema_documents(draw: st.DrawFn) -> str:
+    """A document built from the catalog's keys: some valid values, some hostile ones."""
+    doc = _skeleton()
+    for path, key in draw(st.lists(st.sampled_from(CATALOG), min_size=1, max_size=8)):
+        hostile = draw(st.booleans())
+        _put(doc, path, draw(HOSTILE_VALUES) if hostile else _valid_sample(key))
+        note_class("yaml", "schema keys, hostile values" if hostile else "schema keys")
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@fuzz_settings(60)
+@given(schema_documents())
+def test_documents_shaped_like_the_schema(text: str) -> None:
+    _check_config(text)
+
+
+def test_the_schema_skeleton_is_valid() -> None:
+    assert isinstance(_check_config(yaml.safe_dump(_skeleton())), ExperimentConfig)
 
 
 # ---------------------------------------------------------------- sweep files
