@@ -101,7 +101,6 @@ def check_error(exc: BaseException, source: str, also: tuple[str, ...] = ()) -> 
     ProcParseError a line (or the whole file). ``also``: other sources the input came
     from (the file a ``--set`` value was set in).
     """
-    assert isinstance(exc, AllocsimError), f"not an allocsim error: {exc!r}"
     text = str(exc)
     assert "\n" not in text and "\r" not in text, f"not one line: {text!r}"
     assert len(text) <= MAX_MESSAGE, f"a {len(text)}-character message"
@@ -120,17 +119,19 @@ def check_error(exc: BaseException, source: str, also: tuple[str, ...] = ()) -> 
     elif isinstance(exc, ProcParseError):
         assert exc.path.startswith(places), (exc.path, places)
         assert text.startswith(shown(exc.path)), text
-    else:  # e.g. a GfpParseError: no file, but the token it could not read
+    elif isinstance(exc, AllocsimError):  # a GfpParseError: no file, but the token it read
         assert source in text or getattr(exc, "token", None) is not None, text
+    else:  # the reports' own error (ReportInputError): the file first, then what is wrong
+        assert text.startswith(shown(source)) and "expected " in text, text
 
 
-def outcome(parser: str, source: str, run: Callable[[], T],
-            also: tuple[str, ...] = ()) -> T | AllocsimError:
+def outcome(parser: str, source: str, run: Callable[[], T], also: tuple[str, ...] = (),
+            errors: tuple[type[Exception], ...] = (AllocsimError,)) -> T | Exception:
     """Run ``run`` under the watchdog: its value, or its checked error (tallied either way)."""
     try:
         with watchdog():
             value = run()
-    except AllocsimError as exc:
+    except errors as exc:
         check_error(exc, source, also)
         TALLY[f"{parser}|error:{type(exc).__name__}"] += 1
         TALLY[f"{parser}|cases"] += 1

@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 from allocsim.hostmem import check_fits_host
 from allocsim.procimport import import_machine
 from allocsim.procshow import proc_show
+from reports.load import ReportInputError
+from reports.overlay import read_buddyinfo_periodic
 from simcore.config.types import ExperimentConfig
 from simcore.formats.fsstate import parse_state
 from simcore.formats.meminfo import parse_meminfo
@@ -211,3 +213,32 @@ def test_a_dentry_state_in_unicode_digits_is_an_error() -> None:
     path.write_text("39815 2\u00b2 45 0 0 0\n")
     result = outcome("proc", str(path), lambda: parse_state(read_text_file(path), str(path)))
     assert isinstance(result, ProcParseError) and result.line == 1
+
+
+# ---------------------------------------------------------------- buddyinfo.periodic
+
+PERIODIC = tuple((DATA / "oracle" / run / "buddyinfo.periodic").read_text()[:3000]
+                 for run in ("hugetlb-fresh", "boot-idle", "hugetlb-fragmented-nocompact"))
+"""The head of real ``buddyinfo.periodic`` files (``allocsim report --overlay``)."""
+
+
+@fuzz_settings(60)
+@given(mutated(PERIODIC, "overlay"))
+def test_damaged_buddyinfo_periodic(case: tuple[bytes, tuple[str, ...]]) -> None:
+    path = WORK / "buddyinfo.periodic"
+    path.write_bytes(case[0])
+    result = outcome("overlay", str(path), lambda: read_buddyinfo_periodic(path),
+                     errors=(ReportInputError,))
+    if not isinstance(result, ReportInputError):
+        assert list(result.columns) == ["time_s", "nid", "zone", "order", "nr_free"]
+        assert (result["nr_free"] >= 0).all()
+
+
+@pytest.mark.parametrize("row", ["Node 0, zone DMA " + "9" * 5000,
+                                 "Node 0, zone DMA 1 " + " 1" * 60 + " 9999999999"])
+def test_buddyinfo_periodic_counts_beyond_any_machine(row: str) -> None:
+    path = WORK / "huge.periodic"
+    path.write_text(f"t=1.0\n{row}\n")
+    result = outcome("overlay", str(path), lambda: read_buddyinfo_periodic(path),
+                     errors=(ReportInputError,))
+    assert isinstance(result, ReportInputError) and str(result).startswith(f"{path}:2: ")
