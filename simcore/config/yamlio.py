@@ -22,7 +22,7 @@ from simcore.errors import ConfigError
 
 KeyLines = Mapping[str, int]
 """Key path -> 1-based line of its key (a list entry: of the entry)."""
-_LAST_STEP = re.compile(r"(\[\d+\]|\.[^.\[\]]*|^[^.\[\]]+)$")
+_LAST_STEP = re.compile(r"(\[[^\[\]]*\]|\.[^.\[\]]*|^[^.\[\]]+)$")
 MAX_YAML_BYTES = 1 << 20
 """Largest YAML file read: an experiment or sweep file is a few KiB of text a person wrote."""
 MAX_DEPTH = 64
@@ -226,7 +226,10 @@ def line_of(lines: KeyLines, key: str) -> int | None:
     while key:
         if key in lines:
             return lines[key]
-        key = _LAST_STEP.sub("", key)
+        parent = _LAST_STEP.sub("", key)
+        if parent == key:  # not a key path (a sweep's 'nodes[-1]'): no line, and no loop
+            return None
+        key = parent
     return None
 
 

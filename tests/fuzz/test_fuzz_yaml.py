@@ -318,3 +318,14 @@ def test_hostile_values_are_one_error_naming_their_key(old: str, new: str, key: 
     result = _check_config(SMALL.replace(old, new, 1))
     assert isinstance(result, ConfigError) and result.key == key, result
     assert expected in str(result) and result.line is not None
+
+
+@pytest.mark.parametrize("key", ["machine.nodes[-1].memory", "a[x]", "]", "a..b", "[0]"])
+def test_a_sweep_key_that_is_no_key_path_is_one_error(key: str) -> None:
+    """``line_of()`` looked for the line of ``machine.nodes[-1]`` forever (its last step
+    never came off): a sweep file with that grid key hung ``allocsim validate``."""
+    small = (REPO / "tests" / "data" / "sweep" / "small.yaml").read_text()
+    old = "    machine.nodes[0].memory: [48MiB, 64MiB]"
+    assert old in small
+    result = _check_sweep(small.replace(old, f"    '{key}': [48MiB, 64MiB]"))
+    assert isinstance(result, ConfigError), result
