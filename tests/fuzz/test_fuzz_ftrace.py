@@ -76,7 +76,7 @@ def test_every_slice_imports() -> None:
         assert isinstance(report, ImportReport) and report.lines >= SLICE
 
 
-@fuzz_settings(100)
+@fuzz_settings(120)
 @given(mutated(TEXTS, "ftrace"), st.sampled_from((".txt", ".txt", ".gz", ".xz")))
 def test_damaged_traces(case: tuple[bytes, tuple[str, ...]], suffix: str) -> None:
     note_class("ftrace", f"stored as {suffix}")

@@ -103,7 +103,7 @@ def test_every_base_file_parses() -> None:
             assert not isinstance(result, ProcParseError), name
 
 
-@fuzz_settings(120)
+@fuzz_settings(150)
 @given(st.data())
 def test_damaged_proc_files(data: st.DataObject) -> None:
     name = data.draw(st.sampled_from(sorted(PARSERS)))
@@ -155,7 +155,7 @@ def _config(snap: Path, state: str) -> ExperimentConfig:
     return cfg
 
 
-@fuzz_settings(40)
+@fuzz_settings(60)
 @given(st.data())
 def test_damaged_snapshot_directories(data: st.DataObject) -> None:
     base = data.draw(st.sampled_from(BASES[:3]))

@@ -56,7 +56,7 @@ def _check(arg: str) -> object:
     return outcome("set", f"--set {arg}", load, also=(str(QUICKSTART),))
 
 
-@fuzz_settings(60)
+@fuzz_settings(90)
 @given(st.sampled_from(CATALOG), st.integers(0, 7), VALUES)
 def test_set_every_key_path_to_a_hostile_value(path: str, index: int, value: str) -> None:
     note_class("set", "schema key path, hostile value")

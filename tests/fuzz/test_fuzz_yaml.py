@@ -80,13 +80,13 @@ def test_every_base_file_is_valid() -> None:
         assert not isinstance(_check_sweep(text), ConfigError)
 
 
-@fuzz_settings(60)
+@fuzz_settings(120)
 @given(mutated(TEXTS, "yaml"))
 def test_damaged_config_files(case: tuple[bytes, tuple[str, ...]]) -> None:
     _check_config(case[0])
 
 
-@fuzz_settings(40)
+@fuzz_settings(80)
 @given(st.data())
 def test_hostile_yaml_constructs(data: st.DataObject) -> None:
     text = data.draw(yaml_construct_in(data.draw(st.sampled_from(TEXTS)), "yaml"))
@@ -158,7 +158,7 @@ def retyped(draw: st.DrawFn) -> tuple[str, str, tuple[Any, ...], object]:
     return yaml.safe_dump(doc, default_flow_style=style, sort_keys=False), change, path, value
 
 
-@fuzz_settings(80)
+@fuzz_settings(120)
 @given(retyped())
 def test_retyped_keys(case: tuple[str, str, tuple[Any, ...], object]) -> None:
     text, change, path, value = case
@@ -246,7 +246,7 @@ def schema_documents(draw: st.DrawFn) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-@fuzz_settings(60)
+@fuzz_settings(120)
 @given(schema_documents())
 def test_documents_shaped_like_the_schema(text: str) -> None:
     _check_config(text)
@@ -269,7 +269,7 @@ def _check_sweep(data: bytes | str) -> object:
     return outcome("sweep", str(path), plan)
 
 
-@fuzz_settings(30)
+@fuzz_settings(50)
 @given(mutated(SWEEP_TEXTS, "sweep"))
 def test_damaged_sweep_files(case: tuple[bytes, tuple[str, ...]]) -> None:
     _check_sweep(case[0])
