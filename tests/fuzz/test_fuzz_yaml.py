@@ -329,3 +329,17 @@ def test_a_sweep_key_that_is_no_key_path_is_one_error(key: str) -> None:
     assert old in small
     result = _check_sweep(small.replace(old, f"    '{key}': [48MiB, 64MiB]"))
     assert isinstance(result, ConfigError), result
+
+
+def test_every_yaml_read_goes_through_the_strict_loader() -> None:
+    """No module loads YAML but :mod:`simcore.config.yamlio` (whose loader is a SafeLoader:
+    no tag builds an object), so every file and ``--set`` value gets its limits."""
+    readers = re.compile(r"yaml\.(safe_load|load|full_load|unsafe_load|compose|parse|scan)\(|"
+                         r"Loader=")
+    offenders = [f"{path.relative_to(REPO)}:{n}" for package in
+                 ("simcore", "allocsim", "workloads", "reports", "benchmarks")
+                 for path in (REPO / package).rglob("*.py") if path.name != "yamlio.py"
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if readers.search(line)]
+    assert offenders == []
+    assert "yaml.SafeLoader" in (REPO / "simcore" / "config" / "yamlio.py").read_text()
