@@ -41,7 +41,8 @@ def main() -> int:
         start = time.monotonic()
         status = subprocess.call(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore",
-             "--hypothesis-show-statistics", "tests/fuzz", *pytest_args], cwd=REPO, env=env)
+             "-p", "tests.fuzz.tally_plugin", "--hypothesis-show-statistics", "tests/fuzz",
+             *pytest_args], cwd=REPO, env=env)
         minutes = (time.monotonic() - start) / 60
         tally = json.loads(stats.read_text()) if stats.exists() else {}
     print(f"\nfuzz campaign: {args.examples} examples per test, {minutes:.1f} min, "

@@ -10,8 +10,9 @@ fails the example.
 Settings: each test has a default number of examples small enough for the regular suite,
 derandomized so the suite is repeatable. ``ALLOCSIM_FUZZ_EXAMPLES=N`` gives every test N
 examples, random ones, for a long campaign (``python tests/fuzz/campaign.py``).
-``ALLOCSIM_FUZZ_STATS=FILE`` makes the session write the tally (cases per parser, by
-outcome and by class of hostile input) to FILE as JSON.
+With the campaign's plugin (:mod:`tests.fuzz.tally_plugin`), ``ALLOCSIM_FUZZ_STATS=FILE``
+makes the session write the tally (cases per parser, by outcome and by class of hostile
+input) to FILE as JSON.
 """
 
 from __future__ import annotations

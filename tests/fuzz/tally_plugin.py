@@ -1,4 +1,8 @@
-"""The fuzz tests' tally: with ``ALLOCSIM_FUZZ_STATS=FILE``, written to FILE as JSON at the end."""
+"""A pytest plugin for the fuzz campaign: the tally, written to ``ALLOCSIM_FUZZ_STATS`` as JSON.
+
+Loaded by ``tests/fuzz/campaign.py`` (``-p tests.fuzz.tally_plugin``). It is not a
+``conftest.py``: the other test directories import ``conftest`` by that name.
+"""
 
 from __future__ import annotations
 
