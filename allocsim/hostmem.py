@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simcore.config.footprint import Footprint, estimate_footprint
-from simcore.config.types import ExperimentConfig
+from simcore.config.footprint import Footprint, estimate_footprint, estimate_run_footprint
+from simcore.config.types import ExperimentConfig, MachineConfig
 from simcore.config.units import format_size, format_size_approx
 from simcore.errors import ConfigError
 
@@ -56,9 +56,12 @@ def available_bytes() -> int | None:
 
 def describe(footprint: Footprint) -> str:
     """``about 4.0 GiB (mem_map 3.9 GiB for 1.0 Gi pfns, ...)``, for messages."""
+    snapshots = "" if footprint.snapshots < 64 << 20 else (
+        f", {format_size_approx(footprint.snapshots)} for {footprint.nr_snapshots:,} "
+        "periodic snapshots (duration / trace.snapshot_interval)")
     return (f"about {format_size_approx(footprint.total)} "
             f"({format_size_approx(footprint.page_state)} of per-page state for "
-            f"{footprint.nr_pfns:,} pfns, plus free lists and the interpreter)")
+            f"{footprint.nr_pfns:,} pfns{snapshots}, plus free lists and the interpreter)")
 
 
 def check_fits_host(cfg: ExperimentConfig) -> Footprint:
@@ -67,12 +70,22 @@ def check_fits_host(cfg: ExperimentConfig) -> Footprint:
     Raises:
         ConfigError: Naming ``machine``, with the estimate and what is available.
     """
-    footprint = estimate_footprint(cfg.machine)
+    return _check_fits(estimate_run_footprint(cfg), cfg.machine, cfg.source)
+
+
+def check_machine_fits(machine: MachineConfig, source: str) -> Footprint:
+    """:func:`check_fits_host` for a machine alone (``source`` names it in the error)."""
+    return _check_fits(estimate_footprint(machine), machine, source)
+
+
+def _check_fits(footprint: Footprint, machine: MachineConfig, source: str) -> Footprint:
     available = available_bytes()
-    if available is not None and footprint.total > available:
-        raise ConfigError(
-            cfg.source, "machine",
-            f"a machine that fits in this host's available memory "
-            f"({format_size_approx(available)}); it needs {describe(footprint)}",
-            format_size(sum(n.memory_pages for n in cfg.machine.nodes) << 12))
-    return footprint
+    if available is None or footprint.total <= available:
+        return footprint
+    key, what = "machine", "a machine"
+    got: object = format_size(sum(n.memory_pages for n in machine.nodes) << 12)
+    if footprint.snapshots > footprint.total // 2:  # a long run, not a large machine
+        key, what, got = "trace.snapshot_interval", "a run", \
+            f"{footprint.nr_snapshots:,} snapshots"
+    raise ConfigError(source, key, f"{what} that fits in this host's available memory "
+                      f"({format_size_approx(available)}); it needs {describe(footprint)}", got)

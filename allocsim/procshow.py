@@ -19,6 +19,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from allocsim.hostmem import check_machine_fits
+from simcore.config.machine import check_machine
 from simcore.formats import procmachine
 from simcore.formats.procfmt import (
     MAX_NR_ZONES_PRINTED,
@@ -41,6 +43,9 @@ def machine_from_snapshot(snap: ProcSnapshot, recompute: bool) -> PageAllocator:
     """
     zones = populated_zones(snap)
     cfg = procmachine.machine_from_snapshot(snap)
+    source = snap.path + "/zoneinfo"
+    check_machine(cfg, source)
+    check_machine_fits(cfg, source)  # before mem_map is allocated
     mm = PageAllocator(cfg, procmachine.sysctl_from_snapshot(snap))
     for zone, real in zip(mm.zones, zones, strict=True):
         got = (zone.nid, zone.name, zone.zone_start_pfn, zone.spanned_pages,

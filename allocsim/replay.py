@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from allocsim.hostmem import check_fits_host
 from allocsim.run import ProgressFn, RunResult, simulate
 from simcore.config.parse import parse_config, read_yaml
 from simcore.config.types import ExperimentConfig
@@ -101,6 +102,22 @@ def check_cpus(table: Path, nr_cpus: int, shown_as: Path) -> None:
                          f"{nr_cpus - 1})", f"CPU {first['cpu'][0]}")
 
 
+def _check_span(cfg: ExperimentConfig, trace: Path, span_ns: int) -> None:
+    """A trace whose events span more time than the host can simulate is the trace's fault.
+
+    The run lasts from the first event to the last, with its periodic snapshots; a
+    timestamp years away from the others (a damaged line) would need them by the billion.
+    """
+    try:
+        check_fits_host(cfg)
+    except ConfigError as exc:
+        if exc.key != "trace.snapshot_interval":
+            raise  # the machine itself does not fit: that error names it
+        raise TraceError(str(trace), 0, f"events within a time span the replay can simulate "
+                         f"({exc.expected})", f"{span_ns / 1e9:,.0f} s from the first event "
+                         "to the last") from None
+
+
 def replay(
     trace: Path, machine: Path, out: Path, placement: str = "model", seed: int = 0,
     progress: ProgressFn | None = None, report: bool = True,
@@ -124,6 +141,7 @@ def replay(
         cfg = replay_config(machine, seed, out.name, initial_state)
         cfg = dataclasses.replace(cfg, duration_ns=span + TAIL_NS)
         check_cpus(table, sum(n.cpus for n in cfg.machine.nodes), trace)
+        _check_span(cfg, trace, span)
 
         def setup(m: Machine) -> None:
             if prepare is not None:

@@ -39,6 +39,9 @@ def load_manifest_experiment(path: Path, overrides: Sequence[tuple[str, object]]
     except json.JSONDecodeError as exc:
         raise ConfigError(source, "<json>", "a run directory's manifest.json (JSON)",
                           f"{exc.msg} at line {exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:  # a 4,301-digit number, 100,000 nested [
+        raise ConfigError(source, "<json>", "a run directory's manifest.json (JSON)",
+                          str(exc).split(";")[0]) from None
     doc = manifest.get("config") if isinstance(manifest, dict) else None
     if not isinstance(doc, dict):
         raise ConfigError(source, "config", "the effective config a run recorded", doc)

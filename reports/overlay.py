@@ -26,8 +26,12 @@ from reports.style import fix_positions, new_figure
 
 THOUSANDS = "{x:,.0f}"
 
-_T_RE = re.compile(r"^t=(\d+(?:\.\d+)?)$")
-_ROW_RE = re.compile(r"^Node (\d+), zone\s+(\S+)((?:\s+\d+)+)\s*$")
+_T_RE = re.compile(r"^t=([0-9]{1,12}(?:\.[0-9]{1,12})?)$")
+_ROW_RE = re.compile(r"^Node ([0-9]{1,4}), zone\s+(\S+)((?:\s+[0-9]{1,20})+)\s*$")
+MAX_BYTES = 64 << 20
+"""Largest file read: a sample a second of a 4-zone host is about 1 MiB an hour."""
+MAX_FREE_PAGES = 1 << 40
+"""Most free pages a row can count: every pfn of a 52-bit physical address space."""
 
 
 def read_buddyinfo_periodic(path: Path) -> pd.DataFrame:
@@ -38,9 +42,19 @@ def read_buddyinfo_periodic(path: Path) -> pd.DataFrame:
             nor a ``/proc/buddyinfo`` row, or a row comes before any ``t=`` line.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        with Path(path).open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
         raise ReportInputError(f"{path}: cannot read: {exc}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data.count(b"\n", 0, exc.start) + 1
+        raise ReportInputError(f"{path}:{bad}: expected UTF-8 text, got the byte(s) "
+                               f"{data[exc.start:exc.start + 4]!r}") from None
+    if len(data) > MAX_BYTES:
+        raise ReportInputError(f"{path}: expected a file of at most {MAX_BYTES >> 20} MiB "
+                               "(days of samples), got a larger one")
     rows: list[tuple[float, int, str, int, int]] = []
     now: float | None = None
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -55,6 +69,10 @@ def read_buddyinfo_periodic(path: Path) -> pd.DataFrame:
                 "'t=SECONDS' or a /proc/buddyinfo row 'Node N, zone NAME counts...'"
             raise ReportInputError(f"{path}:{lineno}: expected {expected}, got {line[:60]!r}")
         counts = [int(v) for v in row.group(3).split()]
+        if sum(n << order for order, n in enumerate(counts)) > MAX_FREE_PAGES:
+            raise ReportInputError(f"{path}:{lineno}: expected free block counts of at most "
+                                   f"{MAX_FREE_PAGES:,} pages in all (52-bit physical "
+                                   f"addresses), got {line[:60]!r}")
         rows += [(now, int(row.group(1)), row.group(2), order, n)
                  for order, n in enumerate(counts)]
     if not rows:

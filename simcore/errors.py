@@ -7,6 +7,43 @@ and what was found, so that the command line can print it without a traceback.
 
 from __future__ import annotations
 
+import reprlib
+
+MAX_GOT_CHARS = 200
+"""Longest ``got ...`` part of a message: a hostile value (a megabyte string, a list an
+alias bomb expanded) is shown cut short, never printed whole."""
+
+
+class _ShortRepr(reprlib.Repr):
+    """``reprlib``'s bounded repr that also survives ints Python will not print in full."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:  # str() refuses more than 4300 digits; nobody reads 78
+            return f"<an integer of {len(format(abs(x), 'x'))} hex digits>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _ShortRepr()
+_SHORT.maxstring = _SHORT.maxother = MAX_GOT_CHARS
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = _SHORT.maxfrozenset = 12
+_SHORT.maxlevel = 4
+
+
+def clip(text: str, limit: int = MAX_GOT_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (a key path or problem quoting hostile input)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def shown(place: str) -> str:
+    """A file name or ``--set`` argument as a message shows it: one printable line."""
+    return clip(place if place.isprintable() else repr(place)[1:-1], 5 * MAX_GOT_CHARS)
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)``, cut to :data:`MAX_GOT_CHARS` characters (12 entries, 4 levels deep)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= MAX_GOT_CHARS else text[:MAX_GOT_CHARS - 3] + "..."
+
 
 class AllocsimError(Exception):
     """Base class of every error allocsim raises on purpose."""
@@ -24,7 +61,7 @@ class _InputError(AllocsimError):
         raise NotImplementedError
 
     def __str__(self) -> str:
-        return f"{self.where}: expected {self.expected}, got {self.got!r}"
+        return f"{self.where}: expected {self.expected}, got {short_repr(self.got)}"
 
 
 class ConfigError(_InputError):
@@ -57,13 +94,15 @@ class ConfigError(_InputError):
     @property
     def where(self) -> str:
         """``<source>:<line>: <key>``, or ``<source>: <key>`` without a line."""
-        place = self.source if self.line is None else f"{self.source}:{self.line}"
-        return f"{place}: {self.key}"
+        place = shown(self.source) if self.line is None else f"{shown(self.source)}:{self.line}"
+        return f"{place}: {clip(shown(self.key))}"
 
     def __str__(self) -> str:
         if self.problem is not None:
-            return f"{self.where}: {self.problem} (expected {self.expected})"
-        return super().__str__()
+            return f"{self.where}: {clip(self.problem, 2 * MAX_GOT_CHARS)} (expected " \
+                f"{clip(self.expected, 4 * MAX_GOT_CHARS)})"
+        return f"{self.where}: expected {clip(self.expected, 4 * MAX_GOT_CHARS)}, got " \
+            f"{short_repr(self.got)}"
 
     def moved(self, source: str, key: str, line: int | None) -> ConfigError:
         """The same error at another place (the origin of a value set elsewhere)."""
@@ -89,7 +128,7 @@ class TraceError(_InputError):
     @property
     def where(self) -> str:
         """``<source>:<line>``, or ``<source>`` for the file as a whole (line 0)."""
-        return f"{self.source}:{self.line}" if self.line > 0 else self.source
+        return f"{shown(self.source)}:{self.line}" if self.line > 0 else shown(self.source)
 
 
 class ProcError(AllocsimError):

@@ -65,7 +65,12 @@ THP_MODES = ("always", "madvise", "never")
 LAYOUTS = ("flat", "x86")
 LAID_OUT_ZONES = ZONE_NAMES[: int(ZoneType.MOVABLE) + 1]
 """The zone types a node's ``reserved`` mapping may name."""
-RANGE_RE = re.compile(r"^\s*(0x[0-9a-fA-F]+|\d+)\s*-\s*(0x[0-9a-fA-F]+|\d+)\s*$")
+RANGE_RE = re.compile(r"^\s*(0x[0-9a-fA-F]+|[0-9]+)\s*-\s*(0x[0-9a-fA-F]+|[0-9]+)\s*$")
+MAX_RANGES = 3200
+"""Most ranges in a node's memory map: x86_64's ``E820_MAX_ENTRIES`` (128 + 3 per node,
+MAX_NUMNODES 1024)."""
+MAX_PHYS_ADDR = 1 << 52
+"""x86_64's ``MAX_PHYSMEM_BITS`` with 5-level paging (arch/x86/include/asm/sparsemem.h)."""
 RANGE_FORMAT = ("a physical address range 'START-END' with END inclusive, as /proc/iomem "
                 "prints it (e.g. '0x100000-0x1ffdcfff'), page aligned")
 
@@ -83,14 +88,19 @@ def _range(value: object, key: str, source: str) -> Range:
     match = RANGE_RE.match(value) if isinstance(value, str) else None
     if match is None:
         raise ConfigError(source, key, RANGE_FORMAT, value)
-    start, last = (int(g, 0) for g in match.groups())
+    if any(len(g) > 20 for g in match.groups()):  # int() of 4300+ digits would raise
+        raise ConfigError(source, key, f"{RANGE_FORMAT}, below {MAX_PHYS_ADDR:#x}", value)
+    start, last = (int(g, 16 if g.startswith("0x") else 10) for g in match.groups())
     if start % PAGE_SIZE or (last + 1) % PAGE_SIZE or last < start:
         raise ConfigError(source, key, RANGE_FORMAT, value)
+    if last >= MAX_PHYS_ADDR:
+        raise ConfigError(source, key, f"{RANGE_FORMAT}, below {MAX_PHYS_ADDR:#x} "
+                          "(x86_64's MAX_PHYSMEM_BITS, 52)", value)
     return start >> PAGE_SHIFT, (last + 1) >> PAGE_SHIFT
 
 
 def _present(value: object, key: str, source: str) -> tuple[Range, ...]:
-    items = expect_list(value, key, source, min_len=1)
+    items = expect_list(value, key, source, min_len=1, max_len=MAX_RANGES)
     ranges = [_range(item, child(key, i), source) for i, item in enumerate(items)]
     for i in range(1, len(ranges)):
         if ranges[i][0] < ranges[i - 1][1]:
@@ -228,15 +238,18 @@ def _check_layout(machine: MachineConfig, source: str) -> None:
                 raise ConfigError(source, key, f"at most the zone's present memory "
                                   f"({format_size(present * PAGE_SIZE)})",
                                   format_size(pages * PAGE_SIZE))
-    seen: list[tuple[int, Range]] = []
-    for span in spans:
-        for lo, hi in span.present():
-            for nid, (other_lo, other_hi) in seen:
-                if lo < other_hi and other_lo < hi and nid != span.nid:
-                    raise ConfigError(source, child(child("machine.nodes", span.nid), "present"),
-                                      f"ranges that do not overlap node {nid}'s",
-                                      format_range((lo, hi)))
-            seen.append((span.nid, (lo, hi)))
+    # Sorted by start, a range overlaps another node's exactly when it starts before the
+    # furthest end seen so far of another node (n log n: a map may have thousands).
+    ranges = sorted((lo, hi, span.nid) for span in spans for lo, hi in span.present())
+    reach: dict[int, int] = {}
+    for lo, hi, nid in ranges:
+        for other, end in reach.items():
+            if other != nid and lo < end:
+                later = max(nid, other)
+                raise ConfigError(source, child(child("machine.nodes", later), "present"),
+                                  f"ranges that do not overlap node {min(nid, other)}'s",
+                                  format_range((lo, hi)))
+        reach[nid] = max(reach.get(nid, 0), hi)
 
 
 def check_machine(machine: MachineConfig, source: str) -> None:

@@ -17,12 +17,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import yaml
-
+from simcore.config.yamlio import load_yaml_text
 from simcore.errors import ConfigError
 
-_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)((?:\[\d+\])*)")
-_INDEX = re.compile(r"\[(\d+)\]")
+_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)((?:\[[0-9]{1,9}\])*)")
+_INDEX = re.compile(r"\[([0-9]+)\]")
+SCALAR_FORMAT = ("one YAML scalar (a number, a size like 4GiB, a rate like 200/s, true/false "
+                 "or null)")
+SCALAR_TYPES = (str, int, float, bool, type(None))
 
 Step = str | int
 """A mapping key, or a list index."""
@@ -71,7 +73,7 @@ def parse_set_arg(text: str) -> tuple[str, object]:
         ConfigError: No ``=``, a bad key path, or a value that is not one YAML scalar;
             the message names the whole ``--set`` argument.
     """
-    source = f"--set {text}"
+    source = f"--set {text if len(text) <= 120 else text[:117] + '...'}"
     path, sep, raw = text.partition("=")
     if not sep:
         raise ConfigError(source, "<argument>", "KEY.PATH=VALUE, e.g. "
@@ -79,12 +81,13 @@ def parse_set_arg(text: str) -> tuple[str, object]:
     path = path.strip()
     parse_key_path(path, source)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise ConfigError(source, path, "one YAML scalar (a number, a size like 4GiB, a "
-                          "rate like 200/s, true/false or null)", raw) from None
+        value = load_yaml_text(raw, source) if raw.strip() else ""
+    except ConfigError:  # bad YAML, a tag PyYAML cannot build, ...
+        raise ConfigError(source, path, SCALAR_FORMAT, raw) from None
     if isinstance(value, (list, dict)):
         raise ConfigError(source, path, "one YAML scalar, not a list or a mapping", raw)
+    if not isinstance(value, SCALAR_TYPES):  # !!binary, !!timestamp, !!set ...
+        raise ConfigError(source, path, f"{SCALAR_FORMAT}, without a !!tag", raw)
     return path, value
 
 

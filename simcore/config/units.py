@@ -30,12 +30,26 @@ SIZE_UNITS: dict[str, int] = {
     "GiB": 1 << 30,
     "T": 1 << 40,
     "TiB": 1 << 40,
+    "P": 1 << 50,
+    "PiB": 1 << 50,
+    "E": 1 << 60,
+    "EiB": 1 << 60,
     "kB": 10**3,
     "MB": 10**6,
     "GB": 10**9,
     "TB": 10**12,
+    "PB": 10**15,
+    "EB": 10**18,
 }
-"""Size suffixes: K/M/G/T and KiB/MiB/GiB/TiB are binary; kB/MB/GB/TB are decimal."""
+"""Size suffixes: K/M/G/T/P/E and KiB/MiB/GiB/TiB/PiB/EiB are binary; kB/MB/GB/TB/PB/EB
+are decimal."""
+MAX_SIZE_BYTES = 1 << 64
+"""Sizes are below 16 EiB, the 64-bit physical address space (``phys_addr_t``); anything
+that large is then refused by the host-memory check, with its estimate."""
+MAX_DURATION_NS = 2**63 - 1
+"""Times are int64 nanoseconds (about 292 years), as the trace stores them."""
+_MAX_DIGITS = 40
+"""Most digits in a number read (a size or duration below its limit needs fewer)."""
 
 DURATION_UNITS: dict[str, int] = {
     "ns": 1,
@@ -58,8 +72,8 @@ SIZE_FORMAT = "a size like '64MiB', '4GiB', '4k', '1GB' or a byte count"
 DURATION_FORMAT = "a duration with a unit, like '10ms', '2.5s', '100us', '50ns' or '1min'"
 RATE_FORMAT = "a rate like '200/s', '5/ms' or a number of events per second"
 # Largest first, ending with the unit worth 1, so the biggest exact unit is picked.
-_FORMAT_SIZE_UNITS = (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10),
-                      ("B", 1))
+_FORMAT_SIZE_UNITS = (("EiB", 1 << 60), ("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30),
+                      ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1))
 _FORMAT_DURATION_UNITS = (("h", 3600 * 10**9), ("min", 60 * 10**9), ("s", 10**9),
                           ("ms", 10**6), ("us", 10**3), ("ns", 1))
 
@@ -92,12 +106,26 @@ def _scaled(number: str, unit: str, units: dict[str, int], expected: str, text: 
     """
     if unit not in units:
         raise UnitError(f"{expected} (known units: {', '.join(u for u in units if u)})", text)
+    limit = _limit_text(units)
+    if sum(ch.isdigit() for ch in number) > _MAX_DIGITS:
+        raise UnitError(f"{expected}, a number of at most {_MAX_DIGITS} digits", text)
     exact = Fraction(number) * units[unit]
     if exact < 0:
         raise UnitError(f"{expected}, >= 0", text)
     if exact.denominator != 1:
         raise UnitError(f"{expected}, in whole {_smallest_unit(units)}", text)
-    return int(exact)
+    return _bounded(int(exact), units, f"{expected}, {limit}", text)
+
+
+def _limit_text(units: dict[str, int]) -> str:
+    return "below 16 EiB" if units is SIZE_UNITS else "at most 292 years (int64 nanoseconds)"
+
+
+def _bounded(value: int, units: dict[str, int], expected: str, got: object) -> int:
+    """``value`` if it is below the limit of its kind (:data:`MAX_SIZE_BYTES` ...)."""
+    if value >= MAX_SIZE_BYTES if units is SIZE_UNITS else value > MAX_DURATION_NS:
+        raise UnitError(expected, got)
+    return value
 
 
 def _smallest_unit(units: dict[str, int]) -> str:
@@ -122,7 +150,7 @@ def parse_size_bytes(value: str | int) -> int:
     if isinstance(value, int):
         if value < 0:
             raise UnitError(f"{SIZE_FORMAT}, >= 0", value)
-        return value
+        return _bounded(value, SIZE_UNITS, f"{SIZE_FORMAT}, below 16 EiB", value)
     match = _SIZE_RE.match(value.strip())
     if match is None:
         raise UnitError(SIZE_FORMAT, value)
@@ -146,10 +174,13 @@ def parse_size_pages(value: str | int, page_size: int = PAGE_SIZE) -> int:
     if isinstance(value, str):
         match = _PAGES_RE.match(value.strip())
         if match is not None:
+            if len(match[1]) > _MAX_DIGITS:
+                raise UnitError(f"a page count of at most {_MAX_DIGITS} digits", value)
             pages = int(match[1])
             if pages < 0:
                 raise UnitError("a page count >= 0", value)
-            return pages
+            return _bounded(pages * page_size, SIZE_UNITS, "a page count below 16 EiB",
+                            value) // page_size
     size = parse_size_bytes(value)
     if size % page_size:
         raise UnitError(f"a whole number of {page_size}-byte pages", value)
@@ -191,6 +222,8 @@ def parse_rate_per_s(value: str | int | float) -> float:
         if unit not in DURATION_UNITS:
             raise UnitError(f"{RATE_FORMAT} (known units: {', '.join(DURATION_UNITS)})", value)
         rate = float(match[1]) * (10**9 / DURATION_UNITS[unit])
+    elif isinstance(value, int) and abs(value) > 2**1000:  # float() would overflow
+        raise UnitError(f"{RATE_FORMAT}, finite and >= 0", value)
     else:
         rate = float(value)
     if not math.isfinite(rate) or rate < 0:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simcore.formats.procfs import read_text_file
-from simcore.formats.proctables import ProcParseError, numbered_lines
+from simcore.formats.proctables import MAX_DIGITS, ProcParseError, numbered_lines
 
 DENTRY_STATE, INODE_STATE = "dentry-state", "inode-state"
 """Their names in a snapshot directory (as in ``/proc/sys/fs``)."""
@@ -64,7 +64,8 @@ def parse_state(text: str, path: str) -> CacheState:
         raise ProcParseError(path, lineno, want, f"{len(lines)} lines")
     lineno, line = lines[0]
     fields = line.split()
-    if len(fields) < 2 or not all(f.isdigit() for f in fields):
+    if len(fields) < 2 or not all(f.isascii() and f.isdigit() and len(f) <= MAX_DIGITS
+                                  for f in fields):
         raise ProcParseError(path, lineno, want, line)
     total, unused = int(fields[0]), int(fields[1])
     return CacheState(total, min(unused, total))

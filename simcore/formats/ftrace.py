@@ -40,6 +40,7 @@ import gzip
 import lzma
 import os
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from typing import IO, Any
 
 from simcore.atomic import atomic_path
 from simcore.errors import TraceError
-from simcore.mm.gfp import format_gfp, parse_gfp
+from simcore.mm.gfp import format_gfp, gfp_migratetype, gfp_zone, parse_gfp
 
 PAGE_EVENTS = ("mm_page_alloc", "mm_page_free", "mm_page_alloc_zone_locked",
                "mm_page_pcpu_drain", "mm_page_alloc_extfrag")
@@ -58,8 +59,26 @@ BATCH_ROWS = 65536
 """Rows per Parquet row group."""
 
 _LINE = re.compile(
-    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
-    r"(?:[^\s:]+\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>[A-Za-z_][\w]*):\s?(?P<body>.*)$")
+    r"^\s*(?P<comm>.*?)-(?P<pid>[0-9]{1,10})\s+(?:\(\s*[-0-9]+\)\s+)?\[(?P<cpu>[0-9]{1,10})\]"
+    r"\s+(?:[^\s:]+\s+)?(?P<ts>[0-9]{1,12}\.[0-9]{1,12}):\s+(?P<event>[A-Za-z_][\w]*):\s?"
+    r"(?P<body>.*)$")
+MAX_LINE_CHARS = 1 << 16
+"""Longest line read (ftrace's own lines are a few hundred characters; a file with no
+newline in gigabytes is not read into memory whole)."""
+BOUNDS: dict[str, tuple[int, int, str]] = {
+    "pid": (0, 4 << 20, "PID_MAX_LIMIT"),
+    "cpu": (0, 8191, "x86_64's largest NR_CPUS"),
+    "pfn": (0, (1 << 40) - 1, "52-bit physical addresses"),
+    "order": (0, 63, "an unsigned int below 64"),
+    "alloc_order": (0, 63, "an unsigned int below 64"),
+    "fallback_order": (0, 63, "an unsigned int below 64"),
+    "migratetype": (0, 5, "MIGRATE_TYPES"),
+    "alloc_migratetype": (0, 5, "MIGRATE_TYPES"),
+    "fallback_migratetype": (0, 5, "MIGRATE_TYPES"),
+    "percpu_refill": (0, 1, "a flag"),
+    "change_ownership": (0, 1, "a flag"),
+}
+"""The range of each number a page event prints, so every row fits its column."""
 _FIELD = re.compile(r"(\w+)=(\S+)")
 _FIELDS: dict[str, tuple[str, ...]] = {
     "mm_page_alloc": ("pfn", "order", "migratetype", "gfp_flags"),
@@ -110,10 +129,19 @@ def open_text(path: Path) -> IO[str]:
 
 
 def _int(value: str, name: str, where: tuple[str, int], text: str) -> int:
+    """``name=value`` as an int in its :data:`BOUNDS` (decimal, or hex with ``0x``)."""
+    lo, hi, why = BOUNDS.get(name, (0, 2**63 - 1, "int64"))
+    hexa = value[:2].lower() == "0x"
+    digits = value[2:] if hexa else value.removeprefix("-")
+    if not digits.isascii() or not digits.isalnum():
+        raise TraceError(where[0], where[1], f"an integer {name}=", text)
     try:
-        return int(value, 16) if value[:2].lower() == "0x" else int(value)
+        number = int(value, 16) if hexa else int(value) if len(digits) <= 20 else hi + 1
     except ValueError:
         raise TraceError(where[0], where[1], f"an integer {name}=", text) from None
+    if not lo <= number <= hi:
+        raise TraceError(where[0], where[1], f"{name}= in {lo}..{hi} ({why})", text)
+    return number
 
 
 def parse_line(text: str, source: str, lineno: int) -> dict[str, Any] | str:
@@ -148,9 +176,15 @@ def parse_line(text: str, source: str, lineno: int) -> dict[str, Any] | str:
         return _int(fields[name], name, where, text.rstrip("\n")[:200])
 
     sec, frac = m["ts"].split(".")
+    line = text.rstrip("\n")[:200]
+    time_ns = int(sec) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
+    if time_ns >= 2**63:
+        raise TraceError(source, lineno, "a timestamp below 9223372036 s (int64 "
+                         "nanoseconds)", line)
     row: dict[str, Any] = {
-        "line": lineno, "time_ns": int(sec) * 1_000_000_000 + int(frac.ljust(9, "0")[:9]),
-        "cpu": int(m["cpu"]), "comm": m["comm"].strip(), "pid": int(m["pid"]),
+        "line": lineno, "time_ns": time_ns,
+        "cpu": _int(m["cpu"], "cpu", where, line), "comm": m["comm"].strip(),
+        "pid": _int(m["pid"], "pid", where, line),
         "event": event, "pfn": num("pfn"), "order": -1, "migratetype": -1, "gfp": -1,
         "gfp_flags": "", "percpu_refill": -1, "fallback_order": -1,
         "fallback_migratetype": -1, "change_ownership": -1,
@@ -169,7 +203,9 @@ def parse_line(text: str, source: str, lineno: int) -> dict[str, Any] | str:
     if event == "mm_page_alloc":
         row["gfp_flags"] = fields["gfp_flags"]
         try:
-            row["gfp"] = int(parse_gfp(fields["gfp_flags"]))
+            row["gfp"] = gfp = int(parse_gfp(fields["gfp_flags"]))
+            gfp_zone(gfp)  # GfpError for masks the kernel would BUG on: never traced
+            gfp_migratetype(gfp)
         except ValueError as exc:
             raise TraceError(source, lineno, f"gfp_flags the model knows ({exc})",
                              fields["gfp_flags"]) from None
@@ -186,8 +222,11 @@ def iter_rows(path: Path, report: ImportReport) -> Iterator[dict[str, Any]]:
     lineno = 0
     try:
         with open_text(path) as f:
-            for lineno, text in enumerate(f, 1):
+            for lineno, text in enumerate(iter(lambda: f.readline(MAX_LINE_CHARS + 1), ""), 1):
                 report.lines = lineno
+                if len(text) > MAX_LINE_CHARS:
+                    raise TraceError(source, lineno, f"a line of at most {MAX_LINE_CHARS:,} "
+                                     "characters (ftrace text)", text[:60] + "...")
                 if not text.endswith("\n") and text.strip():
                     raise TraceError(source, lineno, "a last line that ends in a newline, "
                                      "as ftrace writes it (the file is cut mid-line?)",
@@ -201,7 +240,7 @@ def iter_rows(path: Path, report: ImportReport) -> Iterator[dict[str, Any]]:
     except EOFError:
         raise TraceError(source, lineno + 1, "a complete compressed stream",
                          "it ends early (a truncated file?)") from None
-    except (lzma.LZMAError, gzip.BadGzipFile) as exc:
+    except (lzma.LZMAError, gzip.BadGzipFile, zlib.error) as exc:
         kind = "xz" if path.suffix == ".xz" else "gzip"
         raise TraceError(source, lineno + 1, f"{kind}-compressed ftrace text (the name ends "
                          f"in {path.suffix})", f"data that is not {kind} "

@@ -19,7 +19,8 @@ from simcore.formats.procfs import read_text_file
 from simcore.formats.proctables import ProcParseError, numbered_lines
 from simcore.mm.constants import PAGE_SIZE
 
-_LINE_RE = re.compile(r"(?:Node (\d+) )?([A-Za-z0-9_()]+):\s+(\d+)(?: (kB))?\s*")
+_LINE_RE = re.compile(r"(?:Node ([0-9]+) )?([A-Za-z0-9_()]+):\s+([0-9]{1,20})(?: (kB))?\s*")
+"""A counter line; its value is an unsigned long (20 digits at most)."""
 
 
 def parse_meminfo(text: str, path: str = "<meminfo>") -> dict[str, int]:

@@ -31,6 +31,7 @@ from simcore.formats.proctables import (
     numbered_lines,
     parse_buddyinfo,
     parse_int,
+    parse_nid,
     parse_pagetypeinfo,
     parse_vmstat,
 )
@@ -46,6 +47,11 @@ __all__ = [
 
 SysctlValue = int | tuple[int, ...] | str
 _T = TypeVar("_T")
+NR_CPUS = 8192
+"""x86_64's largest ``CONFIG_NR_CPUS`` (``NR_CPUS_RANGE_END``, arch/x86/Kconfig): no
+cpulist names a CPU past it."""
+MAX_PROC_FILE_BYTES = 64 << 20
+"""Largest snapshot file read: a zoneinfo of 8192 CPUs and 4 zones is about 5 MiB."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,9 @@ def parse_cpulist(text: str, path: str = "<cpulist>") -> tuple[int, ...]:
         last = parse_int(hi, path, 1, "a CPU number or range like 0-3") if sep else first
         if first < 0 or last < first:
             raise ProcParseError(path, 1, "an ascending CPU range", part)
+        if last >= NR_CPUS:
+            raise ProcParseError(path, 1, f"CPU numbers below {NR_CPUS} (x86_64's largest "
+                                 "NR_CPUS)", part)
         cpus.extend(range(first, last + 1))
     return tuple(cpus)
 
@@ -155,7 +164,8 @@ def parse_sysctl_vm(text: str, path: str = "<sysctl_vm>") -> dict[str, SysctlVal
         result.lines[name] = lineno
         tokens = raw.split()
         if tokens and all(INT_RE.fullmatch(tok) for tok in tokens):
-            ints = tuple(int(tok) for tok in tokens)
+            ints = tuple(parse_int(tok, path, lineno, f"a number for vm.{name}")
+                         for tok in tokens)
             result[name] = ints[0] if len(ints) == 1 else ints
         else:
             result[name] = raw
@@ -167,7 +177,11 @@ def read_text_file(path: Path) -> str:
 
     The error names the line holding the first byte that is not UTF-8.
     """
-    data = path.read_bytes()
+    with path.open("rb") as f:
+        data = f.read(MAX_PROC_FILE_BYTES + 1)
+    if len(data) > MAX_PROC_FILE_BYTES:
+        raise ProcParseError(str(path), None, f"a file of at most {MAX_PROC_FILE_BYTES >> 20} "
+                             "MiB (a copy of a /proc file)", "a larger file")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -241,9 +255,12 @@ class _OptionalFiles:
         node_cpus: dict[int, tuple[int, ...]] = {}
         for cpulist in sorted(self.directory.glob("node*.cpulist")):
             nid_text = cpulist.name.removeprefix("node").removesuffix(".cpulist")
-            text = self.text(cpulist) if nid_text.isdigit() else None
+            if not (nid_text.isascii() and nid_text.isdigit()):
+                continue  # not a node's file (node*.cpulist matched something else)
+            text = self.text(cpulist)
             if text is not None:
-                node_cpus[int(nid_text)] = parse_cpulist(text, str(cpulist))
+                node_cpus[parse_nid(nid_text, str(cpulist), 1)] = parse_cpulist(
+                    text, str(cpulist))
         return node_cpus
 
 

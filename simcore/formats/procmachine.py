@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from simcore.config.machine import LOCAL_DISTANCE, MAX_DISTANCE, MAX_NODES, MAX_RANGES
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.formats.procfs import (
     ProcParseError,
@@ -43,8 +44,10 @@ THP_DEFAULT = "always"
 (``TRANSPARENT_HUGEPAGE_ALWAYS``), as on the oracle's Debian kernel."""
 KERNEL_IMAGE = ("Kernel code", "Kernel rodata", "Kernel data", "Kernel bss")
 """``/proc/iomem`` resources of the kernel image (arch/x86/kernel/setup.c)."""
-_IOMEM_RE = re.compile(r"^([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.+)$")
-_DISTANCE_RE = re.compile(r"^\d+( \d+)*$")
+_IOMEM_RE = re.compile(r"^([0-9a-fA-F]{1,16})-([0-9a-fA-F]{1,16}) : (.+)$")
+"""A resource line: 64-bit hex addresses (``%0*llx``, 16 digits at most)."""
+_DISTANCE_RE = re.compile(r"^[0-9]{1,3}( [0-9]{1,3})*$")
+"""``node_read_distance()``: one u8 SLIT distance per node."""
 
 
 def machine_from_proc(path: Path) -> tuple[MachineConfig, SysctlConfig]:
@@ -57,7 +60,12 @@ def machine_from_snapshot(snap: ProcSnapshot, path: Path | None = None) -> Machi
     """The :class:`MachineConfig` of a parsed snapshot (``path`` for its extra files)."""
     directory = Path(path if path is not None else snap.path)
     zones = populated_zones(snap)
-    nids = list(range(max(z.nid for z in snap.zones) + 1))
+    last = max(snap.zones, key=lambda z: z.nid)
+    if last.nid >= MAX_NODES:  # before anything is built per node
+        raise ProcParseError(snap.path + "/zoneinfo", last.line or None,
+                             f"nodes 0..{MAX_NODES - 1} (the model builds at most "
+                             f"{MAX_NODES})", f"node {last.nid}")
+    nids = list(range(last.nid + 1))
     cpus = node_cpus(snap, nids)
     ram, kernel = read_iomem(directory / "iomem")
     nodes = []
@@ -133,6 +141,9 @@ def read_iomem(path: Path) -> tuple[list[Range] | None, list[Range]]:
         if not last:
             continue
         if name == "System RAM" and not line.startswith(" "):
+            if len(ram) == MAX_RANGES:
+                raise ProcParseError(str(path), lineno, f"at most {MAX_RANGES} System RAM "
+                                     "ranges (x86_64's E820_MAX_ENTRIES)", line)
             ram.append((-(-start >> PAGE_SHIFT), (last + 1) >> PAGE_SHIFT))
         elif name in KERNEL_IMAGE:
             kernel.append(pfns)
@@ -149,9 +160,15 @@ def read_distances(directory: Path, nids: list[int]) -> tuple[tuple[int, ...], .
         except OSError:
             return None
         if not _DISTANCE_RE.match(text) or len(text.split()) != len(nids):
-            raise ProcParseError(str(path), 1, f"{len(nids)} distances separated by spaces "
-                                 "(one per node)", text)
-        rows.append(tuple(int(v) for v in text.split()))
+            raise ProcParseError(str(path), 1, f"{len(nids)} distances (0..255) separated by "
+                                 "spaces (one per node)", text)
+        row = tuple(int(v) for v in text.split())
+        if any(not (v == LOCAL_DISTANCE if i == nid else LOCAL_DISTANCE < v <= MAX_DISTANCE)
+               for i, v in enumerate(row)):
+            raise ProcParseError(str(path), 1, f"{LOCAL_DISTANCE} to node {nid} itself and "
+                                 f"{LOCAL_DISTANCE + 1}..{MAX_DISTANCE} to the others (a "
+                                 "SLIT row, as slit_valid() accepts it)", text)
+        rows.append(row)
     return tuple(rows)
 
 

@@ -17,8 +17,16 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from simcore.errors import AllocsimError, shown
 
-class ProcParseError(Exception):
+MAX_NUMNODES = 1024
+"""x86_64's largest ``MAX_NUMNODES`` (``1 << NODES_SHIFT``, NODES_SHIFT at most 10 in
+arch/x86/Kconfig): no real file names a node past it."""
+MAX_DIGITS = 20
+"""The longest number a ``/proc`` file prints (a u64 has 20 digits)."""
+
+
+class ProcParseError(AllocsimError):
     """A snapshot file did not have the expected layout.
 
     Attributes:
@@ -33,7 +41,7 @@ class ProcParseError(Exception):
         self.line = line
         self.expected = expected
         self.got = got if len(got) <= 60 else got[:57] + "..."
-        where = path if line is None else f"{path}:{line}"
+        where = shown(path) if line is None else f"{shown(path)}:{line}"
         super().__init__(f"{where}: expected {expected}, got {self.got!r}")
 
 
@@ -53,9 +61,9 @@ class PagetypeInfo:
     mixed_counts: dict[tuple[int, str], tuple[int, ...]] = field(default_factory=dict)
 
 
-INT_RE = re.compile(r"-?\d+")
-_BUDDY_RE = re.compile(r"Node (\d+), zone\s+(\S+)((?:\s+\S+)*)\s*")
-_FREE_RE = re.compile(r"Node\s+(\d+), zone\s+(\S+), type\s+(\S+)((?:\s+\S+)*)\s*")
+INT_RE = re.compile(r"-?[0-9]+")
+_BUDDY_RE = re.compile(r"Node ([0-9]+), zone\s+(\S+)((?:\s+\S+)*)\s*")
+_FREE_RE = re.compile(r"Node\s+([0-9]+), zone\s+(\S+), type\s+(\S+)((?:\s+\S+)*)\s*")
 _VMSTAT_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -65,10 +73,25 @@ def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
 
 
 def parse_int(token: str, path: str, line: int, what: str) -> int:
-    """``token`` as an int, or ProcParseError saying ``what`` was expected."""
+    """``token`` as an int, or ProcParseError saying ``what`` was expected.
+
+    Only ASCII digits, at most :data:`MAX_DIGITS` of them, as the kernel prints numbers.
+    """
     if not INT_RE.fullmatch(token):
         raise ProcParseError(path, line, what, token)
+    if len(token.lstrip("-")) > MAX_DIGITS:
+        raise ProcParseError(path, line, f"{what} (a 64-bit number, at most {MAX_DIGITS} "
+                             "digits)", token)
     return int(token)
+
+
+def parse_nid(token: str, path: str, line: int) -> int:
+    """A node number: ASCII digits, below :data:`MAX_NUMNODES`."""
+    nid = parse_int(token, path, line, "a node number")
+    if not 0 <= nid < MAX_NUMNODES:
+        raise ProcParseError(path, line, f"a node number below {MAX_NUMNODES} (x86_64's "
+                             "largest MAX_NUMNODES)", token)
+    return nid
 
 
 def parse_ints(tokens: list[str], path: str, line: int, what: str) -> tuple[int, ...]:
@@ -91,7 +114,7 @@ def parse_buddyinfo(text: str, path: str = "<buddyinfo>") -> dict[tuple[int, str
         match = _BUDDY_RE.fullmatch(line)
         if match is None or not match.group(3).split():
             raise ProcParseError(path, lineno, "'Node N, zone NAME c0 c1 ...'", line)
-        key = (int(match.group(1)), match.group(2))
+        key = (parse_nid(match.group(1), path, lineno), match.group(2))
         if key in result:
             raise ProcParseError(path, lineno, "each zone once", line)
         result[key] = parse_ints(match.group(3).split(), path, lineno, "a free block count")
@@ -241,7 +264,7 @@ class _PagetypeParser:
         if match is None or len(tokens) != self.nr_orders:
             raise self.error(lineno, f"'Node N, zone Z, type T' and {self.nr_orders} counts",
                              line)
-        key = (int(match.group(1)), match.group(2), match.group(3))
+        key = (parse_nid(match.group(1), self.path, lineno), match.group(2), match.group(3))
         self._check_nid(key[0], lineno, line)
         if key in self.free_counts:
             raise self.error(lineno, "each zone and type once", line)
@@ -254,7 +277,7 @@ class _PagetypeParser:
         tokens = match.group(3).split() if match else []
         if match is None or len(tokens) != width:
             raise self.error(lineno, f"'Node N, zone NAME' and {width} counts", line)
-        key = (int(match.group(1)), match.group(2))
+        key = (parse_nid(match.group(1), self.path, lineno), match.group(2))
         self._check_nid(key[0], lineno, line)
         table = self.tables[self.section]
         if key in table:

@@ -22,7 +22,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from simcore.formats.proctables import ProcParseError, numbered_lines, parse_int, parse_ints
+from simcore.formats.proctables import (
+    ProcParseError,
+    numbered_lines,
+    parse_int,
+    parse_ints,
+    parse_nid,
+)
 
 Counters = tuple[tuple[str, int], ...]
 """``(name, value)`` pairs in the order the file prints them."""
@@ -71,7 +77,7 @@ class ZoneSnapshot:
     """Lines 6.1 prints that this file's kernel did not (``boost``, ``cma``)."""
 
 
-_ZONE_HEADER_RE = re.compile(r"Node (\d+), zone\s+(\S+)")
+_ZONE_HEADER_RE = re.compile(r"Node ([0-9]+), zone\s+(\S+)")
 _KEYVAL_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_ ]*?)(:?)\s+(\S+)\s*")
 _PROTECTION_RE = re.compile(r"\s*protection: \((.*)\)\s*")
 _COUNTER_RE = re.compile(r"[a-z][a-z0-9_]*")
@@ -232,7 +238,8 @@ def parse_zoneinfo(text: str, path: str = "<zoneinfo>") -> tuple[ZoneSnapshot, .
         if header is not None:
             if current is not None:
                 zones.append(current.build(lineno, line))
-            current = _ZoneBuilder(int(header.group(1)), header.group(2), path, lineno)
+            nid = parse_nid(header.group(1), path, lineno)
+            current = _ZoneBuilder(nid, header.group(2), path, lineno)
         elif current is None:
             raise ProcParseError(path, lineno, "'Node N, zone NAME'", line)
         else:

@@ -27,7 +27,7 @@ import enum
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from simcore.errors import AllocsimError
+from simcore.errors import AllocsimError, short_repr
 from simcore.mm import constants as c
 from simcore.mm.constants import MigrateType, WatermarkIndex, ZoneType
 
@@ -201,10 +201,11 @@ def _parse_gfp_token(token: str, text: str) -> int:
             bits = -1
         if 0 <= bits < _GFP_T_LIMIT:
             return bits
-        raise GfpParseError(f"bad hex gfp token {token!r} in {text!r}", token)
-    close = difflib.get_close_matches(token, list(_NAME_TO_VALUE), n=3)
+        raise GfpParseError(f"bad hex gfp token {short_repr(token)} in {short_repr(text)}", token)
+    close = difflib.get_close_matches(token[:100], list(_NAME_TO_VALUE), n=3)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise GfpParseError(f"unknown gfp flag {token!r} in {text!r}{hint}", token)
+    raise GfpParseError(f"unknown gfp flag {short_repr(token)} in {short_repr(text)}{hint}",
+                        token)
 
 
 # gfp_zone(): GFP_ZONE_TABLE and GFP_ZONE_BAD (include/linux/gfp.h), indexed by the four

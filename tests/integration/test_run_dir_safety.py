@@ -28,7 +28,7 @@ import reports.build as report_build
 import reports.render as report_render
 from allocsim.cli import main
 from allocsim.run import expected_outputs, missing_outputs
-from simcore.config.footprint import estimate_footprint
+from simcore.config.footprint import estimate_footprint, estimate_run_footprint
 from simcore.config.types import MachineConfig, NodeConfig, SysctlConfig
 from simcore.formats import trace_schema as ts
 from simcore.mm.page_alloc import PageAllocator
@@ -314,7 +314,7 @@ def test_machine_too_large_for_the_host_is_refused_before_building(
 def test_host_memory_check_uses_the_estimate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    footprint = estimate_footprint(MachineConfig(nodes=(NodeConfig(128 << 8, cpus=2),)))
+    footprint = estimate_run_footprint(load_experiment(_config(tmp_path)))  # its snapshots too
     monkeypatch.setattr(hostmem, "available_bytes", lambda: footprint.total - 1)
     assert main(["validate", str(_config(tmp_path))]) == 2
     assert "expected a machine that fits" in _one_error_line(capsys.readouterr().err)
