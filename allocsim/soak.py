@@ -21,10 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from allocsim.run import _Run
 from simcore.config.types import ExperimentConfig
+from simcore.config.yamlio import read_yaml
 from simcore.sim.audit import Audit, InvariantViolation, WindowDone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,8 +56,8 @@ def soak_config(path: Path) -> ExperimentConfig:
     from allocsim.sweep.runner import plan_sweep
     from workloads.registry import load_experiment
 
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if "sweep" not in doc:
+    doc = read_yaml(path)
+    if not isinstance(doc, dict) or "sweep" not in doc:
         return load_experiment(path)
     return task_config(plan_sweep(path).tasks[-1])
 
