@@ -30,6 +30,7 @@ numbers: points differ by their values, not by their luck).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -112,6 +113,10 @@ def _grid(raw: object, source: str) -> tuple[tuple[str, ...], tuple[SweepPoint, 
             raise ConfigError(source, where, "a non-empty list of values", vals)
         keys.append(str(path))
         values.append(vals)
+    nr_points = math.prod(len(v) for v in values)
+    if nr_points > MAX_RUNS:  # refused before the product is built (it could be huge)
+        raise ConfigError(source, key, f"at most {MAX_RUNS:,} points (the product of the "
+                          "value lists' lengths)", " x ".join(f"{len(v):,}" for v in values))
     points = []
     for i, combo in enumerate(itertools.product(*(range(len(v)) for v in values))):
         params = tuple((k, values[j][c]) for j, (k, c) in enumerate(zip(keys, combo,

@@ -181,6 +181,9 @@ def test_an_unreachable_scheduler_is_one_error(tmp_path: Path,
     ({"points": [{}]}, "sweep.points[0]", "at least one key path"),
     ({"grid": {"seed": [1]}, "replicates": 0}, "sweep.replicates", "an integer in 1.."),
     ({"grid": {"seed": [1]}, "bogus": 1}, "sweep.bogus", "one of the keys"),
+    # 10^8 points: refused from the lists' lengths, before any point is built
+    ({"grid": {k: list(range(100)) for k in ("a", "b", "c", "d")}}, "sweep.grid",
+     "at most 100,000 points"),
 ])
 def test_bad_sweep_sections(section: dict[str, object], key: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
