@@ -161,14 +161,20 @@ def _lifetime(value: object, key: str, source: str) -> LifetimeSpec:
 
 
 def _gfp(value: object, key: str, source: str) -> int:
-    from simcore.mm.gfp import GfpParseError, parse_gfp  # lazy: keeps parsing import-light
+    from simcore.mm.gfp import GfpError, GfpParseError, gfp_zone, parse_gfp  # lazy
 
     text = expect_str(value, key, source, expected="gfp flags like 'GFP_KERNEL|__GFP_COMP'")
     try:
-        return int(parse_gfp(text))
+        gfp = int(parse_gfp(text))
     except GfpParseError as exc:
         raise ConfigError(source, key, f"gfp flags like 'GFP_KERNEL|__GFP_COMP' ({exc})",
                           value) from exc
+    try:
+        gfp_zone(gfp)  # a GFP_ZONE_BAD combination is the kernel's VM_BUG_ON: refused here
+    except GfpError as exc:
+        raise ConfigError(source, key, f"gfp flags with zone modifiers gfp_zone() accepts "
+                          f"({exc})", value) from exc
+    return gfp
 
 
 def _cpus(value: object, key: str, source: str) -> tuple[int, ...] | None:

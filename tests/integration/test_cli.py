@@ -229,3 +229,13 @@ def test_subprocess_exit_codes_and_stderr(tmp_path: Path) -> None:
         assert stdout == "", argv
         _assert_one_error_line(stderr, names)
     _assert_empty(out)
+
+
+def test_validate_refuses_gfp_zone_modifiers_run_would_refuse(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """__GFP_DMA|__GFP_DMA32 is a GFP_ZONE_BAD combination: validate says so, naming the
+    key, instead of passing a config that run then rejects."""
+    quickstart = str(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
+    assert main(["validate", quickstart, "--set", "workloads[4].gfp=__GFP_DMA|__GFP_DMA32"]) == 2
+    err = capsys.readouterr().err
+    assert "workloads[4].gfp: expected gfp flags with zone modifiers" in err
