@@ -192,8 +192,37 @@ def sysctl_from_snapshot(snap: ProcSnapshot) -> SysctlConfig:
     names = ("watermark_scale_factor", "watermark_boost_factor", "percpu_pagelist_high_fraction",
              "extfrag_threshold", "compaction_proactiveness", "swappiness")
     values = {name: snap.sysctl_int(name, getattr(defaults, name)) for name in names}
+    _check_sysctl_ranges(snap, {"min_free_kbytes": min_free_kbytes, **values}, ratio)
     return SysctlConfig(min_free_kbytes=min_free_kbytes, lowmem_reserve_ratio=tuple(ratio),
                         **values)
+
+
+def _check_sysctl_ranges(snap: ProcSnapshot, values: dict[str, int | None],
+                         ratio: tuple[int, ...]) -> None:
+    """Each value within the range the config schema gives its key (one rule for both).
+
+    Raises:
+        ProcParseError: naming the ``sysctl_vm`` line of the first value out of range.
+    """
+    from simcore.config.schema import Type, integer
+    from simcore.config.schema_keys import INT_MAX, SYSCTL_HELP
+
+    for name, value in values.items():
+        if value is None:
+            continue
+        spec = SYSCTL_HELP[name][0] if name != "min_free_kbytes" else integer(0, INT_MAX)
+        if name == "percpu_pagelist_high_fraction":
+            ok, text = value == 0 or value >= 8, str(spec)
+        elif isinstance(spec, Type):
+            lo, hi = spec.json.get("minimum", value), spec.json.get("maximum", value)
+            ok, text = lo <= value <= hi, spec.text
+        else:
+            continue
+        if not ok:
+            raise snap.sysctl_error(name, text, value)
+    if any(not 0 <= r <= INT_MAX for r in ratio):
+        raise snap.sysctl_error("lowmem_reserve_ratio", f"integers 0..{INT_MAX}",
+                                " ".join(map(str, ratio)))
 
 
 def _online_cpus(snap: ProcSnapshot) -> set[int]:

@@ -200,3 +200,21 @@ def test_a_damaged_meminfo_of_an_initial_state(
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"allocsim: error: {tmp_path / 'snap' / 'meminfo'}:{lineno}: expected")
     assert got in err
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("vm.min_free_kbytes = -99999999999", "integer 0..2147483647"),
+    ("vm.watermark_scale_factor = 0", "integer 1..3000"),
+    ("vm.percpu_pagelist_high_fraction = 3", "0 or an integer >= 8"),
+])
+def test_a_sysctl_out_of_its_range(line: str, expected: str, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A snapshot's sysctl gets the range the config schema gives its key: proc import
+    no longer writes a YAML file the tool itself rejects (a negative min_free_kbytes ran)."""
+    snap = tmp_path / "snap"
+    shutil.copytree(ORACLE / "hugetlb-fresh" / "start", snap)
+    with (snap / "sysctl_vm").open("a") as f:
+        f.write(line + "\n")
+    assert main(["proc", "import", str(snap), "-o", str(tmp_path / "m.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "sysctl_vm:" in err and expected in err and not (tmp_path / "m.yaml").exists()
