@@ -39,12 +39,10 @@ from simpy.core import StopSimulation
 
 from simcore.mm.invariants import InvariantError, check_invariants
 from simcore.mm.pages import ORDER_MASK, PG_ALLOC, PG_HEAD
+from simcore.sim.hugetlb import HUGETLB_KEY
 
 if TYPE_CHECKING:
     from simcore.sim.machine import Machine
-
-HUGETLB_KEY = "hugetlb"
-"""Where the hugetlb pool lives in :attr:`Machine.extras` (:mod:`simcore.sim.hugetlb`)."""
 
 
 @dataclass(frozen=True)
